@@ -1,0 +1,265 @@
+//! Reading and checking config.json. Parsing names the JSON path of a bad
+//! field; validation rejects what parses but cannot work, before anything is
+//! created on the host.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+pub use oci_spec::runtime::{LinuxResources, Process};
+
+use crate::error::{Error, Result};
+use crate::namespaces::Namespaces;
+
+/// A parsed and validated bundle.
+pub struct Bundle {
+    /// Absolute path of the bundle directory.
+    pub dir: PathBuf,
+    /// Absolute path of the root filesystem.
+    pub rootfs: PathBuf,
+    pub spec: Spec,
+    /// config.json as read, kept beside the state for later operations.
+    pub raw: Vec<u8>,
+}
+
+pub fn load_bundle(dir: &Path) -> Result<Bundle> {
+    let dir =
+        fs::canonicalize(dir).map_err(|e| Error::os(format!("bundle {}", dir.display()), e))?;
+    let raw = fs::read(dir.join("config.json"))
+        .map_err(|e| Error::os(format!("bundle {}: config.json", dir.display()), e))?;
+    let spec: Spec = parse(&raw, "config.json")?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| Error::config("root", "is required"))?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        dir.join(root.path())
+    };
+    let rootfs = fs::canonicalize(&rootfs)
+        .map_err(|e| Error::config("root.path", format!("{}: {e}", rootfs.display())))?;
+    if !rootfs.is_dir() {
+        return Err(Error::config(
+            "root.path",
+            format!("{} is not a directory", rootfs.display()),
+        ));
+    }
+    validate(&spec)?;
+    Ok(Bundle {
+        dir,
+        rootfs,
+        spec,
+        raw,
+    })
+}
+
+/// Parses JSON into `T`, naming the path of the offending field on error.
+pub fn parse<T: serde::de::DeserializeOwned>(raw: &[u8], file: &'static str) -> Result<T> {
+    let de = &mut serde_json::Deserializer::from_slice(raw);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        Error::Config {
+            file,
+            field: if path == "." {
+                "(document)".into()
+            } else {
+                path
+            },
+            why: e.into_inner().to_string(),
+        }
+    })
+}
+
+/// Checks what the types alone cannot express.
+pub fn validate(spec: &Spec) -> Result<()> {
+    check_version(spec.version())?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::config("process", "is required"))?;
+    match process.args() {
+        Some(a) if !a.is_empty() && !a[0].is_empty() => {}
+        _ => return Err(Error::config("process.args", "must name a program to run")),
+    }
+    if !process.cwd().is_absolute() {
+        return Err(Error::config(
+            "process.cwd",
+            format!("{:?} is not an absolute path", process.cwd()),
+        ));
+    }
+    if let Some(umask) = process.user().umask() {
+        if umask > 0o777 {
+            return Err(Error::config(
+                "process.user.umask",
+                format!("{umask:#o} is above 0777"),
+            ));
+        }
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(Error::config(
+                "process.oomScoreAdj",
+                format!("{adj} is outside -1000..1000"),
+            ));
+        }
+    }
+    if let Some(rlimits) = process.rlimits() {
+        let mut seen = Vec::new();
+        for (i, r) in rlimits.iter().enumerate() {
+            if seen.contains(&r.typ()) {
+                return Err(Error::config(
+                    format!("process.rlimits[{i}].type"),
+                    format!("{:?} is given twice", r.typ()),
+                ));
+            }
+            seen.push(r.typ());
+            if r.soft() > r.hard() {
+                return Err(Error::config(
+                    format!("process.rlimits[{i}]"),
+                    format!("soft limit {} is above hard limit {}", r.soft(), r.hard()),
+                ));
+            }
+        }
+    }
+    for (i, env) in process.env().iter().flatten().enumerate() {
+        if !env.contains('=') || env.starts_with('=') {
+            return Err(Error::config(
+                format!("process.env[{i}]"),
+                format!("{env:?} is not KEY=value"),
+            ));
+        }
+    }
+
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| Error::config("linux", "is required on Linux"))?;
+    let ns = Namespaces::from_spec(linux)?;
+    if !ns.is_new(LinuxNamespaceType::Mount) {
+        return Err(Error::config(
+            "linux.namespaces",
+            "a new mount namespace is required to set up the root filesystem",
+        ));
+    }
+    let user_ns = ns.contains(LinuxNamespaceType::User);
+    let maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if ns.is_new(LinuxNamespaceType::User) && !maps {
+        return Err(Error::config(
+            "linux.uidMappings",
+            "a new user namespace needs uid and gid mappings",
+        ));
+    }
+    if maps && !user_ns {
+        return Err(Error::config(
+            "linux.uidMappings",
+            "mappings are given but there is no user namespace",
+        ));
+    }
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
+        && !ns.is_new(LinuxNamespaceType::Uts)
+    {
+        return Err(Error::config(
+            "hostname",
+            "setting it needs a new uts namespace",
+        ));
+    }
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty())
+        && !ns.is_new(LinuxNamespaceType::Uts)
+    {
+        return Err(Error::config(
+            "domainname",
+            "setting it needs a new uts namespace",
+        ));
+    }
+    if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty())
+        && !ns.is_new(LinuxNamespaceType::Time)
+    {
+        return Err(Error::config(
+            "linux.timeOffsets",
+            "need a new time namespace",
+        ));
+    }
+    for key in linux.sysctl().iter().flatten().map(|(k, _)| k) {
+        check_sysctl(key, &ns)?;
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if !m.destination().is_absolute() {
+            return Err(Error::config(
+                format!("mounts[{i}].destination"),
+                format!("{:?} is not an absolute path", m.destination()),
+            ));
+        }
+        let bind = m.typ().as_deref() == Some("bind")
+            || m.options()
+                .iter()
+                .flatten()
+                .any(|o| o == "bind" || o == "rbind");
+        if bind && m.source().is_none() {
+            return Err(Error::config(
+                format!("mounts[{i}].source"),
+                "a bind mount needs a source",
+            ));
+        }
+    }
+    for (i, d) in linux.devices().iter().flatten().enumerate() {
+        if !d.path().starts_with("/dev/") {
+            return Err(Error::config(
+                format!("linux.devices[{i}].path"),
+                format!("{:?} is not under /dev", d.path()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_version(v: &str) -> Result<()> {
+    let major = v.split('.').next().unwrap_or("");
+    if major != "1" {
+        return Err(Error::config(
+            "ociVersion",
+            format!("{v:?} is not a 1.x runtime-spec version"),
+        ));
+    }
+    Ok(())
+}
+
+/// Only namespaced sysctls may be set, and only when the container has its
+/// own copy of that namespace; anything else would change the host.
+fn check_sysctl(key: &str, ns: &Namespaces) -> Result<()> {
+    let needs = if key.starts_with("net.") {
+        LinuxNamespaceType::Network
+    } else if key.starts_with("fs.mqueue.")
+        || matches!(
+            key,
+            "kernel.msgmax"
+                | "kernel.msgmnb"
+                | "kernel.msgmni"
+                | "kernel.sem"
+                | "kernel.shmall"
+                | "kernel.shmmax"
+                | "kernel.shmmni"
+                | "kernel.shm_rmid_forced"
+        )
+    {
+        LinuxNamespaceType::Ipc
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        LinuxNamespaceType::Uts
+    } else {
+        return Err(Error::config(
+            format!("linux.sysctl.{key}"),
+            "is not a namespaced sysctl; setting it would change the host",
+        ));
+    };
+    if !ns.contains(needs) {
+        return Err(Error::config(
+            format!("linux.sysctl.{key}"),
+            format!(
+                "needs a {} namespace of the container's own",
+                crate::namespaces::name(needs)
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! Thin wrappers over the mount system calls, old and new.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::mountopts::{Attrs, MsFlags};
+
+fn cstr(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))
+}
+
+fn check(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// mount(2).
+pub fn mount(
+    source: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let source = source.map(cstr).transpose()?;
+    let target = cstr(target)?;
+    let fstype = fstype.map(|t| CString::new(t).unwrap_or_default());
+    let data = data
+        .filter(|d| !d.is_empty())
+        .map(|d| CString::new(d).unwrap_or_default());
+    let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    let r = unsafe {
+        libc::mount(
+            ptr(&source),
+            target.as_ptr(),
+            ptr(&fstype),
+            flags,
+            ptr(&data) as *const libc::c_void,
+        )
+    };
+    check(r as libc::c_long).map(|_| ())
+}
+
+pub fn umount(target: &Path, flags: libc::c_int) -> io::Result<()> {
+    let target = cstr(target)?;
+    check(unsafe { libc::umount2(target.as_ptr(), flags) } as libc::c_long).map(|_| ())
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+
+/// A detached copy of the mount (tree) at `path`, for a bind mount.
+pub fn clone_tree(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
+    let p = cstr(path)?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    let fd =
+        check(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, p.as_ptr(), flags) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Attaches the detached mount `tree` on top of what `target` refers to.
+pub fn move_mount(tree: &impl AsFd, target: &impl AsFd) -> io::Result<()> {
+    let empty = c"";
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_fd().as_raw_fd(),
+            empty.as_ptr(),
+            target.as_fd().as_raw_fd(),
+            empty.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    })
+    .map(|_| ())
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// mount_setattr(2) on the mount behind `fd` (and its whole tree when
+/// `recursive`): attributes, a propagation type, or an id mapping.
+pub fn setattr(
+    fd: &impl AsFd,
+    recursive: bool,
+    attrs: Attrs,
+    propagation: MsFlags,
+    userns: Option<&OwnedFd>,
+) -> io::Result<()> {
+    let mut a = MountAttr {
+        attr_set: attrs.set,
+        attr_clr: attrs.clr,
+        propagation: propagation & !libc::MS_REC,
+        userns_fd: 0,
+    };
+    if let Some(ns) = userns {
+        a.attr_set |= 0x100000; // MOUNT_ATTR_IDMAP
+        a.userns_fd = ns.as_raw_fd() as u64;
+    }
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    let empty = c"";
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_fd().as_raw_fd(),
+            empty.as_ptr(),
+            flags,
+            &mut a as *mut MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(|_| ())
+}

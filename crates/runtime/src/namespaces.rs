@@ -1,0 +1,150 @@
+//! Which namespaces a container gets: new ones (clone/unshare flags) and
+//! existing ones joined by path (setns).
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+use oci_spec::runtime::{Linux, LinuxNamespaceType};
+
+use crate::error::{Error, Result};
+
+/// The kernel's CLONE_NEW* flag for a namespace type.
+pub fn flag(t: LinuxNamespaceType) -> libc::c_int {
+    match t {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => libc::CLONE_NEWTIME,
+    }
+}
+
+/// The namespace's name as in /proc/<pid>/ns/.
+pub fn name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// The order in which existing namespaces are joined: the user namespace
+/// first (it grants the rights to join the others), the mount namespace last
+/// (it changes how later paths resolve).
+pub const JOIN_ORDER: [LinuxNamespaceType; 8] = [
+    LinuxNamespaceType::User,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Uts,
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::Pid,
+    LinuxNamespaceType::Cgroup,
+    LinuxNamespaceType::Time,
+    LinuxNamespaceType::Mount,
+];
+
+#[derive(Debug, Clone, Default)]
+pub struct Namespaces {
+    entries: Vec<(LinuxNamespaceType, Option<PathBuf>)>,
+}
+
+impl Namespaces {
+    pub fn from_spec(linux: &Linux) -> Result<Self> {
+        let mut entries: Vec<(LinuxNamespaceType, Option<PathBuf>)> = Vec::new();
+        for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+            if entries.iter().any(|(t, _)| *t == ns.typ()) {
+                return Err(Error::config(
+                    format!("linux.namespaces[{i}].type"),
+                    format!("{} namespace is listed twice", name(ns.typ())),
+                ));
+            }
+            let path = ns.path().clone().filter(|p| !p.as_os_str().is_empty());
+            if let Some(p) = &path {
+                if !p.is_absolute() {
+                    return Err(Error::config(
+                        format!("linux.namespaces[{i}].path"),
+                        format!("{} is not an absolute path", p.display()),
+                    ));
+                }
+            }
+            entries.push((ns.typ(), path));
+        }
+        Ok(Namespaces { entries })
+    }
+
+    pub fn contains(&self, t: LinuxNamespaceType) -> bool {
+        self.entries.iter().any(|(x, _)| *x == t)
+    }
+
+    pub fn is_new(&self, t: LinuxNamespaceType) -> bool {
+        self.entries.iter().any(|(x, p)| *x == t && p.is_none())
+    }
+
+    pub fn is_joined(&self, t: LinuxNamespaceType) -> bool {
+        self.entries.iter().any(|(x, p)| *x == t && p.is_some())
+    }
+
+    /// CLONE_NEW* flags of every namespace to create.
+    pub fn new_flags(&self) -> libc::c_int {
+        self.entries
+            .iter()
+            .filter(|(_, p)| p.is_none())
+            .fold(0, |acc, (t, _)| acc | flag(*t))
+    }
+
+    /// Opens every namespace to join, in join order, checking that each path
+    /// really is a namespace of the stated type.
+    pub fn open_joins(&self) -> Result<Vec<(LinuxNamespaceType, OwnedFd)>> {
+        let mut out = Vec::new();
+        for t in JOIN_ORDER {
+            let Some((_, Some(path))) = self.entries.iter().find(|(x, _)| *x == t) else {
+                continue;
+            };
+            let file = File::open(path).map_err(|e| {
+                Error::config(
+                    format!("linux.namespaces[{}].path", name(t)),
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            // NS_GET_NSTYPE answers the type of the namespace behind an fd.
+            const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+            let got = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
+            if got != flag(t) {
+                return Err(Error::config(
+                    format!("linux.namespaces[{}].path", name(t)),
+                    format!("{} is not a {} namespace", path.display(), name(t)),
+                ));
+            }
+            out.push((t, OwnedFd::from(file)));
+        }
+        Ok(out)
+    }
+}
+
+pub fn setns(fd: &OwnedFd, t: LinuxNamespaceType) -> Result<()> {
+    if unsafe { libc::setns(fd.as_raw_fd(), flag(t)) } != 0 {
+        return Err(Error::os(
+            format!("join {} namespace", name(t)),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+pub fn unshare(flags: libc::c_int) -> Result<()> {
+    if flags != 0 && unsafe { libc::unshare(flags) } != 0 {
+        return Err(Error::os(
+            format!("unshare namespaces {flags:#x}"),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! Turning the current process into the container's process: limits,
+//! security settings, user, working directory, then execve. Shared by the
+//! container's init and by exec.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use libseccomp::ScmpFilterContext;
+use oci_spec::runtime::{PosixRlimitType, Process};
+
+use crate::capabilities::CapSets;
+use crate::error::{Context, Error, Result};
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What the process needs prepared before the user switch, computed by the
+/// runtime before it forks so that errors surface before anything exists.
+pub struct Prepared {
+    pub caps: Option<CapSets>,
+    pub seccomp: Option<ScmpFilterContext>,
+}
+
+fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
+    match t {
+        PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
+        PosixRlimitType::RlimitFsize => libc::RLIMIT_FSIZE,
+        PosixRlimitType::RlimitData => libc::RLIMIT_DATA,
+        PosixRlimitType::RlimitStack => libc::RLIMIT_STACK,
+        PosixRlimitType::RlimitCore => libc::RLIMIT_CORE,
+        PosixRlimitType::RlimitRss => libc::RLIMIT_RSS,
+        PosixRlimitType::RlimitNproc => libc::RLIMIT_NPROC,
+        PosixRlimitType::RlimitNofile => libc::RLIMIT_NOFILE,
+        PosixRlimitType::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        PosixRlimitType::RlimitAs => libc::RLIMIT_AS,
+        PosixRlimitType::RlimitLocks => libc::RLIMIT_LOCKS,
+        PosixRlimitType::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        PosixRlimitType::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        PosixRlimitType::RlimitNice => libc::RLIMIT_NICE,
+        PosixRlimitType::RlimitRtprio => libc::RLIMIT_RTPRIO,
+        PosixRlimitType::RlimitRttime => libc::RLIMIT_RTTIME,
+    }
+}
+
+pub fn set_rlimits(p: &Process) -> Result<()> {
+    for r in p.rlimits().iter().flatten() {
+        let lim = libc::rlimit {
+            rlim_cur: r.soft(),
+            rlim_max: r.hard(),
+        };
+        if unsafe { libc::setrlimit(rlimit_resource(r.typ()), &lim) } != 0 {
+            let e = io::Error::last_os_error();
+            let hint = if e.raw_os_error() == Some(libc::EPERM) {
+                " (raising a hard limit needs CAP_SYS_RESOURCE)"
+            } else {
+                ""
+            };
+            return Err(Error::os(
+                format!("set {:?} to {}:{}{hint}", r.typ(), r.soft(), r.hard()),
+                e,
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn set_oom_score_adj(adj: i32) -> Result<()> {
+    fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
+        let hint = if e.kind() == io::ErrorKind::PermissionDenied {
+            " (lowering it needs CAP_SYS_RESOURCE)"
+        } else {
+            ""
+        };
+        Error::os(format!("write oom_score_adj {adj}{hint}"), e)
+    })
+}
+
+pub fn set_no_new_privs() -> Result<()> {
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(Error::os("set no_new_privs", io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Applies an AppArmor profile or SELinux label on exec, where the host
+/// has that LSM; like runc, silently nothing where it has not.
+pub fn set_lsm(p: &Process) -> Result<()> {
+    if let Some(profile) = p.apparmor_profile().as_deref().filter(|s| !s.is_empty()) {
+        let enabled = fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|s| s.trim() == "Y");
+        if enabled {
+            let attr = if Path::new("/proc/self/attr/apparmor/exec").exists() {
+                "/proc/self/attr/apparmor/exec"
+            } else {
+                "/proc/self/attr/exec"
+            };
+            fs::write(attr, format!("exec {profile}"))
+                .ctx(|| format!("apply AppArmor profile {profile}"))?;
+        }
+    }
+    if let Some(label) = p.selinux_label().as_deref().filter(|s| !s.is_empty()) {
+        if Path::new("/sys/fs/selinux/enforce").exists() {
+            fs::write("/proc/self/attr/exec", label)
+                .ctx(|| format!("set SELinux label {label}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Joins a new session keyring named after the container, so it does not
+/// share the host's.
+pub fn join_session_keyring(name: &str) -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let name = CString::new(format!("_ses.{name}")).unwrap_or_default();
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        // Kernels without keys, or a seccomp profile denying keyctl.
+        if !matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) {
+            return Err(Error::os("join a session keyring", e));
+        }
+    }
+    Ok(())
+}
+
+/// Switches to the configured user and groups, keeping the capabilities
+/// the spec grants.
+pub fn switch_user(p: &Process, caps: Option<&CapSets>) -> Result<()> {
+    let user = p.user();
+    if let Some(c) = caps {
+        c.drop_bounding()?;
+    }
+    // Keep the permitted set across setuid; the effective set is restored
+    // from it below.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    let groups: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
+    if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } != 0 {
+        let e = io::Error::last_os_error();
+        // A user namespace with setgroups denied: only an empty list would
+        // have worked, and there is nothing to drop.
+        if !(e.raw_os_error() == Some(libc::EPERM) && groups.is_empty()) {
+            return Err(Error::os(format!("setgroups {groups:?}"), e));
+        }
+    }
+    if unsafe { libc::setresgid(user.gid(), user.gid(), user.gid()) } != 0 {
+        return Err(Error::os(
+            format!("setgid {}", user.gid()),
+            io::Error::last_os_error(),
+        ));
+    }
+    if unsafe { libc::setresuid(user.uid(), user.uid(), user.uid()) } != 0 {
+        return Err(Error::os(
+            format!("setuid {}", user.uid()),
+            io::Error::last_os_error(),
+        ));
+    }
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    if let Some(c) = caps {
+        c.apply()?;
+    }
+    unsafe { libc::umask(user.umask().unwrap_or(0o022) as libc::mode_t) };
+    Ok(())
+}
+
+/// The environment for the process: the spec's, plus HOME from the
+/// container's /etc/passwd when the spec does not set it.
+pub fn environment(p: &Process) -> Vec<String> {
+    let mut env = p.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        let home = home_of(p.user().uid()).unwrap_or_else(|| "/".into());
+        env.push(format!("HOME={home}"));
+    }
+    env
+}
+
+fn home_of(uid: u32) -> Option<String> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
+    })
+}
+
+/// Finds the program as execvp would, in the PATH of the container's
+/// environment. The wording of the error is Go's, which podman maps to
+/// exit code 127.
+pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
+    let not_found = || {
+        Error::Init(format!(
+            "exec: {arg0:?}: executable file not found in $PATH"
+        ))
+    };
+    if arg0.contains('/') {
+        let p = PathBuf::from(arg0);
+        return match is_executable(&p) {
+            Ok(true) => Ok(p),
+            Ok(false) => Err(Error::Init(format!("exec: {arg0:?}: permission denied"))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::Init(format!(
+                "exec: {arg0:?}: no such file or directory"
+            ))),
+            Err(e) => Err(Error::os(format!("exec {arg0:?}"), e)),
+        };
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = Path::new(dir).join(arg0);
+        if let Ok(true) = is_executable(&candidate) {
+            return Ok(candidate);
+        }
+    }
+    Err(not_found())
+}
+
+fn is_executable(p: &Path) -> io::Result<bool> {
+    let meta = fs::metadata(p)?;
+    if meta.is_dir() {
+        return Ok(false);
+    }
+    let c = CString::new(p.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // access(2) checks as the real (container) user, after the switch.
+    Ok(meta.permissions().mode() & 0o111 != 0
+        && unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0)
+}
+
+pub fn chdir(cwd: &Path) -> Result<()> {
+    rustix::process::chdir(cwd).ctx(|| format!("chdir to cwd {:?}", cwd.display().to_string()))
+}
+
+/// Resets what this runtime process changed for itself and must not leak
+/// into the container: the signal mask and ignored signals.
+pub fn reset_signals() {
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        // Rust ignores SIGPIPE at startup; execve keeps ignored signals.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// Marks every fd from `first` on close-on-exec, so only stdio and the
+/// preserved fds reach the container.
+pub fn cloexec_from(first: u32) {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if r != 0 {
+        // Before Linux 5.11: walk /proc/self/fd.
+        if let Ok(dir) = fs::read_dir("/proc/self/fd") {
+            let fds: Vec<i32> = dir
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .filter(|fd| *fd >= first as i32)
+                .collect();
+            for fd in fds {
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+        }
+    }
+}
+
+/// execve(2). Returns only on failure.
+pub fn exec(path: &Path, args: &[String], env: &[String]) -> Error {
+    let cstr = |s: &str| CString::new(s).unwrap_or_default();
+    let path_c = CString::new(path.as_os_str().as_bytes()).unwrap_or_default();
+    let argv: Vec<CString> = args.iter().map(|a| cstr(a)).collect();
+    let envp: Vec<CString> = env.iter().map(|e| cstr(e)).collect();
+    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_p.push(std::ptr::null());
+    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_p.push(std::ptr::null());
+    unsafe { libc::execve(path_c.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
+    Error::os(
+        format!("exec {}", path.display()),
+        io::Error::last_os_error(),
+    )
+}

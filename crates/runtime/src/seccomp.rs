@@ -1,0 +1,148 @@
+//! The spec's seccomp profile compiled with libseccomp and loaded into the
+//! calling process.
+
+use std::collections::HashMap;
+
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterAttr, ScmpFilterContext,
+    ScmpSyscall,
+};
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+};
+
+use crate::error::{Error, Result};
+
+fn err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
+    Error::Seccomp(format!("{what}: {e}"))
+}
+
+fn action(a: LinuxSeccompAction, errno: Option<u32>) -> ScmpAction {
+    let errno = errno.map(|e| e as i32).unwrap_or(libc::EPERM);
+    match a {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
+        LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(errno),
+        LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno as u16),
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
+    }
+}
+
+fn arch(a: Arch) -> Option<ScmpArch> {
+    // The spec's names are libseccomp's with an SCMP_ARCH_ prefix.
+    let name = serde_json::to_value(a)
+        .ok()?
+        .as_str()?
+        .strip_prefix("SCMP_ARCH_")?
+        .to_string();
+    name.parse().ok()
+}
+
+fn op(o: LinuxSeccompOperator, mask: u64) -> ScmpCompareOp {
+    match o {
+        LinuxSeccompOperator::ScmpCmpNe => ScmpCompareOp::NotEqual,
+        LinuxSeccompOperator::ScmpCmpLt => ScmpCompareOp::Less,
+        LinuxSeccompOperator::ScmpCmpLe => ScmpCompareOp::LessOrEqual,
+        LinuxSeccompOperator::ScmpCmpEq => ScmpCompareOp::Equal,
+        LinuxSeccompOperator::ScmpCmpGe => ScmpCompareOp::GreaterEqual,
+        LinuxSeccompOperator::ScmpCmpGt => ScmpCompareOp::Greater,
+        LinuxSeccompOperator::ScmpCmpMaskedEq => ScmpCompareOp::MaskedEqual(mask),
+    }
+}
+
+/// Whether the profile hands syscalls to a notify listener.
+pub fn uses_notify(s: &LinuxSeccomp) -> bool {
+    s.default_action() == LinuxSeccompAction::ScmpActNotify
+        || s.syscalls()
+            .iter()
+            .flatten()
+            .any(|r| r.action() == LinuxSeccompAction::ScmpActNotify)
+}
+
+/// Builds the filter; the runtime does this before it forks, so a bad
+/// profile is reported before anything exists, and the child only loads it.
+pub fn compile(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
+    if uses_notify(s) {
+        return Err(Error::config(
+            "linux.seccomp",
+            "SCMP_ACT_NOTIFY is not supported yet",
+        ));
+    }
+    let default = action(s.default_action(), s.default_errno_ret());
+    let mut ctx = ScmpFilterContext::new(default).map_err(|e| err("create filter", e))?;
+    for (i, a) in s.architectures().iter().flatten().enumerate() {
+        let Some(arch) = arch(*a) else {
+            return Err(Error::config(
+                format!("linux.seccomp.architectures[{i}]"),
+                format!("{a:?} is unknown"),
+            ));
+        };
+        ctx.add_arch(arch)
+            .map_err(|e| err(format!("add architecture {a:?}"), e))?;
+    }
+    for f in s.flags().iter().flatten() {
+        let attr = match f {
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => ScmpFilterAttr::CtlLog,
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => ScmpFilterAttr::CtlTsync,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => ScmpFilterAttr::CtlSsb,
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => continue,
+        };
+        ctx.set_filter_attr(attr, 1)
+            .map_err(|e| err(format!("set flag {f:?}"), e))?;
+    }
+    for (i, rule) in s.syscalls().iter().flatten().enumerate() {
+        let act = action(rule.action(), rule.errno_ret());
+        if act == default {
+            // libseccomp refuses rules that repeat the default action.
+            continue;
+        }
+        let mut conds = Vec::new();
+        for (j, a) in rule.args().iter().flatten().enumerate() {
+            if a.index() > 5 {
+                return Err(Error::config(
+                    format!("linux.seccomp.syscalls[{i}].args[{j}].index"),
+                    format!("{} is above 5", a.index()),
+                ));
+            }
+            let value = if a.op() == LinuxSeccompOperator::ScmpCmpMaskedEq {
+                a.value_two().unwrap_or(0)
+            } else {
+                a.value()
+            };
+            conds.push(ScmpArgCompare::new(
+                a.index() as u32,
+                op(a.op(), a.value()),
+                value,
+            ));
+        }
+        // libseccomp cannot AND two conditions on one argument; runc
+        // applies each as a rule of its own (OR), and so do we.
+        let mut per_index: HashMap<u32, usize> = HashMap::new();
+        for c in rule.args().iter().flatten() {
+            *per_index.entry(c.index() as u32).or_default() += 1;
+        }
+        let split = per_index.values().any(|&n| n > 1);
+        for name in rule.names() {
+            let Ok(sys) = ScmpSyscall::from_name(name) else {
+                continue; // unknown to this libseccomp: nothing to filter
+            };
+            let r = if conds.is_empty() {
+                ctx.add_rule(act, sys).map(|_| ())
+            } else if split {
+                conds.iter().try_for_each(|c| {
+                    ctx.add_rule_conditional(act, sys, std::slice::from_ref(c))
+                        .map(|_| ())
+                })
+            } else {
+                ctx.add_rule_conditional(act, sys, &conds).map(|_| ())
+            };
+            r.map_err(|e| err(format!("linux.seccomp.syscalls[{i}] ({name})"), e))?;
+        }
+    }
+    Ok(ctx)
+}
