@@ -204,7 +204,11 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
     }
     for (i, d) in linux.devices().iter().flatten().enumerate() {
-        if !d.path().starts_with("/dev/") {
+        let dotdot = d
+            .path()
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir));
+        if !d.path().starts_with("/dev/") || dotdot {
             return Err(Error::config(
                 format!("linux.devices[{i}].path"),
                 format!("{:?} is not under /dev", d.path()),

@@ -70,11 +70,12 @@ impl Drop for Undo<'_> {
             let _ = spawn::wait_status(pid);
         }
         if let Some(cg) = &self.cgroup {
-            let _ = cg.destroy();
             if let Some(unit) = &cg.record.systemd_unit {
-                let _ = cgroups::systemd::stop_unit(unit);
+                let _ = cgroups::systemd::stop_unit(unit, cg.v2_dir().map(|d| d.path.as_path()));
             }
+            let _ = cg.destroy();
         }
+
         let _ = self.store.remove(self.id);
     }
 }
@@ -139,7 +140,11 @@ impl Runtime {
                 .capabilities()
                 .as_ref()
                 .map(capabilities::CapSets::new),
-            seccomp: linux.seccomp().as_ref().map(seccomp::compile).transpose()?,
+            seccomp: linux
+                .seccomp()
+                .as_ref()
+                .map(|s| seccomp::compile(s, process.no_new_privileges() == Some(true)))
+                .transpose()?,
         };
         let joins = ns.open_joins()?;
         let layout = Layout::detect().ctx(|| "read the cgroup layout")?;
@@ -567,10 +572,13 @@ impl Runtime {
                 ));
             }
         }
-        cg.destroy()?;
+        // systemd owns the scope: ask it to go first, then remove what
+        // systemd does not manage.
         if let Some(unit) = &st.cgroup.systemd_unit {
-            cgroups::systemd::stop_unit(unit)?;
+            cgroups::systemd::stop_unit(unit, cg.v2_dir().map(|d| d.path.as_path()))?;
         }
+        cg.destroy()?;
+
         let spec = self.spec(id).ok();
         self.store.remove(id)?;
         drop(lock);
@@ -697,7 +705,11 @@ fn signal_process(pid: i32, start_time: u64, signal: i32) -> Result<()> {
 /// Signals every process of the cgroup; a SIGKILL is sent with the cgroup
 /// frozen so nothing forks away in between.
 fn signal_all(cg: &Cgroup, signal: i32) -> Result<()> {
+    if signal == libc::SIGKILL && cg.kill_all() {
+        return Ok(());
+    }
     let freeze = signal == libc::SIGKILL && !cg.is_frozen() && cg.freeze(true).is_ok();
+
     let r = cg.pids().map(|pids| {
         for pid in pids {
             unsafe { libc::kill(pid, signal) };

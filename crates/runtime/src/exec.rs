@@ -83,7 +83,11 @@ impl Runtime {
         let linux = spec.linux().clone().unwrap_or_default();
         let prepared = Prepared {
             caps: p.capabilities().as_ref().map(capabilities::CapSets::new),
-            seccomp: linux.seccomp().as_ref().map(seccomp::compile).transpose()?,
+            seccomp: linux
+                .seccomp()
+                .as_ref()
+                .map(|s| seccomp::compile(s, p.no_new_privileges() == Some(true)))
+                .transpose()?,
         };
         // The container's namespaces, as its init holds them now.
         let mut joins: Vec<(LinuxNamespaceType, OwnedFd)> = Vec::new();

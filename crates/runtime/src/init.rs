@@ -139,8 +139,8 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<Stage> {
         hooks::run(Kind::CreateContainer, hooks, &state)?;
     }
     rootfs::enter(plan.rootfs, plan.no_pivot)?;
-    rootfs::finish(plan.spec)?;
 
+    // Sysctls go through /proc/sys before it turns read-only below.
     let linux = plan.spec.linux().as_ref();
     for (key, value) in linux
         .and_then(|l| l.sysctl().as_ref())
@@ -156,6 +156,7 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<Stage> {
     if let Some(d) = plan.spec.domainname().as_deref().filter(|h| !h.is_empty()) {
         rustix::system::setdomainname(d.as_bytes()).ctx(|| format!("set domainname {d}"))?;
     }
+    rootfs::finish(plan.spec)?;
 
     let proc_ = plan.spec.process().as_ref().expect("validated");
     if proc_.terminal() == Some(true) {

@@ -7,6 +7,7 @@
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{self, Mode, OFlags, ResolveFlags};
@@ -51,30 +52,55 @@ fn relative(path: &Path) -> PathBuf {
     }
 }
 
-/// mkdir -p inside the root; returns an O_PATH fd of the directory.
+/// mkdir -p inside the root; returns an O_PATH fd of the directory. A
+/// dangling symlink on the way (an image's /var/run -> /run with no /run)
+/// is followed, inside the root, and its target made.
 pub fn mkdir_all(root: BorrowedFd<'_>, path: &Path, mode: u32) -> io::Result<OwnedFd> {
+    mkdir_all_from(root, path, mode, 0)
+}
+
+fn mkdir_all_from(root: BorrowedFd<'_>, path: &Path, mode: u32, links: u32) -> io::Result<OwnedFd> {
+    // As the kernel's own limit on symlinks followed in one lookup.
+    if links > 40 {
+        return Err(io::Error::from_raw_os_error(libc::ELOOP));
+    }
     let dir = OFlags::PATH | OFlags::DIRECTORY;
     match open(root, path, dir) {
         Ok(fd) => return Ok(fd),
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         Err(_) => {}
     }
+    let rel = relative(path);
+    let comps: Vec<Component> = rel.components().collect();
+
     let mut cur = PathBuf::from("/");
     let mut fd = open(root, &cur, dir)?;
-    for comp in relative(path).components() {
-        cur.push(comp);
-        fd = match open(root, &cur, dir) {
-            Ok(fd) => fd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let name = comp.as_os_str();
-                match fs::mkdirat(&fd, name, Mode::from_raw_mode(mode)) {
-                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                open(root, &cur, dir)?
+    for (i, comp) in comps.iter().enumerate() {
+        let next = cur.join(comp);
+        match open(root, &next, dir) {
+            Ok(f) => {
+                fd = f;
+                cur = next;
+                continue;
             }
-            Err(e) => return Err(e),
-        };
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            Err(_) => {}
+        }
+        let name = comp.as_os_str();
+        match fs::mkdirat(&fd, name, Mode::from_raw_mode(mode)) {
+            Ok(()) => {
+                fd = open(root, &next, dir)?;
+                cur = next;
+            }
+            Err(rustix::io::Errno::EXIST) => {
+                // Something is there yet did not resolve: a dangling link.
+                let target = fs::readlinkat(&fd, name, Vec::new())?;
+                let target = PathBuf::from(std::ffi::OsStr::from_bytes(target.as_bytes()));
+                let rest: PathBuf = comps[i + 1..].iter().collect();
+                return mkdir_all_from(root, &cur.join(target).join(rest), mode, links + 1);
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(fd)
 }
@@ -162,6 +188,20 @@ mod tests {
         );
         assert!(dir.path().join("y").is_dir());
         assert!(dir.path().join("z").is_file());
+    }
+
+    #[test]
+    fn dangling_links_are_followed_inside_the_root() {
+        let (dir, fd) = root();
+        symlink("/run", dir.path().join("varrun")).unwrap();
+        symlink("../../elsewhere/deeper", dir.path().join("rel")).unwrap();
+        mkdir_all(fd.as_fd(), Path::new("/varrun/lock"), 0o755).unwrap();
+        mkdir_all(fd.as_fd(), Path::new("/rel/x"), 0o755).unwrap();
+        assert!(dir.path().join("run/lock").is_dir());
+        assert!(dir.path().join("elsewhere/deeper/x").is_dir());
+        symlink("loop2", dir.path().join("loop1")).unwrap();
+        symlink("loop1", dir.path().join("loop2")).unwrap();
+        assert!(mkdir_all(fd.as_fd(), Path::new("/loop1/x"), 0o755).is_err());
     }
 
     #[test]

@@ -34,13 +34,8 @@ fn action(a: LinuxSeccompAction, errno: Option<u32>) -> ScmpAction {
 }
 
 fn arch(a: Arch) -> Option<ScmpArch> {
-    // The spec's names are libseccomp's with an SCMP_ARCH_ prefix.
-    let name = serde_json::to_value(a)
-        .ok()?
-        .as_str()?
-        .strip_prefix("SCMP_ARCH_")?
-        .to_string();
-    name.parse().ok()
+    // The spec's names are libseccomp's.
+    a.to_string().parse().ok()
 }
 
 fn op(o: LinuxSeccompOperator, mask: u64) -> ScmpCompareOp {
@@ -66,7 +61,10 @@ pub fn uses_notify(s: &LinuxSeccomp) -> bool {
 
 /// Builds the filter; the runtime does this before it forks, so a bad
 /// profile is reported before anything exists, and the child only loads it.
-pub fn compile(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
+///
+/// libseccomp sets no_new_privs on load unless told otherwise; the process
+/// gets it only when its config asks (`nnp`).
+pub fn compile(s: &LinuxSeccomp, nnp: bool) -> Result<ScmpFilterContext> {
     if uses_notify(s) {
         return Err(Error::config(
             "linux.seccomp",
@@ -75,6 +73,9 @@ pub fn compile(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
     }
     let default = action(s.default_action(), s.default_errno_ret());
     let mut ctx = ScmpFilterContext::new(default).map_err(|e| err("create filter", e))?;
+    ctx.set_ctl_nnp(nnp)
+        .map_err(|e| err("set the no_new_privs attribute", e))?;
+
     for (i, a) in s.architectures().iter().flatten().enumerate() {
         let Some(arch) = arch(*a) else {
             return Err(Error::config(
@@ -82,8 +83,10 @@ pub fn compile(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
                 format!("{a:?} is unknown"),
             ));
         };
-        ctx.add_arch(arch)
-            .map_err(|e| err(format!("add architecture {a:?}"), e))?;
+        if !ctx.is_arch_present(arch).unwrap_or(false) {
+            ctx.add_arch(arch)
+                .map_err(|e| err(format!("add architecture {a:?}"), e))?;
+        }
     }
     for f in s.flags().iter().flatten() {
         let attr = match f {
@@ -145,4 +148,39 @@ pub fn compile(s: &LinuxSeccomp) -> Result<ScmpFilterContext> {
         }
     }
     Ok(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiles_a_docker_like_profile() {
+        let raw = br#"{
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 38,
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+            "syscalls": [
+                {"names": ["read", "write", "exit_group", "no_such_syscall"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"},
+                          {"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 2114060288, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]},
+                {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}
+            ]
+        }"#;
+        let s: LinuxSeccomp = serde_json::from_slice(raw).unwrap();
+        compile(&s, true).unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_argument_index() {
+        let raw = br#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]}"#;
+        let s: LinuxSeccomp = serde_json::from_slice(raw).unwrap();
+        let e = compile(&s, true).unwrap_err().to_string();
+        assert!(e.contains("args[0].index"), "{e}");
+    }
 }

@@ -113,13 +113,13 @@ fn proto(msg: &str) -> io::Error {
 impl Conn {
     /// Connects to systemd: its private socket when we may use it (root),
     /// else the system bus.
-    pub fn systemd() -> io::Result<Conn> {
+    pub fn systemd(timeout: Duration) -> io::Result<Conn> {
         let private = Path::new("/run/systemd/private");
         match UnixStream::connect(private) {
-            Ok(s) => Conn::handshake(s, false),
+            Ok(s) => Conn::handshake(s, false, timeout),
             Err(_) => {
                 let s = UnixStream::connect("/run/dbus/system_bus_socket")?;
-                let mut c = Conn::handshake(s, true)?;
+                let mut c = Conn::handshake(s, true, timeout)?;
                 c.call(
                     "org.freedesktop.DBus",
                     "/org/freedesktop/DBus",
@@ -133,8 +133,8 @@ impl Conn {
         }
     }
 
-    fn handshake(stream: UnixStream, via_bus: bool) -> io::Result<Conn> {
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    fn handshake(stream: UnixStream, via_bus: bool, timeout: Duration) -> io::Result<Conn> {
+        stream.set_read_timeout(Some(timeout))?;
         let mut stream = BufReader::new(stream);
         let uid = unsafe { libc::geteuid() }.to_string();
         let hex: String = uid.bytes().map(|b| format!("{b:02x}")).collect();
@@ -203,6 +203,7 @@ impl Conn {
         self.stream.get_mut().write_all(&m.0).map_err(io_err)?;
         loop {
             let msg = self.read_message().map_err(io_err)?;
+
             if msg.reply_serial != Some(serial) {
                 continue; // a signal or someone else's reply
             }
@@ -236,6 +237,7 @@ impl Conn {
         self.stream.read_exact(&mut fields)?;
         let mut body = vec![0u8; body_len];
         self.stream.read_exact(&mut body)?;
+
         // Walk the header fields; offsets in `fields` are message offset - 16.
         let mut msg = Incoming {
             kind: fixed[1],

@@ -217,6 +217,15 @@ impl Cgroup {
         Ok(raw.lines().filter_map(|l| l.trim().parse().ok()).collect())
     }
 
+    /// SIGKILLs every member at once through v2's cgroup.kill (Linux 5.14);
+    /// false where that is not available.
+    pub fn kill_all(&self) -> bool {
+        self.is_pure_v2()
+            && self
+                .v2_dir()
+                .is_some_and(|d| write_kernel_file(&d.path.join("cgroup.kill"), "1").is_ok())
+    }
+
     pub fn freeze(&self, frozen: bool) -> Result<()> {
         if let Some(d) = self.dir_of("freezer") {
             return v1::freeze(&d.path, frozen);

@@ -126,7 +126,8 @@ pub fn start_scope(cg: &Cgroup, pid: i32, id: &str) -> Result<()> {
         return Ok(());
     };
     let (slice, unit) = record.split_once(':').unwrap_or(("system.slice", record));
-    let mut conn = Conn::systemd().map_err(|e| err("connect to systemd", e))?;
+    let mut conn =
+        Conn::systemd(Duration::from_secs(30)).map_err(|e| err("connect to systemd", e))?;
     let props = Value::Props(vec![
         (
             "Description".into(),
@@ -189,20 +190,32 @@ pub fn start_scope(cg: &Cgroup, pid: i32, id: &str) -> Result<()> {
 }
 
 /// Stops the scope on delete; a unit that is already gone is fine.
-pub fn stop_unit(record: &str) -> Result<()> {
+///
+/// A scope whose processes are all dead is stopped by systemd on its own,
+/// so its cgroup vanishing is as good as an answer to StopUnit. Calls go on
+/// fresh connections with a short timeout, because systemd under load was
+/// seen to leave one unanswered.
+pub fn stop_unit(record: &str, scope_dir: Option<&Path>) -> Result<()> {
     let unit = record.split_once(':').map_or(record, |(_, u)| u);
-    let mut conn = Conn::systemd().map_err(|e| err("connect to systemd", e))?;
-    match conn.call(
-        DEST,
-        PATH,
-        MANAGER,
-        "StopUnit",
-        &[Value::Str(unit.into()), Value::Str("replace".into())],
-    ) {
-        Ok(_) => Ok(()),
-        Err(e) if e.name.ends_with("NoSuchUnit") => Ok(()),
-        Err(e) => Err(err(&format!("stop {unit}"), e)),
+    let gone = || scope_dir.is_some_and(|d| !d.exists());
+    let mut last = None;
+    for _ in 0..3 {
+        if gone() {
+            return Ok(());
+        }
+        let mut conn =
+            Conn::systemd(Duration::from_secs(5)).map_err(|e| err("connect to systemd", e))?;
+        let args = [Value::Str(unit.into()), Value::Str("replace".into())];
+        match conn.call(DEST, PATH, MANAGER, "StopUnit", &args) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.name.ends_with("NoSuchUnit") => return Ok(()),
+            Err(e) => last = Some(e),
+        }
     }
+    if gone() {
+        return Ok(());
+    }
+    Err(err(&format!("stop {unit}"), last.expect("tried")))
 }
 
 #[cfg(test)]

@@ -10,15 +10,25 @@ use super::{Cgroup, read, write};
 use crate::error::{Error, Result};
 
 /// The v1 directory of `controller`; `None` when the unified hierarchy
-/// hosts it (v2.rs writes it there); an error when no hierarchy does.
+/// hosts it (or its v2 successor, `v2_name`), which v2.rs writes; an error
+/// when no hierarchy does.
 fn need<'a>(cg: &'a Cgroup, controller: &str, what: &str) -> Result<Option<&'a Path>> {
+    let v2_name = match controller {
+        "blkio" => "io",
+        "cpuacct" => "cpu",
+        other => other,
+    };
     match cg.dir_of(controller) {
-        Some(d) if d.v2 => Ok(None),
-        Some(d) => Ok(Some(d.path.as_path())),
-        None => Err(Error::Cgroup(format!(
-            "{what} needs the {controller} controller, which is not available"
-        ))),
+        Some(d) if !d.v2 => return Ok(Some(d.path.as_path())),
+        Some(_) => return Ok(None),
+        None => {}
     }
+    if cg.dir_of(v2_name).is_some_and(|d| d.v2) {
+        return Ok(None);
+    }
+    Err(Error::Cgroup(format!(
+        "{what} needs the {controller} controller, which is not available"
+    )))
 }
 
 pub fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {

@@ -1,0 +1,18 @@
+//! Integration tests of berth-runtime: real containers from a busybox
+//! rootfs, observed from inside (their /proc, mounts, cgroup files) and
+//! from the host. Run as root.
+
+#[macro_use]
+mod support;
+
+mod cgroups;
+mod exec;
+mod hooks;
+mod hostile;
+mod lifecycle;
+mod mounts;
+mod namespaces;
+mod peers;
+mod process;
+mod terminal;
+mod v2_guest;

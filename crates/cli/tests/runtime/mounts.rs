@@ -1,0 +1,209 @@
+use serde_json::json;
+
+use crate::support::*;
+
+/// mountinfo line of the mount at `dest`, as the container sees it.
+fn mount_line<'a>(mountinfo: &'a str, dest: &str) -> &'a str {
+    mountinfo
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some(dest))
+        .last()
+        .unwrap_or_else(|| panic!("{dest} is not mounted:\n{mountinfo}"))
+}
+
+fn opts(line: &str) -> Vec<&str> {
+    line.split(' ').nth(5).unwrap().split(',').collect()
+}
+
+#[test]
+fn bind_mounts_with_options() {
+    let sb = Sandbox::new();
+    let src = sb.dir.path().join("data");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("file"), "on the host\n").unwrap();
+    let file_src = sb.dir.path().join("single");
+    std::fs::write(&file_src, "one file\n").unwrap();
+    let mut b = sb.bundle(&["sh", "-c", "cat /mnt/ro/file /etc/single; touch /mnt/ro/x 2>&1; touch /mnt/rw/y && echo rw ok; cat /proc/self/mountinfo"]);
+    b.push("/mounts", json!({"destination": "/mnt/ro", "type": "bind", "source": src, "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]}));
+    b.push(
+        "/mounts",
+        json!({"destination": "/mnt/rw", "type": "none", "source": src, "options": ["bind", "rw"]}),
+    );
+    b.push("/mounts", json!({"destination": "/etc/single", "type": "bind", "source": file_src, "options": ["bind", "ro"]}));
+    let out = sb.output(&b, "bind");
+    assert!(
+        out.contains("on the host") && out.contains("one file"),
+        "{out}"
+    );
+    assert!(out.contains("Read-only file system"), "{out}");
+    assert!(out.contains("rw ok"));
+    assert!(
+        src.join("y").exists(),
+        "writes through the rw bind reach the host"
+    );
+    let ro = opts(mount_line(&out, "/mnt/ro"));
+    for o in ["ro", "nosuid", "nodev", "noexec"] {
+        assert!(ro.contains(&o), "/mnt/ro lacks {o}: {ro:?}");
+    }
+    assert!(opts(mount_line(&out, "/mnt/rw")).contains(&"rw"));
+    assert!(opts(mount_line(&out, "/etc/single")).contains(&"ro"));
+}
+
+#[test]
+fn recursive_read_only_reaches_submounts() {
+    let sb = Sandbox::new();
+    let src = sb.dir.path().join("tree");
+    std::fs::create_dir_all(src.join("inner")).unwrap();
+    // A mount below the bind source: "ro" leaves it writable, "rro" not.
+    let c = std::ffi::CString::new(src.join("inner").to_str().unwrap()).unwrap();
+    assert_eq!(
+        unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                c.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        },
+        0
+    );
+    let mut b = sb.bundle(&[
+        "sh",
+        "-c",
+        "touch /a/inner/x 2>&1 && echo a-writable; touch /b/inner/x 2>&1 || echo b-readonly",
+    ]);
+    b.push(
+        "/mounts",
+        json!({"destination": "/a", "type": "bind", "source": src, "options": ["rbind", "ro"]}),
+    );
+    b.push(
+        "/mounts",
+        json!({"destination": "/b", "type": "bind", "source": src, "options": ["rbind", "rro"]}),
+    );
+    let out = sb.output(&b, "rro");
+    assert!(
+        out.contains("a-writable") && out.contains("b-readonly"),
+        "{out}"
+    );
+}
+
+#[test]
+fn filesystem_mounts_and_tmpcopyup() {
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&[
+        "sh",
+        "-c",
+        "cat /opt/keep; stat -c %a /scratch; cat /proc/self/mountinfo",
+    ]);
+    std::fs::create_dir_all(b.rootfs().join("opt")).unwrap();
+    std::fs::write(b.rootfs().join("opt/keep"), "copied up\n").unwrap();
+    b.push("/mounts", json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "noexec", "mode=1770", "size=1m"]}));
+    b.push("/mounts", json!({"destination": "/opt", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]}));
+    let out = sb.output(&b, "fs");
+    assert!(out.starts_with("copied up\n1770\n"), "{out}");
+    let scratch = mount_line(&out, "/scratch");
+    assert!(
+        scratch.contains(" - tmpfs ") && scratch.contains("size=1024k"),
+        "{scratch}"
+    );
+    assert!(opts(scratch).contains(&"noexec"));
+    assert!(mount_line(&out, "/opt").contains(" - tmpfs "));
+    // The image's copy is untouched.
+    assert_eq!(
+        std::fs::read_to_string(b.rootfs().join("opt/keep")).unwrap(),
+        "copied up\n"
+    );
+}
+
+#[test]
+fn propagation_and_rootfs_propagation() {
+    let sb = Sandbox::new();
+    let src = sb.dir.path().join("prop");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut b = sb.bundle(&["cat", "/proc/self/mountinfo"]);
+    b.push("/mounts", json!({"destination": "/p", "type": "bind", "source": src, "options": ["rbind", "rprivate"]}));
+    b.push(
+        "/mounts",
+        json!({"destination": "/u", "type": "tmpfs", "source": "tmpfs", "options": ["unbindable"]}),
+    );
+    b.set("/linux/rootfsPropagation", json!("private"));
+    let out = sb.output(&b, "prop");
+    let u = mount_line(&out, "/u");
+    assert!(u.contains("unbindable"), "{u}");
+    let p = mount_line(&out, "/p");
+    assert!(!p.contains("shared:") && !p.contains("master:"), "{p}");
+}
+
+#[test]
+fn dev_has_default_devices_and_links() {
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&["sh", "-c", "ls -l /dev; echo x > /dev/null && echo null-ok; head -c 4 /dev/zero | od -An -tx1; readlink /dev/fd; readlink /dev/ptmx"]);
+    b.set("/linux/devices", json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 438, "uid": 0, "gid": 0}]));
+    b.set("/linux/resources/devices", json!([{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rwm"}]));
+    let out = sb.output(&b, "dev");
+    for d in ["null", "zero", "full", "random", "urandom", "tty", "fuse"] {
+        let line = out
+            .lines()
+            .find(|l| l.ends_with(&format!(" {d}")))
+            .unwrap_or_else(|| panic!("no /dev/{d}:\n{out}"));
+        assert!(line.starts_with("crw-rw-rw-"), "{line}");
+    }
+    assert!(out.contains("null-ok"));
+    assert!(out.contains(" 00 00 00 00"));
+    assert!(out.contains("/proc/self/fd\npts/ptmx"), "{out}");
+}
+
+#[test]
+fn masked_and_readonly_paths() {
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&["sh", "-c", "cat /proc/version | wc -c; ls /sys/firmware | wc -l; (echo 1 > /proc/sys/kernel/domainname) 2>&1; cat /proc/self/mountinfo"]);
+    b.set(
+        "/linux/maskedPaths",
+        json!(["/proc/version", "/sys/firmware", "/no/such/path"]),
+    );
+    b.set(
+        "/linux/readonlyPaths",
+        json!(["/proc/sys", "/proc/sysrq-trigger"]),
+    );
+    let out = sb.output(&b, "masked");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0].trim(), "0", "/proc/version readable");
+    assert_eq!(lines[1].trim(), "0", "/sys/firmware visible");
+    assert!(out.contains("Read-only file system"), "{out}");
+    assert!(opts(mount_line(&out, "/proc/sys")).contains(&"ro"));
+}
+
+#[test]
+fn readonly_root_and_sysctls() {
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&["sh", "-c", "touch /x 2>&1; touch /tmp/y 2>&1; cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni"]);
+    b.set("/root/readonly", json!(true));
+    b.set(
+        "/linux/sysctl",
+        json!({"net.ipv4.ip_forward": "1", "kernel.shmmni": "1234"}),
+    );
+    let out = sb.output(&b, "rootro");
+    assert_eq!(out.matches("Read-only file system").count(), 2, "{out}");
+    assert!(out.ends_with("1\n1234\n"), "{out}");
+    // The host's values did not change.
+    assert_ne!(
+        std::fs::read_to_string("/proc/sys/kernel/shmmni")
+            .unwrap()
+            .trim(),
+        "1234"
+    );
+}
+
+#[test]
+fn cgroup_mount_shows_the_containers_own_cgroup() {
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&["sh", "-c", "ls /sys/fs/cgroup; cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; touch /sys/fs/cgroup/x 2>&1; true"]);
+    b.set("/linux/resources/pids", json!({"limit": 77}));
+    let out = sb.output(&b, "cgmount");
+    assert!(
+        out.contains("77"),
+        "the container sees its own limits: {out}"
+    );
+    assert!(out.contains("Read-only file system"), "{out}");
+}

@@ -1,0 +1,244 @@
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::lifecycle::wait_for;
+use crate::support::*;
+
+fn ns_of(pid: i64, ns: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn new_namespaces_are_private() {
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&["sh", "-c", "echo $$; hostname; cat /proc/sys/kernel/domainname; ip -o link 2>/dev/null | wc -l; cat /proc/net/dev | tail -n +3 | wc -l"]);
+    b.set("/hostname", json!("box"));
+    b.set("/domainname", json!("example.test"));
+    let out = sb.output(&b, "ns");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1", "the process is pid 1 of its pid namespace");
+    assert_eq!(lines[1], "box");
+    assert_eq!(lines[2], "example.test");
+    assert_eq!(lines[4], "1", "only lo in a new network namespace");
+}
+
+#[test]
+fn namespaces_differ_from_the_hosts_and_can_be_shared() {
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&["sleep", "1000"]);
+    b.push("/linux/namespaces", json!({"type": "cgroup"}));
+    let first = sb.id("nsa");
+    sb.start(&b, &first);
+    let pid = sb.state(&first)["pid"].as_i64().unwrap();
+    let me = std::process::id() as i64;
+    for ns in ["pid", "net", "ipc", "uts", "mnt", "cgroup"] {
+        assert_ne!(
+            ns_of(pid, ns),
+            ns_of(me, ns),
+            "{ns} is shared with the host"
+        );
+    }
+    // A second container joins the first one's network, ipc and uts
+    // namespaces by path (as in a pod).
+    let mut b2 = sb.bundle(&["sleep", "1000"]);
+    let joined = ["network", "ipc", "uts"];
+    let list: Vec<serde_json::Value> = b2.config["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            let t = n["type"].as_str().unwrap();
+            if joined.contains(&t) {
+                let name = if t == "network" { "net" } else { t };
+                json!({"type": t, "path": format!("/proc/{pid}/ns/{name}")})
+            } else {
+                n.clone()
+            }
+        })
+        .collect();
+    b2.set("/linux/namespaces", json!(list));
+    b2.set("/hostname", serde_json::Value::Null);
+    let second = sb.id("nsb");
+    sb.start(&b2, &second);
+    let pid2 = sb.state(&second)["pid"].as_i64().unwrap();
+    for ns in ["net", "ipc", "uts"] {
+        assert_eq!(ns_of(pid, ns), ns_of(pid2, ns), "{ns} was not joined");
+    }
+    for ns in ["pid", "mnt"] {
+        assert_ne!(ns_of(pid, ns), ns_of(pid2, ns), "{ns} must stay private");
+    }
+}
+
+#[test]
+fn joins_a_pid_namespace_by_path() {
+    let sb = Sandbox::new();
+    let b = sb.bundle(&["sleep", "1000"]);
+    let first = sb.id("pida");
+    sb.start(&b, &first);
+    let pid = sb.state(&first)["pid"].as_i64().unwrap();
+    let mut b2 = sb.bundle(&["sh", "-c", "ps -o pid,comm"]);
+    let list: Vec<serde_json::Value> = b2.config["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            if n["type"] == "pid" {
+                json!({"type": "pid", "path": format!("/proc/{pid}/ns/pid")})
+            } else {
+                n.clone()
+            }
+        })
+        .collect();
+    b2.set("/linux/namespaces", json!(list));
+    let out = sb.output(&b2, "pidb");
+    // The first container's sleep is pid 1 of the shared namespace.
+    assert!(out.lines().any(|l| l.trim() == "1 sleep"), "{out}");
+}
+
+#[test]
+fn user_namespace_maps_ids() {
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&[
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map /proc/self/gid_map; id -u; stat -c %u /bin/busybox",
+    ]);
+    b.push("/linux/namespaces", json!({"type": "user"}));
+    b.set(
+        "/linux/uidMappings",
+        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
+    );
+    b.set(
+        "/linux/gidMappings",
+        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
+    );
+    // The rootfs must belong to the mapped root.
+    let status = Command::new("chown")
+        .args(["-R", "100000:100000"])
+        .arg(b.rootfs())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = sb.output(&b, "userns");
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(
+        &words[..6],
+        ["0", "100000", "65536", "0", "100000", "65536"]
+    );
+    assert_eq!(words[6], "0");
+    assert_eq!(words[7], "0", "files of host uid 100000 appear as root's");
+}
+
+#[test]
+fn user_namespace_with_a_joined_network_namespace() {
+    // The slow path: join first (as the host's root), then create the user
+    // namespace, then fork into the new pid namespace.
+    let sb = Sandbox::new();
+    let netns = format!("berth-t-{}", std::process::id());
+    assert!(
+        Command::new("ip")
+            .args(["netns", "add", &netns])
+            .status()
+            .unwrap()
+            .success()
+    );
+    struct Del(String);
+    impl Drop for Del {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _del = Del(netns.clone());
+    let mut b = sb.bundle(&["sh", "-c", "echo $$; readlink /proc/self/ns/net; id -u"]);
+    let list: Vec<serde_json::Value> = b.config["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            if n["type"] == "network" {
+                json!({"type": "network", "path": format!("/run/netns/{netns}")})
+            } else {
+                n.clone()
+            }
+        })
+        .chain([json!({"type": "user"})])
+        .collect();
+    b.set("/linux/namespaces", json!(list));
+    b.set(
+        "/linux/uidMappings",
+        json!([{"containerID": 0, "hostID": 0, "size": 65536}]),
+    );
+    b.set(
+        "/linux/gidMappings",
+        json!([{"containerID": 0, "hostID": 0, "size": 65536}]),
+    );
+    // sysfs cannot be mounted without owning the network namespace.
+    let out = sb.output(&b, "usernet");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1");
+    let expected = std::fs::metadata(format!("/run/netns/{netns}")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(lines[1], format!("net:[{}]", expected.ino()));
+    assert_eq!(lines[2], "0");
+}
+
+#[test]
+fn cgroup_namespace_hides_the_host_path() {
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&["cat", "/proc/self/cgroup"]);
+    b.push("/linux/namespaces", json!({"type": "cgroup"}));
+    let out = sb.output(&b, "cgns");
+    for l in out.lines() {
+        assert!(l.ends_with(":/"), "cgroup path visible: {l}");
+    }
+}
+
+#[test]
+fn time_namespace_offsets_the_clocks() {
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&[
+        "sh",
+        "-c",
+        "cat /proc/self/timens_offsets; cut -d. -f1 /proc/uptime",
+    ]);
+    b.push("/linux/namespaces", json!({"type": "time"}));
+    b.set("/linux/timeOffsets", json!({"boottime": {"secs": 86400, "nanosecs": 0}, "monotonic": {"secs": 3600, "nanosecs": 5}}));
+    let out = sb.output(&b, "timens");
+    assert!(out.contains("monotonic") && out.contains("3600"), "{out}");
+    let uptime: u64 = out.lines().last().unwrap().parse().unwrap();
+    let host: u64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(uptime >= host + 86400 - 5, "uptime {uptime} vs host {host}");
+}
+
+#[test]
+fn exec_joins_the_same_namespaces() {
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&["sleep", "1000"]);
+    b.set("/hostname", json!("joined"));
+    let id = sb.id("execns");
+    sb.start(&b, &id);
+    let pid = sb.state(&id)["pid"].as_i64().unwrap();
+    wait_for(|| sb.state(&id)["status"] == "running");
+    let out = sb.ok(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "hostname; for n in pid net ipc uts mnt; do readlink /proc/self/ns/$n; done",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "joined");
+    for (i, ns) in ["pid", "net", "ipc", "uts", "mnt"].iter().enumerate() {
+        assert_eq!(lines[i + 1], ns_of(pid, ns));
+    }
+}

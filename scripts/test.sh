@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the whole test suite as root: unit tests, real containers from a
+# busybox rootfs, podman and containerd driving berth-runtime, and the
+# cgroup v2 / systemd tests in a throw-away guest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+    echo "test.sh: run as root (the tests create real containers)" >&2
+    exit 1
+fi
+if cargo nextest --version >/dev/null 2>&1; then
+    exec cargo nextest run --workspace --no-fail-fast "$@"
+fi
+exec cargo test --workspace --no-fail-fast "$@"
