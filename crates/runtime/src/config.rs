@@ -88,21 +88,21 @@ pub fn validate(spec: &Spec) -> Result<()> {
             format!("{:?} is not an absolute path", process.cwd()),
         ));
     }
-    if let Some(umask) = process.user().umask() {
-        if umask > 0o777 {
-            return Err(Error::config(
-                "process.user.umask",
-                format!("{umask:#o} is above 0777"),
-            ));
-        }
+    if let Some(umask) = process.user().umask()
+        && umask > 0o777
+    {
+        return Err(Error::config(
+            "process.user.umask",
+            format!("{umask:#o} is above 0777"),
+        ));
     }
-    if let Some(adj) = process.oom_score_adj() {
-        if !(-1000..=1000).contains(&adj) {
-            return Err(Error::config(
-                "process.oomScoreAdj",
-                format!("{adj} is outside -1000..1000"),
-            ));
-        }
+    if let Some(adj) = process.oom_score_adj()
+        && !(-1000..=1000).contains(&adj)
+    {
+        return Err(Error::config(
+            "process.oomScoreAdj",
+            format!("{adj} is outside -1000..1000"),
+        ));
     }
     if let Some(rlimits) = process.rlimits() {
         let mut seen = Vec::new();

@@ -103,10 +103,10 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> Result<OwnedFd> {
     rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)
         .ctx(|| "receive the pty master")?;
     for msg in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(mut fds) = msg {
-            if let Some(fd) = fds.next() {
-                return Ok(fd);
-            }
+        if let RecvAncillaryMessage::ScmRights(mut fds) = msg
+            && let Some(fd) = fds.next()
+        {
+            return Ok(fd);
         }
     }
     Err(Error::Other("no fd arrived on the console socket".into()))

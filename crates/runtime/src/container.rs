@@ -216,9 +216,9 @@ impl Runtime {
         ]
         .iter()
         .any(|t| ns.is_joined(*t));
-        let direct = !joined_special
-            && !ns.is_new(LinuxNamespaceType::Time)
-            && !(ns.is_new(LinuxNamespaceType::User) && !joins.is_empty());
+        let new_userns_beside_joins = ns.is_new(LinuxNamespaceType::User) && !joins.is_empty();
+        let direct =
+            !joined_special && !ns.is_new(LinuxNamespaceType::Time) && !new_userns_beside_joins;
         let clone_flags = if direct {
             ns.new_flags() & !libc::CLONE_NEWCGROUP
         } else {
@@ -582,14 +582,14 @@ impl Runtime {
         let spec = self.spec(id).ok();
         self.store.remove(id)?;
         drop(lock);
-        if let Some(spec) = spec {
-            if let Err(e) = hooks::run(
+        if let Some(spec) = spec
+            && let Err(e) = hooks::run(
                 Kind::Poststop,
                 spec.hooks().as_ref(),
                 &st.oci(Status::Stopped),
-            ) {
-                crate::warn(&format!("{e}"));
-            }
+            )
+        {
+            crate::warn(&format!("{e}"));
         }
         Ok(())
     }

@@ -292,11 +292,9 @@ fn child_setup(a: &ChildArgs, chan: &Channel) -> Result<Option<Error>> {
     let path = process::find_executable(&args[0], &env)?;
     process::cloexec_from(3 + a.preserve_fds);
     chan.send(&Msg::Ready)?;
-    if nnp {
-        if let Some(f) = &a.prepared.seccomp {
-            f.load()
-                .map_err(|e| Error::Seccomp(format!("load filter: {e}")))?;
-        }
+    if nnp && let Some(f) = &a.prepared.seccomp {
+        f.load()
+            .map_err(|e| Error::Seccomp(format!("load filter: {e}")))?;
     }
     Ok(Some(process::exec(&path, args, &env)))
 }

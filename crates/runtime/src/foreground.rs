@@ -127,10 +127,10 @@ pub fn wait(relay: &SignalRelay, pid: i32, pty: Option<OwnedFd>) -> Result<i32> 
     let mut status: Option<i32> = None;
     let mut buf = vec![0u8; 32 * 1024];
     loop {
-        if let Some(code) = status {
-            if !master_open {
-                return Ok(code);
-            }
+        if let Some(code) = status
+            && !master_open
+        {
+            return Ok(code);
         }
         let mut fds = vec![PollFd::new(&relay.sfd, PollFlags::IN)];
         let master_idx = if master_open {

@@ -27,9 +27,8 @@ pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         fs::rename(&tmp, path)
     };
     write()
-        .map_err(|e| {
+        .inspect_err(|_e| {
             let _ = fs::remove_file(&tmp);
-            e
         })
         .ctx(|| format!("write {}", path.display()))
 }

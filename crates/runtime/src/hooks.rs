@@ -69,10 +69,10 @@ fn run_one(kind: Kind, h: &Hook, input: &[u8]) -> Result<()> {
         why,
     };
     let mut cmd = Command::new(h.path());
-    if let Some(args) = h.args() {
-        if let Some((arg0, rest)) = args.split_first() {
-            cmd.arg0(arg0).args(rest);
-        }
+    if let Some(args) = h.args()
+        && let Some((arg0, rest)) = args.split_first()
+    {
+        cmd.arg0(arg0).args(rest);
     }
     cmd.env_clear();
     for kv in h.env().iter().flatten() {

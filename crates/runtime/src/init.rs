@@ -306,13 +306,13 @@ fn wait_and_exec(plan: &InitPlan) -> Result<std::convert::Infallible> {
         let state = creating_state(plan, std::process::id() as i32);
         hooks::run(Kind::StartContainer, hooks, &state)?;
     }
-    if p.no_new_privileges() == Some(true) {
-        if let Some(filter) = &plan.prepared.seccomp {
-            // Last, so the filter need not allow the runtime's own calls.
-            filter
-                .load()
-                .map_err(|e| Error::Seccomp(format!("load filter: {e}")))?;
-        }
+    if p.no_new_privileges() == Some(true)
+        && let Some(filter) = &plan.prepared.seccomp
+    {
+        // Last, so the filter need not allow the runtime's own calls.
+        filter
+            .load()
+            .map_err(|e| Error::Seccomp(format!("load filter: {e}")))?;
     }
     let env = process::environment(p);
     let args = p.args().as_deref().unwrap_or(&[]);

@@ -67,13 +67,13 @@ impl Namespaces {
                 ));
             }
             let path = ns.path().clone().filter(|p| !p.as_os_str().is_empty());
-            if let Some(p) = &path {
-                if !p.is_absolute() {
-                    return Err(Error::config(
-                        format!("linux.namespaces[{i}].path"),
-                        format!("{} is not an absolute path", p.display()),
-                    ));
-                }
+            if let Some(p) = &path
+                && !p.is_absolute()
+            {
+                return Err(Error::config(
+                    format!("linux.namespaces[{i}].path"),
+                    format!("{} is not an absolute path", p.display()),
+                ));
             }
             entries.push((ns.typ(), path));
         }

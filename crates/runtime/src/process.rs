@@ -101,11 +101,10 @@ pub fn set_lsm(p: &Process) -> Result<()> {
                 .ctx(|| format!("apply AppArmor profile {profile}"))?;
         }
     }
-    if let Some(label) = p.selinux_label().as_deref().filter(|s| !s.is_empty()) {
-        if Path::new("/sys/fs/selinux/enforce").exists() {
-            fs::write("/proc/self/attr/exec", label)
-                .ctx(|| format!("set SELinux label {label}"))?;
-        }
+    if let Some(label) = p.selinux_label().as_deref().filter(|s| !s.is_empty())
+        && Path::new("/sys/fs/selinux/enforce").exists()
+    {
+        fs::write("/proc/self/attr/exec", label).ctx(|| format!("set SELinux label {label}"))?;
     }
     Ok(())
 }

@@ -6,8 +6,7 @@ use crate::support::*;
 fn mount_line<'a>(mountinfo: &'a str, dest: &str) -> &'a str {
     mountinfo
         .lines()
-        .filter(|l| l.split(' ').nth(4) == Some(dest))
-        .last()
+        .rfind(|l| l.split(' ').nth(4) == Some(dest))
         .unwrap_or_else(|| panic!("{dest} is not mounted:\n{mountinfo}"))
 }
 

@@ -327,10 +327,10 @@ pub fn processes_with(needle: &str) -> Vec<i32> {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        if let Ok(cmd) = fs::read(e.path().join("cmdline")) {
-            if String::from_utf8_lossy(&cmd).contains(needle) {
-                pids.push(pid);
-            }
+        if let Ok(cmd) = fs::read(e.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmd).contains(needle)
+        {
+            pids.push(pid);
         }
     }
     pids

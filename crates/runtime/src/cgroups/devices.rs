@@ -196,10 +196,10 @@ pub fn apply(
         }
         return Ok(());
     }
-    if cg.is_pure_v2() {
-        if let Some(d) = cg.v2_dir() {
-            return ebpf::attach_device_filter(&d.path, &compile(&rules));
-        }
+    if cg.is_pure_v2()
+        && let Some(d) = cg.v2_dir()
+    {
+        return ebpf::attach_device_filter(&d.path, &compile(&rules));
     }
     Ok(())
 }

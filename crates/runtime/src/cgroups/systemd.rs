@@ -149,18 +149,18 @@ pub fn start_scope(cg: &Cgroup, pid: i32, id: &str) -> Result<()> {
         Value::EmptyAux,
     ];
     let mut r = conn.call(DEST, PATH, MANAGER, "StartTransientUnit", &args);
-    if let Err(e) = &r {
-        if e.name.ends_with("UnitExists") {
-            // A failed unit of the same name lingers: clear it, try again.
-            let _ = conn.call(
-                DEST,
-                PATH,
-                MANAGER,
-                "ResetFailedUnit",
-                &[Value::Str(unit.into())],
-            );
-            r = conn.call(DEST, PATH, MANAGER, "StartTransientUnit", &args);
-        }
+    if let Err(e) = &r
+        && e.name.ends_with("UnitExists")
+    {
+        // A failed unit of the same name lingers: clear it, try again.
+        let _ = conn.call(
+            DEST,
+            PATH,
+            MANAGER,
+            "ResetFailedUnit",
+            &[Value::Str(unit.into())],
+        );
+        r = conn.call(DEST, PATH, MANAGER, "StartTransientUnit", &args);
     }
     r.map_err(|e| err(&format!("start scope {unit}"), e))?;
     // The job runs asynchronously; the scope exists once our pid is in it.

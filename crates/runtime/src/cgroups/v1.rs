@@ -32,28 +32,28 @@ fn need<'a>(cg: &'a Cgroup, controller: &str, what: &str) -> Result<Option<&'a P
 }
 
 pub fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
-    if let Some(m) = r.memory() {
-        if let Some(dir) = need(cg, "memory", "linux.resources.memory")? {
-            memory(dir, m)?;
-        }
+    if let Some(m) = r.memory()
+        && let Some(dir) = need(cg, "memory", "linux.resources.memory")?
+    {
+        memory(dir, m)?;
     }
     if let Some(c) = r.cpu() {
         cpu(cg, c)?;
     }
-    if let Some(p) = r.pids() {
-        if let Some(dir) = need(cg, "pids", "linux.resources.pids")? {
-            let v = if p.limit() > 0 {
-                p.limit().to_string()
-            } else {
-                "max".into()
-            };
-            write(dir, "pids.max", &v)?;
-        }
+    if let Some(p) = r.pids()
+        && let Some(dir) = need(cg, "pids", "linux.resources.pids")?
+    {
+        let v = if p.limit() > 0 {
+            p.limit().to_string()
+        } else {
+            "max".into()
+        };
+        write(dir, "pids.max", &v)?;
     }
-    if let Some(b) = r.block_io() {
-        if let Some(dir) = need(cg, "blkio", "linux.resources.blockIO")? {
-            blkio(dir, b)?;
-        }
+    if let Some(b) = r.block_io()
+        && let Some(dir) = need(cg, "blkio", "linux.resources.blockIO")?
+    {
+        blkio(dir, b)?;
     }
     for h in r.hugepage_limits().iter().flatten() {
         if let Some(dir) = need(cg, "hugetlb", "linux.resources.hugepageLimits")? {
@@ -62,10 +62,10 @@ pub fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
         }
     }
     if let Some(n) = r.network() {
-        if let Some(id) = n.class_id() {
-            if let Some(dir) = need(cg, "net_cls", "linux.resources.network.classID")? {
-                write(dir, "net_cls.classid", &id.to_string())?;
-            }
+        if let Some(id) = n.class_id()
+            && let Some(dir) = need(cg, "net_cls", "linux.resources.network.classID")?
+        {
+            write(dir, "net_cls.classid", &id.to_string())?;
         }
         for p in n.priorities().iter().flatten() {
             if let Some(dir) = need(cg, "net_prio", "linux.resources.network.priorities")? {
@@ -158,39 +158,37 @@ fn cpu(cg: &Cgroup, c: &LinuxCpu) -> Result<()> {
         || c.realtime_period().is_some()
         || c.burst().is_some()
         || c.idle().is_some();
-    if wants_cpu {
-        if let Some(dir) = need(cg, "cpu", "linux.resources.cpu")? {
-            if let Some(s) = c.shares().filter(|v| *v != 0) {
-                write(dir, "cpu.shares", &s.to_string())?;
-            }
-            if let Some(p) = c.period().filter(|v| *v != 0) {
-                write(dir, "cpu.cfs_period_us", &p.to_string())?;
-            }
-            if let Some(q) = c.quota().filter(|v| *v != 0) {
-                write(dir, "cpu.cfs_quota_us", &q.to_string())?;
-            }
-            if let Some(b) = c.burst() {
-                write(dir, "cpu.cfs_burst_us", &b.to_string())?;
-            }
-            if let Some(p) = c.realtime_period().filter(|v| *v != 0) {
-                write(dir, "cpu.rt_period_us", &p.to_string())?;
-            }
-            if let Some(r) = c.realtime_runtime().filter(|v| *v != 0) {
-                write(dir, "cpu.rt_runtime_us", &r.to_string())?;
-            }
-            if let Some(i) = c.idle() {
-                write(dir, "cpu.idle", &i.to_string())?;
-            }
+    if wants_cpu && let Some(dir) = need(cg, "cpu", "linux.resources.cpu")? {
+        if let Some(s) = c.shares().filter(|v| *v != 0) {
+            write(dir, "cpu.shares", &s.to_string())?;
+        }
+        if let Some(p) = c.period().filter(|v| *v != 0) {
+            write(dir, "cpu.cfs_period_us", &p.to_string())?;
+        }
+        if let Some(q) = c.quota().filter(|v| *v != 0) {
+            write(dir, "cpu.cfs_quota_us", &q.to_string())?;
+        }
+        if let Some(b) = c.burst() {
+            write(dir, "cpu.cfs_burst_us", &b.to_string())?;
+        }
+        if let Some(p) = c.realtime_period().filter(|v| *v != 0) {
+            write(dir, "cpu.rt_period_us", &p.to_string())?;
+        }
+        if let Some(r) = c.realtime_runtime().filter(|v| *v != 0) {
+            write(dir, "cpu.rt_runtime_us", &r.to_string())?;
+        }
+        if let Some(i) = c.idle() {
+            write(dir, "cpu.idle", &i.to_string())?;
         }
     }
-    if c.cpus().is_some() || c.mems().is_some() {
-        if let Some(dir) = need(cg, "cpuset", "linux.resources.cpu.cpus")? {
-            if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
-                write(dir, "cpuset.cpus", cpus)?;
-            }
-            if let Some(mems) = c.mems().as_deref().filter(|s| !s.is_empty()) {
-                write(dir, "cpuset.mems", mems)?;
-            }
+    if (c.cpus().is_some() || c.mems().is_some())
+        && let Some(dir) = need(cg, "cpuset", "linux.resources.cpu.cpus")?
+    {
+        if let Some(cpus) = c.cpus().as_deref().filter(|s| !s.is_empty()) {
+            write(dir, "cpuset.cpus", cpus)?;
+        }
+        if let Some(mems) = c.mems().as_deref().filter(|s| !s.is_empty()) {
+            write(dir, "cpuset.mems", mems)?;
         }
     }
     Ok(())

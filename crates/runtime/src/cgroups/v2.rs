@@ -55,11 +55,11 @@ pub fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
             write(dir, "rdma.max", &super::v1::rdma_line(dev, limit))?;
         }
     }
-    if let Some(unified) = r.unified() {
-        if let Some(dir) = cg.v2_dir().map(|d| d.path.as_path()) {
-            for (key, value) in unified {
-                unified_key(dir, key, value)?;
-            }
+    if let Some(unified) = r.unified()
+        && let Some(dir) = cg.v2_dir().map(|d| d.path.as_path())
+    {
+        for (key, value) in unified {
+            unified_key(dir, key, value)?;
         }
     }
     Ok(())

@@ -490,10 +490,8 @@ fn run_container(
         .start(&a.container_id)
         .map_err(anyhow::Error::from)
         .and_then(|_| Ok(foreground::wait(&relay, created.pid, created.pty_master)?));
-    if !keep {
-        if let Err(e) = rt.delete(&a.container_id, true) {
-            log::error(&format!("delete {}: {e}", a.container_id));
-        }
+    if !keep && let Err(e) = rt.delete(&a.container_id, true) {
+        log::error(&format!("delete {}: {e}", a.container_id));
     }
     result
 }
