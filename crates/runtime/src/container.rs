@@ -479,7 +479,9 @@ impl Runtime {
         )
         .ctx(|| "open the exec fifo")?;
         // Opening the read end releases the init blocked on the write end;
-        // it then writes one byte. EOF without it means the init is gone.
+        // it writes one byte, runs the startContainer hooks and execs, which
+        // closes its end. The byte means started; the EOF means exec'd.
+        let mut released = false;
         loop {
             let mut pfd = [rustix::event::PollFd::new(
                 &fifo,
@@ -492,9 +494,13 @@ impl Runtime {
             let _ = rustix::event::poll(&mut pfd, Some(&timeout));
             let mut b = [0u8; 1];
             match rustix::io::read(&fifo, &mut b) {
-                Ok(1) => break,
+                Ok(1) => released = true,
+                Ok(_) if released => break,
                 Ok(_) | Err(rustix::io::Errno::AGAIN) => {
                     if !st.init_alive() {
+                        if released {
+                            break;
+                        }
                         return Err(bad_state(
                             id,
                             Status::Stopped,

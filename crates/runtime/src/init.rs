@@ -299,7 +299,9 @@ fn wait_and_exec(plan: &InitPlan) -> Result<std::convert::Infallible> {
     )
     .ctx(|| "open the exec fifo")?;
     rustix::io::write(&fifo, b"0").ctx(|| "write the exec fifo")?;
-    drop(fifo);
+    // The fifo stays open (close-on-exec) until the program runs: `start`
+    // waits for that EOF, so its poststart hooks follow the exec.
+    let _exec_pending = fifo;
     let p = plan.spec.process().as_ref().expect("validated");
     let hooks = plan.spec.hooks().as_ref();
     if hooks.is_some_and(|h| !Kind::StartContainer.of(h).is_empty()) {
