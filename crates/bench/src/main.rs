@@ -1,0 +1,34 @@
+//! berth-bench: runs berth and its peers on the same work in one run and
+//! reports medians and ratios. Timing is never asserted anywhere; this
+//! prints figures for docs/benchmarks.md.
+
+mod runtime;
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "berth-bench")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// create + start + wait + delete of one bundle: berth-runtime, runc, crun.
+    Runtime {
+        /// Runs per runtime (after one warm-up run each).
+        #[arg(short = 'n', long, default_value_t = 100)]
+        runs: usize,
+        /// The berth-runtime binary (default: next to this one).
+        #[arg(long)]
+        berth: Option<std::path::PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Runtime { runs, berth } => runtime::run(runs, berth),
+    }
+}

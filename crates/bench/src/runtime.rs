@@ -1,0 +1,185 @@
+//! create + start + wait + delete of the same bundle through berth-runtime,
+//! runc and crun, on tmpfs, measured per run.
+//!
+//! crun 1.8 refuses the hybrid cgroup layout, so it runs in a private mount
+//! namespace without /sys/fs/cgroup/unified; berth runs there too, for a
+//! like-for-like row.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+use crate::stats::{measure, median, ms, Sample};
+
+struct Tool {
+    label: &'static str,
+    bin: PathBuf,
+    /// Runs in the private mount namespace without the unified hierarchy.
+    v1_only: bool,
+}
+
+/// Runs a command to its end. Its stderr goes to a file, not a pipe: a
+/// container keeps the runtime's stdio, and a pipe would stay open.
+fn sh(cmd: &mut Command) -> Result<()> {
+    let err_path = std::env::temp_dir().join(format!("berth-bench-{}.err", std::process::id()));
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err_path)?)
+        .status()?;
+    if !status.success() {
+        let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+        bail!("{cmd:?}: {}", err.trim());
+    }
+    Ok(())
+}
+
+/// The bundle: Debian's static busybox running `true`, with the spec
+/// template every runtime here writes the same way.
+fn make_bundle(dir: &Path, berth: &Path) -> Result<()> {
+    let rootfs = dir.join("rootfs");
+    for d in ["bin", "proc", "sys", "dev", "etc", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(d))?;
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).context("busybox-static")?;
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/true"))?;
+    sh(Command::new(berth).arg("spec").arg("--bundle").arg(dir))?;
+    let path = dir.join("config.json");
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    // The newest version every runtime here accepts (crun 1.8 knows 1.0).
+    c["ociVersion"] = "1.0.2-dev".into();
+    c["process"]["terminal"] = false.into();
+
+    c["process"]["args"] = serde_json::json!(["true"]);
+    std::fs::write(&path, serde_json::to_vec_pretty(&c)?)?;
+    Ok(())
+}
+
+fn one_run(tool: &Tool, root: &Path, bundle: &Path, id: &str) -> Result<()> {
+    let rt = |args: &[&str]| {
+        let mut c = Command::new(&tool.bin);
+        c.arg("--root").arg(root).args(args);
+        c
+    };
+    let pid_file = root.join(format!("{id}.pid"));
+    sh(&mut rt(&["create", "--bundle", bundle.to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), id]))?;
+    let pid: i32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
+    sh(&mut rt(&["start", id]))?;
+    // We are the subreaper: the container's process is ours to wait for.
+    let mut status = 0;
+    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+        bail!("waitpid {pid}: {}", std::io::Error::last_os_error());
+    }
+    sh(&mut rt(&["delete", id]))?;
+    Ok(())
+}
+
+fn series(tool: &Tool, work: &Path, bundle: &Path, runs: usize) -> Result<Vec<Sample>> {
+    let root = work.join(format!("root-{}", tool.label.replace([' ', '(', ')'], "")));
+    std::fs::create_dir_all(&root)?;
+    one_run(tool, &root, bundle, "warmup")?;
+    (0..runs)
+        .map(|i| measure(|| one_run(tool, &root, bundle, &format!("b{i}"))))
+        .collect()
+}
+
+/// Enters a private mount namespace in which the unified hierarchy is not
+/// mounted: a pure v1 host, as crun 1.8 needs.
+fn enter_v1_only() -> Result<()> {
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            bail!("unshare: {}", std::io::Error::last_os_error());
+        }
+        let root = c"/";
+        if libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
+            bail!("make / private: {}", std::io::Error::last_os_error());
+        }
+        let unified = c"/sys/fs/cgroup/unified";
+        if Path::new("/sys/fs/cgroup/unified").exists() && libc::umount2(unified.as_ptr(), libc::MNT_DETACH) != 0 {
+            bail!("umount unified: {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn version(bin: &Path) -> String {
+    Command::new(bin)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+pub fn run(runs: usize, berth: Option<PathBuf>) -> Result<()> {
+    let berth = match berth {
+        Some(b) => b,
+        None => std::env::current_exe()?.with_file_name("berth-runtime"),
+    };
+    if !berth.exists() {
+        bail!("{} not found: build it (cargo build --release)", berth.display());
+    }
+    // Orphaned container processes come to us, as to a shim or conmon.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let work = PathBuf::from(format!("/dev/shm/berth-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let result = (|| -> Result<()> {
+        let bundle = work.join("bundle");
+        make_bundle(&bundle, &berth)?;
+        let which = |name: &str| -> Option<PathBuf> {
+            std::env::var_os("PATH")?
+                .to_str()?
+                .split(':')
+                .map(|d| Path::new(d).join(name))
+                .find(|p| p.exists())
+        };
+        let mut host = vec![Tool { label: "berth-runtime", bin: berth.clone(), v1_only: false }];
+        if let Some(runc) = which("runc") {
+            host.push(Tool { label: "runc", bin: runc, v1_only: false });
+        }
+        let mut v1 = vec![Tool { label: "berth-runtime (v1 only)", bin: berth.clone(), v1_only: true }];
+        if let Some(crun) = which("crun") {
+            v1.push(Tool { label: "crun (v1 only)", bin: crun, v1_only: true });
+        }
+        let mut rows: Vec<(&Tool, Vec<Sample>)> = Vec::new();
+        for tool in &host {
+            rows.push((tool, series(tool, &work, &bundle, runs)?));
+        }
+        // The rest runs in the private mount namespace: last, since this
+        // process stays in it.
+        enter_v1_only()?;
+        for tool in &v1 {
+            rows.push((tool, series(tool, &work, &bundle, runs)?));
+        }
+        report(&rows, runs);
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn report(rows: &[(&Tool, Vec<Sample>)], runs: usize) {
+    let med: Vec<(String, std::time::Duration, std::time::Duration, bool, String)> = rows
+        .iter()
+        .map(|(t, s)| {
+            (
+                t.label.to_string(),
+                median(s.iter().map(|x| x.wall).collect()),
+                median(s.iter().map(|x| x.cpu).collect()),
+                t.v1_only,
+                version(&t.bin),
+            )
+        })
+        .collect();
+    let crun = med.iter().find(|m| m.0.starts_with("crun")).map(|m| m.1);
+    let runc = med.iter().find(|m| m.0 == "runc").map(|m| m.1);
+    println!("create + start + wait + delete of a busybox `true` bundle on tmpfs, {runs} runs each (median)\n");
+    println!("| runtime | wall ms | CPU ms | wall vs crun | wall vs runc | version |");
+    println!("|---|---:|---:|---:|---:|---|");
+    for (label, wall, cpu, _, ver) in &med {
+        let ratio = |base: Option<std::time::Duration>| {
+            base.map(|b| format!("{:.2}x", wall.as_secs_f64() / b.as_secs_f64())).unwrap_or("-".into())
+        };
+        println!("| {label} | {} | {} | {} | {} | {ver} |", ms(*wall), ms(*cpu), ratio(crun), ratio(runc));
+    }
+}
