@@ -8,9 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
-use crate::stats::{measure, median, ms, Sample};
+use crate::stats::{Sample, measure, median, ms};
 
 struct Tool {
     label: &'static str,
@@ -63,7 +63,14 @@ fn one_run(tool: &Tool, root: &Path, bundle: &Path, id: &str) -> Result<()> {
         c
     };
     let pid_file = root.join(format!("{id}.pid"));
-    sh(&mut rt(&["create", "--bundle", bundle.to_str().unwrap(), "--pid-file", pid_file.to_str().unwrap(), id]))?;
+    sh(&mut rt(&[
+        "create",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        id,
+    ]))?;
     let pid: i32 = std::fs::read_to_string(&pid_file)?.trim().parse()?;
     sh(&mut rt(&["start", id]))?;
     // We are the subreaper: the container's process is ours to wait for.
@@ -92,11 +99,20 @@ fn enter_v1_only() -> Result<()> {
             bail!("unshare: {}", std::io::Error::last_os_error());
         }
         let root = c"/";
-        if libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()) != 0 {
+        if libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
             bail!("make / private: {}", std::io::Error::last_os_error());
         }
         let unified = c"/sys/fs/cgroup/unified";
-        if Path::new("/sys/fs/cgroup/unified").exists() && libc::umount2(unified.as_ptr(), libc::MNT_DETACH) != 0 {
+        if Path::new("/sys/fs/cgroup/unified").exists()
+            && libc::umount2(unified.as_ptr(), libc::MNT_DETACH) != 0
+        {
             bail!("umount unified: {}", std::io::Error::last_os_error());
         }
     }
@@ -107,7 +123,13 @@ fn version(bin: &Path) -> String {
     Command::new(bin)
         .arg("--version")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
         .unwrap_or_default()
 }
 
@@ -117,7 +139,10 @@ pub fn run(runs: usize, berth: Option<PathBuf>) -> Result<()> {
         None => std::env::current_exe()?.with_file_name("berth-runtime"),
     };
     if !berth.exists() {
-        bail!("{} not found: build it (cargo build --release)", berth.display());
+        bail!(
+            "{} not found: build it (cargo build --release)",
+            berth.display()
+        );
     }
     // Orphaned container processes come to us, as to a shim or conmon.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -133,13 +158,29 @@ pub fn run(runs: usize, berth: Option<PathBuf>) -> Result<()> {
                 .map(|d| Path::new(d).join(name))
                 .find(|p| p.exists())
         };
-        let mut host = vec![Tool { label: "berth-runtime", bin: berth.clone(), v1_only: false }];
+        let mut host = vec![Tool {
+            label: "berth-runtime",
+            bin: berth.clone(),
+            v1_only: false,
+        }];
         if let Some(runc) = which("runc") {
-            host.push(Tool { label: "runc", bin: runc, v1_only: false });
+            host.push(Tool {
+                label: "runc",
+                bin: runc,
+                v1_only: false,
+            });
         }
-        let mut v1 = vec![Tool { label: "berth-runtime (v1 only)", bin: berth.clone(), v1_only: true }];
+        let mut v1 = vec![Tool {
+            label: "berth-runtime (v1 only)",
+            bin: berth.clone(),
+            v1_only: true,
+        }];
         if let Some(crun) = which("crun") {
-            v1.push(Tool { label: "crun (v1 only)", bin: crun, v1_only: true });
+            v1.push(Tool {
+                label: "crun (v1 only)",
+                bin: crun,
+                v1_only: true,
+            });
         }
         let mut rows: Vec<(&Tool, Vec<Sample>)> = Vec::new();
         for tool in &host {
@@ -159,7 +200,13 @@ pub fn run(runs: usize, berth: Option<PathBuf>) -> Result<()> {
 }
 
 fn report(rows: &[(&Tool, Vec<Sample>)], runs: usize) {
-    let med: Vec<(String, std::time::Duration, std::time::Duration, bool, String)> = rows
+    let med: Vec<(
+        String,
+        std::time::Duration,
+        std::time::Duration,
+        bool,
+        String,
+    )> = rows
         .iter()
         .map(|(t, s)| {
             (
@@ -173,13 +220,22 @@ fn report(rows: &[(&Tool, Vec<Sample>)], runs: usize) {
         .collect();
     let crun = med.iter().find(|m| m.0.starts_with("crun")).map(|m| m.1);
     let runc = med.iter().find(|m| m.0 == "runc").map(|m| m.1);
-    println!("create + start + wait + delete of a busybox `true` bundle on tmpfs, {runs} runs each (median)\n");
+    println!(
+        "create + start + wait + delete of a busybox `true` bundle on tmpfs, {runs} runs each (median)\n"
+    );
     println!("| runtime | wall ms | CPU ms | wall vs crun | wall vs runc | version |");
     println!("|---|---:|---:|---:|---:|---|");
     for (label, wall, cpu, _, ver) in &med {
         let ratio = |base: Option<std::time::Duration>| {
-            base.map(|b| format!("{:.2}x", wall.as_secs_f64() / b.as_secs_f64())).unwrap_or("-".into())
+            base.map(|b| format!("{:.2}x", wall.as_secs_f64() / b.as_secs_f64()))
+                .unwrap_or("-".into())
         };
-        println!("| {label} | {} | {} | {} | {} | {ver} |", ms(*wall), ms(*cpu), ratio(crun), ratio(runc));
+        println!(
+            "| {label} | {} | {} | {} | {} | {ver} |",
+            ms(*wall),
+            ms(*cpu),
+            ratio(crun),
+            ratio(runc)
+        );
     }
 }

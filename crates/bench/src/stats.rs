@@ -20,7 +20,10 @@ pub struct Sample {
 pub fn measure(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<Sample> {
     let (cpu0, t0) = (children_cpu(), Instant::now());
     f()?;
-    Ok(Sample { wall: t0.elapsed(), cpu: children_cpu() - cpu0 })
+    Ok(Sample {
+        wall: t0.elapsed(),
+        cpu: children_cpu() - cpu0,
+    })
 }
 
 pub fn median(mut v: Vec<Duration>) -> Duration {
@@ -29,7 +32,11 @@ pub fn median(mut v: Vec<Duration>) -> Duration {
         return Duration::ZERO;
     }
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2
+    }
 }
 
 pub fn ms(d: Duration) -> String {

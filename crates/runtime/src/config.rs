@@ -131,10 +131,20 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
     }
 
+    crate::procattrs::check_io_priority(process)?;
     let linux = spec
         .linux()
         .as_ref()
         .ok_or_else(|| Error::config("linux", "is required on Linux"))?;
+    if linux.intel_rdt().is_some() {
+        return Err(Error::config(
+            "linux.intelRdt",
+            "Intel RDT is not supported by berth-runtime",
+        ));
+    }
+    if let Some(p) = linux.personality() {
+        crate::procattrs::personality_value(p)?;
+    }
     let ns = Namespaces::from_spec(linux)?;
     if !ns.is_new(LinuxNamespaceType::Mount) {
         return Err(Error::config(
@@ -179,6 +189,14 @@ pub fn validate(spec: &Spec) -> Result<()> {
         return Err(Error::config(
             "linux.timeOffsets",
             "need a new time namespace",
+        ));
+    }
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty())
+        && !ns.contains(LinuxNamespaceType::Network)
+    {
+        return Err(Error::config(
+            "linux.netDevices",
+            "moving devices needs a network namespace of the container's own",
         ));
     }
     for key in linux.sysctl().iter().flatten().map(|(k, _)| k) {

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, LinuxResources, Spec};
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
 use rustix::fs::{Mode, OFlags};
 
 use crate::cgroups::{self, Cgroup, Layout};
@@ -21,7 +21,7 @@ use crate::process::Prepared;
 use crate::spawn::{self, Forked};
 use crate::state::{self, CONFIG_FILE, ContainerState, EXEC_FIFO, OciState, Status, Store};
 use crate::sync::{Channel, Msg};
-use crate::{capabilities, console, procfs, seccomp};
+use crate::{console, procfs, seccomp};
 
 /// Global settings of one runtime invocation.
 #[derive(Debug, Clone)]
@@ -80,17 +80,6 @@ impl Drop for Undo<'_> {
     }
 }
 
-fn write_id_maps(pid: i32, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<()> {
-    let text = |maps: &[LinuxIdMapping]| {
-        maps.iter()
-            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-            .collect::<String>()
-    };
-    fs::write(format!("/proc/{pid}/uid_map"), text(uids)).ctx(|| "write uid_map")?;
-    fs::write(format!("/proc/{pid}/gid_map"), text(gids)).ctx(|| "write gid_map")?;
-    Ok(())
-}
-
 /// Writes the pid file the way runc does: the number alone, renamed into
 /// place so readers never see it half-written.
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
@@ -135,18 +124,35 @@ impl Runtime {
             ));
         }
         let ns = Namespaces::from_spec(linux)?;
-        let prepared = Prepared {
-            caps: process
-                .capabilities()
-                .as_ref()
-                .map(capabilities::CapSets::new),
-            seccomp: linux
-                .seccomp()
-                .as_ref()
-                .map(|s| seccomp::compile(s, process.no_new_privileges() == Some(true)))
-                .transpose()?,
-        };
+        let prepared = Prepared::new(process, linux)?;
         let joins = ns.open_joins()?;
+        let listener = linux
+            .seccomp()
+            .as_ref()
+            .map(seccomp::connect_listener)
+            .transpose()?
+            .flatten();
+        // idmapped mounts: a user namespace per mount, made before the fork.
+        let mut idmaps = Vec::new();
+        for (i, m) in spec.mounts().iter().flatten().enumerate() {
+            let opts = crate::mountopts::parse(
+                m.options().as_deref().unwrap_or(&[]),
+                m.typ().as_deref(),
+                "",
+            )?;
+            if !opts.idmap {
+                continue;
+            }
+            let uids = m.uid_mappings().as_ref().or(linux.uid_mappings().as_ref());
+            let gids = m.gid_mappings().as_ref().or(linux.gid_mappings().as_ref());
+            let (Some(uids), Some(gids)) = (uids, gids) else {
+                return Err(Error::config(
+                    format!("mounts[{i}]"),
+                    "an idmapped mount needs uidMappings and gidMappings (the mount's or the container's)",
+                ));
+            };
+            idmaps.push((i, crate::namespaces::userns_with_maps(uids, gids)?));
+        }
         let layout = Layout::detect().ctx(|| "read the cgroup layout")?;
 
         let dir = self.store.create_dir(id)?;
@@ -247,6 +253,7 @@ impl Runtime {
             prepared: &prepared,
             direct,
             runtime_hooks,
+            idmaps: &idmaps,
         };
         // systemd makes the scope around a pid: only after the fork.
         let cgroup_fd = if self.systemd_cgroup {
@@ -280,7 +287,7 @@ impl Runtime {
         }
         cg.add_pid(child, in_cgroup)?;
         if direct && ns.is_new(LinuxNamespaceType::User) {
-            write_id_maps(
+            crate::namespaces::write_id_maps(
                 child,
                 linux.uid_mappings().as_deref().unwrap_or(&[]),
                 linux.gid_mappings().as_deref().unwrap_or(&[]),
@@ -293,7 +300,7 @@ impl Runtime {
         loop {
             match parent_chan.recv()? {
                 Some(Msg::MapIds) => {
-                    write_id_maps(
+                    crate::namespaces::write_id_maps(
                         child,
                         linux.uid_mappings().as_deref().unwrap_or(&[]),
                         linux.gid_mappings().as_deref().unwrap_or(&[]),
@@ -319,6 +326,15 @@ impl Runtime {
                     hooks::run(Kind::CreateRuntime, hooks, &st)?;
                     parent_chan.send(&Msg::HooksDone)?;
                 }
+                Some(Msg::SeccompFd) => {
+                    let fd = parent_chan.take_fd().ok_or_else(|| {
+                        Error::Other("the seccomp notify fd did not arrive".into())
+                    })?;
+                    if let (Some(sock), Some(s)) = (&listener, linux.seccomp()) {
+                        let st = self.creating_state(id, init_pid, &bundle);
+                        seccomp::send_to_listener(sock, fd.as_fd(), s, init_pid, &st)?;
+                    }
+                }
                 Some(Msg::Ready) => break,
                 Some(Msg::Error(e)) => return Err(Error::Init(e)),
                 Some(other) => {
@@ -340,6 +356,17 @@ impl Runtime {
             Some(sock) => Some(console::recv_fd(sock.as_fd())?),
             None => None,
         };
+        // Host interfaces go into the container's network namespace while
+        // its process still waits for start.
+        if let Some(devices) = linux.net_devices().as_ref().filter(|d| !d.is_empty()) {
+            let netns: OwnedFd = fs::File::open(format!("/proc/{init_pid}/ns/net"))
+                .ctx(|| "open the container's network namespace")?
+                .into();
+            for (host, dev) in devices {
+                let name = dev.name().clone().unwrap_or_else(|| host.clone());
+                crate::netdev::move_device(host, &name, &netns)?;
+            }
+        }
         let start_time = procfs::stat(init_pid)
             .map(|s| s.start_time)
             .ok_or_else(|| Error::Other("the container process vanished after setup".into()))?;

@@ -14,7 +14,7 @@ use crate::process::{self, Prepared};
 use crate::spawn::{self, Forked};
 use crate::state::Status;
 use crate::sync::{Channel, Msg};
-use crate::{capabilities, console, seccomp};
+use crate::{console, seccomp};
 
 #[derive(Debug, Clone)]
 pub struct ExecOptions {
@@ -81,14 +81,13 @@ impl Runtime {
             ));
         }
         let linux = spec.linux().clone().unwrap_or_default();
-        let prepared = Prepared {
-            caps: p.capabilities().as_ref().map(capabilities::CapSets::new),
-            seccomp: linux
-                .seccomp()
-                .as_ref()
-                .map(|s| seccomp::compile(s, p.no_new_privileges() == Some(true)))
-                .transpose()?,
-        };
+        let prepared = Prepared::new(p, &linux)?;
+        let listener = linux
+            .seccomp()
+            .as_ref()
+            .map(seccomp::connect_listener)
+            .transpose()?
+            .flatten();
         // The container's namespaces, as its init holds them now.
         let mut joins: Vec<(LinuxNamespaceType, OwnedFd)> = Vec::new();
         let listed: Vec<LinuxNamespaceType> = linux
@@ -145,6 +144,7 @@ impl Runtime {
                     console: console_sock.as_ref(),
                     preserve_fds: o.preserve_fds,
                     prepared: &prepared,
+                    linux: &linux,
                 };
                 child_main(&args, &child_chan)
             }
@@ -178,6 +178,15 @@ impl Runtime {
                         rustix::process::PidfdFlags::empty(),
                     )
                     .ok();
+                }
+                Some(Msg::SeccompFd) => {
+                    let fd = parent_chan.take_fd().ok_or_else(|| {
+                        Error::Other("the seccomp notify fd did not arrive".into())
+                    })?;
+                    if let (Some(sock), Some(s)) = (&listener, linux.seccomp()) {
+                        let st = st.oci(Status::Running);
+                        seccomp::send_to_listener(sock, fd.as_fd(), s, pid, &st)?;
+                    }
                 }
                 Some(Msg::Ready) => ready = true,
                 Some(Msg::Error(e)) => {
@@ -223,6 +232,7 @@ struct ChildArgs<'a> {
     console: Option<&'a OwnedFd>,
     preserve_fds: u32,
     prepared: &'a Prepared,
+    linux: &'a oci_spec::runtime::Linux,
 }
 
 fn child_main(a: &ChildArgs, chan: &Channel) -> ! {
@@ -242,6 +252,14 @@ fn child_setup(a: &ChildArgs, chan: &Channel) -> Result<Option<Error>> {
         // Until exec, /proc/<pid>/exe of this process is the runtime
         // binary on the host: keep container processes from opening it.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    }
+    if let Some(cpus) = a
+        .process
+        .exec_cpu_affinity()
+        .as_ref()
+        .and_then(|x| x.initial().clone())
+    {
+        crate::procattrs::set_cpu_affinity(&cpus, "process.execCPUAffinity.initial")?;
     }
     match chan.recv()? {
         Some(Msg::Go { .. }) => {}
@@ -273,17 +291,10 @@ fn child_setup(a: &ChildArgs, chan: &Channel) -> Result<Option<Error>> {
         }
         console::become_tty(&pty.slave)?;
     }
-    process::set_rlimits(p)?;
-    if let Some(adj) = p.oom_score_adj() {
-        process::set_oom_score_adj(adj)?;
-    }
-    process::set_lsm(p)?;
-    let nnp = p.no_new_privileges() == Some(true);
-    if nnp {
-        process::set_no_new_privs()?;
-    } else if let Some(f) = &a.prepared.seccomp {
-        f.load()
-            .map_err(|e| Error::Seccomp(format!("load filter: {e}")))?;
+    process::apply_attributes(p, a.linux)?;
+    let early = a.prepared.seccomp_early(p);
+    if early {
+        a.prepared.load_seccomp(chan)?;
     }
     process::switch_user(p, a.prepared.caps.as_ref())?;
     process::chdir(p.cwd())?;
@@ -291,8 +302,15 @@ fn child_setup(a: &ChildArgs, chan: &Channel) -> Result<Option<Error>> {
     let args = p.args().as_deref().unwrap_or(&[]);
     let path = process::find_executable(&args[0], &env)?;
     process::cloexec_from(3 + a.preserve_fds);
+    if let Some(cpus) = p
+        .exec_cpu_affinity()
+        .as_ref()
+        .and_then(|a| a.cpu_affinity_final().clone())
+    {
+        crate::procattrs::set_cpu_affinity(&cpus, "process.execCPUAffinity.final")?;
+    }
     chan.send(&Msg::Ready)?;
-    if nnp && let Some(f) = &a.prepared.seccomp {
+    if !early && let Some(f) = &a.prepared.seccomp {
         f.load()
             .map_err(|e| Error::Seccomp(format!("load filter: {e}")))?;
     }

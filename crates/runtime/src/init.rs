@@ -43,6 +43,8 @@ pub struct InitPlan<'a> {
     pub direct: bool,
     /// The parent runs prestart/createRuntime hooks: stop for them.
     pub runtime_hooks: bool,
+    /// User namespaces for idmapped mounts, by mount index.
+    pub idmaps: &'a [(usize, OwnedFd)],
 }
 
 /// Runs in the cloned child; never returns.
@@ -125,8 +127,11 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<Stage> {
         plan.bundle,
         plan.spec,
         plan.cgroup,
-        ns.contains(LinuxNamespaceType::Cgroup),
-        ns.contains(LinuxNamespaceType::User),
+        (
+            ns.contains(LinuxNamespaceType::Cgroup),
+            ns.contains(LinuxNamespaceType::User),
+        ),
+        plan.idmaps,
     );
     root.prepare()?;
     if plan.runtime_hooks {
@@ -170,7 +175,7 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<Stage> {
         }
         console::become_tty(&pty.slave)?;
     }
-    apply_process(plan, proc_)?;
+    apply_process(plan, proc_, chan)?;
     chan.send(&Msg::Ready)?;
     Ok(Stage::Waiting)
 }
@@ -262,21 +267,11 @@ fn creating_state(plan: &InitPlan, pid: i32) -> OciState {
 
 /// Limits, security settings and the user switch: everything that can
 /// fail is done before `Ready`, so `create` reports it.
-fn apply_process(plan: &InitPlan, p: &oci_spec::runtime::Process) -> Result<()> {
-    process::set_rlimits(p)?;
-    if let Some(adj) = p.oom_score_adj() {
-        process::set_oom_score_adj(adj)?;
-    }
-    process::set_lsm(p)?;
-    let nnp = p.no_new_privileges() == Some(true);
-    if nnp {
-        process::set_no_new_privs()?;
-    } else if let Some(filter) = &plan.prepared.seccomp {
-        // Without no_new_privs only a privileged process may load a
-        // filter: load it while we still hold CAP_SYS_ADMIN.
-        filter
-            .load()
-            .map_err(|e| Error::Seccomp(format!("load filter: {e}")))?;
+fn apply_process(plan: &InitPlan, p: &oci_spec::runtime::Process, chan: &Channel) -> Result<()> {
+    let linux = plan.spec.linux().clone().unwrap_or_default();
+    process::apply_attributes(p, &linux)?;
+    if plan.prepared.seccomp_early(p) {
+        plan.prepared.load_seccomp(chan)?;
     }
     process::switch_user(p, plan.prepared.caps.as_ref())?;
     process::chdir(p.cwd())?;
@@ -308,7 +303,7 @@ fn wait_and_exec(plan: &InitPlan) -> Result<std::convert::Infallible> {
         let state = creating_state(plan, std::process::id() as i32);
         hooks::run(Kind::StartContainer, hooks, &state)?;
     }
-    if p.no_new_privileges() == Some(true)
+    if !plan.prepared.seccomp_early(p)
         && let Some(filter) = &plan.prepared.seccomp
     {
         // Last, so the filter need not allow the runtime's own calls.

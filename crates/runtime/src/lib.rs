@@ -24,6 +24,8 @@ mod inroot;
 mod mountcall;
 mod mountopts;
 pub mod namespaces;
+mod netdev;
+mod procattrs;
 mod process;
 pub mod procfs;
 mod rootfs;

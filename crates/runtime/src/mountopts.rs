@@ -57,6 +57,8 @@ pub struct MountOpts {
     pub tmpcopyup: bool,
     /// An idmapped mount ("idmap" or "ridmap").
     pub idmap: bool,
+    /// "ridmap": the mapping applies to every mount of the tree.
+    pub idmap_recursive: bool,
 }
 
 pub fn parse(options: &[String], typ: Option<&str>, field: &str) -> Result<MountOpts> {
@@ -153,7 +155,11 @@ pub fn parse(options: &[String], typ: Option<&str>, field: &str) -> Result<Mount
                 o.recursive = true;
             }
             "tmpcopyup" => o.tmpcopyup = true,
-            "idmap" | "ridmap" => o.idmap = true,
+            "idmap" => o.idmap = true,
+            "ridmap" => {
+                o.idmap = true;
+                o.idmap_recursive = true;
+            }
             "remount" => {
                 return Err(Error::config(
                     field,

@@ -5,9 +5,10 @@ use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
-use oci_spec::runtime::{Linux, LinuxNamespaceType};
+use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespaceType};
 
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
+use crate::spawn::{self, Forked};
 
 /// The kernel's CLONE_NEW* flag for a namespace type.
 pub fn flag(t: LinuxNamespaceType) -> libc::c_int {
@@ -147,4 +148,44 @@ pub fn unshare(flags: libc::c_int) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Writes the uid and gid maps of the user namespace of `pid`.
+pub fn write_id_maps(pid: i32, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<()> {
+    let text = |maps: &[LinuxIdMapping]| {
+        maps.iter()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    std::fs::write(format!("/proc/{pid}/uid_map"), text(uids)).ctx(|| "write uid_map")?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), text(gids)).ctx(|| "write gid_map")?;
+    Ok(())
+}
+
+/// A user namespace with these mappings, held by an fd: what an idmapped
+/// mount needs. A short-lived child creates it; the fd keeps it alive.
+pub fn userns_with_maps(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<OwnedFd> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ctx(|| "pipe")?;
+    // The child only waits for the pipe to close.
+    match unsafe { spawn::fork(libc::CLONE_NEWUSER, None) }
+        .ctx(|| "fork a user namespace holder")?
+    {
+        Forked::Child => {
+            drop(w);
+            let mut b = [0u8; 1];
+            let _ = rustix::io::read(&r, &mut b);
+            spawn::exit_child(0)
+        }
+        Forked::Parent { pid, .. } => {
+            drop(r);
+            let result = write_id_maps(pid, uids, gids).and_then(|_| {
+                File::open(format!("/proc/{pid}/ns/user"))
+                    .map(OwnedFd::from)
+                    .ctx(|| "open the mount's user namespace")
+            });
+            drop(w);
+            let _ = spawn::wait_status(pid);
+            result
+        }
+    }
 }

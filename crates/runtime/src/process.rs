@@ -22,6 +22,75 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 pub struct Prepared {
     pub caps: Option<CapSets>,
     pub seccomp: Option<ScmpFilterContext>,
+    /// The filter hands syscalls to a listener: it must be loaded while
+    /// the runtime is still there to pass the notify fd on.
+    pub seccomp_notify: bool,
+}
+
+impl Prepared {
+    pub fn new(p: &Process, linux: &oci_spec::runtime::Linux) -> Result<Prepared> {
+        let nnp = p.no_new_privileges() == Some(true);
+        Ok(Prepared {
+            caps: p.capabilities().as_ref().map(CapSets::new),
+            seccomp: linux
+                .seccomp()
+                .as_ref()
+                .map(|s| crate::seccomp::compile(s, nnp))
+                .transpose()?,
+            seccomp_notify: linux
+                .seccomp()
+                .as_ref()
+                .is_some_and(crate::seccomp::uses_notify),
+        })
+    }
+
+    /// Whether the filter goes on before the user switch (and `Ready`):
+    /// without no_new_privs only a privileged process may load it.
+    pub fn seccomp_early(&self, p: &Process) -> bool {
+        self.seccomp_notify || p.no_new_privileges() != Some(true)
+    }
+
+    /// Loads the filter, handing its notify fd (if any) to the runtime.
+    pub fn load_seccomp(&self, chan: &crate::sync::Channel) -> Result<()> {
+        let Some(filter) = &self.seccomp else {
+            return Ok(());
+        };
+        filter
+            .load()
+            .map_err(|e| Error::Seccomp(format!("load filter: {e}")))?;
+        if self.seccomp_notify {
+            let fd = filter
+                .get_notify_fd()
+                .map_err(|e| Error::Seccomp(format!("notify fd: {e}")))?;
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            chan.send_with_fd(&crate::sync::Msg::SeccompFd, fd)?;
+        }
+        Ok(())
+    }
+}
+
+/// What every container process gets before the user switch: limits,
+/// scheduling, personality, memory policy, LSM labels and no_new_privs.
+pub fn apply_attributes(p: &Process, linux: &oci_spec::runtime::Linux) -> Result<()> {
+    set_rlimits(p)?;
+    if let Some(adj) = p.oom_score_adj() {
+        set_oom_score_adj(adj)?;
+    }
+    crate::procattrs::set_io_priority(p)?;
+    if let Some(s) = p.scheduler() {
+        crate::procattrs::set_scheduler(s)?;
+    }
+    if let Some(pers) = linux.personality() {
+        crate::procattrs::set_personality(pers)?;
+    }
+    if let Some(m) = linux.memory_policy() {
+        crate::procattrs::set_memory_policy(m)?;
+    }
+    set_lsm(p)?;
+    if p.no_new_privileges() == Some(true) {
+        set_no_new_privs()?;
+    }
+    Ok(())
 }
 
 fn rlimit_resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {

@@ -25,6 +25,8 @@ pub struct Rootfs<'a> {
     pub cgroupns: bool,
     /// The container runs in a user namespace: no mknod, fewer mounts.
     pub userns: bool,
+    /// User namespaces for idmapped mounts, by index in `mounts`.
+    pub idmaps: &'a [(usize, OwnedFd)],
     root: Option<OwnedFd>,
 }
 
@@ -39,8 +41,8 @@ impl<'a> Rootfs<'a> {
         bundle: &'a Path,
         spec: &'a Spec,
         cgroup: &'a CgroupRecord,
-        cgroupns: bool,
-        userns: bool,
+        (cgroupns, userns): (bool, bool),
+        idmaps: &'a [(usize, OwnedFd)],
     ) -> Self {
         Rootfs {
             path,
@@ -49,6 +51,7 @@ impl<'a> Rootfs<'a> {
             cgroup,
             cgroupns,
             userns,
+            idmaps,
             root: None,
         }
     }
@@ -118,16 +121,21 @@ impl<'a> Rootfs<'a> {
             }
             other => other,
         };
-        if opts.idmap {
+        if opts.idmap && !opts.bind {
             return Err(Error::config(
                 format!("{field}.options"),
-                "idmapped mounts are not supported yet",
+                "idmap is supported on bind mounts only",
             ));
         }
         let r = if matches!(typ, Some("cgroup") | Some("cgroup2")) {
             self.mount_cgroup(dest, &opts)
         } else if opts.bind {
-            self.mount_bind(&field, m, &opts)
+            let idmap = self
+                .idmaps
+                .iter()
+                .find(|(idx, _)| *idx == i)
+                .map(|(_, fd)| fd);
+            self.mount_bind(&field, m, &opts, idmap)
         } else {
             self.mount_fs(&field, m, typ.unwrap_or("none"), &opts)
         };
@@ -145,7 +153,13 @@ impl<'a> Rootfs<'a> {
         })
     }
 
-    fn mount_bind(&self, field: &str, m: &Mount, opts: &MountOpts) -> Result<()> {
+    fn mount_bind(
+        &self,
+        field: &str,
+        m: &Mount,
+        opts: &MountOpts,
+        idmap: Option<&OwnedFd>,
+    ) -> Result<()> {
         let src = self.bind_source(field, m)?;
         let meta = fs::metadata(&src).map_err(|e| {
             Error::config(format!("{field}.source"), format!("{}: {e}", src.display()))
@@ -158,6 +172,17 @@ impl<'a> Rootfs<'a> {
         .map_err(os("create the mount point"))?;
         let tree =
             clone_tree(&src, opts.recursive).map_err(os(format!("clone {}", src.display())))?;
+        if let Some(userns) = idmap {
+            // Only a detached mount can take an id mapping.
+            setattr(
+                &tree,
+                opts.idmap_recursive,
+                Attrs::default(),
+                0,
+                Some(userns),
+            )
+            .map_err(os("map the mount's ids"))?;
+        }
         attach(&tree, &target, opts)
     }
 

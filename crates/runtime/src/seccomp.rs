@@ -11,7 +11,8 @@ use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator,
 };
 
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
+use crate::state::OciState;
 
 fn err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
     Error::Seccomp(format!("{what}: {e}"))
@@ -65,10 +66,14 @@ pub fn uses_notify(s: &LinuxSeccomp) -> bool {
 /// libseccomp sets no_new_privs on load unless told otherwise; the process
 /// gets it only when its config asks (`nnp`).
 pub fn compile(s: &LinuxSeccomp, nnp: bool) -> Result<ScmpFilterContext> {
-    if uses_notify(s) {
+    if uses_notify(s)
+        && s.listener_path()
+            .as_ref()
+            .is_none_or(|p| p.as_os_str().is_empty())
+    {
         return Err(Error::config(
-            "linux.seccomp",
-            "SCMP_ACT_NOTIFY is not supported yet",
+            "linux.seccomp.listenerPath",
+            "SCMP_ACT_NOTIFY needs a listener to hand the notify fd to",
         ));
     }
     let default = action(s.default_action(), s.default_errno_ret());
@@ -148,6 +153,39 @@ pub fn compile(s: &LinuxSeccomp, nnp: bool) -> Result<ScmpFilterContext> {
         }
     }
     Ok(ctx)
+}
+
+/// Connects to the profile's listener socket (a host path), before the
+/// container's process exists.
+pub fn connect_listener(s: &LinuxSeccomp) -> Result<Option<std::os::fd::OwnedFd>> {
+    match s.listener_path() {
+        Some(p) if uses_notify(s) => {
+            let sock = std::os::unix::net::UnixStream::connect(p)
+                .ctx(|| format!("connect to seccomp listener {}", p.display()))?;
+            Ok(Some(sock.into()))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Hands the notify fd to the listener with the container's process
+/// state, as the runtime-spec describes.
+pub fn send_to_listener(
+    sock: &std::os::fd::OwnedFd,
+    fd: std::os::fd::BorrowedFd<'_>,
+    s: &LinuxSeccomp,
+    pid: i32,
+    state: &OciState,
+) -> Result<()> {
+    let payload = serde_json::json!({
+        "ociVersion": crate::state::OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": s.listener_metadata().clone().unwrap_or_default(),
+        "state": state,
+    });
+    use std::os::fd::AsFd;
+    crate::console::send_fd(sock.as_fd(), fd, &payload.to_string())
 }
 
 #[cfg(test)]

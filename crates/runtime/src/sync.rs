@@ -31,6 +31,9 @@ pub enum Msg {
     Ready,
     /// Child → parent: setup failed; the text says why.
     Error(String),
+    /// Child → parent: the seccomp notify fd rides along (SCM_RIGHTS), for
+    /// the runtime to hand to the profile's listener.
+    SeccompFd,
 }
 
 impl Msg {
@@ -44,6 +47,7 @@ impl Msg {
             Msg::HooksDone => (6, vec![]),
             Msg::Ready => (7, vec![]),
             Msg::Error(s) => (8, s.as_bytes().to_vec()),
+            Msg::SeccompFd => (9, vec![]),
         };
         let mut out = Vec::with_capacity(1 + body.len());
         out.push(tag);
@@ -63,6 +67,7 @@ impl Msg {
             6 => Msg::HooksDone,
             7 => Msg::Ready,
             8 => Msg::Error(String::from_utf8_lossy(body).into_owned()),
+            9 => Msg::SeccompFd,
             _ => return None,
         })
     }
@@ -73,6 +78,8 @@ const MAX_MSG: usize = 16 * 1024;
 
 pub struct Channel {
     fd: OwnedFd,
+    /// An fd that arrived with the last message.
+    received: std::cell::RefCell<Option<OwnedFd>>,
 }
 
 impl Channel {
@@ -84,7 +91,37 @@ impl Channel {
             None,
         )
         .ctx(|| "create sync socketpair")?;
-        Ok((Channel { fd: a }, Channel { fd: b }))
+        Ok((Channel::new(a), Channel::new(b)))
+    }
+
+    fn new(fd: OwnedFd) -> Channel {
+        Channel {
+            fd,
+            received: Default::default(),
+        }
+    }
+
+    /// Sends a message with an fd attached.
+    pub fn send_with_fd(&self, msg: &Msg, fd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage};
+        let raw = msg.encode();
+        let fds = [fd];
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        control.push(SendAncillaryMessage::ScmRights(&fds));
+        rustix::net::sendmsg(
+            &self.fd,
+            &[io::IoSlice::new(&raw)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        )
+        .ctx(|| "send an fd on the sync socket")?;
+        Ok(())
+    }
+
+    /// The fd that came with the last message received, if any.
+    pub fn take_fd(&self) -> Option<OwnedFd> {
+        self.received.borrow_mut().take()
     }
 
     pub fn send(&self, msg: &Msg) -> Result<()> {
@@ -102,11 +139,23 @@ impl Channel {
     /// The next message, or `None` once the other end is closed (for a
     /// child: it exited or exec'd).
     pub fn recv(&self) -> Result<Option<Msg>> {
+        use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage};
         let mut buf = vec![0u8; MAX_MSG];
         loop {
-            match net::recv(&self.fd, &mut buf, RecvFlags::empty()) {
-                Ok((0, _)) => return Ok(None),
-                Ok((n, _)) => {
+            let mut space =
+                [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let mut iov = [io::IoSliceMut::new(&mut buf)];
+            let got = net::recvmsg(&self.fd, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)
+                .map(|r| r.bytes);
+            for m in control.drain() {
+                if let RecvAncillaryMessage::ScmRights(mut fds) = m {
+                    *self.received.borrow_mut() = fds.next();
+                }
+            }
+            match got {
+                Ok(0) => return Ok(None),
+                Ok(n) => {
                     return Msg::decode(&buf[..n])
                         .map(Some)
                         .ok_or_else(|| Error::Other("garbled message on sync socket".into()));
@@ -158,5 +207,23 @@ mod tests {
         }
         drop(a);
         assert_eq!(b.recv().unwrap(), None);
+    }
+}
+
+#[cfg(test)]
+mod fd_tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn passes_an_fd() {
+        let (a, b) = Channel::pair().unwrap();
+        let f = std::fs::File::open("/proc/self/status").unwrap();
+        a.send_with_fd(&Msg::SeccompFd, f.as_fd()).unwrap();
+        assert_eq!(b.recv().unwrap(), Some(Msg::SeccompFd));
+        let got = b.take_fd().expect("an fd arrived");
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(got), &mut s).unwrap();
+        assert!(s.contains("Name:"));
     }
 }

@@ -260,7 +260,12 @@ fn features_are_truthful_json() {
         .unwrap()
         .iter()
         .map(|o| o.as_str().unwrap().to_string())
-        .filter(|o| !matches!(o.as_str(), "bind" | "rbind" | "tmpcopyup" | "mand"))
+        .filter(|o| {
+            !matches!(
+                o.as_str(),
+                "bind" | "rbind" | "tmpcopyup" | "mand" | "idmap" | "ridmap"
+            )
+        })
         .collect();
     let mut b = sb.bundle(&["true"]);
     b.push(

@@ -206,3 +206,28 @@ fn cgroup_mount_shows_the_containers_own_cgroup() {
     );
     assert!(out.contains("Read-only file system"), "{out}");
 }
+
+#[test]
+fn idmapped_bind_mount() {
+    let sb = Sandbox::new();
+    let src = sb.dir.path().join("owned");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), "x").unwrap();
+    // On disk the file is root's; through the mapping (disk id 0 shown as
+    // 1000, as a container's user namespace would map it) it is 1000's.
+    let mut b = sb.bundle(&["sh", "-c", "stat -c '%u:%g' /plain/f /mapped/f"]);
+    b.push(
+        "/mounts",
+        json!({"destination": "/plain", "type": "bind", "source": src, "options": ["bind"]}),
+    );
+    b.push(
+        "/mounts",
+        json!({
+            "destination": "/mapped", "type": "bind", "source": src, "options": ["bind", "idmap"],
+            "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+            "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
+        }),
+    );
+    let out = sb.output(&b, "idmap");
+    assert_eq!(out, "0:0\n1000:1000\n");
+}

@@ -242,3 +242,50 @@ fn exec_joins_the_same_namespaces() {
         assert_eq!(lines[i + 1], ns_of(pid, ns));
     }
 }
+
+#[test]
+fn net_devices_move_into_the_container() {
+    let sb = Sandbox::new();
+    let host_name = format!("bveth{}", std::process::id() % 100000);
+    let peer = format!("{host_name}p");
+    assert!(
+        Command::new("ip")
+            .args([
+                "link", "add", &host_name, "type", "veth", "peer", "name", &peer
+            ])
+            .status()
+            .unwrap()
+            .success()
+    );
+    struct Del(String);
+    impl Drop for Del {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["link", "del", &self.0]).output();
+        }
+    }
+    let _del = Del(peer.clone());
+    let mut b = sb.bundle(&[
+        "sh",
+        "-c",
+        "ip -o link show eth7 | cut -d: -f2 | cut -d@ -f1",
+    ]);
+    b.set("/linux/netDevices", json!({ &host_name: {"name": "eth7"} }));
+    let out = sb.output(&b, "netdev");
+    assert_eq!(out.trim(), "eth7");
+    let on_host = Command::new("ip")
+        .args(["link", "show", &host_name])
+        .output()
+        .unwrap();
+    assert!(!on_host.status.success(), "the device is still on the host");
+
+    let mut b = sb.bundle(&["true"]);
+    b.set(
+        "/linux/netDevices",
+        json!({"no-such-dev0": {"name": "eth0"}}),
+    );
+    b.save();
+    let id = sb.id("nodev");
+    let out = sb.rt(&["create", "--bundle", b.path(), &id]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("linux.netDevices.no-such-dev0"));
+    assert_gone(&sb, &id);
+}

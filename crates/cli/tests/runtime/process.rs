@@ -274,3 +274,123 @@ fn missing_program_fails_create_with_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("executable file not found in $PATH"));
     assert_gone(&sb, &id);
 }
+
+#[test]
+fn personality_io_priority_scheduler_and_memory_policy() {
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&["sh", "-c", "cat /proc/self/personality; uname -m; ionice -p $$; awk '{print $41}' /proc/self/stat; grep -m1 -o 'bind:[0-9]*' /proc/self/numa_maps"]);
+    b.set("/linux/personality", json!({"domain": "LINUX32"}));
+    b.set(
+        "/process/ioPriority",
+        json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0}),
+    );
+    b.set(
+        "/process/scheduler",
+        json!({"policy": "SCHED_BATCH", "nice": 5}),
+    );
+    b.set(
+        "/linux/memoryPolicy",
+        json!({"mode": "MPOL_BIND", "nodes": "0"}),
+    );
+    let out = sb.output(&b, "attrs");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "00000008", "{out}");
+    assert_eq!(lines[1], "i686");
+    assert!(lines[2].contains("idle"), "{out}");
+    assert_eq!(lines[3], "3", "SCHED_BATCH is policy 3: {out}");
+    assert_eq!(lines[4], "bind:0", "{out}");
+}
+
+#[test]
+fn bad_process_attributes_are_refused() {
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&["true"]);
+    b.set(
+        "/process/ioPriority",
+        json!({"class": "IOPRIO_CLASS_BE", "priority": 9}),
+    );
+    b.save();
+    let id = sb.id("badio");
+    let out = sb.rt(&["create", "--bundle", b.path(), &id]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("process.ioPriority.priority"));
+    assert_gone(&sb, &id);
+    let mut b = sb.bundle(&["true"]);
+    b.set("/linux/intelRdt", json!({"closID": "x"}));
+    b.save();
+    let out = sb.rt(&["create", "--bundle", b.path(), &id]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("linux.intelRdt"));
+    assert_gone(&sb, &id);
+}
+
+#[test]
+fn exec_cpu_affinity() {
+    let sb = Sandbox::new();
+    let b = sb.bundle(&["sleep", "1000"]);
+    let id = sb.id("affinity");
+    sb.start(&b, &id);
+    let proc_file = sb.dir.path().join("p.json");
+    std::fs::write(&proc_file, serde_json::to_vec(&json!({
+        "user": {"uid": 0, "gid": 0}, "cwd": "/", "args": ["grep", "Cpus_allowed_list", "/proc/self/status"],
+        "execCPUAffinity": {"initial": "0-1", "final": "1"}
+    })).unwrap()).unwrap();
+    let out = sb.ok(&["exec", "--process", proc_file.to_str().unwrap(), &id]);
+    assert_eq!(out.split_whitespace().last(), Some("1"), "{out}");
+}
+
+#[test]
+fn seccomp_notify_hands_the_fd_to_the_listener() {
+    use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+    let sb = Sandbox::new();
+    let sock = sb.dir.path().join("listener.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    // The listener answers every mkdir with "done" without doing it.
+    let agent = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 8192];
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let n = rustix::net::recvmsg(
+            conn.as_fd(),
+            &mut iov,
+            &mut control,
+            rustix::net::RecvFlags::empty(),
+        )
+        .unwrap()
+        .bytes;
+        let mut notify_fd: Option<OwnedFd> = None;
+        for m in control.drain() {
+            if let rustix::net::RecvAncillaryMessage::ScmRights(mut fds) = m {
+                notify_fd = fds.next();
+            }
+        }
+        let state: serde_json::Value = serde_json::from_slice(&buf[..n]).unwrap();
+        let fd = notify_fd.expect("a notify fd");
+        let req = libseccomp::ScmpNotifReq::receive(fd.as_raw_fd()).unwrap();
+        libseccomp::ScmpNotifResp::new_val(req.id, 0, libseccomp::ScmpNotifRespFlags::empty())
+            .respond(fd.as_raw_fd())
+            .unwrap();
+        state
+    });
+    let mut b = sb.bundle(&["sh", "-c", "mkdir /tmp/made && echo mkdir-ok; ls /tmp"]);
+    b.set(
+        "/linux/seccomp",
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock,
+            "listenerMetadata": "test-agent",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+        }),
+    );
+    let out = sb.output(&b, "notify");
+    let state = agent.join().unwrap();
+    assert_eq!(state["fds"], json!(["seccompFd"]));
+    assert_eq!(state["metadata"], "test-agent");
+    assert!(state["pid"].as_i64().unwrap() > 0);
+    assert!(state["state"]["id"].as_str().unwrap().starts_with("notify"));
+    assert_eq!(
+        out.trim(),
+        "mkdir-ok",
+        "mkdir answered by the agent, not done: {out}"
+    );
+}
