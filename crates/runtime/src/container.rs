@@ -169,6 +169,25 @@ impl Runtime {
         } else {
             Cgroup::plan(&layout, linux.cgroups_path().as_deref(), id)?
         };
+        let me = std::process::id() as i32;
+        let mut st = ContainerState {
+            id: id.to_string(),
+            init_pid: 0,
+            init_start_time: 0,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: state::now_rfc3339(),
+            owner: String::new(),
+            annotations: spec
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            cgroup: cg.record.clone(),
+            creator: Some((me, procfs::stat(me).map(|s| s.start_time).unwrap_or(0))),
+        };
+        self.store.save(&st)?;
         let resources = linux.resources().clone().unwrap_or_default();
         let devices: Vec<_> = linux.devices().iter().flatten().map(device_rule).collect();
         if !self.systemd_cgroup {
@@ -370,22 +389,10 @@ impl Runtime {
         let start_time = procfs::stat(init_pid)
             .map(|s| s.start_time)
             .ok_or_else(|| Error::Other("the container process vanished after setup".into()))?;
-        let st = ContainerState {
-            id: id.to_string(),
-            init_pid,
-            init_start_time: start_time,
-            bundle: bundle.dir.clone(),
-            rootfs: bundle.rootfs.clone(),
-            created: state::now_rfc3339(),
-            owner: String::new(),
-            annotations: spec
-                .annotations()
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-            cgroup: cg.record.clone(),
-        };
+        st.init_pid = init_pid;
+        st.init_start_time = start_time;
+        st.cgroup = cg.record.clone();
+        st.creator = None;
         crate::fsutil::atomic_write(&dir.join(CONFIG_FILE), &bundle.raw, 0o600)?;
         self.store.save(&st)?;
         if let Some(path) = &opts.pid_file {
@@ -431,6 +438,16 @@ impl Runtime {
     }
 
     pub fn status(&self, st: &ContainerState) -> Status {
+        if st.init_pid == 0 {
+            let making = st
+                .creator
+                .is_some_and(|(pid, start)| procfs::is_alive(pid, start));
+            return if making {
+                Status::Creating
+            } else {
+                Status::Stopped
+            };
+        }
         if !st.init_alive() {
             return Status::Stopped;
         }
@@ -590,7 +607,14 @@ impl Runtime {
         let cg = Cgroup::from_record(st.cgroup.clone());
         match self.status(&st) {
             Status::Stopped => {}
-            Status::Created | Status::Creating => self.kill_and_wait(&st, &cg)?,
+            Status::Created => self.kill_and_wait(&st, &cg)?,
+            Status::Creating if force => {
+                // The runtime making it goes first, then what it made.
+                if let Some((pid, start)) = st.creator {
+                    let _ = signal_process(pid, start, libc::SIGKILL);
+                }
+                let _ = signal_all(&cg, libc::SIGKILL);
+            }
             s if force => {
                 if s == Status::Paused {
                     let _ = cg.freeze(false);

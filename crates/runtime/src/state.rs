@@ -69,6 +69,11 @@ pub struct ContainerState {
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
     pub cgroup: CgroupRecord,
+    /// While the container is being made (no init yet): the pid and start
+    /// time of the runtime process making it. If that process dies
+    /// half-way, the record still names the cgroups for `delete` to remove.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<(i32, u64)>,
 }
 
 /// The OCI state document, shaped as runc prints it.

@@ -287,3 +287,28 @@ fn the_container_starts_in_its_configured_cwd_with_no_host_cwd() {
     assert_eq!(lines[0], "/work");
     assert_eq!(lines[1], "/");
 }
+
+#[test]
+fn a_runtime_killed_mid_create_leaves_a_record_delete_can_clear() {
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&["sleep", "1000"]);
+    // The hook runs as the runtime's child: it kills the runtime half-way.
+    b.set(
+        "/hooks/createRuntime",
+        json!([{"path": "/bin/sh", "args": ["sh", "-c", "kill -9 $PPID"]}]),
+    );
+    b.save();
+    let id = sb.id("crashed");
+    let out = sb.rt(&["create", "--bundle", b.path(), &id]);
+    assert!(!out.status.success());
+    // The cgroup was made before the crash; the record says so.
+    assert!(!cgroup_dirs(&id).is_empty());
+    let st = sb.state(&id);
+    assert_eq!(st["status"], "stopped");
+    sb.ok(&["delete", &id]);
+    assert_gone(&sb, &id);
+    // The half-made container's process saw the runtime go and left too.
+    crate::lifecycle::wait_for(|| {
+        processes_with(&format!("create --bundle {}", b.path())).is_empty()
+    });
+}
