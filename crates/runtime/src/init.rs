@@ -143,7 +143,7 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<Stage> {
         let state = creating_state(plan, host_pid);
         hooks::run(Kind::CreateContainer, hooks, &state)?;
     }
-    rootfs::enter(plan.rootfs, plan.no_pivot)?;
+    rootfs::enter(plan.rootfs, plan.no_pivot, plan.spec)?;
 
     // Sysctls go through /proc/sys before it turns read-only below.
     let linux = plan.spec.linux().as_ref();

@@ -511,7 +511,21 @@ impl Attrs {
 
 /// Swaps the root: pivot_root into `rootfs` and detach the old root, or,
 /// with `no_pivot`, move the rootfs over "/" and chroot (for ramdisk hosts).
-pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
+pub fn enter(rootfs: &Path, no_pivot: bool, spec: &Spec) -> Result<()> {
+    let shared = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .is_some_and(|p| p.contains("shared"));
+    if shared {
+        // pivot_root refuses shared mounts around it; the propagation the
+        // config asks for is put back on "/" afterwards (finish).
+        let parent = parent_mount(rootfs);
+        for p in [Path::new("/"), parent.as_path(), rootfs] {
+            mountcall::mount(None, p, None, libc::MS_PRIVATE, None)
+                .map_err(os(format!("make {} private for pivot_root", p.display())))?;
+        }
+    }
     if no_pivot {
         rustix::process::chdir(rootfs).ctx(|| "chdir to the rootfs")?;
         mountcall::mount(Some(rootfs), Path::new("/"), None, libc::MS_MOVE, None)
@@ -542,6 +556,18 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
     mountcall::umount(Path::new("."), libc::MNT_DETACH).map_err(os("detach the old root"))?;
     rustix::process::chdir("/").ctx(|| "chdir /")?;
     Ok(())
+}
+
+/// The mount point that holds `path` (not counting `path` itself).
+fn parent_mount(path: &Path) -> PathBuf {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+        .filter(|m| parent.starts_with(m))
+        .max_by_key(|m| m.as_os_str().len())
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// After pivot_root: hide the masked paths, freeze the read-only ones and

@@ -147,3 +147,47 @@ fn exec_takes_the_containers_seccomp_and_no_new_privs() {
     );
     assert!(out.contains("Permission denied"), "{out}");
 }
+
+#[test]
+fn exec_in_a_user_namespace_container() {
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&["sleep", "1000"]);
+    b.push("/linux/namespaces", json!({"type": "user"}));
+    b.set(
+        "/linux/uidMappings",
+        json!([{"containerID": 0, "hostID": 200000, "size": 65536}]),
+    );
+    b.set(
+        "/linux/gidMappings",
+        json!([{"containerID": 0, "hostID": 200000, "size": 65536}]),
+    );
+    assert!(
+        std::process::Command::new("chown")
+            .args(["-R", "200000:200000"])
+            .arg(b.rootfs())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let id = sb.id("execuserns");
+    sb.start(&b, &id);
+    let out = sb.ok(&[
+        "exec",
+        "-u",
+        "1000",
+        &id,
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map",
+    ]);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(words, ["1000", "0", "200000", "65536"], "{out}");
+    let pids: Vec<i32> = serde_json::from_str(&sb.ok(&["ps", "--format", "json", &id])).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pids[0])).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.contains("200000")),
+        "host view: {status}"
+    );
+}

@@ -342,3 +342,37 @@ fn json_log_records_errors_for_containerd() {
     // And the plain message on stderr, which conmon passes to podman.
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
 }
+
+#[test]
+fn run_forwards_signals_to_the_container() {
+    let sb = Sandbox::new();
+    let b = sb.bundle(&[
+        "sh",
+        "-c",
+        "trap 'echo caught TERM; exit 5' TERM; echo ready; while :; do sleep 0.05; done",
+    ]);
+    b.save();
+    let id = sb.id("forward");
+    let out_path = sb.dir.path().join("forward.out");
+    let mut child = sb
+        .cmd()
+        .args(["run", "--bundle", b.path(), &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for(|| {
+        std::fs::read_to_string(&out_path)
+            .unwrap_or_default()
+            .contains("ready")
+    });
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(5), "the container's exit code is run's");
+    assert!(
+        std::fs::read_to_string(&out_path)
+            .unwrap()
+            .contains("caught TERM")
+    );
+    assert_gone(&sb, &id);
+}

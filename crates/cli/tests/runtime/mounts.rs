@@ -231,3 +231,34 @@ fn idmapped_bind_mount() {
     let out = sb.output(&b, "idmap");
     assert_eq!(out, "0:0\n1000:1000\n");
 }
+
+#[test]
+fn shared_root_propagation_survives_pivot_root() {
+    let sb = Sandbox::new();
+    for prop in ["shared", "rshared"] {
+        let mut b = sb.bundle(&["head", "-1", "/proc/self/mountinfo"]);
+        b.set("/linux/rootfsPropagation", json!(prop));
+        let out = sb.output(&b, "shared");
+        assert!(
+            out.contains(" / ") && out.contains("shared:"),
+            "{prop}: {out}"
+        );
+    }
+}
+
+#[test]
+fn no_pivot_uses_move_and_chroot() {
+    let sb = Sandbox::new();
+    let b = sb.bundle(&["sh", "-c", "ls /; readlink /proc/1/root"]);
+    b.save();
+    let id = sb.id("nopivot");
+    let out = sb.rt(&["run", "--no-pivot", "--bundle", b.path(), &id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("bin\n") && text.contains("etc\n"), "{text}");
+    assert_eq!(text.lines().last(), Some("/"));
+}
