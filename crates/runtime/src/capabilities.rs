@@ -15,6 +15,18 @@ fn convert(set: Option<&Capabilities>, supported: &CapsHashSet) -> CapsHashSet {
         .collect()
 }
 
+/// The capabilities this kernel knows: one read of cap_last_cap rather than
+/// a probe per capability.
+fn supported() -> CapsHashSet {
+    static SUPPORTED: std::sync::OnceLock<CapsHashSet> = std::sync::OnceLock::new();
+    SUPPORTED
+        .get_or_init(|| {
+            caps::runtime::procfs_all_supported(None)
+                .unwrap_or_else(|_| caps::runtime::thread_all_supported())
+        })
+        .clone()
+}
+
 fn err(what: &str, e: caps::errors::CapsError) -> Error {
     Error::Other(format!("capabilities: {what}: {e}"))
 }
@@ -30,7 +42,7 @@ pub struct CapSets {
 
 impl CapSets {
     pub fn new(c: &LinuxCapabilities) -> CapSets {
-        let supported = caps::runtime::thread_all_supported();
+        let supported = supported();
         CapSets {
             bounding: convert(c.bounding().as_ref(), &supported),
             effective: convert(c.effective().as_ref(), &supported),
@@ -43,7 +55,7 @@ impl CapSets {
     /// Shrinks the bounding set; needs CAP_SETPCAP, so it comes before the
     /// switch to the container's user.
     pub fn drop_bounding(&self) -> Result<()> {
-        for cap in caps::runtime::thread_all_supported() {
+        for cap in supported() {
             if !self.bounding.contains(&cap) {
                 caps::drop(None, CapSet::Bounding, cap)
                     .map_err(|e| err(&format!("drop {cap} from the bounding set"), e))?;

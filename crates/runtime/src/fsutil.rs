@@ -42,9 +42,28 @@ pub fn write_kernel_file(path: &Path, value: &str) -> io::Result<()> {
     f.write_all(value.as_bytes())
 }
 
+/// Reads a kernel interface file (procfs, cgroupfs). They report a size
+/// of 0, so std's reader would start small and grow; one 16 KiB buffer
+/// takes most of them in one read(2).
+pub fn read_kernel_file(path: &Path) -> io::Result<String> {
+    use std::io::Read;
+    let mut f = fs::File::open(path)?;
+    let mut buf = Vec::with_capacity(16 * 1024);
+    loop {
+        let len = buf.len();
+        buf.resize(len + 16 * 1024, 0);
+        let n = f.read(&mut buf[len..])?;
+        buf.truncate(len + n);
+        if n == 0 {
+            break;
+        }
+    }
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
 /// Reads a kernel interface file and trims the trailing newline.
 pub fn read_trimmed(path: &Path) -> io::Result<String> {
-    let mut s = fs::read_to_string(path)?;
+    let mut s = read_kernel_file(path)?;
     let len = s.trim_end().len();
     s.truncate(len);
     Ok(s)

@@ -1,8 +1,6 @@
 //! What /proc says about a process: enough to tell whether the pid we stored
 //! still names the process we started (pids are reused).
 
-use std::fs;
-
 /// The fields of /proc/<pid>/stat that the runtime needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcStat {
@@ -14,8 +12,9 @@ pub struct ProcStat {
 }
 
 pub fn stat(pid: i32) -> Option<ProcStat> {
-    let raw = fs::read(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&raw)
+    let raw =
+        crate::fsutil::read_kernel_file(std::path::Path::new(&format!("/proc/{pid}/stat"))).ok()?;
+    parse_stat(raw.as_bytes())
 }
 
 /// The command name (field 2) may hold spaces and parentheses, so the fields

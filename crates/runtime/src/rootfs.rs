@@ -560,7 +560,8 @@ pub fn enter(rootfs: &Path, no_pivot: bool, spec: &Spec) -> Result<()> {
 
 /// The mount point that holds `path` (not counting `path` itself).
 fn parent_mount(path: &Path) -> PathBuf {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let info =
+        crate::fsutil::read_kernel_file(Path::new("/proc/self/mountinfo")).unwrap_or_default();
     let parent = path.parent().unwrap_or(Path::new("/"));
     info.lines()
         .filter_map(|l| l.split(' ').nth(4))

@@ -2,8 +2,9 @@
 //! them: v1 (one mount per controller group), v2 (one unified mount) or the
 //! hybrid of both.
 
-use std::fs;
 use std::path::{Path, PathBuf};
+
+use crate::fsutil::read_kernel_file;
 
 /// One mounted hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,11 +29,11 @@ pub struct Layout {
 
 impl Layout {
     pub fn detect() -> std::io::Result<Layout> {
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo")?;
-        let own = fs::read_to_string("/proc/self/cgroup")?;
+        let mountinfo = read_kernel_file(Path::new("/proc/self/mountinfo"))?;
+        let own = read_kernel_file(Path::new("/proc/self/cgroup"))?;
         let mut layout = Layout::parse(&mountinfo, &own);
         for h in layout.hierarchies.iter_mut().filter(|h| h.v2) {
-            h.controllers = fs::read_to_string(h.mountpoint.join("cgroup.controllers"))
+            h.controllers = read_kernel_file(&h.mountpoint.join("cgroup.controllers"))
                 .unwrap_or_default()
                 .split_whitespace()
                 .map(String::from)
