@@ -126,12 +126,7 @@ impl Runtime {
         let ns = Namespaces::from_spec(linux)?;
         let prepared = Prepared::new(process, linux)?;
         let joins = ns.open_joins()?;
-        let listener = linux
-            .seccomp()
-            .as_ref()
-            .map(seccomp::connect_listener)
-            .transpose()?
-            .flatten();
+        let listener = seccomp::Listener::connect(linux)?;
         // idmapped mounts: a user namespace per mount, made before the fork.
         let mut idmaps = Vec::new();
         for (i, m) in spec.mounts().iter().flatten().enumerate() {
@@ -346,12 +341,12 @@ impl Runtime {
                     parent_chan.send(&Msg::HooksDone)?;
                 }
                 Some(Msg::SeccompFd) => {
-                    let fd = parent_chan.take_fd().ok_or_else(|| {
-                        Error::Other("the seccomp notify fd did not arrive".into())
-                    })?;
-                    if let (Some(sock), Some(s)) = (&listener, linux.seccomp()) {
-                        let st = self.creating_state(id, init_pid, &bundle);
-                        seccomp::send_to_listener(sock, fd.as_fd(), s, init_pid, &st)?;
+                    if let Some(l) = &listener {
+                        l.forward(
+                            &parent_chan,
+                            init_pid,
+                            &self.creating_state(id, init_pid, &bundle),
+                        )?;
                     }
                 }
                 Some(Msg::Ready) => break,

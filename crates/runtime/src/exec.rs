@@ -82,12 +82,7 @@ impl Runtime {
         }
         let linux = spec.linux().clone().unwrap_or_default();
         let prepared = Prepared::new(p, &linux)?;
-        let listener = linux
-            .seccomp()
-            .as_ref()
-            .map(seccomp::connect_listener)
-            .transpose()?
-            .flatten();
+        let listener = seccomp::Listener::connect(&linux)?;
         // The container's namespaces, as its init holds them now.
         let mut joins: Vec<(LinuxNamespaceType, OwnedFd)> = Vec::new();
         let listed: Vec<LinuxNamespaceType> = linux
@@ -180,12 +175,8 @@ impl Runtime {
                     .ok();
                 }
                 Some(Msg::SeccompFd) => {
-                    let fd = parent_chan.take_fd().ok_or_else(|| {
-                        Error::Other("the seccomp notify fd did not arrive".into())
-                    })?;
-                    if let (Some(sock), Some(s)) = (&listener, linux.seccomp()) {
-                        let st = st.oci(Status::Running);
-                        seccomp::send_to_listener(sock, fd.as_fd(), s, pid, &st)?;
+                    if let Some(l) = &listener {
+                        l.forward(&parent_chan, pid, &st.oci(Status::Running))?;
                     }
                 }
                 Some(Msg::Ready) => ready = true,

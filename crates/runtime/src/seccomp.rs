@@ -155,37 +155,46 @@ pub fn compile(s: &LinuxSeccomp, nnp: bool) -> Result<ScmpFilterContext> {
     Ok(ctx)
 }
 
-/// Connects to the profile's listener socket (a host path), before the
-/// container's process exists.
-pub fn connect_listener(s: &LinuxSeccomp) -> Result<Option<std::os::fd::OwnedFd>> {
-    match s.listener_path() {
-        Some(p) if uses_notify(s) => {
-            let sock = std::os::unix::net::UnixStream::connect(p)
-                .ctx(|| format!("connect to seccomp listener {}", p.display()))?;
-            Ok(Some(sock.into()))
-        }
-        _ => Ok(None),
-    }
+/// The profile's notify listener: a connected socket to its host path,
+/// made before the container's process exists.
+pub struct Listener {
+    sock: std::os::fd::OwnedFd,
+    metadata: String,
 }
 
-/// Hands the notify fd to the listener with the container's process
-/// state, as the runtime-spec describes.
-pub fn send_to_listener(
-    sock: &std::os::fd::OwnedFd,
-    fd: std::os::fd::BorrowedFd<'_>,
-    s: &LinuxSeccomp,
-    pid: i32,
-    state: &OciState,
-) -> Result<()> {
-    let payload = serde_json::json!({
-        "ociVersion": crate::state::OCI_VERSION,
-        "fds": ["seccompFd"],
-        "pid": pid,
-        "metadata": s.listener_metadata().clone().unwrap_or_default(),
-        "state": state,
-    });
-    use std::os::fd::AsFd;
-    crate::console::send_fd(sock.as_fd(), fd, &payload.to_string())
+impl Listener {
+    pub fn connect(linux: &oci_spec::runtime::Linux) -> Result<Option<Listener>> {
+        let Some(s) = linux.seccomp().as_ref().filter(|s| uses_notify(s)) else {
+            return Ok(None);
+        };
+        let Some(path) = s.listener_path() else {
+            return Ok(None);
+        };
+        let sock = std::os::unix::net::UnixStream::connect(path)
+            .ctx(|| format!("connect to seccomp listener {}", path.display()))?;
+        Ok(Some(Listener {
+            sock: sock.into(),
+            metadata: s.listener_metadata().clone().unwrap_or_default(),
+        }))
+    }
+
+    /// Takes the notify fd that came with the last message on `chan` and
+    /// hands it to the listener with the process state, as the
+    /// runtime-spec describes.
+    pub fn forward(&self, chan: &crate::sync::Channel, pid: i32, state: &OciState) -> Result<()> {
+        use std::os::fd::AsFd;
+        let fd = chan
+            .take_fd()
+            .ok_or_else(|| Error::Other("the seccomp notify fd did not arrive".into()))?;
+        let payload = serde_json::json!({
+            "ociVersion": crate::state::OCI_VERSION,
+            "fds": ["seccompFd"],
+            "pid": pid,
+            "metadata": self.metadata,
+            "state": state,
+        });
+        crate::console::send_fd(self.sock.as_fd(), fd.as_fd(), &payload.to_string())
+    }
 }
 
 #[cfg(test)]

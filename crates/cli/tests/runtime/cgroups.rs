@@ -137,9 +137,7 @@ fn device_rules_deny_and_allow() {
         ]),
     );
     // mknod needs the capability; the device rules decide the rest.
-    b.push("/process/capabilities/bounding", json!("CAP_MKNOD"));
-    b.push("/process/capabilities/effective", json!("CAP_MKNOD"));
-    b.push("/process/capabilities/permitted", json!("CAP_MKNOD"));
+    b.add_cap("CAP_MKNOD");
     let out = sb.output(&b, "devices");
     assert!(out.contains("mem=1"), "mknod of /dev/mem allowed: {out}");
     assert!(out.contains("null-ok"), "{out}");

@@ -45,22 +45,9 @@ fn namespaces_differ_from_the_hosts_and_can_be_shared() {
     // A second container joins the first one's network, ipc and uts
     // namespaces by path (as in a pod).
     let mut b2 = sb.bundle(&["sleep", "1000"]);
-    let joined = ["network", "ipc", "uts"];
-    let list: Vec<serde_json::Value> = b2.config["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            let t = n["type"].as_str().unwrap();
-            if joined.contains(&t) {
-                let name = if t == "network" { "net" } else { t };
-                json!({"type": t, "path": format!("/proc/{pid}/ns/{name}")})
-            } else {
-                n.clone()
-            }
-        })
-        .collect();
-    b2.set("/linux/namespaces", json!(list));
+    for (typ, name) in [("network", "net"), ("ipc", "ipc"), ("uts", "uts")] {
+        b2.join_ns(typ, &format!("/proc/{pid}/ns/{name}"));
+    }
     b2.set("/hostname", serde_json::Value::Null);
     let second = sb.id("nsb");
     sb.start(&b2, &second);
@@ -81,19 +68,7 @@ fn joins_a_pid_namespace_by_path() {
     sb.start(&b, &first);
     let pid = sb.state(&first)["pid"].as_i64().unwrap();
     let mut b2 = sb.bundle(&["sh", "-c", "ps -o pid,comm"]);
-    let list: Vec<serde_json::Value> = b2.config["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            if n["type"] == "pid" {
-                json!({"type": "pid", "path": format!("/proc/{pid}/ns/pid")})
-            } else {
-                n.clone()
-            }
-        })
-        .collect();
-    b2.set("/linux/namespaces", json!(list));
+    b2.join_ns("pid", &format!("/proc/{pid}/ns/pid"));
     let out = sb.output(&b2, "pidb");
     // The first container's sleep is pid 1 of the shared namespace.
     assert!(out.lines().any(|l| l.trim() == "1 sleep"), "{out}");
@@ -154,20 +129,8 @@ fn user_namespace_with_a_joined_network_namespace() {
     }
     let _del = Del(netns.clone());
     let mut b = sb.bundle(&["sh", "-c", "echo $$; readlink /proc/self/ns/net; id -u"]);
-    let list: Vec<serde_json::Value> = b.config["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            if n["type"] == "network" {
-                json!({"type": "network", "path": format!("/run/netns/{netns}")})
-            } else {
-                n.clone()
-            }
-        })
-        .chain([json!({"type": "user"})])
-        .collect();
-    b.set("/linux/namespaces", json!(list));
+    b.join_ns("network", &format!("/run/netns/{netns}"));
+    b.push("/linux/namespaces", json!({"type": "user"}));
     b.set(
         "/linux/uidMappings",
         json!([{"containerID": 0, "hostID": 0, "size": 65536}]),

@@ -212,6 +212,25 @@ impl Bundle {
         self
     }
 
+    /// Joins an existing namespace (by path) instead of making one; adds
+    /// the entry if the template had none of that type.
+    pub fn join_ns(&mut self, typ: &str, path: &str) -> &mut Self {
+        let list = self.config["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("namespaces");
+        list.retain(|n| n["type"] != typ);
+        list.push(json!({"type": typ, "path": path}));
+        self
+    }
+
+    /// Grants a capability (bounding, effective and permitted sets).
+    pub fn add_cap(&mut self, cap: &str) -> &mut Self {
+        for set in ["bounding", "effective", "permitted"] {
+            self.push(&format!("/process/capabilities/{set}"), json!(cap));
+        }
+        self
+    }
+
     pub fn save(&self) {
         fs::write(
             self.dir.join("config.json"),

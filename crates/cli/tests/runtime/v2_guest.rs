@@ -156,9 +156,7 @@ fn guest_v2_device_filter() {
             {"allow": false, "type": "c", "major": 1, "minor": 7, "access": "w"}
         ]),
     );
-    b.push("/process/capabilities/bounding", json!("CAP_MKNOD"));
-    b.push("/process/capabilities/effective", json!("CAP_MKNOD"));
-    b.push("/process/capabilities/permitted", json!("CAP_MKNOD"));
+    b.add_cap("CAP_MKNOD");
     let out = sb.output(&b, "v2dev");
     assert!(out.contains("mem=1"), "{out}");
     assert!(
