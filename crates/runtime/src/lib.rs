@@ -11,6 +11,7 @@ pub mod cgroups;
 pub mod config;
 mod console;
 mod container;
+mod create;
 pub mod error;
 mod events;
 mod exec;
@@ -40,7 +41,8 @@ pub mod update;
 use std::sync::OnceLock;
 
 pub use console::{recv_fd, set_size};
-pub use container::{CreateOptions, Created, Runtime, write_pid_file};
+pub use container::{Runtime, write_pid_file};
+pub use create::{CreateOptions, Created};
 pub use error::{Error, Result};
 pub use events::Event;
 pub use exec::{ExecFlags, ExecOptions, Execed};

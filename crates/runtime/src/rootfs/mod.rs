@@ -2,12 +2,15 @@
 //! the root bind-mounted onto itself, the config's mounts in order, /dev,
 //! then pivot_root, masked and read-only paths.
 
+mod devices;
+mod pivot;
+
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
+use oci_spec::runtime::{Mount, Spec};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 use crate::cgroups::CgroupRecord;
@@ -15,6 +18,8 @@ use crate::error::{Context, Error, Result};
 use crate::inroot;
 use crate::mountcall::{self, clone_tree, move_mount, setattr};
 use crate::mountopts::{self, ATTR_NODEV, ATTR_NOEXEC, ATTR_NOSUID, ATTR_RDONLY, Attrs, MountOpts};
+
+pub use pivot::{enter, finish};
 
 pub struct Rootfs<'a> {
     pub path: &'a Path,
@@ -334,154 +339,6 @@ impl<'a> Rootfs<'a> {
         }
         Ok(())
     }
-
-    fn create_devices(&self, devices: &[LinuxDevice]) -> Result<()> {
-        let default = |name: &str, minor| -> (PathBuf, LinuxDeviceType, i64, i64, u32, u32, u32) {
-            let (major, minor) = if name == "tty" { (5, 0) } else { (1, minor) };
-            (
-                PathBuf::from(format!("/dev/{name}")),
-                LinuxDeviceType::C,
-                major,
-                minor,
-                0o666,
-                0,
-                0,
-            )
-        };
-        let mut all = vec![
-            default("null", 3),
-            default("zero", 5),
-            default("full", 7),
-            default("random", 8),
-            default("urandom", 9),
-            default("tty", 0),
-        ];
-        for d in devices {
-            let entry = (
-                d.path().clone(),
-                d.typ(),
-                d.major(),
-                d.minor(),
-                d.file_mode().unwrap_or(0o666) & 0o7777,
-                d.uid().unwrap_or(0),
-                d.gid().unwrap_or(0),
-            );
-            match all.iter_mut().find(|x| x.0 == entry.0) {
-                Some(slot) => *slot = entry,
-                None => all.push(entry),
-            }
-        }
-        for (path, typ, major, minor, mode, uid, gid) in all {
-            self.create_device(&path, typ, major, minor, mode, uid, gid)
-                .map_err(|e| match e {
-                    Error::Os { what, source } => {
-                        Error::os(format!("device {}: {what}", path.display()), source)
-                    }
-                    other => other,
-                })?;
-        }
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn create_device(
-        &self,
-        path: &Path,
-        typ: LinuxDeviceType,
-        major: i64,
-        minor: i64,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-    ) -> Result<()> {
-        let kind = match typ {
-            LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
-            LinuxDeviceType::B => libc::S_IFBLK,
-            LinuxDeviceType::P => libc::S_IFIFO,
-            LinuxDeviceType::A => {
-                return Err(Error::config(
-                    "linux.devices",
-                    format!("{}: type \"a\" is not a device", path.display()),
-                ));
-            }
-        };
-        if self.userns {
-            // mknod is not allowed in a user namespace: bind the host's node.
-            let target = inroot::create_file(self.root(), path, 0o000).map_err(os("create"))?;
-            let tree =
-                clone_tree(path, false).map_err(os(format!("clone host {}", path.display())))?;
-            return move_mount(&tree, &target).map_err(os("bind"));
-        }
-        let (parent, name) = inroot::split(path).map_err(os("split"))?;
-        let dir = inroot::mkdir_all(self.root(), parent, 0o755).map_err(os("create parent"))?;
-        let dir = inroot::reopen_dir(&dir).map_err(os("open parent"))?;
-        let dev = libc::makedev(major as u32, minor as u32);
-        let mknod = || {
-            rustix::fs::mknodat(
-                &dir,
-                name,
-                rustix::fs::FileType::from_raw_mode(kind),
-                Mode::from_raw_mode(mode),
-                dev,
-            )
-        };
-        match mknod() {
-            Ok(()) => {}
-            Err(rustix::io::Errno::EXIST) => {
-                // What the image put there is replaced by the real device.
-                rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty())
-                    .ctx(|| "remove the old node")?;
-                mknod().ctx(|| "mknod")?;
-            }
-            Err(e) => return Err(Error::os("mknod", io::Error::from(e))),
-        }
-        rustix::fs::chownat(
-            &dir,
-            name,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .ctx(|| "chown")?;
-        Ok(())
-    }
-
-    fn dev_symlinks(&self) -> Result<()> {
-        let dev =
-            inroot::mkdir_all(self.root(), Path::new("/dev"), 0o755).map_err(os("create /dev"))?;
-        let dev = inroot::reopen_dir(&dev).map_err(os("open /dev"))?;
-        let mut links = vec![
-            ("/proc/self/fd", "fd"),
-            ("/proc/self/fd/0", "stdin"),
-            ("/proc/self/fd/1", "stdout"),
-            ("/proc/self/fd/2", "stderr"),
-        ];
-        if Path::new("/proc/kcore").exists() {
-            links.push(("/proc/kcore", "core"));
-        }
-        let has_pts = self
-            .spec
-            .mounts()
-            .iter()
-            .flatten()
-            .any(|m| m.destination() == Path::new("/dev/pts"));
-        if has_pts {
-            let _ = rustix::fs::unlinkat(&dev, "ptmx", rustix::fs::AtFlags::empty());
-            links.push(("pts/ptmx", "ptmx"));
-        }
-        for (target, name) in links {
-            match rustix::fs::symlinkat(target, &dev, name) {
-                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-                Err(e) => {
-                    return Err(Error::os(
-                        format!("symlink /dev/{name}"),
-                        io::Error::from(e),
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Puts a detached mount tree at `target` with the options' attributes and
@@ -507,155 +364,6 @@ impl Attrs {
         self.set |= bits;
         self.clr &= !bits;
     }
-}
-
-/// Swaps the root: pivot_root into `rootfs` and detach the old root, or,
-/// with `no_pivot`, move the rootfs over "/" and chroot (for ramdisk hosts).
-pub fn enter(rootfs: &Path, no_pivot: bool, spec: &Spec) -> Result<()> {
-    let shared = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.rootfs_propagation().as_deref())
-        .is_some_and(|p| p.contains("shared"));
-    if shared {
-        // pivot_root refuses shared mounts around it; the propagation the
-        // config asks for is put back on "/" afterwards (finish).
-        let parent = parent_mount(rootfs);
-        for p in [Path::new("/"), parent.as_path(), rootfs] {
-            mountcall::mount(None, p, None, libc::MS_PRIVATE, None)
-                .map_err(os(format!("make {} private for pivot_root", p.display())))?;
-        }
-    }
-    if no_pivot {
-        rustix::process::chdir(rootfs).ctx(|| "chdir to the rootfs")?;
-        mountcall::mount(Some(rootfs), Path::new("/"), None, libc::MS_MOVE, None)
-            .map_err(os("move the rootfs to /"))?;
-        rustix::process::chroot(".").ctx(|| "chroot")?;
-        rustix::process::chdir("/").ctx(|| "chdir /")?;
-        return Ok(());
-    }
-    let old = rustix::fs::open(
-        "/",
-        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ctx(|| "open /")?;
-    rustix::process::chdir(rootfs).ctx(|| "chdir to the rootfs")?;
-    rustix::process::pivot_root(".", ".").ctx(|| "pivot_root")?;
-    rustix::process::fchdir(&old).ctx(|| "fchdir to the old root")?;
-    // The old root is now stacked under the new one. Stop propagation
-    // first, so that detaching it does not unmount anything on the host.
-    mountcall::mount(
-        None,
-        Path::new("."),
-        None,
-        libc::MS_SLAVE | libc::MS_REC,
-        None,
-    )
-    .map_err(os("make the old root a slave"))?;
-    mountcall::umount(Path::new("."), libc::MNT_DETACH).map_err(os("detach the old root"))?;
-    rustix::process::chdir("/").ctx(|| "chdir /")?;
-    Ok(())
-}
-
-/// The mount point that holds `path` (not counting `path` itself).
-fn parent_mount(path: &Path) -> PathBuf {
-    let info =
-        crate::fsutil::read_kernel_file(Path::new("/proc/self/mountinfo")).unwrap_or_default();
-    let parent = path.parent().unwrap_or(Path::new("/"));
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| PathBuf::from(m.replace("\\040", " ")))
-        .filter(|m| parent.starts_with(m))
-        .max_by_key(|m| m.as_os_str().len())
-        .unwrap_or_else(|| PathBuf::from("/"))
-}
-
-/// After pivot_root: hide the masked paths, freeze the read-only ones and
-/// (if asked) the root itself.
-pub fn finish(spec: &Spec) -> Result<()> {
-    let linux = spec.linux().as_ref();
-    for p in linux
-        .and_then(|l| l.masked_paths().as_ref())
-        .into_iter()
-        .flatten()
-    {
-        mask(Path::new(p)).map_err(os(format!("mask {p}")))?;
-    }
-    for p in linux
-        .and_then(|l| l.readonly_paths().as_ref())
-        .into_iter()
-        .flatten()
-    {
-        readonly(Path::new(p)).map_err(os(format!("make {p} read-only")))?;
-    }
-    if let Some(prop) = linux
-        .and_then(|l| l.rootfs_propagation().as_deref())
-        .filter(|p| !p.is_empty())
-    {
-        let flags = mountopts::root_propagation(Some(prop))?;
-        mountcall::mount(None, Path::new("/"), None, flags, None)
-            .map_err(os("set the propagation of /"))?;
-    }
-    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
-        let root = rustix::fs::open(
-            "/",
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .ctx(|| "open /")?;
-        setattr(
-            &root,
-            false,
-            Attrs {
-                set: ATTR_RDONLY,
-                clr: 0,
-            },
-            0,
-            None,
-        )
-        .map_err(os("make / read-only"))?;
-    }
-    Ok(())
-}
-
-fn mask(p: &Path) -> io::Result<()> {
-    let meta = match fs::symlink_metadata(p) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if meta.is_dir() {
-        mountcall::mount(
-            Some(Path::new("tmpfs")),
-            p,
-            Some("tmpfs"),
-            libc::MS_RDONLY,
-            Some("size=0k"),
-        )
-    } else {
-        mountcall::mount(Some(Path::new("/dev/null")), p, None, libc::MS_BIND, None)
-    }
-}
-
-fn readonly(p: &Path) -> io::Result<()> {
-    let tree = match clone_tree(p, true) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    setattr(
-        &tree,
-        true,
-        Attrs {
-            set: ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC,
-            clr: 0,
-        },
-        0,
-        None,
-    )?;
-    let target = rustix::fs::open(p, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
-    move_mount(&tree, &target)
 }
 
 /// Copies a directory tree (files, directories, symlinks; modes, owners)
