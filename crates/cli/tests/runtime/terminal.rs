@@ -99,3 +99,43 @@ fn terminal_without_a_console_socket_is_refused_for_create() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("console-socket"));
     assert_gone(&sb, &id);
 }
+
+#[test]
+fn run_in_the_foreground_proxies_a_terminal() {
+    require!(
+        have("script"),
+        "script (util-linux) is needed for a terminal"
+    );
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&["sh", "-c", "tty; read line; echo got:$line; exit 4"]);
+    b.set("/process/terminal", json!(true));
+    b.save();
+    let id = sb.id("fgtty");
+    // script gives berth-runtime a terminal; the input line reaches the
+    // container through the proxied pty, and its exit code comes back.
+    let cmd = format!(
+        "{} --root {} run --bundle {} {id}",
+        bin(),
+        sb.root.display(),
+        b.path()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            std::thread::sleep(Duration::from_millis(300));
+            c.stdin.take().unwrap().write_all(b"typed\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("/dev/pts/0") && text.contains("got:typed"),
+        "{text}"
+    );
+    assert_eq!(out.status.code(), Some(4));
+    assert_gone(&sb, &id);
+}
