@@ -131,6 +131,13 @@ pub fn become_tty(slave: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
+/// Sends a process's pidfd to the unix socket at `path` (runc's
+/// --pidfd-socket), so a supervisor can watch the process race-free.
+pub fn send_pidfd(path: &Path, pidfd: BorrowedFd<'_>) -> Result<()> {
+    let sock = connect(path)?;
+    send_fd(sock.as_fd(), pidfd, "pidfd")
+}
+
 /// A connected socket to the console socket path given on the command line.
 pub fn connect(path: &Path) -> Result<OwnedFd> {
     let s = std::os::unix::net::UnixStream::connect(path)

@@ -32,6 +32,8 @@ pub struct CreateOptions {
     /// The caller will proxy a terminal itself (`run` in the foreground):
     /// the pty master comes back in `Created` instead of to a socket.
     pub want_pty: bool,
+    /// Where to send a pidfd of the container's process.
+    pub pidfd_socket: Option<PathBuf>,
 }
 
 pub struct Created {
@@ -359,6 +361,12 @@ impl Runtime {
         self.store.save(&st)?;
         if let Some(path) = &opts.pid_file {
             write_pid_file(path, init_pid)?;
+        }
+        if let Some(path) = &opts.pidfd_socket {
+            let fd = pidfd.as_ref().ok_or_else(|| {
+                Error::Other("this kernel gave no pidfd for --pidfd-socket".into())
+            })?;
+            console::send_pidfd(path, fd.as_fd())?;
         }
         undo.armed = false;
         Ok(Created {

@@ -25,6 +25,8 @@ pub struct ExecOptions {
     /// Return the pty master to the caller (foreground exec with -t).
     pub want_pty: bool,
     pub ignore_paused: bool,
+    /// Where to send a pidfd of the new process.
+    pub pidfd_socket: Option<PathBuf>,
 }
 
 pub struct Execed {
@@ -206,6 +208,12 @@ impl Runtime {
         };
         if let Some(path) = &o.pid_file {
             write_pid_file(path, pid)?;
+        }
+        if let Some(path) = &o.pidfd_socket {
+            let fd = pidfd.as_ref().ok_or_else(|| {
+                Error::Other("this kernel gave no pidfd for --pidfd-socket".into())
+            })?;
+            console::send_pidfd(path, fd.as_fd())?;
         }
         Ok(Execed {
             pid,

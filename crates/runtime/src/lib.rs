@@ -40,7 +40,7 @@ pub mod update;
 
 use std::sync::OnceLock;
 
-pub use console::{recv_fd, set_size};
+pub use console::{recv_fd, send_pidfd, set_size};
 pub use container::{Runtime, write_pid_file};
 pub use create::{CreateOptions, Created};
 pub use error::{Error, Result};

@@ -376,3 +376,27 @@ fn run_forwards_signals_to_the_container() {
     );
     assert_gone(&sb, &id);
 }
+
+#[test]
+fn pidfd_socket_receives_a_pidfd_of_the_init() {
+    use std::os::fd::{AsFd, AsRawFd};
+    let sb = Sandbox::new();
+    let b = sb.bundle(&["sleep", "1000"]);
+    b.save();
+    let sock = sb.dir.path().join("pidfd.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let id = sb.id("pidfd");
+    sb.ok(&[
+        "create",
+        "--pidfd-socket",
+        sock.to_str().unwrap(),
+        "--bundle",
+        b.path(),
+        &id,
+    ]);
+    let (conn, _) = listener.accept().unwrap();
+    let fd = berth_runtime::recv_fd(conn.as_fd()).unwrap();
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).unwrap();
+    let pid = sb.state(&id)["pid"].as_i64().unwrap();
+    assert!(info.lines().any(|l| l == format!("Pid:\t{pid}")), "{info}");
+}

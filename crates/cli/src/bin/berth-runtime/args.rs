@@ -60,8 +60,8 @@ pub struct CreateArgs {
     /// Pass this many fds after stdio (3, 4, ...) to the container.
     #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
-    /// Accepted for compatibility: passing the pidfd is not supported.
-    #[arg(long = "pidfd-socket", hide = true)]
+    /// Unix socket to send a pidfd of the container's process to.
+    #[arg(long = "pidfd-socket")]
     pub pidfd_socket: Option<PathBuf>,
     pub container_id: String,
 }
@@ -187,7 +187,8 @@ pub struct ExecArgs {
     pub ignore_paused: bool,
     #[arg(long = "no-subreaper", hide = true)]
     pub no_subreaper: bool,
-    #[arg(long = "pidfd-socket", hide = true)]
+    /// Unix socket to send a pidfd of the new process to.
+    #[arg(long = "pidfd-socket")]
     pub pidfd_socket: Option<PathBuf>,
     pub container_id: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -161,6 +161,7 @@ fn create_options(a: &CreateArgs, want_pty: bool) -> CreateOptions {
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         want_pty,
+        pidfd_socket: a.pidfd_socket.clone(),
     }
 }
 
@@ -339,6 +340,7 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<i32> {
             preserve_fds: a.preserve_fds,
             want_pty: !a.detach && a.console_socket.is_none(),
             ignore_paused: a.ignore_paused,
+            pidfd_socket: a.pidfd_socket.clone(),
         },
     )?;
     match relay {
