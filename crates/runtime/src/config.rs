@@ -11,6 +11,9 @@ pub use oci_spec::runtime::{LinuxResources, Process};
 use crate::error::{Error, Result};
 use crate::namespaces::Namespaces;
 
+/// The largest config.json read: real ones are kilobytes.
+const MAX_CONFIG: u64 = 64 << 20;
+
 /// A parsed and validated bundle.
 pub struct Bundle {
     /// Absolute path of the bundle directory.
@@ -25,7 +28,20 @@ pub struct Bundle {
 pub fn load_bundle(dir: &Path) -> Result<Bundle> {
     let dir =
         fs::canonicalize(dir).map_err(|e| Error::os(format!("bundle {}", dir.display()), e))?;
-    let raw = fs::read(dir.join("config.json"))
+    let path = dir.join("config.json");
+    let size = fs::metadata(&path)
+        .map_err(|e| Error::os(format!("bundle {}: config.json", dir.display()), e))?
+        .len();
+    if size > MAX_CONFIG {
+        return Err(Error::config(
+            "(document)",
+            format!(
+                "is {size} bytes; more than {} MiB is refused",
+                MAX_CONFIG >> 20
+            ),
+        ));
+    }
+    let raw = fs::read(&path)
         .map_err(|e| Error::os(format!("bundle {}: config.json", dir.display()), e))?;
     let spec: Spec = parse(&raw, "config.json")?;
     let root = spec
@@ -78,60 +94,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::config("process", "is required"))?;
-    match process.args() {
-        Some(a) if !a.is_empty() && !a[0].is_empty() => {}
-        _ => return Err(Error::config("process.args", "must name a program to run")),
-    }
-    if !process.cwd().is_absolute() {
-        return Err(Error::config(
-            "process.cwd",
-            format!("{:?} is not an absolute path", process.cwd()),
-        ));
-    }
-    if let Some(umask) = process.user().umask()
-        && umask > 0o777
-    {
-        return Err(Error::config(
-            "process.user.umask",
-            format!("{umask:#o} is above 0777"),
-        ));
-    }
-    if let Some(adj) = process.oom_score_adj()
-        && !(-1000..=1000).contains(&adj)
-    {
-        return Err(Error::config(
-            "process.oomScoreAdj",
-            format!("{adj} is outside -1000..1000"),
-        ));
-    }
-    if let Some(rlimits) = process.rlimits() {
-        let mut seen = Vec::new();
-        for (i, r) in rlimits.iter().enumerate() {
-            if seen.contains(&r.typ()) {
-                return Err(Error::config(
-                    format!("process.rlimits[{i}].type"),
-                    format!("{:?} is given twice", r.typ()),
-                ));
-            }
-            seen.push(r.typ());
-            if r.soft() > r.hard() {
-                return Err(Error::config(
-                    format!("process.rlimits[{i}]"),
-                    format!("soft limit {} is above hard limit {}", r.soft(), r.hard()),
-                ));
-            }
-        }
-    }
-    for (i, env) in process.env().iter().flatten().enumerate() {
-        if !env.contains('=') || env.starts_with('=') {
-            return Err(Error::config(
-                format!("process.env[{i}]"),
-                format!("{env:?} is not KEY=value"),
-            ));
-        }
-    }
-
-    crate::procattrs::check_io_priority(process)?;
+    validate_process(process, "config.json", "process.")?;
     let linux = spec
         .linux()
         .as_ref()
@@ -232,6 +195,85 @@ pub fn validate(spec: &Spec) -> Result<()> {
                 format!("{:?} is not under /dev", d.path()),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Checks a process description: the container's (config.json, fields
+/// under "process.") or one given to exec (process.json, no prefix).
+pub fn validate_process(
+    process: &oci_spec::runtime::Process,
+    file: &'static str,
+    prefix: &str,
+) -> Result<()> {
+    let bad = |field: String, why: String| Error::Config {
+        file,
+        field: format!("{prefix}{field}"),
+        why,
+    };
+    match process.args() {
+        Some(a) if !a.is_empty() && !a[0].is_empty() => {}
+        _ => return Err(bad("args".into(), "must name a program to run".into())),
+    }
+    for (i, a) in process.args().iter().flatten().enumerate() {
+        if a.contains('\0') {
+            return Err(bad(format!("args[{i}]"), "holds a NUL byte".into()));
+        }
+    }
+    let cwd = process.cwd();
+    if !cwd.is_absolute() || cwd.to_string_lossy().contains('\0') {
+        return Err(bad(
+            "cwd".into(),
+            format!("{cwd:?} is not an absolute path"),
+        ));
+    }
+    if let Some(umask) = process.user().umask().filter(|u| *u > 0o777) {
+        return Err(bad(
+            "user.umask".into(),
+            format!("{umask:#o} is above 0777"),
+        ));
+    }
+    if let Some(adj) = process
+        .oom_score_adj()
+        .filter(|a| !(-1000..=1000).contains(a))
+    {
+        return Err(bad(
+            "oomScoreAdj".into(),
+            format!("{adj} is outside -1000..1000"),
+        ));
+    }
+    let mut seen = Vec::new();
+    for (i, r) in process.rlimits().iter().flatten().enumerate() {
+        if seen.contains(&r.typ()) {
+            return Err(bad(
+                format!("rlimits[{i}].type"),
+                format!("{:?} is given twice", r.typ()),
+            ));
+        }
+        seen.push(r.typ());
+        if r.soft() > r.hard() {
+            return Err(bad(
+                format!("rlimits[{i}]"),
+                format!("soft limit {} is above hard limit {}", r.soft(), r.hard()),
+            ));
+        }
+    }
+    for (i, env) in process.env().iter().flatten().enumerate() {
+        if !env.contains('=') || env.starts_with('=') || env.contains('\0') {
+            return Err(bad(
+                format!("env[{i}]"),
+                format!("{env:?} is not KEY=value"),
+            ));
+        }
+    }
+    if let Some(io) = process
+        .io_priority()
+        .filter(|io| !(0..=7).contains(&io.priority()))
+    {
+        return Err(bad(
+            "ioPriority.priority".into(),
+            format!("{} is outside 0..7", io.priority()),
+        ));
     }
     Ok(())
 }

@@ -59,23 +59,7 @@ impl Runtime {
         }
         let spec = self.spec(id)?;
         let p = &o.process;
-        match p.args() {
-            Some(a) if !a.is_empty() => {}
-            _ => {
-                return Err(Error::Config {
-                    file: "process.json",
-                    field: "args".into(),
-                    why: "must name a program to run".into(),
-                });
-            }
-        }
-        if !p.cwd().is_absolute() {
-            return Err(Error::Config {
-                file: "process.json",
-                field: "cwd".into(),
-                why: format!("{:?} is not an absolute path", p.cwd()),
-            });
-        }
+        crate::config::validate_process(p, "process.json", "")?;
         let terminal = p.terminal() == Some(true);
         if terminal && o.console_socket.is_none() && !o.want_pty {
             return Err(Error::Other(

@@ -52,18 +52,6 @@ pub fn set_personality(p: &LinuxPersonality) -> Result<()> {
     Ok(())
 }
 
-pub fn check_io_priority(p: &Process) -> Result<()> {
-    if let Some(io) = p.io_priority()
-        && !(0..=7).contains(&io.priority())
-    {
-        return Err(Error::config(
-            "process.ioPriority.priority",
-            format!("{} is outside 0..7", io.priority()),
-        ));
-    }
-    Ok(())
-}
-
 pub fn set_io_priority(p: &Process) -> Result<()> {
     let Some(io) = p.io_priority() else {
         return Ok(());

@@ -312,3 +312,36 @@ fn a_runtime_killed_mid_create_leaves_a_record_delete_can_clear() {
         processes_with(&format!("create --bundle {}", b.path())).is_empty()
     });
 }
+
+#[test]
+fn nul_bytes_and_oversized_configs_are_refused() {
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&["true"]);
+    b.set("/process/args", json!(["sh", "-c", "echo a\u{0}b"]));
+    let err = create_fails(&sb, &b, "nul");
+    assert!(
+        err.contains("process.args[2]") && err.contains("NUL"),
+        "{err}"
+    );
+    let mut b = sb.bundle(&["true"]);
+    b.push("/process/env", json!("A=b\u{0}c"));
+    let err = create_fails(&sb, &b, "nulenv");
+    assert!(err.contains("process.env["), "{err}");
+
+    let b = sb.bundle(&["true"]);
+    b.save();
+    // 65 MiB of whitespace is valid JSON framing but not a config to read.
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(b.dir.join("config.json"))
+        .unwrap();
+    f.set_len(65 << 20).unwrap();
+    let id = sb.id("huge");
+    let out = sb.rt(&["create", "--bundle", b.path(), &id]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("MiB is refused"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_gone(&sb, &id);
+}
