@@ -1,0 +1,113 @@
+//! Image -> OCI bundle: a snapshot as `rootfs` and a config.json beside it,
+//! in `<root>/containers/<id>/`, ready for berth-runtime. The container
+//! record keeps the image (and so its layers) from removal until
+//! `remove_bundle`.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::error::{Context, Result};
+use crate::snapshot::{self, Snapshotter};
+use crate::spec::{self, SpecOptions};
+use crate::store::{ImageRecord, Store};
+
+#[derive(Debug, Clone, Default)]
+pub struct BundleOptions {
+    /// None: overlay, falling back to copy where overlay cannot mount.
+    pub snapshotter: Option<Snapshotter>,
+    pub spec: SpecOptions,
+}
+
+#[derive(Debug)]
+pub struct Bundle {
+    pub id: String,
+    /// The bundle directory (holds config.json; pass as --bundle).
+    pub dir: PathBuf,
+    pub rootfs: PathBuf,
+    pub snapshotter: Snapshotter,
+    /// The config.json written, for callers that adjust and rewrite it.
+    pub config: Value,
+}
+
+pub fn create_bundle(
+    store: &Store,
+    image: &ImageRecord,
+    id: &str,
+    opts: &BundleOptions,
+) -> Result<Bundle> {
+    snapshot::validate_id(id)?;
+    let _lock = store.lock_shared()?;
+    let kind = opts.snapshotter.unwrap_or(Snapshotter::Overlay);
+    store.add_container(id, &image.id, kind.name())?;
+    match build(store, image, id, opts, kind) {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            let _ = snapshot::remove(store, id);
+            let _ = store.remove_container(id);
+            Err(e)
+        }
+    }
+}
+
+fn build(
+    store: &Store,
+    image: &ImageRecord,
+    id: &str,
+    opts: &BundleOptions,
+    kind: Snapshotter,
+) -> Result<Bundle> {
+    let config_bytes = store.read_blob(&image.id)?;
+    let config = crate::manifest::parse_config(&config_bytes, &format!("config {}", image.id))?;
+    let (rootfs, kind) = match snapshot::prepare(store, image, id, kind) {
+        Ok(r) => (r, kind),
+        Err(_) if opts.snapshotter.is_none() => {
+            // No overlay here (or not on this filesystem): copy instead.
+            snapshot::remove(store, id)?;
+            store.remove_container(id)?;
+            store.add_container(id, &image.id, Snapshotter::Copy.name())?;
+            (
+                snapshot::prepare(store, image, id, Snapshotter::Copy)?,
+                Snapshotter::Copy,
+            )
+        }
+        Err(e) => return Err(e),
+    };
+    let spec = spec::generate(&config, &rootfs, id, &opts.spec)?;
+    let dir = snapshot::container_dir(store, id);
+    let tmp = dir.join("config.json.tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(&spec).expect("spec serialises"),
+    )
+    .ctx(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join("config.json")).ctx(|| format!("rename {}", tmp.display()))?;
+    Ok(Bundle {
+        id: id.to_string(),
+        dir,
+        rootfs,
+        snapshotter: kind,
+        config: spec,
+    })
+}
+
+/// Mounts a bundle's rootfs again (after a reboot emptied the mounts).
+pub fn remount_bundle(store: &Store, id: &str) -> Result<PathBuf> {
+    let (image_id, kind) = store
+        .container(id)?
+        .ok_or_else(|| crate::Error::NotFound(format!("container {id}")))?;
+    let image = store
+        .image(&image_id)?
+        .ok_or_else(|| crate::Error::NotFound(image_id.to_string()))?;
+    match Snapshotter::parse(&kind)? {
+        Snapshotter::Overlay => snapshot::prepare(store, &image, id, Snapshotter::Overlay),
+        Snapshotter::Copy => Ok(snapshot::container_dir(store, id).join("rootfs")),
+    }
+}
+
+/// Unmounts and deletes the bundle and its record. Missing is fine.
+pub fn remove_bundle(store: &Store, id: &str) -> Result<()> {
+    snapshot::validate_id(id)?;
+    snapshot::remove(store, id)?;
+    store.remove_container(id)
+}

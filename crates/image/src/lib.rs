@@ -1,0 +1,28 @@
+//! Images for berth: references and registries configuration, the OCI
+//! distribution protocol (pull, push, auth), a content-addressed store with
+//! image records, safe layer unpacking, overlay snapshots and the image
+//! config -> OCI runtime spec conversion.
+
+pub mod auth;
+pub mod bundle;
+pub mod client;
+pub mod digest;
+pub mod error;
+pub mod images;
+pub mod ingest;
+pub mod manifest;
+pub mod platform;
+pub mod progress;
+pub mod pull;
+pub mod reference;
+pub mod registries;
+pub mod snapshot;
+pub mod spec;
+pub mod store;
+pub mod tls;
+pub mod unpack;
+
+pub use digest::Digest;
+pub use error::{Error, Result};
+pub use platform::Platform;
+pub use reference::Reference;

@@ -1,0 +1,375 @@
+//! Container root filesystems from image layers. Overlayfs by default:
+//! the image's layer directories as read-only lowers, a per-container
+//! upper and work dir. Lowers are passed one by one with fsconfig
+//! `lowerdir+` (no length limit); on kernels without it, a mount(2) from a
+//! thread with its own cwd in layers/ so each lower is a short relative
+//! path and many layers still fit in one page of options. Where overlay is
+//! unavailable, the copy snapshotter merges the layers into a plain
+//! directory.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Context, Error, Result};
+use crate::store::{ImageRecord, Store};
+use crate::unpack::{Kind, LayerWriter, Meta};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Snapshotter {
+    Overlay,
+    Copy,
+}
+
+impl Snapshotter {
+    pub fn name(self) -> &'static str {
+        match self {
+            Snapshotter::Overlay => "overlay",
+            Snapshotter::Copy => "copy",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Snapshotter> {
+        match s {
+            "overlay" | "overlayfs" => Ok(Snapshotter::Overlay),
+            "copy" | "vfs" => Ok(Snapshotter::Copy),
+            _ => Err(Error::invalid(
+                format!("snapshotter {s:?}"),
+                "expected overlay or copy",
+            )),
+        }
+    }
+}
+
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id.as_bytes()[0].is_ascii_alphanumeric()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            format!("container id {id:?}"),
+            "use 1-128 of [A-Za-z0-9_.-], starting alphanumeric",
+        ))
+    }
+}
+
+pub fn container_dir(store: &Store, id: &str) -> PathBuf {
+    store.root.join("containers").join(id)
+}
+
+/// Mounts (or copies) the image's layers at `<container dir>/rootfs`.
+pub fn prepare(store: &Store, image: &ImageRecord, id: &str, kind: Snapshotter) -> Result<PathBuf> {
+    let dir = container_dir(store, id);
+    let rootfs = dir.join("rootfs");
+    for d in ["rootfs", "upper", "work"] {
+        std::fs::create_dir_all(dir.join(d)).ctx(|| format!("create {}/{d}", dir.display()))?;
+    }
+    for l in &image.layers {
+        if !store.has_layer(&l.chain_id) {
+            return Err(Error::invalid(
+                format!("image {}", image.id.short()),
+                format!(
+                    "layer {} is missing from the store: pull the image again",
+                    l.digest
+                ),
+            ));
+        }
+    }
+    match kind {
+        Snapshotter::Overlay => mount_overlay(store, image, &dir),
+        Snapshotter::Copy => copy_layers(store, image, &rootfs),
+    }?;
+    Ok(rootfs)
+}
+
+/// Unmounts and removes a container's snapshot directory.
+pub fn remove(store: &Store, id: &str) -> Result<()> {
+    let dir = container_dir(store, id);
+    let rootfs = dir.join("rootfs");
+    loop {
+        match rustix::mount::unmount(&rootfs, rustix::mount::UnmountFlags::DETACH) {
+            Ok(()) => continue,
+            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => break,
+            Err(e) => return Err(e).ctx(|| format!("unmount {}", rootfs.display())),
+        }
+    }
+    crate::unpack::remove_tree(&dir)
+}
+
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let p = path.to_string_lossy();
+    mounts.lines().any(|l| l.split(' ').nth(4) == Some(&*p))
+}
+
+fn mount_overlay(store: &Store, image: &ImageRecord, dir: &Path) -> Result<()> {
+    let target = dir.join("rootfs");
+    if is_mounted(&target) {
+        return Ok(());
+    }
+    let mut lowers: Vec<PathBuf> = image
+        .layers
+        .iter()
+        .rev()
+        .map(|l| store.layer_diff(&l.chain_id))
+        .collect();
+    if lowers.is_empty() {
+        let empty = dir.join("empty");
+        std::fs::create_dir_all(&empty).ctx(|| format!("create {}", empty.display()))?;
+        lowers.push(empty);
+    }
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
+    match mount_fsconfig(&lowers, &upper, &work, &target) {
+        Ok(()) => Ok(()),
+        Err(FsErr::Unsupported) => mount_legacy(store, &lowers, &upper, &work, &target),
+        Err(FsErr::Failed(e)) => Err(e),
+    }
+}
+
+enum FsErr {
+    Unsupported,
+    Failed(Error),
+}
+
+fn mount_fsconfig(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<(), FsErr> {
+    use rustix::mount::*;
+    let fs = match fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOSYS) => return Err(FsErr::Unsupported),
+        Err(e) => {
+            return Err(FsErr::Failed(Error::invalid(
+                "overlay",
+                format!("fsopen: {e} (no overlayfs? use the copy snapshotter)"),
+            )));
+        }
+    };
+    for (i, l) in lowers.iter().enumerate() {
+        if let Err(e) = fsconfig_set_string(&fs, "lowerdir+", l) {
+            if i == 0 && e == rustix::io::Errno::INVAL {
+                return Err(FsErr::Unsupported);
+            }
+            return Err(FsErr::Failed(Error::invalid(
+                format!("overlay lower {}", l.display()),
+                e,
+            )));
+        }
+    }
+    let fail = |what: &str, e: rustix::io::Errno| {
+        FsErr::Failed(Error::invalid(
+            format!("overlay mount on {}", target.display()),
+            format!("{what}: {e}"),
+        ))
+    };
+    fsconfig_set_string(&fs, "upperdir", upper).map_err(|e| fail("upperdir", e))?;
+    fsconfig_set_string(&fs, "workdir", work).map_err(|e| fail("workdir", e))?;
+    fsconfig_create(&fs).map_err(|e| fail("create", e))?;
+    let m = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+        .map_err(|e| fail("fsmount", e))?;
+    move_mount(
+        &m,
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| fail("move_mount", e))
+}
+
+/// mount(2) with lowers relative to layers/, from a thread whose cwd is
+/// its own (unshare(CLONE_FS)), so the process's cwd never changes.
+fn mount_legacy(
+    store: &Store,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<()> {
+    let layers = store.root.join("layers");
+    let rel: Vec<String> = lowers
+        .iter()
+        .map(|l| match l.strip_prefix(&layers) {
+            Ok(r) => r.to_string_lossy().into_owned(),
+            Err(_) => l.to_string_lossy().into_owned(),
+        })
+        .collect();
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        rel.join(":"),
+        upper.display(),
+        work.display()
+    );
+    if data.len() >= 4096 {
+        return Err(Error::invalid(
+            format!("overlay mount on {}", target.display()),
+            format!(
+                "{} layers do not fit in mount options on this kernel (needs fsconfig lowerdir+, Linux 6.8)",
+                lowers.len()
+            ),
+        ));
+    }
+    let target = target.to_path_buf();
+    std::thread::spawn(move || -> Result<()> {
+        if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+            return Err(std::io::Error::last_os_error()).ctx(|| "unshare(CLONE_FS)".into());
+        }
+        rustix::process::chdir(&layers).ctx(|| format!("chdir {}", layers.display()))?;
+        let data = std::ffi::CString::new(data)
+            .map_err(|_| Error::invalid("overlay options", "NUL byte"))?;
+        rustix::mount::mount(
+            "overlay",
+            &target,
+            "overlay",
+            rustix::mount::MountFlags::empty(),
+            data.as_c_str(),
+        )
+        .ctx(|| format!("mount overlay on {}", target.display()))
+    })
+    .join()
+    .expect("mount thread")
+}
+
+/// The copy snapshotter: each layer, bottom up, merged into `rootfs` with
+/// the same safe writer as unpacking (whiteouts delete, opaque dirs empty).
+fn copy_layers(store: &Store, image: &ImageRecord, rootfs: &Path) -> Result<()> {
+    let mut w = LayerWriter::merging(rootfs, "rootfs")?;
+    for l in &image.layers {
+        let src = store.layer_diff(&l.chain_id);
+        let mut links = HashMap::new();
+        walk(&src, &src, &mut w, &mut links)?;
+    }
+    w.finish()
+}
+
+fn walk(
+    base: &Path,
+    dir: &Path,
+    w: &mut LayerWriter,
+    links: &mut HashMap<(u64, u64), Vec<u8>>,
+) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .ctx(|| format!("read {}", dir.display()))?
+        .flatten()
+        .collect();
+    entries.sort_by_key(|e| e.file_name());
+    // Opaque first: it empties what lower layers put there, not ours.
+    if rustix::fs::lgetxattr(dir, "trusted.overlay.opaque", &mut [0u8; 4][..]).is_ok_and(|n| n == 1)
+    {
+        let rel = dir.strip_prefix(base).unwrap_or(Path::new(""));
+        let mut p = rel.as_os_str().as_bytes().to_vec();
+        if !p.is_empty() {
+            p.push(b'/');
+        }
+        p.extend_from_slice(b".wh..wh..opq");
+        w.entry(&p, &dir_meta(), &mut std::io::empty())?;
+    }
+    for e in entries {
+        let path = e.path();
+        let md = std::fs::symlink_metadata(&path).ctx(|| format!("stat {}", path.display()))?;
+        let rel = path
+            .strip_prefix(base)
+            .expect("under base")
+            .as_os_str()
+            .as_bytes()
+            .to_vec();
+        let ft = md.file_type();
+        let xattrs = read_xattrs(&path);
+        let mut meta = Meta {
+            kind: Kind::File,
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+            mtime: md.mtime(),
+            xattrs,
+            size: 0,
+        };
+        if ft.is_char_device() && md.rdev() == 0 {
+            // An overlay whiteout: delete the name in the merged tree.
+            let mut p = rel.clone();
+            let name_at = p.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+            p.splice(name_at..name_at, b".wh.".iter().copied());
+            w.entry(&p, &meta, &mut std::io::empty())?;
+            continue;
+        }
+        if ft.is_dir() {
+            meta.kind = Kind::Dir;
+            w.entry(&rel, &meta, &mut std::io::empty())?;
+            walk(base, &path, w, links)?;
+            continue;
+        }
+        if ft.is_file() && md.nlink() > 1 {
+            if let Some(first) = links.get(&(md.dev(), md.ino())) {
+                meta.kind = Kind::Hardlink(first.clone());
+                w.entry(&rel, &meta, &mut std::io::empty())?;
+                continue;
+            }
+            links.insert((md.dev(), md.ino()), rel.clone());
+        }
+        if ft.is_file() {
+            meta.size = md.len();
+            let mut f = std::fs::File::open(&path).ctx(|| format!("open {}", path.display()))?;
+            w.entry(&rel, &meta, &mut f as &mut dyn Read)?;
+        } else if ft.is_symlink() {
+            let t = std::fs::read_link(&path).ctx(|| format!("readlink {}", path.display()))?;
+            meta.kind = Kind::Symlink(t.as_os_str().as_bytes().to_vec());
+            w.entry(&rel, &meta, &mut std::io::empty())?;
+        } else {
+            let (ma, mi) = (rustix::fs::major(md.rdev()), rustix::fs::minor(md.rdev()));
+            meta.kind = if ft.is_char_device() {
+                Kind::Char(ma, mi)
+            } else if ft.is_block_device() {
+                Kind::Block(ma, mi)
+            } else if ft.is_fifo() {
+                Kind::Fifo
+            } else {
+                continue; // sockets are not layer content
+            };
+            w.entry(&rel, &meta, &mut std::io::empty())?;
+        }
+    }
+    Ok(())
+}
+
+fn dir_meta() -> Meta {
+    Meta {
+        kind: Kind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        xattrs: Vec::new(),
+        size: 0,
+    }
+}
+
+fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut names = vec![0u8; 4096];
+    let Ok(n) = rustix::fs::llistxattr(path, &mut names[..]) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        if name.starts_with(b"trusted.overlay.") {
+            continue;
+        }
+        let mut val = vec![0u8; 65536];
+        if let Ok(len) = rustix::fs::lgetxattr(path, name, &mut val[..]) {
+            val.truncate(len);
+            out.push((name.to_vec(), val));
+        }
+    }
+    out
+}

@@ -1,0 +1,387 @@
+//! Image config -> OCI runtime spec (config.json for berth-runtime), with
+//! podman's defaults: namespaces, capabilities, mounts, masked and
+//! read-only paths. The user is resolved through the image's own
+//! /etc/passwd and /etc/group, read inside the rootfs (RESOLVE_IN_ROOT, so
+//! a symlinked /etc/passwd cannot point at the host's).
+
+use std::io::Read;
+use std::path::Path;
+
+use oci_spec::image::ImageConfiguration;
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use serde_json::{Value, json};
+
+use crate::error::{Context, Error, Result};
+
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What the caller (e.g. `berth run`) overrides in the image's config.
+#[derive(Debug, Clone, Default)]
+pub struct SpecOptions {
+    pub entrypoint: Option<Vec<String>>,
+    /// Replaces the image's Cmd.
+    pub args: Option<Vec<String>>,
+    /// `KEY=VALUE`, after the image's.
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub terminal: bool,
+    pub readonly_rootfs: bool,
+}
+
+pub const CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYS_CHROOT",
+];
+
+pub const MASKED: &[&str] = &[
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/fs/selinux",
+    "/sys/dev/block",
+];
+
+pub const READONLY: &[&str] = &[
+    "/proc/asound",
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// The runtime spec for a container of `config` whose root is `rootfs`
+/// (written as the relative "rootfs" in the bundle).
+pub fn generate(
+    config: &ImageConfiguration,
+    rootfs: &Path,
+    id: &str,
+    o: &SpecOptions,
+) -> Result<Value> {
+    let c = config.config().clone().unwrap_or_default();
+    let entrypoint = o
+        .entrypoint
+        .clone()
+        .or_else(|| c.entrypoint().clone())
+        .unwrap_or_default();
+    let cmd = match (&o.args, &o.entrypoint) {
+        (Some(a), _) => a.clone(),
+        // A new entrypoint drops the image's Cmd, as docker does.
+        (None, Some(_)) => Vec::new(),
+        (None, None) => c.cmd().clone().unwrap_or_default(),
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err(Error::invalid(
+            format!("container {id}"),
+            "the image has no Entrypoint or Cmd and no command was given",
+        ));
+    }
+    let mut env: Vec<String> = vec![DEFAULT_PATH.into(), "container=berth".into()];
+    if o.terminal {
+        env.push("TERM=xterm".into());
+    }
+    let hostname = o
+        .hostname
+        .clone()
+        .unwrap_or_else(|| id.chars().take(12).collect());
+    env.push(format!("HOSTNAME={hostname}"));
+    for e in c.env().iter().flatten().chain(o.env.iter()) {
+        set_env(&mut env, e);
+    }
+    let user_spec = o
+        .user
+        .clone()
+        .or_else(|| c.user().clone())
+        .unwrap_or_default();
+    let user = resolve_user(rootfs, &user_spec)?;
+    let cwd = o
+        .workdir
+        .clone()
+        .or_else(|| c.working_dir().clone())
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
+    if !cwd.starts_with('/') {
+        return Err(Error::invalid(
+            format!("working directory {cwd:?}"),
+            "must be absolute",
+        ));
+    }
+    let mut annotations = serde_json::Map::new();
+    for (k, v) in c.labels().iter().flatten() {
+        annotations.insert(k.clone(), json!(v));
+    }
+    if let Some(s) = c.stop_signal() {
+        annotations.insert("org.opencontainers.image.stopSignal".into(), json!(s));
+    }
+    if let Some(p) = c.exposed_ports().as_ref().filter(|p| !p.is_empty()) {
+        let mut p = p.clone();
+        p.sort();
+        annotations.insert(
+            "org.opencontainers.image.exposedPorts".into(),
+            json!(p.join(",")),
+        );
+    }
+    if let Some(v) = c.volumes().as_ref().filter(|v| !v.is_empty()) {
+        let mut v = v.clone();
+        v.sort();
+        annotations.insert(
+            "org.opencontainers.image.volumes".into(),
+            json!(v.join(",")),
+        );
+    }
+    if let Some(created) = config.created() {
+        annotations.insert("org.opencontainers.image.created".into(), json!(created));
+    }
+    let caps = json!(CAPS);
+    Ok(json!({
+        "ociVersion": "1.2.0",
+        "process": {
+            "terminal": o.terminal,
+            "user": { "uid": user.uid, "gid": user.gid, "additionalGids": user.additional },
+            "args": args,
+            "env": env,
+            "cwd": cwd,
+            "capabilities": {
+                "bounding": caps, "effective": caps, "permitted": caps
+            },
+            "rlimits": [
+                { "type": "RLIMIT_NOFILE", "hard": 1048576u64, "soft": 1048576u64 },
+                { "type": "RLIMIT_NPROC", "hard": 4194304u64, "soft": 4194304u64 }
+            ],
+            "noNewPrivileges": false
+        },
+        "root": { "path": "rootfs", "readonly": o.readonly_rootfs },
+        "hostname": hostname,
+        "mounts": [
+            { "destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"] },
+            { "destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+            { "destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] },
+            { "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"] },
+            { "destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
+            { "destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"] },
+            { "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["rprivate", "nosuid", "noexec", "nodev", "relatime", "ro"] }
+        ],
+        "annotations": annotations,
+        "linux": {
+            "namespaces": [
+                { "type": "pid" }, { "type": "network" }, { "type": "ipc" },
+                { "type": "uts" }, { "type": "mount" }, { "type": "cgroup" }
+            ],
+            "maskedPaths": MASKED,
+            "readonlyPaths": READONLY
+        }
+    }))
+}
+
+fn set_env(env: &mut Vec<String>, kv: &str) {
+    let key = kv.split('=').next().unwrap_or(kv);
+    env.retain(|e| e.split('=').next() != Some(key));
+    env.push(kv.to_string());
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional: Vec<u32>,
+}
+
+/// `""`, `name`, `uid`, `name:group`, `uid:gid` -> ids, through the image's
+/// /etc/passwd and /etc/group. Numeric ids need no entry.
+pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<User> {
+    if spec.is_empty() {
+        return Ok(User {
+            uid: 0,
+            gid: 0,
+            additional: vec![],
+        });
+    }
+    let (u, g) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let passwd = read_in_root(rootfs, "etc/passwd")?;
+    let group = read_in_root(rootfs, "etc/group")?;
+    let pw: Vec<Vec<&str>> = passwd
+        .lines()
+        .map(|l| l.split(':').collect())
+        .filter(|f: &Vec<&str>| f.len() >= 4)
+        .collect();
+    let gr: Vec<Vec<&str>> = group
+        .lines()
+        .map(|l| l.split(':').collect())
+        .filter(|f: &Vec<&str>| f.len() >= 3)
+        .collect();
+    let (uid, mut gid, name) = match u.parse::<u32>() {
+        Ok(uid) => {
+            let entry = pw.iter().find(|f| f[2].parse() == Ok(uid));
+            (
+                uid,
+                entry.and_then(|f| f[3].parse().ok()).unwrap_or(0),
+                entry.map(|f| f[0].to_string()),
+            )
+        }
+        Err(_) => {
+            let f = pw.iter().find(|f| f[0] == u).ok_or_else(|| {
+                Error::invalid(
+                    format!("user {u:?}"),
+                    "not found in the image's /etc/passwd",
+                )
+            })?;
+            let uid = f[2]
+                .parse()
+                .map_err(|_| Error::invalid(format!("user {u:?}"), "bad uid in /etc/passwd"))?;
+            (uid, f[3].parse().unwrap_or(0), Some(u.to_string()))
+        }
+    };
+    if let Some(g) = g {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => gr
+                .iter()
+                .find(|f| f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| {
+                    Error::invalid(
+                        format!("group {g:?}"),
+                        "not found in the image's /etc/group",
+                    )
+                })?,
+        };
+    }
+    let mut additional = Vec::new();
+    if let (Some(name), None) = (&name, g) {
+        for f in &gr {
+            if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
+                if let Ok(id) = f[2].parse::<u32>() {
+                    if id != gid && !additional.contains(&id) {
+                        additional.push(id);
+                    }
+                }
+            }
+        }
+    }
+    Ok(User {
+        uid,
+        gid,
+        additional,
+    })
+}
+
+/// A small file of the image, resolved inside its root; missing is empty.
+fn read_in_root(rootfs: &Path, rel: &str) -> Result<String> {
+    let root = rustix::fs::open(
+        rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("open {}", rootfs.display()))?;
+    let fd = match rustix::fs::openat2(
+        &root,
+        rel,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(String::new()),
+        Err(e) => return Err(e).ctx(|| format!("open the image's /{rel}")),
+    };
+    let mut s = String::new();
+    std::fs::File::from(fd)
+        .take(4 << 20)
+        .read_to_string(&mut s)
+        .ctx(|| format!("read the image's /{rel}"))?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_resolve_through_the_image() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nweb:x:33:33::/var/www:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("etc/group"),
+            "root:x:0:\nwww:x:33:\nlog:x:4:web\nstaff:x:50:web,other\n",
+        )
+        .unwrap();
+        let r = |s| resolve_user(d.path(), s).unwrap();
+        assert_eq!(
+            r(""),
+            User {
+                uid: 0,
+                gid: 0,
+                additional: vec![]
+            }
+        );
+        assert_eq!(
+            r("web"),
+            User {
+                uid: 33,
+                gid: 33,
+                additional: vec![4, 50]
+            }
+        );
+        assert_eq!(
+            r("web:log"),
+            User {
+                uid: 33,
+                gid: 4,
+                additional: vec![]
+            }
+        );
+        assert_eq!(
+            r("1000:1000"),
+            User {
+                uid: 1000,
+                gid: 1000,
+                additional: vec![]
+            }
+        );
+        assert_eq!(
+            r("33"),
+            User {
+                uid: 33,
+                gid: 33,
+                additional: vec![4, 50]
+            }
+        );
+        assert!(resolve_user(d.path(), "nobody").is_err());
+        assert!(resolve_user(d.path(), "web:nogroup").is_err());
+    }
+
+    #[test]
+    fn passwd_symlink_stays_in_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("etc/passwd")).unwrap();
+        // The host's passwd has root; inside this root the link dangles.
+        assert!(resolve_user(d.path(), "root").is_err());
+    }
+}

@@ -1,0 +1,496 @@
+//! The local store under one root:
+//!
+//! ```text
+//! blobs/sha256/<hex>        content-addressed blobs, verified before rename
+//! ingest/<hex>.partial      a blob being downloaded; kept for resume
+//! layers/<chain-hex>/diff   an unpacked layer, shared by every image with it
+//! layers/<chain-hex>/size   its unpacked (tar stream) size
+//! containers/<id>/          snapshots and bundles
+//! locks/                    per-blob flock files
+//! store.lock                shared by writers, exclusive for removal
+//! berth.db                  image records (SQLite, WAL)
+//! ```
+//!
+//! Every file and directory is made under a temporary name, verified,
+//! synced and renamed into place, so a crash leaves either nothing or the
+//! whole thing; leftovers under temporary names are removed by the next
+//! writer of the same blob or by `prune`.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::{Context, Error, Result};
+
+pub struct Store {
+    pub root: PathBuf,
+    db: Mutex<Connection>,
+}
+
+/// One layer of an image, as recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LayerInfo {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+    pub diff_id: Digest,
+    pub chain_id: Digest,
+    /// Bytes of the uncompressed tar stream.
+    pub unpacked: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// The config digest, as docker and podman name images.
+    pub id: Digest,
+    pub manifest_digest: Digest,
+    pub manifest_media_type: String,
+    pub config_size: u64,
+    pub layers: Vec<LayerInfo>,
+    /// The image's own creation time (RFC 3339), if its config says.
+    pub created: Option<String>,
+    /// When it entered this store (Unix seconds).
+    pub added: i64,
+    /// Other blobs the image keeps alive: the index it was chosen from.
+    pub extra_blobs: Vec<Digest>,
+    pub names: Vec<String>,
+    pub repo_digests: Vec<String>,
+}
+
+impl ImageRecord {
+    pub fn size(&self) -> u64 {
+        self.layers.iter().map(|l| l.unpacked).sum()
+    }
+
+    pub fn top_layer(&self) -> Option<&Digest> {
+        self.layers.last().map(|l| &l.chain_id)
+    }
+}
+
+/// An flock held until dropped.
+pub struct Lock(#[allow(dead_code)] File);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS names (
+    name TEXT PRIMARY KEY,
+    image TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS repo_digests (
+    name TEXT PRIMARY KEY,
+    image TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY,
+    image TEXT NOT NULL,
+    snapshotter TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+";
+
+impl Store {
+    pub fn open(root: &Path) -> Result<Store> {
+        for d in [
+            "blobs/sha256",
+            "ingest",
+            "layers",
+            "containers",
+            "locks",
+            "tmp",
+        ] {
+            let p = root.join(d);
+            fs::create_dir_all(&p).ctx(|| format!("create {}", p.display()))?;
+        }
+        let root = root
+            .canonicalize()
+            .ctx(|| format!("resolve {}", root.display()))?;
+        let conn = Connection::open(root.join("berth.db"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(60))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store {
+            root,
+            db: Mutex::new(conn),
+        })
+    }
+
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    pub fn partial_path(&self, d: &Digest) -> PathBuf {
+        self.root
+            .join("ingest")
+            .join(format!("{}.partial", d.hex()))
+    }
+
+    pub fn has_blob(&self, d: &Digest) -> bool {
+        self.blob_path(d).exists()
+    }
+
+    pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
+        fs::read(self.blob_path(d)).ctx(|| format!("read blob {d}"))
+    }
+
+    /// Stores a small blob held in memory, after checking its digest.
+    pub fn put_blob(&self, data: &[u8], expected: &Digest) -> Result<()> {
+        let actual = Digest::of(data);
+        if &actual != expected {
+            return Err(Error::DigestMismatch {
+                what: format!("blob {expected}"),
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        if self.has_blob(expected) {
+            return Ok(());
+        }
+        let tmp = self.temp_path("blob");
+        let mut f = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
+        f.write_all(data)
+            .and_then(|_| f.sync_all())
+            .ctx(|| format!("write {}", tmp.display()))?;
+        self.commit_file(&tmp, expected)
+    }
+
+    /// Renames a complete, synced file into place as blob `d`.
+    pub fn commit_file(&self, tmp: &Path, d: &Digest) -> Result<()> {
+        let dest = self.blob_path(d);
+        fs::rename(tmp, &dest).ctx(|| format!("rename {} to {}", tmp.display(), dest.display()))?;
+        sync_dir(&self.root.join("blobs/sha256"))
+    }
+
+    /// A unique name under tmp/ (same filesystem as everything else).
+    pub fn temp_path(&self, what: &str) -> PathBuf {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        self.root.join("tmp").join(format!(
+            "{what}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    pub fn layer_dir(&self, chain: &Digest) -> PathBuf {
+        self.root.join("layers").join(chain.hex())
+    }
+
+    pub fn layer_diff(&self, chain: &Digest) -> PathBuf {
+        self.layer_dir(chain).join("diff")
+    }
+
+    pub fn has_layer(&self, chain: &Digest) -> bool {
+        self.layer_dir(chain).join("size").exists()
+    }
+
+    pub fn layer_size(&self, chain: &Digest) -> u64 {
+        fs::read_to_string(self.layer_dir(chain).join("size"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Where a layer is built before its rename, named after the blob it
+    /// comes from (only that blob's lock holder writes it).
+    pub fn layer_temp(&self, chain: &Digest, blob: &Digest) -> PathBuf {
+        self.root
+            .join("layers")
+            .join(format!("{}.tmp-{}", chain.hex(), &blob.hex()[..16]))
+    }
+
+    /// Makes a finished layer directory visible: size file, syncfs, rename.
+    /// Another process may have committed the same chain ID from another
+    /// blob meanwhile; then ours is dropped.
+    pub fn commit_layer(&self, tmp: &Path, chain: &Digest, unpacked: u64) -> Result<()> {
+        fs::write(tmp.join("size"), unpacked.to_string())
+            .ctx(|| format!("write {}/size", tmp.display()))?;
+        let fd = File::open(tmp).ctx(|| format!("open {}", tmp.display()))?;
+        rustix::fs::syncfs(fd.as_fd()).ctx(|| format!("sync {}", tmp.display()))?;
+        let dest = self.layer_dir(chain);
+        match fs::rename(tmp, &dest) {
+            Ok(()) => sync_dir(&self.root.join("layers")),
+            Err(_) if self.has_layer(chain) => crate::unpack::remove_tree(tmp),
+            Err(e) => Err(e).ctx(|| format!("rename {} to {}", tmp.display(), dest.display())),
+        }
+    }
+
+    fn lock_file(&self, path: &Path, exclusive: bool, wait: bool) -> Result<Option<Lock>> {
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .ctx(|| format!("open lock {}", path.display()))?;
+        use rustix::fs::FlockOperation as Op;
+        let op = match (exclusive, wait) {
+            (true, true) => Op::LockExclusive,
+            (true, false) => Op::NonBlockingLockExclusive,
+            (false, true) => Op::LockShared,
+            (false, false) => Op::NonBlockingLockShared,
+        };
+        match rustix::fs::flock(&f, op) {
+            Ok(()) => Ok(Some(Lock(f))),
+            Err(rustix::io::Errno::WOULDBLOCK) if !wait => Ok(None),
+            Err(e) => Err(e).ctx(|| format!("lock {}", path.display())),
+        }
+    }
+
+    /// Held (shared) by anything that adds to the store.
+    pub fn lock_shared(&self) -> Result<Lock> {
+        Ok(self
+            .lock_file(&self.root.join("store.lock"), false, true)?
+            .expect("blocking lock"))
+    }
+
+    /// Held by removal: no writer runs meanwhile.
+    pub fn lock_exclusive(&self) -> Result<Lock> {
+        Ok(self
+            .lock_file(&self.root.join("store.lock"), true, true)?
+            .expect("blocking lock"))
+    }
+
+    /// One writer per blob: the second waits, then finds it done.
+    pub fn lock_blob(&self, d: &Digest) -> Result<Lock> {
+        Ok(self
+            .lock_file(&self.root.join("locks").join(d.hex()), true, true)?
+            .expect("blocking lock"))
+    }
+
+    pub fn try_lock_blob(&self, d: &Digest) -> Result<Option<Lock>> {
+        self.lock_file(&self.root.join("locks").join(d.hex()), true, false)
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records an image and points `names` and `repo_digests` at it; a name
+    /// that pointed at another image moves (that image may become
+    /// dangling, as in podman).
+    pub fn put_image(
+        &self,
+        rec: &ImageRecord,
+        names: &[String],
+        repo_digests: &[String],
+    ) -> Result<ImageRecord> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        let mut stored = tx
+            .query_row(
+                "SELECT record FROM images WHERE id = ?1",
+                [rec.id.as_str()],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .and_then(|s| serde_json::from_str::<ImageRecord>(&s).ok())
+            .unwrap_or_else(|| rec.clone());
+        if stored.manifest_digest != rec.manifest_digest {
+            // Same config, another manifest (other compression): keep the
+            // newest's layers so its blobs are the ones referenced.
+            let (names, digests) = (stored.names.clone(), stored.repo_digests.clone());
+            stored = rec.clone();
+            stored.names = names;
+            stored.repo_digests = digests;
+        }
+        for n in names {
+            tx.execute(
+                "INSERT OR REPLACE INTO names (name, image) VALUES (?1, ?2)",
+                params![n, rec.id.as_str()],
+            )?;
+        }
+        for n in repo_digests {
+            tx.execute(
+                "INSERT OR REPLACE INTO repo_digests (name, image) VALUES (?1, ?2)",
+                params![n, rec.id.as_str()],
+            )?;
+        }
+        let json = serde_json::to_string(&stored).expect("record serialises");
+        tx.execute(
+            "INSERT OR REPLACE INTO images (id, record) VALUES (?1, ?2)",
+            params![rec.id.as_str(), json],
+        )?;
+        tx.commit()?;
+        drop(db);
+        self.image(&rec.id)?
+            .ok_or_else(|| Error::NotFound(rec.id.to_string()))
+    }
+
+    fn fill(&self, db: &Connection, mut rec: ImageRecord) -> Result<ImageRecord> {
+        let mut q = db.prepare_cached("SELECT name FROM names WHERE image = ?1 ORDER BY name")?;
+        rec.names = q
+            .query_map([rec.id.as_str()], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut q =
+            db.prepare_cached("SELECT name FROM repo_digests WHERE image = ?1 ORDER BY name")?;
+        rec.repo_digests = q
+            .query_map([rec.id.as_str()], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(rec)
+    }
+
+    pub fn image(&self, id: &Digest) -> Result<Option<ImageRecord>> {
+        let db = self.db();
+        let rec: Option<String> = db
+            .query_row(
+                "SELECT record FROM images WHERE id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match rec {
+            None => Ok(None),
+            Some(s) => {
+                let rec = serde_json::from_str(&s)
+                    .map_err(|e| Error::invalid(format!("record of image {id}"), e))?;
+                Ok(Some(self.fill(&db, rec)?))
+            }
+        }
+    }
+
+    pub fn images(&self) -> Result<Vec<ImageRecord>> {
+        let db = self.db();
+        let mut q = db.prepare("SELECT id, record FROM images")?;
+        let rows: Vec<(String, String)> = q
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        drop(q);
+        let mut out = Vec::new();
+        for (id, s) in rows {
+            let rec = serde_json::from_str(&s)
+                .map_err(|e| Error::invalid(format!("record of image {id}"), e))?;
+            out.push(self.fill(&db, rec)?);
+        }
+        out.sort_by(|a: &ImageRecord, b| b.added.cmp(&a.added).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// The image a name, repo digest, full or short ID stands for.
+    pub fn lookup_name(&self, name: &str) -> Result<Option<Digest>> {
+        let db = self.db();
+        for table in ["names", "repo_digests"] {
+            let q = format!("SELECT image FROM {table} WHERE name = ?1");
+            if let Some(id) = db
+                .query_row(&q, [name], |r| r.get::<_, String>(0))
+                .optional()?
+            {
+                return Ok(Some(id.parse()?));
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn ids_with_prefix(&self, hex_prefix: &str) -> Result<Vec<Digest>> {
+        let db = self.db();
+        let mut q = db.prepare("SELECT id FROM images WHERE id >= ?1 AND id < ?2")?;
+        let lo = format!("sha256:{hex_prefix}");
+        let hi = format!("sha256:{hex_prefix}\u{7f}");
+        let ids: Vec<String> = q
+            .query_map(params![lo, hi], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        ids.iter().map(|s| s.parse()).collect()
+    }
+
+    pub fn add_name(&self, id: &Digest, name: &str) -> Result<()> {
+        self.db().execute(
+            "INSERT OR REPLACE INTO names (name, image) VALUES (?1, ?2)",
+            params![name, id.as_str()],
+        )?;
+        Ok(())
+    }
+
+    /// Removes a name; true if it existed.
+    pub fn remove_name(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .db()
+            .execute("DELETE FROM names WHERE name = ?1", [name])?
+            > 0)
+    }
+
+    /// Deletes an image record with its names. Blobs and layers stay until
+    /// `gc`.
+    pub fn delete_image(&self, id: &Digest) -> Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute("DELETE FROM names WHERE image = ?1", [id.as_str()])?;
+        tx.execute("DELETE FROM repo_digests WHERE image = ?1", [id.as_str()])?;
+        tx.execute("DELETE FROM images WHERE id = ?1", [id.as_str()])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Containers (snapshots) using an image.
+    pub fn containers_of(&self, id: &Digest) -> Result<Vec<String>> {
+        let db = self.db();
+        let mut q = db.prepare("SELECT id FROM containers WHERE image = ?1 ORDER BY id")?;
+        let v = q
+            .query_map([id.as_str()], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
+    pub fn add_container(&self, id: &str, image: &Digest, snapshotter: &str) -> Result<()> {
+        let now = now();
+        let n = self.db().execute(
+            "INSERT OR IGNORE INTO containers (id, image, snapshotter, created) VALUES (?1, ?2, ?3, ?4)",
+            params![id, image.as_str(), snapshotter, now],
+        )?;
+        if n == 0 {
+            return Err(Error::invalid(
+                format!("container {id}"),
+                "a snapshot with this id already exists",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn container(&self, id: &str) -> Result<Option<(Digest, String)>> {
+        let db = self.db();
+        let row: Option<(String, String)> = db
+            .query_row(
+                "SELECT image, snapshotter FROM containers WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match row {
+            Some((img, s)) => Ok(Some((img.parse()?, s))),
+            None => Ok(None),
+        }
+    }
+
+    pub fn remove_container(&self, id: &str) -> Result<()> {
+        self.db()
+            .execute("DELETE FROM containers WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    pub fn all_container_images(&self) -> Result<Vec<Digest>> {
+        let db = self.db();
+        let mut q = db.prepare("SELECT DISTINCT image FROM containers")?;
+        let v: Vec<String> = q.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        v.iter().map(|s| s.parse()).collect()
+    }
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .ctx(|| format!("sync {}", dir.display()))
+}

@@ -1,0 +1,752 @@
+//! Safe layer unpacking. Every entry is created with *at syscalls relative
+//! to the layer directory: parents are resolved with openat2
+//! (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV), so no symlink
+//! is ever followed and nothing outside the layer can be named. Absolute
+//! names, `..`, links whose target leaves the layer and absurd sizes are
+//! errors naming the entry. The tar crate only parses headers.
+//!
+//! Whiteouts are stored the way overlayfs reads them: a `.wh.NAME` entry
+//! becomes a 0/0 character device NAME, `.wh..wh..opq` sets
+//! trusted.overlay.opaque=y on its directory.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, XattrFlags};
+use rustix::io::Errno;
+
+use crate::error::{Context, Error, Result};
+
+/// Entries larger than this are refused before a byte is written.
+pub const MAX_ENTRY_SIZE: u64 = 1 << 40;
+const MAX_PATH: usize = 4096;
+const FD_CACHE: usize = 64;
+
+#[derive(Debug, Clone)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink(Vec<u8>),
+    Hardlink(Vec<u8>),
+    Char(u32, u32),
+    Block(u32, u32),
+    Fifo,
+}
+
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub kind: Kind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    pub size: u64,
+}
+
+/// Writes entries into one layer directory.
+pub struct LayerWriter {
+    root: OwnedFd,
+    layer: String,
+    /// Parent directory fds by path; dropped whenever an entry replaces
+    /// something, so a cached fd never stands for a name that changed.
+    cache: HashMap<Vec<u8>, OwnedFd>,
+    /// Directories whose times are set at the end (creating children
+    /// changes them).
+    dir_times: Vec<(Vec<u8>, i64)>,
+    buf: Vec<u8>,
+    pub bytes: u64,
+    pub entries: u64,
+    /// Applying layers onto one tree (the copy snapshotter): whiteouts
+    /// delete and opaque markers empty the directory, instead of being
+    /// stored for overlayfs.
+    merge: bool,
+}
+
+const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_MAGICLINKS)
+    .union(ResolveFlags::NO_XDEV);
+
+impl LayerWriter {
+    /// `dir` must exist and is the only place written to.
+    pub fn new(dir: &Path, layer: &str) -> Result<LayerWriter> {
+        let root = rustix::fs::open(
+            dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx(|| format!("open layer directory {}", dir.display()))?;
+        Ok(LayerWriter {
+            root,
+            layer: layer.to_string(),
+            cache: HashMap::new(),
+            dir_times: Vec::new(),
+            buf: vec![0; 256 << 10],
+            bytes: 0,
+            entries: 0,
+            merge: false,
+        })
+    }
+
+    /// A writer that merges layers into one tree (see `merge`).
+    pub fn merging(dir: &Path, layer: &str) -> Result<LayerWriter> {
+        let mut w = LayerWriter::new(dir, layer)?;
+        w.merge = true;
+        Ok(w)
+    }
+
+    fn err(&self, entry: &[u8], why: impl std::fmt::Display) -> Error {
+        Error::Layer {
+            layer: self.layer.clone(),
+            entry: String::from_utf8_lossy(entry).into_owned(),
+            why: why.to_string(),
+        }
+    }
+
+    /// The directory fd for `parent` (components already checked),
+    /// creating missing directories as 0755 root-owned (tar streams may
+    /// leave them out).
+    fn parent(&mut self, entry: &[u8], parent: &[u8]) -> Result<BorrowedFd<'_>> {
+        if parent.is_empty() {
+            return Ok(self.root.as_fd());
+        }
+        if !self.cache.contains_key(parent) {
+            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+            let fd = match rustix::fs::openat2(&self.root, parent, flags, Mode::empty(), RESOLVE) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) => self.create_parents(entry, parent)?,
+                Err(e) => return Err(self.resolve_error(entry, e)),
+            };
+            if self.cache.len() >= FD_CACHE {
+                self.cache.clear();
+            }
+            self.cache.insert(parent.to_vec(), fd);
+        }
+        Ok(self.cache[parent].as_fd())
+    }
+
+    fn create_parents(&self, entry: &[u8], parent: &[u8]) -> Result<OwnedFd> {
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let mut cur = rustix::io::fcntl_dupfd_cloexec(&self.root, 0).ctx(|| "dup".into())?;
+        for comp in parent.split(|&b| b == b'/') {
+            let next = match rustix::fs::openat2(&cur, comp, flags, Mode::empty(), RESOLVE) {
+                Err(Errno::NOENT) => {
+                    match rustix::fs::mkdirat(&cur, comp, Mode::from_raw_mode(0o755)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => {
+                            return Err(self.err(entry, format!("create parent directory: {e}")));
+                        }
+                    }
+                    rustix::fs::openat2(&cur, comp, flags, Mode::empty(), RESOLVE)
+                }
+                other => other,
+            };
+            cur = next.map_err(|e| self.resolve_error(entry, e))?;
+        }
+        Ok(cur)
+    }
+
+    fn resolve_error(&self, entry: &[u8], e: Errno) -> Error {
+        let why = match e {
+            Errno::LOOP => {
+                "its path goes through a symlink, which extraction never follows".to_string()
+            }
+            Errno::NOTDIR => "a parent in its path is not a directory".to_string(),
+            Errno::XDEV => "its path leaves the layer (crosses a mount point)".to_string(),
+            e => format!("cannot open its parent directory: {e}"),
+        };
+        self.err(entry, why)
+    }
+
+    /// Clears the way for a new entry: an existing directory stays when the
+    /// new entry is a directory too; anything else is removed.
+    fn make_room(
+        &mut self,
+        entry: &[u8],
+        parent: &[u8],
+        name: &[u8],
+        keep_dir: bool,
+    ) -> Result<bool> {
+        let pfd = self.parent(entry, parent)?;
+        let st = match rustix::fs::statat(pfd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Ok(false),
+            Err(e) => return Err(self.err(entry, format!("stat: {e}"))),
+        };
+        let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+        if is_dir && keep_dir {
+            return Ok(true);
+        }
+        let pfd = rustix::io::fcntl_dupfd_cloexec(pfd, 0).ctx(|| "dup".into())?;
+        if is_dir {
+            remove_all_at(pfd.as_fd(), name)
+                .map_err(|e| self.err(entry, format!("replace directory: {e}")))?;
+        } else {
+            rustix::fs::unlinkat(&pfd, name, AtFlags::empty())
+                .map_err(|e| self.err(entry, format!("replace: {e}")))?;
+        }
+        self.cache.clear();
+        Ok(false)
+    }
+
+    /// Writes one entry; `path` is the raw name from the archive.
+    pub fn entry(&mut self, path: &[u8], meta: &Meta, data: &mut dyn Read) -> Result<()> {
+        self.entries += 1;
+        let clean = clean_path(path).map_err(|why| self.err(path, why))?;
+        if clean.is_empty() {
+            // The layer root itself ("./"): its metadata belongs to the
+            // container's root, which the snapshot owns.
+            return Ok(());
+        }
+        let (parent, name) = match clean.iter().rposition(|&b| b == b'/') {
+            Some(i) => (&clean[..i], &clean[i + 1..]),
+            None => (&clean[..0], &clean[..]),
+        };
+        if let Some(hidden) = name.strip_prefix(b".wh.") {
+            return self.whiteout(path, parent, hidden);
+        }
+        if meta.size > MAX_ENTRY_SIZE {
+            return Err(self.err(
+                path,
+                format!("declares an absurd size of {} bytes", meta.size),
+            ));
+        }
+        match &meta.kind {
+            Kind::Dir => {
+                let existed = self.make_room(path, parent, name, true)?;
+                let pfd = self.parent(path, parent)?;
+                if !existed {
+                    rustix::fs::mkdirat(pfd, name, Mode::from_raw_mode(0o700))
+                        .map_err(|e| self.err(path, format!("mkdir: {e}")))?;
+                }
+                let pfd = self.parent(path, parent)?;
+                let fd = rustix::fs::openat(
+                    pfd,
+                    name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| self.err(path, format!("open directory: {e}")))?;
+                self.set_meta_fd(path, &fd, meta, false)?;
+                self.dir_times.push((clean.clone(), meta.mtime));
+            }
+            Kind::File => {
+                self.make_room(path, parent, name, false)?;
+                let pfd = self.parent(path, parent)?;
+                let fd = rustix::fs::openat(
+                    pfd,
+                    name,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| self.err(path, format!("create: {e}")))?;
+                let written = self.copy(path, data, &fd)?;
+                if written != meta.size {
+                    return Err(self.err(
+                        path,
+                        format!("{written} bytes of data, the header says {}", meta.size),
+                    ));
+                }
+                self.set_meta_fd(path, &fd, meta, true)?;
+            }
+            Kind::Symlink(target) => {
+                if target.is_empty() || target.contains(&0) {
+                    return Err(self.err(path, "symlink with an empty or NUL target"));
+                }
+                self.make_room(path, parent, name, false)?;
+                let pfd = self.parent(path, parent)?;
+                // The target is stored, never resolved: it is only read
+                // inside the container's root.
+                rustix::fs::symlinkat(target.as_slice(), pfd, name)
+                    .map_err(|e| self.err(path, format!("symlink: {e}")))?;
+                self.set_meta_at(path, parent, name, meta, false)?;
+            }
+            Kind::Hardlink(target) => {
+                let tclean = clean_path(target)
+                    .map_err(|why| self.err(path, format!("hardlink target: {why}")))?;
+                if tclean.is_empty() {
+                    return Err(self.err(path, "hardlink to the layer root"));
+                }
+                if tclean == clean {
+                    return Ok(());
+                }
+                let (tparent, tname) = match tclean.iter().rposition(|&b| b == b'/') {
+                    Some(i) => (tclean[..i].to_vec(), tclean[i + 1..].to_vec()),
+                    None => (Vec::new(), tclean.clone()),
+                };
+                self.make_room(path, parent, name, false)?;
+                let tfd = self.parent(path, &tparent)?;
+                let tfd = rustix::io::fcntl_dupfd_cloexec(tfd, 0).ctx(|| "dup".into())?;
+                let pfd = self.parent(path, parent)?;
+                // No AT_SYMLINK_FOLLOW: a link to a symlink links the
+                // symlink itself, as tar means it.
+                rustix::fs::linkat(&tfd, tname.as_slice(), pfd, name, AtFlags::empty()).map_err(
+                    |e| {
+                        let why = match e {
+                            Errno::NOENT => "hardlink target is not in this layer".to_string(),
+                            Errno::PERM => "hardlink to a directory".to_string(),
+                            e => format!("hardlink to {}: {e}", String::from_utf8_lossy(target)),
+                        };
+                        self.err(path, why)
+                    },
+                )?;
+            }
+            Kind::Char(..) | Kind::Block(..) | Kind::Fifo => {
+                self.make_room(path, parent, name, false)?;
+                let (ft, dev) = match meta.kind {
+                    Kind::Char(ma, mi) => (FileType::CharacterDevice, rustix::fs::makedev(ma, mi)),
+                    Kind::Block(ma, mi) => (FileType::BlockDevice, rustix::fs::makedev(ma, mi)),
+                    _ => (FileType::Fifo, 0),
+                };
+                let pfd = self.parent(path, parent)?;
+                rustix::fs::mknodat(pfd, name, ft, Mode::from_raw_mode(0o600), dev)
+                    .map_err(|e| self.err(path, format!("mknod: {e}")))?;
+                self.set_meta_at(path, parent, name, meta, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn whiteout(&mut self, path: &[u8], parent: &[u8], hidden: &[u8]) -> Result<()> {
+        if hidden == b".wh..opq" && self.merge {
+            let fd = if parent.is_empty() {
+                rustix::fs::openat(
+                    &self.root,
+                    ".",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+            } else {
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+                rustix::fs::openat2(&self.root, parent, flags, Mode::empty(), RESOLVE)
+            };
+            let Ok(fd) = fd else { return Ok(()) };
+            let mut names = Vec::new();
+            let mut d = rustix::fs::Dir::read_from(&fd)
+                .map_err(|e| self.err(path, format!("read directory: {e}")))?;
+            while let Some(Ok(e)) = d.next() {
+                let n = e.file_name().to_bytes();
+                if n != b"." && n != b".." {
+                    names.push(n.to_vec());
+                }
+            }
+            for n in names {
+                remove_all_at(fd.as_fd(), &n)
+                    .map_err(|e| self.err(path, format!("empty opaque directory: {e}")))?;
+            }
+            self.cache.clear();
+            return Ok(());
+        }
+        if hidden == b".wh..opq" {
+            let fd = if parent.is_empty() {
+                rustix::fs::openat(
+                    &self.root,
+                    ".",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+            } else {
+                let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+                match rustix::fs::openat2(&self.root, parent, flags, Mode::empty(), RESOLVE) {
+                    Err(Errno::NOENT) => {
+                        self.create_parents(path, parent)?;
+                        rustix::fs::openat2(&self.root, parent, flags, Mode::empty(), RESOLVE)
+                    }
+                    other => other,
+                }
+            }
+            .map_err(|e| self.resolve_error(path, e))?;
+            return rustix::fs::fsetxattr(&fd, "trusted.overlay.opaque", b"y", XattrFlags::empty())
+                .map_err(|e| self.err(path, format!("mark directory opaque: {e}")));
+        }
+        if hidden.starts_with(b".wh.") {
+            // aufs bookkeeping (.wh..wh.plnk and the like): no meaning here.
+            return Ok(());
+        }
+        if hidden.is_empty() || hidden == b"." || hidden == b".." {
+            return Err(self.err(path, "whiteout of an invalid name"));
+        }
+        self.make_room(path, parent, hidden, false)?;
+        if self.merge {
+            return Ok(());
+        }
+        let pfd = self.parent(path, parent)?;
+        rustix::fs::mknodat(pfd, hidden, FileType::CharacterDevice, Mode::empty(), 0)
+            .map_err(|e| self.err(path, format!("create whiteout: {e}")))
+    }
+
+    fn copy(&mut self, path: &[u8], data: &mut dyn Read, fd: &OwnedFd) -> Result<u64> {
+        let mut total = 0u64;
+        loop {
+            let n = match data.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.err(path, format!("read data: {e}"))),
+            };
+            let mut off = 0;
+            while off < n {
+                let w = rustix::io::write(fd, &self.buf[off..n]).map_err(|e| Error::Layer {
+                    layer: self.layer.clone(),
+                    entry: String::from_utf8_lossy(path).into_owned(),
+                    why: format!("write: {e}"),
+                })?;
+                off += w;
+            }
+            total += n as u64;
+            if total > MAX_ENTRY_SIZE {
+                return Err(self.err(path, "more data than any entry may hold"));
+            }
+        }
+        self.bytes += total;
+        Ok(total)
+    }
+
+    /// Owner, then mode (chown clears setuid bits), then xattrs (chown
+    /// clears security.capability), then times.
+    fn set_meta_fd(&self, path: &[u8], fd: &OwnedFd, meta: &Meta, times: bool) -> Result<()> {
+        rustix::fs::fchown(
+            fd,
+            Some(rustix::fs::Uid::from_raw(meta.uid)),
+            Some(rustix::fs::Gid::from_raw(meta.gid)),
+        )
+        .map_err(|e| self.err(path, format!("chown {}:{}: {e}", meta.uid, meta.gid)))?;
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode & 0o7777))
+            .map_err(|e| self.err(path, format!("chmod: {e}")))?;
+        for (k, v) in &meta.xattrs {
+            if !allowed_xattr(k) {
+                continue;
+            }
+            rustix::fs::fsetxattr(fd, k.as_slice(), v, XattrFlags::empty()).map_err(|e| {
+                self.err(path, format!("xattr {}: {e}", String::from_utf8_lossy(k)))
+            })?;
+        }
+        if times {
+            rustix::fs::futimens(fd, &stamp(meta.mtime))
+                .map_err(|e| self.err(path, format!("set times: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// For entries that cannot be opened (symlinks, devices, fifos).
+    fn set_meta_at(
+        &mut self,
+        path: &[u8],
+        parent: &[u8],
+        name: &[u8],
+        meta: &Meta,
+        chmod: bool,
+    ) -> Result<()> {
+        let pfd = self.parent(path, parent)?;
+        let pfd = rustix::io::fcntl_dupfd_cloexec(pfd, 0).ctx(|| "dup".into())?;
+        rustix::fs::chownat(
+            &pfd,
+            name,
+            Some(rustix::fs::Uid::from_raw(meta.uid)),
+            Some(rustix::fs::Gid::from_raw(meta.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| self.err(path, format!("chown {}:{}: {e}", meta.uid, meta.gid)))?;
+        if chmod {
+            // Just created by us as a device or fifo, never a symlink.
+            rustix::fs::chmodat(
+                &pfd,
+                name,
+                Mode::from_raw_mode(meta.mode & 0o7777),
+                AtFlags::empty(),
+            )
+            .map_err(|e| self.err(path, format!("chmod: {e}")))?;
+        }
+        if meta.xattrs.iter().any(|(k, _)| allowed_xattr(k)) {
+            let mut p =
+                format!("/proc/self/fd/{}/", std::os::fd::AsRawFd::as_raw_fd(&pfd)).into_bytes();
+            p.extend_from_slice(name);
+            let p: std::ffi::OsString = std::os::unix::ffi::OsStringExt::from_vec(p);
+            for (k, v) in &meta.xattrs {
+                if allowed_xattr(k) {
+                    rustix::fs::lsetxattr(p.as_os_str(), k.as_slice(), v, XattrFlags::empty())
+                        .map_err(|e| {
+                            self.err(path, format!("xattr {}: {e}", String::from_utf8_lossy(k)))
+                        })?;
+                }
+            }
+        }
+        rustix::fs::utimensat(&pfd, name, &stamp(meta.mtime), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| self.err(path, format!("set times: {e}")))
+    }
+
+    /// Sets directory times, deepest first.
+    pub fn finish(mut self) -> Result<()> {
+        let dirs = std::mem::take(&mut self.dir_times);
+        for (path, mtime) in dirs.iter().rev() {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+            // A directory replaced later in the stream is simply gone.
+            if let Ok(fd) =
+                rustix::fs::openat2(&self.root, path.as_slice(), flags, Mode::empty(), RESOLVE)
+            {
+                rustix::fs::futimens(&fd, &stamp(*mtime))
+                    .map_err(|e| self.err(path, format!("set times: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Overlay's own xattrs may only come from whiteout handling: a layer
+/// that sets them could redirect lookups in the merged tree.
+fn allowed_xattr(k: &[u8]) -> bool {
+    !k.starts_with(b"trusted.overlay.")
+}
+
+fn stamp(mtime: i64) -> Timestamps {
+    let t = Timespec {
+        tv_sec: mtime,
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+/// A relative, normalised path: `./` and empty components dropped,
+/// absolute paths and `..` refused.
+pub fn clean_path(raw: &[u8]) -> Result<Vec<u8>, String> {
+    if raw.first() == Some(&b'/') {
+        return Err("absolute path".into());
+    }
+    if raw.contains(&0) {
+        return Err("NUL in path".into());
+    }
+    if raw.len() > MAX_PATH {
+        return Err(format!("path longer than {MAX_PATH} bytes"));
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    for comp in raw.split(|&b| b == b'/') {
+        match comp {
+            b"" | b"." => continue,
+            b".." => return Err("path contains '..'".into()),
+            c if c.len() > 255 => return Err("a path component is longer than 255 bytes".into()),
+            c => {
+                if !out.is_empty() {
+                    out.push(b'/');
+                }
+                out.extend_from_slice(c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Removes `name` under `dir` and everything below it, never following a
+/// symlink.
+pub fn remove_all_at(dir: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<()> {
+    let fd = match rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOTDIR) | Err(Errno::LOOP) => {
+            return rustix::fs::unlinkat(dir, name, AtFlags::empty());
+        }
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut children = Vec::new();
+    let mut d = rustix::fs::Dir::read_from(&fd)?;
+    while let Some(e) = d.next() {
+        let e = e?;
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            children.push((n.to_vec(), e.file_type() == FileType::Directory));
+        }
+    }
+    for (child, is_dir) in children {
+        if is_dir {
+            remove_all_at(fd.as_fd(), &child)?;
+        } else {
+            match rustix::fs::unlinkat(&fd, child.as_slice(), AtFlags::empty()) {
+                Err(Errno::ISDIR) => remove_all_at(fd.as_fd(), &child)?,
+                other => other?,
+            }
+        }
+    }
+    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
+}
+
+/// Removes a directory tree by path, without following symlinks in it.
+pub fn remove_tree(path: &Path) -> Result<()> {
+    let (parent, name) = match (path.parent(), path.file_name()) {
+        (Some(p), Some(n)) => (p, n),
+        _ => return Err(Error::invalid(path.display().to_string(), "cannot remove")),
+    };
+    let pfd = match rustix::fs::open(
+        parent,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e).ctx(|| format!("open {}", parent.display())),
+    };
+    // O_PATH fds cannot be read: reopen the parent for the walk.
+    let pfd = rustix::fs::openat(
+        &pfd,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| format!("open {}", parent.display()))?;
+    remove_all_at(pfd.as_fd(), std::os::unix::ffi::OsStrExt::as_bytes(name))
+        .ctx(|| format!("remove {}", path.display()))
+}
+
+/// Unpacks an uncompressed tar stream into `dir`. The reader is left
+/// positioned after the archive's end marker.
+pub fn unpack_tar<R: Read>(reader: R, dir: &Path, layer: &str) -> Result<R> {
+    let mut w = LayerWriter::new(dir, layer)?;
+    let mut archive = tar::Archive::new(reader);
+    let bad = |why: String| Error::Layer {
+        layer: layer.to_string(),
+        entry: String::new(),
+        why,
+    };
+    {
+        let entries = archive
+            .entries()
+            .map_err(|e| bad(format!("not a tar stream: {e}")))?;
+        for entry in entries {
+            let mut e = entry.map_err(|e| {
+                bad(format!(
+                    "malformed tar stream after {} entries: {e}",
+                    w.entries
+                ))
+            })?;
+            let path = e.path_bytes().into_owned();
+            let (meta, skip) = meta_of(&mut e).map_err(|why| Error::Layer {
+                layer: layer.to_string(),
+                entry: String::from_utf8_lossy(&path).into_owned(),
+                why,
+            })?;
+            if skip {
+                continue;
+            }
+            w.entry(&path, &meta, &mut e)?;
+        }
+    }
+    w.finish()?;
+    Ok(archive.into_inner())
+}
+
+/// The metadata of a tar entry; `true` for headers that create nothing.
+fn meta_of<R: Read>(e: &mut tar::Entry<'_, R>) -> Result<(Meta, bool), String> {
+    let h = e.header();
+    let et = h.entry_type();
+    let num = |r: io::Result<u64>, what: &str| r.map_err(|err| format!("bad {what} field: {err}"));
+    let dev = |r: io::Result<Option<u32>>| {
+        r.map_err(|err| format!("bad device number: {err}"))
+            .map(|v| v.unwrap_or(0))
+    };
+    let kind = match et {
+        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+            Kind::File
+        }
+        tar::EntryType::Directory => Kind::Dir,
+        tar::EntryType::Symlink => Kind::Symlink(
+            e.link_name_bytes()
+                .ok_or("symlink without a target")?
+                .into_owned(),
+        ),
+        tar::EntryType::Link => Kind::Hardlink(
+            e.link_name_bytes()
+                .ok_or("hardlink without a target")?
+                .into_owned(),
+        ),
+        tar::EntryType::Char => Kind::Char(dev(h.device_major())?, dev(h.device_minor())?),
+        tar::EntryType::Block => Kind::Block(dev(h.device_major())?, dev(h.device_minor())?),
+        tar::EntryType::Fifo => Kind::Fifo,
+        tar::EntryType::XGlobalHeader => {
+            return Ok((empty_meta(), true));
+        }
+        other => {
+            return Err(format!(
+                "unsupported tar entry type {:?}",
+                other.as_byte() as char
+            ));
+        }
+    };
+    let mode = num(h.mode().map(u64::from), "mode")? as u32;
+    let mut uid = num(h.uid(), "uid")?;
+    let mut gid = num(h.gid(), "gid")?;
+    let mtime = num(h.mtime(), "mtime")? as i64;
+    let size = e.size();
+    let mut xattrs = Vec::new();
+    if let Some(pax) = e
+        .pax_extensions()
+        .map_err(|err| format!("bad PAX header: {err}"))?
+    {
+        for ext in pax {
+            let ext = ext.map_err(|err| format!("bad PAX record: {err}"))?;
+            let key = ext.key_bytes();
+            if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+            } else if key == b"uid" || key == b"gid" {
+                let v = std::str::from_utf8(ext.value_bytes())
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or("bad PAX uid/gid")?;
+                if key == b"uid" { uid = v } else { gid = v }
+            }
+        }
+    }
+    if uid > u32::MAX as u64 || gid > u32::MAX as u64 {
+        return Err(format!("owner {uid}:{gid} out of range"));
+    }
+    Ok((
+        Meta {
+            kind,
+            mode,
+            uid: uid as u32,
+            gid: gid as u32,
+            mtime,
+            xattrs,
+            size,
+        },
+        false,
+    ))
+}
+
+fn empty_meta() -> Meta {
+    Meta {
+        kind: Kind::Dir,
+        mode: 0,
+        uid: 0,
+        gid: 0,
+        mtime: 0,
+        xattrs: Vec::new(),
+        size: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleans_paths() {
+        assert_eq!(clean_path(b"./a//b/./c").unwrap(), b"a/b/c");
+        assert_eq!(clean_path(b"./").unwrap(), b"");
+        assert!(clean_path(b"/etc/passwd").is_err());
+        assert!(clean_path(b"a/../../b").is_err());
+        assert!(clean_path(b"..").is_err());
+    }
+}
