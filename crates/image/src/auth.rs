@@ -123,10 +123,11 @@ impl CredentialStore {
                     .split('/')
                     .next()
                     .unwrap_or("");
-                if bare == host && k != host {
-                    if let Some(c) = entry(&auths, k, file)? {
-                        return Ok(Some(c));
-                    }
+                if bare == host
+                    && k.contains("://")
+                    && let Some(c) = entry(&auths, k, file)?
+                {
+                    return Ok(Some(c));
                 }
             }
         }

@@ -148,7 +148,7 @@ impl RegistryClient {
         }
         Err(self.err(format!(
             "cannot reach the registry: {}",
-            last.map(|e| e.to_string()).unwrap_or_default()
+            last.map(|e| error_chain(&e)).unwrap_or_default()
         )))
     }
 
@@ -516,14 +516,14 @@ impl RegistryClient {
             .await
             .map_err(|e| self.err(e))?;
         let digest = Digest::of(&body);
-        if let Ok(d) = reference.parse::<Digest>() {
-            if d != digest {
-                return Err(Error::DigestMismatch {
-                    what: format!("{}/{what}", self.host),
-                    expected: d.to_string(),
-                    actual: digest.to_string(),
-                });
-            }
+        if let Ok(d) = reference.parse::<Digest>()
+            && d != digest
+        {
+            return Err(Error::DigestMismatch {
+                what: format!("{}/{what}", self.host),
+                expected: d.to_string(),
+                actual: digest.to_string(),
+            });
         }
         Ok(FetchedManifest {
             body,

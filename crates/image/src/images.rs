@@ -203,10 +203,10 @@ fn gc_locked(store: &Store) -> Result<GcStats> {
     let ingest = store.root.join("ingest");
     for e in std::fs::read_dir(&ingest).into_iter().flatten().flatten() {
         let n = e.file_name().to_string_lossy().into_owned();
-        if let Some(hex) = n.strip_suffix(".partial") {
-            if store.root.join("blobs/sha256").join(hex).exists() {
-                let _ = std::fs::remove_file(e.path());
-            }
+        if let Some(hex) = n.strip_suffix(".partial")
+            && store.root.join("blobs/sha256").join(hex).exists()
+        {
+            let _ = std::fs::remove_file(e.path());
         }
     }
     for e in std::fs::read_dir(store.root.join("tmp"))

@@ -80,7 +80,7 @@ impl<R: Read> Read for Hashing<R> {
 }
 
 enum Decoder {
-    Gzip(flate2::bufread::MultiGzDecoder<BufReader<Source>>),
+    Gzip(Box<flate2::bufread::MultiGzDecoder<BufReader<Source>>>),
     Zstd(zstd::stream::read::Decoder<'static, BufReader<Source>>),
     Plain(BufReader<Source>),
 }
@@ -102,7 +102,7 @@ impl Decoder {
         let mut br = BufReader::with_capacity(1 << 20, source);
         let head = br.fill_buf()?;
         Ok(if head.starts_with(&[0x1f, 0x8b]) {
-            Decoder::Gzip(flate2::bufread::MultiGzDecoder::new(br))
+            Decoder::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(br)))
         } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
             Decoder::Zstd(zstd::stream::read::Decoder::with_buffer(br)?)
         } else {

@@ -3,6 +3,7 @@
 //! image records, safe layer unpacking, overlay snapshots and the image
 //! config -> OCI runtime spec conversion.
 
+pub mod archive;
 pub mod auth;
 pub mod bundle;
 pub mod client;
@@ -14,6 +15,7 @@ pub mod manifest;
 pub mod platform;
 pub mod progress;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod registries;
 pub mod snapshot;

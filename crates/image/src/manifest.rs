@@ -34,7 +34,9 @@ pub fn classify(body: &[u8], content_type: &str, what: &str) -> Result<(Kind, St
     }
     let h: Head = serde_json::from_slice(body)
         .map_err(|e| Error::invalid(what, format!("not a manifest: {e}")))?;
-    if h.schema_version == Some(1) || h.fs_layers.is_some() || content_type.contains("manifest.v1")
+    if h.schema_version == Some(1)
+        || h.fs_layers.is_some()
+        || content_type.contains("distribution.manifest.v1")
     {
         return Err(Error::invalid(
             what,

@@ -223,13 +223,13 @@ pub fn plan_layers(
         .zip(chains)
         .map(|((l, diff_id), chain_id)| {
             let mt = l.media_type().to_string();
-            if mt.contains("foreign") || mt.contains("nondistributable") {
-                if !l.urls().as_ref().is_none_or(|u| u.is_empty()) {
-                    return Err(Error::invalid(
-                        what,
-                        "foreign layers with URLs are not supported",
-                    ));
-                }
+            if (mt.contains("foreign") || mt.contains("nondistributable"))
+                && !l.urls().as_ref().is_none_or(|u| u.is_empty())
+            {
+                return Err(Error::invalid(
+                    what,
+                    "foreign layers with URLs are not supported",
+                ));
             }
             Ok(LayerInfo {
                 digest: manifest::digest_of(l.digest(), what)?,

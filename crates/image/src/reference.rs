@@ -37,10 +37,11 @@ impl Reference {
     /// The same name in another registry (for unqualified search).
     pub fn with_registry(&self, registry: &str) -> Reference {
         let mut r = self.clone();
-        if self.registry == DOCKER_HUB && registry != DOCKER_HUB {
-            if let Some(rest) = r.repository.strip_prefix("library/") {
-                r.repository = rest.to_string();
-            }
+        if self.registry == DOCKER_HUB
+            && registry != DOCKER_HUB
+            && let Some(rest) = r.repository.strip_prefix("library/")
+        {
+            r.repository = rest.to_string();
         }
         if registry == DOCKER_HUB && !r.repository.contains('/') {
             r.repository = format!("library/{}", r.repository);
@@ -117,12 +118,12 @@ pub fn parse(s: &str) -> Result<Parsed> {
         Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
         None => (rest, None),
     };
-    if let Some(t) = tag {
-        if !valid_tag(t) {
-            return Err(bad(
-                "a tag is 1-128 characters of [A-Za-z0-9_.-], not starting with '.' or '-'",
-            ));
-        }
+    if let Some(t) = tag
+        && !valid_tag(t)
+    {
+        return Err(bad(
+            "a tag is 1-128 characters of [A-Za-z0-9_.-], not starting with '.' or '-'",
+        ));
     }
     let (registry, path, qualified) = match name.split_once('/') {
         Some((first, path))
@@ -185,10 +186,10 @@ fn valid_host(h: &str) -> bool {
         Some((host, port)) if !host.ends_with(']') || h.starts_with('[') => (host, Some(port)),
         _ => (h, None),
     };
-    if let Some(p) = port {
-        if p.parse::<u16>().is_err() {
-            return false;
-        }
+    if let Some(p) = port
+        && p.parse::<u16>().is_err()
+    {
+        return false;
     }
     if let Some(v6) = host.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
         return v6.parse::<std::net::Ipv6Addr>().is_ok();

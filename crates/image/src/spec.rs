@@ -151,6 +151,14 @@ pub fn generate(
         annotations.insert("org.opencontainers.image.created".into(), json!(created));
     }
     let caps = json!(CAPS);
+    // podman's limits, capped at what this process may grant.
+    let cap = |r: rustix::process::Resource, want: u64| {
+        rustix::process::getrlimit(r)
+            .maximum
+            .map_or(want, |m| m.min(want))
+    };
+    let nofile = cap(rustix::process::Resource::Nofile, 1_048_576);
+    let nproc = cap(rustix::process::Resource::Nproc, 4_194_304);
     Ok(json!({
         "ociVersion": "1.2.0",
         "process": {
@@ -163,8 +171,8 @@ pub fn generate(
                 "bounding": caps, "effective": caps, "permitted": caps
             },
             "rlimits": [
-                { "type": "RLIMIT_NOFILE", "hard": 1048576u64, "soft": 1048576u64 },
-                { "type": "RLIMIT_NPROC", "hard": 4194304u64, "soft": 4194304u64 }
+                { "type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile },
+                { "type": "RLIMIT_NPROC", "hard": nproc, "soft": nproc }
             ],
             "noNewPrivileges": false
         },
@@ -270,12 +278,13 @@ pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<User> {
     let mut additional = Vec::new();
     if let (Some(name), None) = (&name, g) {
         for f in &gr {
-            if f.len() >= 4 && f[3].split(',').any(|m| m == name) {
-                if let Ok(id) = f[2].parse::<u32>() {
-                    if id != gid && !additional.contains(&id) {
-                        additional.push(id);
-                    }
-                }
+            if f.len() >= 4
+                && f[3].split(',').any(|m| m == name)
+                && let Ok(id) = f[2].parse::<u32>()
+                && id != gid
+                && !additional.contains(&id)
+            {
+                additional.push(id);
             }
         }
     }

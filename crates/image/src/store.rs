@@ -113,11 +113,17 @@ impl Store {
         let root = root
             .canonicalize()
             .ctx(|| format!("resolve {}", root.display()))?;
-        let conn = Connection::open(root.join("berth.db"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(60))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(SCHEMA)?;
+        let conn = retry_busy(|| {
+            let conn = Connection::open(root.join("berth.db"))?;
+            conn.busy_timeout(std::time::Duration::from_secs(60))?;
+            let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                conn.pragma_update(None, "journal_mode", "WAL")?;
+            }
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            conn.execute_batch(SCHEMA)?;
+            Ok(conn)
+        })?;
         Ok(Store {
             root,
             db: Mutex::new(conn),
@@ -284,7 +290,7 @@ impl Store {
         repo_digests: &[String],
     ) -> Result<ImageRecord> {
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut stored = tx
             .query_row(
                 "SELECT record FROM images WHERE id = ?1",
@@ -420,7 +426,7 @@ impl Store {
     /// `gc`.
     pub fn delete_image(&self, id: &Digest) -> Result<()> {
         let mut db = self.db();
-        let tx = db.transaction()?;
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM names WHERE image = ?1", [id.as_str()])?;
         tx.execute("DELETE FROM repo_digests WHERE image = ?1", [id.as_str()])?;
         tx.execute("DELETE FROM images WHERE id = ?1", [id.as_str()])?;
@@ -479,6 +485,24 @@ impl Store {
         let mut q = db.prepare("SELECT DISTINCT image FROM containers")?;
         let v: Vec<String> = q.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
         v.iter().map(|s| s.parse()).collect()
+    }
+}
+
+/// SQLite answers BUSY without waiting in a few WAL corners (another
+/// process's last connection checkpointing on close, recovery): retry
+/// those for a while rather than fail a pull at its last step.
+fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match f() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
     }
 }
 

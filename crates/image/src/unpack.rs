@@ -562,8 +562,8 @@ pub fn remove_all_at(dir: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<()>
         Err(e) => return Err(e),
     };
     let mut children = Vec::new();
-    let mut d = rustix::fs::Dir::read_from(&fd)?;
-    while let Some(e) = d.next() {
+    let d = rustix::fs::Dir::read_from(&fd)?;
+    for e in d {
         let e = e?;
         let n = e.file_name().to_bytes();
         if n != b"." && n != b".." {

@@ -1,0 +1,652 @@
+//! berth: the user's command line. It parses arguments and prints; the
+//! work is done by berth-image.
+
+mod progress;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use berth_image::archive::{self, Format};
+use berth_image::auth::{CredentialStore, Credentials};
+use berth_image::bundle::{self, BundleOptions};
+use berth_image::client::{RegistryClient, TransportOptions};
+use berth_image::images::{self, Removed};
+use berth_image::pull::{self, PullOptions};
+use berth_image::push::{self, PushOptions};
+use berth_image::registries::RegistriesConf;
+use berth_image::snapshot::Snapshotter;
+use berth_image::spec::SpecOptions;
+use berth_image::store::{ImageRecord, Store};
+use berth_image::{Platform, Reference};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "Containers and images, daemonless")]
+struct Cli {
+    /// Where images, layers and containers are stored.
+    #[arg(long, global = true, default_value = "/var/lib/berth")]
+    root: PathBuf,
+    /// registries.conf (default /etc/containers/registries.conf).
+    #[arg(long, global = true)]
+    registries_conf: Option<PathBuf>,
+    /// Directory of per-registry CAs: <dir>/<host:port>/*.crt.
+    #[arg(long, global = true, default_value = berth_image::tls::DEFAULT_CERTS_DIR)]
+    certs_dir: PathBuf,
+    /// Credentials file (default: podman's auth.json).
+    #[arg(long, global = true)]
+    authfile: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct Net {
+    /// Require HTTPS with a verified certificate (false: any certificate,
+    /// plain HTTP allowed).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = clap::value_parser!(bool))]
+    tls_verify: Option<bool>,
+    /// USER[:PASSWORD] for the registry.
+    #[arg(long)]
+    creds: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Pull an image from a registry.
+    Pull {
+        image: String,
+        /// os/arch[/variant] (default: this host's).
+        #[arg(long)]
+        platform: Option<String>,
+        /// Print only the image ID.
+        #[arg(short, long)]
+        quiet: bool,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// Push an image to a registry.
+    Push {
+        image: String,
+        destination: Option<String>,
+        #[arg(short, long)]
+        quiet: bool,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// List images.
+    Images(ImagesArgs),
+    /// Remove images.
+    Rmi {
+        #[arg(required = true)]
+        images: Vec<String>,
+        /// Remove the image even if it has other names.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Add names to an image.
+    Tag {
+        image: String,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Image management.
+    Image {
+        #[command(subcommand)]
+        cmd: ImageCmd,
+    },
+    /// Store registry credentials in the auth file.
+    Login {
+        registry: String,
+        #[arg(short, long)]
+        username: Option<String>,
+        #[arg(short, long)]
+        password: Option<String>,
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// Remove registry credentials from the auth file.
+    Logout { registry: String },
+    /// Write images to an OCI layout directory or a docker-archive tarball.
+    Save {
+        #[arg(required = true)]
+        images: Vec<String>,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// oci-dir or docker-archive.
+        #[arg(long, default_value = "docker-archive")]
+        format: String,
+    },
+    /// Load images from an OCI layout directory or a docker-archive tarball.
+    Load {
+        #[arg(short, long)]
+        input: PathBuf,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Make an image from a rootfs tarball.
+    Import {
+        tarball: PathBuf,
+        name: Option<String>,
+        /// The image's default command (JSON array or a shell line).
+        #[arg(long)]
+        cmd: Option<String>,
+    },
+    /// OCI bundles from images, for a runtime (plumbing).
+    Bundle {
+        #[command(subcommand)]
+        cmd: BundleCmd,
+    },
+}
+
+#[derive(clap::Args)]
+struct ImagesArgs {
+    /// table or json.
+    #[arg(long, default_value = "table")]
+    format: String,
+    #[arg(long)]
+    digests: bool,
+    /// Only IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    #[arg(long)]
+    no_trunc: bool,
+}
+
+#[derive(Subcommand)]
+enum ImageCmd {
+    /// Show an image's record, manifest and config as JSON.
+    Inspect {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove dangling images (all unused with -a) and unreferenced data.
+    Prune {
+        #[arg(short, long)]
+        all: bool,
+        #[arg(short, long)]
+        force: bool,
+    },
+    #[command(alias = "list")]
+    Ls(ImagesArgs),
+    Rm {
+        #[arg(required = true)]
+        images: Vec<String>,
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum BundleCmd {
+    /// Make <root>/containers/ID with a rootfs and config.json; prints the
+    /// bundle directory.
+    Create {
+        image: String,
+        id: String,
+        /// overlay or copy (default: overlay, copy where it cannot mount).
+        #[arg(long)]
+        snapshotter: Option<String>,
+        /// The command, replacing the image's Cmd.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Unmount and delete a bundle.
+    Rm { id: String },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("Error: {e:#}");
+        std::process::exit(125);
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")
+}
+
+struct Ctx {
+    root: PathBuf,
+    conf: RegistriesConf,
+    certs_dir: PathBuf,
+    authfile: Option<PathBuf>,
+}
+
+impl Ctx {
+    fn store(&self) -> Result<Store> {
+        Ok(Store::open(&self.root)?)
+    }
+
+    fn transport(&self, net: &Net) -> Result<TransportOptions> {
+        let creds_override = match &net.creds {
+            Some(c) => {
+                let (u, p) = c.split_once(':').unwrap_or((c, ""));
+                Some(Credentials {
+                    username: u.into(),
+                    password: p.into(),
+                })
+            }
+            None => None,
+        };
+        Ok(TransportOptions {
+            certs_dir: self.certs_dir.clone(),
+            tls_verify: net.tls_verify,
+            credentials: CredentialStore::with_auth_file(self.authfile.clone()),
+            creds_override,
+        })
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let ctx = Ctx {
+        root: cli.root,
+        conf: RegistriesConf::load(cli.registries_conf.as_deref())?,
+        certs_dir: cli.certs_dir,
+        authfile: cli.authfile,
+    };
+    match cli.cmd {
+        Cmd::Pull {
+            image,
+            platform,
+            quiet,
+            net,
+        } => {
+            let store = Arc::new(ctx.store()?);
+            let opts = PullOptions {
+                platform: platform.as_deref().map(Platform::parse).transpose()?,
+                transport: ctx.transport(&net)?,
+                registries: ctx.conf.clone(),
+                progress: Arc::new(progress::Bars::new(quiet)),
+                ..PullOptions::default()
+            };
+            let rec = runtime()?.block_on(pull::pull(store, &image, &opts))?;
+            if !quiet {
+                eprintln!("Writing manifest to image destination");
+            }
+            println!("{}", rec.id.hex());
+        }
+        Cmd::Push {
+            image,
+            destination,
+            quiet,
+            net,
+        } => {
+            let store = ctx.store()?;
+            let rec = images::resolve(&store, &image, &ctx.conf)?;
+            let dest = match destination {
+                Some(d) => d,
+                None => {
+                    let p = berth_image::reference::parse(&image)?;
+                    if !p.qualified {
+                        bail!(
+                            "{image}: say where to push (a name with a registry, or a destination)"
+                        );
+                    }
+                    p.reference.to_string()
+                }
+            };
+            let opts = PushOptions {
+                transport: ctx.transport(&net)?,
+                registries: ctx.conf.clone(),
+                progress: Arc::new(progress::Bars::new(quiet)),
+                ..PushOptions::default()
+            };
+            let d = runtime()?.block_on(push::push(&store, &rec, &dest, &opts))?;
+            if !quiet {
+                eprintln!("Pushed {dest}");
+            }
+            println!("{d}");
+        }
+        Cmd::Images(a)
+        | Cmd::Image {
+            cmd: ImageCmd::Ls(a),
+        } => list(&ctx.store()?, &a)?,
+        Cmd::Rmi { images, force }
+        | Cmd::Image {
+            cmd: ImageCmd::Rm { images, force },
+        } => {
+            let store = ctx.store()?;
+            let mut failed = None;
+            for i in &images {
+                match images::remove(&store, i, force, &ctx.conf) {
+                    Ok(rs) => {
+                        for r in rs {
+                            match r {
+                                Removed::Untagged(n) => println!("Untagged: {n}"),
+                                Removed::Deleted(d) => println!("Deleted: {}", d.hex()),
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("Error: {e}");
+                        failed = Some(e);
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                if images.len() == 1 {
+                    return Err(e.into());
+                }
+                bail!("some images were not removed");
+            }
+        }
+        Cmd::Tag { image, names } => {
+            let store = ctx.store()?;
+            let rec = images::resolve(&store, &image, &ctx.conf)?;
+            for n in names {
+                images::tag(&store, &rec, &n)?;
+            }
+        }
+        Cmd::Image {
+            cmd: ImageCmd::Inspect { images },
+        } => {
+            let store = ctx.store()?;
+            let mut out = Vec::new();
+            for i in &images {
+                out.push(inspect(&store, &images::resolve(&store, i, &ctx.conf)?)?);
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Cmd::Image {
+            cmd: ImageCmd::Prune { all, force: _ },
+        } => {
+            for d in images::prune(&ctx.store()?, all)? {
+                println!("{}", d.hex());
+            }
+        }
+        Cmd::Login {
+            registry,
+            username,
+            password,
+            password_stdin,
+            net,
+        } => {
+            let host = registry
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string();
+            let username = match username {
+                Some(u) => u,
+                None => bail!("--username is required (no interactive prompt)"),
+            };
+            let password = match (password, password_stdin) {
+                (Some(p), false) => p,
+                (None, true) => {
+                    let mut s = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .context("read the password from stdin")?;
+                    s.trim_end_matches(['\n', '\r']).to_string()
+                }
+                (Some(_), true) => bail!("--password and --password-stdin are mutually exclusive"),
+                (None, false) => bail!("give --password or --password-stdin"),
+            };
+            let creds = Credentials { username, password };
+            let mut t = ctx.transport(&net)?;
+            t.creds_override = Some(creds.clone());
+            let (insecure, _) = ctx.conf.host_policy(&host);
+            let client = RegistryClient::new(&host, insecure, "", &t)?;
+            runtime()?.block_on(client.check_login())?;
+            t.credentials.store(&host, &creds)?;
+            println!("Login Succeeded!");
+        }
+        Cmd::Logout { registry } => {
+            let host = registry
+                .trim_start_matches("https://")
+                .trim_end_matches('/');
+            let store = CredentialStore::with_auth_file(ctx.authfile.clone());
+            if !store.remove(host)? {
+                bail!("not logged into {host}");
+            }
+            println!("Removed login credentials for {host}");
+        }
+        Cmd::Save {
+            images,
+            output,
+            format,
+        } => {
+            let store = ctx.store()?;
+            let format = Format::parse(&format)?;
+            let mut list = Vec::new();
+            for i in &images {
+                let rec = images::resolve(&store, i, &ctx.conf)?;
+                let name = match berth_image::reference::parse(i) {
+                    Ok(p) if !rec.id.hex().starts_with(i.trim_start_matches("sha256:")) => {
+                        let r = if p.qualified {
+                            p.reference
+                        } else {
+                            rec.names
+                                .iter()
+                                .find_map(|n| Reference::parse(n).ok())
+                                .unwrap_or(p.reference)
+                        };
+                        r.tagged_or_digested()
+                    }
+                    _ => rec
+                        .names
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| format!("localhost/{}:latest", rec.id.short())),
+                };
+                list.push((rec, name));
+            }
+            archive::save(&store, &list, format, &output)?;
+        }
+        Cmd::Load { input, quiet } => {
+            for rec in archive::load(&ctx.store()?, &input)? {
+                if quiet {
+                    println!("{}", rec.id.hex());
+                } else {
+                    println!(
+                        "Loaded image: {}",
+                        rec.names
+                            .first()
+                            .cloned()
+                            .unwrap_or_else(|| rec.id.hex().to_string())
+                    );
+                }
+            }
+        }
+        Cmd::Import { tarball, name, cmd } => {
+            let cmd = cmd.map(|c| match serde_json::from_str::<Vec<String>>(&c) {
+                Ok(v) => v,
+                Err(_) => vec!["/bin/sh".into(), "-c".into(), c],
+            });
+            let rec = archive::import(&ctx.store()?, &tarball, name.as_deref(), cmd)?;
+            println!("{}", rec.id.hex());
+        }
+        Cmd::Bundle {
+            cmd:
+                BundleCmd::Create {
+                    image,
+                    id,
+                    snapshotter,
+                    args,
+                },
+        } => {
+            let store = ctx.store()?;
+            let rec = images::resolve(&store, &image, &ctx.conf)?;
+            let opts = BundleOptions {
+                snapshotter: snapshotter.as_deref().map(Snapshotter::parse).transpose()?,
+                spec: SpecOptions {
+                    args: (!args.is_empty()).then_some(args),
+                    ..SpecOptions::default()
+                },
+            };
+            let b = bundle::create_bundle(&store, &rec, &id, &opts)?;
+            println!("{}", b.dir.display());
+        }
+        Cmd::Bundle {
+            cmd: BundleCmd::Rm { id },
+        } => bundle::remove_bundle(&ctx.store()?, &id)?,
+    }
+    Ok(())
+}
+
+fn list(store: &Store, a: &ImagesArgs) -> Result<()> {
+    let imgs = store.images()?;
+    if a.format == "json" {
+        let v: Vec<serde_json::Value> = imgs
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "Id": i.id.hex(),
+                    "Names": i.names,
+                    "Digest": i.manifest_digest,
+                    "RepoDigests": i.repo_digests,
+                    "Created": i.created,
+                    "Size": i.size(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if a.format != "table" {
+        bail!("--format {}: expected table or json", a.format);
+    }
+    if a.quiet {
+        for i in &imgs {
+            println!("{}", if a.no_trunc { i.id.hex() } else { i.id.short() });
+        }
+        return Ok(());
+    }
+    let mut rows = vec![{
+        let mut h = vec!["REPOSITORY", "TAG"];
+        if a.digests {
+            h.push("DIGEST");
+        }
+        h.extend(["IMAGE ID", "CREATED", "SIZE"]);
+        h.into_iter().map(String::from).collect::<Vec<_>>()
+    }];
+    for i in &imgs {
+        let names: Vec<(String, String)> = if i.names.is_empty() {
+            vec![("<none>".into(), "<none>".into())]
+        } else {
+            i.names
+                .iter()
+                .map(|n| match n.rsplit_once(':') {
+                    Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
+                    _ => (n.clone(), "<none>".into()),
+                })
+                .collect()
+        };
+        for (repo, tag) in names {
+            let mut row = vec![repo, tag];
+            if a.digests {
+                row.push(i.manifest_digest.to_string());
+            }
+            row.push(if a.no_trunc {
+                i.id.to_string()
+            } else {
+                i.id.short().to_string()
+            });
+            row.push(ago(i.created.as_deref()));
+            row.push(human_size(i.size()));
+            rows.push(row);
+        }
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(c, s)| {
+                if c + 1 == r.len() {
+                    s.clone()
+                } else {
+                    format!("{s:<w$}", w = widths[c])
+                }
+            })
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    Ok(())
+}
+
+fn inspect(store: &Store, rec: &ImageRecord) -> Result<serde_json::Value> {
+    let config: serde_json::Value = serde_json::from_slice(&store.read_blob(&rec.id)?)?;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&store.read_blob(&rec.manifest_digest)?)?;
+    Ok(serde_json::json!({
+        "Id": rec.id.hex(),
+        "Digest": rec.manifest_digest,
+        "RepoTags": rec.names,
+        "RepoDigests": rec.repo_digests,
+        "Created": rec.created,
+        "Architecture": config.get("architecture"),
+        "Os": config.get("os"),
+        "Size": rec.size(),
+        "Config": config.get("config"),
+        "RootFS": config.get("rootfs"),
+        "ManifestType": rec.manifest_media_type,
+        "Manifest": manifest,
+        "Layers": rec.layers,
+    }))
+}
+
+/// podman's SI sizes: "4.87 MB".
+fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < units.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.3} {}", units[u]).replace(".000", "")
+    }
+}
+
+/// "3 hours ago" from an RFC 3339 time.
+fn ago(created: Option<&str>) -> String {
+    let Some(t) = created.and_then(parse_rfc3339) else {
+        return "unknown".into();
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let s = (now - t).max(0);
+    let (n, unit) = match s {
+        0..=59 => (s, "second"),
+        60..=3599 => (s / 60, "minute"),
+        3600..=86399 => (s / 3600, "hour"),
+        86400..=2_591_999 => (s / 86400, "day"),
+        2_592_000..=31_535_999 => (s / 2_592_000, "month"),
+        _ => (s / 31_536_000, "year"),
+    };
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}
+
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86400 + hh * 3600 + mm * 60 + ss)
+}

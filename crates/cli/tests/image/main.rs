@@ -1,0 +1,9 @@
+//! End-to-end tests of the `berth` image commands against a real registry
+//! (Debian's docker-registry), with images pushed by skopeo. Run as root.
+
+#[macro_use]
+mod support;
+
+mod hostile;
+mod pull;
+mod store;

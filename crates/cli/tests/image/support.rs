@@ -1,0 +1,809 @@
+//! Test support for the image commands: a real registry (Debian's
+//! docker-registry) per test on a free port, optionally behind htpasswd
+//! basic auth and TLS with a test CA; OCI layouts built here and pushed with
+//! skopeo; a sandbox with its own store root; a byte-counting proxy that
+//! can cut streams. Everything is removed when its owner drops, pass or
+//! fail.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_image::Digest;
+use serde_json::{Value, json};
+
+pub fn berth_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_berth")
+}
+
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[macro_export]
+macro_rules! require {
+    ($($tool:expr),+) => {
+        $(
+            if !$crate::support::have($tool) {
+                eprintln!("SKIPPED: {} is not installed", $tool);
+                return;
+            }
+        )+
+    };
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A temp dir with a store root; unmounts anything left under it.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-img-test-")
+            .tempdir()
+            .unwrap();
+        Sandbox { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// berth with this sandbox's root, registries.conf and auth file.
+    pub fn cmd(&self) -> Command {
+        self.cmd_root(&self.root())
+    }
+
+    pub fn cmd_root(&self, root: &Path) -> Command {
+        let mut c = Command::new(berth_bin());
+        c.arg("--root").arg(root);
+        c.arg("--registries-conf").arg(self.conf());
+        c.arg("--authfile").arg(self.path().join("auth.json"));
+        c.arg("--certs-dir").arg(self.path().join("certs.d"));
+        c.env("DOCKER_CONFIG", self.path().join("docker"));
+        c.stdin(Stdio::null());
+        c
+    }
+
+    pub fn conf(&self) -> PathBuf {
+        let p = self.path().join("registries.conf");
+        if !p.exists() {
+            fs::write(&p, "").unwrap();
+        }
+        p
+    }
+
+    pub fn write_conf(&self, text: &str) {
+        fs::write(self.path().join("registries.conf"), text).unwrap();
+    }
+
+    pub fn berth(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run berth")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.berth(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs berth expecting failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.berth(args);
+        assert_eq!(
+            out.status.code(),
+            Some(125),
+            "berth {args:?} should fail with 125; stdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        umount_under(self.dir.path());
+    }
+}
+
+pub fn umount_under(dir: &Path) {
+    let prefix = dir.to_string_lossy().into_owned();
+    let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<String> = mounts
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&prefix))
+        .map(String::from)
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = rustix::mount::unmount(p.as_str(), rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+pub struct RegistryOpts {
+    pub auth: Option<(String, String)>,
+    pub tls: bool,
+}
+
+/// docker-registry serving on 127.0.0.1 from its own storage dir.
+pub struct Registry {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    /// With TLS: the CA certificate to trust.
+    pub ca: Option<PathBuf>,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        Registry::start_with(RegistryOpts {
+            auth: None,
+            tls: false,
+        })
+    }
+
+    pub fn start_with(o: RegistryOpts) -> Registry {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-registry-")
+            .tempdir()
+            .unwrap();
+        let port = free_port();
+        let mut conf = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        let mut ca = None;
+        if o.tls {
+            let (c, cert, key) = make_tls(dir.path());
+            conf.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+            ca = Some(c);
+        }
+        if let Some((u, p)) = &o.auth {
+            let htpasswd = dir.path().join("htpasswd");
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", u, p])
+                .output()
+                .expect("htpasswd (apache2-utils)");
+            assert!(out.status.success());
+            fs::write(&htpasswd, &out.stdout).unwrap();
+            conf.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        let cfg = dir.path().join("config.yml");
+        fs::write(&cfg, conf).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.path().join("registry.log")).unwrap())
+            .spawn()
+            .expect("start docker-registry");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "registry did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Registry {
+            child,
+            port,
+            dir,
+            ca,
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Pushes an OCI layout (`dir:tag`) with skopeo; `format` "oci" or "v2s2".
+    pub fn push_layout(&self, layout: &Path, tag: &str, dest: &str, format: &str, all: bool) {
+        let mut c = Command::new("skopeo");
+        c.arg("copy").arg("--quiet").arg("--dest-tls-verify=false");
+        if self.auth_of().is_some() {
+            c.arg("--dest-creds").arg("tester:secret");
+        }
+        if all {
+            c.arg("--all");
+        } else {
+            c.arg("--format").arg(format);
+        }
+        c.arg(format!("oci:{}:{tag}", layout.display()));
+        c.arg(format!("docker://{}/{dest}", self.host()));
+        let out = c.output().expect("skopeo");
+        assert!(
+            out.status.success(),
+            "skopeo copy failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn auth_of(&self) -> Option<()> {
+        self.dir.path().join("htpasswd").exists().then_some(())
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A CA and a server certificate for 127.0.0.1, made with openssl.
+fn make_tls(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=berth test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (
+        dir.join("ca.crt"),
+        dir.join("server.crt"),
+        dir.join("server.key"),
+    )
+}
+
+// ---------------------------------------------------------------- layers
+
+/// One tar entry of a test layer.
+pub enum E {
+    Dir(&'static str, u32),
+    File(&'static str, u32, Vec<u8>),
+    /// A file with owner and PAX xattrs.
+    FileX(
+        &'static str,
+        u32,
+        (u64, u64),
+        Vec<(&'static str, Vec<u8>)>,
+        Vec<u8>,
+    ),
+    Symlink(&'static str, &'static str),
+    Hardlink(&'static str, &'static str),
+    Fifo(&'static str),
+    Char(&'static str, u32, u32),
+    /// A raw name (no checks), for hostile layers.
+    Raw(Vec<u8>, tar::EntryType, Vec<u8>, Option<Vec<u8>>),
+    /// A regular file whose PAX header declares `size`.
+    PaxSize(&'static str, u64),
+}
+
+pub const MTIME: u64 = 1_600_000_000;
+
+pub fn layer_tar(entries: &[E]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(MTIME);
+        h.set_uid(0);
+        h.set_gid(0);
+        match e {
+            E::Dir(p, m) => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(*m);
+                h.set_size(0);
+                b.append_data(&mut h, p, &[][..]).unwrap();
+            }
+            E::File(p, m, data) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(*m);
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, p, data.as_slice()).unwrap();
+            }
+            E::FileX(p, m, (uid, gid), xattrs, data) => {
+                let pax: Vec<(String, Vec<u8>)> = xattrs
+                    .iter()
+                    .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.clone()))
+                    .collect();
+                b.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+                    .unwrap();
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(*m);
+                h.set_uid(*uid);
+                h.set_gid(*gid);
+                h.set_size(data.len() as u64);
+                b.append_data(&mut h, p, data.as_slice()).unwrap();
+            }
+            E::Symlink(p, t) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_mode(0o777);
+                h.set_size(0);
+                b.append_link(&mut h, p, t).unwrap();
+            }
+            E::Hardlink(p, t) => {
+                h.set_entry_type(tar::EntryType::Link);
+                h.set_mode(0o644);
+                h.set_size(0);
+                b.append_link(&mut h, p, t).unwrap();
+            }
+            E::Fifo(p) => {
+                h.set_entry_type(tar::EntryType::Fifo);
+                h.set_mode(0o640);
+                h.set_size(0);
+                b.append_data(&mut h, p, &[][..]).unwrap();
+            }
+            E::Char(p, ma, mi) => {
+                h.set_entry_type(tar::EntryType::Char);
+                h.set_mode(0o666);
+                h.set_size(0);
+                h.set_device_major(*ma).unwrap();
+                h.set_device_minor(*mi).unwrap();
+                b.append_data(&mut h, p, &[][..]).unwrap();
+            }
+            E::Raw(name, et, data, link) => {
+                // Written by hand: the builder refuses such names.
+                let mut h = tar::Header::new_old();
+                h.set_mtime(MTIME);
+                h.set_mode(0o644);
+                h.set_entry_type(*et);
+                h.set_uid(0);
+                h.set_gid(0);
+                h.set_size(data.len() as u64);
+                h.as_old_mut().name[..name.len()].copy_from_slice(name);
+                if let Some(l) = link {
+                    h.as_old_mut().linkname[..l.len()].copy_from_slice(l);
+                }
+                h.set_cksum();
+                b.append(&h, data.as_slice()).unwrap();
+            }
+            E::PaxSize(p, size) => {
+                let s = size.to_string();
+                b.append_pax_extensions([("size", s.as_bytes())]).unwrap();
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                h.set_size(0);
+                b.append_data(&mut h, p, &[][..]).unwrap();
+            }
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// Incompressible bytes (for streams that must be long on the wire).
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// An OCI layout under construction.
+pub struct Layout {
+    pub dir: PathBuf,
+    manifests: Vec<Value>,
+}
+
+impl Layout {
+    pub fn new(dir: &Path) -> Layout {
+        fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        Layout {
+            dir: dir.to_path_buf(),
+            manifests: Vec::new(),
+        }
+    }
+
+    pub fn blob(&self, data: &[u8]) -> Digest {
+        let d = Digest::of(data);
+        fs::write(self.dir.join("blobs/sha256").join(d.hex()), data).unwrap();
+        d
+    }
+
+    /// Adds an image of `layers` (uncompressed tars; gzipped when `gz`).
+    /// Returns (manifest descriptor, config digest).
+    pub fn image(
+        &mut self,
+        layers: &[Vec<u8>],
+        gz: bool,
+        arch: &str,
+        config: Value,
+    ) -> (Value, Digest) {
+        let mut descs = Vec::new();
+        let mut diff_ids = Vec::new();
+        for l in layers {
+            diff_ids.push(Digest::of(l).to_string());
+            let (data, mt) = if gz {
+                (gzip(l), "application/vnd.oci.image.layer.v1.tar+gzip")
+            } else {
+                (l.clone(), "application/vnd.oci.image.layer.v1.tar")
+            };
+            let d = self.blob(&data);
+            descs.push(json!({ "mediaType": mt, "digest": d, "size": data.len() }));
+        }
+        let cfg = json!({
+            "created": "2024-01-02T03:04:05Z",
+            "architecture": arch,
+            "os": "linux",
+            "config": config,
+            "rootfs": { "type": "layers", "diff_ids": diff_ids },
+        });
+        let cfg = serde_json::to_vec(&cfg).unwrap();
+        let cd = self.blob(&cfg);
+        let m = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cfg.len() },
+            "layers": descs,
+        });
+        let m = serde_json::to_vec(&m).unwrap();
+        let md = self.blob(&m);
+        let desc = json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": md, "size": m.len(),
+            "platform": { "os": "linux", "architecture": arch },
+        });
+        (desc, cd)
+    }
+
+    /// Names a single manifest in index.json.
+    pub fn tag(&mut self, desc: Value, tag: &str) {
+        let mut d = desc;
+        d["annotations"] = json!({ "org.opencontainers.image.ref.name": tag });
+        self.manifests.push(d);
+        self.write_index();
+    }
+
+    /// Names an index of several manifests.
+    pub fn tag_index(&mut self, descs: Vec<Value>, tag: &str) {
+        let idx = json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": descs });
+        let idx = serde_json::to_vec(&idx).unwrap();
+        let d = self.blob(&idx);
+        self.manifests.push(json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json", "digest": d, "size": idx.len(),
+            "annotations": { "org.opencontainers.image.ref.name": tag },
+        }));
+        self.write_index();
+    }
+
+    fn write_index(&self) {
+        let idx = json!({ "schemaVersion": 2, "manifests": self.manifests });
+        fs::write(
+            self.dir.join("index.json"),
+            serde_json::to_vec(&idx).unwrap(),
+        )
+        .unwrap();
+    }
+}
+
+/// A one-off image pushed to `reg` as `repo:tag`; returns its config digest.
+pub fn push_image(
+    sb: &Sandbox,
+    reg: &Registry,
+    repo_tag: &str,
+    layers: &[Vec<u8>],
+    config: Value,
+) -> Digest {
+    let dir = sb
+        .path()
+        .join(format!("layout-{}", repo_tag.replace(['/', ':'], "_")));
+    let mut l = Layout::new(&dir);
+    let (desc, cd) = l.image(layers, true, "amd64", config);
+    l.tag(desc, "t");
+    reg.push_layout(&dir, "t", repo_tag, "oci", false);
+    cd
+}
+
+// ---------------------------------------------------------------- proxy
+
+/// A TCP proxy in front of the registry that logs each request line (with
+/// its Range header) and counts blob body bytes; it can cut a blob
+/// response after some bytes and then refuse connections.
+pub struct Proxy {
+    pub port: u16,
+    pub log: Arc<Mutex<Vec<String>>>,
+    pub blob_bytes: Arc<AtomicU64>,
+    pub cut_after: Arc<Mutex<Option<u64>>>,
+    pub refuse: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    pub fn start(upstream: u16) -> Proxy {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let p = Proxy {
+            port,
+            log: Default::default(),
+            blob_bytes: Default::default(),
+            cut_after: Default::default(),
+            refuse: Default::default(),
+            stop: Default::default(),
+        };
+        let (log, bytes, cut, refuse, stop) = (
+            p.log.clone(),
+            p.blob_bytes.clone(),
+            p.cut_after.clone(),
+            p.refuse.clone(),
+            p.stop.clone(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((c, _)) => {
+                        if refuse.load(Ordering::Relaxed) {
+                            drop(c);
+                            continue;
+                        }
+                        let (log, bytes, cut, refuse) =
+                            (log.clone(), bytes.clone(), cut.clone(), refuse.clone());
+                        std::thread::spawn(move || serve(c, upstream, log, bytes, cut, refuse));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        p
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One client connection, one request at a time (HTTP/1.1 keep-alive):
+/// forwards the request, then the response, counting and maybe cutting a
+/// blob body.
+/// After a cut, every new connection is refused until the test says.
+fn serve(
+    mut c: TcpStream,
+    upstream: u16,
+    log: Arc<Mutex<Vec<String>>>,
+    bytes: Arc<AtomicU64>,
+    cut: Arc<Mutex<Option<u64>>>,
+    refuse: Arc<AtomicBool>,
+) {
+    let Ok(mut u) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
+    // A TLS hello gets what Go's HTTP server answers: a plain 400.
+    let mut first = [0u8; 1];
+    if c.peek(&mut first).is_ok_and(|n| n == 1) && first[0] == 0x16 {
+        let _ = c.write_all(
+            b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+        );
+        return;
+    }
+    loop {
+        let Some((head, body)) = read_message(&mut c, true) else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let line = text.lines().next().unwrap_or("").to_string();
+        let range = header_of(&text, "range")
+            .map(|r| format!(" range={r}"))
+            .unwrap_or_default();
+        log.lock().unwrap().push(format!("{line}{range}"));
+        let is_blob_get = line.starts_with("GET ") && line.contains("/blobs/sha256:");
+        if u.write_all(&head).and_then(|_| u.write_all(&body)).is_err() {
+            return;
+        }
+        // Response head.
+        let Some((rhead, _)) = read_message(&mut u, false) else {
+            return;
+        };
+        let rtext = String::from_utf8_lossy(&rhead).into_owned();
+        if c.write_all(&rhead).is_err() {
+            return;
+        }
+        let len: u64 = header_of(&rtext, "content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let no_body = line.starts_with("HEAD ")
+            || rtext.starts_with("HTTP/1.1 204")
+            || rtext.starts_with("HTTP/1.1 304");
+        if no_body {
+            continue;
+        }
+        let mut left = len;
+        let mut buf = vec![0u8; 64 << 10];
+        while left > 0 {
+            let want = (left as usize).min(buf.len());
+            let n = match u.read(&mut buf[..want]) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let mut n = n;
+            if is_blob_get {
+                let mut g = cut.lock().unwrap();
+                if let Some(limit) = *g {
+                    let sent = bytes.load(Ordering::Relaxed);
+                    if sent + n as u64 >= limit {
+                        n = (limit - sent.min(limit)) as usize;
+                        let _ = c.write_all(&buf[..n]);
+                        bytes.fetch_add(n as u64, Ordering::Relaxed);
+                        *g = None;
+                        refuse.store(true, Ordering::Relaxed);
+                        let _ = c.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                }
+                bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            if c.write_all(&buf[..n]).is_err() {
+                return;
+            }
+            left -= n as u64;
+        }
+    }
+}
+
+fn header_of(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+/// Reads a head (to CRLFCRLF); for requests also a Content-Length body.
+fn read_message(s: &mut TcpStream, with_body: bool) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => return None,
+        }
+    }
+    let mut body = Vec::new();
+    if with_body {
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let len: usize = header_of(&text, "content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        body.resize(len, 0);
+        s.read_exact(&mut body).ok()?;
+    }
+    Some((head, body))
+}
+
+/// Files under a layer of the store, by chain ID order: the dirs in layers/.
+pub fn layer_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(root.join("layers"))
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The unpacked dir of the layer that holds `rel`.
+pub fn find_in_layers(root: &Path, rel: &str) -> Option<PathBuf> {
+    layer_dirs(root)
+        .into_iter()
+        .map(|d| d.join("diff").join(rel))
+        .find(|p| p.symlink_metadata().is_ok())
+}
+
+pub fn inspect(sb: &Sandbox, image: &str) -> Value {
+    let v: Value = serde_json::from_str(&sb.ok(&["image", "inspect", image])).unwrap();
+    v[0].clone()
+}
+
+pub fn image_list(sb: &Sandbox) -> Vec<Value> {
+    serde_json::from_str::<Vec<Value>>(&sb.ok(&["images", "--format", "json"])).unwrap()
+}
+
+pub fn count<K: std::hash::Hash + Eq>(items: impl IntoIterator<Item = K>) -> HashMap<K, usize> {
+    let mut m = HashMap::new();
+    for i in items {
+        *m.entry(i).or_insert(0) += 1;
+    }
+    m
+}
