@@ -2,6 +2,7 @@
 //! reports medians and ratios. Timing is never asserted anywhere; this
 //! prints figures for docs/benchmarks.md.
 
+mod pull;
 mod runtime;
 mod stats;
 
@@ -25,10 +26,21 @@ enum Cmd {
         #[arg(long)]
         berth: Option<std::path::PathBuf>,
     },
+    /// Pull + unpack of a multi-layer image from a local registry: berth,
+    /// podman, skopeo + umoci, ctr.
+    Pull {
+        /// Runs per tool, each from an empty store.
+        #[arg(short = 'n', long, default_value_t = 3)]
+        runs: usize,
+        /// The berth binary (default: next to this one).
+        #[arg(long)]
+        berth: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Runtime { runs, berth } => runtime::run(runs, berth),
+        Cmd::Pull { runs, berth } => pull::run(runs, berth),
     }
 }

@@ -135,7 +135,14 @@ impl RegistryClient {
         let mut last = None;
         for &scheme in schemes {
             let url = format!("{scheme}://{}/v2/", self.api_host());
-            match self.with_retries(|| self.http.get(&url).send()).await {
+            // HTTPS to a plain-HTTP registry fails at once and for good:
+            // when HTTP may follow, one try is enough.
+            let attempt = if scheme == "https" && self.allow_http {
+                self.http.get(&url).send().await
+            } else {
+                self.with_retries(|| self.http.get(&url).send()).await
+            };
+            match attempt {
                 Ok(resp) => {
                     *self.scheme.lock().unwrap() = Some(scheme);
                     if resp.status() == StatusCode::UNAUTHORIZED {
