@@ -683,6 +683,11 @@ fn serve(
         let Some((head, body)) = read_message(&mut c, true) else {
             return;
         };
+        // After a cut, connections opened before it fail too: the client
+        // must not finish the pull by retrying on a kept-alive one.
+        if refuse.load(Ordering::Relaxed) {
+            return;
+        }
         let text = String::from_utf8_lossy(&head).into_owned();
         let line = text.lines().next().unwrap_or("").to_string();
         let range = header_of(&text, "range")
