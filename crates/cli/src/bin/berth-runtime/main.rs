@@ -12,6 +12,29 @@ use args::{Cli, Cmd, CreateArgs, ExecArgs, UpdateArgs, normalize_args};
 use berth_runtime::{CreateOptions, ExecFlags, ExecOptions, Runtime, foreground};
 use clap::Parser;
 
+/// println! that ends the program quietly when stdout is closed
+/// (`| head`) instead of panicking. SIGPIPE itself stays ignored: hooks that
+/// do not read their stdin must not kill the runtime.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+/// `out!` without the newline (runc prints `state` without one).
+fn out_raw(s: &str) {
+    use std::io::Write;
+    let mut o = std::io::stdout();
+    if o.write_all(s.as_bytes()).and_then(|_| o.flush()).is_err() {
+        std::process::exit(0);
+    }
+}
+
 fn main() {
     let args = normalize_args(std::env::args());
     let cli = Cli::parse_from(&args);
@@ -37,9 +60,9 @@ fn print_version() {
             .as_str()
             .unwrap_or("")
             .to_string();
-    println!("berth-runtime version {}", env!("CARGO_PKG_VERSION"));
-    println!("spec: {}", berth_runtime::state::OCI_VERSION);
-    println!("libseccomp: {libseccomp}");
+    out!("berth-runtime version {}", env!("CARGO_PKG_VERSION"));
+    out!("spec: {}", berth_runtime::state::OCI_VERSION);
+    out!("libseccomp: {libseccomp}");
 }
 
 fn run(cli: Cli) -> Result<i32> {
@@ -72,7 +95,7 @@ fn run(cli: Cli) -> Result<i32> {
         } => run_container(&rt, &create, detach, keep, no_subreaper),
         Cmd::State { container_id } => {
             let st = rt.state(&container_id)?;
-            print!("{}", serde_json::to_string_pretty(&st)?);
+            out_raw(&serde_json::to_string_pretty(&st)?);
             Ok(0)
         }
         Cmd::List { format, quiet } => list(&rt, &format, quiet),
@@ -132,7 +155,7 @@ fn run(cli: Cli) -> Result<i32> {
             let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
             let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
             serde::Serialize::serialize(&doc, &mut ser)?;
-            println!("{}", String::from_utf8_lossy(&buf));
+            out!("{}", String::from_utf8_lossy(&buf));
             Ok(0)
         }
         Cmd::Spec { bundle, rootless } => {
@@ -209,12 +232,12 @@ fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<i32> {
     }
     if quiet {
         for st in &ok {
-            println!("{}", st.id);
+            out!("{}", st.id);
         }
         return Ok(0);
     }
     if format == "json" {
-        println!(
+        out!(
             "{}",
             if ok.is_empty() {
                 "null".into()
@@ -253,7 +276,7 @@ fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<i32> {
                 line.push_str(&format!("{cell:<width$}", width = w + 3));
             }
         }
-        println!("{}", line.trim_end());
+        out!("{}", line.trim_end());
     }
     Ok(0)
 }
@@ -261,7 +284,7 @@ fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<i32> {
 fn ps(rt: &Runtime, id: &str, format: &str, args: &[String]) -> Result<i32> {
     let pids = rt.pids(id)?;
     if format == "json" {
-        println!("{}", serde_json::to_string(&pids)?);
+        out!("{}", serde_json::to_string(&pids)?);
         return Ok(0);
     }
     let args: Vec<String> = if args.is_empty() {
@@ -287,14 +310,14 @@ fn ps(rt: &Runtime, id: &str, format: &str, args: &[String]) -> Result<i32> {
         .split_whitespace()
         .position(|h| h == "PID")
         .ok_or_else(|| anyhow!("couldn't find PID field in ps output"))?;
-    println!("{header}");
+    out!("{header}");
     for line in lines {
         let pid = line
             .split_whitespace()
             .nth(pid_col)
             .and_then(|p| p.parse::<i32>().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
-            println!("{line}");
+            out!("{line}");
         }
     }
     Ok(0)

@@ -199,6 +199,8 @@ enum BundleCmd {
 }
 
 fn main() {
+    // `berth images | head` should end quietly, not panic on EPIPE.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("Error: {e:#}");
