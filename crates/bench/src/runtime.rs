@@ -27,9 +27,10 @@ fn sh(cmd: &mut Command) -> Result<()> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&err_path)?)
-        .status()?;
-    if !status.success() {
-        let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+        .status();
+    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&err_path);
+    if !status?.success() {
         bail!("{cmd:?}: {}", err.trim());
     }
     Ok(())
