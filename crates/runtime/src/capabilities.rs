@@ -41,14 +41,18 @@ pub struct CapSets {
 }
 
 impl CapSets {
-    pub fn new(c: &LinuxCapabilities) -> CapSets {
+    /// The sets of `c`; without `c`, every set is empty.
+    pub fn new(c: Option<&LinuxCapabilities>) -> CapSets {
         let supported = supported();
+        let set = |f: fn(&LinuxCapabilities) -> &Option<Capabilities>| {
+            convert(c.and_then(|c| f(c).as_ref()), &supported)
+        };
         CapSets {
-            bounding: convert(c.bounding().as_ref(), &supported),
-            effective: convert(c.effective().as_ref(), &supported),
-            permitted: convert(c.permitted().as_ref(), &supported),
-            inheritable: convert(c.inheritable().as_ref(), &supported),
-            ambient: convert(c.ambient().as_ref(), &supported),
+            bounding: set(LinuxCapabilities::bounding),
+            effective: set(LinuxCapabilities::effective),
+            permitted: set(LinuxCapabilities::permitted),
+            inheritable: set(LinuxCapabilities::inheritable),
+            ambient: set(LinuxCapabilities::ambient),
         }
     }
 

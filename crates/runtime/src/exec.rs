@@ -279,7 +279,7 @@ fn child_setup(a: &ChildArgs, chan: &Channel) -> Result<Option<Error>> {
     if early {
         a.prepared.load_seccomp(chan)?;
     }
-    process::switch_user(p, a.prepared.caps.as_ref())?;
+    process::switch_user(p, &a.prepared.caps)?;
     process::chdir(p.cwd())?;
     let env = process::environment(p);
     let args = p.args().as_deref().unwrap_or(&[]);

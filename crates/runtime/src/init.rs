@@ -273,7 +273,7 @@ fn apply_process(plan: &InitPlan, p: &oci_spec::runtime::Process, chan: &Channel
     if plan.prepared.seccomp_early(p) {
         plan.prepared.load_seccomp(chan)?;
     }
-    process::switch_user(p, plan.prepared.caps.as_ref())?;
+    process::switch_user(p, &plan.prepared.caps)?;
     process::chdir(p.cwd())?;
     let env = process::environment(p);
     let args = p.args().as_deref().unwrap_or(&[]);

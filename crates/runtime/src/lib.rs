@@ -31,6 +31,7 @@ mod process;
 pub mod procfs;
 mod rootfs;
 mod seccomp;
+pub mod selfexe;
 pub mod signals;
 pub mod spawn;
 pub mod state;

@@ -130,3 +130,48 @@ pub fn setattr(
     })
     .map(|_| ())
 }
+
+/// A new filesystem of `fstype` with the string `options`, mounted nowhere
+/// (fsopen, fsconfig, fsmount): it lives as long as the returned fd, or as
+/// long as something opened through it.
+pub fn detached_fs(fstype: &str, options: &[(&str, &str)], attr_flags: u32) -> io::Result<OwnedFd> {
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const CLOEXEC: libc::c_uint = 1; // FSOPEN_CLOEXEC, FSMOUNT_CLOEXEC
+    let c = |s: &str| {
+        CString::new(s)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "option holds a NUL byte"))
+    };
+    let ty = c(fstype)?;
+    let fs = check(unsafe { libc::syscall(libc::SYS_fsopen, ty.as_ptr(), CLOEXEC) })?;
+    // SAFETY: fsopen returned a new fd that nothing else owns.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
+    for (key, value) in options {
+        let (k, v) = (c(key)?, c(value)?);
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                FSCONFIG_SET_STRING,
+                k.as_ptr(),
+                v.as_ptr(),
+                0,
+            )
+        })?;
+    }
+    let null = std::ptr::null::<libc::c_char>();
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            null,
+            null,
+            0,
+        )
+    })?;
+    let mnt =
+        check(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), CLOEXEC, attr_flags) })?;
+    // SAFETY: as above, for fsmount's new fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(mnt as i32) })
+}

@@ -20,7 +20,9 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// What the process needs prepared before the user switch, computed by the
 /// runtime before it forks so that errors surface before anything exists.
 pub struct Prepared {
-    pub caps: Option<CapSets>,
+    /// The five sets; a config without `capabilities` gets all of them
+    /// empty, as with runc, not the runtime's own.
+    pub caps: CapSets,
     pub seccomp: Option<ScmpFilterContext>,
     /// The filter hands syscalls to a listener: it must be loaded while
     /// the runtime is still there to pass the notify fd on.
@@ -31,7 +33,7 @@ impl Prepared {
     pub fn new(p: &Process, linux: &oci_spec::runtime::Linux) -> Result<Prepared> {
         let nnp = p.no_new_privileges() == Some(true);
         Ok(Prepared {
-            caps: p.capabilities().as_ref().map(CapSets::new),
+            caps: CapSets::new(p.capabilities().as_ref()),
             seccomp: linux
                 .seccomp()
                 .as_ref()
@@ -196,11 +198,9 @@ pub fn join_session_keyring(name: &str) -> Result<()> {
 
 /// Switches to the configured user and groups, keeping the capabilities
 /// the spec grants.
-pub fn switch_user(p: &Process, caps: Option<&CapSets>) -> Result<()> {
+pub fn switch_user(p: &Process, caps: &CapSets) -> Result<()> {
     let user = p.user();
-    if let Some(c) = caps {
-        c.drop_bounding()?;
-    }
+    caps.drop_bounding()?;
     // Keep the permitted set across setuid; the effective set is restored
     // from it below.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
@@ -226,9 +226,7 @@ pub fn switch_user(p: &Process, caps: Option<&CapSets>) -> Result<()> {
         ));
     }
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
-    if let Some(c) = caps {
-        c.apply()?;
-    }
+    caps.apply()?;
     unsafe { libc::umask(user.umask().unwrap_or(0o022) as libc::mode_t) };
     Ok(())
 }

@@ -36,6 +36,13 @@ fn out_raw(s: &str) {
 }
 
 fn main() {
+    // Commands that fork container processes first make sure those cannot
+    // reach this binary for writing (see berth_runtime::selfexe).
+    let spawns = std::env::args().any(|a| matches!(a.as_str(), "create" | "run" | "exec"));
+    if spawns && let Err(e) = berth_runtime::selfexe::ensure_protected() {
+        eprintln!("berth-runtime: {e}");
+        std::process::exit(1);
+    }
     let args = normalize_args(std::env::args());
     let cli = Cli::parse_from(&args);
     if let Err(e) = log::init(cli.log.as_deref(), cli.log_format == "json", cli.debug) {
