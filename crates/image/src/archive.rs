@@ -48,12 +48,15 @@ pub fn local_name(name: &str) -> Result<String> {
     Ok(r.tagged_or_digested())
 }
 
+/// Writes `images` (each with the name to give it) to `out`. Holds the
+/// store's shared lock: removal waits, so no blob goes mid-write.
 pub fn save(
     store: &Store,
     images: &[(ImageRecord, String)],
     format: Format,
     out: &Path,
 ) -> Result<()> {
+    let _lock = store.lock_shared()?;
     match format {
         Format::OciDir => save_oci(store, images, out),
         Format::DockerArchive => save_docker(store, images, out),
@@ -72,10 +75,9 @@ fn save_oci(store: &Store, images: &[(ImageRecord, String)], out: &Path) -> Resu
         for d in all {
             let dest = blobs.join(d.hex());
             if !dest.exists() {
-                let src = store.blob_path(&d);
-                if std::fs::hard_link(&src, &dest).is_err() {
-                    std::fs::copy(&src, &dest).ctx(|| format!("copy blob {d}"))?;
-                }
+                // A copy, never a hard link: the output is the user's to
+                // change, and the store's blobs must not change with it.
+                std::fs::copy(store.blob_path(&d), &dest).ctx(|| format!("copy blob {d}"))?;
             }
         }
         let tag = Reference::parse(name)
@@ -136,9 +138,14 @@ fn save_docker(store: &Store, images: &[(ImageRecord, String)], out: &Path) -> R
             if written.insert(lname.clone()) {
                 let blob = File::open(store.blob_path(&l.digest))
                     .ctx(|| format!("open blob {}", l.digest))?;
-                let mut dec = decoder(BufReader::with_capacity(1 << 20, blob))
+                let dec = decoder(BufReader::with_capacity(1 << 20, blob))
                     .ctx(|| format!("read blob {}", l.digest))?;
-                add(&mut tar, &lname, l.unpacked, &mut dec)?;
+                let mut exact = Exact {
+                    inner: dec,
+                    left: l.unpacked,
+                    what: format!("blob {} decompresses to", l.digest),
+                };
+                add(&mut tar, &lname, l.unpacked, &mut exact)?;
             }
             layers.push(lname);
         }
@@ -155,6 +162,40 @@ fn save_docker(store: &Store, images: &[(ImageRecord, String)], out: &Path) -> R
         .ctx(|| format!("flush {}", out.display()))?;
     f.sync_all().ctx(|| format!("sync {}", out.display()))?;
     std::fs::rename(&tmp, out).ctx(|| format!("rename to {}", out.display()))
+}
+
+/// A reader that must give exactly the `left` bytes a tar header already
+/// promised: any other length would shift every later entry.
+struct Exact<R> {
+    inner: R,
+    left: u64,
+    what: String,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            // One byte more than promised is one too many.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(io::Error::other(format!(
+                    "{} more bytes than the image record says",
+                    self.what
+                ))),
+            };
+        }
+        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::other(format!(
+                "{} {} bytes fewer than the image record says",
+                self.what, self.left
+            )));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 fn decoder<R: io::BufRead + 'static>(mut r: R) -> io::Result<Box<dyn Read>> {
@@ -271,8 +312,9 @@ fn commit_image(
         extra_blobs: Vec::new(),
         names: Vec::new(),
         repo_digests: Vec::new(),
+        digest_names: Vec::new(),
     };
-    store.put_image(&rec, names, &[])
+    store.put_image(&rec, names, &[], &[])
 }
 
 /// `load`: an OCI layout directory or a docker-archive tarball.

@@ -14,7 +14,8 @@ use crate::store::{ImageRecord, Store};
 
 #[derive(Debug, Clone, Default)]
 pub struct BundleOptions {
-    /// None: overlay, falling back to copy where overlay cannot mount.
+    /// None: overlay, falling back to copy where this host cannot mount
+    /// overlay at all.
     pub snapshotter: Option<Snapshotter>,
     pub spec: SpecOptions,
 }
@@ -61,7 +62,10 @@ fn build(
     let config = crate::manifest::parse_config(&config_bytes, &format!("config {}", image.id))?;
     let (rootfs, kind) = match snapshot::prepare(store, image, id, kind) {
         Ok(r) => (r, kind),
-        Err(_) if opts.snapshotter.is_none() => {
+        // Only where overlay cannot work at all: a failure of an overlay
+        // that could work (too many layers for this kernel, say) is
+        // reported, not papered over with a slow copy.
+        Err(crate::Error::Unsupported { .. }) if opts.snapshotter.is_none() => {
             // No overlay here (or not on this filesystem): copy instead.
             snapshot::remove(store, id)?;
             store.remove_container(id)?;

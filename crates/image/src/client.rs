@@ -330,9 +330,28 @@ impl RegistryClient {
             return Ok(resp);
         }
         let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
-        Err(self.err(format!("{what}: {status}{}", registry_message(&body))))
+        let body = read_prefix(resp, MAX_ERROR_BODY).await;
+        Err(self.err(format!(
+            "{what}: {status}{}",
+            registry_message(&String::from_utf8_lossy(&body))
+        )))
     }
+}
+
+/// Error bodies are a few hundred bytes of JSON; what a server sends
+/// beyond this is not read (an endless body must not hold a pull).
+pub const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// Up to `max` bytes of a body; the rest is dropped with the connection.
+async fn read_prefix(mut resp: Response, max: usize) -> Vec<u8> {
+    let mut buf = Vec::new();
+    while buf.len() < max {
+        match resp.chunk().await {
+            Ok(Some(c)) => buf.extend_from_slice(&c[..c.len().min(max - buf.len())]),
+            _ => break,
+        }
+    }
+    buf
 }
 
 pub fn scope(repository: &str, actions: &str) -> String {
@@ -574,7 +593,8 @@ impl RegistryClient {
     }
 
     /// GET of a blob from `offset`. Returns the response and the offset
-    /// its body starts at: 0 when the registry ignored the Range.
+    /// its body starts at: `offset`, or 0 when the registry ignored the
+    /// Range or answered it from the start.
     pub async fn blob_response(
         &self,
         repository: &str,
@@ -598,16 +618,38 @@ impl RegistryClient {
         if offset > 0 && resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
             return Box::pin(self.blob_response(repository, digest, 0)).await;
         }
-        let resp = self
-            .check(resp, &format!("blob {digest} of {repository}"))
-            .await?;
-        let start = if resp.status() == StatusCode::PARTIAL_CONTENT {
-            offset
-        } else {
-            0
-        };
-        Ok((resp, start))
+        let what = format!("blob {digest} of {repository}");
+        let resp = self.check(resp, &what).await?;
+        if resp.status() != StatusCode::PARTIAL_CONTENT {
+            return Ok((resp, 0));
+        }
+        // A 206 is only as good as its Content-Range: bytes from anywhere
+        // else would be appended at the wrong place.
+        let range = resp
+            .headers()
+            .get(reqwest::header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        match range_start(&range) {
+            Some(s) if s == offset || s == 0 => Ok((resp, s)),
+            _ if offset > 0 => {
+                drop(resp);
+                Box::pin(self.blob_response(repository, digest, 0)).await
+            }
+            _ => Err(self.err(format!(
+                "{what}: a partial answer ({range:?}) to a request for the whole blob"
+            ))),
+        }
     }
+}
+
+/// The first byte of `bytes FIRST-LAST/TOTAL`.
+fn range_start(content_range: &str) -> Option<u64> {
+    let rest = content_range.trim().strip_prefix("bytes ")?;
+    let (first, rest) = rest.split_once('-')?;
+    rest.split_once('/')?;
+    first.trim().parse().ok()
 }
 
 async fn read_limited(mut resp: Response, max: usize, what: &str) -> Result<Bytes, String> {
@@ -645,6 +687,15 @@ mod tests {
             Some(Challenge::Basic)
         ));
         assert!(parse_challenge("Negotiate").is_none());
+    }
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(range_start("bytes 100-199/200"), Some(100));
+        assert_eq!(range_start("bytes 0-9/*"), Some(0));
+        assert_eq!(range_start("bytes */200"), None);
+        assert_eq!(range_start(""), None);
+        assert_eq!(range_start("items 1-2/3"), None);
     }
 
     #[test]

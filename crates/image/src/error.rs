@@ -44,6 +44,11 @@ pub enum Error {
     #[error("{what}: {why}")]
     Invalid { what: String, why: String },
 
+    /// Something this host cannot do (e.g. mount overlayfs), as opposed to
+    /// a failure of something it can: callers may fall back.
+    #[error("{what}: not supported here: {why}")]
+    Unsupported { what: String, why: String },
+
     #[error("store database: {0}")]
     Db(#[from] rusqlite::Error),
 }

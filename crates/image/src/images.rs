@@ -10,10 +10,26 @@ use crate::reference::{self, Reference};
 use crate::registries::RegistriesConf;
 use crate::store::{ImageRecord, Store};
 
+/// How a name found its image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Matched {
+    /// A full or short image ID.
+    Id,
+    /// A tag, as stored (`registry/repository:tag`).
+    Tag(String),
+    /// A digest reference, as stored (`registry/repository@sha256:...`).
+    Digest(String),
+}
+
 /// Finds an image: a full or short (>= 4 hex) ID, `sha256:ID`, a name (a
 /// short name is tried in each search registry, as podman does), or
 /// `name@digest`.
 pub fn resolve(store: &Store, name: &str, conf: &RegistriesConf) -> Result<ImageRecord> {
+    Ok(find(store, name, conf)?.0)
+}
+
+/// `resolve`, saying which stored name (if any) matched.
+pub fn find(store: &Store, name: &str, conf: &RegistriesConf) -> Result<(ImageRecord, Matched)> {
     let not_found = || Error::NotFound(name.to_string());
     let hex = name.strip_prefix("sha256:").unwrap_or(name);
     if hex.len() >= 4
@@ -22,7 +38,7 @@ pub fn resolve(store: &Store, name: &str, conf: &RegistriesConf) -> Result<Image
     {
         let ids = store.ids_with_prefix(hex)?;
         match ids.len() {
-            1 => return store.image(&ids[0])?.ok_or_else(not_found),
+            1 => return Ok((store.image(&ids[0])?.ok_or_else(not_found)?, Matched::Id)),
             0 => {}
             _ => {
                 return Err(Error::invalid(
@@ -46,12 +62,12 @@ pub fn resolve(store: &Store, name: &str, conf: &RegistriesConf) -> Result<Image
         v
     };
     for r in candidates {
-        let key = match &r.digest {
-            Some(d) => format!("{}@{d}", r.name()),
-            None => r.tagged_or_digested(),
+        let (key, matched): (String, fn(String) -> Matched) = match &r.digest {
+            Some(d) => (format!("{}@{d}", r.name()), Matched::Digest),
+            None => (r.tagged_or_digested(), Matched::Tag),
         };
         if let Some(id) = store.lookup_name(&key)? {
-            return store.image(&id)?.ok_or_else(not_found);
+            return Ok((store.image(&id)?.ok_or_else(not_found)?, matched(key)));
         }
     }
     Err(not_found())
@@ -82,8 +98,10 @@ pub enum Removed {
     Deleted(Digest),
 }
 
-/// `rmi`: by name, drops the name and the image when it was its last one
-/// (or `force`); by ID, deletes the image. An image a container uses stays.
+/// `rmi`: by tag, drops exactly that tag, and the image with it when it
+/// was its last name (or with `force`); by ID, deletes the image; by
+/// digest, deletes the image, which must have no tags unless `force` (as
+/// podman). An image a container uses stays.
 pub fn remove(
     store: &Store,
     name: &str,
@@ -91,36 +109,29 @@ pub fn remove(
     conf: &RegistriesConf,
 ) -> Result<Vec<Removed>> {
     let _lock = store.lock_exclusive()?;
-    let image = resolve(store, name, conf)?;
-    let by_id = image
-        .id
-        .hex()
-        .starts_with(name.trim_start_matches("sha256:"));
-    let mut out = Vec::new();
-    if !by_id && image.names.len() > 1 && !force {
-        let key = image
-            .names
-            .iter()
-            .find(|n| {
-                reference::parse(name)
-                    .map(|p| {
-                        n.as_str() == p.reference.tagged_or_digested()
-                            || n.ends_with(&format!(
-                                "/{}",
-                                p.reference
-                                    .tagged_or_digested()
-                                    .rsplit('/')
-                                    .next()
-                                    .unwrap_or("")
-                            ))
-                    })
-                    .unwrap_or(false)
-            })
-            .cloned()
-            .unwrap_or_else(|| image.names[0].clone());
-        store.remove_name(&key)?;
-        out.push(Removed::Untagged(key));
-        return Ok(out);
+    let (image, matched) = find(store, name, conf)?;
+    match &matched {
+        Matched::Tag(tag) => {
+            let others = image
+                .names
+                .iter()
+                .chain(&image.digest_names)
+                .any(|n| n != tag);
+            if others && !force {
+                store.remove_name(tag)?;
+                return Ok(vec![Removed::Untagged(tag.clone())]);
+            }
+        }
+        Matched::Digest(_) if !image.names.is_empty() && !force => {
+            return Err(Error::invalid(
+                format!("image {name}"),
+                format!(
+                    "a digest names the whole image, which has tags ({}): remove those first, or use --force",
+                    image.names.join(", ")
+                ),
+            ));
+        }
+        Matched::Digest(_) | Matched::Id => {}
     }
     if let Some(c) = store.containers_of(&image.id)?.first() {
         return Err(Error::InUse {
@@ -128,34 +139,51 @@ pub fn remove(
             container: c.clone(),
         });
     }
-    for n in &image.names {
-        out.push(Removed::Untagged(n.clone()));
-    }
+    let mut out: Vec<Removed> = image
+        .names
+        .iter()
+        .chain(&image.digest_names)
+        .map(|n| Removed::Untagged(n.clone()))
+        .collect();
     store.delete_image(&image.id)?;
     out.push(Removed::Deleted(image.id.clone()));
-    gc_locked(store)?;
+    gc_locked(store, Partials::Stale)?;
     Ok(out)
 }
 
-/// `image prune`: removes dangling images (no name), or with `all` every
-/// image no container uses; then unreferenced blobs and layers.
+/// `image prune`: removes dangling images (no tag, and not pulled by
+/// digest), or with `all` every image no container uses; then
+/// unreferenced blobs, layers and every partial download.
 pub fn prune(store: &Store, all: bool) -> Result<Vec<Digest>> {
     let _lock = store.lock_exclusive()?;
     let used: HashSet<Digest> = store.all_container_images()?.into_iter().collect();
     let mut removed = Vec::new();
     for img in store.images()? {
-        if (all || img.names.is_empty()) && !used.contains(&img.id) {
+        let dangling = img.names.is_empty() && img.digest_names.is_empty();
+        if (all || dangling) && !used.contains(&img.id) {
             store.delete_image(&img.id)?;
             removed.push(img.id);
         }
     }
-    gc_locked(store)?;
+    gc_locked(store, Partials::All)?;
     Ok(removed)
 }
 
+/// Which partial downloads garbage collection removes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Partials {
+    /// Those whose blob is complete, and those untouched for a day (an
+    /// interrupted pull is resumed soon or never).
+    Stale,
+    All,
+}
+
+const STALE_PARTIAL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Removes what no image references. The caller holds the exclusive lock,
-/// so no pull is between writing a blob and recording its image.
-fn gc_locked(store: &Store) -> Result<GcStats> {
+/// so no pull is between writing a blob and recording its image, and no
+/// download is writing a partial file.
+fn gc_locked(store: &Store, partials: Partials) -> Result<GcStats> {
     let mut blobs = HashSet::new();
     let mut layers = HashSet::new();
     for img in store.images()? {
@@ -169,52 +197,54 @@ fn gc_locked(store: &Store) -> Result<GcStats> {
             layers.insert(l.chain_id.hex().to_string());
         }
     }
+    let list = |dir: &std::path::Path| -> Result<Vec<std::fs::DirEntry>> {
+        Ok(std::fs::read_dir(dir)
+            .map_err(|e| Error::Os {
+                what: format!("list {}", dir.display()),
+                source: e,
+            })?
+            .flatten()
+            .collect())
+    };
     let mut stats = GcStats::default();
-    let blob_dir = store.root.join("blobs/sha256");
-    for e in std::fs::read_dir(&blob_dir)
-        .map_err(|e| Error::Os {
-            what: format!("list {}", blob_dir.display()),
-            source: e,
-        })?
-        .flatten()
-    {
+    for e in list(&store.root.join("blobs/sha256"))? {
         let n = e.file_name().to_string_lossy().into_owned();
         if !blobs.contains(&n) && std::fs::remove_file(e.path()).is_ok() {
             stats.blobs += 1;
         }
     }
-    let layer_dir = store.root.join("layers");
-    for e in std::fs::read_dir(&layer_dir)
-        .map_err(|e| Error::Os {
-            what: format!("list {}", layer_dir.display()),
-            source: e,
-        })?
-        .flatten()
-    {
+    for e in list(&store.root.join("layers"))? {
         let n = e.file_name().to_string_lossy().into_owned();
         // Temporary layer dirs belong to no one while we hold the lock.
-        let base = n.split(".tmp-").next().unwrap_or("").to_string();
-        if n.contains(".tmp-") || !layers.contains(&base) {
-            crate::unpack::remove_tree(&e.path())?;
+        if n.contains(".tmp-") || !layers.contains(&n) {
+            store.discard(&e.path())?;
             stats.layers += 1;
         }
     }
-    // Partial downloads are kept for resume unless their blob is complete.
-    let ingest = store.root.join("ingest");
-    for e in std::fs::read_dir(&ingest).into_iter().flatten().flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if let Some(hex) = n.strip_suffix(".partial")
-            && store.root.join("blobs/sha256").join(hex).exists()
+    for e in list(&store.root.join("l"))? {
+        if !store
+            .link_target(&e.file_name())
+            .is_some_and(|hex| layers.contains(&hex))
         {
             let _ = std::fs::remove_file(e.path());
         }
     }
-    for e in std::fs::read_dir(store.root.join("tmp"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let _ = crate::unpack::remove_tree(&e.path());
+    for e in list(&store.root.join("ingest"))? {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let Some(hex) = n.strip_suffix(".partial") else {
+            continue;
+        };
+        let stale = partials == Partials::All
+            || store.root.join("blobs/sha256").join(hex).exists()
+            || e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_PARTIAL));
+        if stale {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    for e in list(&store.root.join("tmp"))? {
+        let _ = crate::remove::remove_tree(&e.path());
     }
     Ok(stats)
 }

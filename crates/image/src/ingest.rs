@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
@@ -120,6 +120,7 @@ impl Decoder {
 }
 
 /// What to do with one layer blob.
+#[derive(Clone)]
 pub struct Job {
     pub digest: Digest,
     pub size: u64,
@@ -133,16 +134,46 @@ pub struct Done {
     pub unpacked: u64,
 }
 
+/// Why a blob was not ingested, and whether its bytes had been checked
+/// against its digest by then. An error about unchecked bytes may be the
+/// server's fault (a mirror may serve good ones); one about checked bytes
+/// is the image's own.
+#[derive(Debug)]
+pub struct Failed {
+    pub error: Error,
+    pub verified: bool,
+}
+
+impl From<Failed> for Error {
+    fn from(f: Failed) -> Error {
+        f.error
+    }
+}
+
 /// Runs on a blocking thread. `prefix` is a local file whose bytes come
 /// first (the partial download, or the complete blob); `rx` brings the
 /// rest, which is appended to `partial`. Called with the blob lock held.
+/// The stream is always decompressed and its diffID checked, also when the
+/// layer is already unpacked: a blob is only stored once it is known to be
+/// the layer the config names.
 pub fn run(
     store: &Store,
     job: &Job,
     prefix: Option<File>,
     partial: Option<(PathBuf, File)>,
     rx: Option<tokio::sync::mpsc::Receiver<Bytes>>,
-) -> Result<Done> {
+) -> Result<Done, Failed> {
+    // Without a download the bytes are a blob of the store, checked when
+    // it was stored.
+    let trusted = rx.is_none();
+    let unverified = |error: Error| Failed {
+        error,
+        verified: trusted,
+    };
+    let verified = |error: Error| Failed {
+        error,
+        verified: true,
+    };
     let what = format!("layer {}", job.digest);
     let (partial_path, out) = match partial {
         Some((p, f)) => (Some(p), Some(f)),
@@ -158,98 +189,110 @@ pub fn run(
         what: what.clone(),
     };
     let tmp = store.layer_temp(&job.chain_id, &job.digest);
-    let (source, diff) = if job.unpack {
-        if tmp.exists() {
-            crate::unpack::remove_tree(&tmp)?;
+    if job.unpack {
+        make_layer_dir(&tmp).map_err(unverified)?;
+    }
+    let cleanup = || {
+        if job.unpack {
+            let _ = crate::remove::remove_tree(&tmp);
         }
-        std::fs::create_dir_all(tmp.join("diff")).ctx(|| format!("create {}", tmp.display()))?;
-        match unpack(source, &tmp, &job.digest) {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = crate::unpack::remove_tree(&tmp);
-                return Err(e);
-            }
-        }
-    } else {
-        let mut source = source;
-        io::copy(&mut source, &mut io::sink()).map_err(|e| Error::invalid(&what, e))?;
-        (source, None)
     };
-    let cleanup = |e: Error| {
-        let _ = crate::unpack::remove_tree(&tmp);
-        e
+    let (source, diff) = match decode(source, job.unpack.then_some(tmp.as_path()), &job.digest) {
+        Ok(v) => v,
+        Err(e) => {
+            cleanup();
+            return Err(unverified(e));
+        }
     };
     if source.rx.is_some() {
-        return Err(cleanup(Error::invalid(&what, "stream ended early")));
+        cleanup();
+        return Err(unverified(Error::invalid(&what, "stream ended early")));
     }
     let got_len = source.hasher.len;
     let actual = source.hasher.clone().finish();
-    if got_len != job.size || actual != job.digest {
-        // A short stream keeps its partial file for the next attempt; a
-        // complete one with the wrong digest is garbage.
-        if let (Some(p), true) = (&partial_path, got_len == job.size) {
-            let _ = std::fs::remove_file(p);
-        }
-        let e = if got_len != job.size {
-            Error::invalid(
-                &what,
-                format!("{got_len} bytes, the manifest says {}", job.size),
-            )
-        } else {
-            Error::DigestMismatch {
-                what,
-                expected: job.digest.to_string(),
-                actual: actual.to_string(),
-            }
-        };
-        return Err(cleanup(e));
+    if got_len != job.size {
+        cleanup();
+        return Err(unverified(Error::invalid(
+            &what,
+            format!("{got_len} bytes, the manifest says {}", job.size),
+        )));
     }
-    let unpacked = match diff {
-        Some(h) => {
-            let d = h.clone().finish();
-            if d != job.diff_id {
-                return Err(cleanup(Error::DigestMismatch {
-                    what: format!("diffID of layer {} (uncompressed)", job.digest),
-                    expected: job.diff_id.to_string(),
-                    actual: d.to_string(),
-                }));
-            }
-            Some(h.len)
-        }
-        None => None,
-    };
+    if actual != job.digest {
+        cleanup();
+        return Err(unverified(Error::DigestMismatch {
+            what,
+            expected: job.digest.to_string(),
+            actual: actual.to_string(),
+        }));
+    }
+    let d = diff.clone().finish();
+    if d != job.diff_id {
+        cleanup();
+        return Err(verified(Error::DigestMismatch {
+            what: format!("diffID of layer {} (uncompressed)", job.digest),
+            expected: job.diff_id.to_string(),
+            actual: d.to_string(),
+        }));
+    }
     if let (Some(p), Some(out)) = (&partial_path, &source.out) {
-        out.sync_all().ctx(|| format!("sync {}", p.display()))?;
-        store.commit_file(p, &job.digest)?;
+        out.sync_all()
+            .ctx(|| format!("sync {}", p.display()))
+            .and_then(|()| store.commit_file(p, &job.digest))
+            .map_err(|e| {
+                cleanup();
+                verified(e)
+            })?;
     }
-    let unpacked = match unpacked {
-        Some(n) => {
-            store.commit_layer(&tmp, &job.chain_id, n)?;
-            n
-        }
-        None => store.layer_size(&job.chain_id),
-    };
-    Ok(Done { unpacked })
+    if job.unpack {
+        store
+            .commit_layer(&tmp, &job.chain_id, diff.len)
+            .map_err(verified)?;
+    }
+    Ok(Done { unpacked: diff.len })
 }
 
-fn unpack(
-    source: Source,
-    tmp: &std::path::Path,
-    digest: &Digest,
-) -> Result<(Source, Option<Hasher>)> {
+/// A fresh temporary layer directory with an empty `diff`; private, like
+/// everything in the store.
+fn make_layer_dir(tmp: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if tmp.exists() {
+        crate::remove::remove_tree(tmp)?;
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(tmp)
+        .and_then(|()| std::fs::create_dir(tmp.join("diff")))
+        .ctx(|| format!("create {}", tmp.display()))
+}
+
+/// Decompresses the blob, hashing the tar stream for the diffID, and
+/// unpacks it into `tmp/diff` when `tmp` is given. Returns the source
+/// (drained, so its hasher covers the whole blob) and the diffID hasher.
+fn decode(source: Source, tmp: Option<&Path>, digest: &Digest) -> Result<(Source, Hasher)> {
     let what = format!("layer {digest}");
-    let decoder = Decoder::new(source).map_err(|e| Error::invalid(&what, e))?;
-    let hashing = Hashing {
+    let decoder =
+        Decoder::new(source).map_err(|e| Error::invalid(&what, format!("decompress: {e}")))?;
+    let mut hashing = Hashing {
         inner: decoder,
         hasher: Hasher::default(),
     };
-    let mut rest = crate::unpack::unpack_tar(hashing, &tmp.join("diff"), digest.short())?;
-    // The diffID covers the whole stream, padding after the end marker too.
-    io::copy(&mut rest, &mut io::sink())
-        .map_err(|e| Error::invalid(&what, format!("decompress: {e}")))?;
-    let Hashing { inner, hasher } = rest;
+    let drain_err = |e: io::Error| Error::invalid(&what, format!("decompress: {e}"));
+    let hashing = match tmp {
+        Some(tmp) => {
+            let mut rest = crate::unpack::unpack_tar(hashing, &tmp.join("diff"), digest.short())?;
+            // The diffID covers the whole stream, padding after the end
+            // marker too.
+            io::copy(&mut rest, &mut io::sink()).map_err(drain_err)?;
+            rest.into_inner().1
+        }
+        None => {
+            io::copy(&mut hashing, &mut io::sink()).map_err(drain_err)?;
+            hashing
+        }
+    };
+    let Hashing { inner, hasher } = hashing;
     let mut source = inner.into_source();
     // Trailing bytes after the compressed stream still count for the digest.
     io::copy(&mut source, &mut io::sink()).map_err(|e| Error::invalid(&what, e))?;
-    Ok((source.into_inner(), Some(hasher)))
+    Ok((source.into_inner(), hasher))
 }

@@ -18,9 +18,11 @@ pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod registries;
+pub mod remove;
 pub mod snapshot;
 pub mod spec;
 pub mod store;
+pub mod tar_guard;
 pub mod tls;
 pub mod unpack;
 

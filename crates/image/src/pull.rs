@@ -67,9 +67,8 @@ pub async fn pull(store: Arc<Store>, name: &str, opts: &PullOptions) -> Result<I
                 .message(&format!("Trying to pull {}/{}...", ep.host, ep.repository));
             match pull_from(&store, r, &ep, opts).await {
                 Ok(rec) => return Ok(rec),
-                // A bad layer is the image's fault, not the mirror's: stop.
-                Err(e @ Error::Layer { .. }) => return Err(e),
-                Err(e) => errors.push(e),
+                Err(Failure::Final(e)) => return Err(e),
+                Err(Failure::Endpoint(e)) => errors.push(e),
             }
         }
     }
@@ -80,12 +79,38 @@ pub async fn pull(store: Arc<Store>, name: &str, opts: &PullOptions) -> Result<I
     Err(Error::invalid(format!("pull {name}"), all.join("; ")))
 }
 
+/// Why a pull from one endpoint failed.
+enum Failure {
+    /// Maybe the endpoint's fault: an error from it, or bytes it sent that
+    /// did not verify. The next mirror may do better.
+    Endpoint(Error),
+    /// Not a matter of where the bytes come from: a verified layer that is
+    /// bad, or a local error. Stop.
+    Final(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Endpoint(e)
+    }
+}
+
+impl From<ingest::Failed> for Failure {
+    fn from(f: ingest::Failed) -> Failure {
+        if f.verified {
+            Failure::Final(f.error)
+        } else {
+            Failure::Endpoint(f.error)
+        }
+    }
+}
+
 async fn pull_from(
     store: &Arc<Store>,
     r: &Reference,
     ep: &Endpoint,
     opts: &PullOptions,
-) -> Result<ImageRecord> {
+) -> Result<ImageRecord, Failure> {
     let client = Arc::new(RegistryClient::new(
         &ep.host,
         ep.insecure,
@@ -107,7 +132,7 @@ async fn pull_from(
             let what = format!("{}/{repo}@{d}", ep.host);
             let (k, mt) = manifest::classify(&m.body, &m.media_type, &what)?;
             if !matches!(k, Kind::Manifest) {
-                return Err(Error::invalid(what, "an index entry is itself an index"));
+                return Err(Error::invalid(what, "an index entry is itself an index").into());
             }
             store.put_blob(&top.body, &top.digest)?;
             extra.push(top.digest.clone());
@@ -129,10 +154,9 @@ async fn pull_from(
     if let Some(p) = &opts.platform {
         let (os, arch) = (config.os().to_string(), config.architecture().to_string());
         if !p.matches(&os, &arch, config.variant().as_deref()) {
-            return Err(Error::invalid(
-                what,
-                format!("the image is for {os}/{arch}, not {p}"),
-            ));
+            return Err(
+                Error::invalid(what, format!("the image is for {os}/{arch}, not {p}")).into(),
+            );
         }
     }
     let layers = plan_layers(&m, &config, &what)?;
@@ -181,6 +205,7 @@ async fn pull_from(
         extra_blobs: extra.clone(),
         names: Vec::new(),
         repo_digests: Vec::new(),
+        digest_names: Vec::new(),
     };
     let mut names = Vec::new();
     if let Some(t) = &r.tag {
@@ -190,7 +215,13 @@ async fn pull_from(
     for d in &extra {
         digests.push(format!("{}@{d}", r.name()));
     }
-    store.put_image(&rec, &names, &digests)
+    // Pulled by digest: that reference is the image's name.
+    let pinned: Vec<String> = r
+        .digest
+        .iter()
+        .map(|d| format!("{}@{d}", r.name()))
+        .collect();
+    Ok(store.put_image(&rec, &names, &digests, &pinned)?)
 }
 
 /// Layers with their diffIDs and chain IDs, checked against the config.
@@ -251,7 +282,7 @@ async fn fetch_layer(
     repo: &str,
     l: &LayerInfo,
     progress: &dyn Progress,
-) -> Result<u64> {
+) -> Result<u64, Failure> {
     let lock = {
         let (s, d) = (store.clone(), l.digest.clone());
         tokio::task::spawn_blocking(move || s.lock_blob(&d))
@@ -285,23 +316,38 @@ async fn fetch_layer(
         return Ok(done.unpacked);
     }
     progress.layer_start(&l.digest, l.size);
+    let partial = store.partial_path(&l.digest);
     let mut retried_fresh = false;
     loop {
+        let resumed = std::fs::metadata(&partial).is_ok_and(|m| m.len() > 0);
         match download(store, client, repo, &job, progress).await {
             Ok(n) => {
                 progress.layer_done(&l.digest, false);
                 drop(lock);
                 return Ok(n);
             }
-            // A resumed download that does not verify may have resumed from
-            // a torn partial file: start over once.
-            Err(Error::DigestMismatch { .. }) if !retried_fresh => {
-                retried_fresh = true;
-                let _ = std::fs::remove_file(store.partial_path(&l.digest));
+            // The partial file stays for the next attempt.
+            Err(Download::Network(e)) => return Err(Failure::Endpoint(e)),
+            Err(Download::Content(f)) => {
+                // Bytes that did not decompress, unpack or verify: from this
+                // server, or from an earlier download kept on disk (torn by a
+                // crash, or from another server). Either way the partial
+                // file is no use; a resumed download gets one fresh try.
+                let _ = std::fs::remove_file(&partial);
+                if resumed && !f.verified && !retried_fresh {
+                    retried_fresh = true;
+                    continue;
+                }
+                return Err(f.into());
             }
-            Err(e) => return Err(e),
         }
     }
+}
+
+/// How a download failed: on the network (resume later) or in the bytes.
+enum Download {
+    Network(Error),
+    Content(ingest::Failed),
 }
 
 async fn download(
@@ -310,14 +356,24 @@ async fn download(
     repo: &str,
     job: &Job,
     progress: &dyn Progress,
-) -> Result<u64> {
+) -> Result<u64, Download> {
+    // A local file error is no reason to try another server.
+    let local = |error: Error| {
+        Download::Content(ingest::Failed {
+            error,
+            verified: true,
+        })
+    };
     let partial = store.partial_path(&job.digest);
     let mut offset = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
     if offset > job.size {
         offset = 0;
     }
     let (mut resp, start) = if offset < job.size {
-        let (r, s) = client.blob_response(repo, &job.digest, offset).await?;
+        let (r, s) = client
+            .blob_response(repo, &job.digest, offset)
+            .await
+            .map_err(Download::Network)?;
         (Some(r), s)
     } else {
         (None, offset)
@@ -330,27 +386,24 @@ async fn download(
         .write(true)
         .read(true)
         .open(&partial)
-        .ctx(|| format!("open {}", partial.display()))?;
+        .ctx(|| format!("open {}", partial.display()))
+        .map_err(local)?;
     f.set_len(offset)
-        .ctx(|| format!("truncate {}", partial.display()))?;
+        .ctx(|| format!("truncate {}", partial.display()))
+        .map_err(local)?;
     let prefix = (offset > 0)
         .then(|| File::open(&partial))
         .transpose()
-        .ctx(|| format!("open {}", partial.display()))?;
+        .ctx(|| format!("open {}", partial.display()))
+        .map_err(local)?;
     let mut out = f;
     std::io::Seek::seek(&mut out, std::io::SeekFrom::End(0))
-        .ctx(|| format!("seek {}", partial.display()))?;
+        .ctx(|| format!("seek {}", partial.display()))
+        .map_err(local)?;
 
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     let worker = {
-        let s = store.clone();
-        let job = Job {
-            digest: job.digest.clone(),
-            size: job.size,
-            diff_id: job.diff_id.clone(),
-            chain_id: job.chain_id.clone(),
-            unpack: job.unpack,
-        };
+        let (s, job) = (store.clone(), job.clone());
         tokio::task::spawn_blocking(move || {
             ingest::run(&s, &job, prefix, Some((partial, out)), Some(rx))
         })
@@ -439,10 +492,10 @@ async fn download(
     let res = worker.await.expect("ingest task");
     match (res, net_err) {
         // The network failed first: the worker only saw the stream end.
-        (_, Some(e)) => Err(e),
+        (_, Some(e)) => Err(Download::Network(e)),
         // Otherwise the worker's error says more (a bad layer stops the
         // download).
-        (Err(e), None) => Err(e),
+        (Err(f), None) => Err(Download::Content(f)),
         (Ok(d), None) => Ok(d.unpacked),
     }
 }

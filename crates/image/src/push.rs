@@ -51,6 +51,8 @@ pub async fn push(
     }
     let client = RegistryClient::new(&r.registry, insecure, &r.repository, &opts.transport)?;
     let repo = r.repository.as_str();
+    // Removal waits until the blobs are up.
+    let _lock = store.lock_shared()?;
     // Where the image came from on the same registry, for cross-repo mounts.
     let from: Vec<String> = image
         .repo_digests

@@ -1,11 +1,13 @@
 //! Container root filesystems from image layers. Overlayfs by default:
 //! the image's layer directories as read-only lowers, a per-container
 //! upper and work dir. Lowers are passed one by one with fsconfig
-//! `lowerdir+` (no length limit); on kernels without it, a mount(2) from a
-//! thread with its own cwd in layers/ so each lower is a short relative
-//! path and many layers still fit in one page of options. Where overlay is
-//! unavailable, the copy snapshotter merges the layers into a plain
-//! directory.
+//! `lowerdir+` (no length limit); on kernels without it (before 6.8), a
+//! mount(2) from a thread whose cwd is the store's l/, where every layer
+//! has a short link (see `Store::layer_link`), so each lower is 16
+//! characters and some 200 layers fit in the one page of options mount(2)
+//! takes. `BERTH_OVERLAY_MOUNT=legacy` forces that path (for tests, and
+//! for kernels whose lowerdir+ misbehaves). Where overlay is unavailable,
+//! the copy snapshotter merges the layers into a plain directory.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -13,6 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use crate::digest::Digest;
 use crate::error::{Context, Error, Result};
 use crate::store::{ImageRecord, Store};
 use crate::unpack::{Kind, LayerWriter, Meta};
@@ -100,7 +103,7 @@ pub fn remove(store: &Store, id: &str) -> Result<()> {
             Err(e) => return Err(e).ctx(|| format!("unmount {}", rootfs.display())),
         }
     }
-    crate::unpack::remove_tree(&dir)
+    crate::remove::remove_tree(&dir)
 }
 
 pub fn is_mounted(path: &Path) -> bool {
@@ -111,28 +114,45 @@ pub fn is_mounted(path: &Path) -> bool {
     mounts.lines().any(|l| l.split(' ').nth(4) == Some(&*p))
 }
 
+/// Set to `legacy` to mount overlay with mount(2) even where fsconfig
+/// `lowerdir+` works.
+pub const FORCE_LEGACY_ENV: &str = "BERTH_OVERLAY_MOUNT";
+
+/// One page: what mount(2) copies of the options.
+const MOUNT_DATA_MAX: usize = 4096;
+
 fn mount_overlay(store: &Store, image: &ImageRecord, dir: &Path) -> Result<()> {
     let target = dir.join("rootfs");
     if is_mounted(&target) {
         return Ok(());
     }
-    let mut lowers: Vec<PathBuf> = image
-        .layers
-        .iter()
-        .rev()
-        .map(|l| store.layer_diff(&l.chain_id))
-        .collect();
-    if lowers.is_empty() {
-        let empty = dir.join("empty");
+    // Top layer first, as overlay wants them.
+    let chains: Vec<&Digest> = image.layers.iter().rev().map(|l| &l.chain_id).collect();
+    let empty = dir.join("empty");
+    if chains.is_empty() {
         std::fs::create_dir_all(&empty).ctx(|| format!("create {}", empty.display()))?;
-        lowers.push(empty);
     }
     let (upper, work) = (dir.join("upper"), dir.join("work"));
-    match mount_fsconfig(&lowers, &upper, &work, &target) {
-        Ok(()) => Ok(()),
-        Err(FsErr::Unsupported) => mount_legacy(store, &lowers, &upper, &work, &target),
-        Err(FsErr::Failed(e)) => Err(e),
+    let legacy = std::env::var(FORCE_LEGACY_ENV).is_ok_and(|v| v == "legacy");
+    if !legacy {
+        let mut lowers: Vec<PathBuf> = chains.iter().map(|c| store.layer_diff(c)).collect();
+        if lowers.is_empty() {
+            lowers.push(empty.clone());
+        }
+        match mount_fsconfig(&lowers, &upper, &work, &target) {
+            Err(FsErr::Unsupported) => {}
+            Ok(()) => return Ok(()),
+            Err(FsErr::Failed(e)) => return Err(e),
+        }
     }
+    let mut lowers = Vec::with_capacity(chains.len());
+    for c in &chains {
+        lowers.push(store.layer_link(c)?);
+    }
+    if lowers.is_empty() {
+        lowers.push(empty.to_string_lossy().into_owned());
+    }
+    mount_legacy(store, &lowers, &upper, &work, &target)
 }
 
 enum FsErr {
@@ -150,10 +170,13 @@ fn mount_fsconfig(
     let fs = match fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOSYS) => return Err(FsErr::Unsupported),
+        Err(rustix::io::Errno::NODEV) => {
+            return Err(FsErr::Failed(no_overlay("this kernel has no overlayfs")));
+        }
         Err(e) => {
             return Err(FsErr::Failed(Error::invalid(
                 "overlay",
-                format!("fsopen: {e} (no overlayfs? use the copy snapshotter)"),
+                format!("fsopen: {e}"),
             )));
         }
     };
@@ -176,7 +199,14 @@ fn mount_fsconfig(
     };
     fsconfig_set_string(&fs, "upperdir", upper).map_err(|e| fail("upperdir", e))?;
     fsconfig_set_string(&fs, "workdir", work).map_err(|e| fail("workdir", e))?;
-    fsconfig_create(&fs).map_err(|e| fail("create", e))?;
+    fsconfig_create(&fs).map_err(|e| match e {
+        // The store's file system cannot hold an upper dir (overlay on
+        // overlay, or no xattrs): overlay cannot work here.
+        rustix::io::Errno::INVAL | rustix::io::Errno::OPNOTSUPP => FsErr::Failed(no_overlay(
+            &format!("creating the mount with upper dir {}: {e}", upper.display()),
+        )),
+        e => fail("create", e),
+    })?;
     let m = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
         .map_err(|e| fail("fsmount", e))?;
     move_mount(
@@ -189,54 +219,65 @@ fn mount_fsconfig(
     .map_err(|e| fail("move_mount", e))
 }
 
-/// mount(2) with lowers relative to layers/, from a thread whose cwd is
-/// its own (unshare(CLONE_FS)), so the process's cwd never changes.
+fn no_overlay(why: &str) -> Error {
+    Error::Unsupported {
+        what: "overlay mount".into(),
+        why: why.to_string(),
+    }
+}
+
+/// mount(2) with lowers named by their links in l/, from a thread whose
+/// cwd is l/ (unshare(CLONE_FS)), so the process's cwd never changes.
+/// `lowers` are link names, or an absolute path for the empty lower.
 fn mount_legacy(
     store: &Store,
-    lowers: &[PathBuf],
+    lowers: &[String],
     upper: &Path,
     work: &Path,
     target: &Path,
 ) -> Result<()> {
-    let layers = store.root.join("layers");
-    let rel: Vec<String> = lowers
-        .iter()
-        .map(|l| match l.strip_prefix(&layers) {
-            Ok(r) => r.to_string_lossy().into_owned(),
-            Err(_) => l.to_string_lossy().into_owned(),
-        })
-        .collect();
+    let links = store.root.join("l");
     let data = format!(
         "lowerdir={},upperdir={},workdir={}",
-        rel.join(":"),
+        lowers.join(":"),
         upper.display(),
         work.display()
     );
-    if data.len() >= 4096 {
+    if data.len() >= MOUNT_DATA_MAX {
         return Err(Error::invalid(
             format!("overlay mount on {}", target.display()),
             format!(
-                "{} layers do not fit in mount options on this kernel (needs fsconfig lowerdir+, Linux 6.8)",
-                lowers.len()
+                "{} layers do not fit in the {MOUNT_DATA_MAX} bytes of options mount(2) takes ({} needed); Linux 6.8 lifts this limit (fsconfig lowerdir+)",
+                lowers.len(),
+                data.len() + 1
             ),
         ));
     }
-    let target = target.to_path_buf();
+    let (target, upper) = (target.to_path_buf(), upper.to_path_buf());
     std::thread::spawn(move || -> Result<()> {
         if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
             return Err(std::io::Error::last_os_error()).ctx(|| "unshare(CLONE_FS)".into());
         }
-        rustix::process::chdir(&layers).ctx(|| format!("chdir {}", layers.display()))?;
+        rustix::process::chdir(&links).ctx(|| format!("chdir {}", links.display()))?;
         let data = std::ffi::CString::new(data)
             .map_err(|_| Error::invalid("overlay options", "NUL byte"))?;
-        rustix::mount::mount(
+        match rustix::mount::mount(
             "overlay",
             &target,
             "overlay",
             rustix::mount::MountFlags::empty(),
             data.as_c_str(),
-        )
-        .ctx(|| format!("mount overlay on {}", target.display()))
+        ) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::NODEV) => Err(no_overlay("this kernel has no overlayfs")),
+            // Every lower fits (checked above) and exists (a missing one is
+            // ENOENT): the upper dir's file system is what overlay refuses.
+            Err(rustix::io::Errno::INVAL) => Err(no_overlay(&format!(
+                "mount(2) refused upper dir {}",
+                upper.display()
+            ))),
+            Err(e) => Err(e).ctx(|| format!("mount overlay on {}", target.display())),
+        }
     })
     .join()
     .expect("mount thread")
@@ -260,11 +301,14 @@ fn walk(
     w: &mut LayerWriter,
     links: &mut HashMap<(u64, u64), Vec<u8>>,
 ) -> Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
+    // Names only: a DirEntry keeps its directory open, and the walk goes
+    // as deep as the layers do.
+    let mut entries: Vec<std::ffi::OsString> = std::fs::read_dir(dir)
         .ctx(|| format!("read {}", dir.display()))?
         .flatten()
+        .map(|e| e.file_name())
         .collect();
-    entries.sort_by_key(|e| e.file_name());
+    entries.sort();
     // Opaque first: it empties what lower layers put there, not ours.
     if rustix::fs::lgetxattr(dir, "trusted.overlay.opaque", &mut [0u8; 4][..]).is_ok_and(|n| n == 1)
     {
@@ -277,7 +321,7 @@ fn walk(
         w.entry(&p, &dir_meta(), &mut std::io::empty())?;
     }
     for e in entries {
-        let path = e.path();
+        let path = dir.join(e);
         let md = std::fs::symlink_metadata(&path).ctx(|| format!("stat {}", path.display()))?;
         let rel = path
             .strip_prefix(base)

@@ -2,7 +2,8 @@
 //! podman's defaults: namespaces, capabilities, mounts, masked and
 //! read-only paths. The user is resolved through the image's own
 //! /etc/passwd and /etc/group, read inside the rootfs (RESOLVE_IN_ROOT, so
-//! a symlinked /etc/passwd cannot point at the host's).
+//! a symlinked /etc/passwd cannot point at the host's) and only if they are
+//! regular files (a device node there must not be opened by us, as root).
 
 use std::io::Read;
 use std::path::Path;
@@ -103,7 +104,23 @@ pub fn generate(
         .clone()
         .unwrap_or_else(|| id.chars().take(12).collect());
     env.push(format!("HOSTNAME={hostname}"));
-    for e in c.env().iter().flatten().chain(o.env.iter()) {
+    // An image's entry without '=' (or with an empty name) has no value to
+    // give: it is left out, where it would make the runtime refuse the
+    // whole config. (podman's env parsing takes the value of such a name
+    // from its own environment; passing the host's environment into a
+    // container on an image's say-so is not something to copy.)
+    for e in c.env().iter().flatten() {
+        if valid_env(e) {
+            set_env(&mut env, e);
+        }
+    }
+    for e in &o.env {
+        if !valid_env(e) {
+            return Err(Error::invalid(
+                format!("environment variable {e:?}"),
+                "expected NAME=VALUE",
+            ));
+        }
         set_env(&mut env, e);
     }
     let user_spec = o
@@ -197,6 +214,10 @@ pub fn generate(
             "readonlyPaths": READONLY
         }
     }))
+}
+
+fn valid_env(kv: &str) -> bool {
+    kv.split_once('=').is_some_and(|(k, _)| !k.is_empty())
 }
 
 fn set_env(env: &mut Vec<String>, kv: &str) {
@@ -296,6 +317,10 @@ pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<User> {
 }
 
 /// A small file of the image, resolved inside its root; missing is empty.
+/// Opened as O_PATH first: opening a device or a fifo for reading, as
+/// root, could do anything from blocking to rewinding a tape. Only a
+/// regular file is then opened for reading, through /proc/self/fd (the
+/// same inode, no second path lookup).
 fn read_in_root(rootfs: &Path, rel: &str) -> Result<String> {
     let root = rustix::fs::open(
         rootfs,
@@ -306,7 +331,7 @@ fn read_in_root(rootfs: &Path, rel: &str) -> Result<String> {
     let fd = match rustix::fs::openat2(
         &root,
         rel,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        OFlags::PATH | OFlags::CLOEXEC,
         Mode::empty(),
         ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV,
     ) {
@@ -314,8 +339,23 @@ fn read_in_root(rootfs: &Path, rel: &str) -> Result<String> {
         Err(rustix::io::Errno::NOENT) => return Ok(String::new()),
         Err(e) => return Err(e).ctx(|| format!("open the image's /{rel}")),
     };
+    let st = rustix::fs::fstat(&fd).ctx(|| format!("stat the image's /{rel}"))?;
+    let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
+    if ft != rustix::fs::FileType::RegularFile {
+        return Err(Error::invalid(
+            format!("the image's /{rel}"),
+            format!("not a regular file ({ft:?})"),
+        ));
+    }
+    let proc = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    let file = rustix::fs::open(
+        proc.as_str(),
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .ctx(|| format!("open the image's /{rel}"))?;
     let mut s = String::new();
-    std::fs::File::from(fd)
+    std::fs::File::from(file)
         .take(4 << 20)
         .read_to_string(&mut s)
         .ctx(|| format!("read the image's /{rel}"))?;
@@ -383,6 +423,79 @@ mod tests {
         );
         assert!(resolve_user(d.path(), "nobody").is_err());
         assert!(resolve_user(d.path(), "web:nogroup").is_err());
+    }
+
+    #[test]
+    fn passwd_must_be_a_regular_file() {
+        for (what, make) in [
+            (
+                "fifo",
+                (|p: &Path| {
+                    rustix::fs::mknodat(
+                        rustix::fs::CWD,
+                        p,
+                        rustix::fs::FileType::Fifo,
+                        Mode::from_raw_mode(0o644),
+                        0,
+                    )
+                }) as fn(&Path) -> rustix::io::Result<()>,
+            ),
+            ("char device", |p: &Path| {
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    p,
+                    rustix::fs::FileType::CharacterDevice,
+                    Mode::from_raw_mode(0o644),
+                    rustix::fs::makedev(1, 3),
+                )
+            }),
+        ] {
+            let d = tempfile::tempdir().unwrap();
+            std::fs::create_dir(d.path().join("etc")).unwrap();
+            make(&d.path().join("etc/passwd")).unwrap();
+            // A fifo without a writer would block a reading open forever.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let root = d.path().to_path_buf();
+            std::thread::spawn(move || {
+                let _ = tx.send(resolve_user(&root, "app").map_err(|e| e.to_string()));
+            });
+            let err = rx
+                .recv_timeout(std::time::Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("{what}: resolving the user hangs"))
+                .unwrap_err();
+            assert!(
+                err.contains("/etc/passwd") && err.contains("not a regular file"),
+                "{what}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn env_entries_without_a_value_are_left_out() {
+        let config: ImageConfiguration = serde_json::from_value(json!({
+            "architecture": "amd64", "os": "linux",
+            "config": { "Env": ["A=1", "LONELY", "=nameless", "B=x=y"], "Cmd": ["sh"] },
+            "rootfs": { "type": "layers", "diff_ids": [] }
+        }))
+        .unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let spec = generate(&config, d.path(), "c", &SpecOptions::default()).unwrap();
+        let env: Vec<&str> = spec["process"]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(env.contains(&"A=1") && env.contains(&"B=x=y"), "{env:?}");
+        assert!(
+            env.iter().all(|e| e.contains('=') && !e.starts_with('=')),
+            "{env:?}"
+        );
+        let bad = SpecOptions {
+            env: vec!["NOVALUE".into()],
+            ..SpecOptions::default()
+        };
+        assert!(generate(&config, d.path(), "c", &bad).is_err());
     }
 
     #[test]

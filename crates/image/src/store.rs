@@ -5,8 +5,10 @@
 //! ingest/<hex>.partial      a blob being downloaded; kept for resume
 //! layers/<chain-hex>/diff   an unpacked layer, shared by every image with it
 //! layers/<chain-hex>/size   its unpacked (tar stream) size
+//! l/<short>                 -> ../layers/<chain-hex>/diff, short overlay lowers
 //! containers/<id>/          snapshots and bundles
 //! locks/                    per-blob flock files
+//! tmp/                      files being made, trees being deleted
 //! store.lock                shared by writers, exclusive for removal
 //! berth.db                  image records (SQLite, WAL)
 //! ```
@@ -14,7 +16,12 @@
 //! Every file and directory is made under a temporary name, verified,
 //! synced and renamed into place, so a crash leaves either nothing or the
 //! whole thing; leftovers under temporary names are removed by the next
-//! writer of the same blob or by `prune`.
+//! writer of the same blob or by `prune`. Removal goes the other way: a
+//! tree is first renamed into tmp/, then deleted.
+//!
+//! The store is private (0700, and so is every directory in it): layers
+//! hold images' setuid binaries and device nodes with their own modes,
+//! which no host user may reach.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -59,8 +66,14 @@ pub struct ImageRecord {
     pub added: i64,
     /// Other blobs the image keeps alive: the index it was chosen from.
     pub extra_blobs: Vec<Digest>,
+    /// Tags.
     pub names: Vec<String>,
+    /// `repo@digest` for every manifest (and index) the image came as.
     pub repo_digests: Vec<String>,
+    /// `repo@digest` references the image was pulled by: names of their
+    /// own, which keep it from being dangling (as in podman).
+    #[serde(default)]
+    pub digest_names: Vec<String>,
 }
 
 impl ImageRecord {
@@ -89,6 +102,10 @@ CREATE TABLE IF NOT EXISTS repo_digests (
     name TEXT PRIMARY KEY,
     image TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS digest_names (
+    name TEXT PRIMARY KEY,
+    image TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS containers (
     id TEXT PRIMARY KEY,
     image TEXT NOT NULL,
@@ -97,18 +114,27 @@ CREATE TABLE IF NOT EXISTS containers (
 );
 ";
 
+const DIRS: [&str; 8] = [
+    "blobs",
+    "blobs/sha256",
+    "ingest",
+    "layers",
+    "l",
+    "containers",
+    "locks",
+    "tmp",
+];
+
 impl Store {
+    /// Opens (making if needed) the store at `root`, making it and its
+    /// directories private if they were not.
     pub fn open(root: &Path) -> Result<Store> {
-        for d in [
-            "blobs/sha256",
-            "ingest",
-            "layers",
-            "containers",
-            "locks",
-            "tmp",
-        ] {
-            let p = root.join(d);
-            fs::create_dir_all(&p).ctx(|| format!("create {}", p.display()))?;
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).ctx(|| format!("create {}", parent.display()))?;
+        }
+        make_private(root)?;
+        for d in DIRS {
+            make_private(&root.join(d))?;
         }
         let root = root
             .canonicalize()
@@ -195,8 +221,13 @@ impl Store {
         self.layer_dir(chain).join("diff")
     }
 
+    /// Whether a complete layer is there: its size file (written last,
+    /// before the rename) and its diff directory. A layer half deleted by
+    /// a crash of an older version may have lost either.
     pub fn has_layer(&self, chain: &Digest) -> bool {
-        self.layer_dir(chain).join("size").exists()
+        let dir = self.layer_dir(chain);
+        fs::symlink_metadata(dir.join("size")).is_ok_and(|m| m.is_file())
+            && fs::symlink_metadata(dir.join("diff")).is_ok_and(|m| m.is_dir())
     }
 
     pub fn layer_size(&self, chain: &Digest) -> u64 {
@@ -214,20 +245,94 @@ impl Store {
             .join(format!("{}.tmp-{}", chain.hex(), &blob.hex()[..16]))
     }
 
-    /// Makes a finished layer directory visible: size file, syncfs, rename.
-    /// Another process may have committed the same chain ID from another
-    /// blob meanwhile; then ours is dropped.
+    /// Makes a finished layer directory visible: size file, short link,
+    /// syncfs, rename. Another process may have committed the same chain
+    /// ID from another blob meanwhile; then ours is dropped. An incomplete
+    /// layer in the way (left by a crash) is moved out first.
     pub fn commit_layer(&self, tmp: &Path, chain: &Digest, unpacked: u64) -> Result<()> {
         fs::write(tmp.join("size"), unpacked.to_string())
             .ctx(|| format!("write {}/size", tmp.display()))?;
+        // The link may dangle until the rename; gc removes it if the
+        // rename never comes.
+        self.layer_link(chain)?;
         let fd = File::open(tmp).ctx(|| format!("open {}", tmp.display()))?;
         rustix::fs::syncfs(fd.as_fd()).ctx(|| format!("sync {}", tmp.display()))?;
         let dest = self.layer_dir(chain);
-        match fs::rename(tmp, &dest) {
-            Ok(()) => sync_dir(&self.root.join("layers")),
-            Err(_) if self.has_layer(chain) => crate::unpack::remove_tree(tmp),
-            Err(e) => Err(e).ctx(|| format!("rename {} to {}", tmp.display(), dest.display())),
+        let mut moved_aside = false;
+        loop {
+            match fs::rename(tmp, &dest) {
+                Ok(()) => return sync_dir(&self.root.join("layers")),
+                Err(_) if self.has_layer(chain) => return crate::remove::remove_tree(tmp),
+                Err(_) if !moved_aside && dest.exists() => {
+                    self.discard(&dest)?;
+                    moved_aside = true;
+                }
+                Err(e) => {
+                    return Err(e)
+                        .ctx(|| format!("rename {} to {}", tmp.display(), dest.display()));
+                }
+            }
         }
+    }
+
+    /// Removes a layer directory: renamed into tmp/ first (and the rename
+    /// synced), so a crash while deleting leaves no half layer under its
+    /// name; then deleted.
+    pub fn discard(&self, path: &Path) -> Result<()> {
+        let trash = self.temp_path("discard");
+        match fs::rename(path, &trash) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(e).ctx(|| format!("move {} to {}", path.display(), trash.display()));
+            }
+        }
+        if let Some(parent) = path.parent() {
+            sync_dir(parent)?;
+        }
+        crate::remove::remove_tree(&trash)
+    }
+
+    /// The short name of a layer in l/, for overlay mounts through mount(2)
+    /// where all lowers must fit in one page of options: the first 16 hex
+    /// digits of the chain ID, longer only if another layer has those.
+    /// Made when missing (layers committed before links existed).
+    pub fn layer_link(&self, chain: &Digest) -> Result<String> {
+        let target = PathBuf::from(format!("../layers/{}/diff", chain.hex()));
+        let links = self.root.join("l");
+        for len in [16, 24, 32, 48, 64] {
+            let name = &chain.hex()[..len];
+            let link = links.join(name);
+            // Twice: another process may make the same link between our
+            // look and our symlink.
+            for _ in 0..2 {
+                match fs::read_link(&link) {
+                    Ok(t) if t == target => return Ok(name.to_string()),
+                    Ok(_) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).ctx(|| format!("read {}", link.display())),
+                }
+                match std::os::unix::fs::symlink(&target, &link) {
+                    Ok(()) => return Ok(name.to_string()),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e).ctx(|| format!("create {}", link.display())),
+                }
+            }
+        }
+        Err(Error::invalid(
+            format!("layer {chain}"),
+            "no free short name in l/ (every prefix of its chain ID is taken)",
+        ))
+    }
+
+    /// The chain ID (hex) a link in l/ is for, if it is one of ours.
+    pub fn link_target(&self, name: &std::ffi::OsStr) -> Option<String> {
+        let t = fs::read_link(self.root.join("l").join(name)).ok()?;
+        let hex = t
+            .to_str()?
+            .strip_prefix("../layers/")?
+            .strip_suffix("/diff")?;
+        Digest::from_hex(hex).ok().map(|d| d.hex().to_string())
     }
 
     fn lock_file(&self, path: &Path, exclusive: bool, wait: bool) -> Result<Option<Lock>> {
@@ -280,14 +385,15 @@ impl Store {
         self.db.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records an image and points `names` and `repo_digests` at it; a name
-    /// that pointed at another image moves (that image may become
-    /// dangling, as in podman).
+    /// Records an image and points `names`, `repo_digests` and
+    /// `digest_names` at it; a name that pointed at another image moves
+    /// (that image may become dangling, as in podman).
     pub fn put_image(
         &self,
         rec: &ImageRecord,
         names: &[String],
         repo_digests: &[String],
+        digest_names: &[String],
     ) -> Result<ImageRecord> {
         let mut db = self.db();
         let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -300,14 +406,21 @@ impl Store {
             .optional()?
             .and_then(|s| serde_json::from_str::<ImageRecord>(&s).ok())
             .unwrap_or_else(|| rec.clone());
+        // The blobs every time the image came kept it alive stay alive: a
+        // repo digest still names each of them.
+        let mut extra = stored.extra_blobs.clone();
         if stored.manifest_digest != rec.manifest_digest {
             // Same config, another manifest (other compression): keep the
-            // newest's layers so its blobs are the ones referenced.
-            let (names, digests) = (stored.names.clone(), stored.repo_digests.clone());
+            // newest's layers so its blobs are the ones referenced, and the
+            // older manifest with the other extras.
+            extra.push(stored.manifest_digest.clone());
             stored = rec.clone();
-            stored.names = names;
-            stored.repo_digests = digests;
         }
+        extra.extend(rec.extra_blobs.iter().cloned());
+        extra.retain(|d| d != &stored.manifest_digest);
+        extra.sort();
+        extra.dedup();
+        stored.extra_blobs = extra;
         for n in names {
             tx.execute(
                 "INSERT OR REPLACE INTO names (name, image) VALUES (?1, ?2)",
@@ -317,6 +430,12 @@ impl Store {
         for n in repo_digests {
             tx.execute(
                 "INSERT OR REPLACE INTO repo_digests (name, image) VALUES (?1, ?2)",
+                params![n, rec.id.as_str()],
+            )?;
+        }
+        for n in digest_names {
+            tx.execute(
+                "INSERT OR REPLACE INTO digest_names (name, image) VALUES (?1, ?2)",
                 params![n, rec.id.as_str()],
             )?;
         }
@@ -339,6 +458,11 @@ impl Store {
         let mut q =
             db.prepare_cached("SELECT name FROM repo_digests WHERE image = ?1 ORDER BY name")?;
         rec.repo_digests = q
+            .query_map([rec.id.as_str()], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut q =
+            db.prepare_cached("SELECT name FROM digest_names WHERE image = ?1 ORDER BY name")?;
+        rec.digest_names = q
             .query_map([rec.id.as_str()], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         Ok(rec)
@@ -380,10 +504,10 @@ impl Store {
         Ok(out)
     }
 
-    /// The image a name, repo digest, full or short ID stands for.
+    /// The image a tag, digest name or repo digest stands for.
     pub fn lookup_name(&self, name: &str) -> Result<Option<Digest>> {
         let db = self.db();
-        for table in ["names", "repo_digests"] {
+        for table in ["names", "digest_names", "repo_digests"] {
             let q = format!("SELECT image FROM {table} WHERE name = ?1");
             if let Some(id) = db
                 .query_row(&q, [name], |r| r.get::<_, String>(0))
@@ -414,12 +538,14 @@ impl Store {
         Ok(())
     }
 
-    /// Removes a name; true if it existed.
+    /// Removes a tag or a digest name; true if it existed.
     pub fn remove_name(&self, name: &str) -> Result<bool> {
-        Ok(self
-            .db()
-            .execute("DELETE FROM names WHERE name = ?1", [name])?
-            > 0)
+        let mut db = self.db();
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n = tx.execute("DELETE FROM names WHERE name = ?1", [name])?
+            + tx.execute("DELETE FROM digest_names WHERE name = ?1", [name])?;
+        tx.commit()?;
+        Ok(n > 0)
     }
 
     /// Deletes an image record with its names. Blobs and layers stay until
@@ -429,6 +555,7 @@ impl Store {
         let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM names WHERE image = ?1", [id.as_str()])?;
         tx.execute("DELETE FROM repo_digests WHERE image = ?1", [id.as_str()])?;
+        tx.execute("DELETE FROM digest_names WHERE image = ?1", [id.as_str()])?;
         tx.execute("DELETE FROM images WHERE id = ?1", [id.as_str()])?;
         tx.commit()?;
         Ok(())
@@ -511,6 +638,26 @@ pub fn now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// Makes `dir` (owner rwx only) or takes group and other access from it.
+fn make_private(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).ctx(|| format!("create {}", dir.display())),
+    }
+    let md = fs::metadata(dir).ctx(|| format!("stat {}", dir.display()))?;
+    if !md.is_dir() {
+        return Err(Error::invalid(dir.display().to_string(), "not a directory"));
+    }
+    let mode = md.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode & !0o077))
+            .ctx(|| format!("make {} private", dir.display()))?;
+    }
+    Ok(())
 }
 
 pub fn sync_dir(dir: &Path) -> Result<()> {

@@ -18,10 +18,17 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timest
 use rustix::io::Errno;
 
 use crate::error::{Context, Error, Result};
+use crate::remove::remove_all_at;
+use crate::tar_guard::TarGuard;
 
 /// Entries larger than this are refused before a byte is written.
 pub const MAX_ENTRY_SIZE: u64 = 1 << 40;
 const MAX_PATH: usize = 4096;
+/// Directories nested deeper than this are refused: no real image needs
+/// them, and every tool that walks the tree pays for each level.
+pub const MAX_DEPTH: usize = 1024;
+/// Runs of zeros this long (and aligned so) become holes, not writes.
+const HOLE: usize = 4096;
 const FD_CACHE: usize = 64;
 
 #[derive(Debug, Clone)]
@@ -382,28 +389,58 @@ impl LayerWriter {
             .map_err(|e| self.err(path, format!("create whiteout: {e}")))
     }
 
+    /// Copies an entry's data into `fd`. Blocks of zeros are skipped with
+    /// a seek, leaving holes: sparse files stay sparse, and a layer of
+    /// compressed zeros cannot fill the disk.
     fn copy(&mut self, path: &[u8], data: &mut dyn Read, fd: &OwnedFd) -> Result<u64> {
         let mut total = 0u64;
+        let mut holes = false;
         loop {
-            let n = match data.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.err(path, format!("read data: {e}"))),
-            };
+            // Whole buffers, so holes line up with file system blocks.
+            let mut n = 0;
+            while n < self.buf.len() {
+                match data.read(&mut self.buf[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(self.err(path, format!("read data: {e}"))),
+                }
+            }
+            if n == 0 {
+                break;
+            }
             let mut off = 0;
             while off < n {
-                let w = rustix::io::write(fd, &self.buf[off..n]).map_err(|e| Error::Layer {
-                    layer: self.layer.clone(),
-                    entry: String::from_utf8_lossy(path).into_owned(),
-                    why: format!("write: {e}"),
-                })?;
-                off += w;
+                let end = (off + HOLE).min(n);
+                let zero = self.buf[off..end].iter().all(|&b| b == 0);
+                // A run of blocks of the same kind.
+                let mut run_end = end;
+                while run_end < n {
+                    let next = (run_end + HOLE).min(n);
+                    if self.buf[run_end..next].iter().all(|&b| b == 0) != zero {
+                        break;
+                    }
+                    run_end = next;
+                }
+                if zero {
+                    rustix::fs::seek(fd, rustix::fs::SeekFrom::Current((run_end - off) as i64))
+                        .map_err(|e| self.err(path, format!("seek: {e}")))?;
+                    holes = true;
+                } else {
+                    write_all(fd, &self.buf[off..run_end])
+                        .map_err(|e| self.err(path, format!("write: {e}")))?;
+                }
+                off = run_end;
             }
             total += n as u64;
             if total > MAX_ENTRY_SIZE {
                 return Err(self.err(path, "more data than any entry may hold"));
             }
+        }
+        if holes {
+            // A hole at the end is only a size.
+            rustix::fs::ftruncate(fd, total)
+                .map_err(|e| self.err(path, format!("set size: {e}")))?;
         }
         self.bytes += total;
         Ok(total)
@@ -455,14 +492,8 @@ impl LayerWriter {
         )
         .map_err(|e| self.err(path, format!("chown {}:{}: {e}", meta.uid, meta.gid)))?;
         if chmod {
-            // Just created by us as a device or fifo, never a symlink.
-            rustix::fs::chmodat(
-                &pfd,
-                name,
-                Mode::from_raw_mode(meta.mode & 0o7777),
-                AtFlags::empty(),
-            )
-            .map_err(|e| self.err(path, format!("chmod: {e}")))?;
+            chmod_nofollow(&pfd, name, meta.mode & 0o7777)
+                .map_err(|e| self.err(path, format!("chmod: {e}")))?;
         }
         if meta.xattrs.iter().any(|(k, _)| allowed_xattr(k)) {
             let mut p =
@@ -529,6 +560,7 @@ pub fn clean_path(raw: &[u8]) -> Result<Vec<u8>, String> {
         return Err(format!("path longer than {MAX_PATH} bytes"));
     }
     let mut out = Vec::with_capacity(raw.len());
+    let mut depth = 0;
     for comp in raw.split(|&b| b == b'/') {
         match comp {
             b"" | b"." => continue,
@@ -539,112 +571,104 @@ pub fn clean_path(raw: &[u8]) -> Result<Vec<u8>, String> {
                     out.push(b'/');
                 }
                 out.extend_from_slice(c);
+                depth += 1;
             }
         }
+    }
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "nested {depth} levels deep; more than {MAX_DEPTH} are refused"
+        ));
     }
     Ok(out)
 }
 
-/// Removes `name` under `dir` and everything below it, never following a
-/// symlink.
-pub fn remove_all_at(dir: BorrowedFd<'_>, name: &[u8]) -> rustix::io::Result<()> {
-    let fd = match rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::NOTDIR) | Err(Errno::LOOP) => {
-            return rustix::fs::unlinkat(dir, name, AtFlags::empty());
-        }
-        Err(Errno::NOENT) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let mut children = Vec::new();
-    let d = rustix::fs::Dir::read_from(&fd)?;
-    for e in d {
-        let e = e?;
-        let n = e.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            children.push((n.to_vec(), e.file_type() == FileType::Directory));
-        }
-    }
-    for (child, is_dir) in children {
-        if is_dir {
-            remove_all_at(fd.as_fd(), &child)?;
-        } else {
-            match rustix::fs::unlinkat(&fd, child.as_slice(), AtFlags::empty()) {
-                Err(Errno::ISDIR) => remove_all_at(fd.as_fd(), &child)?,
-                other => other?,
-            }
-        }
-    }
-    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
-}
-
-/// Removes a directory tree by path, without following symlinks in it.
-pub fn remove_tree(path: &Path) -> Result<()> {
-    let (parent, name) = match (path.parent(), path.file_name()) {
-        (Some(p), Some(n)) => (p, n),
-        _ => return Err(Error::invalid(path.display().to_string(), "cannot remove")),
-    };
-    let pfd = match rustix::fs::open(
-        parent,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(()),
-        Err(e) => return Err(e).ctx(|| format!("open {}", parent.display())),
-    };
-    // O_PATH fds cannot be read: reopen the parent for the walk.
-    let pfd = rustix::fs::openat(
-        &pfd,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ctx(|| format!("open {}", parent.display()))?;
-    remove_all_at(pfd.as_fd(), std::os::unix::ffi::OsStrExt::as_bytes(name))
-        .ctx(|| format!("remove {}", path.display()))
-}
-
-/// Unpacks an uncompressed tar stream into `dir`. The reader is left
-/// positioned after the archive's end marker.
-pub fn unpack_tar<R: Read>(reader: R, dir: &Path, layer: &str) -> Result<R> {
+/// Unpacks an uncompressed tar stream into `dir`. Returns the reader
+/// positioned after the archive's end marker (with any bytes read ahead).
+pub fn unpack_tar<R: Read>(
+    reader: R,
+    dir: &Path,
+    layer: &str,
+) -> Result<io::Chain<io::Cursor<Vec<u8>>, R>> {
     let mut w = LayerWriter::new(dir, layer)?;
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(TarGuard::new(reader));
+    let res = write_entries(&mut archive, &mut w, layer);
+    let guard = archive.into_inner();
+    // The guard's reason is the real one; the tar crate only saw an error.
+    if let Some(why) = guard.refusal() {
+        return Err(Error::Layer {
+            layer: layer.to_string(),
+            entry: String::new(),
+            why: why.to_string(),
+        });
+    }
+    res?;
+    w.finish()?;
+    Ok(guard.into_inner())
+}
+
+fn write_entries<R: Read>(
+    archive: &mut tar::Archive<R>,
+    w: &mut LayerWriter,
+    layer: &str,
+) -> Result<()> {
     let bad = |why: String| Error::Layer {
         layer: layer.to_string(),
         entry: String::new(),
         why,
     };
-    {
-        let entries = archive
-            .entries()
-            .map_err(|e| bad(format!("not a tar stream: {e}")))?;
-        for entry in entries {
-            let mut e = entry.map_err(|e| {
-                bad(format!(
-                    "malformed tar stream after {} entries: {e}",
-                    w.entries
-                ))
-            })?;
-            let path = e.path_bytes().into_owned();
-            let (meta, skip) = meta_of(&mut e).map_err(|why| Error::Layer {
-                layer: layer.to_string(),
-                entry: String::from_utf8_lossy(&path).into_owned(),
-                why,
-            })?;
-            if skip {
-                continue;
-            }
-            w.entry(&path, &meta, &mut e)?;
+    let entries = archive
+        .entries()
+        .map_err(|e| bad(format!("not a tar stream: {e}")))?;
+    for entry in entries {
+        let mut e = entry.map_err(|e| {
+            bad(format!(
+                "malformed tar stream after {} entries: {e}",
+                w.entries
+            ))
+        })?;
+        let path = e.path_bytes().into_owned();
+        let (meta, skip) = meta_of(&mut e).map_err(|why| Error::Layer {
+            layer: layer.to_string(),
+            entry: String::from_utf8_lossy(&path).into_owned(),
+            why,
+        })?;
+        if skip {
+            continue;
+        }
+        w.entry(&path, &meta, &mut e)?;
+    }
+    Ok(())
+}
+
+fn write_all(fd: &OwnedFd, mut data: &[u8]) -> rustix::io::Result<()> {
+    while !data.is_empty() {
+        match rustix::io::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
         }
     }
-    w.finish()?;
-    Ok(archive.into_inner())
+    Ok(())
+}
+
+/// chmod of `name` in `dir` without following a symlink there: opened as
+/// O_PATH | O_NOFOLLOW, checked, and changed through /proc/self/fd (an
+/// O_PATH descriptor cannot be fchmod'ed, and fchmodat's
+/// AT_SYMLINK_NOFOLLOW needs fchmodat2, Linux 6.6).
+fn chmod_nofollow(dir: &OwnedFd, name: &[u8], mode: u32) -> rustix::io::Result<()> {
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
+        return Err(Errno::LOOP);
+    }
+    let p = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    rustix::fs::chmod(p.as_str(), Mode::from_raw_mode(mode))
 }
 
 /// The metadata of a tar entry; `true` for headers that create nothing.
@@ -744,6 +768,8 @@ mod tests {
     #[test]
     fn cleans_paths() {
         assert_eq!(clean_path(b"./a//b/./c").unwrap(), b"a/b/c");
+        assert!(clean_path("d/".repeat(MAX_DEPTH).as_bytes()).is_ok());
+        assert!(clean_path("d/".repeat(MAX_DEPTH + 1).as_bytes()).is_err());
         assert_eq!(clean_path(b"./").unwrap(), b"");
         assert!(clean_path(b"/etc/passwd").is_err());
         assert!(clean_path(b"a/../../b").is_err());
