@@ -41,6 +41,9 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     fs::rename(&tmp, path).ctx(|| format!("rename {} to {}", tmp.display(), path.display()))
 }
 
+/// How long `start` waits for the created init to take the signal.
+const START_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Runtime {
     pub fn new(root: impl Into<PathBuf>, systemd_cgroup: bool) -> Self {
         Runtime {
@@ -74,11 +77,12 @@ impl Runtime {
         if !st.init_alive() {
             return Status::Stopped;
         }
-        if self.store.dir(&st.id).join(EXEC_FIFO).exists() {
-            return Status::Created;
-        }
+        // A created container can be paused too: frozen comes first.
         if Cgroup::from_record(st.cgroup.clone()).is_frozen() {
             return Status::Paused;
+        }
+        if self.store.dir(&st.id).join(EXEC_FIFO).exists() {
+            return Status::Created;
         }
         Status::Running
     }
@@ -130,6 +134,13 @@ impl Runtime {
                     "cannot start a container that has stopped",
                 ));
             }
+            Status::Paused => {
+                return Err(bad_state(
+                    id,
+                    Status::Paused,
+                    "cannot start a paused container: resume it first",
+                ));
+            }
             s => {
                 return Err(bad_state(
                     id,
@@ -149,6 +160,10 @@ impl Runtime {
         // it writes one byte, runs the startContainer hooks and execs, which
         // closes its end. The byte means started; the EOF means exec'd.
         let mut released = false;
+        // The init answers at once when it waits on the fifo; when it does
+        // not (it is stuck, or not ours any more), say so instead of
+        // waiting forever.
+        let answer_by = std::time::Instant::now() + START_ANSWER_TIMEOUT;
         loop {
             let mut pfd = [rustix::event::PollFd::new(
                 &fifo,
@@ -164,6 +179,12 @@ impl Runtime {
                 Ok(1) => released = true,
                 Ok(_) if released => break,
                 Ok(_) | Err(rustix::io::Errno::AGAIN) => {
+                    if !released && std::time::Instant::now() > answer_by {
+                        return Err(Error::Other(format!(
+                            "container {id}: its process did not take the start signal within {}s",
+                            START_ANSWER_TIMEOUT.as_secs()
+                        )));
+                    }
                     if !st.init_alive() {
                         if released {
                             break;
@@ -182,10 +203,7 @@ impl Runtime {
         let _ = fs::remove_file(&fifo_path);
         if let Ok(spec) = self.spec(id) {
             let oci = st.oci(Status::Running);
-            if let Err(e) = hooks::run(Kind::Poststart, spec.hooks().as_ref(), &oci) {
-                // The spec: a failing poststart hook is logged, not fatal.
-                crate::warn(&format!("{e}"));
-            }
+            hooks::run_warning(Kind::Poststart, spec.hooks().as_ref(), &oci);
         }
         Ok(())
     }
@@ -262,14 +280,12 @@ impl Runtime {
         let spec = self.spec(id).ok();
         self.store.remove(id)?;
         drop(lock);
-        if let Some(spec) = spec
-            && let Err(e) = hooks::run(
+        if let Some(spec) = spec {
+            hooks::run_warning(
                 Kind::Poststop,
                 spec.hooks().as_ref(),
                 &st.oci(Status::Stopped),
-            )
-        {
-            crate::warn(&format!("{e}"));
+            );
         }
         Ok(())
     }

@@ -155,7 +155,7 @@ impl Runtime {
         let resources = linux.resources().clone().unwrap_or_default();
         let devices: Vec<_> = linux.devices().iter().flatten().map(device_rule).collect();
         if !self.systemd_cgroup {
-            cg.create()?;
+            cg.create(true)?;
             undo.cgroup = Some(cg.clone());
             cg.apply(&resources, &devices)?;
         }
@@ -262,9 +262,11 @@ impl Runtime {
         undo.children.push(child);
 
         if self.systemd_cgroup {
-            undo.cgroup = Some(cg.clone());
+            // Only a scope we made is ours to stop and remove.
             cgroups::systemd::start_scope(&cg, child, id)?;
-            cg.create()?;
+            undo.cgroup = Some(cg.clone());
+            // systemd made the scope, with the container's first process.
+            cg.create(false)?;
             undo.cgroup = Some(cg.clone());
             cg.apply(&resources, &devices)?;
         }
@@ -275,6 +277,9 @@ impl Runtime {
                 linux.uid_mappings().as_deref().unwrap_or(&[]),
                 linux.gid_mappings().as_deref().unwrap_or(&[]),
             )?;
+        }
+        if let Some(adj) = process.oom_score_adj() {
+            crate::process::set_oom_score_adj(child, adj)?;
         }
         parent_chan.send(&Msg::Go { pid: child })?;
 

@@ -1,7 +1,7 @@
 //! Running another process in a live container: join its namespaces and
 //! cgroup, take its security settings, exec.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use oci_spec::runtime::{LinuxNamespaceType, Process};
@@ -90,7 +90,6 @@ impl Runtime {
             .ctx(|| format!("open {path}"))?;
             joins.push((t, fd));
         }
-        let userns = listed.contains(&LinuxNamespaceType::User);
         let fork_again =
             listed.contains(&LinuxNamespaceType::Pid) || listed.contains(&LinuxNamespaceType::Time);
 
@@ -120,7 +119,6 @@ impl Runtime {
                 let args = ChildArgs {
                     process: p,
                     joins: &joins,
-                    userns,
                     fork_again,
                     console: console_sock.as_ref(),
                     preserve_fds: o.preserve_fds,
@@ -142,6 +140,12 @@ impl Runtime {
             let _ = spawn::wait_status(pid);
         };
         if let Err(e) = cg.add_pid(child, in_cgroup) {
+            kill(child);
+            return Err(e);
+        }
+        if let Some(adj) = p.oom_score_adj()
+            && let Err(e) = process::set_oom_score_adj(child, adj)
+        {
             kill(child);
             return Err(e);
         }
@@ -210,7 +214,6 @@ impl Runtime {
 struct ChildArgs<'a> {
     process: &'a Process,
     joins: &'a [(LinuxNamespaceType, OwnedFd)],
-    userns: bool,
     fork_again: bool,
     console: Option<&'a OwnedFd>,
     preserve_fds: u32,
@@ -231,11 +234,7 @@ fn child_main(a: &ChildArgs, chan: &Channel) -> ! {
 /// exec error otherwise (exec does not return on success).
 fn child_setup(a: &ChildArgs, chan: &Channel) -> Result<Option<Error>> {
     process::reset_signals();
-    if !a.userns {
-        // Until exec, /proc/<pid>/exe of this process is the runtime
-        // binary on the host: keep container processes from opening it.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    }
+    process::undumpable();
     if let Some(cpus) = a
         .process
         .exec_cpu_affinity()
@@ -274,7 +273,7 @@ fn child_setup(a: &ChildArgs, chan: &Channel) -> Result<Option<Error>> {
         }
         console::become_tty(&pty.slave)?;
     }
-    process::apply_attributes(p, a.linux)?;
+    process::apply_attributes(p, a.linux, a.prepared)?;
     let early = a.prepared.seccomp_early(p);
     if early {
         a.prepared.load_seccomp(chan)?;
@@ -284,7 +283,7 @@ fn child_setup(a: &ChildArgs, chan: &Channel) -> Result<Option<Error>> {
     let env = process::environment(p);
     let args = p.args().as_deref().unwrap_or(&[]);
     let path = process::find_executable(&args[0], &env)?;
-    process::cloexec_from(3 + a.preserve_fds);
+    process::close_fds_except(3 + a.preserve_fds, &[chan.as_fd().as_raw_fd()]);
     if let Some(cpus) = p
         .exec_cpu_affinity()
         .as_ref()

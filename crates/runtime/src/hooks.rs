@@ -48,6 +48,18 @@ impl Kind {
     }
 }
 
+/// Runs the hooks of one kind in order, each of them: for poststart and
+/// poststop hooks the spec has a failure logged and the rest run.
+pub fn run_warning(kind: Kind, hooks: Option<&Hooks>, state: &OciState) {
+    let Some(hooks) = hooks else { return };
+    let input = serde_json::to_vec(state).expect("state serializes");
+    for h in kind.of(hooks) {
+        if let Err(e) = run_one(kind, h, &input) {
+            crate::warn(&e.to_string());
+        }
+    }
+}
+
 /// Runs the hooks of one kind in order; the first failure stops the rest.
 pub fn run(kind: Kind, hooks: Option<&Hooks>, state: &OciState) -> Result<()> {
     let Some(hooks) = hooks else { return Ok(()) };
@@ -84,9 +96,14 @@ fn run_one(kind: Kind, h: &Hook, input: &[u8]) -> Result<()> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| fail(format!("cannot run: {e}")))?;
-    // A hook that does not read its stdin must not fail the write.
+    // From a thread: a hook that does not read a large state must neither
+    // block us past its timeout nor fail the write. The pipe closes when
+    // the hook ends, which ends the thread.
     if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(input);
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
     }
     let deadline = h
         .timeout()

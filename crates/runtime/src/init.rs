@@ -75,6 +75,7 @@ enum Stage {
 
 fn setup(plan: &InitPlan, chan: &Channel) -> Result<Stage> {
     process::reset_signals();
+    process::undumpable();
     unsafe { libc::umask(0) };
     let Msg::Go { pid: host_pid } = (match chan.recv()? {
         Some(m) => m,
@@ -240,7 +241,12 @@ fn write_time_offsets(spec: &Spec) -> Result<()> {
         ));
     }
     if !text.is_empty() {
-        std::fs::write("/proc/self/timens_offsets", text).ctx(|| "write time namespace offsets")?;
+        // The file belongs to the host's root while this process cannot be
+        // dumped; nothing of the container runs yet in this window.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+        let written = std::fs::write("/proc/self/timens_offsets", text);
+        process::undumpable();
+        written.ctx(|| "write time namespace offsets")?;
     }
     Ok(())
 }
@@ -269,7 +275,7 @@ fn creating_state(plan: &InitPlan, pid: i32) -> OciState {
 /// fail is done before `Ready`, so `create` reports it.
 fn apply_process(plan: &InitPlan, p: &oci_spec::runtime::Process, chan: &Channel) -> Result<()> {
     let linux = plan.spec.linux().clone().unwrap_or_default();
-    process::apply_attributes(p, &linux)?;
+    process::apply_attributes(p, &linux, plan.prepared)?;
     if plan.prepared.seccomp_early(p) {
         plan.prepared.load_seccomp(chan)?;
     }
@@ -285,6 +291,12 @@ fn apply_process(plan: &InitPlan, p: &oci_spec::runtime::Process, chan: &Channel
 /// Blocks until `start` opens the fifo, then runs the startContainer hooks
 /// and execs the user's program.
 fn wait_and_exec(plan: &InitPlan) -> Result<std::convert::Infallible> {
+    // What the runtime opened before the fork goes before the long wait.
+    // (Here, not earlier: the owners of these fds live in the runtime's
+    // frames, which this process never returns to, while setup's own
+    // locals have closed theirs by now.)
+    let keep = [plan.fifo.as_raw_fd(), plan.proc_fd.as_raw_fd()];
+    process::close_fds_except(3 + plan.preserve_fds, &keep);
     let fifo_path = format!("self/fd/{}", plan.fifo.as_raw_fd());
     let fifo = rustix::fs::openat(
         plan.proc_fd,

@@ -5,6 +5,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::io;
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,18 @@ pub struct Prepared {
     /// The filter hands syscalls to a listener: it must be loaded while
     /// the runtime is still there to pass the notify fd on.
     pub seccomp_notify: bool,
+    /// The LSM label for the exec, decided from the host's /sys.
+    lsm: Option<LsmExec>,
+    /// The host's procfs: LSM attributes are written through it, never
+    /// through whatever the container has mounted at /proc.
+    host_proc: OwnedFd,
+}
+
+/// An LSM attribute file (under /proc/thread-self) and what goes in it.
+struct LsmExec {
+    attr: &'static str,
+    value: String,
+    what: String,
 }
 
 impl Prepared {
@@ -43,7 +56,15 @@ impl Prepared {
                 .seccomp()
                 .as_ref()
                 .is_some_and(crate::seccomp::uses_notify),
+            lsm: lsm_exec(p),
+            host_proc: crate::procfs::open_host_proc()?,
         })
+    }
+
+    /// Applies the AppArmor profile or SELinux label on exec.
+    pub fn set_lsm(&self) -> Result<()> {
+        let Some(l) = &self.lsm else { return Ok(()) };
+        crate::procfs::write_via(&self.host_proc, l.attr, &l.value).ctx(|| l.what.clone())
     }
 
     /// Whether the filter goes on before the user switch (and `Ready`):
@@ -73,11 +94,13 @@ impl Prepared {
 
 /// What every container process gets before the user switch: limits,
 /// scheduling, personality, memory policy, LSM labels and no_new_privs.
-pub fn apply_attributes(p: &Process, linux: &oci_spec::runtime::Linux) -> Result<()> {
+/// (oom_score_adj is the runtime's to set: see set_oom_score_adj.)
+pub fn apply_attributes(
+    p: &Process,
+    linux: &oci_spec::runtime::Linux,
+    prepared: &Prepared,
+) -> Result<()> {
     set_rlimits(p)?;
-    if let Some(adj) = p.oom_score_adj() {
-        set_oom_score_adj(adj)?;
-    }
     crate::procattrs::set_io_priority(p)?;
     if let Some(s) = p.scheduler() {
         crate::procattrs::set_scheduler(s)?;
@@ -88,7 +111,7 @@ pub fn apply_attributes(p: &Process, linux: &oci_spec::runtime::Linux) -> Result
     if let Some(m) = linux.memory_policy() {
         crate::procattrs::set_memory_policy(m)?;
     }
-    set_lsm(p)?;
+    prepared.set_lsm()?;
     if p.no_new_privileges() == Some(true) {
         set_no_new_privs()?;
     }
@@ -138,8 +161,11 @@ pub fn set_rlimits(p: &Process) -> Result<()> {
     Ok(())
 }
 
-pub fn set_oom_score_adj(adj: i32) -> Result<()> {
-    fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| {
+/// Sets the oom_score_adj of the child `pid` from the runtime, before the
+/// child runs anything: its forks inherit it, and the child need not
+/// write its own /proc while it cannot be dumped.
+pub fn set_oom_score_adj(pid: i32, adj: i32) -> Result<()> {
+    fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string()).map_err(|e| {
         let hint = if e.kind() == io::ErrorKind::PermissionDenied {
             " (lowering it needs CAP_SYS_RESOURCE)"
         } else {
@@ -156,28 +182,44 @@ pub fn set_no_new_privs() -> Result<()> {
     Ok(())
 }
 
-/// Applies an AppArmor profile or SELinux label on exec, where the host
-/// has that LSM; like runc, silently nothing where it has not.
-pub fn set_lsm(p: &Process) -> Result<()> {
+/// The AppArmor profile or SELinux label to apply on exec, where the host
+/// has that LSM; like runc, nothing where it has not.
+fn lsm_exec(p: &Process) -> Option<LsmExec> {
     if let Some(profile) = p.apparmor_profile().as_deref().filter(|s| !s.is_empty()) {
         let enabled = fs::read_to_string("/sys/module/apparmor/parameters/enabled")
             .is_ok_and(|s| s.trim() == "Y");
         if enabled {
+            // The per-LSM file where the kernel stacks LSMs.
             let attr = if Path::new("/proc/self/attr/apparmor/exec").exists() {
-                "/proc/self/attr/apparmor/exec"
+                "thread-self/attr/apparmor/exec"
             } else {
-                "/proc/self/attr/exec"
+                "thread-self/attr/exec"
             };
-            fs::write(attr, format!("exec {profile}"))
-                .ctx(|| format!("apply AppArmor profile {profile}"))?;
+            return Some(LsmExec {
+                attr,
+                value: format!("exec {profile}"),
+                what: format!("apply AppArmor profile {profile}"),
+            });
         }
     }
     if let Some(label) = p.selinux_label().as_deref().filter(|s| !s.is_empty())
         && Path::new("/sys/fs/selinux/enforce").exists()
     {
-        fs::write("/proc/self/attr/exec", label).ctx(|| format!("set SELinux label {label}"))?;
+        return Some(LsmExec {
+            attr: "thread-self/attr/exec",
+            value: label.to_string(),
+            what: format!("set SELinux label {label}"),
+        });
     }
-    Ok(())
+    None
+}
+
+/// Until it execs the user's program, a container process holds host
+/// file descriptors and its /proc/<pid>/exe is the runtime binary: with
+/// this, only the host's root may open its /proc files or ptrace it.
+/// execve makes the program's process dumpable again (when it may be).
+pub fn undumpable() {
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }
 
 /// Joins a new session keyring named after the container, so it does not
@@ -314,19 +356,51 @@ pub fn reset_signals() {
 
 /// Marks every fd from `first` on close-on-exec, so only stdio and the
 /// preserved fds reach the container.
+/// Closes every descriptor from `first` on except those in `keep`, then
+/// marks the kept ones close-on-exec: what the runtime opened before the
+/// fork and the process no longer needs (cgroup dirs, sockets, a pty
+/// master) is gone before anything of the container can look.
+pub fn close_fds_except(first: u32, keep: &[RawFd]) {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .filter(|&fd| fd >= first)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut lo = first;
+    for k in keep.iter().copied().chain([u32::MAX]) {
+        if k > lo {
+            let hi = if k == u32::MAX { k } else { k - 1 };
+            let r = unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0) };
+            if r != 0 {
+                // Before Linux 5.9: one by one, from what /proc lists.
+                for fd in open_fds().into_iter().filter(|&fd| fd >= lo && fd <= hi) {
+                    unsafe { libc::close(fd as RawFd) };
+                }
+            }
+        }
+        lo = k.saturating_add(1);
+    }
+    cloexec_from(first);
+}
+
+fn open_fds() -> Vec<u32> {
+    fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn cloexec_from(first: u32) {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
     if r != 0 {
         // Before Linux 5.11: walk /proc/self/fd.
-        if let Ok(dir) = fs::read_dir("/proc/self/fd") {
-            let fds: Vec<i32> = dir
-                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .filter(|fd| *fd >= first as i32)
-                .collect();
-            for fd in fds {
-                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-            }
+        for fd in open_fds().into_iter().filter(|&fd| fd >= first) {
+            unsafe { libc::fcntl(fd as RawFd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
     }
 }

@@ -1,5 +1,12 @@
 //! What /proc says about a process: enough to tell whether the pid we stored
-//! still names the process we started (pids are reused).
+//! still names the process we started (pids are reused), and writing
+//! process attributes through the host's procfs.
+
+use std::os::fd::OwnedFd;
+
+use rustix::fs::{Mode, OFlags};
+
+use crate::error::{Context, Error, Result};
 
 /// The fields of /proc/<pid>/stat that the runtime needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +48,36 @@ pub fn is_alive(pid: i32, start_time: u64) -> bool {
         Some(s) => s.start_time == start_time && s.state != b'Z' && s.state != b'X',
         None => false,
     }
+}
+
+/// An O_PATH handle on the host's /proc, checked to be procfs: what
+/// container processes write their own attributes through once the
+/// container's /proc (whatever the config mounted there) is all they see.
+pub fn open_host_proc() -> Result<OwnedFd> {
+    let fd = rustix::fs::open(
+        "/proc",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| "open /proc")?;
+    let st = rustix::fs::fstatfs(&fd).ctx(|| "statfs /proc")?;
+    if st.f_type != libc::PROC_SUPER_MAGIC {
+        return Err(Error::Other("/proc is not procfs".into()));
+    }
+    Ok(fd)
+}
+
+/// Writes `value` to `/proc/<which>` through the host procfs handle, where
+/// `which` is e.g. `thread-self/attr/exec` or `1234/oom_score_adj`.
+pub fn write_via(proc_fd: &OwnedFd, which: &str, value: &str) -> std::io::Result<()> {
+    let f = rustix::fs::openat(
+        proc_fd,
+        which,
+        OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )?;
+    let mut f = std::fs::File::from(f);
+    std::io::Write::write_all(&mut f, value.as_bytes())
 }
 
 #[cfg(test)]

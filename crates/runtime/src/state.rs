@@ -140,9 +140,10 @@ impl Store {
     /// other container has it.
     pub fn create_dir(&self, id: &str) -> Result<PathBuf> {
         id::validate(id)?;
+        // Only root looks into the state of every container.
         fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o711)
+            .mode(0o700)
             .create(&self.root)
             .ctx(|| format!("create state root {}", self.root.display()))?;
         let dir = self.dir(id);

@@ -108,6 +108,72 @@ fn bad_cgroups_path_is_refused() {
 }
 
 #[test]
+fn a_cgroups_path_naming_the_root_is_refused() {
+    let sb = Sandbox::new();
+    for path in ["/", ".", "/./"] {
+        let mut b = sb.bundle(&["true"]);
+        b.set("/linux/cgroupsPath", json!(path));
+        b.save();
+        let id = sb.id("cgroot");
+        let out = sb.rt(&["create", "--bundle", b.path(), &id]);
+        assert!(!out.status.success(), "{path} was taken");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("linux.cgroupsPath"), "{path}: {err}");
+        assert_gone(&sb, &id);
+    }
+}
+
+#[test]
+fn a_cgroup_with_processes_is_not_taken_over() {
+    require!(v1_host(), "needs the v1 pids hierarchy");
+    let sb = Sandbox::new();
+    let name = format!("berth-busy-{}", std::process::id());
+    let dir = std::path::Path::new("/sys/fs/cgroup/pids").join(&name);
+    std::fs::create_dir(&dir).unwrap();
+    let mut other = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    std::fs::write(dir.join("cgroup.procs"), other.id().to_string()).unwrap();
+    let mut b = sb.bundle(&["true"]);
+    b.set("/linux/cgroupsPath", json!(format!("/{name}")));
+    b.save();
+    let id = sb.id("cgbusy");
+    let out = sb.rt(&["create", "--bundle", b.path(), &id]);
+    let still_running = other.try_wait().unwrap().is_none();
+    let _ = other.kill();
+    let _ = other.wait();
+    let _ = std::fs::remove_dir(&dir);
+    assert!(!out.status.success(), "create took a busy cgroup");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already has 1 process"), "{err}");
+    assert!(still_running, "the cgroup's process was killed");
+    assert!(!sb.root.join(&id).exists());
+    // The other hierarchies' directories, made by the failed create, are gone.
+    let left: Vec<_> = cgroup_dirs(&name)
+        .into_iter()
+        .filter(|d| *d != dir)
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn delete_removes_cgroups_made_below_the_containers() {
+    require!(v1_host(), "needs the v1 memory hierarchy");
+    let sb = Sandbox::new();
+    let b = sb.bundle(&["sleep", "60"]);
+    let id = sb.id("nested");
+    sb.start(&b, &id);
+    let mem = host_dir(&id, "memory");
+    std::fs::create_dir_all(mem.join("sub/deeper")).unwrap();
+    let pid = sb.state(&id)["pid"].as_i64().unwrap();
+    std::fs::write(mem.join("sub/deeper/cgroup.procs"), pid.to_string()).unwrap();
+    sb.ok(&["delete", "--force", &id]);
+    assert!(!mem.exists(), "{} remains", mem.display());
+    assert_gone(&sb, &id);
+}
+
+#[test]
 fn pids_limit_is_enforced() {
     let sb = Sandbox::new();
     let mut b = sb.bundle(&[

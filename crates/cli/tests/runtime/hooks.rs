@@ -129,3 +129,51 @@ fn a_failing_poststart_hook_only_warns() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("poststart"), "a warning names the hook: {err}");
 }
+
+#[test]
+fn after_a_failing_poststart_or_poststop_hook_the_others_still_run() {
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&["true"]);
+    let mark = |name: &str| {
+        let f = sb.dir.path().join(name);
+        json!({"path": "/bin/sh", "args": ["sh", "-c", format!("touch {}", f.display())]})
+    };
+    b.set(
+        "/hooks/poststart",
+        json!([{"path": "/bin/false"}, mark("after-poststart")]),
+    );
+    b.set(
+        "/hooks/poststop",
+        json!([{"path": "/bin/false"}, mark("after-poststop")]),
+    );
+    let id = sb.id("hooksgoon");
+    let (code, _, err) = sb.run(&b, &id);
+    assert_eq!(code, 0, "{err}");
+    assert!(sb.dir.path().join("after-poststart").exists(), "{err}");
+    assert!(sb.dir.path().join("after-poststop").exists(), "{err}");
+}
+
+#[test]
+fn a_hook_that_never_reads_a_large_state_still_times_out() {
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&["true"]);
+    // A state far larger than a pipe holds, for a hook that never reads it.
+    b.set("/annotations", json!({"big": "x".repeat(1 << 20)}));
+    b.set(
+        "/hooks/createRuntime",
+        json!([{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]),
+    );
+    b.save();
+    let id = sb.id("bigstate");
+    let t = std::time::Instant::now();
+    let out = sb.rt(&["create", "--bundle", b.path(), &id]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("timed out"), "{err}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_gone(&sb, &id);
+}

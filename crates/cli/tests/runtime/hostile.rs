@@ -345,3 +345,38 @@ fn nul_bytes_and_oversized_configs_are_refused() {
     );
     assert_gone(&sb, &id);
 }
+
+#[test]
+fn the_runtime_binary_and_host_fds_are_out_of_the_containers_reach() {
+    let sb = Sandbox::new();
+    let b = sb.bundle(&["true"]);
+    b.save();
+    let id = sb.id("exe");
+    // Created, not started: the init still runs the runtime's code.
+    sb.ok(&["create", "--bundle", b.path(), &id]);
+    let pid = sb.state(&id)["pid"].as_i64().unwrap();
+    // Its /proc/<pid>/exe is a view of the binary that no write reaches
+    // (without it, the host's root would get ETXTBSY, and later succeed).
+    let e = std::fs::OpenOptions::new()
+        .append(true)
+        .open(format!("/proc/{pid}/exe"))
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+    // It holds nothing of the host's beyond the fifo, /proc and its channel.
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_link(e.path()).unwrap().display().to_string())
+        .collect();
+    assert!(fds.len() <= 6, "{fds:?}");
+    assert!(
+        !fds.iter().any(|f| f.starts_with("/sys/fs/cgroup")),
+        "{fds:?}"
+    );
+    // And a process of the container cannot look into it (it may list
+    // the fd numbers, but not follow them).
+    let probe = "for f in /proc/1/exe /proc/1/fd/0 /proc/1/environ /proc/self/environ; do \
+                 cat $f > /dev/null 2>&1 && echo \"read $f\"; done";
+    let out = sb.ok(&["exec", &id, "sh", "-c", probe]);
+    assert_eq!(out.trim(), "read /proc/self/environ");
+}

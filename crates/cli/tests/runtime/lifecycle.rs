@@ -212,6 +212,25 @@ fn pause_and_resume_freeze_the_processes() {
 }
 
 #[test]
+fn a_paused_created_container_starts_only_after_resume() {
+    let sb = Sandbox::new();
+    let b = sb.bundle(&["sh", "-c", "echo go > /tmp/started; sleep 60"]);
+    b.save();
+    let id = sb.id("pausecreated");
+    sb.ok(&["create", "--bundle", b.path(), &id]);
+    sb.ok(&["pause", &id]);
+    assert_eq!(sb.state(&id)["status"], "paused");
+    let out = sb.rt(&["start", &id]);
+    assert!(!out.status.success(), "a frozen container was started");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("paused"));
+    sb.ok(&["resume", &id]);
+    assert_eq!(sb.state(&id)["status"], "created");
+    sb.ok(&["start", &id]);
+    wait_for(|| b.rootfs().join("tmp/started").exists());
+    assert_eq!(sb.state(&id)["status"], "running");
+}
+
+#[test]
 fn ps_lists_the_container_processes() {
     let sb = Sandbox::new();
     let b = sb.bundle(&["sh", "-c", "sleep 1000 & wait"]);

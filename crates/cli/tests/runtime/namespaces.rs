@@ -109,6 +109,42 @@ fn user_namespace_maps_ids() {
 }
 
 #[test]
+fn user_and_time_namespaces_with_an_oom_score_adj() {
+    // The process cannot be dumped until it execs, so its /proc files
+    // belong to the host's root: oom_score_adj and the time offsets must
+    // still be set.
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&[
+        "sh",
+        "-c",
+        "cat /proc/self/oom_score_adj; grep monotonic /proc/self/timens_offsets",
+    ]);
+    b.push("/linux/namespaces", json!({"type": "user"}));
+    b.push("/linux/namespaces", json!({"type": "time"}));
+    b.set(
+        "/linux/timeOffsets",
+        json!({"monotonic": {"secs": 77, "nanosecs": 0}}),
+    );
+    b.set("/process/oomScoreAdj", json!(321));
+    for key in ["/linux/uidMappings", "/linux/gidMappings"] {
+        b.set(
+            key,
+            json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
+        );
+    }
+    let status = Command::new("chown")
+        .args(["-R", "100000:100000"])
+        .arg(b.rootfs())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = sb.output(&b, "usertime");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "321");
+    assert!(lines[1].split_whitespace().nth(1) == Some("77"), "{out}");
+}
+
+#[test]
 fn user_namespace_with_a_joined_network_namespace() {
     // The slow path: join first (as the host's root), then create the user
     // namespace, then fork into the new pid namespace.

@@ -73,6 +73,20 @@ fn capabilities_all_five_sets() {
 }
 
 #[test]
+fn a_config_without_capabilities_gets_none() {
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&["cat", "/proc/self/status"]);
+    b.config["process"]
+        .as_object_mut()
+        .unwrap()
+        .remove("capabilities");
+    let out = sb.output(&b, "nocaps");
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert_eq!(status_field(&out, set), "0000000000000000", "{set}");
+    }
+}
+
+#[test]
 fn no_new_privileges_and_rlimits() {
     let sb = Sandbox::new();
     let mut b = sb.bundle(&[

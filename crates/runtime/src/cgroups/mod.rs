@@ -149,22 +149,38 @@ impl Cgroup {
     }
 
     /// Creates the directories (recording the ancestors it had to make) and
-    /// prepares them so that processes can join.
-    pub fn create(&mut self) -> Result<()> {
-        let mut created_parents = Vec::new();
-        for dir in &self.record.dirs {
-            let made = mkdir_all(&dir.path)?;
-            for p in made.iter().filter(|p| **p != dir.path) {
-                created_parents.push(p.clone());
+    /// prepares them so that processes can join. With `own`, a directory
+    /// that exists already must have no processes: another container's
+    /// cgroup, or a service's, is not ours to share, limit or kill. On
+    /// failure, whatever it made is removed again.
+    pub fn create(&mut self, own: bool) -> Result<()> {
+        let mut made_all = Vec::new();
+        let res = (|| {
+            for dir in &self.record.dirs {
+                let made = mkdir_all(&dir.path)?;
+                let existed = !made.contains(&dir.path);
+                made_all.extend(made);
+                if own && existed {
+                    ensure_no_members(&dir.path)?;
+                }
+                if !dir.v2 && dir.controllers.iter().any(|c| c == "cpuset") {
+                    v1::init_cpuset(&dir.path)?;
+                }
+                if dir.v2 {
+                    v2::enable_controllers(&dir.path, &dir.controllers);
+                }
             }
-            if !dir.v2 && dir.controllers.iter().any(|c| c == "cpuset") {
-                v1::init_cpuset(&dir.path)?;
+            Ok(())
+        })();
+        if let Err(e) = res {
+            for d in made_all.iter().rev() {
+                let _ = fs::remove_dir(d);
             }
-            if dir.v2 {
-                v2::enable_controllers(&dir.path, &dir.controllers);
-            }
+            return Err(e);
         }
-        self.record.created_parents = created_parents;
+        let leaves: Vec<&PathBuf> = self.record.dirs.iter().map(|d| &d.path).collect();
+        made_all.retain(|p| !leaves.contains(&p));
+        self.record.created_parents = made_all;
         Ok(())
     }
 
@@ -244,30 +260,49 @@ impl Cgroup {
             .is_some_and(|d| read(&d.path, "cgroup.freeze").is_ok_and(|s| s == "1"))
     }
 
-    /// Removes the directories. Processes still inside are killed first:
-    /// a cgroup with members cannot be removed.
+    /// Removes the directories, and any cgroups the container made below
+    /// them, deepest first. Processes still inside are killed first: a
+    /// cgroup with members cannot be removed.
     pub fn destroy(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(5);
         for d in &self.record.dirs {
-            loop {
-                match fs::remove_dir(&d.path) {
-                    Ok(()) => break,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    Err(e)
-                        if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
-                    {
-                        self.kill_members(&d.path);
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err(e) => return Err(err(format!("remove {}", d.path.display()), e)),
-                }
-            }
+            self.remove_tree(&d.path, deadline, 0)?;
         }
         for p in self.record.created_parents.iter().rev() {
             // Another container may share the ancestor: leave it then.
             let _ = fs::remove_dir(p);
         }
         Ok(())
+    }
+
+    fn remove_tree(&self, dir: &Path, deadline: Instant, depth: usize) -> Result<()> {
+        // The kernel bounds cgroup nesting far below this; a bound here
+        // keeps a hostile tree from exhausting the stack all the same.
+        const MAX_DEPTH: usize = 256;
+        if depth > MAX_DEPTH {
+            return Err(Error::Cgroup(format!(
+                "{} is nested too deeply",
+                dir.display()
+            )));
+        }
+        if let Ok(entries) = fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    self.remove_tree(&e.path(), deadline, depth + 1)?;
+                }
+            }
+        }
+        loop {
+            match fs::remove_dir(dir) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    self.kill_members(dir);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(err(format!("remove {}", dir.display()), e)),
+            }
+        }
     }
 
     fn kill_members(&self, dir: &Path) {
@@ -283,15 +318,34 @@ impl Cgroup {
     }
 }
 
-/// Rejects paths that climb out of the hierarchy.
+/// Rejects paths that climb out of the hierarchy or name the root of
+/// where they start: a container gets a cgroup of its own.
 fn check_path(p: &Path) -> Result<()> {
-    if p.components()
-        .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
+    use std::path::Component;
+    if p.components().any(|c| matches!(c, Component::ParentDir)) {
         return Err(Error::config(
             "linux.cgroupsPath",
             format!("{} must not contain '..'", p.display()),
         ));
+    }
+    if !p.components().any(|c| matches!(c, Component::Normal(_))) {
+        return Err(Error::config(
+            "linux.cgroupsPath",
+            format!("{} names no cgroup below the hierarchy's root", p.display()),
+        ));
+    }
+    Ok(())
+}
+
+/// Fails when the existing cgroup `dir` has processes.
+fn ensure_no_members(dir: &Path) -> Result<()> {
+    let procs = read(dir, "cgroup.procs")?;
+    let n = procs.lines().filter(|l| !l.trim().is_empty()).count();
+    if n > 0 {
+        return Err(Error::Cgroup(format!(
+            "{} already has {n} process(es): a container needs a cgroup of its own",
+            dir.display()
+        )));
     }
     Ok(())
 }

@@ -79,7 +79,24 @@ pub fn parse_path(cgroups_path: Option<&Path>, id: &str) -> Result<(String, Stri
     } else {
         format!("{prefix}-{name}.scope")
     };
+    if name.is_empty() || !is_unit_name(&unit) {
+        return Err(Error::config(
+            "linux.cgroupsPath",
+            format!("{unit:?} is not a valid systemd unit name"),
+        ));
+    }
+    // expand_slice checks the slice's own name.
+    expand_slice(slice)?;
     Ok((slice.to_string(), unit))
+}
+
+/// A unit name as systemd accepts it: ASCII letters, digits and `:-_.\@`,
+/// at most 255 bytes. (Slashes would reach outside the slice's directory.)
+fn is_unit_name(unit: &str) -> bool {
+    unit.len() <= 255
+        && unit
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":-_.\\@".contains(&b))
 }
 
 /// systemd as PID 1 leaves this directory.
@@ -249,5 +266,14 @@ mod tests {
             ("system.slice".into(), "berth-x.scope".into())
         );
         assert!(parse_path(Some(Path::new("/a/b")), "x").is_err());
+        for bad in [
+            "machine.slice:pre:../../etc",
+            "machine.slice:a/b:c",
+            "machine.slice:pre:",
+            "../x.slice:pre:c",
+            "machine.slice:pre:na me",
+        ] {
+            assert!(parse_path(Some(Path::new(bad)), "x").is_err(), "{bad}");
+        }
     }
 }

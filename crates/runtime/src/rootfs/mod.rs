@@ -196,17 +196,17 @@ impl<'a> Rootfs<'a> {
         // A symlinked /proc or /sys would let the masked paths land
         // somewhere else than where they mean to hide things.
         let strict = matches!(typ, "proc" | "sysfs");
-        let target =
+        let mut target =
             inroot::mkdir_all(self.root(), dest, 0o755).map_err(os("create the mount point"))?;
         if strict {
-            inroot::open_with(self.root(), dest, OFlags::PATH, ResolveFlags::NO_SYMLINKS).map_err(
-                |_| {
+            // Resolved once, without symlinks, and mounted on that very fd.
+            target = inroot::open_with(self.root(), dest, OFlags::PATH, ResolveFlags::NO_SYMLINKS)
+                .map_err(|_| {
                     Error::config(
                         format!("{field}.destination"),
                         format!("{} must not be a symlink", dest.display()),
                     )
-                },
-            )?;
+                })?;
         }
         let copy_from = if opts.tmpcopyup {
             Some(inroot::reopen_dir(&target).map_err(os("open"))?)

@@ -2,6 +2,7 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
@@ -137,6 +138,14 @@ fn mask(p: &Path) -> io::Result<()> {
             Some("size=0k"),
         )
     } else {
+        // The container's /dev/null, which the config may have bound from
+        // anywhere: it must be the null device, or the "mask" shows data.
+        let null = fs::metadata("/dev/null")?;
+        if !null.file_type().is_char_device() || null.rdev() != libc::makedev(1, 3) {
+            return Err(io::Error::other(
+                "the container's /dev/null is not the null device",
+            ));
+        }
         mountcall::mount(Some(Path::new("/dev/null")), p, None, libc::MS_BIND, None)
     }
 }
