@@ -316,7 +316,7 @@ fn check_sysctl(key: &str, ns: &Namespaces) -> Result<()> {
             "is not a namespaced sysctl; setting it would change the host",
         ));
     };
-    if !ns.contains(needs) {
+    if !ns.contains(needs) || ns.joins_hosts(needs) {
         return Err(Error::config(
             format!("linux.sysctl.{key}"),
             format!(

@@ -181,9 +181,11 @@ pub fn wait(relay: &SignalRelay, pid: i32, pty: Option<OwnedFd>) -> Result<i32> 
                             copy_winsize(m.as_fd());
                         }
                     }
-                    s => {
+                    // Once reaped, the pid may name someone else's process.
+                    s if status.is_none() => {
                         unsafe { libc::kill(pid, s) };
                     }
+                    _ => {}
                 }
             }
         }

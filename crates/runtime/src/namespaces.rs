@@ -89,6 +89,25 @@ impl Namespaces {
         self.entries.iter().any(|(x, p)| *x == t && p.is_none())
     }
 
+    /// True when `t` is joined by a path that names the runtime's own
+    /// namespace of that type: the host's, for all purposes of a config.
+    pub fn joins_hosts(&self, t: LinuxNamespaceType) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Some(path) = self
+            .entries
+            .iter()
+            .find(|(x, _)| *x == t)
+            .and_then(|(_, p)| p.as_ref())
+        else {
+            return false;
+        };
+        let own = std::fs::metadata(format!("/proc/self/ns/{}", name(t)));
+        match (std::fs::metadata(path), own) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+
     pub fn is_joined(&self, t: LinuxNamespaceType) -> bool {
         self.entries.iter().any(|(x, p)| *x == t && p.is_some())
     }

@@ -107,6 +107,17 @@ fn hostname_without_uts_namespace_and_net_sysctl_without_netns() {
         err.contains("net.ipv4.ip_forward") && err.contains("net namespace"),
         "{err}"
     );
+    // Joining the host's own network namespace by path is no better.
+    let before = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    let host = format!("/proc/{}/ns/net", std::process::id());
+    b.push(
+        "/linux/namespaces",
+        json!({"type": "network", "path": host}),
+    );
+    let err = create_fails(&sb, &b, "hostnet");
+    assert!(err.contains("net.ipv4.ip_forward"), "{err}");
+    let after = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    assert_eq!(before, after);
 }
 
 #[test]
