@@ -813,8 +813,7 @@ mod tests {
         let err = tokio::time::timeout(Duration::from_secs(30), c.blob_response("r", &d, 0))
             .await
             .expect("an endless error body holds the request")
-            .err()
-            .expect("a 404 is an error");
+            .expect_err("a 404 is an error");
         let err = err.to_string();
         assert!(err.contains("404") && err.contains(d.as_str()), "{err}");
         // What was read is what the socket buffers held besides the cap.

@@ -728,10 +728,8 @@ mod tests {
             .collect();
         // Clean up before asserting.
         for m in &moved {
-            let _ = rustix::mount::unmount(
-                &m.join("diff/sub/mnt"),
-                rustix::mount::UnmountFlags::DETACH,
-            );
+            let _ =
+                rustix::mount::unmount(m.join("diff/sub/mnt"), rustix::mount::UnmountFlags::DETACH);
         }
         let _ = rustix::mount::unmount(&mnt, rustix::mount::UnmountFlags::DETACH);
         let err = res.unwrap_err();
