@@ -59,7 +59,9 @@ pub fn save(
     let _lock = store.lock_shared()?;
     match format {
         Format::OciDir => save_oci(store, images, out),
-        Format::DockerArchive => save_docker(store, images, out),
+        Format::DockerArchive => save_docker(store, images, out).inspect_err(|_| {
+            let _ = std::fs::remove_file(out.with_extension("partial"));
+        }),
     }
 }
 
@@ -69,15 +71,16 @@ fn save_oci(store: &Store, images: &[(ImageRecord, String)], out: &Path) -> Resu
     std::fs::write(out.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
         .ctx(|| format!("write {}/oci-layout", out.display()))?;
     let mut manifests = Vec::new();
+    let mut copied = std::collections::HashSet::new();
     for (img, name) in images {
-        let mut all = vec![img.manifest_digest.clone(), img.id.clone()];
-        all.extend(img.layers.iter().map(|l| l.digest.clone()));
-        for d in all {
-            let dest = blobs.join(d.hex());
-            if !dest.exists() {
-                // A copy, never a hard link: the output is the user's to
-                // change, and the store's blobs must not change with it.
-                std::fs::copy(store.blob_path(&d), &dest).ctx(|| format!("copy blob {d}"))?;
+        let mut all = vec![
+            (img.manifest_digest.clone(), None),
+            (img.id.clone(), Some(img.config_size)),
+        ];
+        all.extend(img.layers.iter().map(|l| (l.digest.clone(), Some(l.size))));
+        for (d, size) in all {
+            if copied.insert(d.clone()) {
+                copy_blob(store, &d, size, &blobs)?;
             }
         }
         let tag = Reference::parse(name)
@@ -103,6 +106,42 @@ fn save_oci(store: &Store, images: &[(ImageRecord, String)], out: &Path) -> Resu
     .ctx(|| format!("write {}/index.json", out.display()))
 }
 
+/// Copies blob `d` into `blobs` (an OCI layout's blobs/sha256): a copy,
+/// never a hard link (the output is the user's to change, and the store's
+/// blobs must not change with it), of exactly the size the image record
+/// says, written under a temporary name and renamed over whatever was
+/// there (a symlink in the way is replaced, not followed).
+fn copy_blob(store: &Store, d: &Digest, size: Option<u64>, blobs: &Path) -> Result<()> {
+    let src = store.blob_path(d);
+    let mut from = File::open(&src).ctx(|| format!("open blob {d}"))?;
+    let have = from.metadata().ctx(|| format!("stat blob {d}"))?.len();
+    if let Some(want) = size.filter(|&w| w != have) {
+        return Err(Error::invalid(
+            format!("blob {d} in the store"),
+            format!("{have} bytes, the image record says {want}: pull the image again"),
+        ));
+    }
+    let tmp = blobs.join(format!(".{}.tmp-{}", d.hex(), std::process::id()));
+    let res = (|| {
+        let mut to = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        let n = io::copy(&mut from, &mut to)?;
+        if n != have {
+            return Err(io::Error::other(format!(
+                "copied {n} bytes, the blob has {have}"
+            )));
+        }
+        to.sync_all()?;
+        std::fs::rename(&tmp, blobs.join(d.hex()))
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res.ctx(|| format!("copy blob {d} to {}", blobs.display()))
+}
+
 /// docker-archive: manifest.json, the config, and each layer as an
 /// uncompressed tar (what `docker load` and `podman load` read).
 fn save_docker(store: &Store, images: &[(ImageRecord, String)], out: &Path) -> Result<()> {
@@ -123,6 +162,16 @@ fn save_docker(store: &Store, images: &[(ImageRecord, String)], out: &Path) -> R
         };
     for (img, name) in images {
         let config = store.read_blob(&img.id)?;
+        if config.len() as u64 != img.config_size {
+            return Err(Error::invalid(
+                format!("config {} in the store", img.id),
+                format!(
+                    "{} bytes, the image record says {}: pull the image again",
+                    config.len(),
+                    img.config_size
+                ),
+            ));
+        }
         let cname = format!("{}.json", img.id.hex());
         if written.insert(cname.clone()) {
             add(
@@ -286,18 +335,19 @@ fn commit_image(
     let mut infos = Vec::new();
     for mut l in layers {
         let _lock = store.lock_blob(&l.digest)?;
-        if !store.has_layer(&l.chain_id) {
-            let prefix =
-                File::open(store.blob_path(&l.digest)).ctx(|| format!("open blob {}", l.digest))?;
-            let job = Job {
-                digest: l.digest.clone(),
-                size: l.size,
-                diff_id: l.diff_id.clone(),
-                chain_id: l.chain_id.clone(),
-                unpack: true,
-            };
-            ingest::run(store, &job, Some(prefix), None, None)?;
-        }
+        // Decompressed and checked against its diffID also when the layer
+        // is there already: the blob is recorded as this layer, and must be
+        // it (a blob claiming a known diffID would otherwise be taken).
+        let prefix =
+            File::open(store.blob_path(&l.digest)).ctx(|| format!("open blob {}", l.digest))?;
+        let job = Job {
+            digest: l.digest.clone(),
+            size: l.size,
+            diff_id: l.diff_id.clone(),
+            chain_id: l.chain_id.clone(),
+            unpack: !store.has_layer(&l.chain_id),
+        };
+        ingest::run(store, &job, Some(prefix), None, None)?;
         l.unpacked = store.layer_size(&l.chain_id);
         infos.push(l);
     }

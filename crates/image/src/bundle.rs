@@ -29,6 +29,9 @@ pub struct Bundle {
     pub snapshotter: Snapshotter,
     /// The config.json written, for callers that adjust and rewrite it.
     pub config: Value,
+    /// Why overlay was not used, when no snapshotter was asked for and
+    /// this host cannot mount overlay: callers say so.
+    pub fallback: Option<String>,
 }
 
 pub fn create_bundle(
@@ -60,13 +63,16 @@ fn build(
 ) -> Result<Bundle> {
     let config_bytes = store.read_blob(&image.id)?;
     let config = crate::manifest::parse_config(&config_bytes, &format!("config {}", image.id))?;
+    let mut fallback = None;
     let (rootfs, kind) = match snapshot::prepare(store, image, id, kind) {
         Ok(r) => (r, kind),
         // Only where overlay cannot work at all: a failure of an overlay
         // that could work (too many layers for this kernel, say) is
         // reported, not papered over with a slow copy.
-        Err(crate::Error::Unsupported { .. }) if opts.snapshotter.is_none() => {
-            // No overlay here (or not on this filesystem): copy instead.
+        Err(e @ crate::Error::Unsupported { .. }) if opts.snapshotter.is_none() => {
+            // No overlay here (or not on this filesystem): copy instead,
+            // and say why.
+            fallback = Some(e.to_string());
             snapshot::remove(store, id)?;
             store.remove_container(id)?;
             store.add_container(id, &image.id, Snapshotter::Copy.name())?;
@@ -92,6 +98,7 @@ fn build(
         rootfs,
         snapshotter: kind,
         config: spec,
+        fallback,
     })
 }
 

@@ -706,4 +706,165 @@ mod tests {
         assert_eq!(m, " (MANIFEST_UNKNOWN manifest unknown)");
         assert_eq!(registry_message("<html>"), "");
     }
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// What the fake registry answers a request with: a head, then a body
+    /// of `body` repeated `times` times (u64::MAX: without end).
+    struct Answer {
+        head: String,
+        body: Vec<u8>,
+        times: u64,
+    }
+
+    /// A plain-HTTP server on 127.0.0.1 answering each request (its head,
+    /// as text) with `answer`. Counts the body bytes it managed to send.
+    async fn fake_registry(
+        answer: impl Fn(&str) -> Answer + Send + Sync + 'static,
+    ) -> (String, Arc<AtomicU64>, Arc<std::sync::Mutex<Vec<String>>>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = l.local_addr().unwrap().to_string();
+        let sent = Arc::new(AtomicU64::new(0));
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let answer = Arc::new(answer);
+        let (s2, l2) = (sent.clone(), log.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut c, _)) = l.accept().await else {
+                    return;
+                };
+                let (answer, sent, log) = (answer.clone(), s2.clone(), l2.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let mut head = Vec::new();
+                        let mut b = [0u8; 1];
+                        while !head.ends_with(b"\r\n\r\n") {
+                            if c.read(&mut b).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            // A TLS hello: not for us.
+                            if head.is_empty() && b[0] == 0x16 {
+                                return;
+                            }
+                            head.push(b[0]);
+                        }
+                        let text = String::from_utf8_lossy(&head).into_owned();
+                        log.lock().unwrap().push(text.clone());
+                        let a = answer(&text);
+                        if c.write_all(a.head.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        for _ in 0..a.times {
+                            if c.write_all(&a.body).await.is_err() {
+                                return;
+                            }
+                            sent.fetch_add(a.body.len() as u64, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        (host, sent, log)
+    }
+
+    fn client(host: &str) -> RegistryClient {
+        let d = tempfile::tempdir().unwrap();
+        let opts = TransportOptions {
+            certs_dir: d.path().to_path_buf(),
+            tls_verify: Some(false),
+            credentials: CredentialStore::default(),
+            creds_override: Some(Credentials {
+                username: "u".into(),
+                password: "p".into(),
+            }),
+        };
+        RegistryClient::new(host, true, "r", &opts).unwrap()
+    }
+
+    fn ok(text: &str) -> Answer {
+        Answer {
+            head: format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", text.len()),
+            body: text.as_bytes().to_vec(),
+            times: 1,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_endless_error_body_is_cut_at_its_cap() {
+        let (host, sent, _) = fake_registry(|req| {
+            if req.starts_with("GET /v2/ ") {
+                return ok("{}");
+            }
+            // An error whose chunked body never ends.
+            let mut chunk = format!("{:x}\r\n", 8192).into_bytes();
+            chunk.extend_from_slice(&[b'x'; 8192]);
+            chunk.extend_from_slice(b"\r\n");
+            Answer {
+                head: "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n".into(),
+                body: chunk,
+                times: u64::MAX,
+            }
+        })
+        .await;
+        let c = client(&host);
+        let d = Digest::of(b"blob");
+        let err = tokio::time::timeout(Duration::from_secs(30), c.blob_response("r", &d, 0))
+            .await
+            .expect("an endless error body holds the request")
+            .expect_err("a 404 is an error");
+        let err = err.to_string();
+        assert!(err.contains("404") && err.contains(d.as_str()), "{err}");
+        // What was read is what the socket buffers held besides the cap.
+        let n = sent.load(Ordering::Relaxed);
+        assert!(n < 64 << 20, "{n} bytes of error body were taken");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_partial_answer_from_elsewhere_is_not_taken_as_the_rest() {
+        let blob = b"0123456789abcdefghij".to_vec();
+        let b2 = blob.clone();
+        let (host, _, log) = fake_registry(move |req| {
+            if req.starts_with("GET /v2/ ") {
+                return ok("{}");
+            }
+            let has_range = req.to_ascii_lowercase().contains("range: bytes=");
+            if has_range {
+                // Asked for 10-, answers 5-: the wrong place.
+                let part = &b2[5..];
+                Answer {
+                    head: format!(
+                        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 5-19/20\r\nContent-Length: {}\r\n\r\n",
+                        part.len()
+                    ),
+                    body: part.to_vec(),
+                    times: 1,
+                }
+            } else {
+                Answer {
+                    head: format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", b2.len()),
+                    body: b2.clone(),
+                    times: 1,
+                }
+            }
+        })
+        .await;
+        let c = client(&host);
+        let d = Digest::of(&blob);
+        let (mut resp, start) = c.blob_response("r", &d, 10).await.unwrap();
+        assert_eq!(start, 0, "the body starts at 0, not where it was asked");
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            body.extend_from_slice(&chunk);
+        }
+        assert_eq!(body, blob);
+        let reqs = log.lock().unwrap().clone();
+        let blob_reqs: Vec<_> = reqs.iter().filter(|r| r.contains("/blobs/")).collect();
+        assert_eq!(blob_reqs.len(), 2, "{reqs:#?}");
+        assert!(
+            !blob_reqs[1].to_ascii_lowercase().contains("range:"),
+            "{reqs:#?}"
+        );
+    }
 }

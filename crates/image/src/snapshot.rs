@@ -86,7 +86,7 @@ pub fn prepare(store: &Store, image: &ImageRecord, id: &str, kind: Snapshotter) 
         }
     }
     match kind {
-        Snapshotter::Overlay => mount_overlay(store, image, &dir),
+        Snapshotter::Overlay => mount_overlay(store, image, &dir, legacy_forced()),
         Snapshotter::Copy => copy_layers(store, image, &rootfs),
     }?;
     Ok(rootfs)
@@ -121,7 +121,14 @@ pub const FORCE_LEGACY_ENV: &str = "BERTH_OVERLAY_MOUNT";
 /// One page: what mount(2) copies of the options.
 const MOUNT_DATA_MAX: usize = 4096;
 
-fn mount_overlay(store: &Store, image: &ImageRecord, dir: &Path) -> Result<()> {
+fn legacy_forced() -> bool {
+    std::env::var(FORCE_LEGACY_ENV).is_ok_and(|v| v == "legacy")
+}
+
+/// overlayfs refuses more lower layers than this (OVL_MAX_STACK).
+const MAX_LOWERS: usize = 500;
+
+fn mount_overlay(store: &Store, image: &ImageRecord, dir: &Path, legacy: bool) -> Result<()> {
     let target = dir.join("rootfs");
     if is_mounted(&target) {
         return Ok(());
@@ -133,7 +140,15 @@ fn mount_overlay(store: &Store, image: &ImageRecord, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(&empty).ctx(|| format!("create {}", empty.display()))?;
     }
     let (upper, work) = (dir.join("upper"), dir.join("work"));
-    let legacy = std::env::var(FORCE_LEGACY_ENV).is_ok_and(|v| v == "legacy");
+    if chains.len() > MAX_LOWERS {
+        return Err(Error::invalid(
+            format!("overlay mount on {}", target.display()),
+            format!(
+                "the image has {} layers; overlayfs stacks at most {MAX_LOWERS}",
+                chains.len()
+            ),
+        ));
+    }
     if !legacy {
         let mut lowers: Vec<PathBuf> = chains.iter().map(|c| store.layer_diff(c)).collect();
         if lowers.is_empty() {
@@ -416,4 +431,133 @@ fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LayerInfo;
+
+    /// A store with an image of `n` one-file layers (file `lI` holds `I`),
+    /// committed as a pull commits them.
+    fn image_of(n: usize) -> (tempfile::TempDir, Store, ImageRecord) {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&d.path().join("root")).unwrap();
+        let diff_ids: Vec<Digest> = (0..n)
+            .map(|i| Digest::of(format!("layer {i}").as_bytes()))
+            .collect();
+        let chains = crate::digest::chain_ids(&diff_ids);
+        let mut layers = Vec::new();
+        for (i, (diff_id, chain)) in diff_ids.into_iter().zip(chains).enumerate() {
+            let tmp = store.layer_temp(&chain, &diff_id);
+            std::fs::create_dir_all(tmp.join("diff")).unwrap();
+            std::fs::write(tmp.join("diff").join(format!("l{i}")), i.to_string()).unwrap();
+            store.commit_layer(&tmp, &chain, 1).unwrap();
+            layers.push(LayerInfo {
+                digest: diff_id.clone(),
+                size: 1,
+                media_type: crate::manifest::OCI_LAYER.into(),
+                diff_id,
+                chain_id: chain,
+                unpacked: 1,
+            });
+        }
+        let rec = ImageRecord {
+            id: Digest::of(format!("config of {n}").as_bytes()),
+            manifest_digest: Digest::of(format!("manifest of {n}").as_bytes()),
+            manifest_media_type: crate::manifest::OCI_MANIFEST.into(),
+            config_size: 0,
+            layers,
+            created: None,
+            added: 0,
+            extra_blobs: Vec::new(),
+            names: Vec::new(),
+            repo_digests: Vec::new(),
+            digest_names: Vec::new(),
+        };
+        (d, store, rec)
+    }
+
+    /// Unmounts whatever is left under `dir` (a failed assertion must not
+    /// leave a mount behind).
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            while rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH).is_ok() {}
+        }
+    }
+
+    #[test]
+    fn legacy_mount_fits_many_layers_through_short_links() {
+        let n = 160;
+        let (_d, store, image) = image_of(n);
+        let dir = container_dir(&store, "legacy");
+        for sub in ["rootfs", "upper", "work"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let rootfs = dir.join("rootfs");
+        let _guard = Unmount(rootfs.clone());
+        // With absolute lower paths these layers need far more than a page.
+        let absolute: usize = image
+            .layers
+            .iter()
+            .map(|l| store.layer_diff(&l.chain_id).as_os_str().len() + 1)
+            .sum();
+        assert!(absolute > MOUNT_DATA_MAX, "{absolute}");
+        mount_overlay(&store, &image, &dir, true).unwrap();
+        assert!(is_mounted(&rootfs));
+        for i in [0, n / 2, n - 1] {
+            assert_eq!(
+                std::fs::read_to_string(rootfs.join(format!("l{i}"))).unwrap(),
+                i.to_string()
+            );
+        }
+        // The options name the short links, top layer first.
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let line = info
+            .lines()
+            .find(|l| l.split(' ').nth(4) == Some(&*rootfs.to_string_lossy()))
+            .unwrap();
+        let top = store.layer_link(&image.layers[n - 1].chain_id).unwrap();
+        assert_eq!(top.len(), 16);
+        assert!(line.contains(&format!("lowerdir={top}:")), "{line}");
+        remove(&store, "legacy").unwrap();
+        assert!(!is_mounted(&rootfs) && !dir.exists());
+    }
+
+    #[test]
+    fn an_overlay_that_cannot_take_the_layers_is_an_error_not_a_copy() {
+        // More short links than one page of options holds.
+        let (_d, store, image) = image_of(260);
+        let dir = container_dir(&store, "toomany");
+        for sub in ["rootfs", "upper", "work"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let _guard = Unmount(dir.join("rootfs"));
+        let err = mount_overlay(&store, &image, &dir, true).unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid { .. }) && err.to_string().contains("do not fit"),
+            "{err}"
+        );
+        // Through a bundle with no snapshotter asked for: still the error,
+        // and nothing left behind.
+        let config = br#"{"architecture":"amd64","os":"linux","config":{"Cmd":["true"]},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let mut image = image;
+        image.id = Digest::of(config);
+        store.put_blob(config, &image.id).unwrap();
+        // SAFETY: each test runs in its own process under nextest, and
+        // nothing else in this one reads the environment meanwhile.
+        unsafe { std::env::set_var(FORCE_LEGACY_ENV, "legacy") };
+        let res = crate::bundle::create_bundle(
+            &store,
+            &image,
+            "viabundle",
+            &crate::bundle::BundleOptions::default(),
+        );
+        unsafe { std::env::remove_var(FORCE_LEGACY_ENV) };
+        let err = res.unwrap_err();
+        assert!(err.to_string().contains("do not fit"), "{err}");
+        assert!(!container_dir(&store, "viabundle").exists());
+        assert!(store.container("viabundle").unwrap().is_none());
+    }
 }

@@ -665,3 +665,124 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .and_then(|f| f.sync_all())
         .ctx(|| format!("sync {}", dir.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn the_store_and_its_directories_are_private() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        // Made with a permissive umask, and one left open by someone.
+        let old = rustix::process::umask(Mode::empty());
+        fs::create_dir_all(root.join("layers")).unwrap();
+        fs::set_permissions(root.join("layers"), fs::Permissions::from_mode(0o1777)).unwrap();
+        let store = Store::open(&root);
+        rustix::process::umask(old);
+        let store = store.unwrap();
+        assert_eq!(mode(&store.root), 0o700);
+        for dir in DIRS {
+            let m = mode(&store.root.join(dir));
+            assert_eq!(m & 0o077, 0, "{dir}: {m:o}");
+            assert_eq!(m & 0o700, 0o700, "{dir}: {m:o}");
+        }
+        // Opening again keeps it so.
+        fs::set_permissions(&store.root, fs::Permissions::from_mode(0o755)).unwrap();
+        Store::open(&root).unwrap();
+        assert_eq!(mode(&store.root), 0o700);
+    }
+
+    use rustix::fs::Mode;
+
+    #[test]
+    fn a_layer_is_out_of_its_name_before_its_removal_starts() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&d.path().join("root")).unwrap();
+        let chain = Digest::of(b"chain");
+        let tmp = store.layer_temp(&chain, &Digest::of(b"blob"));
+        fs::create_dir_all(tmp.join("diff/sub/mnt")).unwrap();
+        fs::write(tmp.join("diff/file"), b"x").unwrap();
+        store.commit_layer(&tmp, &chain, 1).unwrap();
+        assert!(store.has_layer(&chain));
+        // A mount point inside stops the removal halfway (as a crash
+        // would): the layer must already be gone from its name.
+        let mnt = store.layer_diff(&chain).join("sub/mnt");
+        rustix::mount::mount(
+            "tmpfs",
+            &mnt,
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            None,
+        )
+        .unwrap();
+        let res = store.discard(&store.layer_dir(&chain));
+        let moved: Vec<PathBuf> = fs::read_dir(store.root.join("tmp"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        // Clean up before asserting.
+        for m in &moved {
+            let _ =
+                rustix::mount::unmount(m.join("diff/sub/mnt"), rustix::mount::UnmountFlags::DETACH);
+        }
+        let _ = rustix::mount::unmount(&mnt, rustix::mount::UnmountFlags::DETACH);
+        let err = res.unwrap_err();
+        assert!(err.to_string().contains("mount point"), "{err}");
+        assert!(!store.layer_dir(&chain).exists(), "left under its name");
+        assert!(!store.has_layer(&chain));
+        assert_eq!(moved.len(), 1, "{moved:?}");
+        assert!(moved[0].join("diff").exists(), "the rest waits in tmp/");
+        // Once nothing is in the way, the trash goes.
+        crate::remove::remove_tree(&moved[0]).unwrap();
+    }
+
+    fn record(manifest: &[u8], extra: &[&[u8]]) -> ImageRecord {
+        ImageRecord {
+            id: Digest::of(b"config"),
+            manifest_digest: Digest::of(manifest),
+            manifest_media_type: crate::manifest::OCI_MANIFEST.into(),
+            config_size: 6,
+            layers: Vec::new(),
+            created: None,
+            added: 1,
+            extra_blobs: extra.iter().map(|e| Digest::of(e)).collect(),
+            names: Vec::new(),
+            repo_digests: Vec::new(),
+            digest_names: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn storing_an_image_again_keeps_every_blob_it_came_with() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&d.path().join("root")).unwrap();
+        store
+            .put_image(&record(b"m1", &[b"index1"]), &["a:1".into()], &[], &[])
+            .unwrap();
+        // The same manifest again from another index.
+        store
+            .put_image(&record(b"m1", &[b"index2"]), &["a:2".into()], &[], &[])
+            .unwrap();
+        let rec = store.image(&Digest::of(b"config")).unwrap().unwrap();
+        let mut want = vec![Digest::of(b"index1"), Digest::of(b"index2")];
+        want.sort();
+        assert_eq!(rec.extra_blobs, want);
+        assert_eq!(rec.names, ["a:1", "a:2"]);
+        // Another manifest of the same config: the first one is kept too.
+        let rec = store.put_image(&record(b"m2", &[]), &[], &[], &[]).unwrap();
+        assert_eq!(rec.manifest_digest, Digest::of(b"m2"));
+        let mut want = vec![
+            Digest::of(b"index1"),
+            Digest::of(b"index2"),
+            Digest::of(b"m1"),
+        ];
+        want.sort();
+        assert_eq!(rec.extra_blobs, want);
+    }
+}

@@ -775,4 +775,101 @@ mod tests {
         assert!(clean_path(b"a/../../b").is_err());
         assert!(clean_path(b"..").is_err());
     }
+
+    fn tar_of(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        build(&mut b);
+        b.into_inner().unwrap()
+    }
+
+    fn header() -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        h
+    }
+
+    fn file(b: &mut tar::Builder<Vec<u8>>, path: &str, mode: u32, data: &[u8]) {
+        let mut h = header();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, path, data).unwrap();
+    }
+
+    #[test]
+    fn runs_of_zeros_become_holes() {
+        let d = tempfile::tempdir().unwrap();
+        // 64 MiB of zeros around a little data, and a zero tail.
+        let mut data = vec![0u8; 64 << 20];
+        data[32 << 20..(32 << 20) + 5].copy_from_slice(b"hello");
+        let t = tar_of(|b| file(b, "sparse", 0o644, &data));
+        unpack_tar(&t[..], d.path(), "test").unwrap();
+        let p = d.path().join("sparse");
+        let md = std::fs::metadata(&p).unwrap();
+        assert_eq!(md.len(), 64 << 20);
+        let allocated = std::os::unix::fs::MetadataExt::blocks(&md) * 512;
+        assert!(allocated <= 1 << 20, "{allocated} bytes allocated");
+        assert_eq!(std::fs::read(&p).unwrap(), data);
+    }
+
+    #[test]
+    fn trees_deeper_than_the_cap_are_refused_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        let ok = format!("{}f", "d/".repeat(MAX_DEPTH - 1));
+        let deep = format!("{}f", "d/".repeat(MAX_DEPTH));
+        let t = tar_of(|b| {
+            file(b, &ok, 0o644, b"fine");
+            file(b, &deep, 0o644, b"too deep");
+        });
+        let err = unpack_tar(&t[..], d.path(), "deep")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("layer deep") && err.contains(&format!("more than {MAX_DEPTH}")),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(d.path().join(&ok)).unwrap(),
+            b"fine",
+            "the deepest allowed entry was written"
+        );
+        crate::remove::remove_tree(&d.path().join("d")).unwrap();
+    }
+
+    #[test]
+    fn modes_are_never_set_through_a_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside");
+        std::fs::write(&outside, b"x").unwrap();
+        std::fs::set_permissions(
+            &outside,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        let layer = d.path().join("layer");
+        std::fs::create_dir(&layer).unwrap();
+        let t = tar_of(|b| {
+            let mut h = header();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_mode(0o4777);
+            h.set_size(0);
+            b.append_link(&mut h, "link", &outside).unwrap();
+        });
+        unpack_tar(&t[..], &layer, "test").unwrap();
+        let mode = |p: &Path| {
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+                & 0o7777
+        };
+        assert_eq!(mode(&outside), 0o600);
+        // The helper itself refuses a symlink and changes a device node.
+        let dir =
+            rustix::fs::open(&layer, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        assert_eq!(chmod_nofollow(&dir, b"link", 0o777), Err(Errno::LOOP));
+        assert_eq!(mode(&outside), 0o600);
+        rustix::fs::mknodat(&dir, "fifo", FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+        chmod_nofollow(&dir, b"fifo", 0o640).unwrap();
+        assert_eq!(mode(&layer.join("fifo")), 0o640);
+    }
 }

@@ -143,7 +143,18 @@ fn hostile_layers_are_refused_and_change_nothing_outside() {
         &reg,
         "absurd-size",
         vec![layer_tar(&[E::PaxSize("huge", 1 << 60)])],
-        "",
+        "absurd size",
+    );
+    expect_refused(
+        &sb,
+        &reg,
+        "too-deep",
+        vec![layer_tar(&[E::File(
+            leak(&format!("{}f", "d/".repeat(1100))),
+            0o644,
+            b"deep".to_vec(),
+        )])],
+        "levels deep",
     );
 
     assert_eq!(fs::read(outside.join("target")).unwrap(), b"untouched");

@@ -453,3 +453,140 @@ fn registries_conf_mirrors_search_and_blocks() {
     let err = sb.fails(&["pull", "blocked.example/x"]);
     assert!(err.contains("blocked"), "{err}");
 }
+
+#[test]
+fn a_bad_partial_download_is_dropped_and_the_blob_fetched_whole() {
+    require!("docker-registry", "skopeo");
+    let sb = Sandbox::new();
+    let reg = Registry::start();
+    let big = noise(2 << 20, 11);
+    let layer = layer_tar(&[E::File("big", 0o644, big.clone())]);
+    let blob = gzip(&layer);
+    let digest = berth_image::Digest::of(&blob);
+    push_image(&sb, &reg, "test/poison:1", &[layer], json!({}));
+    let proxy = Proxy::start(reg.port);
+    let name = format!("{}/test/poison:1", proxy.host());
+    // A partial left by an earlier pull, with one byte wrong: resuming
+    // after it can only give a blob that does not match its digest.
+    sb.ok(&["images"]);
+    let ingest = sb.root().join("ingest");
+    let partial = ingest.join(format!("{}.partial", digest.hex()));
+    let mut bad = blob[..1 << 20].to_vec();
+    bad[600 << 10] ^= 0xff;
+    fs::write(&partial, &bad).unwrap();
+
+    sb.ok(&["pull", "-q", "--tls-verify=false", &name]);
+    let blob_gets: Vec<String> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("GET") && r.contains(digest.hex()))
+        .collect();
+    assert_eq!(
+        blob_gets.len(),
+        2,
+        "a resume, then from the start: {blob_gets:#?}"
+    );
+    assert!(
+        blob_gets[0].contains(&format!("range=bytes={}-", 1 << 20)),
+        "{blob_gets:#?}"
+    );
+    assert!(!blob_gets[1].contains("range="), "{blob_gets:#?}");
+    assert_eq!(
+        fs::read(find_in_layers(&sb.root(), "big").unwrap()).unwrap(),
+        big
+    );
+    assert_eq!(fs::read_dir(&ingest).unwrap().count(), 0);
+    assert_eq!(
+        fs::read(sb.root().join("blobs/sha256").join(digest.hex())).unwrap(),
+        blob
+    );
+
+    // Leftover partials: rmi's collection drops those untouched for a
+    // day, prune drops all.
+    let old = ingest.join(format!("{}.partial", berth_image::Digest::of(b"old").hex()));
+    let fresh = ingest.join(format!("{}.partial", berth_image::Digest::of(b"new").hex()));
+    fs::write(&old, b"old").unwrap();
+    fs::write(&fresh, b"new").unwrap();
+    let touched = std::process::Command::new("touch")
+        .args(["-d", "2 days ago"])
+        .arg(&old)
+        .status()
+        .unwrap();
+    assert!(touched.success());
+    sb.ok(&["rmi", &name]);
+    assert!(!old.exists(), "a day-old partial is gone");
+    assert!(fresh.exists(), "a recent one may still be resumed");
+    sb.ok(&["image", "prune"]);
+    assert_eq!(fs::read_dir(&ingest).unwrap().count(), 0);
+}
+
+/// A layout with image `a` (layer `real`) and image `b`, whose config
+/// claims `real`'s diffID for a blob of other content.
+fn known_diff_id_layout(dir: &std::path::Path) -> (Layout, serde_json::Value, berth_image::Digest) {
+    let mut l = Layout::new(dir);
+    let real = layer_tar(&[E::File("file", 0o644, b"real".to_vec())]);
+    let (desc_a, _) = l.image(std::slice::from_ref(&real), true, "amd64", json!({}));
+    l.tag(desc_a, "a");
+    let other = gzip(&layer_tar(&[E::File("file", 0o644, b"swapped".to_vec())]));
+    let od = l.blob(&other);
+    let cfg = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": { "type": "layers", "diff_ids": [berth_image::Digest::of(&real)] },
+    }))
+    .unwrap();
+    let cd = l.blob(&cfg);
+    let m = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cfg.len() },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": od, "size": other.len() }],
+    }))
+    .unwrap();
+    let md = l.blob(&m);
+    let desc_b = json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": m.len()});
+    (l, desc_b, od)
+}
+
+#[test]
+fn a_blob_claiming_a_known_layer_is_checked_against_its_diff_id() {
+    require!("docker-registry", "skopeo");
+    let sb = Sandbox::new();
+    let reg = Registry::start();
+    let dir = sb.path().join("layout");
+    let (mut l, desc_b, other) = known_diff_id_layout(&dir);
+    l.tag(desc_b.clone(), "b");
+    reg.push_layout(&dir, "a", "t/known:a", "oci", false);
+    reg.push_layout(&dir, "b", "t/known:b", "oci", false);
+    sb.ok(&[
+        "pull",
+        "-q",
+        "--tls-verify=false",
+        &format!("{}/t/known:a", reg.host()),
+    ]);
+
+    // The layer is there already; the blob that claims to be it is not.
+    let err = sb.fails(&[
+        "pull",
+        "--tls-verify=false",
+        &format!("{}/t/known:b", reg.host()),
+    ]);
+    assert!(err.contains("diffID") && err.contains("mismatch"), "{err}");
+    assert!(
+        !sb.root().join("blobs/sha256").join(other.hex()).exists(),
+        "the swapped blob is not stored"
+    );
+    // Same through load, from a layout holding only b.
+    let only_b = sb.path().join("only-b");
+    let mut lb = Layout::new(&only_b);
+    for e in fs::read_dir(dir.join("blobs/sha256")).unwrap().flatten() {
+        fs::copy(e.path(), only_b.join("blobs/sha256").join(e.file_name())).unwrap();
+    }
+    lb.tag(desc_b, "b");
+    let err = sb.fails(&["load", "-i", only_b.to_str().unwrap()]);
+    assert!(err.contains("diffID") && err.contains("mismatch"), "{err}");
+
+    assert_eq!(image_list(&sb).len(), 1, "only a");
+    let layers = layer_dirs(&sb.root());
+    assert_eq!(layers.len(), 1);
+    assert_eq!(fs::read(layers[0].join("diff/file")).unwrap(), b"real");
+}

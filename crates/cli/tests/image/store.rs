@@ -3,6 +3,7 @@
 //! berth-runtime.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 
 use serde_json::json;
 
@@ -297,4 +298,201 @@ fn bundles_mount_many_layers_and_run_with_berth_runtime() {
                 .contains(&id)
         );
     }
+}
+
+#[test]
+fn digest_names_keep_images_and_rmi_takes_one_name_at_a_time() {
+    require!("docker-registry", "skopeo");
+    let sb = Sandbox::new();
+    let reg = Registry::start();
+    let dir = sb.path().join("layout");
+    let mut l = Layout::new(&dir);
+    let (desc, id) = l.image(
+        &[layer_tar(&[E::File("d", 0o644, b"d".to_vec())])],
+        true,
+        "amd64",
+        json!({}),
+    );
+    let digest = desc["digest"].as_str().unwrap().to_string();
+    l.tag(desc, "t");
+    reg.push_layout(&dir, "t", "t/d:1", "oci", false);
+    let other = push_image(
+        &sb,
+        &reg,
+        "t/e:1",
+        &[layer_tar(&[E::File("e", 0o644, b"e".to_vec())])],
+        json!({}),
+    );
+    let by_digest = format!("{}/t/d@{digest}", reg.host());
+    let tagged = format!("{}/t/d:1", reg.host());
+    let e = format!("{}/t/e:1", reg.host());
+
+    // Pulled by digest only: no tag, but not dangling.
+    assert_eq!(
+        sb.ok(&["pull", "-q", "--tls-verify=false", &by_digest])
+            .trim(),
+        id.hex()
+    );
+    assert_eq!(inspect(&sb, &by_digest)["RepoTags"], json!([]));
+    sb.ok(&["pull", "-q", "--tls-verify=false", &e]);
+    sb.ok(&["image", "prune"]);
+    assert_eq!(
+        image_list(&sb).len(),
+        2,
+        "prune keeps the digest-pulled image"
+    );
+
+    // Its tag is another name: rmi of the tag leaves the digest name.
+    sb.ok(&["pull", "-q", "--tls-verify=false", &tagged]);
+    let out = sb.ok(&["rmi", &tagged]);
+    assert!(out.contains(&format!("Untagged: {tagged}")), "{out}");
+    assert!(!out.contains("Deleted"), "{out}");
+    assert_eq!(inspect(&sb, &by_digest)["Id"], id.hex());
+    sb.fails(&["image", "inspect", &tagged]);
+    // The last name goes with the image.
+    let out = sb.ok(&["rmi", &by_digest]);
+    assert!(out.contains(&format!("Deleted: {}", id.hex())), "{out}");
+    assert_eq!(image_list(&sb).len(), 1);
+
+    // A tag moved to another image leaves the first one dangling.
+    sb.ok(&["pull", "-q", "--tls-verify=false", &tagged]);
+    sb.ok(&["tag", &tagged, &e]);
+    let listed: Vec<String> = image_list(&sb)
+        .iter()
+        .map(|i| i["Id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        listed.contains(&other.hex().to_string()),
+        "e is dangling now: {listed:?}"
+    );
+    let out = sb.ok(&["image", "prune"]);
+    assert!(out.contains(other.hex()), "{out}");
+    let listed: Vec<String> = image_list(&sb)
+        .iter()
+        .map(|i| i["Id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, [id.hex().to_string()]);
+}
+
+/// Holds the store's lock exclusively (as removal does) until dropped.
+fn hold_store_lock(sb: &Sandbox) -> fs::File {
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(sb.root().join("store.lock"))
+        .unwrap();
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    f
+}
+
+/// Runs berth while the store is locked: it must wait, then succeed.
+fn waits_for_the_lock(sb: &Sandbox, args: &[&str]) {
+    let lock = hold_store_lock(sb);
+    let mut child = sb
+        .cmd()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let early = child.try_wait().unwrap();
+    drop(lock);
+    if early.is_some() {
+        let _ = child.wait();
+    }
+    assert!(
+        early.is_none(),
+        "berth {args:?} ran while removal held the store"
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "berth {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn save_copies_blobs_of_the_right_size_and_save_and_push_wait_for_removal() {
+    require!("docker-registry", "skopeo");
+    let sb = Sandbox::new();
+    let reg = Registry::start();
+    let layer = layer_tar(&[E::File("s", 0o644, noise(64 << 10, 3))]);
+    push_image(&sb, &reg, "t/s:1", std::slice::from_ref(&layer), json!({}));
+    let name = format!("{}/t/s:1", reg.host());
+    sb.ok(&["pull", "-q", "--tls-verify=false", &name]);
+
+    let out = sb.path().join("saved");
+    sb.ok(&[
+        "save",
+        "--format",
+        "oci-dir",
+        "-o",
+        out.to_str().unwrap(),
+        &name,
+    ]);
+    let store_blobs = sb.root().join("blobs/sha256");
+    let mut n = 0;
+    for e in fs::read_dir(out.join("blobs/sha256")).unwrap().flatten() {
+        let md = e.metadata().unwrap();
+        let sm = fs::metadata(store_blobs.join(e.file_name())).unwrap();
+        assert_eq!(md.nlink(), 1, "{:?} is a link", e.file_name());
+        assert_ne!(md.ino(), sm.ino());
+        assert_eq!(md.len(), sm.len());
+        n += 1;
+    }
+    assert_eq!(n, 3, "manifest, config, layer");
+    // Changing the output leaves the store alone.
+    let layer_hex = berth_image::Digest::of(&gzip(&layer)).hex().to_string();
+    fs::write(out.join("blobs/sha256").join(&layer_hex), b"changed").unwrap();
+    assert_eq!(
+        fs::read(store_blobs.join(&layer_hex)).unwrap(),
+        gzip(&layer)
+    );
+
+    // A store blob of the wrong size is named, not saved.
+    let blob = store_blobs.join(&layer_hex);
+    let good = fs::read(&blob).unwrap();
+    let mut longer = good.clone();
+    longer.push(0);
+    fs::write(&blob, &longer).unwrap();
+    let out2 = sb.path().join("saved2");
+    let err = sb.fails(&[
+        "save",
+        "--format",
+        "oci-dir",
+        "-o",
+        out2.to_str().unwrap(),
+        &name,
+    ]);
+    assert!(
+        err.contains(&layer_hex) && err.contains(&format!("{} bytes", longer.len())),
+        "{err}"
+    );
+    fs::write(&blob, &good).unwrap();
+
+    // save and push hold the store: removal cannot take blobs meanwhile.
+    let out3 = sb.path().join("saved3");
+    waits_for_the_lock(
+        &sb,
+        &[
+            "save",
+            "--format",
+            "oci-dir",
+            "-o",
+            out3.to_str().unwrap(),
+            &name,
+        ],
+    );
+    assert!(out3.join("index.json").exists());
+    waits_for_the_lock(
+        &sb,
+        &[
+            "push",
+            "-q",
+            "--tls-verify=false",
+            &name,
+            &format!("{}/t/pushed:1", reg.host()),
+        ],
+    );
 }

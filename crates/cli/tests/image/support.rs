@@ -44,12 +44,41 @@ macro_rules! require {
     };
 }
 
+/// A port nothing listens on now. Only for what is never listened on (a
+/// dead endpoint): a server told to use it may lose it to another test
+/// before it binds, so servers go through `Registry::start_with`, which
+/// checks that the listener on its port is its own.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Whether process `pid` holds the socket listening on 127.0.0.1:`port`
+/// (as /proc/net/tcp and its fds say), so a connection there reaches it
+/// and not another test's server that took the port first.
+fn listens_on(pid: u32, port: u16) -> bool {
+    let want = format!("0100007F:{port:04X}");
+    let Ok(tcp) = fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let inodes: Vec<String> = tcp
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // State 0A is LISTEN.
+            (f.len() > 9 && f[1] == want && f[3] == "0A").then(|| format!("socket:[{}]", f[9]))
+        })
+        .collect();
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        fs::read_link(fd.path()).is_ok_and(|t| inodes.iter().any(|i| t.as_os_str() == i.as_str()))
+    })
 }
 
 /// A temp dir with a store root; unmounts anything left under it.
@@ -157,6 +186,10 @@ pub struct RegistryOpts {
     pub tls: bool,
 }
 
+fn dir_ca(o: &RegistryOpts, dir: &tempfile::TempDir) -> Option<PathBuf> {
+    o.tls.then(|| dir.path().join("ca.crt"))
+}
+
 /// docker-registry serving on 127.0.0.1 from its own storage dir.
 pub struct Registry {
     child: Child,
@@ -179,55 +212,79 @@ impl Registry {
             .prefix("berth-registry-")
             .tempdir()
             .unwrap();
-        let port = free_port();
+        // The port is free when chosen, and may be taken before the
+        // registry binds it: then it exits (or another server answers
+        // there), and it starts again on another port.
+        for _ in 0..10 {
+            let port = free_port();
+            let mut child = Self::spawn(&o, dir.path(), port);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if listens_on(child.id(), port) {
+                    let ca = dir_ca(&o, &dir);
+                    return Registry {
+                        child,
+                        port,
+                        dir,
+                        ca,
+                    };
+                }
+                if child.try_wait().unwrap().is_some() || Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!(
+            "docker-registry did not start: {}",
+            fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default()
+        );
+    }
+
+    /// Writes the config (TLS material and htpasswd once) and starts
+    /// docker-registry on `port`.
+    fn spawn(o: &RegistryOpts, dir: &Path, port: u16) -> Child {
         let mut conf = format!(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
+            dir.join("data").display()
         );
-        let mut ca = None;
         if o.tls {
-            let (c, cert, key) = make_tls(dir.path());
+            if !dir.join("ca.crt").exists() {
+                make_tls(dir);
+            }
             conf.push_str(&format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
-                cert.display(),
-                key.display()
+                dir.join("server.crt").display(),
+                dir.join("server.key").display()
             ));
-            ca = Some(c);
         }
         if let Some((u, p)) = &o.auth {
-            let htpasswd = dir.path().join("htpasswd");
-            let out = Command::new("htpasswd")
-                .args(["-Bbn", u, p])
-                .output()
-                .expect("htpasswd (apache2-utils)");
-            assert!(out.status.success());
-            fs::write(&htpasswd, &out.stdout).unwrap();
+            let htpasswd = dir.join("htpasswd");
+            if !htpasswd.exists() {
+                let out = Command::new("htpasswd")
+                    .args(["-Bbn", u, p])
+                    .output()
+                    .expect("htpasswd (apache2-utils)");
+                assert!(out.status.success());
+                fs::write(&htpasswd, &out.stdout).unwrap();
+            }
             conf.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
                 htpasswd.display()
             ));
         }
-        let cfg = dir.path().join("config.yml");
+        let cfg = dir.join("config.yml");
         fs::write(&cfg, conf).unwrap();
-        let child = Command::new("docker-registry")
+        Command::new("docker-registry")
             .arg("serve")
             .arg(&cfg)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.path().join("registry.log")).unwrap())
+            .stderr(fs::File::create(dir.join("registry.log")).unwrap())
             .spawn()
-            .expect("start docker-registry");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Registry {
-            child,
-            port,
-            dir,
-            ca,
-        }
+            .expect("start docker-registry")
     }
 
     pub fn host(&self) -> String {

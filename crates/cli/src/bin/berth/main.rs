@@ -485,6 +485,9 @@ fn run(cli: Cli) -> Result<()> {
                 },
             };
             let b = bundle::create_bundle(&store, &rec, &id, &opts)?;
+            if let Some(why) = &b.fallback {
+                eprintln!("warning: {why}; using the copy snapshotter");
+            }
             println!("{}", b.dir.display());
         }
         Cmd::Bundle {
