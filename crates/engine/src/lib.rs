@@ -1,0 +1,1 @@
+//! The one place container lifecycle policy lives. See docs/engine.md.

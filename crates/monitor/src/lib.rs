@@ -1,0 +1,1 @@
+//! The per-container monitor (conmon's role). See docs/engine.md.
