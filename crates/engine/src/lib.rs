@@ -1,1 +1,26 @@
-//! The one place container lifecycle policy lives. See docs/engine.md.
+//! The one place container lifecycle policy lives: container, pod, volume
+//! and network records in one database, runtime handlers, monitors,
+//! networks, recovery after crashes and reboots. Used by the `berth` CLI
+//! (and later the CRI server). See docs/engine.md.
+
+pub mod db;
+pub mod engine;
+pub mod error;
+mod etcfiles;
+pub mod exec;
+pub mod handler;
+pub mod ids;
+mod lifecycle;
+mod lock;
+pub mod model;
+mod monitor;
+mod net;
+pub mod pods;
+mod seccomp;
+pub mod signals;
+pub mod spec;
+mod volumes;
+
+pub use engine::{Engine, Options};
+pub use exec::ExecRequest;
+pub use error::{Error, Result};

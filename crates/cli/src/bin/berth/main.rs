@@ -1,6 +1,7 @@
 //! berth: the user's command line. It parses arguments and prints; the
-//! work is done by berth-image.
+//! work is done by berth-image and berth-engine.
 
+mod containers;
 mod progress;
 
 use std::io::Read;
@@ -28,6 +29,9 @@ struct Cli {
     /// Where images, layers and containers are stored.
     #[arg(long, global = true, default_value = "/var/lib/berth")]
     root: PathBuf,
+    /// Volatile state: runtime state, locks, network namespaces, sockets.
+    #[arg(long, global = true, default_value = "/run/berth")]
+    runroot: PathBuf,
     /// registries.conf (default /etc/containers/registries.conf).
     #[arg(long, global = true)]
     registries_conf: Option<PathBuf>,
@@ -140,6 +144,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: BundleCmd,
     },
+    #[command(flatten)]
+    Containers(containers::Cmd),
 }
 
 #[derive(clap::Args)]
@@ -204,7 +210,20 @@ fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("Error: {e:#}");
-        std::process::exit(125);
+        std::process::exit(exit_code_for(&e));
+    }
+}
+
+/// docker's codes: 127 when the container's command was not found, 126
+/// when it could not be run, 125 for every other failure of berth's own.
+fn exit_code_for(e: &anyhow::Error) -> i32 {
+    let text = format!("{e:#}");
+    if text.contains("executable file not found") || text.contains("no such file or directory") && text.contains("exec") {
+        127
+    } else if text.contains("permission denied") && text.contains("exec") {
+        126
+    } else {
+        125
     }
 }
 
@@ -217,6 +236,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 struct Ctx {
     root: PathBuf,
+    runroot: PathBuf,
     conf: RegistriesConf,
     certs_dir: PathBuf,
     authfile: Option<PathBuf>,
@@ -250,6 +270,7 @@ impl Ctx {
 fn run(cli: Cli) -> Result<()> {
     let ctx = Ctx {
         root: cli.root,
+        runroot: cli.runroot,
         conf: RegistriesConf::load(cli.registries_conf.as_deref())?,
         certs_dir: cli.certs_dir,
         authfile: cli.authfile,
@@ -493,8 +514,29 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bundle {
             cmd: BundleCmd::Rm { id },
         } => bundle::remove_bundle(&ctx.store()?, &id)?,
+        Cmd::Containers(cmd) => {
+            let code = containers::run(&ctx, cmd)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
     }
     Ok(())
+}
+
+/// Pulls an image with the default transport, progress on stderr.
+fn pull_quietly(ctx: &Ctx, image: &str) -> Result<ImageRecord> {
+    let store = Arc::new(ctx.store()?);
+    let opts = PullOptions {
+        transport: ctx.transport(&Net {
+            tls_verify: None,
+            creds: None,
+        })?,
+        registries: ctx.conf.clone(),
+        progress: Arc::new(progress::Bars::new(true)),
+        ..PullOptions::default()
+    };
+    Ok(runtime()?.block_on(pull::pull(store, image, &opts))?)
 }
 
 fn list(store: &Store, a: &ImagesArgs) -> Result<()> {
@@ -599,6 +641,35 @@ fn inspect(store: &Store, rec: &ImageRecord) -> Result<serde_json::Value> {
         "Manifest": manifest,
         "Layers": rec.layers,
     }))
+}
+
+/// Prints rows under a header, columns padded to their widest cell.
+fn table<R: AsRef<[String]>>(header: &[&str], rows: &[R]) {
+    let mut all: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    all.extend(rows.iter().map(|r| r.as_ref().to_vec()));
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| all.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in all {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(c, s)| {
+                if c + 1 == r.len() {
+                    s.clone()
+                } else {
+                    let pad = widths[c] - s.chars().count();
+                    format!("{s}{}", " ".repeat(pad))
+                }
+            })
+            .collect();
+        println!("{}", line.join("   ").trim_end());
+    }
+}
+
+/// "3 minutes" since an RFC 3339 time.
+fn since(t: Option<&str>) -> String {
+    ago(t).trim_end_matches(" ago").to_string()
 }
 
 /// podman's SI sizes: "4.87 MB".

@@ -1,0 +1,755 @@
+//! `berth run`, `ps`, `rm` and the other container commands: flags in,
+//! tables and JSON out; the engine does the work.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use berth_engine::Engine;
+use berth_engine::model::{Container, ContainerConfig, NetworkMode, PortSpec, Status, VolumeMount};
+use clap::Subcommand;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct CreateFlags {
+    /// Assign a name to the container.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Keep stdin open.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// KEY=VALUE (or KEY: taken from this environment).
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Read KEY=VALUE lines from a file.
+    #[arg(long)]
+    pub env_file: Vec<PathBuf>,
+    /// SOURCE:DEST[:OPTIONS]: a host path or a named volume.
+    #[arg(short, long = "volume")]
+    pub volume: Vec<String>,
+    /// type=bind|volume|tmpfs,source=..,destination=..[,readonly]
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// DEST[:OPTIONS]: a tmpfs.
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]
+    #[arg(short, long = "publish")]
+    pub publish: Vec<String>,
+    /// bridge, host, none, container:NAME, or network names.
+    #[arg(long, alias = "net")]
+    pub network: Option<String>,
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// USER[:GROUP], by name or number.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Override the image's entrypoint ("" clears it).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Memory limit (e.g. 512m, 1g).
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    #[arg(long)]
+    pub privileged: bool,
+    #[arg(long)]
+    pub read_only: bool,
+    /// seccomp=unconfined|PROFILE.json, no-new-privileges.
+    #[arg(long)]
+    pub security_opt: Vec<String>,
+    /// KEY=VALUE
+    #[arg(short, long)]
+    pub label: Vec<String>,
+    #[arg(long)]
+    pub pod: Option<String>,
+    /// berth (builtin), runc, crun or a runtime binary.
+    #[arg(long, default_value = "berth")]
+    pub runtime: String,
+    /// Run an init as PID 1 that reaps zombies and forwards signals.
+    #[arg(long)]
+    pub init: bool,
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Seconds to wait for the stop signal before SIGKILL.
+    #[arg(long)]
+    pub stop_timeout: Option<u64>,
+    pub image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Create a container from an image and start it.
+    Run {
+        /// Run in the background and print the container's ID.
+        #[arg(short, long)]
+        detach: bool,
+        #[command(flatten)]
+        flags: CreateFlags,
+    },
+    /// Create a container from an image, without starting it.
+    Create {
+        #[command(flatten)]
+        flags: CreateFlags,
+    },
+    /// Start containers.
+    Start {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop containers: their stop signal, then SIGKILL after the timeout.
+    Stop {
+        #[arg(short, long)]
+        time: Option<u64>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Send a signal to containers.
+    Kill {
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove containers.
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// List containers.
+    Ps {
+        /// Also stopped ones.
+        #[arg(short, long)]
+        all: bool,
+        /// Only IDs.
+        #[arg(short, long)]
+        quiet: bool,
+        /// table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+        #[arg(long)]
+        no_trunc: bool,
+    },
+    /// Show containers' records as JSON.
+    Inspect {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Wait for containers to exit; print their exit codes.
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    Rename { container: String, name: String },
+    /// Run a command in a running container.
+    Exec {
+        #[arg(short, long)]
+        interactive: bool,
+        #[arg(short, long)]
+        tty: bool,
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(short, long = "env")]
+        env: Vec<String>,
+        #[arg(short, long)]
+        user: Option<String>,
+        #[arg(short, long)]
+        workdir: Option<String>,
+        #[arg(long)]
+        privileged: bool,
+        container: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Container management.
+    Container {
+        #[command(subcommand)]
+        cmd: ContainerCmd,
+    },
+    /// Named volumes.
+    Volume {
+        #[command(subcommand)]
+        cmd: VolumeCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ContainerCmd {
+    /// Release a stopped container's resources (the monitor runs this).
+    #[command(hide = true)]
+    Cleanup { container: String },
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum VolumeCmd {
+    Create {
+        name: Option<String>,
+        #[arg(short, long)]
+        label: Vec<String>,
+    },
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    Inspect {
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    Prune {
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+/// "512m" -> bytes.
+pub fn parse_bytes(s: &str) -> Result<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .ok()
+        .filter(|n: &f64| *n > 0.0)
+        .with_context(|| format!("{s:?} is not a size (e.g. 512m, 1g)"))?;
+    Ok((n * mult as f64) as i64)
+}
+
+fn parse_label(l: &str) -> (String, String) {
+    let (k, v) = l.split_once('=').unwrap_or((l, ""));
+    (k.to_string(), v.to_string())
+}
+
+/// -v SOURCE:DEST[:OPTIONS]
+pub fn parse_volume(v: &str) -> Result<VolumeMount> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (source, dest, opts) = match parts[..] {
+        [dest] => ("", dest, ""),
+        [s, d] => (s, d, ""),
+        [s, d, o] => (s, d, o),
+        _ => bail!("-v {v}: expected SOURCE:DEST[:OPTIONS]"),
+    };
+    if !dest.starts_with('/') {
+        bail!("-v {v}: the destination must be an absolute path");
+    }
+    let kind = if source.is_empty() || !source.starts_with('/') { "volume" } else { "bind" };
+    if kind == "bind" && !std::path::Path::new(source).exists() {
+        bail!("-v {v}: {source} does not exist");
+    }
+    let source = if source.is_empty() { berth_engine::ids::new_id() } else { source.to_string() };
+    Ok(VolumeMount {
+        kind: kind.into(),
+        source,
+        destination: dest.into(),
+        options: opts.split(',').filter(|o| !o.is_empty()).map(String::from).collect(),
+    })
+}
+
+/// --mount type=..,source=..,destination=..,readonly
+pub fn parse_mount(m: &str) -> Result<VolumeMount> {
+    let mut v = VolumeMount {
+        kind: "volume".into(),
+        source: String::new(),
+        destination: String::new(),
+        options: Vec::new(),
+    };
+    for kv in m.split(',') {
+        let (k, val) = kv.split_once('=').unwrap_or((kv, ""));
+        match k {
+            "type" => v.kind = val.into(),
+            "source" | "src" => v.source = val.into(),
+            "destination" | "dst" | "target" => v.destination = val.into(),
+            "readonly" | "ro" if val.is_empty() || val == "true" => v.options.push("ro".into()),
+            "readonly" | "ro" if val == "false" => {}
+            "bind-propagation" => v.options.push(val.into()),
+            "tmpfs-size" => v.options.push(format!("size={val}")),
+            "tmpfs-mode" => v.options.push(format!("mode={val}")),
+            _ => bail!("--mount {m}: unknown key {k:?}"),
+        }
+    }
+    if !v.destination.starts_with('/') {
+        bail!("--mount {m}: a destination (absolute path) is needed");
+    }
+    if !matches!(v.kind.as_str(), "bind" | "volume" | "tmpfs") {
+        bail!("--mount {m}: type must be bind, volume or tmpfs");
+    }
+    if v.kind == "bind" && !std::path::Path::new(&v.source).is_absolute() {
+        bail!("--mount {m}: a bind mount needs an absolute source");
+    }
+    if v.kind == "volume" && v.source.is_empty() {
+        v.source = berth_engine::ids::new_id();
+    }
+    Ok(v)
+}
+
+pub fn parse_network(n: Option<&str>) -> NetworkMode {
+    match n {
+        None | Some("") | Some("default") => NetworkMode::Default,
+        Some("bridge") => NetworkMode::Bridge(Vec::new()),
+        Some("host") => NetworkMode::Host,
+        Some("none") => NetworkMode::None,
+        Some(x) if x.starts_with("container:") => NetworkMode::Container(x["container:".len()..].into()),
+        Some(names) => NetworkMode::Bridge(names.split(',').map(String::from).collect()),
+    }
+}
+
+fn env_lines(f: &CreateFlags) -> Result<Vec<String>> {
+    let mut env = Vec::new();
+    for file in &f.env_file {
+        let raw = std::fs::read_to_string(file).with_context(|| format!("--env-file {}", file.display()))?;
+        for l in raw.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            env.push(l.to_string());
+        }
+    }
+    env.extend(f.env.iter().cloned());
+    // KEY alone: the value from this environment, or nothing.
+    Ok(env
+        .into_iter()
+        .filter_map(|e| {
+            if e.contains('=') {
+                Some(e)
+            } else {
+                std::env::var(&e).ok().map(|v| format!("{e}={v}"))
+            }
+        })
+        .collect())
+}
+
+pub fn config(f: &CreateFlags, ports: Vec<PortSpec>) -> Result<ContainerConfig> {
+    let mut volumes = Vec::new();
+    for v in &f.volume {
+        volumes.push(parse_volume(v)?);
+    }
+    for m in &f.mount {
+        volumes.push(parse_mount(m)?);
+    }
+    let mut seccomp = None;
+    let mut nnp = false;
+    for o in &f.security_opt {
+        match o.split_once(['=', ':']) {
+            Some(("seccomp", p)) => seccomp = Some(p.to_string()),
+            None if o == "no-new-privileges" => nnp = true,
+            Some(("no-new-privileges", v)) => nnp = v == "true",
+            Some(("label", _)) | Some(("apparmor", _)) => {}
+            _ => bail!("--security-opt {o}: expected seccomp=..., no-new-privileges"),
+        }
+    }
+    let entrypoint = f.entrypoint.as_ref().map(|e| {
+        if e.is_empty() { Vec::new() } else { vec![e.clone()] }
+    });
+    Ok(ContainerConfig {
+        image: f.image.clone(),
+        entrypoint,
+        cmd: (!f.command.is_empty()).then(|| f.command.clone()),
+        env: env_lines(f)?,
+        workdir: f.workdir.clone(),
+        user: f.user.clone(),
+        hostname: f.hostname.clone(),
+        tty: f.tty,
+        stdin: f.interactive,
+        auto_remove: f.rm,
+        read_only: f.read_only,
+        privileged: f.privileged,
+        cap_add: f.cap_add.clone(),
+        cap_drop: f.cap_drop.clone(),
+        no_new_privileges: nnp,
+        seccomp,
+        labels: f.label.iter().map(|l| parse_label(l)).collect(),
+        memory: f.memory.as_deref().map(parse_bytes).transpose()?,
+        cpus: f.cpus,
+        pids_limit: f.pids_limit,
+        network: parse_network(f.network.as_deref()),
+        ports,
+        volumes,
+        tmpfs: f.tmpfs.clone(),
+        pod: f.pod.clone(),
+        runtime: f.runtime.clone(),
+        init: f.init,
+        stop_signal: f.stop_signal.clone(),
+        stop_timeout: f.stop_timeout,
+    })
+}
+
+pub fn status_text(c: &Container) -> String {
+    match c.state.status {
+        Status::Created => "Created".into(),
+        Status::Running => format!("Up {}", crate::since(c.state.started_at.as_deref())),
+        Status::Paused => format!("Up {} (paused)", crate::since(c.state.started_at.as_deref())),
+        Status::Exited => match c.state.exit_code {
+            Some(code) => format!("Exited ({code}) {}", crate::ago(c.state.finished_at.as_deref())),
+            None => format!("Exited (unknown) {}", crate::ago(c.state.finished_at.as_deref())),
+        },
+    }
+}
+
+pub fn ports_text(c: &Container) -> String {
+    c.config
+        .ports
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}->{}/{}",
+                p.host_ip.as_deref().unwrap_or("0.0.0.0"),
+                p.host_port,
+                p.container_port,
+                p.protocol
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn ps(e: &Engine, all: bool, quiet: bool, format: &str, no_trunc: bool) -> Result<()> {
+    let list: Vec<Container> = e
+        .containers()?
+        .into_iter()
+        .filter(|c| all || matches!(c.state.status, Status::Running | Status::Paused))
+        .collect();
+    if quiet {
+        for c in &list {
+            println!("{}", if no_trunc { &c.id } else { berth_engine::ids::short(&c.id) });
+        }
+        return Ok(());
+    }
+    match format {
+        "json" => {
+            let v: Vec<serde_json::Value> = list.iter().map(ps_json).collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        "table" => {
+            let rows: Vec<[String; 7]> = list
+                .iter()
+                .map(|c| {
+                    let id = if no_trunc { c.id.clone() } else { berth_engine::ids::short(&c.id).to_string() };
+                    let mut cmd = c.command.join(" ");
+                    if !no_trunc && cmd.len() > 20 {
+                        cmd.truncate(cmd.char_indices().nth(19).map(|(i, _)| i).unwrap_or(cmd.len()));
+                        cmd.push('…');
+                    }
+                    [
+                        id,
+                        c.config.image.clone(),
+                        cmd,
+                        crate::ago(Some(&c.created)),
+                        status_text(c),
+                        ports_text(c),
+                        c.name.clone(),
+                    ]
+                })
+                .collect();
+            crate::table(
+                &["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
+                &rows,
+            );
+        }
+        other => bail!("--format {other}: expected table or json"),
+    }
+    Ok(())
+}
+
+fn ps_json(c: &Container) -> serde_json::Value {
+    serde_json::json!({
+        "Id": c.id,
+        "Names": [c.name],
+        "Image": c.config.image,
+        "ImageID": c.image_id,
+        "Command": c.command,
+        "Created": c.created,
+        "State": c.state.status.name(),
+        "Status": status_text(c),
+        "ExitCode": c.state.exit_code,
+        "Pid": c.state.pid,
+        "Ports": c.config.ports,
+        "Networks": c.networks.iter().map(|n| n.network.clone()).collect::<Vec<_>>(),
+        "Pod": c.config.pod,
+        "Labels": c.config.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+    })
+}
+
+pub fn inspect_json(e: &Engine, c: &Container) -> serde_json::Value {
+    serde_json::json!({
+        "Id": c.id,
+        "Name": c.name,
+        "Created": c.created,
+        "Image": c.image_id,
+        "ImageName": c.config.image,
+        "Path": c.command.first(),
+        "Args": c.command.iter().skip(1).collect::<Vec<_>>(),
+        "State": {
+            "Status": c.state.status.name(),
+            "Running": c.state.status == Status::Running,
+            "Paused": c.state.status == Status::Paused,
+            "Pid": c.state.pid,
+            "ExitCode": c.state.exit_code,
+            "StartedAt": c.state.started_at,
+            "FinishedAt": c.state.finished_at,
+        },
+        "Config": c.config,
+        "NetworkSettings": {
+            "SandboxKey": c.netns,
+            "Networks": c.networks,
+            "Ports": c.config.ports,
+        },
+        "LogPath": e.log_path(&c.id),
+        "BundlePath": e.bundle_dir(&c.id),
+        "MonitorPid": c.monitor_pid,
+    })
+}
+
+pub fn stop_timeout(t: Option<u64>) -> Option<Duration> {
+    t.map(Duration::from_secs)
+}
+
+fn engine(ctx: &crate::Ctx) -> Result<Engine> {
+    let me = std::env::current_exe().context("find the berth binary")?;
+    let monitor = std::env::var_os("BERTH_MONITOR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let sibling = me.with_file_name("berth-monitor");
+            sibling.is_file().then_some(sibling)
+        })
+        .unwrap_or_else(|| PathBuf::from("/usr/local/bin/berth-monitor"));
+    Ok(Engine::open(berth_engine::Options {
+        root: ctx.root.clone(),
+        run_root: ctx.runroot.clone(),
+        monitor,
+        berth: me,
+    })?)
+}
+
+/// The image for a new container: from the store, else pulled.
+fn image_for(ctx: &crate::Ctx, name: &str) -> Result<berth_image::store::ImageRecord> {
+    let store = ctx.store()?;
+    match berth_image::images::resolve(&store, name, &ctx.conf) {
+        Ok(r) => return Ok(r),
+        Err(berth_image::Error::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    drop(store);
+    eprintln!("Pulling {name}");
+    crate::pull_quietly(ctx, name)
+}
+
+fn create(ctx: &crate::Ctx, e: &Engine, f: &CreateFlags) -> Result<Container> {
+    if !f.publish.is_empty() {
+        bail!("-p: publishing ports needs networks, which this build lacks");
+    }
+    let cfg = config(f, Vec::new())?;
+    let image = image_for(ctx, &f.image)?;
+    Ok(e.create(&image, f.name.as_deref(), cfg)?)
+}
+
+fn each(list: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<()> {
+    let mut failed = None;
+    for x in list {
+        if let Err(err) = f(x) {
+            eprintln!("Error: {err:#}");
+            failed = Some(err);
+        }
+    }
+    match failed {
+        Some(_) if list.len() > 1 => bail!("some of them failed"),
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// Runs the command; returns the exit code for the process.
+pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
+    if matches!(cmd, Cmd::Exec { .. }) {
+        // exec forks into the container from this process: first make the
+        // binary unreachable from there (see berth_runtime::selfexe).
+        berth_runtime::selfexe::ensure_protected()?;
+    }
+    let e = engine(ctx)?;
+    match cmd {
+        Cmd::Exec {
+            interactive: _,
+            tty,
+            detach,
+            env,
+            user,
+            workdir,
+            privileged,
+            container,
+            command,
+        } => {
+            let code = e.exec(
+                &container,
+                &berth_engine::ExecRequest {
+                    args: command,
+                    env,
+                    user,
+                    workdir,
+                    tty,
+                    detach,
+                    privileged,
+                },
+            )?;
+            return Ok(code);
+        }
+        Cmd::Run { detach, flags } => {
+            if !detach {
+                bail!("run in the foreground needs the monitor's attach, which this build lacks: use -d");
+            }
+            let c = create(ctx, &e, &flags)?;
+            match e.start(&c.id) {
+                Ok(c) => println!("{}", c.id),
+                Err(err) => {
+                    if flags.rm {
+                        let _ = e.remove(&c.id, true);
+                    }
+                    return Err(err.into());
+                }
+            }
+        }
+        Cmd::Create { flags } => println!("{}", create(ctx, &e, &flags)?.id),
+        Cmd::Start { containers } => each(&containers, |c| {
+            e.start(c)?;
+            println!("{c}");
+            Ok(())
+        })?,
+        Cmd::Stop { time, containers } => each(&containers, |c| {
+            e.stop(c, stop_timeout(time))?;
+            println!("{c}");
+            Ok(())
+        })?,
+        Cmd::Kill { signal, containers } => {
+            let sig = berth_engine::signals::parse(&signal)?;
+            each(&containers, |c| {
+                e.kill(c, sig)?;
+                println!("{c}");
+                Ok(())
+            })?
+        }
+        Cmd::Rm { force, containers } => each(&containers, |c| {
+            e.remove(c, force)?;
+            println!("{c}");
+            Ok(())
+        })?,
+        Cmd::Ps {
+            all,
+            quiet,
+            format,
+            no_trunc,
+        } => ps(&e, all, quiet, &format, no_trunc)?,
+        Cmd::Container {
+            cmd: ContainerCmd::Ls { all },
+        } => ps(&e, all, false, "table", false)?,
+        Cmd::Inspect { containers } => {
+            let mut out = Vec::new();
+            each(&containers, |c| {
+                out.push(inspect_json(&e, &e.container(c)?));
+                Ok(())
+            })?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Cmd::Wait { containers } => each(&containers, |c| {
+            println!("{}", e.wait(c)?);
+            Ok(())
+        })?,
+        Cmd::Pause { containers } => each(&containers, |c| {
+            e.pause(c)?;
+            println!("{c}");
+            Ok(())
+        })?,
+        Cmd::Unpause { containers } => each(&containers, |c| {
+            e.unpause(c)?;
+            println!("{c}");
+            Ok(())
+        })?,
+        Cmd::Rename { container, name } => {
+            e.rename(&container, &name)?;
+        }
+        Cmd::Container {
+            cmd: ContainerCmd::Cleanup { container },
+        } => e.cleanup(&container)?,
+        Cmd::Volume { cmd } => volume(&e, cmd)?,
+    }
+    Ok(0)
+}
+
+fn volume(e: &Engine, cmd: VolumeCmd) -> Result<()> {
+    match cmd {
+        VolumeCmd::Create { name, label } => {
+            let (v, _) = e.volume_create(name.as_deref(), label.iter().map(|l| parse_label(l)).collect())?;
+            println!("{}", v.name);
+        }
+        VolumeCmd::Ls { quiet, format } => {
+            let vs = e.volumes()?;
+            if quiet {
+                for v in &vs {
+                    println!("{}", v.name);
+                }
+            } else if format == "json" {
+                println!("{}", serde_json::to_string_pretty(&vs)?);
+            } else {
+                let rows: Vec<[String; 2]> = vs.iter().map(|v| ["local".to_string(), v.name.clone()]).collect();
+                crate::table(&["DRIVER", "VOLUME NAME"], &rows);
+            }
+        }
+        VolumeCmd::Inspect { volumes } => {
+            let mut out = Vec::new();
+            each(&volumes, |v| {
+                out.push(e.volume(v)?);
+                Ok(())
+            })?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        VolumeCmd::Rm { force, volumes } => each(&volumes, |v| {
+            e.volume_remove(v, force)?;
+            println!("{v}");
+            Ok(())
+        })?,
+        VolumeCmd::Prune { force: _ } => {
+            for v in e.volume_prune()? {
+                println!("{v}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! A test's own berth: store root, run root and registry, with a busybox
+//! image pulled from the registry. Everything the test made is removed
+//! when it drops, pass or fail: containers (through berth), mounts, the
+//! registry.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{E, Layout, Registry, Sandbox, layer_tar};
+
+/// busybox's applets the tests use, as symlinks.
+const APPLETS: &[&str] = &[
+    "sh", "cat", "echo", "sleep", "ls", "id", "hostname", "ip", "ping", "wget", "nc", "httpd",
+    "true", "false", "env", "ps", "kill", "grep", "head", "stty", "touch", "mkdir", "wc", "seq",
+    "trap", "tr", "sed", "stat",
+];
+
+pub struct Env {
+    pub sb: Sandbox,
+    pub reg: Registry,
+    /// The busybox image's name in this env's store.
+    pub image: String,
+}
+
+fn busybox_layer() -> Vec<u8> {
+    let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed");
+    let mut entries = vec![
+        E::Dir("bin", 0o755),
+        E::Dir("etc", 0o755),
+        E::Dir("tmp", 0o1777),
+        E::Dir("proc", 0o755),
+        E::Dir("sys", 0o755),
+        E::Dir("dev", 0o755),
+        E::Dir("root", 0o700),
+        E::Dir("www", 0o755),
+        E::File("bin/busybox", 0o755, busybox),
+        E::File("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".to_vec()),
+        E::File("etc/group", 0o644, b"root:x:0:\nnobody:x:65534:\n".to_vec()),
+        E::File("www/index.html", 0o644, b"hello from berth\n".to_vec()),
+    ];
+    for a in APPLETS {
+        let path: &'static str = Box::leak(format!("bin/{a}").into_boxed_str());
+        entries.push(E::Symlink(path, "busybox"));
+    }
+    layer_tar(&entries)
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let sb = Sandbox::new();
+        let reg = Registry::start();
+        let dir = sb.path().join("layout");
+        let mut l = Layout::new(&dir);
+        let (desc, _) = l.image(
+            &[busybox_layer()],
+            true,
+            "amd64",
+            json!({"Cmd": ["sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}),
+        );
+        l.tag(desc, "latest");
+        reg.push_layout(&dir, "latest", "busybox:latest", "oci", false);
+        let image = format!("{}/busybox:latest", reg.host());
+        let env = Env { sb, reg, image };
+        env.ok(&["pull", "-q", "--tls-verify=false", &env.image]);
+        env
+    }
+
+    pub fn runroot(&self) -> PathBuf {
+        self.sb.path().join("run")
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = self.sb.cmd();
+        c.arg("--runroot").arg(self.runroot());
+        c
+    }
+
+    pub fn berth(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run berth")
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.berth(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs berth expecting exit code `code`; returns (stdout, stderr).
+    pub fn code(&self, code: i32, args: &[&str]) -> (String, String) {
+        let out = self.berth(args);
+        let (o, e) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert_eq!(out.status.code(), Some(code), "berth {args:?}: stdout: {o}\nstderr: {e}");
+        (o, e)
+    }
+
+    /// `run -d` with the env's image; returns the id.
+    pub fn run_d(&self, flags: &[&str], command: &[&str]) -> String {
+        let mut args = vec!["run", "-d"];
+        args.extend(flags);
+        args.push(&self.image);
+        args.extend(command);
+        self.ok(&args).trim().to_string()
+    }
+
+    pub fn inspect(&self, c: &str) -> Value {
+        let v: Value = serde_json::from_str(&self.ok(&["inspect", c])).unwrap();
+        v[0].clone()
+    }
+
+    pub fn status(&self, c: &str) -> String {
+        self.inspect(c)["State"]["Status"].as_str().unwrap().to_string()
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.ok(&["ps", "-a", "-q", "--no-trunc"])
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for id in self.ids_quiet() {
+            let _ = self.berth(&["rm", "-f", &id]);
+        }
+    }
+}
+
+impl Env {
+    fn ids_quiet(&self) -> Vec<String> {
+        self.cmd()
+            .args(["ps", "-a", "-q", "--no-trunc"])
+            .stderr(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(String::from).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Waits for `f` up to 10 s.
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Processes whose command line holds `needle`.
+pub fn processes_with(needle: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmd).contains(needle)
+        {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Mount points under `dir`.
+pub fn mounts_under(dir: &std::path::Path) -> Vec<String> {
+    let prefix = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(String::from))
+        .filter(|p| p.starts_with(&prefix))
+        .collect()
+}
+
+/// Asserts nothing of container `id` remains on the host.
+pub fn assert_gone(env: &Env, id: &str) {
+    let cg: Vec<_> = ["pids", "memory", "cpu,cpuacct", "unified"]
+        .iter()
+        .map(|h| PathBuf::from(format!("/sys/fs/cgroup/{h}/berth/{id}")))
+        .filter(|p| p.exists())
+        .collect();
+    assert!(cg.is_empty(), "cgroups remain: {cg:?}");
+    let m: Vec<String> = mounts_under(env.sb.path()).into_iter().filter(|m| m.contains(id)).collect();
+    assert!(m.is_empty(), "mounts remain: {m:?}");
+    let p = processes_with(id);
+    assert!(p.is_empty(), "processes remain: {p:?}");
+    assert!(!env.sb.root().join("containers").join(id).exists(), "its directory remains");
+}
+

@@ -1,0 +1,10 @@
+//! End-to-end tests of `berth run` and the other container commands: real
+//! containers from a busybox image pulled from a real registry (Debian's
+//! docker-registry), real monitors, networks and CNI plugins. Run as root.
+
+#[path = "../image/support.rs"]
+#[macro_use]
+mod support;
+
+mod env;
+mod lifecycle;

@@ -1,0 +1,154 @@
+//! The engine: where the records, the image store, the runtime handlers,
+//! the monitors and the networks meet. One `Engine` per `berth` process;
+//! every operation on a container holds that container's lock, so any
+//! number of berth processes can work side by side.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth_image::store::Store;
+
+use crate::db::Db;
+use crate::error::{Context, Error, Result};
+use crate::handler::Handler;
+use crate::lock::Lock;
+use crate::model::Container;
+
+pub struct Options {
+    /// Persistent state: images, layers, containers' bundles and logs.
+    pub root: PathBuf,
+    /// Volatile state: runtime state, locks, network namespace pins,
+    /// attach sockets.
+    pub run_root: PathBuf,
+    /// The berth-monitor binary.
+    pub monitor: PathBuf,
+    /// The berth binary, for the monitor's exit command.
+    pub berth: PathBuf,
+}
+
+pub struct Engine {
+    pub root: PathBuf,
+    pub run_root: PathBuf,
+    pub images: Store,
+    pub db: Db,
+    pub monitor: PathBuf,
+    pub berth: PathBuf,
+}
+
+impl Engine {
+    pub fn open(o: Options) -> Result<Engine> {
+        let images = Store::open(&o.root)?;
+        for d in [&o.run_root, &o.run_root.join("locks")] {
+            std::fs::create_dir_all(d).ctx(|| format!("create {}", d.display()))?;
+        }
+        // Only root looks into the run root: it holds sockets to containers.
+        let _ = std::fs::set_permissions(&o.run_root, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        let db = Db::open(&o.root.join("engine.db"))?;
+        Ok(Engine {
+            root: o.root,
+            run_root: o.run_root,
+            images,
+            db,
+            monitor: o.monitor,
+            berth: o.berth,
+        })
+    }
+
+    /// The bundle directory (config.json, rootfs) of a container.
+    pub fn bundle_dir(&self, id: &str) -> PathBuf {
+        berth_image::snapshot::container_dir(&self.images, id)
+    }
+
+    /// Persistent files of a container: logs, exit status, /etc files.
+    pub fn userdata(&self, id: &str) -> PathBuf {
+        self.bundle_dir(id).join("userdata")
+    }
+
+    /// Volatile files of a container: the attach socket. Short, for the
+    /// 108-byte limit of socket paths.
+    pub fn rundir(&self, id: &str) -> PathBuf {
+        self.run_root.join("c").join(crate::ids::short(id))
+    }
+
+    pub fn netns_dir(&self) -> PathBuf {
+        self.run_root.join("netns")
+    }
+
+    /// Persistent network state: CNI's address reservations and the
+    /// results each detach needs, also after a reboot.
+    pub fn network_state_dir(&self) -> PathBuf {
+        self.root.join("network")
+    }
+
+    pub fn volumes_dir(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
+
+    pub fn lock(&self, id: &str) -> Result<Lock> {
+        Lock::acquire(&self.run_root.join("locks"), id)
+    }
+
+    pub fn handler(&self, c: &Container) -> Result<Handler> {
+        Handler::resolve(&c.config.runtime, &self.run_root)
+    }
+
+    pub fn exit_file(&self, id: &str) -> PathBuf {
+        self.userdata(id).join("exit.json")
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.userdata(id).join("ctr.log")
+    }
+
+    pub fn attach_socket(&self, id: &str) -> PathBuf {
+        self.rundir(id).join("attach")
+    }
+
+    /// A container by name, id or id prefix, with its state brought up to
+    /// date.
+    pub fn container(&self, key: &str) -> Result<Container> {
+        let c = self.db.find_container(key)?;
+        self.refresh(c)
+    }
+
+    pub fn containers(&self) -> Result<Vec<Container>> {
+        self.db
+            .containers()?
+            .into_iter()
+            .map(|c| self.refresh(c))
+            .collect()
+    }
+}
+
+/// Waits up to `limit` for `done`, polling with a growing interval.
+pub fn poll_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// RFC 3339 with nanoseconds, UTC: the time format of records and logs.
+pub fn now() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+pub(crate) fn not_running(c: &Container, what: &str) -> Error {
+    Error::Conflict(format!(
+        "container {} is {}: cannot {what}",
+        c.name,
+        c.state.status.name()
+    ))
+}

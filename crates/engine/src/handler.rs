@@ -1,0 +1,206 @@
+//! Runtime handlers: the builtin one calls berth's runtime library in this
+//! process; an external one drives any runc-compatible binary by its
+//! command line. Both keep their state under berth's run root.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub enum Handler {
+    Builtin { root: PathBuf },
+    External { name: String, path: PathBuf, root: PathBuf },
+}
+
+/// What the runtime says about a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RtStatus {
+    Created,
+    Running,
+    Paused,
+    Stopped,
+    /// The runtime has no such container (never created, or deleted, or
+    /// its state went with a reboot).
+    Missing,
+}
+
+impl Handler {
+    /// `name`: "berth" (or empty) for the builtin one, "runc"/"crun" looked
+    /// up in PATH, or a path to a runtime binary.
+    pub fn resolve(name: &str, run_root: &Path) -> Result<Handler> {
+        if name.is_empty() || name == "berth" {
+            return Ok(Handler::Builtin {
+                root: run_root.join("runtime"),
+            });
+        }
+        let path = if name.contains('/') {
+            PathBuf::from(name)
+        } else {
+            find_in_path(name).ok_or_else(|| {
+                Error::invalid(format!("--runtime {name}"), "no such runtime in PATH")
+            })?
+        };
+        if !path.is_file() {
+            return Err(Error::invalid(
+                format!("--runtime {name}"),
+                format!("{} is not a file", path.display()),
+            ));
+        }
+        let short = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "runtime".into());
+        Ok(Handler::External {
+            root: run_root.join(format!("runtime-{short}")),
+            name: name.to_string(),
+            path,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        match self {
+            Handler::Builtin { root } | Handler::External { root, .. } => root,
+        }
+    }
+
+    /// The monitor.json `runtime` object.
+    pub fn monitor_json(&self) -> serde_json::Value {
+        match self {
+            Handler::Builtin { root } => serde_json::json!({"kind": "builtin", "root": root}),
+            Handler::External { path, root, .. } => {
+                serde_json::json!({"kind": "external", "path": path, "root": root})
+            }
+        }
+    }
+
+    fn builtin(root: &Path) -> berth_runtime::Runtime {
+        berth_runtime::Runtime::new(root, false)
+    }
+
+    fn external(&self, args: &[&str]) -> Result<String> {
+        let Handler::External { name, path, root } = self else {
+            unreachable!("external only")
+        };
+        let out = Command::new(path)
+            .arg("--root")
+            .arg(root)
+            .args(args)
+            .output()
+            .map_err(|e| Error::ExternalRuntime {
+                runtime: name.clone(),
+                why: format!("cannot run {}: {e}", path.display()),
+            })?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err(Error::ExternalRuntime {
+                runtime: name.clone(),
+                why: format!("{} failed: {}", args.join(" "), err.trim()),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn start(&self, id: &str) -> Result<()> {
+        match self {
+            Handler::Builtin { root } => Ok(Self::builtin(root).start(id)?),
+            Handler::External { .. } => self.external(&["start", id]).map(drop),
+        }
+    }
+
+    pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
+        match self {
+            Handler::Builtin { root } => Ok(Self::builtin(root).kill(id, signal, all)?),
+            Handler::External { .. } => {
+                let sig = signal.to_string();
+                let mut args = vec!["kill"];
+                if all {
+                    args.push("--all");
+                }
+                args.extend([id, sig.as_str()]);
+                self.external(&args).map(drop)
+            }
+        }
+    }
+
+    /// Forgets the container (killing what is left of it); missing is fine.
+    pub fn delete(&self, id: &str) -> Result<()> {
+        match self {
+            Handler::Builtin { root } => match Self::builtin(root).delete(id, true) {
+                Err(berth_runtime::Error::NotExist(_)) => Ok(()),
+                r => Ok(r?),
+            },
+            Handler::External { .. } => {
+                if self.status(id)? == RtStatus::Missing {
+                    return Ok(());
+                }
+                self.external(&["delete", "--force", id]).map(drop)
+            }
+        }
+    }
+
+    pub fn status(&self, id: &str) -> Result<RtStatus> {
+        let raw = match self {
+            Handler::Builtin { root } => match Self::builtin(root).state(id) {
+                Ok(s) => s.status,
+                Err(berth_runtime::Error::NotExist(_)) => return Ok(RtStatus::Missing),
+                Err(e) => return Err(e.into()),
+            },
+            Handler::External { .. } => match self.external(&["state", id]) {
+                Ok(out) => serde_json::from_str::<serde_json::Value>(&out)
+                    .ok()
+                    .and_then(|v| v["status"].as_str().map(String::from))
+                    .unwrap_or_default(),
+                // runc says "does not exist"; treat any failure of state as
+                // missing only when the state dir is gone.
+                Err(e) => {
+                    if self.root().join(id).exists() {
+                        return Err(e);
+                    }
+                    return Ok(RtStatus::Missing);
+                }
+            },
+        };
+        Ok(match raw.as_str() {
+            "created" | "creating" => RtStatus::Created,
+            "running" => RtStatus::Running,
+            "paused" => RtStatus::Paused,
+            _ => RtStatus::Stopped,
+        })
+    }
+
+    pub fn pause(&self, id: &str) -> Result<()> {
+        match self {
+            Handler::Builtin { root } => Ok(Self::builtin(root).pause(id)?),
+            Handler::External { .. } => self.external(&["pause", id]).map(drop),
+        }
+    }
+
+    pub fn resume(&self, id: &str) -> Result<()> {
+        match self {
+            Handler::Builtin { root } => Ok(Self::builtin(root).resume(id)?),
+            Handler::External { .. } => self.external(&["resume", id]).map(drop),
+        }
+    }
+
+    /// Host pids of the container's processes.
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        match self {
+            Handler::Builtin { root } => Ok(Self::builtin(root).pids(id)?),
+            Handler::External { .. } => {
+                let out = self.external(&["ps", "--format", "json", id])?;
+                serde_json::from_str(&out).map_err(|e| Error::ExternalRuntime {
+                    runtime: id.into(),
+                    why: format!("ps output: {e}"),
+                })
+            }
+        }
+    }
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}

@@ -1,0 +1,491 @@
+//! Creating, starting, stopping and removing containers, and keeping their
+//! records true to what the kernel says.
+
+use std::path::Path;
+use std::time::Duration;
+
+use berth_image::bundle::{self, BundleOptions};
+use berth_image::spec::SpecOptions;
+use berth_image::store::ImageRecord;
+use serde_json::{Value, json};
+
+use crate::engine::{Engine, not_running, now, path_str, poll_until};
+use crate::error::{Context, Error, Result};
+use crate::handler::RtStatus;
+use crate::model::{Container, ContainerConfig, NetworkMode, State, Status};
+use crate::{etcfiles, ids, net, spec};
+
+/// What `exit.json` holds, as the monitor writes it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExitFile {
+    exit_code: i32,
+    finished_at: String,
+}
+
+impl Engine {
+    /// Makes the container: its record, its bundle (a snapshot of the image
+    /// and the runtime spec). Nothing runs yet.
+    pub fn create(&self, image: &ImageRecord, name: Option<&str>, mut config: ContainerConfig) -> Result<Container> {
+        if let Some(n) = name {
+            ids::check_name("container", n)?;
+        }
+        if let Some(p) = &config.pod {
+            let pod = self.db.find_pod(p)?;
+            config.pod = Some(pod.id);
+            match config.network {
+                NetworkMode::Default | NetworkMode::Pod => config.network = NetworkMode::Pod,
+                _ => return Err(Error::invalid("--network", "a container in a pod uses the pod's network")),
+            }
+            if !config.ports.is_empty() {
+                return Err(Error::invalid("-p", "publish ports on the pod (pod create -p)"));
+            }
+        }
+        self.handler_for(&config.runtime)?;
+        self.check_network_mode(&config)?;
+        let id = ids::new_id();
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => ids::make_name(|n| self.db.container_name_taken(n).unwrap_or(true)),
+        };
+        let mut c = Container {
+            id: id.clone(),
+            name,
+            image_id: image.id.to_string(),
+            created: now(),
+            config,
+            command: Vec::new(),
+            state: State::default(),
+            netns: None,
+            networks: Vec::new(),
+            monitor_pid: 0,
+        };
+        // The record first: it claims the name, and a crash from here on
+        // leaves something `rm` can find and clean.
+        self.db.insert_container(&c)?;
+        match self.make_bundle(image, &mut c) {
+            Ok(()) => {
+                self.db.update_container(&c)?;
+                Ok(c)
+            }
+            Err(e) => {
+                let _ = bundle::remove_bundle(&self.images, &id);
+                let _ = self.db.remove_container(&id);
+                Err(e)
+            }
+        }
+    }
+
+    fn handler_for(&self, runtime: &str) -> Result<crate::handler::Handler> {
+        crate::handler::Handler::resolve(runtime, &self.run_root)
+    }
+
+    fn make_bundle(&self, image: &ImageRecord, c: &mut Container) -> Result<()> {
+        let cfg = &c.config;
+        let hostname = cfg
+            .hostname
+            .clone()
+            .unwrap_or_else(|| ids::short(&c.id).to_string());
+        let opts = BundleOptions {
+            snapshotter: None,
+            spec: SpecOptions {
+                entrypoint: cfg.entrypoint.clone(),
+                args: cfg.cmd.clone(),
+                env: cfg.env.clone(),
+                workdir: cfg.workdir.clone(),
+                user: cfg.user.clone(),
+                hostname: Some(hostname),
+                terminal: cfg.tty,
+                readonly_rootfs: cfg.read_only,
+            },
+        };
+        let b = bundle::create_bundle(&self.images, image, &c.id, &opts)?;
+        let mut s = b.config;
+        c.command = s["process"]["args"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        if c.config.stop_signal.is_none() {
+            c.config.stop_signal = s["annotations"]["org.opencontainers.image.stopSignal"]
+                .as_str()
+                .map(String::from);
+        }
+        spec::set_resources(&mut s, &c.config);
+        spec::set_security(&mut s, &c.config)?;
+        spec::set_annotations(&mut s, &c.config.labels);
+        for v in &c.config.volumes {
+            let source = match v.kind.as_str() {
+                "volume" => path_str(&self.volume_for_mount(&v.source)?),
+                _ => v.source.clone(),
+            };
+            spec::add_volume(&mut s, v, &source)?;
+        }
+        for t in &c.config.tmpfs {
+            let (dest, opts) = t.split_once(':').unwrap_or((t, ""));
+            let mut o = vec!["nosuid", "nodev"];
+            o.extend(opts.split(',').filter(|x| !x.is_empty()));
+            spec::add_mount(&mut s, dest, "tmpfs", "tmpfs", &o);
+        }
+        // cgroupfs path of our own, under one parent for every container.
+        s["linux"]["cgroupsPath"] = json!(format!("/berth/{}", c.id));
+        let ud = self.userdata(&c.id);
+        std::fs::create_dir_all(&ud).ctx(|| format!("create {}", ud.display()))?;
+        write_spec(&b.dir, &s)
+    }
+
+    fn check_network_mode(&self, cfg: &ContainerConfig) -> Result<()> {
+        match &cfg.network {
+            NetworkMode::Host | NetworkMode::None if !cfg.ports.is_empty() => Err(Error::invalid(
+                "-p",
+                "ports cannot be published without a network of the container's own",
+            )),
+            NetworkMode::Container(other) => {
+                self.db.find_container(other)?;
+                if !cfg.ports.is_empty() {
+                    return Err(Error::invalid("-p", "publish ports on the container that owns the network"));
+                }
+                Ok(())
+            }
+            NetworkMode::Bridge(names) => {
+                for n in names {
+                    net::network(self, n)?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Starts a created or exited container: its network, its /etc files,
+    /// its monitor (which creates it through the runtime), then `start`.
+    pub fn start(&self, key: &str) -> Result<Container> {
+        let c = self.db.find_container(key)?;
+        let _lock = self.lock(&c.id)?;
+        let mut c = self.refresh(self.db.find_container(&c.id)?)?;
+        match c.state.status {
+            Status::Running | Status::Paused => return Ok(c),
+            Status::Created if c.state.pid > 0 => {
+                // Created by the runtime already (an earlier start failed
+                // between create and start): start it now.
+                self.handler(&c)?.start(&c.id)?;
+                return self.mark_started(c);
+            }
+            _ => {}
+        }
+        if c.state.needs_cleanup {
+            self.release(&mut c)?;
+        }
+        match self.launch(&mut c) {
+            Ok(()) => self.mark_started(c),
+            Err(e) => {
+                let _ = self.release(&mut c);
+                c.state.status = Status::Exited;
+                let _ = self.db.update_container(&c);
+                Err(e)
+            }
+        }
+    }
+
+    fn mark_started(&self, mut c: Container) -> Result<Container> {
+        c.state.status = Status::Running;
+        c.state.started_at = Some(now());
+        c.state.finished_at = None;
+        c.state.exit_code = None;
+        self.db.update_container(&c)?;
+        Ok(c)
+    }
+
+    fn launch(&self, c: &mut Container) -> Result<()> {
+        let handler = self.handler(c)?;
+        let dir = self.bundle_dir(&c.id);
+        let rootfs = dir.join("rootfs");
+        if !berth_image::snapshot::is_mounted(&rootfs) {
+            // After a reboot: the overlay is gone, the layers are not.
+            bundle::remount_bundle(&self.images, &c.id)?;
+        }
+        let ud = self.userdata(&c.id);
+        let _ = std::fs::remove_file(self.exit_file(&c.id));
+        c.state.needs_cleanup = true;
+        self.db.update_container(c)?;
+
+        let mut s = read_spec(&dir)?;
+        if let Some(p) = &c.config.pod {
+            self.ensure_pod_running(p)?;
+        }
+        let own_netns = net::setup(self, c, &mut s)?;
+        self.db.update_container(c)?;
+        let hostname = s["hostname"].as_str().unwrap_or(&c.name).to_string();
+        let ips: Vec<String> = c.networks.iter().flat_map(|n| n.ips.clone()).collect();
+        if c.config.network != NetworkMode::Host {
+            etcfiles::write(&ud, "hosts", &etcfiles::hosts(&hostname, &c.name, &ips))?;
+            etcfiles::write(&ud, "hostname", &format!("{hostname}\n"))?;
+            spec::bind_file(&mut s, "/etc/hosts", &path_str(&ud.join("hosts")), false);
+            spec::bind_file(&mut s, "/etc/hostname", &path_str(&ud.join("hostname")), false);
+        }
+        etcfiles::write(&ud, "resolv.conf", &etcfiles::resolv_conf(own_netns))?;
+        spec::bind_file(&mut s, "/etc/resolv.conf", &path_str(&ud.join("resolv.conf")), false);
+        write_spec(&dir, &s)?;
+
+        let rundir = self.rundir(&c.id);
+        std::fs::create_dir_all(&rundir).ctx(|| format!("create {}", rundir.display()))?;
+        let monitor_cfg = json!({
+            "id": c.id,
+            "bundle": dir,
+            "runtime": handler.monitor_json(),
+            "tty": c.config.tty,
+            "stdin": c.config.stdin,
+            "log_path": self.log_path(&c.id),
+            "log_max_size": 10 * 1024 * 1024,
+            "log_max_files": 1,
+            "exit_file": self.exit_file(&c.id),
+            "attach_socket": self.attach_socket(&c.id),
+            "pid_file": ud.join("pid"),
+            "exit_command": [
+                path_str(&self.berth), "--root", path_str(&self.root), "--runroot",
+                path_str(&self.run_root), "container", "cleanup", c.id.clone(),
+            ],
+        });
+        let cfg_path = ud.join("monitor.json");
+        etcfiles::write(&ud, "monitor.json", &monitor_cfg.to_string())?;
+        let (monitor_pid, pid) = crate::monitor::spawn(&self.monitor, &cfg_path)?;
+        c.monitor_pid = monitor_pid;
+        c.state.pid = pid;
+        c.state.status = Status::Created;
+        self.db.update_container(c)?;
+        handler.start(&c.id)
+    }
+
+    /// Releases what a run of the container holds: its runtime state, its
+    /// networks and network namespace. Idempotent.
+    fn release(&self, c: &mut Container) -> Result<()> {
+        let handler = self.handler(c)?;
+        handler.delete(&c.id)?;
+        net::teardown(self, c)?;
+        let _ = std::fs::remove_dir_all(self.rundir(&c.id));
+        c.state.needs_cleanup = false;
+        c.state.pid = 0;
+        self.db.update_container(c)?;
+        Ok(())
+    }
+
+    /// After the container's process exited (the monitor's exit command):
+    /// records the exit, releases the run's resources, and removes the
+    /// container if it was run with --rm.
+    pub fn cleanup(&self, key: &str) -> Result<()> {
+        let c = match self.db.find_container(key) {
+            Ok(c) => c,
+            // Removed meanwhile (rm -f): nothing left to do.
+            Err(Error::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let _lock = self.lock(&c.id)?;
+        let c = match self.db.find_container(&c.id) {
+            Ok(c) => c,
+            Err(Error::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut c = self.refresh(c)?;
+        if c.state.status != Status::Exited {
+            return Ok(());
+        }
+        if c.state.needs_cleanup {
+            self.release(&mut c)?;
+        }
+        if c.config.auto_remove {
+            self.remove_locked(&mut c)?;
+        }
+        Ok(())
+    }
+
+    /// Brings the record in line with the runtime and the exit file.
+    pub(crate) fn refresh(&self, mut c: Container) -> Result<Container> {
+        let live = matches!(c.state.status, Status::Running | Status::Paused)
+            || (c.state.status == Status::Created && c.state.pid > 0);
+        if !live {
+            return Ok(c);
+        }
+        let handler = self.handler(&c)?;
+        let rt = handler.status(&c.id)?;
+        let before = c.state.status;
+        match rt {
+            RtStatus::Running => c.state.status = Status::Running,
+            RtStatus::Paused => c.state.status = Status::Paused,
+            RtStatus::Created => c.state.status = Status::Created,
+            RtStatus::Stopped | RtStatus::Missing => {
+                // The monitor writes the exit file right after reaping: give
+                // it a moment while it lives.
+                let exit = self.exit_file(&c.id);
+                let monitor_alive = c.monitor_pid > 0 && pid_alive(c.monitor_pid);
+                if monitor_alive && rt == RtStatus::Stopped {
+                    poll_until(Duration::from_secs(2), || exit.exists());
+                }
+                c.state.status = Status::Exited;
+                match read_exit(&exit) {
+                    Some(e) => {
+                        c.state.exit_code = Some(e.exit_code);
+                        c.state.finished_at = Some(e.finished_at);
+                    }
+                    None => {
+                        c.state.exit_code = None;
+                        c.state.finished_at = Some(now());
+                    }
+                }
+            }
+        }
+        if c.state.status != before || rt == RtStatus::Stopped || rt == RtStatus::Missing {
+            self.db.update_container(&c)?;
+        }
+        Ok(c)
+    }
+
+    /// Sends a signal to the container's process (all of them with `all`).
+    pub fn kill(&self, key: &str, signal: i32) -> Result<Container> {
+        let c = self.container(key)?;
+        if !matches!(c.state.status, Status::Running | Status::Paused) {
+            return Err(not_running(&c, "signal it"));
+        }
+        self.handler(&c)?.kill(&c.id, signal, false)?;
+        Ok(c)
+    }
+
+    /// Stops the container: its stop signal, then SIGKILL after `timeout`.
+    pub fn stop(&self, key: &str, timeout: Option<Duration>) -> Result<Container> {
+        let c = self.container(key)?;
+        let timeout = timeout
+            .or(c.config.stop_timeout.map(Duration::from_secs))
+            .unwrap_or(Duration::from_secs(10));
+        if matches!(c.state.status, Status::Running | Status::Paused) {
+            let handler = self.handler(&c)?;
+            if c.state.status == Status::Paused {
+                handler.resume(&c.id)?;
+            }
+            let sig = crate::signals::parse(c.config.stop_signal.as_deref().unwrap_or("SIGTERM"))?;
+            let _ = handler.kill(&c.id, sig, false);
+            let gone = |h: &crate::handler::Handler| {
+                matches!(h.status(&c.id), Ok(RtStatus::Stopped | RtStatus::Missing))
+            };
+            if !poll_until(timeout, || gone(&handler)) {
+                let _ = handler.kill(&c.id, libc::SIGKILL, true);
+                poll_until(Duration::from_secs(10), || gone(&handler));
+            }
+        }
+        self.cleanup(&c.id)?;
+        match self.db.find_container(&c.id) {
+            Ok(c) => self.refresh(c),
+            // --rm took it.
+            Err(Error::NotFound(_)) => Ok(Container {
+                state: State {
+                    status: Status::Exited,
+                    ..c.state
+                },
+                ..c
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the container; a running one only with `force` (killed).
+    pub fn remove(&self, key: &str, force: bool) -> Result<Container> {
+        let c = self.db.find_container(key)?;
+        let _lock = self.lock(&c.id)?;
+        let mut c = self.refresh(self.db.find_container(&c.id)?)?;
+        if matches!(c.state.status, Status::Running | Status::Paused)
+            || (c.state.status == Status::Created && c.state.pid > 0)
+        {
+            if !force {
+                return Err(Error::Conflict(format!(
+                    "container {} is {}: stop it first, or remove it with --force",
+                    c.name,
+                    c.state.status.name()
+                )));
+            }
+            let handler = self.handler(&c)?;
+            let _ = handler.kill(&c.id, libc::SIGKILL, true);
+        }
+        self.remove_locked(&mut c)?;
+        Ok(c)
+    }
+
+    fn remove_locked(&self, c: &mut Container) -> Result<()> {
+        self.release(c)?;
+        if c.monitor_pid > 0 {
+            // The monitor leaves once the container is gone; wait for it so
+            // nothing of the container outlives `rm`.
+            let pid = c.monitor_pid;
+            poll_until(Duration::from_secs(5), || !pid_alive(pid));
+        }
+        bundle::remove_bundle(&self.images, &c.id)?;
+        let _ = std::fs::remove_dir_all(self.rundir(&c.id));
+        let _ = std::fs::remove_file(self.run_root.join("locks").join(format!("{}.lock", c.id)));
+        self.db.remove_container(&c.id)
+    }
+
+    /// Blocks until the container has exited; returns its exit code.
+    pub fn wait(&self, key: &str) -> Result<i32> {
+        let c = self.db.find_container(key)?;
+        let id = c.id.clone();
+        loop {
+            let c = match self.db.find_container(&id) {
+                Ok(c) => self.refresh(c)?,
+                Err(Error::NotFound(_)) => {
+                    return Err(Error::NotFound(format!("container {} was removed", c.name)));
+                }
+                Err(e) => return Err(e),
+            };
+            if c.state.status == Status::Exited || (c.state.status == Status::Created && c.state.pid == 0) {
+                return Ok(c.state.exit_code.unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pause(&self, key: &str) -> Result<Container> {
+        let c = self.container(key)?;
+        if c.state.status != Status::Running {
+            return Err(not_running(&c, "pause it"));
+        }
+        self.handler(&c)?.pause(&c.id)?;
+        self.container(&c.id)
+    }
+
+    pub fn unpause(&self, key: &str) -> Result<Container> {
+        let c = self.container(key)?;
+        if c.state.status != Status::Paused {
+            return Err(not_running(&c, "unpause it"));
+        }
+        self.handler(&c)?.resume(&c.id)?;
+        self.container(&c.id)
+    }
+
+    pub fn rename(&self, key: &str, new: &str) -> Result<Container> {
+        ids::check_name("container", new)?;
+        let c = self.db.find_container(key)?;
+        let _lock = self.lock(&c.id)?;
+        let mut c = self.db.find_container(&c.id)?;
+        c.name = new.to_string();
+        self.db.update_container(&c)?;
+        Ok(c)
+    }
+}
+
+fn read_exit(path: &Path) -> Option<ExitFile> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+pub(crate) fn pid_alive(pid: i32) -> bool {
+    // A zombie is not alive; /proc/<pid>/stat says Z then.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(')').next().map(|r| !r.trim_start().starts_with('Z')))
+        .unwrap_or(false)
+}
+
+fn read_spec(dir: &Path) -> Result<Value> {
+    let p = dir.join("config.json");
+    let raw = std::fs::read(&p).ctx(|| format!("read {}", p.display()))?;
+    serde_json::from_slice(&raw).map_err(|e| Error::invalid(p.display().to_string(), e.to_string()))
+}
+
+fn write_spec(dir: &Path, s: &Value) -> Result<()> {
+    etcfiles::write(dir, "config.json", &serde_json::to_string_pretty(s).expect("spec serializes"))
+}

@@ -1,0 +1,176 @@
+//! The records the engine keeps, as stored (JSON in the state database)
+//! and as `inspect` shows them.
+
+use serde::{Deserialize, Serialize};
+
+/// What the user asked for when creating a container: everything needed
+/// to make it again (after a reboot) and to show it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerConfig {
+    /// The image as the user named it.
+    pub image: String,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    pub tty: bool,
+    pub stdin: bool,
+    /// Remove the container when it exits.
+    pub auto_remove: bool,
+    pub read_only: bool,
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub no_new_privileges: bool,
+    /// None: the default profile; "unconfined"; or a profile file's path.
+    pub seccomp: Option<String>,
+    pub labels: Vec<(String, String)>,
+    pub memory: Option<i64>,
+    /// CPUs as a fraction (quota/period).
+    pub cpus: Option<f64>,
+    pub pids_limit: Option<i64>,
+    pub network: NetworkMode,
+    pub ports: Vec<berth_network::PortMapping>,
+    pub volumes: Vec<VolumeMount>,
+    pub tmpfs: Vec<String>,
+    pub pod: Option<String>,
+    /// "berth" (builtin), "runc", "crun" or a runtime binary's path.
+    pub runtime: String,
+    pub init: bool,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<u64>,
+}
+
+/// --network.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "mode", content = "value")]
+pub enum NetworkMode {
+    /// The default network, or the named ones.
+    #[default]
+    Default,
+    Bridge(Vec<String>),
+    Host,
+    None,
+    /// Another container's network namespace.
+    Container(String),
+    /// The pod's.
+    Pod,
+}
+
+/// -v / --mount.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeMount {
+    /// "bind", "volume" or "tmpfs".
+    pub kind: String,
+    /// Host path (bind) or volume name (volume); empty for tmpfs.
+    pub source: String,
+    pub destination: String,
+    pub options: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Paused,
+    Exited,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Exited => "exited",
+        }
+    }
+}
+
+/// What happened to the container so far.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct State {
+    pub status: Status,
+    pub pid: i32,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub exit_code: Option<i32>,
+    /// Resources made for the current run (netns, mounts) are still there
+    /// and must be released by cleanup.
+    #[serde(default)]
+    pub needs_cleanup: bool,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            status: Status::Created,
+            pid: 0,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            needs_cleanup: false,
+        }
+    }
+}
+
+/// A network the container is attached to, as CNI reported it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attached {
+    pub network: String,
+    pub interface: String,
+    pub ips: Vec<String>,
+    pub gateway: Option<String>,
+    pub mac: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    /// The image's config digest.
+    pub image_id: String,
+    pub created: String,
+    pub config: ContainerConfig,
+    /// The command it runs (entrypoint + cmd, resolved from the image).
+    pub command: Vec<String>,
+    pub state: State,
+    /// The pinned network namespace of the current run, if it has its own.
+    pub netns: Option<String>,
+    pub networks: Vec<Attached>,
+    /// The pid of its monitor.
+    pub monitor_pid: i32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume {
+    pub name: String,
+    pub created: String,
+    pub mountpoint: String,
+    pub labels: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pod {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+    pub hostname: String,
+    pub network: NetworkMode,
+    pub ports: Vec<berth_network::PortMapping>,
+    pub labels: Vec<(String, String)>,
+    /// The infra process holding the namespaces, while the pod runs.
+    pub infra_pid: i32,
+    pub netns: Option<String>,
+    pub networks: Vec<Attached>,
+}

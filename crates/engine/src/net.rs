@@ -1,0 +1,252 @@
+//! A container's (or a pod's) network for one run: a pinned network
+//! namespace and its CNI attachments, recorded before they are made so
+//! that teardown finds them after any crash; and the network records.
+
+use std::path::{Path, PathBuf};
+
+use berth_network::{Cni, Network, PortMapping, netns};
+use serde_json::Value;
+
+use crate::engine::{Engine, path_str};
+use crate::error::{Error, Result};
+use crate::ids;
+use crate::model::{Attached, Container, NetworkMode, Status};
+use crate::spec::{self, NetNs};
+
+fn neterr(e: impl std::fmt::Display) -> Error {
+    Error::Network(e.to_string())
+}
+
+fn cni(e: &Engine) -> Cni {
+    Cni::new(e.network_state_dir())
+}
+
+/// The network of `name`; the default one (`berth`, also called `bridge`)
+/// is made on first use.
+pub fn network(e: &Engine, name: &str) -> Result<Network> {
+    let name = if name == "bridge" { berth_network::network::DEFAULT_NAME } else { name };
+    if let Some(n) = e.db.network::<Network>(name)? {
+        n.validate().map_err(neterr)?;
+        return Ok(n);
+    }
+    if name == berth_network::network::DEFAULT_NAME {
+        let n = Network::default_network();
+        e.db.insert_network(&n.name, &n)?;
+        return Ok(e.db.network(name)?.expect("just stored"));
+    }
+    Err(Error::NotFound(format!("no network named {name:?}")))
+}
+
+impl Engine {
+    pub fn networks(&self) -> Result<Vec<Network>> {
+        let mut list: Vec<Network> = self.db.networks()?;
+        if !list.iter().any(|n| n.name == berth_network::network::DEFAULT_NAME) {
+            list.insert(0, network(self, berth_network::network::DEFAULT_NAME)?);
+        }
+        Ok(list)
+    }
+
+    pub fn network(&self, name: &str) -> Result<Network> {
+        network(self, name)
+    }
+
+    /// A new bridge network; the subnet and bridge name are chosen when not
+    /// given.
+    pub fn network_create(
+        &self,
+        name: &str,
+        subnet: Option<ipnet::Ipv4Net>,
+        gateway: Option<std::net::Ipv4Addr>,
+        internal: bool,
+        labels: Vec<(String, String)>,
+    ) -> Result<Network> {
+        berth_network::network::validate_name(name).map_err(neterr)?;
+        let _lock = self.lock("networks")?;
+        let existing = self.networks()?;
+        if existing.iter().any(|n| n.name == name) || name == "bridge" {
+            return Err(Error::Conflict(format!("network {name} already exists")));
+        }
+        let subnet = match subnet {
+            Some(s) => {
+                if let Some(o) = existing.iter().find(|n| n.subnet.contains(&s.network()) || s.contains(&n.subnet.network())) {
+                    return Err(Error::Conflict(format!("subnet {s} overlaps network {} ({})", o.name, o.subnet)));
+                }
+                s
+            }
+            None => berth_network::network::next_subnet(&existing).map_err(neterr)?,
+        };
+        let bridge = berth_network::network::next_bridge(&existing);
+        let mut n = Network::new(name, &bridge, subnet, gateway, internal).map_err(neterr)?;
+        n.labels = labels.into_iter().collect();
+        self.db.insert_network(&n.name, &n)?;
+        Ok(n)
+    }
+
+    /// Removes a network no container uses (with `force`, removing those).
+    pub fn network_remove(&self, name: &str, force: bool) -> Result<()> {
+        let n = network(self, name)?;
+        let users: Vec<Container> = self
+            .db
+            .containers()?
+            .into_iter()
+            .filter(|c| configured_networks(&c.config.network).iter().any(|x| canonical(x) == n.name))
+            .collect();
+        if !users.is_empty() {
+            if !force {
+                let names: Vec<&str> = users.iter().map(|c| c.name.as_str()).collect();
+                return Err(Error::Conflict(format!("network {} is in use by {}", n.name, names.join(", "))));
+            }
+            for c in users {
+                self.remove(&c.id, true)?;
+            }
+        }
+        cni(self).remove_network(&n).map_err(neterr)?;
+        self.db.remove_network(&n.name)
+    }
+}
+
+fn canonical(name: &str) -> &str {
+    if name == "bridge" { berth_network::network::DEFAULT_NAME } else { name }
+}
+
+/// The networks a mode attaches to, by name.
+fn configured_networks(mode: &NetworkMode) -> Vec<String> {
+    match mode {
+        NetworkMode::Default => vec![berth_network::network::DEFAULT_NAME.to_string()],
+        NetworkMode::Bridge(names) if names.is_empty() => vec![berth_network::network::DEFAULT_NAME.to_string()],
+        NetworkMode::Bridge(names) => names.iter().map(|n| canonical(n).to_string()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A pinned namespace attached to the mode's networks. `record` is called
+/// after each step, so that what exists is on disk before the next.
+pub(crate) fn attach_all(
+    e: &Engine,
+    owner_id: &str,
+    mode: &NetworkMode,
+    ports: &[PortMapping],
+    netns_slot: &mut Option<String>,
+    attached: &mut Vec<Attached>,
+    mut record: impl FnMut(&Option<String>, &Vec<Attached>) -> Result<()>,
+) -> Result<PathBuf> {
+    let nets: Vec<Network> = configured_networks(mode)
+        .iter()
+        .map(|n| network(e, n))
+        .collect::<Result<_>>()?;
+    let pin_name = ids::short(owner_id);
+    let stale = e.netns_dir().join(pin_name);
+    if netns::exists(&stale) {
+        // Left by a crashed run whose cleanup did not happen.
+        netns::remove(&stale).map_err(neterr)?;
+    }
+    *netns_slot = Some(path_str(&stale));
+    record(netns_slot, attached)?;
+    let path = netns::create(&e.netns_dir(), pin_name).map_err(neterr)?;
+    let c = cni(e);
+    for (i, n) in nets.iter().enumerate() {
+        let ifname = format!("eth{i}");
+        // Ports go through the first network.
+        let p = if i == 0 { ports } else { &[] };
+        let args = [("IgnoreUnknown".to_string(), "1".to_string())];
+        let a = c.attach(n, owner_id, &path, &ifname, p, &args).map_err(neterr)?;
+        attached.push(Attached {
+            network: a.network,
+            interface: a.interface,
+            ips: a.ips.iter().map(|x| x.to_string()).collect(),
+            gateway: a.gateway.map(|g| g.to_string()),
+            mac: a.mac,
+        });
+        record(netns_slot, attached)?;
+    }
+    Ok(path)
+}
+
+/// Undoes `attach_all`, from the mode (so interfaces whose attach was cut
+/// short are detached too) and the recorded namespace.
+pub(crate) fn detach_all(e: &Engine, owner_id: &str, mode: &NetworkMode, netns_path: Option<&str>) -> Result<()> {
+    let c = cni(e);
+    let path = netns_path.map(PathBuf::from).unwrap_or_default();
+    let names = configured_networks(mode);
+    for (i, n) in names.iter().enumerate().rev() {
+        c.detach(n, owner_id, &path, &format!("eth{i}")).map_err(neterr)?;
+    }
+    if let Some(p) = netns_path {
+        netns::remove(Path::new(p)).map_err(neterr)?;
+    }
+    Ok(())
+}
+
+/// Sets up the container's network namespace for this run and points the
+/// spec at it. Returns whether the container has a namespace of its own.
+pub fn setup(e: &Engine, c: &mut Container, s: &mut Value) -> Result<bool> {
+    match c.config.network.clone() {
+        NetworkMode::Host => {
+            spec::set_network(s, NetNs::Host);
+            Ok(false)
+        }
+        NetworkMode::None => {
+            spec::set_network(s, NetNs::New);
+            Ok(true)
+        }
+        NetworkMode::Container(other) => {
+            let o = e.container(&other)?;
+            if o.state.status != Status::Running {
+                return Err(Error::Conflict(format!(
+                    "container {} is not running: its network cannot be joined",
+                    o.name
+                )));
+            }
+            let path = match &o.netns {
+                Some(p) => p.clone(),
+                None => format!("/proc/{}/ns/net", o.state.pid),
+            };
+            spec::set_network(s, NetNs::Join(&path));
+            Ok(o.config.network != NetworkMode::Host)
+        }
+        NetworkMode::Pod => {
+            let pod_key = c.config.pod.clone().ok_or_else(|| Error::invalid("--network pod", "the container is in no pod"))?;
+            let pod = e.db.find_pod(&pod_key)?;
+            if pod.infra_pid <= 0 || !crate::lifecycle::pid_alive(pod.infra_pid) {
+                return Err(Error::Conflict(format!("pod {} is not running", pod.name)));
+            }
+            let netns = pod.netns.clone().unwrap_or_else(|| format!("/proc/{}/ns/net", pod.infra_pid));
+            spec::set_network(s, NetNs::Join(&netns));
+            spec::join_pod(
+                s,
+                &format!("/proc/{}/ns/ipc", pod.infra_pid),
+                &format!("/proc/{}/ns/uts", pod.infra_pid),
+            );
+            c.networks = pod.networks.clone();
+            Ok(pod.network != NetworkMode::Host)
+        }
+        mode @ (NetworkMode::Default | NetworkMode::Bridge(_)) => {
+            let ports = c.config.ports.clone();
+            let mut slot = c.netns.take();
+            let mut attached = std::mem::take(&mut c.networks);
+            let base = c.clone();
+            let r = attach_all(e, &c.id, &mode, &ports, &mut slot, &mut attached, |ns, at| {
+                let mut rec = base.clone();
+                rec.netns = ns.clone();
+                rec.networks = at.clone();
+                e.db.update_container(&rec)
+            });
+            c.netns = slot;
+            c.networks = attached;
+            let path = r?;
+            spec::set_network(s, NetNs::Join(&path_str(&path)));
+            Ok(true)
+        }
+    }
+}
+
+/// Releases what `setup` made; idempotent, and works after a crash or a
+/// reboot from what the record says.
+pub fn teardown(e: &Engine, c: &mut Container) -> Result<()> {
+    if matches!(c.config.network, NetworkMode::Default | NetworkMode::Bridge(_)) {
+        detach_all(e, &c.id, &c.config.network, c.netns.as_deref())?;
+    }
+    c.networks.clear();
+    c.netns = None;
+    Ok(())
+}

@@ -1,0 +1,256 @@
+//! Pods: containers sharing network, ipc and uts namespaces, held by an
+//! infra process of berth's own (no image): a process that enters the
+//! pod's pinned network namespace, makes new ipc and uts namespaces, sets
+//! the pod's hostname and sleeps until told to stop.
+
+use std::io::Write;
+use std::os::fd::FromRawFd;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use berth_network::{PortMapping, netns};
+
+use crate::engine::{Engine, now, path_str, poll_until};
+use crate::error::{Error, Result};
+use crate::ids;
+use crate::lifecycle::pid_alive;
+use crate::model::{Container, NetworkMode, Pod, Status};
+use crate::net;
+
+pub struct PodRequest {
+    pub name: Option<String>,
+    pub hostname: Option<String>,
+    pub network: NetworkMode,
+    pub ports: Vec<PortMapping>,
+    pub labels: Vec<(String, String)>,
+}
+
+impl Engine {
+    pub fn pod_create(&self, r: PodRequest) -> Result<Pod> {
+        if matches!(r.network, NetworkMode::Pod | NetworkMode::Container(_)) {
+            return Err(Error::invalid("pod --network", "a pod has a network of its own, or the host's"));
+        }
+        if matches!(r.network, NetworkMode::Host | NetworkMode::None) && !r.ports.is_empty() {
+            return Err(Error::invalid("-p", "ports need a network of the pod's own"));
+        }
+        let id = ids::new_id();
+        let name = match r.name {
+            Some(n) => {
+                ids::check_name("pod", &n)?;
+                n
+            }
+            None => ids::make_name(|n| self.db.find_pod(n).is_ok()),
+        };
+        let p = Pod {
+            hostname: r.hostname.unwrap_or_else(|| name.clone()),
+            id,
+            name,
+            created: now(),
+            network: r.network,
+            ports: r.ports,
+            labels: r.labels,
+            infra_pid: 0,
+            netns: None,
+            networks: Vec::new(),
+        };
+        self.db.insert_pod(&p)?;
+        Ok(p)
+    }
+
+    pub fn pod(&self, key: &str) -> Result<Pod> {
+        self.db.find_pod(key)
+    }
+
+    /// Every pod with its containers.
+    pub fn pods(&self) -> Result<Vec<(Pod, Vec<Container>)>> {
+        self.db
+            .pods()?
+            .into_iter()
+            .map(|p| {
+                let cs = self
+                    .db
+                    .pod_containers(&p.id)?
+                    .into_iter()
+                    .map(|c| self.refresh(c))
+                    .collect::<Result<_>>()?;
+                Ok((p, cs))
+            })
+            .collect()
+    }
+
+    pub fn pod_running(&self, p: &Pod) -> bool {
+        p.infra_pid > 0 && pid_alive(p.infra_pid)
+    }
+
+    /// Starts the infra process (and the pod's network), then the pod's
+    /// containers.
+    pub fn pod_start(&self, key: &str) -> Result<Pod> {
+        let p = self.ensure_pod_running(key)?;
+        for c in self.db.pod_containers(&p.id)? {
+            self.start(&c.id)?;
+        }
+        self.pod(&p.id)
+    }
+
+    /// The infra process and network, without the containers (a container
+    /// of the pod being started needs just this).
+    pub(crate) fn ensure_pod_running(&self, key: &str) -> Result<Pod> {
+        let p = self.db.find_pod(key)?;
+        let _lock = self.lock(&p.id)?;
+        let mut p = self.db.find_pod(&p.id)?;
+        if self.pod_running(&p) {
+            return Ok(p);
+        }
+        self.pod_release(&mut p)?;
+        match self.pod_launch(&mut p) {
+            Ok(()) => Ok(p),
+            Err(e) => {
+                let _ = self.pod_release(&mut p);
+                Err(e)
+            }
+        }
+    }
+
+    fn pod_launch(&self, p: &mut Pod) -> Result<()> {
+        let netns = match p.network.clone() {
+            NetworkMode::Host => None,
+            NetworkMode::None => {
+                let path = netns::create(&self.netns_dir(), ids::short(&p.id))
+                    .map_err(|e| Error::Network(e.to_string()))?;
+                p.netns = Some(path_str(&path));
+                self.db.update_pod(p)?;
+                Some(path)
+            }
+            mode => {
+                let base = p.clone();
+                let mut slot = p.netns.take();
+                let mut attached = std::mem::take(&mut p.networks);
+                let r = net::attach_all(self, &p.id, &mode, &p.ports.clone(), &mut slot, &mut attached, |ns, at| {
+                    let mut rec = base.clone();
+                    rec.netns = ns.clone();
+                    rec.networks = at.clone();
+                    self.db.update_pod(&rec)
+                });
+                p.netns = slot;
+                p.networks = attached;
+                Some(r?)
+            }
+        };
+        let mut cmd = Command::new(&self.berth);
+        cmd.args(["pod", "infra", "--hostname", &p.hostname]);
+        if let Some(n) = &netns {
+            cmd.arg("--netns").arg(n);
+        }
+        p.infra_pid = crate::monitor::spawn_ready(cmd, "pod infra")?.0;
+        self.db.update_pod(p)
+    }
+
+    /// Stops the infra process and releases the pod's network. Idempotent.
+    fn pod_release(&self, p: &mut Pod) -> Result<()> {
+        if p.infra_pid > 0 && pid_alive(p.infra_pid) {
+            unsafe { libc::kill(p.infra_pid, libc::SIGTERM) };
+            let pid = p.infra_pid;
+            if !poll_until(Duration::from_secs(5), || !pid_alive(pid)) {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                poll_until(Duration::from_secs(5), || !pid_alive(pid));
+            }
+        }
+        p.infra_pid = 0;
+        match p.network {
+            NetworkMode::Default | NetworkMode::Bridge(_) => {
+                net::detach_all(self, &p.id, &p.network, p.netns.as_deref())?
+            }
+            _ => {
+                if let Some(n) = &p.netns {
+                    netns::remove(Path::new(n)).map_err(|e| Error::Network(e.to_string()))?;
+                }
+            }
+        }
+        p.netns = None;
+        p.networks.clear();
+        self.db.update_pod(p)
+    }
+
+    /// Stops the pod's containers, then its infra process and network.
+    pub fn pod_stop(&self, key: &str, timeout: Option<Duration>) -> Result<Pod> {
+        let p = self.db.find_pod(key)?;
+        for c in self.db.pod_containers(&p.id)? {
+            self.stop(&c.id, timeout)?;
+        }
+        let _lock = self.lock(&p.id)?;
+        let mut p = self.db.find_pod(&p.id)?;
+        self.pod_release(&mut p)?;
+        Ok(p)
+    }
+
+    /// Removes the pod; with running containers only with `force`.
+    pub fn pod_remove(&self, key: &str, force: bool) -> Result<Pod> {
+        let p = self.db.find_pod(key)?;
+        let members = self.db.pod_containers(&p.id)?;
+        for c in &members {
+            let c = self.refresh(c.clone())?;
+            if matches!(c.state.status, Status::Running | Status::Paused) && !force {
+                return Err(Error::Conflict(format!(
+                    "pod {} has running containers ({}): stop it first, or remove it with --force",
+                    p.name, c.name
+                )));
+            }
+        }
+        for c in members {
+            self.remove(&c.id, true)?;
+        }
+        let _lock = self.lock(&p.id)?;
+        let mut p = self.db.find_pod(&p.id)?;
+        self.pod_release(&mut p)?;
+        self.db.remove_pod(&p.id)?;
+        let _ = std::fs::remove_file(self.run_root.join("locks").join(format!("{}.lock", p.id)));
+        Ok(p)
+    }
+}
+
+/// The infra process itself (`berth pod infra`): never returns while the
+/// pod runs. fd 3 is the ready pipe.
+pub fn infra_main(netns_path: Option<&Path>, hostname: &str) -> Result<()> {
+    let ready = unsafe { std::fs::File::from_raw_fd(3) };
+    let r = (|| -> Result<()> {
+        if let Some(p) = netns_path {
+            let f = std::fs::File::open(p).map_err(|e| Error::Os {
+                what: format!("open {}", p.display()),
+                source: e,
+            })?;
+            if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) } != 0 {
+                return Err(Error::Os {
+                    what: "enter the pod's network namespace".into(),
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+        }
+        if unsafe { libc::unshare(libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) } != 0 {
+            return Err(Error::Os {
+                what: "unshare ipc and uts".into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        rustix::system::sethostname(hostname.as_bytes())
+            .map_err(|e| Error::Os { what: format!("set hostname {hostname}"), source: e.into() })?;
+        Ok(())
+    })();
+    let mut ready = ready;
+    match r {
+        Ok(()) => {
+            let _ = writeln!(ready, "ok {}", std::process::id());
+        }
+        Err(e) => {
+            let _ = writeln!(ready, "error {e}");
+            return Err(e);
+        }
+    }
+    drop(ready);
+    let _ = rustix::process::setsid();
+    // SIGTERM and SIGINT end it (their default action); everything else it
+    // sleeps through.
+    loop {
+        unsafe { libc::pause() };
+    }
+}

@@ -1,0 +1,279 @@
+//! The engine's adjustments to the runtime spec the image produced:
+//! namespaces, mounts, resources and security options from `berth run`'s
+//! flags. The spec is edited as JSON, the form it is stored in.
+
+use serde_json::{Value, json};
+
+use crate::error::{Error, Result};
+use crate::model::{ContainerConfig, VolumeMount};
+
+/// Every capability the kernel may know (the runtime drops the ones this
+/// kernel lacks).
+pub const ALL_CAPS: &[&str] = &[
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// "net_admin", "NET_ADMIN", "CAP_NET_ADMIN" -> "CAP_NET_ADMIN"; "all" kept.
+pub fn cap_name(raw: &str) -> Result<String> {
+    let up = raw.trim().to_ascii_uppercase();
+    if up == "ALL" {
+        return Ok(up);
+    }
+    let name = if up.starts_with("CAP_") { up } else { format!("CAP_{up}") };
+    if ALL_CAPS.contains(&name.as_str()) {
+        Ok(name)
+    } else {
+        Err(Error::invalid(format!("capability {raw:?}"), "no such capability"))
+    }
+}
+
+/// The capability set after --cap-add and --cap-drop (drop first, as
+/// docker does, so `--cap-drop all --cap-add x` leaves x).
+pub fn capabilities(base: &[&str], add: &[String], drop: &[String], privileged: bool) -> Result<Vec<String>> {
+    if privileged {
+        return Ok(ALL_CAPS.iter().map(|s| s.to_string()).collect());
+    }
+    let add: Vec<String> = add.iter().map(|c| cap_name(c)).collect::<Result<_>>()?;
+    let drop: Vec<String> = drop.iter().map(|c| cap_name(c)).collect::<Result<_>>()?;
+    let mut caps: Vec<String> = if drop.iter().any(|c| c == "ALL") {
+        Vec::new()
+    } else {
+        base.iter()
+            .map(|s| s.to_string())
+            .filter(|c| !drop.contains(c))
+            .collect()
+    };
+    if add.iter().any(|c| c == "ALL") {
+        return Ok(ALL_CAPS.iter().map(|s| s.to_string()).collect());
+    }
+    for c in add {
+        if !caps.contains(&c) {
+            caps.push(c);
+        }
+    }
+    Ok(caps)
+}
+
+fn set_caps(spec: &mut Value, caps: &[String]) {
+    let list = json!(caps);
+    let p = &mut spec["process"]["capabilities"];
+    *p = json!({"bounding": list, "effective": list, "permitted": list});
+}
+
+/// How the network namespace is set up.
+pub enum NetNs<'a> {
+    /// The host's: no namespace entry.
+    Host,
+    /// A new, empty one made by the runtime.
+    New,
+    /// An existing one, by path.
+    Join(&'a str),
+}
+
+fn set_namespace(spec: &mut Value, typ: &str, how: NetNs) {
+    let list = spec["linux"]["namespaces"].as_array_mut();
+    let Some(list) = list else {
+        spec["linux"]["namespaces"] = json!([]);
+        return set_namespace(spec, typ, how);
+    };
+    list.retain(|n| n["type"] != typ);
+    match how {
+        NetNs::Host => {}
+        NetNs::New => list.push(json!({"type": typ})),
+        NetNs::Join(path) => list.push(json!({"type": typ, "path": path})),
+    }
+}
+
+pub fn set_network(spec: &mut Value, how: NetNs) {
+    set_namespace(spec, "network", how);
+}
+
+/// Joins the pod's ipc and uts namespaces (by path).
+pub fn join_pod(spec: &mut Value, ipc: &str, uts: &str) {
+    set_namespace(spec, "ipc", NetNs::Join(ipc));
+    set_namespace(spec, "uts", NetNs::Join(uts));
+    // The pod's hostname is set by the pod; a container joining the uts
+    // namespace must not set its own.
+    if let Some(o) = spec.as_object_mut() {
+        o.remove("hostname");
+    }
+}
+
+fn mounts(spec: &mut Value) -> &mut Vec<Value> {
+    if !spec["mounts"].is_array() {
+        spec["mounts"] = json!([]);
+    }
+    spec["mounts"].as_array_mut().expect("array")
+}
+
+/// Adds a mount, replacing any at the same destination.
+pub fn add_mount(spec: &mut Value, destination: &str, typ: &str, source: &str, options: &[&str]) {
+    let m = mounts(spec);
+    m.retain(|x| x["destination"] != destination);
+    m.push(json!({"destination": destination, "type": typ, "source": source, "options": options}));
+}
+
+/// A bind mount of a host file from the container's userdata.
+pub fn bind_file(spec: &mut Value, destination: &str, source: &str, read_only: bool) {
+    let mut o = vec!["rbind", "rprivate", "nosuid", "noexec", "nodev"];
+    if read_only {
+        o.push("ro");
+    }
+    add_mount(spec, destination, "bind", source, &o);
+}
+
+/// -v / --mount entries, with their sources resolved (volume paths).
+pub fn add_volume(spec: &mut Value, v: &VolumeMount, source: &str) -> Result<()> {
+    match v.kind.as_str() {
+        "bind" | "volume" => {
+            let mut o: Vec<&str> = vec!["rbind"];
+            let mut prop = "rprivate";
+            for x in &v.options {
+                match x.as_str() {
+                    "ro" | "rw" | "nosuid" | "nodev" | "noexec" | "suid" | "dev" | "exec" => o.push(x),
+                    "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => prop = x,
+                    "z" | "Z" => {} // SELinux relabelling: nothing to do without SELinux.
+                    other => {
+                        return Err(Error::invalid(
+                            format!("volume {}", v.destination),
+                            format!("unknown option {other:?}"),
+                        ));
+                    }
+                }
+            }
+            o.push(prop);
+            add_mount(spec, &v.destination, "bind", source, &o);
+        }
+        "tmpfs" => {
+            let mut o: Vec<&str> = vec!["nosuid", "nodev"];
+            o.extend(v.options.iter().map(String::as_str));
+            add_mount(spec, &v.destination, "tmpfs", "tmpfs", &o);
+        }
+        other => {
+            return Err(Error::invalid(
+                format!("mount {}", v.destination),
+                format!("unknown type {other:?} (bind, volume or tmpfs)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Memory, CPU and pids limits.
+pub fn set_resources(spec: &mut Value, c: &ContainerConfig) {
+    let r = &mut spec["linux"]["resources"];
+    if let Some(m) = c.memory {
+        r["memory"]["limit"] = json!(m);
+    }
+    if let Some(cpus) = c.cpus {
+        let period: u64 = 100_000;
+        r["cpu"]["period"] = json!(period);
+        r["cpu"]["quota"] = json!((cpus * period as f64).round() as i64);
+    }
+    if let Some(p) = c.pids_limit {
+        r["pids"]["limit"] = json!(p);
+    }
+}
+
+/// Capabilities, privileged mode, no-new-privileges and seccomp.
+pub fn set_security(spec: &mut Value, c: &ContainerConfig) -> Result<()> {
+    let caps = capabilities(berth_image::spec::CAPS, &c.cap_add, &c.cap_drop, c.privileged)?;
+    set_caps(spec, &caps);
+    if c.no_new_privileges {
+        spec["process"]["noNewPrivileges"] = json!(true);
+    }
+    if c.privileged {
+        // As docker's --privileged: every device cgroup permission, no
+        // masked or read-only paths, no seccomp filter, /sys writable.
+        let linux = &mut spec["linux"];
+        if let Some(o) = linux.as_object_mut() {
+            o.remove("maskedPaths");
+            o.remove("readonlyPaths");
+            o.remove("seccomp");
+        }
+        linux["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
+        for m in mounts(spec).iter_mut() {
+            if m["type"] == "sysfs"
+                && let Some(o) = m["options"].as_array_mut()
+            {
+                o.retain(|x| x != "ro");
+            }
+        }
+        return Ok(());
+    }
+    match c.seccomp.as_deref() {
+        Some("unconfined") => {
+            if let Some(o) = spec["linux"].as_object_mut() {
+                o.remove("seccomp");
+            }
+        }
+        Some(path) => {
+            let raw = std::fs::read(path).map_err(|e| {
+                Error::invalid(format!("--security-opt seccomp={path}"), e.to_string())
+            })?;
+            let profile: Value = serde_json::from_slice(&raw).map_err(|e| {
+                Error::invalid(format!("--security-opt seccomp={path}"), e.to_string())
+            })?;
+            spec["linux"]["seccomp"] = profile;
+        }
+        None => spec["linux"]["seccomp"] = crate::seccomp::default_profile(&caps),
+    }
+    Ok(())
+}
+
+pub fn set_annotations(spec: &mut Value, labels: &[(String, String)]) {
+    for (k, v) in labels {
+        spec["annotations"][k] = json!(v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_add_and_drop() {
+        let base = ["CAP_CHOWN", "CAP_KILL"];
+        let c = capabilities(&base, &["net_admin".into()], &["kill".into()], false).unwrap();
+        assert_eq!(c, ["CAP_CHOWN", "CAP_NET_ADMIN"]);
+        let c = capabilities(&base, &["CAP_KILL".into()], &["ALL".into()], false).unwrap();
+        assert_eq!(c, ["CAP_KILL"]);
+        assert!(capabilities(&base, &["bogus".into()], &[], false).is_err());
+        assert_eq!(capabilities(&base, &[], &[], true).unwrap().len(), ALL_CAPS.len());
+    }
+
+    #[test]
+    fn namespaces_and_mounts_are_replaced_not_doubled() {
+        let mut s = json!({"linux": {"namespaces": [{"type": "network"}, {"type": "pid"}]}, "mounts": []});
+        set_network(&mut s, NetNs::Join("/run/x"));
+        set_network(&mut s, NetNs::Join("/run/y"));
+        let ns = s["linux"]["namespaces"].as_array().unwrap();
+        assert_eq!(ns.iter().filter(|n| n["type"] == "network").count(), 1);
+        assert!(ns.iter().any(|n| n["path"] == "/run/y"));
+        set_network(&mut s, NetNs::Host);
+        assert!(!s["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "network"));
+        bind_file(&mut s, "/etc/hosts", "/a", false);
+        bind_file(&mut s, "/etc/hosts", "/b", false);
+        assert_eq!(s["mounts"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn bad_volume_options_are_refused() {
+        let mut s = json!({});
+        let v = VolumeMount {
+            kind: "bind".into(),
+            source: "/x".into(),
+            destination: "/d".into(),
+            options: vec!["bogus".into()],
+        };
+        assert!(add_volume(&mut s, &v, "/x").is_err());
+    }
+}
