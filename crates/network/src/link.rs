@@ -1,6 +1,6 @@
 //! The few link operations berth needs done in-process, over a bare
 //! rtnetlink socket: bring `lo` up in a fresh netns, delete a network's
-//! bridge, and build a stand-in interface for a DEL whose netns is gone.
+//! bridge, and build a placeholder interface for a DEL whose netns is gone.
 //! Everything acts on the network namespace of the *calling thread*; run it
 //! through [`crate::netns::run_in`] to act elsewhere.
 
@@ -64,13 +64,15 @@ pub fn delete(name: &str) -> io::Result<()> {
     }
 }
 
-/// Creates a `dummy` interface `name` carrying `addrs`.
-pub fn add_dummy(name: &str, addrs: &[IpNet]) -> io::Result<()> {
+/// Creates a placeholder interface `name` carrying `addrs`: an empty bridge,
+/// since kernels are often built without the `dummy` driver (this test
+/// host's 6.18 is) while every container host has bridges.
+pub fn add_placeholder(name: &str, addrs: &[IpNet]) -> io::Result<()> {
     let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
     m.ifinfo(0, 0, 0);
     m.attr(IFLA_IFNAME, &nul_terminated(name));
     let nest = m.begin_nested(IFLA_LINKINFO);
-    m.attr(IFLA_INFO_KIND, b"dummy");
+    m.attr(IFLA_INFO_KIND, b"bridge\0");
     m.end_nested(nest);
     m.send()?;
     let idx = index(name)?.ok_or_else(|| no_such(name))?;

@@ -2,6 +2,7 @@
 //! turning its exit into a result or one clear error.
 
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -116,6 +117,9 @@ pub fn run(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own process group, so a timeout kills whatever it started
+        // too: a surviving grandchild would hold the pipes open.
+        .process_group(0)
         .spawn()
         .map_err(|e| failed(format!("cannot execute {}: {e}", binary.display())))?;
     let mut out = child.stdout.take().expect("piped");
@@ -143,7 +147,8 @@ pub fn run(
         match child.try_wait() {
             Ok(Some(s)) => break s,
             Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
+                // SAFETY: kill(2) on the group we made for this child.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
                 let _ = child.wait();
                 return Err(CniError::Timeout {
                     plugin: kind.to_string(),

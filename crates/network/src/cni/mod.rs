@@ -375,7 +375,7 @@ impl Cni {
         // Debian's bridge plugin (1.1.1) learns which addresses to
         // un-masquerade from the live container interface, so with the
         // netns gone its iptables rules would leak. A scratch netns holding
-        // a dummy interface with the cached addresses stands in for it.
+        // a placeholder interface with the cached addresses stands in for it.
         let stand_in = if netns::exists(netns) {
             None
         } else {
@@ -411,7 +411,7 @@ impl Cni {
     }
 }
 
-/// A scratch netns with `ifname` carrying the cached result's addresses; None
+/// A scratch netns with a placeholder `ifname` carrying the cached result's addresses; None
 /// if there is nothing to stand in for or it cannot be made (DEL then runs
 /// against the missing path, which plugins must tolerate).
 fn stand_in(entry: &cache::Entry, prev: Option<&Value>) -> Option<netns::Scratch> {
@@ -421,7 +421,7 @@ fn stand_in(entry: &cache::Entry, prev: Option<&Value>) -> Option<netns::Scratch
         return None;
     }
     let ifname = entry.ifname.clone();
-    netns::Scratch::new(move || crate::link::add_dummy(&ifname, &ips)).ok()
+    netns::Scratch::new(move || crate::link::add_placeholder(&ifname, &ips)).ok()
 }
 
 fn parse_result(out: &[u8], kind: &str, network: &str, op: Op) -> Result<Value> {
