@@ -36,7 +36,13 @@ fn two_containers_on_one_network_reach_each_other() {
     fx.track(&ca, "eth0");
     fx.track(&cb, "eth0");
     let att_a = fx.cni.attach(&fx.net, &ca, &a, "eth0", &[], &[]).unwrap();
-    let att_b = fx.cni.attach(&fx.net, &cb, &b, "eth0", &[], &[]).unwrap();
+    // CNI_ARGS reach the plugins: host-local honours a requested IP.
+    let args = [
+        ("IgnoreUnknown".to_string(), "1".to_string()),
+        ("IP".to_string(), "10.77.201.50".to_string()),
+    ];
+    let att_b = fx.cni.attach(&fx.net, &cb, &b, "eth0", &[], &args).unwrap();
+    assert_eq!(att_b.ips[0].to_string(), "10.77.201.50/24");
 
     assert_eq!(att_a.network, "t-ping");
     assert_eq!(att_a.interface, "eth0");

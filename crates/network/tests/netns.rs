@@ -4,6 +4,7 @@
 mod support;
 
 use std::net::{TcpListener, TcpStream};
+use std::process::Command;
 
 use berth_network::netns;
 
@@ -43,6 +44,65 @@ fn create_pins_a_fresh_netns_and_remove_leaves_no_mount() {
     assert!(!netns::exists(&pin));
     netns::remove(&pin).unwrap();
     assert!(netns::run_in(&pin, || ()).is_err());
+}
+
+/// The pin directory is a shared mount, as `ip netns` makes /run/netns:
+/// pins made and removed later show up in mount namespaces copied earlier.
+#[test]
+fn pins_propagate_to_other_mount_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let nsdir = dir.path().join("netns");
+    let _guard = Unmount(nsdir.clone());
+    let first = netns::create(&nsdir, "first").unwrap();
+    let mut other = Command::new("unshare")
+        .args(["--mount", "--propagation", "unchanged", "sleep", "30"])
+        .spawn()
+        .unwrap();
+    let _kill = Kill(other.id());
+    // The other namespace must be copied before the second pin is made.
+    let mnt = format!("/proc/{}/ns/mnt", other.id());
+    let own = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    for _ in 0..500 {
+        if std::fs::read_link(&mnt).is_ok_and(|l| l != own) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_ne!(
+        std::fs::read_link(&mnt).unwrap(),
+        own,
+        "unshare made no mount ns"
+    );
+    let fs_type = |p: &std::path::Path| {
+        let out = Command::new("nsenter")
+            .arg(format!("--mount={mnt}"))
+            .args(["stat", "-f", "-c", "%T"])
+            .arg(p)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let second = netns::create(&nsdir, "second").unwrap();
+    assert_eq!(
+        fs_type(&second),
+        "nsfs",
+        "new pin not seen in the other mount ns"
+    );
+    netns::remove(&second).unwrap();
+    assert_ne!(fs_type(&first), "", "stat failed");
+    assert_ne!(fs_type(&second), "nsfs", "removed pin still mounted there");
+    netns::remove(&first).unwrap();
+    let _ = other.kill();
+    let _ = other.wait();
+}
+
+struct Kill(u32);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the child this test spawned.
+        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+    }
 }
 
 #[test]
