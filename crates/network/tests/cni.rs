@@ -115,6 +115,10 @@ fn published_port_reaches_a_server_via_localhost_and_the_gateway() {
     fx.cni
         .attach(&fx.net, &cid, &ns, "eth0", &ports, &[])
         .unwrap();
+    // portmap sets this itself when snat is on; without it the kernel
+    // drops DNATed packets from 127.0.0.1 that leave through the bridge.
+    let localnet = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", fx.net.bridge);
+    assert_eq!(std::fs::read_to_string(localnet).unwrap().trim(), "1");
     let server = serve(&ns, 8080, 2);
     assert_eq!(fetch(SocketAddr::from(([127, 0, 0, 1], hp))), "pong");
     assert_eq!(
@@ -320,4 +324,37 @@ fn a_second_attach_of_the_same_interface_is_refused() {
     assert!(link::index(&fx.net.bridge).unwrap().is_some());
     fx.cni.remove_network(&fx.net).unwrap();
     assert_eq!(link::index(&fx.net.bridge).unwrap(), None);
+}
+
+#[test]
+fn a_failed_cleanup_keeps_the_cache_so_a_later_detach_finishes_it() {
+    let mut fx = Fixture::new("t-retry", 9);
+    let ns = fx.netns("c");
+    let cid = fx.cid("c");
+    fx.track(&cid, "eth0");
+    // A firewall that fails ADD and DEL alike.
+    let dir = fx.dir.path().join("broken");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("firewall");
+    std::fs::write(&p, "#!/bin/sh\necho 'broken' >&2\nexit 3\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fx.cni.plugin_dirs.insert(0, dir.clone());
+    let e = fx
+        .cni
+        .attach(&fx.net, &cid, &ns, "eth0", &[], &[])
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, CniError::CleanupFailed { .. }), "{msg}");
+    assert!(
+        msg.contains("firewall ADD failed: exit status: 3: broken"),
+        "{msg}"
+    );
+    assert!(msg.contains("firewall DEL failed"), "{msg}");
+    // bridge and portmap were undone despite the firewall's DEL failing.
+    assert!(fx.ipam_leases().is_empty());
+    // The entry stays, so the engine can retry once the plugin works.
+    fx.cni.plugin_dirs.retain(|d| d != &dir);
+    fx.cni.detach(&fx.net.name, &cid, &ns, "eth0").unwrap();
+    assert_failed_attach_left_nothing(&fx, &ns);
 }

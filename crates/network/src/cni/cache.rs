@@ -114,3 +114,43 @@ pub fn remove(path: &Path) -> Result<(), CniError> {
         Err(e) => Err(io_err("removing CNI cache entry", path)(e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        Entry {
+            network: "n".into(),
+            container_id: "a-b".into(),
+            ifname: "c".into(),
+            args: vec![],
+            runtime_config: Default::default(),
+            config: serde_json::json!({}),
+            result: None,
+        }
+    }
+
+    #[test]
+    fn entries_are_exclusive_checked_and_tolerant_of_absence() {
+        let d = tempfile::tempdir().unwrap();
+        let p = path(d.path(), "n", "a-b", "c");
+        assert!(load(&p, "n", "a-b", "c").unwrap().is_none());
+        create(&p, &entry()).unwrap();
+        assert!(matches!(
+            create(&p, &entry()),
+            Err(CniError::AlreadyAttached { .. })
+        ));
+        assert!(load(&p, "n", "a-b", "c").unwrap().is_some());
+        // Same file name, different attachment: refused, not misused.
+        let same_file = path(d.path(), "n", "a", "b-c");
+        assert_eq!(same_file, p);
+        let e = load(&p, "n", "a", "b-c").unwrap_err();
+        assert!(e.to_string().contains("records n/a-b/c"), "{e}");
+        std::fs::write(&p, b"{garbage").unwrap();
+        let e = load(&p, "n", "a-b", "c").unwrap_err();
+        assert!(matches!(e, CniError::BadCache { .. }), "{e}");
+        remove(&p).unwrap();
+        remove(&p).unwrap();
+    }
+}
