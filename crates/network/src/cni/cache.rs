@@ -1,0 +1,156 @@
+//! The record of each ADD (config, arguments, result), kept so DEL and CHECK
+//! can replay exactly what was set up, even after a crash and with the
+//! network's record gone (CNI spec: "the runtime must cache the result").
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::CniError;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub network: String,
+    pub container_id: String,
+    pub ifname: String,
+    pub args: Vec<(String, String)>,
+    /// Runtime values of capabilities, e.g. portMappings.
+    pub runtime_config: serde_json::Map<String, Value>,
+    pub config: Value,
+    /// None while ADD is under way: the entry is written before the first
+    /// plugin runs, so a crash mid-ADD still leaves enough to DEL.
+    pub result: Option<Value>,
+}
+
+pub fn path(state_dir: &Path, network: &str, container_id: &str, ifname: &str) -> PathBuf {
+    state_dir
+        .join("cache")
+        .join(network)
+        .join(format!("{container_id}-{ifname}.json"))
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CniError + 'a {
+    move |source| CniError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes a new entry; fails with AlreadyAttached if one exists, so two ADDs
+/// of one attachment cannot both proceed.
+pub fn create(path: &Path, entry: &Entry) -> Result<(), CniError> {
+    let dir = path.parent().expect("cache paths have a parent");
+    fs::create_dir_all(dir).map_err(io_err("creating CNI cache directory", dir))?;
+    let mut f = match OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(CniError::AlreadyAttached {
+                network: entry.network.clone(),
+                container_id: entry.container_id.clone(),
+                ifname: entry.ifname.clone(),
+            });
+        }
+        Err(e) => return Err(io_err("creating CNI cache entry", path)(e)),
+    };
+    let body = serde_json::to_vec(entry).expect("cache entries serialize");
+    f.write_all(&body)
+        .and_then(|()| f.sync_all())
+        .map_err(io_err("writing CNI cache entry", path))
+}
+
+/// Replaces an entry atomically (temp file + rename).
+pub fn update(path: &Path, entry: &Entry) -> Result<(), CniError> {
+    let tmp = path.with_extension("json.tmp");
+    let body = serde_json::to_vec(entry).expect("cache entries serialize");
+    let write = || -> io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_err("writing CNI cache entry", path)(e)
+    })
+}
+
+/// Reads an entry, None if there is none; checks it is the one asked for
+/// (file names could in principle collide: `a-b`+`c` vs `a`+`b-c`).
+pub fn load(
+    path: &Path,
+    network: &str,
+    container_id: &str,
+    ifname: &str,
+) -> Result<Option<Entry>, CniError> {
+    let body = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("reading CNI cache entry", path)(e)),
+    };
+    let entry: Entry = serde_json::from_slice(&body).map_err(|e| CniError::BadCache {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if entry.network != network || entry.container_id != container_id || entry.ifname != ifname {
+        return Err(CniError::BadCache {
+            path: path.to_path_buf(),
+            reason: format!(
+                "it records {}/{}/{}, not {network}/{container_id}/{ifname}",
+                entry.network, entry.container_id, entry.ifname
+            ),
+        });
+    }
+    Ok(Some(entry))
+}
+
+pub fn remove(path: &Path) -> Result<(), CniError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("removing CNI cache entry", path)(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        Entry {
+            network: "n".into(),
+            container_id: "a-b".into(),
+            ifname: "c".into(),
+            args: vec![],
+            runtime_config: Default::default(),
+            config: serde_json::json!({}),
+            result: None,
+        }
+    }
+
+    #[test]
+    fn entries_are_exclusive_checked_and_tolerant_of_absence() {
+        let d = tempfile::tempdir().unwrap();
+        let p = path(d.path(), "n", "a-b", "c");
+        assert!(load(&p, "n", "a-b", "c").unwrap().is_none());
+        create(&p, &entry()).unwrap();
+        assert!(matches!(
+            create(&p, &entry()),
+            Err(CniError::AlreadyAttached { .. })
+        ));
+        assert!(load(&p, "n", "a-b", "c").unwrap().is_some());
+        // Same file name, different attachment: refused, not misused.
+        let same_file = path(d.path(), "n", "a", "b-c");
+        assert_eq!(same_file, p);
+        let e = load(&p, "n", "a", "b-c").unwrap_err();
+        assert!(e.to_string().contains("records n/a-b/c"), "{e}");
+        std::fs::write(&p, b"{garbage").unwrap();
+        let e = load(&p, "n", "a-b", "c").unwrap_err();
+        assert!(matches!(e, CniError::BadCache { .. }), "{e}");
+        remove(&p).unwrap();
+        remove(&p).unwrap();
+    }
+}
