@@ -21,6 +21,7 @@ pub mod signals;
 pub mod spec;
 mod volumes;
 
+pub use berth_network;
 pub use engine::{Engine, Options};
 pub use exec::ExecRequest;
 pub use error::{Error, Result};

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use berth_engine::Engine;
-use berth_engine::model::{Container, ContainerConfig, NetworkMode, PortSpec, Status, VolumeMount};
+use berth_engine::berth_network::PortMapping;
+use berth_engine::model::{Container, ContainerConfig, NetworkMode, Status, VolumeMount};
 use clap::Subcommand;
 
 #[derive(clap::Args, Clone, Debug)]
@@ -359,7 +360,11 @@ fn env_lines(f: &CreateFlags) -> Result<Vec<String>> {
         .collect())
 }
 
-pub fn config(f: &CreateFlags, ports: Vec<PortSpec>) -> Result<ContainerConfig> {
+pub fn config(f: &CreateFlags) -> Result<ContainerConfig> {
+    let mut ports = Vec::new();
+    for p in &f.publish {
+        ports.extend(PortMapping::parse(p)?);
+    }
     let mut volumes = Vec::new();
     for v in &f.volume {
         volumes.push(parse_volume(v)?);
@@ -402,7 +407,10 @@ pub fn config(f: &CreateFlags, ports: Vec<PortSpec>) -> Result<ContainerConfig> 
         memory: f.memory.as_deref().map(parse_bytes).transpose()?,
         cpus: f.cpus,
         pids_limit: f.pids_limit,
-        network: parse_network(f.network.as_deref()),
+        network: match (&f.pod, f.network.as_deref()) {
+            (Some(_), None) => NetworkMode::Pod,
+            (_, n) => parse_network(n),
+        },
         ports,
         volumes,
         tmpfs: f.tmpfs.clone(),
@@ -433,7 +441,7 @@ pub fn ports_text(c: &Container) -> String {
         .map(|p| {
             format!(
                 "{}:{}->{}/{}",
-                p.host_ip.as_deref().unwrap_or("0.0.0.0"),
+                p.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "0.0.0.0".into()),
                 p.host_port,
                 p.container_port,
                 p.protocol
@@ -575,10 +583,7 @@ fn image_for(ctx: &crate::Ctx, name: &str) -> Result<berth_image::store::ImageRe
 }
 
 fn create(ctx: &crate::Ctx, e: &Engine, f: &CreateFlags) -> Result<Container> {
-    if !f.publish.is_empty() {
-        bail!("-p: publishing ports needs networks, which this build lacks");
-    }
-    let cfg = config(f, Vec::new())?;
+    let cfg = config(f)?;
     let image = image_for(ctx, &f.image)?;
     Ok(e.create(&image, f.name.as_deref(), cfg)?)
 }
