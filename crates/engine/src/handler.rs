@@ -183,6 +183,25 @@ impl Handler {
         }
     }
 
+    /// Resource usage from the container's cgroup, in runc's `events
+    /// --stats` shape.
+    pub fn stats(&self, id: &str) -> Result<serde_json::Value> {
+        match self {
+            Handler::Builtin { root } => {
+                let st = Self::builtin(root).stats(id)?;
+                Ok(serde_json::to_value(st).expect("stats serialize"))
+            }
+            Handler::External { .. } => {
+                let out = self.external(&["events", "--stats", id])?;
+                let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| Error::ExternalRuntime {
+                    runtime: id.into(),
+                    why: format!("events output: {e}"),
+                })?;
+                Ok(v["data"].clone())
+            }
+        }
+    }
+
     /// Host pids of the container's processes.
     pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
         match self {

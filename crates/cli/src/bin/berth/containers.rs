@@ -198,6 +198,26 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: VolumeCmd,
     },
+    /// Networks (CNI bridges).
+    Network {
+        #[command(subcommand)]
+        cmd: NetworkCmd,
+    },
+    /// Pods: containers sharing network, ipc and uts namespaces.
+    Pod {
+        #[command(subcommand)]
+        cmd: PodCmd,
+    },
+    /// A container's published ports.
+    Port { container: String },
+    /// A container's processes.
+    Top { container: String },
+    /// Resource usage (once: --no-stream is the only mode).
+    Stats {
+        #[arg(long)]
+        no_stream: bool,
+        containers: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -610,6 +630,14 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
         // binary unreachable from there (see berth_runtime::selfexe).
         berth_runtime::selfexe::ensure_protected()?;
     }
+    if let Cmd::Pod {
+        cmd: PodCmd::Infra { hostname, netns },
+    } = &cmd
+    {
+        // Holds namespaces and nothing else: no store, no database.
+        berth_engine::pods::infra_main(netns.as_deref(), hostname)?;
+        return Ok(0);
+    }
     let e = engine(ctx)?;
     match cmd {
         Cmd::Exec {
@@ -714,6 +742,11 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
             cmd: ContainerCmd::Cleanup { container },
         } => e.cleanup(&container)?,
         Cmd::Volume { cmd } => volume(&e, cmd)?,
+        Cmd::Network { cmd } => network_cmd(&e, cmd)?,
+        Cmd::Pod { cmd } => pod_cmd(&e, cmd)?,
+        Cmd::Port { container } => port(&e, &container)?,
+        Cmd::Top { container } => top(&e, &container)?,
+        Cmd::Stats { no_stream: _, containers } => stats(&e, &containers)?,
     }
     Ok(0)
 }
@@ -757,4 +790,325 @@ fn volume(e: &Engine, cmd: VolumeCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum NetworkCmd {
+    Create {
+        name: String,
+        /// e.g. 10.77.42.0/24 (default: the next free /24 of 10.77.0.0/16).
+        #[arg(long)]
+        subnet: Option<ipnet::Ipv4Net>,
+        #[arg(long)]
+        gateway: Option<std::net::Ipv4Addr>,
+        /// No route out: containers reach each other and the host only.
+        #[arg(long)]
+        internal: bool,
+        #[arg(short, long)]
+        label: Vec<String>,
+    },
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    Inspect {
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PodCmd {
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        hostname: Option<String>,
+        #[arg(short, long = "publish")]
+        publish: Vec<String>,
+        #[arg(long, alias = "net")]
+        network: Option<String>,
+        #[arg(short, long)]
+        label: Vec<String>,
+    },
+    Start {
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    Stop {
+        #[arg(short, long)]
+        time: Option<u64>,
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    #[command(alias = "ls", alias = "list")]
+    Ps {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    Inspect {
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    /// The process that holds a pod's namespaces (berth runs it).
+    #[command(hide = true)]
+    Infra {
+        #[arg(long)]
+        hostname: String,
+        #[arg(long)]
+        netns: Option<PathBuf>,
+    },
+}
+
+fn network_cmd(e: &Engine, cmd: NetworkCmd) -> Result<()> {
+    match cmd {
+        NetworkCmd::Create {
+            name,
+            subnet,
+            gateway,
+            internal,
+            label,
+        } => {
+            let n = e.network_create(&name, subnet, gateway, internal, label.iter().map(|l| parse_label(l)).collect())?;
+            println!("{}", n.name);
+        }
+        NetworkCmd::Ls { quiet, format } => {
+            let list = e.networks()?;
+            if quiet {
+                for n in &list {
+                    println!("{}", n.name);
+                }
+            } else if format == "json" {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                let rows: Vec<[String; 5]> = list
+                    .iter()
+                    .map(|n| {
+                        [
+                            berth_engine::ids::short(&n.id).to_string(),
+                            n.name.clone(),
+                            n.driver.clone(),
+                            n.subnet.to_string(),
+                            n.bridge.clone(),
+                        ]
+                    })
+                    .collect();
+                crate::table(&["NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE"], &rows);
+            }
+        }
+        NetworkCmd::Inspect { networks } => {
+            let mut out = Vec::new();
+            each(&networks, |n| {
+                out.push(e.network(n)?);
+                Ok(())
+            })?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        NetworkCmd::Rm { force, networks } => each(&networks, |n| {
+            e.network_remove(n, force)?;
+            println!("{n}");
+            Ok(())
+        })?,
+    }
+    Ok(())
+}
+
+fn pod_status(e: &Engine, p: &berth_engine::model::Pod, cs: &[Container]) -> &'static str {
+    let running = cs.iter().filter(|c| c.state.status == Status::Running).count();
+    match (e.pod_running(p), running) {
+        (true, n) if n == cs.len() => "Running",
+        (true, 0) if !cs.is_empty() => "Degraded",
+        (true, _) if cs.is_empty() => "Running",
+        (true, _) => "Degraded",
+        (false, _) if cs.iter().all(|c| c.state.status == Status::Created) => "Created",
+        (false, _) => "Exited",
+    }
+}
+
+fn pod_cmd(e: &Engine, cmd: PodCmd) -> Result<()> {
+    match cmd {
+        PodCmd::Create {
+            name,
+            hostname,
+            publish,
+            network,
+            label,
+        } => {
+            let mut ports = Vec::new();
+            for p in &publish {
+                ports.extend(PortMapping::parse(p)?);
+            }
+            let p = e.pod_create(berth_engine::pods::PodRequest {
+                name,
+                hostname,
+                network: parse_network(network.as_deref()),
+                ports,
+                labels: label.iter().map(|l| parse_label(l)).collect(),
+            })?;
+            println!("{}", p.id);
+        }
+        PodCmd::Start { pods } => each(&pods, |p| {
+            e.pod_start(p)?;
+            println!("{p}");
+            Ok(())
+        })?,
+        PodCmd::Stop { time, pods } => each(&pods, |p| {
+            e.pod_stop(p, stop_timeout(time))?;
+            println!("{p}");
+            Ok(())
+        })?,
+        PodCmd::Rm { force, pods } => each(&pods, |p| {
+            e.pod_remove(p, force)?;
+            println!("{p}");
+            Ok(())
+        })?,
+        PodCmd::Ps { quiet, format } => {
+            let pods = e.pods()?;
+            if quiet {
+                for (p, _) in &pods {
+                    println!("{}", berth_engine::ids::short(&p.id));
+                }
+            } else if format == "json" {
+                let v: Vec<serde_json::Value> = pods
+                    .iter()
+                    .map(|(p, cs)| {
+                        serde_json::json!({
+                            "Id": p.id, "Name": p.name, "Status": pod_status(e, p, cs),
+                            "Created": p.created, "Containers": cs.iter().map(|c| &c.name).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let rows: Vec<[String; 5]> = pods
+                    .iter()
+                    .map(|(p, cs)| {
+                        [
+                            berth_engine::ids::short(&p.id).to_string(),
+                            p.name.clone(),
+                            pod_status(e, p, cs).to_string(),
+                            crate::ago(Some(&p.created)),
+                            cs.len().to_string(),
+                        ]
+                    })
+                    .collect();
+                crate::table(&["POD ID", "NAME", "STATUS", "CREATED", "# OF CONTAINERS"], &rows);
+            }
+        }
+        PodCmd::Inspect { pods } => {
+            let mut out = Vec::new();
+            each(&pods, |key| {
+                let p = e.pod(key)?;
+                let cs: Vec<String> = e.pods()?.into_iter().find(|(x, _)| x.id == p.id).map(|(_, cs)| cs.into_iter().map(|c| c.name).collect()).unwrap_or_default();
+                out.push(serde_json::json!({"Pod": p, "Running": e.pod_running(&p), "Containers": cs}));
+                Ok(())
+            })?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        PodCmd::Infra { .. } => unreachable!("handled before the engine opens"),
+    }
+    Ok(())
+}
+
+fn port(e: &Engine, key: &str) -> Result<()> {
+    let c = e.container(key)?;
+    let ports = match &c.config.pod {
+        Some(p) => e.pod(p)?.ports,
+        None => c.config.ports.clone(),
+    };
+    for p in ports {
+        let ip = p.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "0.0.0.0".into());
+        println!("{}/{} -> {ip}:{}", p.container_port, p.protocol, p.host_port);
+    }
+    Ok(())
+}
+
+fn top(e: &Engine, key: &str) -> Result<()> {
+    let c = e.container(key)?;
+    if c.state.status != Status::Running && c.state.status != Status::Paused {
+        bail!("container {} is not running", c.name);
+    }
+    let pids = e.handler(&c)?.pids(&c.id)?;
+    let rows: Vec<[String; 4]> = pids
+        .iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let uid = status.lines().find(|l| l.starts_with("Uid:"))?.split_whitespace().nth(1)?.to_string();
+            let after = stat.rsplit_once(')')?.1;
+            let f: Vec<&str> = after.split_whitespace().collect();
+            let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+            let secs = ticks / hz;
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ").trim().to_string();
+            Some([pid.to_string(), uid, format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60), cmd])
+        })
+        .collect();
+    crate::table(&["PID", "USER", "TIME", "COMMAND"], &rows);
+    Ok(())
+}
+
+fn stats(e: &Engine, keys: &[String]) -> Result<()> {
+    let cs: Vec<Container> = if keys.is_empty() {
+        e.containers()?.into_iter().filter(|c| c.state.status == Status::Running).collect()
+    } else {
+        keys.iter().map(|k| Ok(e.container(k)?)).collect::<Result<_>>()?
+    };
+    let sample = |c: &Container| -> Result<serde_json::Value> { Ok(e.handler(c)?.stats(&c.id)?) };
+    let first: Vec<serde_json::Value> = cs.iter().map(sample).collect::<Result<_>>()?;
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut rows = Vec::new();
+    for (c, a) in cs.iter().zip(first) {
+        let b = sample(c)?;
+        let cpu = |v: &serde_json::Value| v["cpu"]["usage"]["total"].as_u64().unwrap_or(0);
+        let pct = (cpu(&b).saturating_sub(cpu(&a))) as f64 / t0.elapsed().as_nanos() as f64 * 100.0;
+        let used = b["memory"]["usage"]["usage"].as_u64().unwrap_or(0);
+        let limit = b["memory"]["usage"]["limit"].as_u64().unwrap_or(0);
+        let host = host_memory();
+        let limit = if limit == 0 || limit > host { host } else { limit };
+        rows.push([
+            berth_engine::ids::short(&c.id).to_string(),
+            c.name.clone(),
+            format!("{pct:.2}%"),
+            format!("{} / {}", crate::human_size(used), crate::human_size(limit)),
+            format!("{:.2}%", used as f64 / limit.max(1) as f64 * 100.0),
+            b["pids"]["current"].as_u64().unwrap_or(0).to_string(),
+        ]);
+    }
+    crate::table(&["ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"], &rows);
+    Ok(())
+}
+
+fn host_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(u64::MAX)
 }
