@@ -25,9 +25,8 @@ pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         fs::rename(&tmp, path)
     };
     write()
-        .map_err(|e| {
+        .inspect_err(|_| {
             let _ = fs::remove_file(&tmp);
-            e
         })
         .ctx(|| format!("write {}", path.display()))
 }

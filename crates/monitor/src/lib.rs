@@ -1,12 +1,12 @@
 //! The per-container monitor (conmon's role), and what the engine and the
 //! CLI use to talk to it. The contract is docs/engine.md, section Monitor.
 //!
-//! - [`config::Config`]: monitor.json.
-//! - [`spawn::start_monitor`]: start a monitor, get the container's pid.
-//! - [`attach::Client`]: the attach socket's client.
-//! - [`logs`]: read CRI log files (rotated ones too), tail, since, follow.
-//! - [`exit::ExitRecord`]: exit.json.
-//! - [`monitor::main`]: the `berth-monitor` program itself.
+//! - `config::Config`: monitor.json.
+//! - `spawn::start_monitor`: start a monitor, get the container's pid.
+//! - `attach::Client`: the attach socket's client.
+//! - `logs`: read CRI log files (rotated ones too), tail, since, follow.
+//! - `exit::ExitRecord`: exit.json.
+//! - `monitor::main`: the `berth-monitor` program itself.
 
 pub mod attach;
 pub mod config;

@@ -359,14 +359,13 @@ impl<'a> Monitor<'a> {
     fn client_frame(&mut self, f: Frame) {
         match f {
             Frame::Stdin(data) => self.write_stdin(&data),
+            // A pty's master carries the output too: it stays.
+            Frame::CloseStdin if self.tty => {}
             Frame::CloseStdin => {
-                // A pty's master carries the output too: it stays.
-                if !self.tty {
-                    if self.stdin_pending.is_empty() {
-                        self.stdin = None;
-                    } else {
-                        self.close_stdin_after = true;
-                    }
+                if self.stdin_pending.is_empty() {
+                    self.stdin = None;
+                } else {
+                    self.close_stdin_after = true;
                 }
             }
             Frame::Resize { rows, cols } => {

@@ -60,8 +60,8 @@ pub fn parse(s: &str) -> Option<SystemTime> {
         return None;
     }
     let y = num(&b[0..4])? as i64;
-    let mo = num(&b[5..7])? as u32;
-    let d = num(&b[8..10])? as u32;
+    let mo = num(&b[5..7])?;
+    let d = num(&b[8..10])?;
     let h = num(&b[11..13])? as i64;
     let mi = num(&b[14..16])? as i64;
     let sec = num(&b[17..19])? as i64;
