@@ -1,1 +1,32 @@
-//! The per-container monitor (conmon's role). See docs/engine.md.
+//! The per-container monitor (conmon's role), and what the engine and the
+//! CLI use to talk to it. The contract is docs/engine.md, section Monitor.
+//!
+//! - `config::Config`: monitor.json.
+//! - `spawn::start_monitor`: start a monitor, get the container's pid.
+//! - `attach::Client`: the attach socket's client.
+//! - `logs`: read CRI log files (rotated ones too), tail, since, follow.
+//! - `exit::ExitRecord`: exit.json.
+//! - `monitor::main`: the `berth-monitor` program itself.
+
+pub mod attach;
+pub mod config;
+pub mod crilog;
+pub mod error;
+pub mod exit;
+pub mod frame;
+mod fsutil;
+mod handler;
+pub mod logs;
+pub mod monitor;
+mod ready;
+mod server;
+mod sockpath;
+pub mod spawn;
+pub mod timefmt;
+
+pub use config::{Config, Handler};
+pub use crilog::Stream;
+pub use error::{Error, Result};
+pub use exit::ExitRecord;
+pub use frame::Frame;
+pub use spawn::start_monitor;

@@ -1,0 +1,190 @@
+//! The monitor's side of attach: the listening socket and its clients.
+//! Nothing here may block: sockets are non-blocking, a client's unsent
+//! output is bounded and a client that falls further behind is dropped.
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Context, Error, Result};
+use crate::frame::{self, Decoder, Frame};
+
+/// Unsent output a client may have before it counts as too slow.
+const MAX_BACKLOG: usize = 256 * 1024;
+/// More clients than this are turned away.
+const MAX_CLIENTS: usize = 32;
+
+pub struct Client {
+    sock: UnixStream,
+    dec: Decoder,
+    out: Vec<u8>,
+    /// The exit frame is queued: close once it is sent.
+    closing: bool,
+}
+
+impl Client {
+    pub fn fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+
+    pub fn wants_write(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    pub fn done(&self) -> bool {
+        self.closing && self.out.is_empty()
+    }
+
+    /// Queues a frame; false when the client is too far behind to keep.
+    fn queue(&mut self, kind: u8, payload: &[u8]) -> bool {
+        if self.closing {
+            return true;
+        }
+        if self.out.len() + frame::HEADER + payload.len() > MAX_BACKLOG {
+            return false;
+        }
+        self.out
+            .extend_from_slice(&frame::header(kind, payload.len()));
+        self.out.extend_from_slice(payload);
+        self.flush()
+    }
+
+    /// Sends what the socket takes now; false when the client is gone.
+    pub fn flush(&mut self) -> bool {
+        while !self.out.is_empty() {
+            match (&self.sock).write(&self.out) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => return false,
+            }
+        }
+        if self.out.is_empty() && self.out.capacity() > 16 * 1024 {
+            self.out = Vec::new();
+        }
+        true
+    }
+
+    /// Reads what arrived; Ok(false) at the client's end of stream.
+    pub fn read(&mut self, frames: &mut Vec<Frame>) -> Result<bool> {
+        let mut buf = [0u8; 4096];
+        let n = loop {
+            match (&self.sock).read(&mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(true),
+                Err(e) => return Err(e).ctx(|| "read from an attach client"),
+            }
+        };
+        if n == 0 {
+            return Ok(false);
+        }
+        self.dec.push(&buf[..n]);
+        while let Some(f) = self.dec.next_frame()? {
+            match f {
+                Frame::Stdin(_) | Frame::CloseStdin | Frame::Resize { .. } => frames.push(f),
+                other => {
+                    return Err(Error::Protocol(format!(
+                        "a client sent a monitor frame: {other:?}"
+                    )));
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+pub struct Server {
+    path: PathBuf,
+    listener: UnixListener,
+    pub clients: Vec<Client>,
+    /// Set once the container has exited: late clients get it at once.
+    exit_code: Option<i32>,
+}
+
+impl Server {
+    /// Binds the socket (mode 0600), replacing a stale one.
+    pub fn bind(path: &Path) -> Result<Server> {
+        let short = crate::sockpath::short(path)?;
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
+                let _ = std::fs::remove_file(path);
+            }
+            _ => {}
+        }
+        // Created 0600 from the start: no moment in which others connect.
+        let old = unsafe { libc::umask(0o177) };
+        let bound = UnixListener::bind(&short.path);
+        unsafe { libc::umask(old) };
+        let listener = bound.ctx(|| format!("bind the attach socket {}", path.display()))?;
+        listener
+            .set_nonblocking(true)
+            .ctx(|| "make the attach socket non-blocking")?;
+        Ok(Server {
+            path: path.to_path_buf(),
+            listener,
+            clients: Vec::new(),
+            exit_code: None,
+        })
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.listener.as_raw_fd()
+    }
+
+    pub fn accept(&mut self) {
+        loop {
+            let sock = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            if self.clients.len() >= MAX_CLIENTS || sock.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let mut c = Client {
+                sock,
+                dec: Decoder::default(),
+                out: Vec::new(),
+                closing: false,
+            };
+            if let Some(code) = self.exit_code {
+                c.queue(frame::EXIT, &code.to_be_bytes());
+                c.closing = true;
+            }
+            self.clients.push(c);
+        }
+    }
+
+    /// Sends output to every client, dropping those too slow to take it.
+    pub fn broadcast(&mut self, kind: u8, data: &[u8]) {
+        self.clients.retain_mut(|c| c.queue(kind, data));
+    }
+
+    /// The last frame: the exit code; clients are closed once it is sent.
+    pub fn exit(&mut self, code: i32) {
+        self.exit_code = Some(code);
+        self.broadcast(frame::EXIT, &code.to_be_bytes());
+        for c in &mut self.clients {
+            c.closing = true;
+        }
+        self.clients.retain(|c| !c.done());
+    }
+
+    pub fn drop_client(&mut self, i: usize) {
+        self.clients.swap_remove(i);
+    }
+
+    pub fn all_sent(&self) -> bool {
+        self.clients.iter().all(|c| c.out.is_empty())
+    }
+
+    /// Removes the socket: no client can come any more.
+    pub fn remove(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
