@@ -87,7 +87,10 @@ impl Db {
                 Err(Error::Conflict(format!(
                     "the container name {:?} is already in use by {}",
                     c.name,
-                    holder.as_deref().map(crate::ids::short).unwrap_or("another container")
+                    holder
+                        .as_deref()
+                        .map(crate::ids::short)
+                        .unwrap_or("another container")
                 )))
             }
             Err(e) => Err(e.into()),
@@ -153,7 +156,8 @@ impl Db {
             return from_json("container", &raw);
         }
         if key.len() >= 3 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let mut st = conn.prepare("SELECT record FROM containers WHERE id LIKE ?1 || '%' LIMIT 2")?;
+            let mut st =
+                conn.prepare("SELECT record FROM containers WHERE id LIKE ?1 || '%' LIMIT 2")?;
             let found: Vec<String> = st
                 .query_map(params![key], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
@@ -167,7 +171,9 @@ impl Db {
                 _ => {}
             }
         }
-        Err(Error::NotFound(format!("no container with name or id {key:?}")))
+        Err(Error::NotFound(format!(
+            "no container with name or id {key:?}"
+        )))
     }
 
     pub fn insert_pod(&self, p: &Pod) -> Result<()> {
@@ -179,7 +185,10 @@ impl Db {
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
-                Err(Error::Conflict(format!("the pod name {:?} is already in use", p.name)))
+                Err(Error::Conflict(format!(
+                    "the pod name {:?} is already in use",
+                    p.name
+                )))
             }
             r => r.map(|_| ()).map_err(Into::into),
         }

@@ -42,7 +42,10 @@ impl Engine {
             std::fs::create_dir_all(d).ctx(|| format!("create {}", d.display()))?;
         }
         // Only root looks into the run root: it holds sockets to containers.
-        let _ = std::fs::set_permissions(&o.run_root, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        let _ = std::fs::set_permissions(
+            &o.run_root,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        );
         let db = Db::open(&o.root.join("engine.db"))?;
         Ok(Engine {
             root: o.root,

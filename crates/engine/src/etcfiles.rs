@@ -8,9 +8,7 @@ use crate::error::{Context, Result};
 /// /etc/hosts: localhost, then the container under its hostname and name
 /// at each of its addresses (or at 127.0.1.1 without any).
 pub fn hosts(hostname: &str, name: &str, ips: &[String]) -> String {
-    let mut s = String::from(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-    );
+    let mut s = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     let names = if hostname == name {
         hostname.to_string()
     } else {

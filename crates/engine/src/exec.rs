@@ -43,7 +43,10 @@ impl Engine {
             Handler::Builtin { root } => {
                 let rt = berth_runtime::Runtime::new(root, false);
                 let caps = if r.privileged {
-                    crate::spec::ALL_CAPS.iter().map(|s| s.to_string()).collect()
+                    crate::spec::ALL_CAPS
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect()
                 } else {
                     Vec::new()
                 };
@@ -81,7 +84,11 @@ impl Engine {
                 )?;
                 match relay {
                     None => Ok(0),
-                    Some(relay) => Ok(berth_runtime::foreground::wait(&relay, execed.pid, execed.pty_master)?),
+                    Some(relay) => Ok(berth_runtime::foreground::wait(
+                        &relay,
+                        execed.pid,
+                        execed.pty_master,
+                    )?),
                 }
             }
             Handler::External { name, path, root } => {
@@ -92,7 +99,10 @@ impl Engine {
                 }
                 if r.detach {
                     if r.tty {
-                        return Err(Error::invalid("exec -d -t", format!("not with the external runtime {name}")));
+                        return Err(Error::invalid(
+                            "exec -d -t",
+                            format!("not with the external runtime {name}"),
+                        ));
                     }
                     cmd.arg("-d");
                 }
@@ -110,7 +120,9 @@ impl Engine {
                     runtime: name.clone(),
                     why: format!("cannot run {}: {e}", path.display()),
                 })?;
-                Ok(st.code().unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0)))
+                Ok(st.code().unwrap_or(
+                    128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0),
+                ))
             }
         }
     }

@@ -9,8 +9,14 @@ use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub enum Handler {
-    Builtin { root: PathBuf },
-    External { name: String, path: PathBuf, root: PathBuf },
+    Builtin {
+        root: PathBuf,
+    },
+    External {
+        name: String,
+        path: PathBuf,
+        root: PathBuf,
+    },
 }
 
 /// What the runtime says about a container.
@@ -193,10 +199,11 @@ impl Handler {
             }
             Handler::External { .. } => {
                 let out = self.external(&["events", "--stats", id])?;
-                let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| Error::ExternalRuntime {
-                    runtime: id.into(),
-                    why: format!("events output: {e}"),
-                })?;
+                let v: serde_json::Value =
+                    serde_json::from_str(&out).map_err(|e| Error::ExternalRuntime {
+                        runtime: id.into(),
+                        why: format!("events output: {e}"),
+                    })?;
                 Ok(v["data"].clone())
             }
         }

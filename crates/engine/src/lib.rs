@@ -23,5 +23,5 @@ mod volumes;
 
 pub use berth_network;
 pub use engine::{Engine, Options};
-pub use exec::ExecRequest;
 pub use error::{Error, Result};
+pub use exec::ExecRequest;

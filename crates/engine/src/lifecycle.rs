@@ -26,7 +26,12 @@ struct ExitFile {
 impl Engine {
     /// Makes the container: its record, its bundle (a snapshot of the image
     /// and the runtime spec). Nothing runs yet.
-    pub fn create(&self, image: &ImageRecord, name: Option<&str>, mut config: ContainerConfig) -> Result<Container> {
+    pub fn create(
+        &self,
+        image: &ImageRecord,
+        name: Option<&str>,
+        mut config: ContainerConfig,
+    ) -> Result<Container> {
         if let Some(n) = name {
             ids::check_name("container", n)?;
         }
@@ -35,10 +40,18 @@ impl Engine {
             config.pod = Some(pod.id);
             match config.network {
                 NetworkMode::Default | NetworkMode::Pod => config.network = NetworkMode::Pod,
-                _ => return Err(Error::invalid("--network", "a container in a pod uses the pod's network")),
+                _ => {
+                    return Err(Error::invalid(
+                        "--network",
+                        "a container in a pod uses the pod's network",
+                    ));
+                }
             }
             if !config.ports.is_empty() {
-                return Err(Error::invalid("-p", "publish ports on the pod (pod create -p)"));
+                return Err(Error::invalid(
+                    "-p",
+                    "publish ports on the pod (pod create -p)",
+                ));
             }
         }
         self.handler_for(&config.runtime)?;
@@ -103,12 +116,19 @@ impl Engine {
         let mut s = b.config;
         c.command = s["process"]["args"]
             .as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         if c.config.stop_signal.is_none() {
             c.config.stop_signal = s["annotations"]["org.opencontainers.image.stopSignal"]
                 .as_str()
                 .map(String::from);
+        }
+        if c.config.init {
+            spec::add_init(&mut s)?;
         }
         spec::set_resources(&mut s, &c.config);
         spec::set_security(&mut s, &c.config)?;
@@ -142,7 +162,10 @@ impl Engine {
             NetworkMode::Container(other) => {
                 self.db.find_container(other)?;
                 if !cfg.ports.is_empty() {
-                    return Err(Error::invalid("-p", "publish ports on the container that owns the network"));
+                    return Err(Error::invalid(
+                        "-p",
+                        "publish ports on the container that owns the network",
+                    ));
                 }
                 Ok(())
             }
@@ -159,6 +182,17 @@ impl Engine {
     /// Starts a created or exited container: its network, its /etc files,
     /// its monitor (which creates it through the runtime), then `start`.
     pub fn start(&self, key: &str) -> Result<Container> {
+        self.start_with(key, &mut |_| Ok(()))
+    }
+
+    /// `start`, calling `before_start` once the monitor holds the created
+    /// container and before its process runs: where `run` attaches, so no
+    /// output is missed.
+    pub fn start_with(
+        &self,
+        key: &str,
+        before_start: &mut dyn FnMut(&Container) -> Result<()>,
+    ) -> Result<Container> {
         let c = self.db.find_container(key)?;
         let _lock = self.lock(&c.id)?;
         let mut c = self.refresh(self.db.find_container(&c.id)?)?;
@@ -175,7 +209,7 @@ impl Engine {
         if c.state.needs_cleanup {
             self.release(&mut c)?;
         }
-        match self.launch(&mut c) {
+        match self.launch(&mut c, before_start) {
             Ok(()) => self.mark_started(c),
             Err(e) => {
                 let _ = self.release(&mut c);
@@ -195,7 +229,11 @@ impl Engine {
         Ok(c)
     }
 
-    fn launch(&self, c: &mut Container) -> Result<()> {
+    fn launch(
+        &self,
+        c: &mut Container,
+        before_start: &mut dyn FnMut(&Container) -> Result<()>,
+    ) -> Result<()> {
         let handler = self.handler(c)?;
         let dir = self.bundle_dir(&c.id);
         let rootfs = dir.join("rootfs");
@@ -220,10 +258,20 @@ impl Engine {
             etcfiles::write(&ud, "hosts", &etcfiles::hosts(&hostname, &c.name, &ips))?;
             etcfiles::write(&ud, "hostname", &format!("{hostname}\n"))?;
             spec::bind_file(&mut s, "/etc/hosts", &path_str(&ud.join("hosts")), false);
-            spec::bind_file(&mut s, "/etc/hostname", &path_str(&ud.join("hostname")), false);
+            spec::bind_file(
+                &mut s,
+                "/etc/hostname",
+                &path_str(&ud.join("hostname")),
+                false,
+            );
         }
         etcfiles::write(&ud, "resolv.conf", &etcfiles::resolv_conf(own_netns))?;
-        spec::bind_file(&mut s, "/etc/resolv.conf", &path_str(&ud.join("resolv.conf")), false);
+        spec::bind_file(
+            &mut s,
+            "/etc/resolv.conf",
+            &path_str(&ud.join("resolv.conf")),
+            false,
+        );
         write_spec(&dir, &s)?;
 
         let rundir = self.rundir(&c.id);
@@ -252,6 +300,7 @@ impl Engine {
         c.state.pid = pid;
         c.state.status = Status::Created;
         self.db.update_container(c)?;
+        before_start(c)?;
         handler.start(&c.id)
     }
 
@@ -272,17 +321,23 @@ impl Engine {
     /// records the exit, releases the run's resources, and removes the
     /// container if it was run with --rm.
     pub fn cleanup(&self, key: &str) -> Result<()> {
-        let c = match self.db.find_container(key) {
-            Ok(c) => c,
-            // Removed meanwhile (rm -f): nothing left to do.
-            Err(Error::NotFound(_)) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let _lock = self.lock(&c.id)?;
-        let c = match self.db.find_container(&c.id) {
-            Ok(c) => c,
-            Err(Error::NotFound(_)) => return Ok(()),
-            Err(e) => return Err(e),
+        // Whoever holds the lock may be removing the container and waiting
+        // for this very monitor to leave: so poll, and give up as soon as
+        // the record is gone, rather than wait for the lock.
+        let (c, _lock) = loop {
+            let c = match self.db.find_container(key) {
+                Ok(c) => c,
+                Err(Error::NotFound(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            if let Some(l) = crate::lock::Lock::try_acquire(&self.run_root.join("locks"), &c.id)? {
+                match self.db.find_container(&c.id) {
+                    Ok(c) => break (c, l),
+                    Err(Error::NotFound(_)) => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
         };
         let mut c = self.refresh(c)?;
         if c.state.status != Status::Exited {
@@ -408,16 +463,22 @@ impl Engine {
 
     fn remove_locked(&self, c: &mut Container) -> Result<()> {
         self.release(c)?;
+        // The record goes first: the monitor's exit command sees it gone
+        // and ends at once.
+        self.db.remove_container(&c.id)?;
+        if let Err(e) = bundle::remove_bundle(&self.images, &c.id) {
+            // Keep a record `rm` can find again rather than an orphan.
+            let _ = self.db.insert_container(c);
+            return Err(e.into());
+        }
+        let _ = std::fs::remove_dir_all(self.rundir(&c.id));
         if c.monitor_pid > 0 {
-            // The monitor leaves once the container is gone; wait for it so
-            // nothing of the container outlives `rm`.
+            // Nothing of the container outlives `rm`.
             let pid = c.monitor_pid;
             poll_until(Duration::from_secs(5), || !pid_alive(pid));
         }
-        bundle::remove_bundle(&self.images, &c.id)?;
-        let _ = std::fs::remove_dir_all(self.rundir(&c.id));
         let _ = std::fs::remove_file(self.run_root.join("locks").join(format!("{}.lock", c.id)));
-        self.db.remove_container(&c.id)
+        Ok(())
     }
 
     /// Blocks until the container has exited; returns its exit code.
@@ -432,7 +493,9 @@ impl Engine {
                 }
                 Err(e) => return Err(e),
             };
-            if c.state.status == Status::Exited || (c.state.status == Status::Created && c.state.pid == 0) {
+            if c.state.status == Status::Exited
+                || (c.state.status == Status::Created && c.state.pid == 0)
+            {
                 return Ok(c.state.exit_code.unwrap_or(-1));
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -476,7 +539,11 @@ pub(crate) fn pid_alive(pid: i32) -> bool {
     // A zombie is not alive; /proc/<pid>/stat says Z then.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit(')').next().map(|r| !r.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|r| !r.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -487,5 +554,9 @@ fn read_spec(dir: &Path) -> Result<Value> {
 }
 
 fn write_spec(dir: &Path, s: &Value) -> Result<()> {
-    etcfiles::write(dir, "config.json", &serde_json::to_string_pretty(s).expect("spec serializes"))
+    etcfiles::write(
+        dir,
+        "config.json",
+        &serde_json::to_string_pretty(s).expect("spec serializes"),
+    )
 }

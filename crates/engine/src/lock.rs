@@ -25,7 +25,9 @@ impl Lock {
             match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
                 Ok(()) => return Ok(Lock { _file: file }),
                 Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => return Err(std::io::Error::from(e)).ctx(|| format!("lock {}", path.display())),
+                Err(e) => {
+                    return Err(std::io::Error::from(e)).ctx(|| format!("lock {}", path.display()));
+                }
             }
         }
     }

@@ -24,7 +24,11 @@ fn cni(e: &Engine) -> Cni {
 /// The network of `name`; the default one (`berth`, also called `bridge`)
 /// is made on first use.
 pub fn network(e: &Engine, name: &str) -> Result<Network> {
-    let name = if name == "bridge" { berth_network::network::DEFAULT_NAME } else { name };
+    let name = if name == "bridge" {
+        berth_network::network::DEFAULT_NAME
+    } else {
+        name
+    };
     if let Some(n) = e.db.network::<Network>(name)? {
         n.validate().map_err(neterr)?;
         return Ok(n);
@@ -40,7 +44,10 @@ pub fn network(e: &Engine, name: &str) -> Result<Network> {
 impl Engine {
     pub fn networks(&self) -> Result<Vec<Network>> {
         let mut list: Vec<Network> = self.db.networks()?;
-        if !list.iter().any(|n| n.name == berth_network::network::DEFAULT_NAME) {
+        if !list
+            .iter()
+            .any(|n| n.name == berth_network::network::DEFAULT_NAME)
+        {
             list.insert(0, network(self, berth_network::network::DEFAULT_NAME)?);
         }
         Ok(list)
@@ -68,8 +75,14 @@ impl Engine {
         }
         let subnet = match subnet {
             Some(s) => {
-                if let Some(o) = existing.iter().find(|n| n.subnet.contains(&s.network()) || s.contains(&n.subnet.network())) {
-                    return Err(Error::Conflict(format!("subnet {s} overlaps network {} ({})", o.name, o.subnet)));
+                if let Some(o) = existing
+                    .iter()
+                    .find(|n| n.subnet.contains(&s.network()) || s.contains(&n.subnet.network()))
+                {
+                    return Err(Error::Conflict(format!(
+                        "subnet {s} overlaps network {} ({})",
+                        o.name, o.subnet
+                    )));
                 }
                 s
             }
@@ -89,12 +102,20 @@ impl Engine {
             .db
             .containers()?
             .into_iter()
-            .filter(|c| configured_networks(&c.config.network).iter().any(|x| canonical(x) == n.name))
+            .filter(|c| {
+                configured_networks(&c.config.network)
+                    .iter()
+                    .any(|x| canonical(x) == n.name)
+            })
             .collect();
         if !users.is_empty() {
             if !force {
                 let names: Vec<&str> = users.iter().map(|c| c.name.as_str()).collect();
-                return Err(Error::Conflict(format!("network {} is in use by {}", n.name, names.join(", "))));
+                return Err(Error::Conflict(format!(
+                    "network {} is in use by {}",
+                    n.name,
+                    names.join(", ")
+                )));
             }
             for c in users {
                 self.remove(&c.id, true)?;
@@ -106,14 +127,20 @@ impl Engine {
 }
 
 fn canonical(name: &str) -> &str {
-    if name == "bridge" { berth_network::network::DEFAULT_NAME } else { name }
+    if name == "bridge" {
+        berth_network::network::DEFAULT_NAME
+    } else {
+        name
+    }
 }
 
 /// The networks a mode attaches to, by name.
 fn configured_networks(mode: &NetworkMode) -> Vec<String> {
     match mode {
         NetworkMode::Default => vec![berth_network::network::DEFAULT_NAME.to_string()],
-        NetworkMode::Bridge(names) if names.is_empty() => vec![berth_network::network::DEFAULT_NAME.to_string()],
+        NetworkMode::Bridge(names) if names.is_empty() => {
+            vec![berth_network::network::DEFAULT_NAME.to_string()]
+        }
         NetworkMode::Bridge(names) => names.iter().map(|n| canonical(n).to_string()).collect(),
         _ => Vec::new(),
     }
@@ -149,7 +176,9 @@ pub(crate) fn attach_all(
         // Ports go through the first network.
         let p = if i == 0 { ports } else { &[] };
         let args = [("IgnoreUnknown".to_string(), "1".to_string())];
-        let a = c.attach(n, owner_id, &path, &ifname, p, &args).map_err(neterr)?;
+        let a = c
+            .attach(n, owner_id, &path, &ifname, p, &args)
+            .map_err(neterr)?;
         attached.push(Attached {
             network: a.network,
             interface: a.interface,
@@ -164,12 +193,18 @@ pub(crate) fn attach_all(
 
 /// Undoes `attach_all`, from the mode (so interfaces whose attach was cut
 /// short are detached too) and the recorded namespace.
-pub(crate) fn detach_all(e: &Engine, owner_id: &str, mode: &NetworkMode, netns_path: Option<&str>) -> Result<()> {
+pub(crate) fn detach_all(
+    e: &Engine,
+    owner_id: &str,
+    mode: &NetworkMode,
+    netns_path: Option<&str>,
+) -> Result<()> {
     let c = cni(e);
     let path = netns_path.map(PathBuf::from).unwrap_or_default();
     let names = configured_networks(mode);
     for (i, n) in names.iter().enumerate().rev() {
-        c.detach(n, owner_id, &path, &format!("eth{i}")).map_err(neterr)?;
+        c.detach(n, owner_id, &path, &format!("eth{i}"))
+            .map_err(neterr)?;
     }
     if let Some(p) = netns_path {
         netns::remove(Path::new(p)).map_err(neterr)?;
@@ -205,12 +240,19 @@ pub fn setup(e: &Engine, c: &mut Container, s: &mut Value) -> Result<bool> {
             Ok(o.config.network != NetworkMode::Host)
         }
         NetworkMode::Pod => {
-            let pod_key = c.config.pod.clone().ok_or_else(|| Error::invalid("--network pod", "the container is in no pod"))?;
+            let pod_key = c
+                .config
+                .pod
+                .clone()
+                .ok_or_else(|| Error::invalid("--network pod", "the container is in no pod"))?;
             let pod = e.db.find_pod(&pod_key)?;
             if pod.infra_pid <= 0 || !crate::lifecycle::pid_alive(pod.infra_pid) {
                 return Err(Error::Conflict(format!("pod {} is not running", pod.name)));
             }
-            let netns = pod.netns.clone().unwrap_or_else(|| format!("/proc/{}/ns/net", pod.infra_pid));
+            let netns = pod
+                .netns
+                .clone()
+                .unwrap_or_else(|| format!("/proc/{}/ns/net", pod.infra_pid));
             spec::set_network(s, NetNs::Join(&netns));
             spec::join_pod(
                 s,
@@ -225,12 +267,20 @@ pub fn setup(e: &Engine, c: &mut Container, s: &mut Value) -> Result<bool> {
             let mut slot = c.netns.take();
             let mut attached = std::mem::take(&mut c.networks);
             let base = c.clone();
-            let r = attach_all(e, &c.id, &mode, &ports, &mut slot, &mut attached, |ns, at| {
-                let mut rec = base.clone();
-                rec.netns = ns.clone();
-                rec.networks = at.clone();
-                e.db.update_container(&rec)
-            });
+            let r = attach_all(
+                e,
+                &c.id,
+                &mode,
+                &ports,
+                &mut slot,
+                &mut attached,
+                |ns, at| {
+                    let mut rec = base.clone();
+                    rec.netns = ns.clone();
+                    rec.networks = at.clone();
+                    e.db.update_container(&rec)
+                },
+            );
             c.netns = slot;
             c.networks = attached;
             let path = r?;
@@ -243,7 +293,10 @@ pub fn setup(e: &Engine, c: &mut Container, s: &mut Value) -> Result<bool> {
 /// Releases what `setup` made; idempotent, and works after a crash or a
 /// reboot from what the record says.
 pub fn teardown(e: &Engine, c: &mut Container) -> Result<()> {
-    if matches!(c.config.network, NetworkMode::Default | NetworkMode::Bridge(_)) {
+    if matches!(
+        c.config.network,
+        NetworkMode::Default | NetworkMode::Bridge(_)
+    ) {
         detach_all(e, &c.id, &c.config.network, c.netns.as_deref())?;
     }
     c.networks.clear();

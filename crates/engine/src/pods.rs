@@ -29,10 +29,16 @@ pub struct PodRequest {
 impl Engine {
     pub fn pod_create(&self, r: PodRequest) -> Result<Pod> {
         if matches!(r.network, NetworkMode::Pod | NetworkMode::Container(_)) {
-            return Err(Error::invalid("pod --network", "a pod has a network of its own, or the host's"));
+            return Err(Error::invalid(
+                "pod --network",
+                "a pod has a network of its own, or the host's",
+            ));
         }
         if matches!(r.network, NetworkMode::Host | NetworkMode::None) && !r.ports.is_empty() {
-            return Err(Error::invalid("-p", "ports need a network of the pod's own"));
+            return Err(Error::invalid(
+                "-p",
+                "ports need a network of the pod's own",
+            ));
         }
         let id = ids::new_id();
         let name = match r.name {
@@ -126,12 +132,20 @@ impl Engine {
                 let base = p.clone();
                 let mut slot = p.netns.take();
                 let mut attached = std::mem::take(&mut p.networks);
-                let r = net::attach_all(self, &p.id, &mode, &p.ports.clone(), &mut slot, &mut attached, |ns, at| {
-                    let mut rec = base.clone();
-                    rec.netns = ns.clone();
-                    rec.networks = at.clone();
-                    self.db.update_pod(&rec)
-                });
+                let r = net::attach_all(
+                    self,
+                    &p.id,
+                    &mode,
+                    &p.ports.clone(),
+                    &mut slot,
+                    &mut attached,
+                    |ns, at| {
+                        let mut rec = base.clone();
+                        rec.netns = ns.clone();
+                        rec.networks = at.clone();
+                        self.db.update_pod(&rec)
+                    },
+                );
                 p.netns = slot;
                 p.networks = attached;
                 Some(r?)
@@ -219,7 +233,8 @@ pub fn infra_main(netns_path: Option<&Path>, hostname: &str) -> Result<()> {
                 what: format!("open {}", p.display()),
                 source: e,
             })?;
-            if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) } != 0 {
+            if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) } != 0
+            {
                 return Err(Error::Os {
                     what: "enter the pod's network namespace".into(),
                     source: std::io::Error::last_os_error(),
@@ -232,8 +247,10 @@ pub fn infra_main(netns_path: Option<&Path>, hostname: &str) -> Result<()> {
                 source: std::io::Error::last_os_error(),
             });
         }
-        rustix::system::sethostname(hostname.as_bytes())
-            .map_err(|e| Error::Os { what: format!("set hostname {hostname}"), source: e.into() })?;
+        rustix::system::sethostname(hostname.as_bytes()).map_err(|e| Error::Os {
+            what: format!("set hostname {hostname}"),
+            source: e.into(),
+        })?;
         Ok(())
     })();
     let mut ready = ready;

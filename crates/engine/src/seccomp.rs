@@ -13,35 +13,87 @@ use serde_json::{Value, json};
 const RULES: &[(&[&str], Option<&str>)] = &[
     (
         &[
-            "mount", "umount", "umount2", "pivot_root", "setns", "unshare", "fsopen", "fsconfig",
-            "fsmount", "fspick", "open_tree", "move_mount", "mount_setattr", "quotactl",
-            "quotactl_fd", "swapon", "swapoff", "sethostname", "setdomainname", "lookup_dcookie",
-            "fanotify_init", "name_to_handle_at",
+            "mount",
+            "umount",
+            "umount2",
+            "pivot_root",
+            "setns",
+            "unshare",
+            "fsopen",
+            "fsconfig",
+            "fsmount",
+            "fspick",
+            "open_tree",
+            "move_mount",
+            "mount_setattr",
+            "quotactl",
+            "quotactl_fd",
+            "swapon",
+            "swapoff",
+            "sethostname",
+            "setdomainname",
+            "lookup_dcookie",
+            "fanotify_init",
+            "name_to_handle_at",
         ],
         Some("CAP_SYS_ADMIN"),
     ),
     (&["bpf"], Some("CAP_BPF")),
     (&["perf_event_open"], Some("CAP_PERFMON")),
-    (&["init_module", "finit_module", "delete_module"], Some("CAP_SYS_MODULE")),
-    (&["reboot", "kexec_load", "kexec_file_load"], Some("CAP_SYS_BOOT")),
     (
-        &["settimeofday", "stime", "clock_settime", "clock_settime64", "clock_adjtime", "clock_adjtime64"],
+        &["init_module", "finit_module", "delete_module"],
+        Some("CAP_SYS_MODULE"),
+    ),
+    (
+        &["reboot", "kexec_load", "kexec_file_load"],
+        Some("CAP_SYS_BOOT"),
+    ),
+    (
+        &[
+            "settimeofday",
+            "stime",
+            "clock_settime",
+            "clock_settime64",
+            "clock_adjtime",
+            "clock_adjtime64",
+        ],
         Some("CAP_SYS_TIME"),
     ),
     (&["acct"], Some("CAP_SYS_PACCT")),
     (&["iopl", "ioperm"], Some("CAP_SYS_RAWIO")),
-    (&["mbind", "set_mempolicy", "move_pages", "migrate_pages"], Some("CAP_SYS_NICE")),
+    (
+        &["mbind", "set_mempolicy", "move_pages", "migrate_pages"],
+        Some("CAP_SYS_NICE"),
+    ),
     (&["syslog"], Some("CAP_SYSLOG")),
     (&["vhangup"], Some("CAP_SYS_TTY_CONFIG")),
     (&["open_by_handle_at"], Some("CAP_DAC_READ_SEARCH")),
     (
-        &["ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd", "userfaultfd"],
+        &[
+            "ptrace",
+            "process_vm_readv",
+            "process_vm_writev",
+            "kcmp",
+            "pidfd_getfd",
+            "userfaultfd",
+        ],
         Some("CAP_SYS_PTRACE"),
     ),
     (
         &[
-            "keyctl", "add_key", "request_key", "uselib", "ustat", "sysfs", "_sysctl", "vm86",
-            "vm86old", "create_module", "get_kernel_syms", "query_module", "nfsservctl",
+            "keyctl",
+            "add_key",
+            "request_key",
+            "uselib",
+            "ustat",
+            "sysfs",
+            "_sysctl",
+            "vm86",
+            "vm86old",
+            "create_module",
+            "get_kernel_syms",
+            "query_module",
+            "nfsservctl",
         ],
         None,
     ),
@@ -74,7 +126,8 @@ pub fn default_profile(caps: &[String]) -> Value {
             denied.extend(names.iter());
         }
     }
-    let mut syscalls = vec![json!({"names": denied, "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM})];
+    let mut syscalls =
+        vec![json!({"names": denied, "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM})];
     if !admin {
         for flag in CLONE_NEW {
             syscalls.push(json!({
@@ -116,7 +169,11 @@ mod tests {
         let d = denied(&admin);
         assert!(!d.contains(&"mount".to_string()) && d.contains(&"keyctl".to_string()));
         assert!(!d.contains(&"bpf".to_string()));
-        assert_eq!(admin["syscalls"].as_array().unwrap().len(), 1, "no clone rules");
+        assert_eq!(
+            admin["syscalls"].as_array().unwrap().len(),
+            1,
+            "no clone rules"
+        );
         let p = denied(&default_profile(&["CAP_SYS_PTRACE".into()]));
         assert!(!p.contains(&"ptrace".to_string()) && p.contains(&"mount".to_string()));
     }

@@ -10,14 +10,46 @@ use crate::model::{ContainerConfig, VolumeMount};
 /// Every capability the kernel may know (the runtime drops the ones this
 /// kernel lacks).
 pub const ALL_CAPS: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
     "CAP_CHECKPOINT_RESTORE",
 ];
 
@@ -27,17 +59,29 @@ pub fn cap_name(raw: &str) -> Result<String> {
     if up == "ALL" {
         return Ok(up);
     }
-    let name = if up.starts_with("CAP_") { up } else { format!("CAP_{up}") };
+    let name = if up.starts_with("CAP_") {
+        up
+    } else {
+        format!("CAP_{up}")
+    };
     if ALL_CAPS.contains(&name.as_str()) {
         Ok(name)
     } else {
-        Err(Error::invalid(format!("capability {raw:?}"), "no such capability"))
+        Err(Error::invalid(
+            format!("capability {raw:?}"),
+            "no such capability",
+        ))
     }
 }
 
 /// The capability set after --cap-add and --cap-drop (drop first, as
 /// docker does, so `--cap-drop all --cap-add x` leaves x).
-pub fn capabilities(base: &[&str], add: &[String], drop: &[String], privileged: bool) -> Result<Vec<String>> {
+pub fn capabilities(
+    base: &[&str],
+    add: &[String],
+    drop: &[String],
+    privileged: bool,
+) -> Result<Vec<String>> {
     if privileged {
         return Ok(ALL_CAPS.iter().map(|s| s.to_string()).collect());
     }
@@ -138,7 +182,9 @@ pub fn add_volume(spec: &mut Value, v: &VolumeMount, source: &str) -> Result<()>
             let mut prop = "rprivate";
             for x in &v.options {
                 match x.as_str() {
-                    "ro" | "rw" | "nosuid" | "nodev" | "noexec" | "suid" | "dev" | "exec" => o.push(x),
+                    "ro" | "rw" | "nosuid" | "nodev" | "noexec" | "suid" | "dev" | "exec" => {
+                        o.push(x)
+                    }
                     "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => prop = x,
                     "z" | "Z" => {} // SELinux relabelling: nothing to do without SELinux.
                     other => {
@@ -167,6 +213,37 @@ pub fn add_volume(spec: &mut Value, v: &VolumeMount, source: &str) -> Result<()>
     Ok(())
 }
 
+/// Where --init's binary appears in the container.
+pub const INIT_PATH: &str = "/run/berth-init";
+
+/// --init: a minimal init (tini, statically linked) as PID 1, bound in
+/// read-only, that reaps zombies and passes signals on to the command.
+pub fn add_init(spec: &mut Value) -> Result<()> {
+    let host = [
+        "/usr/bin/tini-static",
+        "/usr/libexec/podman/catatonit",
+        "/usr/bin/catatonit",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).is_file())
+    .ok_or_else(|| Error::invalid("--init", "no init binary here (install Debian's tini)"))?;
+    add_mount(
+        spec,
+        INIT_PATH,
+        "bind",
+        host,
+        &["rbind", "ro", "nosuid", "nodev", "rprivate"],
+    );
+    let args = spec["process"]["args"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut with_init = vec![json!(INIT_PATH), json!("--")];
+    with_init.extend(args);
+    spec["process"]["args"] = json!(with_init);
+    Ok(())
+}
+
 /// Memory, CPU and pids limits.
 pub fn set_resources(spec: &mut Value, c: &ContainerConfig) {
     let r = &mut spec["linux"]["resources"];
@@ -185,7 +262,12 @@ pub fn set_resources(spec: &mut Value, c: &ContainerConfig) {
 
 /// Capabilities, privileged mode, no-new-privileges and seccomp.
 pub fn set_security(spec: &mut Value, c: &ContainerConfig) -> Result<()> {
-    let caps = capabilities(berth_image::spec::CAPS, &c.cap_add, &c.cap_drop, c.privileged)?;
+    let caps = capabilities(
+        berth_image::spec::CAPS,
+        &c.cap_add,
+        &c.cap_drop,
+        c.privileged,
+    )?;
     set_caps(spec, &caps);
     if c.no_new_privileges {
         spec["process"]["noNewPrivileges"] = json!(true);
@@ -247,19 +329,29 @@ mod tests {
         let c = capabilities(&base, &["CAP_KILL".into()], &["ALL".into()], false).unwrap();
         assert_eq!(c, ["CAP_KILL"]);
         assert!(capabilities(&base, &["bogus".into()], &[], false).is_err());
-        assert_eq!(capabilities(&base, &[], &[], true).unwrap().len(), ALL_CAPS.len());
+        assert_eq!(
+            capabilities(&base, &[], &[], true).unwrap().len(),
+            ALL_CAPS.len()
+        );
     }
 
     #[test]
     fn namespaces_and_mounts_are_replaced_not_doubled() {
-        let mut s = json!({"linux": {"namespaces": [{"type": "network"}, {"type": "pid"}]}, "mounts": []});
+        let mut s =
+            json!({"linux": {"namespaces": [{"type": "network"}, {"type": "pid"}]}, "mounts": []});
         set_network(&mut s, NetNs::Join("/run/x"));
         set_network(&mut s, NetNs::Join("/run/y"));
         let ns = s["linux"]["namespaces"].as_array().unwrap();
         assert_eq!(ns.iter().filter(|n| n["type"] == "network").count(), 1);
         assert!(ns.iter().any(|n| n["path"] == "/run/y"));
         set_network(&mut s, NetNs::Host);
-        assert!(!s["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "network"));
+        assert!(
+            !s["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["type"] == "network")
+        );
         bind_file(&mut s, "/etc/hosts", "/a", false);
         bind_file(&mut s, "/etc/hosts", "/b", false);
         assert_eq!(s["mounts"].as_array().unwrap().len(), 1);

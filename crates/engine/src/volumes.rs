@@ -12,7 +12,11 @@ use crate::model::Volume;
 
 impl Engine {
     /// Creates the volume; an existing one of that name is returned as is.
-    pub fn volume_create(&self, name: Option<&str>, labels: Vec<(String, String)>) -> Result<(Volume, bool)> {
+    pub fn volume_create(
+        &self,
+        name: Option<&str>,
+        labels: Vec<(String, String)>,
+    ) -> Result<(Volume, bool)> {
         let name = match name {
             Some(n) => {
                 ids::check_name("volume", n)?;
@@ -35,7 +39,13 @@ impl Engine {
         std::fs::DirBuilder::new()
             .mode(0o755)
             .create(&data)
-            .or_else(|e| if e.kind() == std::io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })
+            .or_else(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })
             .ctx(|| format!("create {}", data.display()))?;
         let v = Volume {
             name: name.clone(),
@@ -47,13 +57,18 @@ impl Engine {
             Ok((v, true))
         } else {
             // Another berth made it meanwhile.
-            Ok((self.db.volume(&name)?.expect("just inserted elsewhere"), false))
+            Ok((
+                self.db.volume(&name)?.expect("just inserted elsewhere"),
+                false,
+            ))
         }
     }
 
     /// The directory to bind for `-v name:/path`, creating the volume.
     pub(crate) fn volume_for_mount(&self, name: &str) -> Result<PathBuf> {
-        Ok(PathBuf::from(self.volume_create(Some(name), Vec::new())?.0.mountpoint))
+        Ok(PathBuf::from(
+            self.volume_create(Some(name), Vec::new())?.0.mountpoint,
+        ))
     }
 
     pub fn volume(&self, name: &str) -> Result<Volume> {
@@ -72,7 +87,12 @@ impl Engine {
             .db
             .containers()?
             .into_iter()
-            .filter(|c| c.config.volumes.iter().any(|v| v.kind == "volume" && v.source == name))
+            .filter(|c| {
+                c.config
+                    .volumes
+                    .iter()
+                    .any(|v| v.kind == "volume" && v.source == name)
+            })
             .map(|c| c.name)
             .collect())
     }
@@ -94,7 +114,9 @@ impl Engine {
         let dir = self.volumes_dir().join(&v.name);
         // Renamed first: a crash mid-removal leaves no half volume under
         // its name.
-        let doomed = self.volumes_dir().join(format!(".removing-{}", ids::new_id()));
+        let doomed = self
+            .volumes_dir()
+            .join(format!(".removing-{}", ids::new_id()));
         match std::fs::rename(&dir, &doomed) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -39,7 +39,11 @@ fn busybox_layer() -> Vec<u8> {
         E::Dir("root", 0o700),
         E::Dir("www", 0o755),
         E::File("bin/busybox", 0o755, busybox),
-        E::File("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".to_vec()),
+        E::File(
+            "etc/passwd",
+            0o644,
+            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".to_vec(),
+        ),
         E::File("etc/group", 0o644, b"root:x:0:\nnobody:x:65534:\n".to_vec()),
         E::File("www/index.html", 0o644, b"hello from berth\n".to_vec()),
     ];
@@ -103,7 +107,11 @@ impl Env {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         );
-        assert_eq!(out.status.code(), Some(code), "berth {args:?}: stdout: {o}\nstderr: {e}");
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "berth {args:?}: stdout: {o}\nstderr: {e}"
+        );
         (o, e)
     }
 
@@ -122,7 +130,10 @@ impl Env {
     }
 
     pub fn status(&self, c: &str) -> String {
-        self.inspect(c)["State"]["Status"].as_str().unwrap().to_string()
+        self.inspect(c)["State"]["Status"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     pub fn ids(&self) -> Vec<String> {
@@ -147,7 +158,12 @@ impl Env {
             .args(["ps", "-a", "-q", "--no-trunc"])
             .stderr(Stdio::null())
             .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).lines().map(String::from).collect())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .map(String::from)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -165,7 +181,9 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 pub fn processes_with(needle: &str) -> Vec<i32> {
     let mut pids = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if let Ok(cmd) = std::fs::read(e.path().join("cmdline"))
             && String::from_utf8_lossy(&cmd).contains(needle)
         {
@@ -194,10 +212,15 @@ pub fn assert_gone(env: &Env, id: &str) {
         .filter(|p| p.exists())
         .collect();
     assert!(cg.is_empty(), "cgroups remain: {cg:?}");
-    let m: Vec<String> = mounts_under(env.sb.path()).into_iter().filter(|m| m.contains(id)).collect();
+    let m: Vec<String> = mounts_under(env.sb.path())
+        .into_iter()
+        .filter(|m| m.contains(id))
+        .collect();
     assert!(m.is_empty(), "mounts remain: {m:?}");
     let p = processes_with(id);
     assert!(p.is_empty(), "processes remain: {p:?}");
-    assert!(!env.sb.root().join("containers").join(id).exists(), "its directory remains");
+    assert!(
+        !env.sb.root().join("containers").join(id).exists(),
+        "its directory remains"
+    );
 }
-

@@ -7,7 +7,17 @@ use crate::env::*;
 #[test]
 fn run_in_the_foreground_prints_and_passes_the_exit_code_on() {
     let env = Env::new();
-    let (out, _) = env.code(3, &["run", "--rm", &env.image, "sh", "-c", "echo hello; echo oops >&2; exit 3"]);
+    let (out, _) = env.code(
+        3,
+        &[
+            "run",
+            "--rm",
+            &env.image,
+            "sh",
+            "-c",
+            "echo hello; echo oops >&2; exit 3",
+        ],
+    );
     assert_eq!(out, "hello\n");
     assert!(env.ids().is_empty(), "--rm left the container");
 }
@@ -15,21 +25,28 @@ fn run_in_the_foreground_prints_and_passes_the_exit_code_on() {
 #[test]
 fn detached_container_lives_stops_and_is_removed_without_a_trace() {
     let env = Env::new();
-    let id = env.run_d(&["--name", "web"], &["sleep", "1000"]);
+    // With --init: sleep as PID 1 would ignore SIGTERM (no handler).
+    let id = env.run_d(&["--name", "web", "--init"], &["sleep", "1000"]);
     assert_eq!(id.len(), 64);
     assert_eq!(env.status("web"), "running");
     let table = env.ok(&["ps"]);
     assert!(table.contains("web") && table.contains("Up "), "{table}");
     let pid = env.inspect("web")["State"]["Pid"].as_i64().unwrap();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    assert!(status.contains("sleep"), "{status}");
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    assert!(
+        cmdline.contains("berth-init") && cmdline.contains("sleep"),
+        "{cmdline}"
+    );
     // The monitor runs apart from this process.
     let monitor = env.inspect("web")["MonitorPid"].as_i64().unwrap();
     assert!(std::path::Path::new(&format!("/proc/{monitor}")).exists());
 
     let t = Instant::now();
     env.ok(&["stop", "web"]);
-    assert!(t.elapsed() < Duration::from_secs(5), "sleep ignores nothing: SIGTERM ends it");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "sleep ignores nothing: SIGTERM ends it"
+    );
     let i = env.inspect("web");
     assert_eq!(i["State"]["Status"], "exited");
     assert_eq!(i["State"]["ExitCode"], 143);
@@ -37,13 +54,18 @@ fn detached_container_lives_stops_and_is_removed_without_a_trace() {
     assert!(env.ok(&["ps", "-a"]).contains("Exited (143)"));
     env.ok(&["rm", "web"]);
     assert_gone(&env, &id);
-    wait_for("the monitor to leave", || !std::path::Path::new(&format!("/proc/{monitor}")).exists());
+    wait_for("the monitor to leave", || {
+        !std::path::Path::new(&format!("/proc/{monitor}")).exists()
+    });
 }
 
 #[test]
 fn stop_escalates_to_sigkill_after_the_timeout() {
     let env = Env::new();
-    env.run_d(&["--name", "stubborn"], &["sh", "-c", "trap '' TERM; while :; do sleep 1; done"]);
+    env.run_d(
+        &["--name", "stubborn"],
+        &["sh", "-c", "trap '' TERM; while :; do sleep 1; done"],
+    );
     let t = Instant::now();
     env.ok(&["stop", "-t", "1", "stubborn"]);
     let took = t.elapsed();
@@ -54,7 +76,7 @@ fn stop_escalates_to_sigkill_after_the_timeout() {
 #[test]
 fn kill_sends_the_named_signal() {
     let env = Env::new();
-    env.run_d(&["--name", "k"], &["sleep", "1000"]);
+    env.run_d(&["--name", "k", "--init"], &["sleep", "1000"]);
     env.ok(&["kill", "-s", "USR1", "k"]);
     assert_eq!(env.ok(&["wait", "k"]).trim(), "138");
     env.code(125, &["kill", "k"]);
@@ -63,13 +85,17 @@ fn kill_sends_the_named_signal() {
 #[test]
 fn logs_hold_both_streams() {
     let env = Env::new();
-    env.run_d(&["--name", "talker"], &["sh", "-c", "echo to-out; echo to-err >&2; echo again"]);
+    env.run_d(
+        &["--name", "talker"],
+        &["sh", "-c", "echo to-out; echo to-err >&2; echo again"],
+    );
     assert_eq!(env.ok(&["wait", "talker"]).trim(), "0");
     let out = env.berth(&["logs", "talker"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "to-out\nagain\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "to-err\n");
-    let tail = env.ok(&["logs", "--tail", "1", "talker"]);
-    assert_eq!(tail, "again\n");
+    env.run_d(&["--name", "counter"], &["seq", "1", "5"]);
+    env.ok(&["wait", "counter"]);
+    assert_eq!(env.ok(&["logs", "--tail", "2", "counter"]), "4\n5\n");
     let stamped = env.ok(&["logs", "-t", "talker"]);
     assert!(stamped.lines().all(|l| l.contains("Z ")), "{stamped}");
 }
@@ -77,9 +103,19 @@ fn logs_hold_both_streams() {
 #[test]
 fn logs_follow_streams_until_the_container_exits() {
     let env = Env::new();
-    env.run_d(&["--name", "ticker"], &["sh", "-c", "for i in 1 2 3; do echo tick$i; sleep 0.3; done"]);
+    env.run_d(
+        &["--name", "ticker"],
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo tick$i; sleep 0.3; done",
+        ],
+    );
     let out = env.cmd().args(["logs", "-f", "ticker"]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "tick1\ntick2\ntick3\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "tick1\ntick2\ntick3\n"
+    );
 }
 
 #[test]
@@ -87,9 +123,25 @@ fn exec_runs_in_the_container_and_passes_codes_on() {
     let env = Env::new();
     env.run_d(&["--name", "host", "--hostname", "box"], &["sleep", "1000"]);
     assert_eq!(env.ok(&["exec", "host", "hostname"]).trim(), "box");
-    let (out, _) = env.code(4, &["exec", "-e", "X=7", "-w", "/tmp", "host", "sh", "-c", "echo $X $(pwd); exit 4"]);
+    let (out, _) = env.code(
+        4,
+        &[
+            "exec",
+            "-e",
+            "X=7",
+            "-w",
+            "/tmp",
+            "host",
+            "sh",
+            "-c",
+            "echo $X $(pwd); exit 4",
+        ],
+    );
     assert_eq!(out, "7 /tmp\n");
-    assert_eq!(env.ok(&["exec", "-u", "nobody", "host", "id", "-u"]).trim(), "65534");
+    assert_eq!(
+        env.ok(&["exec", "-u", "nobody", "host", "id", "-u"]).trim(),
+        "65534"
+    );
     env.code(127, &["exec", "host", "no-such-command"]);
     env.ok(&["stop", "-t", "0", "host"]);
     env.code(125, &["exec", "host", "true"]);
@@ -121,9 +173,17 @@ fn a_killed_monitor_or_cli_leaves_a_state_that_tells_the_truth() {
     let id = env.run_d(&["--name", "orphan"], &["sleep", "1000"]);
     let monitor = env.inspect("orphan")["MonitorPid"].as_i64().unwrap() as i32;
     unsafe { libc::kill(monitor, libc::SIGKILL) };
-    wait_for("the monitor to die", || !std::path::Path::new(&format!("/proc/{monitor}/stat")).exists()
-        || std::fs::read_to_string(format!("/proc/{monitor}/stat")).unwrap_or_default().contains(") Z"));
-    assert_eq!(env.status("orphan"), "running", "the container outlives its monitor");
+    wait_for("the monitor to die", || {
+        !std::path::Path::new(&format!("/proc/{monitor}/stat")).exists()
+            || std::fs::read_to_string(format!("/proc/{monitor}/stat"))
+                .unwrap_or_default()
+                .contains(") Z")
+    });
+    assert_eq!(
+        env.status("orphan"),
+        "running",
+        "the container outlives its monitor"
+    );
     env.ok(&["stop", "-t", "1", "orphan"]);
     assert_eq!(env.status("orphan"), "exited");
     env.ok(&["rm", "orphan"]);
@@ -172,11 +232,37 @@ fn twenty_concurrent_runs_then_removals_leave_nothing() {
 #[test]
 fn named_volumes_keep_data_and_are_removed_only_when_unused() {
     let env = Env::new();
-    env.ok(&["run", "--rm", "-v", "data:/data", &env.image, "sh", "-c", "echo kept > /data/f"]);
-    let out = env.ok(&["run", "--rm", "-v", "data:/data:ro", &env.image, "sh", "-c", "cat /data/f; touch /data/g 2>/dev/null || echo ro"]);
+    env.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data",
+        &env.image,
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]);
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data:ro",
+        &env.image,
+        "sh",
+        "-c",
+        "cat /data/f; touch /data/g 2>/dev/null || echo ro",
+    ]);
     assert_eq!(out, "kept\nro\n");
     assert!(env.ok(&["volume", "ls"]).contains("data"));
-    env.ok(&["create", "--name", "user", "-v", "data:/data", &env.image, "true"]);
+    env.ok(&[
+        "create",
+        "--name",
+        "user",
+        "-v",
+        "data:/data",
+        &env.image,
+        "true",
+    ]);
     let (_, err) = env.code(125, &["volume", "rm", "data"]);
     assert!(err.contains("in use") && err.contains("user"), "{err}");
     env.ok(&["rm", "user"]);
@@ -187,5 +273,8 @@ fn named_volumes_keep_data_and_are_removed_only_when_unused() {
     std::fs::create_dir(&host).unwrap();
     std::fs::write(host.join("in"), "from host").unwrap();
     let spec = format!("{}:/mnt", host.display());
-    assert_eq!(env.ok(&["run", "--rm", "-v", &spec, &env.image, "cat", "/mnt/in"]), "from host");
+    assert_eq!(
+        env.ok(&["run", "--rm", "-v", &spec, &env.image, "cat", "/mnt/in"]),
+        "from host"
+    );
 }

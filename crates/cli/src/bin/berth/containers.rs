@@ -167,7 +167,10 @@ pub enum Cmd {
         #[arg(required = true)]
         containers: Vec<String>,
     },
-    Rename { container: String, name: String },
+    Rename {
+        container: String,
+        name: String,
+    },
     /// Run a command in a running container.
     Exec {
         #[arg(short, long)]
@@ -208,10 +211,32 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: PodCmd,
     },
+    /// Attach this terminal to a running container.
+    Attach {
+        container: String,
+    },
+    /// Show a container's output.
+    Logs {
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+        /// Only since a time (RFC 3339) or a duration ago (10m).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(short, long)]
+        timestamps: bool,
+        container: String,
+    },
     /// A container's published ports.
-    Port { container: String },
+    Port {
+        container: String,
+    },
     /// A container's processes.
-    Top { container: String },
+    Top {
+        container: String,
+    },
     /// Resource usage (once: --no-stream is the only mode).
     Stats {
         #[arg(long)]
@@ -297,16 +322,28 @@ pub fn parse_volume(v: &str) -> Result<VolumeMount> {
     if !dest.starts_with('/') {
         bail!("-v {v}: the destination must be an absolute path");
     }
-    let kind = if source.is_empty() || !source.starts_with('/') { "volume" } else { "bind" };
+    let kind = if source.is_empty() || !source.starts_with('/') {
+        "volume"
+    } else {
+        "bind"
+    };
     if kind == "bind" && !std::path::Path::new(source).exists() {
         bail!("-v {v}: {source} does not exist");
     }
-    let source = if source.is_empty() { berth_engine::ids::new_id() } else { source.to_string() };
+    let source = if source.is_empty() {
+        berth_engine::ids::new_id()
+    } else {
+        source.to_string()
+    };
     Ok(VolumeMount {
         kind: kind.into(),
         source,
         destination: dest.into(),
-        options: opts.split(',').filter(|o| !o.is_empty()).map(String::from).collect(),
+        options: opts
+            .split(',')
+            .filter(|o| !o.is_empty())
+            .map(String::from)
+            .collect(),
     })
 }
 
@@ -353,7 +390,9 @@ pub fn parse_network(n: Option<&str>) -> NetworkMode {
         Some("bridge") => NetworkMode::Bridge(Vec::new()),
         Some("host") => NetworkMode::Host,
         Some("none") => NetworkMode::None,
-        Some(x) if x.starts_with("container:") => NetworkMode::Container(x["container:".len()..].into()),
+        Some(x) if x.starts_with("container:") => {
+            NetworkMode::Container(x["container:".len()..].into())
+        }
         Some(names) => NetworkMode::Bridge(names.split(',').map(String::from).collect()),
     }
 }
@@ -361,8 +400,13 @@ pub fn parse_network(n: Option<&str>) -> NetworkMode {
 fn env_lines(f: &CreateFlags) -> Result<Vec<String>> {
     let mut env = Vec::new();
     for file in &f.env_file {
-        let raw = std::fs::read_to_string(file).with_context(|| format!("--env-file {}", file.display()))?;
-        for l in raw.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let raw = std::fs::read_to_string(file)
+            .with_context(|| format!("--env-file {}", file.display()))?;
+        for l in raw
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             env.push(l.to_string());
         }
     }
@@ -404,7 +448,11 @@ pub fn config(f: &CreateFlags) -> Result<ContainerConfig> {
         }
     }
     let entrypoint = f.entrypoint.as_ref().map(|e| {
-        if e.is_empty() { Vec::new() } else { vec![e.clone()] }
+        if e.is_empty() {
+            Vec::new()
+        } else {
+            vec![e.clone()]
+        }
     });
     Ok(ContainerConfig {
         image: f.image.clone(),
@@ -446,10 +494,19 @@ pub fn status_text(c: &Container) -> String {
     match c.state.status {
         Status::Created => "Created".into(),
         Status::Running => format!("Up {}", crate::since(c.state.started_at.as_deref())),
-        Status::Paused => format!("Up {} (paused)", crate::since(c.state.started_at.as_deref())),
+        Status::Paused => format!(
+            "Up {} (paused)",
+            crate::since(c.state.started_at.as_deref())
+        ),
         Status::Exited => match c.state.exit_code {
-            Some(code) => format!("Exited ({code}) {}", crate::ago(c.state.finished_at.as_deref())),
-            None => format!("Exited (unknown) {}", crate::ago(c.state.finished_at.as_deref())),
+            Some(code) => format!(
+                "Exited ({code}) {}",
+                crate::ago(c.state.finished_at.as_deref())
+            ),
+            None => format!(
+                "Exited (unknown) {}",
+                crate::ago(c.state.finished_at.as_deref())
+            ),
         },
     }
 }
@@ -461,7 +518,9 @@ pub fn ports_text(c: &Container) -> String {
         .map(|p| {
             format!(
                 "{}:{}->{}/{}",
-                p.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "0.0.0.0".into()),
+                p.host_ip
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "0.0.0.0".into()),
                 p.host_port,
                 p.container_port,
                 p.protocol
@@ -479,7 +538,14 @@ pub fn ps(e: &Engine, all: bool, quiet: bool, format: &str, no_trunc: bool) -> R
         .collect();
     if quiet {
         for c in &list {
-            println!("{}", if no_trunc { &c.id } else { berth_engine::ids::short(&c.id) });
+            println!(
+                "{}",
+                if no_trunc {
+                    &c.id
+                } else {
+                    berth_engine::ids::short(&c.id)
+                }
+            );
         }
         return Ok(());
     }
@@ -492,10 +558,19 @@ pub fn ps(e: &Engine, all: bool, quiet: bool, format: &str, no_trunc: bool) -> R
             let rows: Vec<[String; 7]> = list
                 .iter()
                 .map(|c| {
-                    let id = if no_trunc { c.id.clone() } else { berth_engine::ids::short(&c.id).to_string() };
+                    let id = if no_trunc {
+                        c.id.clone()
+                    } else {
+                        berth_engine::ids::short(&c.id).to_string()
+                    };
                     let mut cmd = c.command.join(" ");
                     if !no_trunc && cmd.len() > 20 {
-                        cmd.truncate(cmd.char_indices().nth(19).map(|(i, _)| i).unwrap_or(cmd.len()));
+                        cmd.truncate(
+                            cmd.char_indices()
+                                .nth(19)
+                                .map(|(i, _)| i)
+                                .unwrap_or(cmd.len()),
+                        );
                         cmd.push('…');
                     }
                     [
@@ -510,7 +585,15 @@ pub fn ps(e: &Engine, all: bool, quiet: bool, format: &str, no_trunc: bool) -> R
                 })
                 .collect();
             crate::table(
-                &["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
+                &[
+                    "CONTAINER ID",
+                    "IMAGE",
+                    "COMMAND",
+                    "CREATED",
+                    "STATUS",
+                    "PORTS",
+                    "NAMES",
+                ],
                 &rows,
             );
         }
@@ -666,20 +749,65 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
             return Ok(code);
         }
         Cmd::Run { detach, flags } => {
-            if !detach {
-                bail!("run in the foreground needs the monitor's attach, which this build lacks: use -d");
-            }
             let c = create(ctx, &e, &flags)?;
-            match e.start(&c.id) {
-                Ok(c) => println!("{}", c.id),
+            if detach {
+                match e.start(&c.id) {
+                    Ok(c) => println!("{}", c.id),
+                    Err(err) => {
+                        if flags.rm {
+                            let _ = e.remove(&c.id, true);
+                        }
+                        return Err(err.into());
+                    }
+                }
+                return Ok(0);
+            }
+            let mut client = None;
+            let started =
+                e.start_with(&c.id, &mut |c| {
+                    let sock = e.attach_socket(&c.id);
+                    client = Some(berth_monitor::attach::Client::connect(&sock).map_err(
+                        |err| berth_engine::Error::Monitor(format!("attach to {}: {err}", c.name)),
+                    )?);
+                    Ok(())
+                });
+            let c = match started {
+                Ok(c) => c,
                 Err(err) => {
                     if flags.rm {
                         let _ = e.remove(&c.id, true);
                     }
                     return Err(err.into());
                 }
+            };
+            let code = crate::attach::relay(
+                &e,
+                &c,
+                client.expect("attached"),
+                flags.interactive,
+                flags.tty,
+            )?;
+            if flags.rm {
+                // The monitor's cleanup removes it too; whoever comes first.
+                e.cleanup(&c.id)?;
             }
+            return Ok(code);
         }
+        Cmd::Attach { container } => {
+            let c = e.container(&container)?;
+            if c.state.status != Status::Running {
+                bail!("container {} is not running", c.name);
+            }
+            let client = berth_monitor::attach::Client::connect(&e.attach_socket(&c.id))?;
+            return crate::attach::relay(&e, &c, client, c.config.stdin, c.config.tty);
+        }
+        Cmd::Logs {
+            follow,
+            tail,
+            since,
+            timestamps,
+            container,
+        } => logs(&e, &container, follow, tail, since.as_deref(), timestamps)?,
         Cmd::Create { flags } => println!("{}", create(ctx, &e, &flags)?.id),
         Cmd::Start { containers } => each(&containers, |c| {
             e.start(c)?;
@@ -746,7 +874,10 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
         Cmd::Pod { cmd } => pod_cmd(&e, cmd)?,
         Cmd::Port { container } => port(&e, &container)?,
         Cmd::Top { container } => top(&e, &container)?,
-        Cmd::Stats { no_stream: _, containers } => stats(&e, &containers)?,
+        Cmd::Stats {
+            no_stream: _,
+            containers,
+        } => stats(&e, &containers)?,
     }
     Ok(0)
 }
@@ -754,7 +885,10 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
 fn volume(e: &Engine, cmd: VolumeCmd) -> Result<()> {
     match cmd {
         VolumeCmd::Create { name, label } => {
-            let (v, _) = e.volume_create(name.as_deref(), label.iter().map(|l| parse_label(l)).collect())?;
+            let (v, _) = e.volume_create(
+                name.as_deref(),
+                label.iter().map(|l| parse_label(l)).collect(),
+            )?;
             println!("{}", v.name);
         }
         VolumeCmd::Ls { quiet, format } => {
@@ -766,7 +900,10 @@ fn volume(e: &Engine, cmd: VolumeCmd) -> Result<()> {
             } else if format == "json" {
                 println!("{}", serde_json::to_string_pretty(&vs)?);
             } else {
-                let rows: Vec<[String; 2]> = vs.iter().map(|v| ["local".to_string(), v.name.clone()]).collect();
+                let rows: Vec<[String; 2]> = vs
+                    .iter()
+                    .map(|v| ["local".to_string(), v.name.clone()])
+                    .collect();
                 crate::table(&["DRIVER", "VOLUME NAME"], &rows);
             }
         }
@@ -886,7 +1023,13 @@ fn network_cmd(e: &Engine, cmd: NetworkCmd) -> Result<()> {
             internal,
             label,
         } => {
-            let n = e.network_create(&name, subnet, gateway, internal, label.iter().map(|l| parse_label(l)).collect())?;
+            let n = e.network_create(
+                &name,
+                subnet,
+                gateway,
+                internal,
+                label.iter().map(|l| parse_label(l)).collect(),
+            )?;
             println!("{}", n.name);
         }
         NetworkCmd::Ls { quiet, format } => {
@@ -931,7 +1074,10 @@ fn network_cmd(e: &Engine, cmd: NetworkCmd) -> Result<()> {
 }
 
 fn pod_status(e: &Engine, p: &berth_engine::model::Pod, cs: &[Container]) -> &'static str {
-    let running = cs.iter().filter(|c| c.state.status == Status::Running).count();
+    let running = cs
+        .iter()
+        .filter(|c| c.state.status == Status::Running)
+        .count();
     match (e.pod_running(p), running) {
         (true, n) if n == cs.len() => "Running",
         (true, 0) if !cs.is_empty() => "Degraded",
@@ -1009,15 +1155,25 @@ fn pod_cmd(e: &Engine, cmd: PodCmd) -> Result<()> {
                         ]
                     })
                     .collect();
-                crate::table(&["POD ID", "NAME", "STATUS", "CREATED", "# OF CONTAINERS"], &rows);
+                crate::table(
+                    &["POD ID", "NAME", "STATUS", "CREATED", "# OF CONTAINERS"],
+                    &rows,
+                );
             }
         }
         PodCmd::Inspect { pods } => {
             let mut out = Vec::new();
             each(&pods, |key| {
                 let p = e.pod(key)?;
-                let cs: Vec<String> = e.pods()?.into_iter().find(|(x, _)| x.id == p.id).map(|(_, cs)| cs.into_iter().map(|c| c.name).collect()).unwrap_or_default();
-                out.push(serde_json::json!({"Pod": p, "Running": e.pod_running(&p), "Containers": cs}));
+                let cs: Vec<String> = e
+                    .pods()?
+                    .into_iter()
+                    .find(|(x, _)| x.id == p.id)
+                    .map(|(_, cs)| cs.into_iter().map(|c| c.name).collect())
+                    .unwrap_or_default();
+                out.push(
+                    serde_json::json!({"Pod": p, "Running": e.pod_running(&p), "Containers": cs}),
+                );
                 Ok(())
             })?;
             println!("{}", serde_json::to_string_pretty(&out)?);
@@ -1034,8 +1190,14 @@ fn port(e: &Engine, key: &str) -> Result<()> {
         None => c.config.ports.clone(),
     };
     for p in ports {
-        let ip = p.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "0.0.0.0".into());
-        println!("{}/{} -> {ip}:{}", p.container_port, p.protocol, p.host_port);
+        let ip = p
+            .host_ip
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "0.0.0.0".into());
+        println!(
+            "{}/{} -> {ip}:{}",
+            p.container_port, p.protocol, p.host_port
+        );
     }
     Ok(())
 }
@@ -1051,15 +1213,28 @@ fn top(e: &Engine, key: &str) -> Result<()> {
         .filter_map(|pid| {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
             let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-            let uid = status.lines().find(|l| l.starts_with("Uid:"))?.split_whitespace().nth(1)?.to_string();
+            let uid = status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))?
+                .split_whitespace()
+                .nth(1)?
+                .to_string();
             let after = stat.rsplit_once(')')?.1;
             let f: Vec<&str> = after.split_whitespace().collect();
             let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
             let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
             let secs = ticks / hz;
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ").trim().to_string();
-            Some([pid.to_string(), uid, format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60), cmd])
+            let cmd = String::from_utf8_lossy(&cmd)
+                .replace('\0', " ")
+                .trim()
+                .to_string();
+            Some([
+                pid.to_string(),
+                uid,
+                format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
+                cmd,
+            ])
         })
         .collect();
     crate::table(&["PID", "USER", "TIME", "COMMAND"], &rows);
@@ -1068,9 +1243,14 @@ fn top(e: &Engine, key: &str) -> Result<()> {
 
 fn stats(e: &Engine, keys: &[String]) -> Result<()> {
     let cs: Vec<Container> = if keys.is_empty() {
-        e.containers()?.into_iter().filter(|c| c.state.status == Status::Running).collect()
+        e.containers()?
+            .into_iter()
+            .filter(|c| c.state.status == Status::Running)
+            .collect()
     } else {
-        keys.iter().map(|k| Ok(e.container(k)?)).collect::<Result<_>>()?
+        keys.iter()
+            .map(|k| Ok(e.container(k)?))
+            .collect::<Result<_>>()?
     };
     let sample = |c: &Container| -> Result<serde_json::Value> { Ok(e.handler(c)?.stats(&c.id)?) };
     let first: Vec<serde_json::Value> = cs.iter().map(sample).collect::<Result<_>>()?;
@@ -1084,7 +1264,11 @@ fn stats(e: &Engine, keys: &[String]) -> Result<()> {
         let used = b["memory"]["usage"]["usage"].as_u64().unwrap_or(0);
         let limit = b["memory"]["usage"]["limit"].as_u64().unwrap_or(0);
         let host = host_memory();
-        let limit = if limit == 0 || limit > host { host } else { limit };
+        let limit = if limit == 0 || limit > host {
+            host
+        } else {
+            limit
+        };
         rows.push([
             berth_engine::ids::short(&c.id).to_string(),
             c.name.clone(),
@@ -1094,7 +1278,10 @@ fn stats(e: &Engine, keys: &[String]) -> Result<()> {
             b["pids"]["current"].as_u64().unwrap_or(0).to_string(),
         ]);
     }
-    crate::table(&["ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"], &rows);
+    crate::table(
+        &["ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"],
+        &rows,
+    );
     Ok(())
 }
 
@@ -1111,4 +1298,65 @@ fn host_memory() -> u64 {
         })
         .map(|kb| kb * 1024)
         .unwrap_or(u64::MAX)
+}
+
+fn logs(
+    e: &Engine,
+    key: &str,
+    follow: bool,
+    tail: Option<usize>,
+    since: Option<&str>,
+    stamps: bool,
+) -> Result<()> {
+    use berth_monitor::logs::Reader;
+    let c = e.container(key)?;
+    let path = e.log_path(&c.id);
+    let live = matches!(
+        c.state.status,
+        Status::Running | Status::Paused | Status::Created
+    );
+    let mut reader = if follow && live {
+        Reader::follow(&path)?.until_exists(&e.exit_file(&c.id))
+    } else {
+        match Reader::open(&path) {
+            Ok(r) => r,
+            // Never started: nothing was logged.
+            Err(_) if !path.exists() => return Ok(()),
+            Err(err) => return Err(err.into()),
+        }
+    };
+    if let Some(s) = since {
+        let t = humantime::parse_rfc3339_weak(s)
+            .or_else(|_| humantime::parse_duration(s).map(|d| std::time::SystemTime::now() - d))
+            .with_context(|| format!("--since {s}: a time (RFC 3339) or a duration (10m)"))?;
+        reader = reader.since(t);
+    }
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    let mut print = |r: berth_monitor::logs::Record| {
+        use std::io::Write;
+        let w: &mut dyn Write = match r.stream {
+            berth_monitor::Stream::Stdout => &mut out,
+            berth_monitor::Stream::Stderr => &mut err,
+        };
+        if stamps {
+            let _ = write!(w, "{} ", humantime::format_rfc3339_nanos(r.time));
+        }
+        let _ = w.write_all(&r.msg);
+        if !r.partial {
+            let _ = w.write_all(b"\n");
+        }
+        let _ = w.flush();
+    };
+    if let Some(n) = tail {
+        for r in reader.tail(n)? {
+            print(r);
+        }
+        if !follow || !live {
+            return Ok(());
+        }
+    }
+    for r in reader {
+        print(r?);
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! berth: the user's command line. It parses arguments and prints; the
 //! work is done by berth-image and berth-engine.
 
+mod attach;
 mod containers;
 mod progress;
 
@@ -218,7 +219,9 @@ fn main() {
 /// when it could not be run, 125 for every other failure of berth's own.
 fn exit_code_for(e: &anyhow::Error) -> i32 {
     let text = format!("{e:#}");
-    if text.contains("executable file not found") || text.contains("no such file or directory") && text.contains("exec") {
+    if text.contains("executable file not found")
+        || text.contains("no such file or directory") && text.contains("exec")
+    {
         127
     } else if text.contains("permission denied") && text.contains("exec") {
         126

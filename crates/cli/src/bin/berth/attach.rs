@@ -1,0 +1,142 @@
+//! Attaching this terminal (or these pipes) to a container through its
+//! monitor's socket: output frames to stdout/stderr, stdin and window
+//! sizes back, signals forwarded, until the exit frame.
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+
+use anyhow::{Context, Result};
+use berth_engine::Engine;
+use berth_engine::model::Container;
+use berth_monitor::Frame;
+use berth_monitor::attach::Client;
+
+/// Puts the terminal on stdin in raw mode until dropped.
+struct RawMode {
+    saved: Option<rustix::termios::Termios>,
+}
+
+impl RawMode {
+    fn enter(on: bool) -> RawMode {
+        let stdin = std::io::stdin();
+        if !on || !rustix::termios::isatty(stdin.as_fd()) {
+            return RawMode { saved: None };
+        }
+        let Ok(saved) = rustix::termios::tcgetattr(stdin.as_fd()) else {
+            return RawMode { saved: None };
+        };
+        let mut raw = saved.clone();
+        raw.make_raw();
+        let _ =
+            rustix::termios::tcsetattr(stdin.as_fd(), rustix::termios::OptionalActions::Now, &raw);
+        RawMode { saved: Some(saved) }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(s) = &self.saved {
+            let _ = rustix::termios::tcsetattr(
+                std::io::stdin().as_fd(),
+                rustix::termios::OptionalActions::Now,
+                s,
+            );
+        }
+    }
+}
+
+fn window_size() -> Option<(u16, u16)> {
+    let ws = rustix::termios::tcgetwinsize(std::io::stdout().as_fd()).ok()?;
+    (ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
+/// Signals this process relays to the container (not in tty mode, where
+/// ^C is a byte on the terminal).
+const FORWARDED: [i32; 6] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// Blocks the forwarded signals in this thread (and the threads it starts)
+/// so one thread can take them with sigwait.
+fn block_signals(extra: &[i32]) -> libc::sigset_t {
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in FORWARDED.iter().chain(extra) {
+            libc::sigaddset(&mut set, *s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Relays until the container exits; returns its exit code.
+pub fn relay(e: &Engine, c: &Container, client: Client, stdin: bool, tty: bool) -> Result<i32> {
+    let set = block_signals(&[libc::SIGWINCH]);
+    let _raw = RawMode::enter(tty);
+    if tty && let Some((r, c)) = window_size() {
+        let _ = client.resize(r, c);
+    }
+    // Signals: forwarded to the container; SIGWINCH: the new size.
+    let sig_client = client.try_clone()?;
+    let handler = e.handler(c)?;
+    let id = c.id.clone();
+    std::thread::spawn(move || {
+        loop {
+            let mut sig = 0;
+            if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+                continue;
+            }
+            if sig == libc::SIGWINCH {
+                if let Some((r, c)) = window_size() {
+                    let _ = sig_client.resize(r, c);
+                }
+            } else if !tty {
+                let _ = handler.kill(&id, sig, false);
+            }
+        }
+    });
+    if stdin {
+        let in_client = client.try_clone()?;
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            let mut input = std::io::stdin().lock();
+            loop {
+                match input.read(&mut buf) {
+                    Ok(0) | Err(_) => {
+                        let _ = in_client.close_stdin();
+                        return;
+                    }
+                    Ok(n) => {
+                        if in_client.send_stdin(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    let mut client = client;
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    loop {
+        match client.recv().context("read from the container")? {
+            Some(Frame::Stdout(d)) => {
+                let _ = out.write_all(&d);
+                let _ = out.flush();
+            }
+            Some(Frame::Stderr(d)) => {
+                let _ = err.write_all(&d);
+                let _ = err.flush();
+            }
+            Some(Frame::Exit(code)) => return Ok(code),
+            Some(_) => {}
+            // The monitor went away without a word: ask the records.
+            None => return Ok(e.wait(&c.id)?),
+        }
+    }
+}
