@@ -34,23 +34,22 @@ pub fn network(e: &Engine, name: &str) -> Result<Network> {
         return Ok(n);
     }
     if name == berth_network::network::DEFAULT_NAME {
-        let n = Network::default_network();
+        let _lock = e.lock("networks")?;
+        if let Some(n) = e.db.network::<Network>(name)? {
+            return Ok(n);
+        }
+        let existing: Vec<Network> = e.db.networks()?;
+        let n = claim(&existing, |bridge, subnet| Network::new(name, bridge, subnet, None, false).map_err(neterr))?;
         e.db.insert_network(&n.name, &n)?;
-        return Ok(e.db.network(name)?.expect("just stored"));
+        return Ok(n);
     }
     Err(Error::NotFound(format!("no network named {name:?}")))
 }
 
 impl Engine {
+    /// The networks made so far (the default one appears once used).
     pub fn networks(&self) -> Result<Vec<Network>> {
-        let mut list: Vec<Network> = self.db.networks()?;
-        if !list
-            .iter()
-            .any(|n| n.name == berth_network::network::DEFAULT_NAME)
-        {
-            list.insert(0, network(self, berth_network::network::DEFAULT_NAME)?);
-        }
-        Ok(list)
+        self.db.networks()
     }
 
     pub fn network(&self, name: &str) -> Result<Network> {
@@ -73,23 +72,16 @@ impl Engine {
         if existing.iter().any(|n| n.name == name) || name == "bridge" {
             return Err(Error::Conflict(format!("network {name} already exists")));
         }
-        let subnet = match subnet {
-            Some(s) => {
-                if let Some(o) = existing
-                    .iter()
-                    .find(|n| n.subnet.contains(&s.network()) || s.contains(&n.subnet.network()))
-                {
-                    return Err(Error::Conflict(format!(
-                        "subnet {s} overlaps network {} ({})",
-                        o.name, o.subnet
-                    )));
-                }
-                s
-            }
-            None => berth_network::network::next_subnet(&existing).map_err(neterr)?,
+        if let Some(s) = subnet
+            && overlaps(&existing, &s)
+        {
+            let o = existing.iter().find(|n| overlaps(std::slice::from_ref(n), &s)).expect("overlaps");
+            return Err(Error::Conflict(format!("subnet {s} overlaps network {} ({})", o.name, o.subnet)));
+        }
+        let mut n = match subnet {
+            Some(s) => claim_given(&existing, s, |bridge| Network::new(name, bridge, s, gateway, internal).map_err(neterr))?,
+            None => claim(&existing, |bridge, s| Network::new(name, bridge, s, gateway, internal).map_err(neterr))?,
         };
-        let bridge = berth_network::network::next_bridge(&existing);
-        let mut n = Network::new(name, &bridge, subnet, gateway, internal).map_err(neterr)?;
         n.labels = labels.into_iter().collect();
         self.db.insert_network(&n.name, &n)?;
         Ok(n)
@@ -97,7 +89,10 @@ impl Engine {
 
     /// Removes a network no container uses (with `force`, removing those).
     pub fn network_remove(&self, name: &str, force: bool) -> Result<()> {
-        let n = network(self, name)?;
+        let n = self
+            .db
+            .network::<Network>(canonical(name))?
+            .ok_or_else(|| Error::NotFound(format!("no network named {name:?}")))?;
         let users: Vec<Container> = self
             .db
             .containers()?
@@ -124,6 +119,101 @@ impl Engine {
         cni(self).remove_network(&n).map_err(neterr)?;
         self.db.remove_network(&n.name)
     }
+}
+
+/// Subnets in use on this host, whoever made them (another berth root,
+/// podman, a VPN): a new network must not clash with them.
+struct HostClaims {
+    nets: Vec<ipnet::Ipv4Net>,
+}
+
+impl HostClaims {
+    fn read() -> HostClaims {
+        let mut nets = Vec::new();
+        // Routes: connected ones cover every address of an up interface.
+        if let Ok(r) = std::fs::read_to_string("/proc/net/route") {
+            for l in r.lines().skip(1) {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let hex = |s: &str| {
+                    u32::from_str_radix(s, 16)
+                        .ok()
+                        .map(|v| std::net::Ipv4Addr::from(v.swap_bytes()))
+                };
+                if let (Some(dst), Some(mask)) = (f.get(1).and_then(|s| hex(s)), f.get(7).and_then(|s| hex(s)))
+                    && let Ok(n) = ipnet::Ipv4Net::with_netmask(dst, mask)
+                    && n.prefix_len() > 0
+                {
+                    nets.push(n);
+                }
+            }
+        }
+        // Addresses of interfaces that are down have no route yet.
+        if let Ok(out) = std::process::Command::new("ip").args(["-4", "-o", "addr", "show"]).output() {
+            for w in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if let Ok(n) = w.parse::<ipnet::Ipv4Net>() {
+                    nets.push(n.trunc());
+                }
+            }
+        }
+        HostClaims { nets }
+    }
+
+    fn clashes(&self, s: &ipnet::Ipv4Net) -> bool {
+        self.nets.iter().any(|n| n.contains(&s.network()) || s.contains(&n.network()))
+    }
+}
+
+fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+fn overlaps(existing: &[Network], s: &ipnet::Ipv4Net) -> bool {
+    existing
+        .iter()
+        .any(|e| e.subnet.contains(&s.network()) || s.contains(&e.subnet.network()))
+}
+
+/// Claims a bridge name and a /24 of 10.77.0.0/16 that neither this root's
+/// networks nor the host use, and makes the bridge at once (holding the
+/// gateway address), so that the next claimant, in any berth process with
+/// any root, sees them taken. A host-wide lock orders the claimants.
+fn claim(existing: &[Network], make: impl Fn(&str, ipnet::Ipv4Net) -> Result<Network>) -> Result<Network> {
+    let _lock = crate::lock::Lock::acquire(Path::new("/run/lock"), "berth-networks")?;
+    let host = HostClaims::read();
+    for n in 0..=255u8 {
+        let subnet = ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 77, n, 0), 24).expect("a /24");
+        let bridge = format!("berth{n}");
+        let ours = overlaps(existing, &subnet) || existing.iter().any(|e| e.bridge == bridge);
+        if ours || host.clashes(&subnet) || link_exists(&bridge) {
+            continue;
+        }
+        let net = make(&bridge, subnet)?;
+        hold(&net)?;
+        return Ok(net);
+    }
+    Err(Error::Network("no free /24 left in 10.77.0.0/16 on this host".into()))
+}
+
+/// `claim` for a subnet the user chose.
+fn claim_given(existing: &[Network], subnet: ipnet::Ipv4Net, make: impl Fn(&str) -> Result<Network>) -> Result<Network> {
+    let _lock = crate::lock::Lock::acquire(Path::new("/run/lock"), "berth-networks")?;
+    if HostClaims::read().clashes(&subnet) {
+        return Err(Error::Conflict(format!("subnet {subnet} is in use on this host")));
+    }
+    let bridge = (0..=9999u32)
+        .map(|n| format!("berth{n}"))
+        .find(|b| !existing.iter().any(|e| &e.bridge == b) && !link_exists(b))
+        .ok_or_else(|| Error::Network("no free bridge name".into()))?;
+    let net = make(&bridge)?;
+    hold(&net)?;
+    Ok(net)
+}
+
+/// Makes the network's bridge, with its gateway address, ahead of CNI.
+fn hold(net: &Network) -> Result<()> {
+    let gw = ipnet::IpNet::new(std::net::IpAddr::V4(net.gateway), net.subnet.prefix_len()).map_err(neterr)?;
+    berth_network::link::add_placeholder(&net.bridge, &[gw])
+        .map_err(|e| Error::Network(format!("create bridge {}: {e}", net.bridge)))
 }
 
 fn canonical(name: &str) -> &str {

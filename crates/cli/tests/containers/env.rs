@@ -149,6 +149,12 @@ impl Drop for Env {
         for id in self.ids_quiet() {
             let _ = self.berth(&["rm", "-f", &id]);
         }
+        for (what, list) in [("pod", "ps"), ("network", "ls")] {
+            let out = self.cmd().args([what, list, "-q"]).stderr(Stdio::null()).output();
+            for name in out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default().lines() {
+                let _ = self.berth(&[what, "rm", "-f", name]);
+            }
+        }
     }
 }
 

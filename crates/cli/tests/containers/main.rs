@@ -8,3 +8,5 @@ mod support;
 
 mod env;
 mod lifecycle;
+mod network;
+mod pods;
