@@ -172,6 +172,13 @@ impl Drop for Containerd {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // runc made the namespace's parent cgroup (/berthbench/<id>); it
+        // is empty now.
+        if let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") {
+            for h in hierarchies.flatten() {
+                let _ = fs::remove_dir(h.path().join("berthbench"));
+            }
+        }
     }
 }
 
