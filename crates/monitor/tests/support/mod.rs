@@ -106,6 +106,16 @@ impl Sandbox {
         (cfg, path)
     }
 
+    /// Registers a container made by other means (runc under the
+    /// sandbox's runc root) for deletion.
+    pub fn track(&self, id: &str) {
+        self.containers.borrow_mut().push((
+            Kind::Runc,
+            id.to_string(),
+            self.dir.path().join(format!("none-{id}")),
+        ));
+    }
+
     /// Writes the config and starts its monitor; the container's pid.
     pub fn launch(&self, cfg: &Config, path: &Path) -> berth_monitor::Result<i32> {
         cfg.save(path).unwrap();
@@ -245,4 +255,12 @@ pub fn umount_under(dir: &Path) {
         let c = std::ffi::CString::new(p).unwrap();
         unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
     }
+}
+
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
