@@ -39,7 +39,9 @@ pub fn network(e: &Engine, name: &str) -> Result<Network> {
             return Ok(n);
         }
         let existing: Vec<Network> = e.db.networks()?;
-        let n = claim(&existing, |bridge, subnet| Network::new(name, bridge, subnet, None, false).map_err(neterr))?;
+        let n = claim(&existing, |bridge, subnet| {
+            Network::new(name, bridge, subnet, None, false).map_err(neterr)
+        })?;
         e.db.insert_network(&n.name, &n)?;
         return Ok(n);
     }
@@ -75,12 +77,22 @@ impl Engine {
         if let Some(s) = subnet
             && overlaps(&existing, &s)
         {
-            let o = existing.iter().find(|n| overlaps(std::slice::from_ref(n), &s)).expect("overlaps");
-            return Err(Error::Conflict(format!("subnet {s} overlaps network {} ({})", o.name, o.subnet)));
+            let o = existing
+                .iter()
+                .find(|n| overlaps(std::slice::from_ref(n), &s))
+                .expect("overlaps");
+            return Err(Error::Conflict(format!(
+                "subnet {s} overlaps network {} ({})",
+                o.name, o.subnet
+            )));
         }
         let mut n = match subnet {
-            Some(s) => claim_given(&existing, s, |bridge| Network::new(name, bridge, s, gateway, internal).map_err(neterr))?,
-            None => claim(&existing, |bridge, s| Network::new(name, bridge, s, gateway, internal).map_err(neterr))?,
+            Some(s) => claim_given(&existing, s, |bridge| {
+                Network::new(name, bridge, s, gateway, internal).map_err(neterr)
+            })?,
+            None => claim(&existing, |bridge, s| {
+                Network::new(name, bridge, s, gateway, internal).map_err(neterr)
+            })?,
         };
         n.labels = labels.into_iter().collect();
         self.db.insert_network(&n.name, &n)?;
@@ -139,7 +151,8 @@ impl HostClaims {
                         .ok()
                         .map(|v| std::net::Ipv4Addr::from(v.swap_bytes()))
                 };
-                if let (Some(dst), Some(mask)) = (f.get(1).and_then(|s| hex(s)), f.get(7).and_then(|s| hex(s)))
+                if let (Some(dst), Some(mask)) =
+                    (f.get(1).and_then(|s| hex(s)), f.get(7).and_then(|s| hex(s)))
                     && let Ok(n) = ipnet::Ipv4Net::with_netmask(dst, mask)
                     && n.prefix_len() > 0
                 {
@@ -148,7 +161,10 @@ impl HostClaims {
             }
         }
         // Addresses of interfaces that are down have no route yet.
-        if let Ok(out) = std::process::Command::new("ip").args(["-4", "-o", "addr", "show"]).output() {
+        if let Ok(out) = std::process::Command::new("ip")
+            .args(["-4", "-o", "addr", "show"])
+            .output()
+        {
             for w in String::from_utf8_lossy(&out.stdout).split_whitespace() {
                 if let Ok(n) = w.parse::<ipnet::Ipv4Net>() {
                     nets.push(n.trunc());
@@ -159,7 +175,9 @@ impl HostClaims {
     }
 
     fn clashes(&self, s: &ipnet::Ipv4Net) -> bool {
-        self.nets.iter().any(|n| n.contains(&s.network()) || s.contains(&n.network()))
+        self.nets
+            .iter()
+            .any(|n| n.contains(&s.network()) || s.contains(&n.network()))
     }
 }
 
@@ -177,7 +195,10 @@ fn overlaps(existing: &[Network], s: &ipnet::Ipv4Net) -> bool {
 /// networks nor the host use, and makes the bridge at once (holding the
 /// gateway address), so that the next claimant, in any berth process with
 /// any root, sees them taken. A host-wide lock orders the claimants.
-fn claim(existing: &[Network], make: impl Fn(&str, ipnet::Ipv4Net) -> Result<Network>) -> Result<Network> {
+fn claim(
+    existing: &[Network],
+    make: impl Fn(&str, ipnet::Ipv4Net) -> Result<Network>,
+) -> Result<Network> {
     let _lock = crate::lock::Lock::acquire(Path::new("/run/lock"), "berth-networks")?;
     let host = HostClaims::read();
     for n in 0..=255u8 {
@@ -191,14 +212,22 @@ fn claim(existing: &[Network], make: impl Fn(&str, ipnet::Ipv4Net) -> Result<Net
         hold(&net)?;
         return Ok(net);
     }
-    Err(Error::Network("no free /24 left in 10.77.0.0/16 on this host".into()))
+    Err(Error::Network(
+        "no free /24 left in 10.77.0.0/16 on this host".into(),
+    ))
 }
 
 /// `claim` for a subnet the user chose.
-fn claim_given(existing: &[Network], subnet: ipnet::Ipv4Net, make: impl Fn(&str) -> Result<Network>) -> Result<Network> {
+fn claim_given(
+    existing: &[Network],
+    subnet: ipnet::Ipv4Net,
+    make: impl Fn(&str) -> Result<Network>,
+) -> Result<Network> {
     let _lock = crate::lock::Lock::acquire(Path::new("/run/lock"), "berth-networks")?;
     if HostClaims::read().clashes(&subnet) {
-        return Err(Error::Conflict(format!("subnet {subnet} is in use on this host")));
+        return Err(Error::Conflict(format!(
+            "subnet {subnet} is in use on this host"
+        )));
     }
     let bridge = (0..=9999u32)
         .map(|n| format!("berth{n}"))
@@ -211,7 +240,8 @@ fn claim_given(existing: &[Network], subnet: ipnet::Ipv4Net, make: impl Fn(&str)
 
 /// Makes the network's bridge, with its gateway address, ahead of CNI.
 fn hold(net: &Network) -> Result<()> {
-    let gw = ipnet::IpNet::new(std::net::IpAddr::V4(net.gateway), net.subnet.prefix_len()).map_err(neterr)?;
+    let gw = ipnet::IpNet::new(std::net::IpAddr::V4(net.gateway), net.subnet.prefix_len())
+        .map_err(neterr)?;
     berth_network::link::add_placeholder(&net.bridge, &[gw])
         .map_err(|e| Error::Network(format!("create bridge {}: {e}", net.bridge)))
 }

@@ -53,6 +53,24 @@ pub const ALL_CAPS: &[&str] = &[
     "CAP_CHECKPOINT_RESTORE",
 ];
 
+/// Every capability this process may hand on: its bounding set. ("All
+/// capabilities" means these; asking for more fails in capset.)
+pub fn all_caps_here() -> Vec<String> {
+    let bnd = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().find(|l| l.starts_with("CapBnd:"))?;
+            u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok()
+        })
+        .unwrap_or(u64::MAX);
+    ALL_CAPS
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bnd & (1u64 << bit) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
+}
+
 /// "net_admin", "NET_ADMIN", "CAP_NET_ADMIN" -> "CAP_NET_ADMIN"; "all" kept.
 pub fn cap_name(raw: &str) -> Result<String> {
     let up = raw.trim().to_ascii_uppercase();
@@ -83,7 +101,7 @@ pub fn capabilities(
     privileged: bool,
 ) -> Result<Vec<String>> {
     if privileged {
-        return Ok(ALL_CAPS.iter().map(|s| s.to_string()).collect());
+        return Ok(all_caps_here());
     }
     let add: Vec<String> = add.iter().map(|c| cap_name(c)).collect::<Result<_>>()?;
     let drop: Vec<String> = drop.iter().map(|c| cap_name(c)).collect::<Result<_>>()?;
@@ -96,7 +114,7 @@ pub fn capabilities(
             .collect()
     };
     if add.iter().any(|c| c == "ALL") {
-        return Ok(ALL_CAPS.iter().map(|s| s.to_string()).collect());
+        return Ok(all_caps_here());
     }
     for c in add {
         if !caps.contains(&c) {

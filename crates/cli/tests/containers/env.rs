@@ -84,6 +84,16 @@ impl Env {
         c
     }
 
+    /// This env's berth as a shell command line (for script(1)).
+    pub fn cmd_line(&self) -> String {
+        let c = self.cmd();
+        std::iter::once(c.get_program())
+            .chain(c.get_args())
+            .map(|a| format!("'{}'", a.to_string_lossy()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     pub fn berth(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().expect("run berth")
     }
@@ -150,8 +160,16 @@ impl Drop for Env {
             let _ = self.berth(&["rm", "-f", &id]);
         }
         for (what, list) in [("pod", "ps"), ("network", "ls")] {
-            let out = self.cmd().args([what, list, "-q"]).stderr(Stdio::null()).output();
-            for name in out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default().lines() {
+            let out = self
+                .cmd()
+                .args([what, list, "-q"])
+                .stderr(Stdio::null())
+                .output();
+            for name in out
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+                .lines()
+            {
                 let _ = self.berth(&[what, "rm", "-f", name]);
             }
         }

@@ -10,3 +10,4 @@ mod env;
 mod lifecycle;
 mod network;
 mod pods;
+mod security;

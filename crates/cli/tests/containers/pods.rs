@@ -4,16 +4,27 @@
 use crate::env::*;
 
 fn ns(pid: i64, kind: &str) -> String {
-    std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap().display().to_string()
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap()
+        .display()
+        .to_string()
 }
 
 #[test]
 fn a_pods_containers_share_its_namespaces_and_go_with_it() {
     let env = Env::new();
-    let pod = env.ok(&["pod", "create", "--name", "p1", "--hostname", "podhost"]).trim().to_string();
+    let pod = env
+        .ok(&["pod", "create", "--name", "p1", "--hostname", "podhost"])
+        .trim()
+        .to_string();
     assert_eq!(pod.len(), 64);
-    env.ok(&["run", "-d", "--pod", "p1", "--name", "a", &env.image, "httpd", "-f", "-p", "8080", "-h", "/www"]);
-    env.ok(&["run", "-d", "--pod", "p1", "--name", "b", &env.image, "sleep", "1000"]);
+    env.ok(&[
+        "run", "-d", "--pod", "p1", "--name", "a", &env.image, "httpd", "-f", "-p", "8080", "-h",
+        "/www",
+    ]);
+    env.ok(&[
+        "run", "-d", "--pod", "p1", "--name", "b", &env.image, "sleep", "1000",
+    ]);
     let (pa, pb) = (
         env.inspect("a")["State"]["Pid"].as_i64().unwrap(),
         env.inspect("b")["State"]["Pid"].as_i64().unwrap(),
@@ -24,10 +35,18 @@ fn a_pods_containers_share_its_namespaces_and_go_with_it() {
     assert_ne!(ns(pa, "pid"), ns(pb, "pid"));
     assert_eq!(env.ok(&["exec", "b", "hostname"]).trim(), "podhost");
     // b reaches a's server on localhost: one network namespace.
-    let out = env.ok(&["exec", "b", "wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"]);
-    assert_eq!(out, "hello from berth\n");
+    let get = "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 127.0.0.1 8080";
+    let mut out = String::new();
+    wait_for("a's server to answer b", || {
+        out = String::from_utf8_lossy(&env.berth(&["exec", "b", "sh", "-c", get]).stdout)
+            .into_owned();
+        out.contains("hello from berth")
+    });
     let ps = env.ok(&["pod", "ps"]);
-    assert!(ps.contains("p1") && ps.contains("Running") && ps.contains(" 2"), "{ps}");
+    assert!(
+        ps.contains("p1") && ps.contains("Running") && ps.contains(" 2"),
+        "{ps}"
+    );
 
     env.ok(&["pod", "stop", "-t", "1", "p1"]);
     assert_eq!(env.status("a"), "exited");
@@ -39,8 +58,13 @@ fn a_pods_containers_share_its_namespaces_and_go_with_it() {
     env.ok(&["pod", "rm", "-f", "p1"]);
     assert!(env.ids().is_empty());
     assert!(!env.ok(&["pod", "ps"]).contains("p1"));
-    assert!(processes_with(&pod[..12]).is_empty() && processes_with("pod infra").is_empty() || processes_with("pod infra").iter().all(|p| {
-        // Infra processes of other tests' pods: theirs, not ours.
-        !std::fs::read(format!("/proc/{p}/cmdline")).map(|c| String::from_utf8_lossy(&c).contains("podhost")).unwrap_or(false)
-    }));
+    assert!(
+        processes_with(&pod[..12]).is_empty() && processes_with("pod infra").is_empty()
+            || processes_with("pod infra").iter().all(|p| {
+                // Infra processes of other tests' pods: theirs, not ours.
+                !std::fs::read(format!("/proc/{p}/cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).contains("podhost"))
+                    .unwrap_or(false)
+            })
+    );
 }
