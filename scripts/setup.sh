@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One command from a fresh Debian 12 machine (as root) to a running
-# container: installs the packages berth needs, builds it, prepares a
-# busybox bundle and runs it with berth-runtime.
+# container: installs the packages berth needs, builds and installs it,
+# makes a busybox image and runs a container from it with `berth run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,9 +22,16 @@ if [ "${BERTH_SKIP_APT:-0}" != 1 ]; then
 fi
 
 cargo build --release --workspace --bins
-install -m 0755 target/release/berth-runtime /usr/local/bin/berth-runtime
+for bin in berth-runtime berth berth-monitor; do
+    install -m 0755 "target/release/$bin" "/usr/local/bin/$bin"
+done
 
-bundle=/var/lib/berth/demo-bundle
-scripts/make-bundle.sh "$bundle"
-berth-runtime delete --force berth-demo 2>/dev/null || true
-berth-runtime run --bundle "$bundle" berth-demo
+# An image from Debian's busybox-static (there is no registry to pull
+# from on an offline machine), then a container from it.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+scripts/make-bundle.sh "$work/bundle" >/dev/null
+tar -C "$work/bundle/rootfs" -cf "$work/busybox.tar" .
+berth import --cmd sh "$work/busybox.tar" localhost/busybox:latest >/dev/null
+berth run --rm localhost/busybox sh -c \
+    'echo "hello from $(hostname), a berth container at $(ip -4 -o addr show eth0 | awk "{print \$4}")"'

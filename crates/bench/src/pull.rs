@@ -15,7 +15,7 @@ use crate::stats::{Sample, measure, median, ms};
 
 const TREES: &[&str] = &["usr/lib/python3.11", "usr/lib/python3", "usr/libexec"];
 
-fn sh(cmd: &mut Command) -> Result<String> {
+pub(crate) fn sh(cmd: &mut Command) -> Result<String> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -34,14 +34,14 @@ fn sha256(path: &Path) -> Result<String> {
     ))
 }
 
-fn blob(layout: &Path, file: &Path) -> Result<(String, u64)> {
+pub(crate) fn blob(layout: &Path, file: &Path) -> Result<(String, u64)> {
     let d = sha256(file)?;
     let len = std::fs::metadata(file)?.len();
     std::fs::rename(file, layout.join("blobs/sha256").join(&d[7..]))?;
     Ok((d, len))
 }
 
-fn write_blob(layout: &Path, data: &[u8]) -> Result<(String, u64)> {
+pub(crate) fn write_blob(layout: &Path, data: &[u8]) -> Result<(String, u64)> {
     let tmp = layout.join("tmp.json");
     std::fs::write(&tmp, data)?;
     blob(layout, &tmp)
@@ -86,7 +86,7 @@ fn build_image(layout: &Path) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-struct Killed(Child);
+pub(crate) struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -105,7 +105,7 @@ fn wait_port(port: u16) -> Result<()> {
     bail!("port {port} never opened")
 }
 
-fn start_registry(dir: &Path) -> Result<(Killed, u16)> {
+pub(crate) fn start_registry(dir: &Path) -> Result<(Killed, u16)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -130,7 +130,7 @@ fn start_registry(dir: &Path) -> Result<(Killed, u16)> {
     Ok((k, port))
 }
 
-fn start_containerd(dir: &Path) -> Result<(Killed, PathBuf)> {
+pub(crate) fn start_containerd(dir: &Path) -> Result<(Killed, PathBuf)> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)?;
     let sock = dir.join("containerd.sock");
@@ -181,7 +181,7 @@ fn umount_under(dir: &Path) {
     }
 }
 
-fn clean(dir: &Path) {
+pub(crate) fn clean(dir: &Path) {
     umount_under(dir);
     let _ = std::fs::remove_dir_all(dir);
 }

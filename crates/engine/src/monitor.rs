@@ -4,7 +4,7 @@
 //! this process.
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -46,7 +46,7 @@ pub fn spawn_ready(mut cmd: Command, what: &str) -> Result<(i32, i32)> {
         .map_err(|e| fail(format!("cannot run {:?}: {e}", cmd.get_program())))?;
     drop(write);
     let mut line = String::new();
-    let mut f = std::fs::File::from(OwnedFd::from(read));
+    let mut f = std::fs::File::from(read);
     // Everything the monitor says fits in one short read; read to EOF to
     // notice one that died without a word.
     let _ = f.read_to_string(&mut line);

@@ -4,7 +4,10 @@
 use crate::env::*;
 
 fn status_field(out: &str, f: &str) -> u64 {
-    let l = out.lines().find(|l| l.starts_with(f)).unwrap_or_else(|| panic!("{f} in {out}"));
+    let l = out
+        .lines()
+        .find(|l| l.starts_with(f))
+        .unwrap_or_else(|| panic!("{f} in {out}"));
     u64::from_str_radix(l.split_whitespace().nth(1).unwrap(), 16).unwrap()
 }
 
@@ -15,14 +18,37 @@ fn defaults_are_podmans_and_flags_change_them() {
     // podman's eleven default capabilities: chown(0) dac_override(1)
     // fowner(3) fsetid(4) kill(5) setgid(6) setuid(7) setpcap(8)
     // net_bind_service(10) sys_chroot(18) setfcap(31).
-    let want: u64 = [0, 1, 3, 4, 5, 6, 7, 8, 10, 18, 31].iter().map(|b| 1u64 << b).sum();
+    let want: u64 = [0, 1, 3, 4, 5, 6, 7, 8, 10, 18, 31]
+        .iter()
+        .map(|b| 1u64 << b)
+        .sum();
     let out = env.ok(&["run", "--rm", &img, "cat", "/proc/self/status"]);
     assert_eq!(status_field(&out, "CapEff:"), want, "{out}");
     assert!(out.contains("Seccomp:\t2"), "a seccomp filter is on: {out}");
-    let out = env.ok(&["run", "--rm", "--cap-drop", "all", "--cap-add", "net_raw", &img, "cat", "/proc/self/status"]);
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "all",
+        "--cap-add",
+        "net_raw",
+        &img,
+        "cat",
+        "/proc/self/status",
+    ]);
     assert_eq!(status_field(&out, "CapEff:"), 1 << 13);
     // The profile refuses what the capabilities do not cover.
-    let (out, _) = env.code(0, &["run", "--rm", &img, "sh", "-c", "mkdir /m; mount -t tmpfs t /m 2>&1; echo rc=$?"]);
+    let (out, _) = env.code(
+        0,
+        &[
+            "run",
+            "--rm",
+            &img,
+            "sh",
+            "-c",
+            "mkdir /m; mount -t tmpfs t /m 2>&1; echo rc=$?",
+        ],
+    );
     assert!(out.contains("rc=1") || out.contains("rc=255"), "{out}");
     // Masked and read-only paths, a private /dev/shm, no new privileges.
     let out = env.ok(&["run", "--rm", "--security-opt", "no-new-privileges", &img, "sh", "-c",
@@ -33,15 +59,44 @@ fn defaults_are_podmans_and_flags_change_them() {
     assert_eq!(lines[2].trim(), "1", "{out}");
     assert!(lines[3].ends_with('1'), "{out}");
     // --read-only, resources.
-    let (out, _) = env.code(0, &["run", "--rm", "--read-only", &img, "sh", "-c", "touch /x 2>/dev/null; echo rc=$?"]);
+    let (out, _) = env.code(
+        0,
+        &[
+            "run",
+            "--rm",
+            "--read-only",
+            &img,
+            "sh",
+            "-c",
+            "touch /x 2>/dev/null; echo rc=$?",
+        ],
+    );
     assert_eq!(out.trim(), "rc=1");
     let out = env.ok(&["run", "--rm", "-m", "64m", "--pids-limit", "50", &img, "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max"]);
-    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["67108864", "50"], "{out}");
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["67108864", "50"],
+        "{out}"
+    );
     // --privileged: every capability this host has, no filter, no masks.
-    let out = env.ok(&["run", "--rm", "--privileged", &img, "sh", "-c", "cat /proc/self/status; mkdir /m && mount -t tmpfs t /m && echo mounted"]);
-    assert!(out.contains("Seccomp:\t0") && out.contains("mounted"), "{out}");
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--privileged",
+        &img,
+        "sh",
+        "-c",
+        "cat /proc/self/status; mkdir /m && mount -t tmpfs t /m && echo mounted",
+    ]);
+    assert!(
+        out.contains("Seccomp:\t0") && out.contains("mounted"),
+        "{out}"
+    );
     // Labels and env reach the container and its record.
-    let id = env.run_d(&["-l", "app=web", "-e", "GREETING=hi", "--name", "lab"], &["sleep", "1000"]);
+    let id = env.run_d(
+        &["-l", "app=web", "-e", "GREETING=hi", "--name", "lab"],
+        &["sleep", "1000"],
+    );
     assert!(env.ok(&["exec", "lab", "env"]).contains("GREETING=hi"));
     let ps: serde_json::Value = serde_json::from_str(&env.ok(&["ps", "--format", "json"])).unwrap();
     assert_eq!(ps[0]["Labels"]["app"], "web");
@@ -54,11 +109,11 @@ fn exec_with_a_terminal() {
     let env = Env::new();
     env.run_d(&["--name", "t"], &["sleep", "1000"]);
     // script(1) gives berth a terminal; inside, the process has one too.
-    let cmd = format!(
-        "{} exec -t t sh -c 'tty; stty size'",
-        env.cmd_line()
-    );
-    let out = std::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().unwrap();
+    let cmd = format!("{} exec -t t sh -c 'tty; stty size'", env.cmd_line());
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("/dev/pts/"), "{text}");
     assert!(out.status.success(), "{text}");

@@ -146,7 +146,7 @@ enum Cmd {
         cmd: BundleCmd,
     },
     #[command(flatten)]
-    Containers(containers::Cmd),
+    Containers(Box<containers::Cmd>),
 }
 
 #[derive(clap::Args)]
@@ -518,7 +518,7 @@ fn run(cli: Cli) -> Result<()> {
             cmd: BundleCmd::Rm { id },
         } => bundle::remove_bundle(&ctx.store()?, &id)?,
         Cmd::Containers(cmd) => {
-            let code = containers::run(&ctx, cmd)?;
+            let code = containers::run(&ctx, *cmd)?;
             if code != 0 {
                 std::process::exit(code);
             }
