@@ -3,6 +3,7 @@
 //! prints figures for docs/benchmarks.md.
 
 mod pull;
+mod run;
 mod runtime;
 mod stats;
 
@@ -36,11 +37,23 @@ enum Cmd {
         #[arg(long)]
         berth: Option<std::path::PathBuf>,
     },
+    /// run --rm IMAGE true: berth, podman, ctr; then N serving containers
+    /// until all answer, berth against podman, with monitor memory.
+    Run {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        runs: usize,
+        /// Serving containers to start (0: skip).
+        #[arg(long, default_value_t = 105)]
+        serve: usize,
+        #[arg(long)]
+        berth: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Runtime { runs, berth } => runtime::run(runs, berth),
         Cmd::Pull { runs, berth } => pull::run(runs, berth),
+        Cmd::Run { runs, serve, berth } => run::run(runs, serve, berth),
     }
 }

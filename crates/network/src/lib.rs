@@ -8,6 +8,7 @@
 //! both under [`Cni::state_dir`].
 
 pub mod cni;
+pub mod firewall;
 pub mod link;
 pub mod netns;
 pub mod network;

@@ -12,47 +12,55 @@ use crate::network::Network;
 /// 0.1.0 through 1.0.0, firewall only 0.4.0 and 1.0.0.
 pub const CNI_VERSION: &str = "1.0.0";
 
+/// Which optional plugins an attachment's chain holds. Each plugin is a
+/// process, and the iptables ones run several more: the chain is only as
+/// long as the attachment needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chain {
+    /// portmap, for published ports.
+    pub ports: bool,
+    /// firewall, for hosts whose FORWARD chain does not accept by default.
+    pub firewall: bool,
+}
+
 /// The conflist for `net`: bridge with host-local IPAM (data under
-/// `ipam_dir`), portmap for published ports, firewall so forwarding works on
-/// hosts whose FORWARD policy is DROP.
-pub fn conflist(net: &Network, ipam_dir: &Path) -> Value {
+/// `ipam_dir`), then portmap and firewall as `chain` says. Masquerading is
+/// not the bridge plugin's (nine iptables runs per container): one rule per
+/// network does it (see `Cni::ensure_masquerade`).
+pub fn conflist(net: &Network, ipam_dir: &Path, chain: Chain) -> Value {
     let mut routes = Vec::new();
     if !net.internal {
         routes.push(json!({"dst": "0.0.0.0/0"}));
     }
-    json!({
-        "cniVersion": CNI_VERSION,
-        "name": net.name,
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": net.bridge,
-                // The bridge carries the gateway address: containers route
-                // through the host, and the host reaches them.
-                "isGateway": true,
-                "ipMasq": !net.internal,
-                // Lets a container reach itself through a published port.
-                "hairpinMode": true,
-                "ipam": {
-                    "type": "host-local",
-                    "dataDir": ipam_dir,
-                    "ranges": [[{"subnet": net.subnet, "gateway": net.gateway}]],
-                    "routes": routes,
-                }
-            },
-            {
-                "type": "portmap",
-                "capabilities": {"portMappings": true},
-                // Masquerade hairpin and localhost traffic so replies come
-                // back through the host; needed for 127.0.0.1 publishing.
-                "snat": true
-            },
-            {
-                "type": "firewall",
-                "backend": "iptables"
-            }
-        ]
-    })
+    let mut plugins = vec![json!({
+        "type": "bridge",
+        "bridge": net.bridge,
+        // The bridge carries the gateway address: containers route
+        // through the host, and the host reaches them.
+        "isGateway": true,
+        "ipMasq": false,
+        // Lets a container reach itself through a published port.
+        "hairpinMode": true,
+        "ipam": {
+            "type": "host-local",
+            "dataDir": ipam_dir,
+            "ranges": [[{"subnet": net.subnet, "gateway": net.gateway}]],
+            "routes": routes,
+        }
+    })];
+    if chain.ports {
+        plugins.push(json!({
+            "type": "portmap",
+            "capabilities": {"portMappings": true},
+            // Masquerade hairpin and localhost traffic so replies come
+            // back through the host; needed for 127.0.0.1 publishing.
+            "snat": true
+        }));
+    }
+    if chain.firewall {
+        plugins.push(json!({"type": "firewall", "backend": "iptables"}));
+    }
+    json!({"cniVersion": CNI_VERSION, "name": net.name, "plugins": plugins})
 }
 
 /// Checks the shape of a conflist (ours, but possibly read back from a
@@ -122,8 +130,13 @@ mod tests {
     #[test]
     fn internal_networks_have_no_masquerade_and_no_default_route() {
         let mut n = Network::default_network();
-        let l = conflist(&n, Path::new("/x"));
-        assert_eq!(l["plugins"][0]["ipMasq"], true);
+        let all = Chain {
+            ports: true,
+            firewall: true,
+        };
+        let l = conflist(&n, Path::new("/x"), all);
+        assert_eq!(l["plugins"][0]["ipMasq"], false);
+        assert_eq!(l["plugins"].as_array().unwrap().len(), 3);
         assert_eq!(l["plugins"][0]["ipam"]["routes"][0]["dst"], "0.0.0.0/0");
         assert_eq!(l["plugins"][0]["ipam"]["dataDir"], "/x");
         assert_eq!(
@@ -131,7 +144,15 @@ mod tests {
             "10.77.0.0/24"
         );
         n.internal = true;
-        let l = conflist(&n, Path::new("/x"));
+        let l = conflist(
+            &n,
+            Path::new("/x"),
+            Chain {
+                ports: false,
+                firewall: false,
+            },
+        );
+        assert_eq!(l["plugins"].as_array().unwrap().len(), 1);
         assert_eq!(l["plugins"][0]["ipMasq"], false);
         assert_eq!(l["plugins"][0]["ipam"]["routes"], json!([]));
         plugins(&l, "berth").unwrap();
@@ -141,7 +162,14 @@ mod tests {
     #[test]
     fn runtime_config_only_for_declared_capabilities() {
         let n = Network::default_network();
-        let l = conflist(&n, Path::new("/x"));
+        let l = conflist(
+            &n,
+            Path::new("/x"),
+            Chain {
+                ports: true,
+                firewall: false,
+            },
+        );
         let mut rt = Map::new();
         rt.insert("portMappings".into(), json!([{"hostPort": 1}]));
         let prev = json!({"cniVersion": "1.0.0"});

@@ -76,6 +76,8 @@ pub enum CniError {
         value: String,
         reason: &'static str,
     },
+    #[error("network {network}: masquerade rule: {why}")]
+    Masquerade { network: String, why: String },
     #[error("container {container_id} is already attached to network {network} as {ifname}")]
     AlreadyAttached {
         network: String,
@@ -120,6 +122,9 @@ pub struct Cni {
     pub state_dir: PathBuf,
     /// Longest a single plugin run may take before it is killed.
     pub timeout: Duration,
+    /// Whether chains get the firewall plugin; None: when the host's
+    /// FORWARD chain does not accept by default.
+    pub firewall: Option<bool>,
 }
 
 impl Cni {
@@ -129,6 +134,7 @@ impl Cni {
             plugin_dirs: vec![PathBuf::from("/usr/lib/cni"), PathBuf::from("/opt/cni/bin")],
             state_dir: state_dir.into(),
             timeout: Duration::from_secs(60),
+            firewall: None,
         }
     }
 
@@ -138,9 +144,19 @@ impl Cni {
     }
 
     /// The conflist berth runs for `net`.
-    pub fn conflist(&self, net: &Network) -> Result<Value> {
+    pub fn conflist(&self, net: &Network, chain: conf::Chain) -> Result<Value> {
         net.validate()?;
-        Ok(conf::conflist(net, &self.ipam_dir()))
+        Ok(conf::conflist(net, &self.ipam_dir(), chain))
+    }
+
+    /// The chain an attachment with `ports` gets on this host now.
+    pub fn chain_for(&self, ports: &[PortMapping]) -> conf::Chain {
+        conf::Chain {
+            ports: !ports.is_empty(),
+            firewall: self
+                .firewall
+                .unwrap_or_else(|| !crate::firewall::forward_accepts()),
+        }
     }
 
     /// Attaches the container whose netns is `netns` to `net` as `ifname`,
@@ -154,8 +170,11 @@ impl Cni {
         ports: &[PortMapping],
         args: &[(String, String)],
     ) -> Result<Attachment> {
-        let list = self.conflist(net)?;
+        let list = self.conflist(net, self.chain_for(ports))?;
         check_ids(container_id, ifname)?;
+        if !net.internal {
+            crate::firewall::ensure_masquerade(net)?;
+        }
         let cni_args = join_args(args)?;
         if !netns::exists(netns) {
             return Err(CniError::InvalidArg {
@@ -308,6 +327,7 @@ impl Cni {
     /// bridge, host-local's leases and the (empty) cache directory.
     pub fn remove_network(&self, net: &Network) -> Result<()> {
         net.validate()?;
+        crate::firewall::remove_masquerade(net)?;
         crate::link::delete(&net.bridge).map_err(|source| CniError::Io {
             what: "deleting bridge",
             path: PathBuf::from(&net.bridge),

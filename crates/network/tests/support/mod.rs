@@ -22,7 +22,9 @@ impl Fixture {
     /// can run side by side.
     pub fn new(name: &str, n: u8) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let cni = Cni::new(dir.path().join("state"));
+        let mut cni = Cni::new(dir.path().join("state"));
+        // The whole chain, whatever this host's FORWARD policy.
+        cni.firewall = Some(true);
         let subnet = format!("10.77.{}.0/24", 200 + u32::from(n))
             .parse()
             .unwrap();
@@ -90,6 +92,8 @@ impl Drop for Fixture {
         for p in &self.pins {
             let _ = netns::remove(p);
         }
+        // The bridge and the network's masquerade rule.
+        let _ = self.cni.remove_network(&self.net);
         let _ = link::delete(&self.net.bridge);
         unmount_all(&self.netns_dir());
     }
