@@ -278,3 +278,66 @@ fn named_volumes_keep_data_and_are_removed_only_when_unused() {
         "from host"
     );
 }
+
+#[test]
+fn cp_copies_both_ways_and_stays_inside_the_container() {
+    let env = Env::new();
+    let id = env.run_d(&["--name", "box"], &["sh", "-c", "mkdir -p /data/sub; echo inside > /data/sub/f; ln -s /etc /data/escape; ln -s ../../../../../../etc/hostname /data/up; sleep 1000"]);
+    // (A link itself is copied as a link, as docker cp does.)
+    wait_for("the files", || {
+        env.berth(&["exec", "box", "sh", "-c", "test -e /data/up"])
+            .status
+            .success()
+    });
+    let host = env.sb.path().join("out");
+    std::fs::create_dir(&host).unwrap();
+    env.ok(&["cp", "box:/data", host.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("data/sub/f")).unwrap(),
+        "inside\n"
+    );
+    // Links come out as links, not as what they point to on the host.
+    assert_eq!(
+        std::fs::read_link(host.join("data/escape")).unwrap(),
+        std::path::Path::new("/etc")
+    );
+    assert!(
+        std::fs::symlink_metadata(host.join("data/up"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // A path through a link resolves inside the container: /data/escape
+    // is /etc there, and /etc/hostname is the container's.
+    env.ok(&[
+        "cp",
+        "box:/data/escape/hostname",
+        host.join("hostname-of-box").to_str().unwrap(),
+    ]);
+    let got = std::fs::read_to_string(host.join("hostname-of-box")).unwrap();
+    assert_eq!(
+        got.trim(),
+        &id[..12],
+        "the container's /etc/hostname, not the host's"
+    );
+    // In: a file lands in the container's directory.
+    let f = env.sb.path().join("note.txt");
+    std::fs::write(&f, "from host").unwrap();
+    env.ok(&["cp", f.to_str().unwrap(), "box:/tmp"]);
+    assert_eq!(
+        env.ok(&["exec", "box", "cat", "/tmp/note.txt"]),
+        "from host"
+    );
+    // Into a symlinked directory: it resolves in the container, not on the host.
+    env.ok(&["cp", f.to_str().unwrap(), "box:/data/escape"]);
+    assert!(
+        !std::path::Path::new("/etc/note.txt").exists(),
+        "cp wrote the host's /etc"
+    );
+    assert_eq!(
+        env.ok(&["exec", "box", "cat", "/etc/note.txt"]),
+        "from host"
+    );
+    env.code(125, &["cp", "box:/no/such", host.to_str().unwrap()]);
+    env.code(125, &["cp", "a", "b"]);
+}

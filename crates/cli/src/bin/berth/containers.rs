@@ -229,6 +229,12 @@ pub enum Cmd {
         timestamps: bool,
         container: String,
     },
+    /// Copy files between a container and the host: CONTAINER:PATH HOSTPATH
+    /// or HOSTPATH CONTAINER:PATH.
+    Cp {
+        src: String,
+        dest: String,
+    },
     /// A container's published ports.
     Port {
         container: String,
@@ -873,6 +879,18 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
         Cmd::Network { cmd } => network_cmd(&e, cmd)?,
         Cmd::Pod { cmd } => pod_cmd(&e, cmd)?,
         Cmd::Port { container } => port(&e, &container)?,
+        Cmd::Cp { src, dest } => {
+            // A colon before any slash names a container.
+            let split = |s: &str| {
+                let (c, p) = s.split_once(':')?;
+                (!c.contains('/') && !c.is_empty()).then(|| (c.to_string(), p.to_string()))
+            };
+            match (split(&src), split(&dest)) {
+                (Some((c, p)), None) => e.copy_out(&c, &p, std::path::Path::new(&dest))?,
+                (None, Some((c, p))) => e.copy_in(&c, std::path::Path::new(&src), &p)?,
+                _ => bail!("cp: exactly one of the two paths must be CONTAINER:PATH"),
+            }
+        }
         Cmd::Top { container } => top(&e, &container)?,
         Cmd::Stats {
             no_stream: _,
