@@ -91,6 +91,31 @@ pub fn main(args: &[OsString]) -> i32 {
     0
 }
 
+/// Gives back the stack pages that parsing the bundle and creating the
+/// container touched and the loop will not: the main stack never shrinks
+/// by itself, and its pages count once per container. Everything more
+/// than a margin below the current frame is unused from here on.
+fn release_unused_stack() {
+    const MARGIN: usize = 8 * 1024;
+    let marker = 0u8;
+    let sp = std::hint::black_box(&marker) as *const u8 as usize;
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return };
+    let Some(lo) = maps
+        .lines()
+        .find(|l| l.ends_with("[stack]"))
+        .and_then(|l| usize::from_str_radix(l.split('-').next()?, 16).ok())
+    else {
+        return;
+    };
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    let end = sp.saturating_sub(MARGIN) & !(page - 1);
+    if end > lo {
+        // SAFETY: [lo, end) lies below the live frames of this (only)
+        // thread; its pages read back as zeros if ever touched again.
+        unsafe { libc::madvise(lo as *mut libc::c_void, end - lo, libc::MADV_DONTNEED) };
+    }
+}
+
 /// Out of the spawner's session and stdio, and the parent of every
 /// orphan of the container (its init, when the runtime runs elsewhere).
 fn detach() -> std::io::Result<()> {
@@ -201,6 +226,7 @@ impl<'a> Monitor<'a> {
     }
 
     fn run(&mut self) {
+        release_unused_stack();
         let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(8);
         let mut slots: Vec<Slot> = Vec::with_capacity(8);
         let mut frames = Vec::new();
