@@ -99,7 +99,9 @@ fn release_unused_stack() {
     const MARGIN: usize = 8 * 1024;
     let marker = 0u8;
     let sp = std::hint::black_box(&marker) as *const u8 as usize;
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return };
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
     let Some(lo) = maps
         .lines()
         .find(|l| l.ends_with("[stack]"))

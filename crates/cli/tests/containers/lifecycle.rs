@@ -341,3 +341,39 @@ fn cp_copies_both_ways_and_stays_inside_the_container() {
     env.code(125, &["cp", "box:/no/such", host.to_str().unwrap()]);
     env.code(125, &["cp", "a", "b"]);
 }
+
+#[test]
+fn after_a_reboot_records_remain_and_containers_start_again() {
+    let env = Env::new();
+    let id = env.run_d(&["--name", "survivor"], &["sleep", "1000"]);
+    let i = env.inspect("survivor");
+    let (pid, monitor) = (
+        i["State"]["Pid"].as_i64().unwrap() as i32,
+        i["MonitorPid"].as_i64().unwrap() as i32,
+    );
+    // A reboot, as far as berth can tell: every process gone, every mount
+    // and cgroup gone, the volatile run root empty.
+    for p in [monitor, pid] {
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+    wait_for("the processes to go", || {
+        [monitor, pid].iter().all(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).map_or(true, |s| s.contains(") Z"))
+        })
+    });
+    crate::support::umount_under(&env.runroot());
+    crate::support::umount_under(&env.sb.root().join("containers").join(&id));
+    std::fs::remove_dir_all(env.runroot()).unwrap();
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(h.path().join("berth").join(&id));
+    }
+
+    let i = env.inspect("survivor");
+    assert_eq!(i["State"]["Status"], "exited", "{i}");
+    assert!(env.ok(&["ps", "-a"]).contains("survivor"));
+    env.ok(&["start", "survivor"]);
+    assert_eq!(env.status("survivor"), "running");
+    assert_eq!(env.ok(&["exec", "survivor", "echo", "back"]).trim(), "back");
+    env.ok(&["rm", "-f", "survivor"]);
+    assert_gone(&env, &id);
+}
