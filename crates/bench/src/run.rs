@@ -224,6 +224,37 @@ pub fn run(runs: usize, serving: usize, berth: Option<PathBuf>) -> Result<()> {
         ],
         env: vec![("CONTAINERS_CONF".into(), conf.display().to_string())],
     };
+    let result = measure_all(&berth, &berth_tool, &podman, &base, &image, runs, serving);
+    // Whatever happened: no containers, networks (bridges, rules) or
+    // stores left behind.
+    for id in sh(&mut berth_tool.cmd(&["ps", "-aq"]))
+        .unwrap_or_default()
+        .lines()
+    {
+        let _ = sh(&mut berth_tool.cmd(&["rm", "-f", id]));
+    }
+    let _ = sh(&mut podman.cmd(&["rm", "-af"]));
+    let _ = sh(&mut podman.cmd(&["system", "reset", "-f"]));
+    for n in sh(&mut berth_tool.cmd(&["network", "ls", "-q"]))
+        .unwrap_or_default()
+        .lines()
+    {
+        let _ = sh(&mut berth_tool.cmd(&["network", "rm", "-f", n]));
+    }
+    clean(&base);
+    result
+}
+
+fn measure_all(
+    berth: &Path,
+    berth_tool: &Tool,
+    podman: &Tool,
+    base: &Path,
+    image: &str,
+    runs: usize,
+    serving: usize,
+) -> Result<()> {
+    let image = image.to_string();
     sh(&mut berth_tool.cmd(&["pull", "-q", "--tls-verify=false", &image]))?;
     sh(&mut podman.cmd(&["pull", "-q", "--tls-verify=false", &image]))?;
     let (_containerd, sock) = start_containerd(&base.join("containerd"))?;
@@ -317,8 +348,8 @@ pub fn run(runs: usize, serving: usize, berth: Option<PathBuf>) -> Result<()> {
     );
 
     if serving > 0 {
-        let (bt, bu) = serve(&berth_tool, &image, serving, "berth-monitor")?;
-        let (pt, pu) = serve(&podman, &image, serving, "conmon")?;
+        let (bt, bu) = serve(berth_tool, &image, serving, "berth-monitor")?;
+        let (pt, pu) = serve(podman, &image, serving, "conmon")?;
         println!(
             "\n{serving} busybox httpd containers (`run -d`, one after another) until every one answers on its address\n"
         );
@@ -336,14 +367,5 @@ pub fn run(runs: usize, serving: usize, berth: Option<PathBuf>) -> Result<()> {
         );
     }
     drop(_containerd);
-    let _ = sh(&mut podman.cmd(&["rm", "-af"]));
-    let _ = sh(&mut podman.cmd(&["system", "reset", "-f"]));
-    for n in sh(&mut berth_tool.cmd(&["network", "ls", "-q"]))
-        .unwrap_or_default()
-        .lines()
-    {
-        let _ = sh(&mut berth_tool.cmd(&["network", "rm", "-f", n]));
-    }
-    clean(&base);
     Ok(())
 }
