@@ -14,6 +14,8 @@ use crate::handler::Handler;
 use crate::lock::Lock;
 use crate::model::Container;
 
+pub const DEFAULT_RUN_ROOT: &str = "/run/berth";
+
 pub struct Options {
     /// Persistent state: images, layers, containers' bundles and logs.
     pub root: PathBuf,
@@ -73,8 +75,19 @@ impl Engine {
         self.run_root.join("c").join(crate::ids::short(id))
     }
 
+    /// Where network namespaces are pinned: /run/netns (where `ip netns`
+    /// looks) for the default run root, else inside the run root.
     pub fn netns_dir(&self) -> PathBuf {
-        self.run_root.join("netns")
+        if self.run_root == Path::new(DEFAULT_RUN_ROOT) {
+            PathBuf::from("/run/netns")
+        } else {
+            self.run_root.join("netns")
+        }
+    }
+
+    /// A pin's name: berth's, apart from other tools' pins in /run/netns.
+    pub fn netns_name(id: &str) -> String {
+        format!("berth-{}", crate::ids::short(id))
     }
 
     /// Persistent network state: CNI's address reservations and the

@@ -281,15 +281,15 @@ pub(crate) fn attach_all(
         .iter()
         .map(|n| network(e, n))
         .collect::<Result<_>>()?;
-    let pin_name = ids::short(owner_id);
-    let stale = e.netns_dir().join(pin_name);
+    let pin_name = Engine::netns_name(owner_id);
+    let stale = e.netns_dir().join(&pin_name);
     if netns::exists(&stale) {
         // Left by a crashed run whose cleanup did not happen.
         netns::remove(&stale).map_err(neterr)?;
     }
     *netns_slot = Some(path_str(&stale));
     record(netns_slot, attached)?;
-    let path = netns::create(&e.netns_dir(), pin_name).map_err(neterr)?;
+    let path = netns::create(&e.netns_dir(), &pin_name).map_err(neterr)?;
     let c = cni(e);
     for (i, n) in nets.iter().enumerate() {
         let ifname = format!("eth{i}");

@@ -122,7 +122,7 @@ impl Engine {
         let netns = match p.network.clone() {
             NetworkMode::Host => None,
             NetworkMode::None => {
-                let path = netns::create(&self.netns_dir(), ids::short(&p.id))
+                let path = netns::create(&self.netns_dir(), &Engine::netns_name(&p.id))
                     .map_err(|e| Error::Network(e.to_string()))?;
                 p.netns = Some(path_str(&path));
                 self.db.update_pod(p)?;

@@ -377,3 +377,45 @@ fn after_a_reboot_records_remain_and_containers_start_again() {
     env.ok(&["rm", "-f", "survivor"]);
     assert_gone(&env, &id);
 }
+
+#[test]
+fn an_external_runtime_runs_the_container_when_asked() {
+    require!("runc");
+    let env = Env::new();
+    let (out, _) = env.code(
+        3,
+        &[
+            "run",
+            "--rm",
+            "--runtime",
+            "runc",
+            &env.image,
+            "sh",
+            "-c",
+            "echo via runc; exit 3",
+        ],
+    );
+    assert_eq!(out, "via runc\n");
+    let id = env.run_d(&["--runtime", "runc", "--name", "r"], &["sleep", "1000"]);
+    assert!(
+        env.runroot().join("runtime-runc").join(&id).exists(),
+        "runc keeps its state under berth's run root"
+    );
+    assert_eq!(env.ok(&["exec", "r", "echo", "exec'd"]).trim(), "exec'd");
+    env.ok(&["stop", "-t", "1", "r"]);
+    assert_eq!(env.inspect("r")["State"]["ExitCode"], 137);
+    env.ok(&["rm", "r"]);
+    assert_gone(&env, &id);
+    let (_, err) = env.code(
+        125,
+        &[
+            "run",
+            "--rm",
+            "--runtime",
+            "no-such-runtime",
+            &env.image,
+            "true",
+        ],
+    );
+    assert!(err.contains("no-such-runtime"), "{err}");
+}
