@@ -275,22 +275,22 @@ fn measure_all(
     let cases: Vec<(String, &Tool, Vec<&str>)> = vec![
         (
             "berth run --rm (bridge network)".into(),
-            &berth_tool,
+            berth_tool,
             vec!["run", "--rm"],
         ),
         (
             "berth run --rm --network none".into(),
-            &berth_tool,
+            berth_tool,
             vec!["run", "--rm", "--network", "none"],
         ),
         (
             "podman run --rm (bridge network)".into(),
-            &podman,
+            podman,
             vec!["run", "--rm"],
         ),
         (
             "podman run --rm --network none".into(),
-            &podman,
+            podman,
             vec!["run", "--rm", "--network", "none"],
         ),
     ];
@@ -342,7 +342,7 @@ fn measure_all(
     }
     println!(
         "\nversions: {}; {}; {}",
-        version(Command::new(&berth).arg("--version")),
+        version(Command::new(berth).arg("--version")),
         version(Command::new("podman").arg("--version")),
         version(Command::new("containerd").arg("--version"))
     );
