@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use crate::engine::{Engine, path_str};
 use crate::error::{Error, Result};
-use crate::ids;
 use crate::model::{Attached, Container, NetworkMode, Status};
 use crate::spec::{self, NetNs};
 
