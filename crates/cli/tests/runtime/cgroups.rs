@@ -220,7 +220,8 @@ fn stats_and_oom_events() {
     let mut b = sb.bundle(&[
         "sh",
         "-c",
-        "sleep 0.5; x=$(head -c 200000000 /dev/zero | tr '\\0' a); sleep 1000",
+        // Out of memory only once the test watches: it makes /tmp/go.
+        "while [ ! -e /tmp/go ]; do sleep 0.05; done; x=$(head -c 200000000 /dev/zero | tr '\\0' a); sleep 1000",
     ]);
     b.set(
         "/linux/resources/memory",
@@ -241,9 +242,13 @@ fn stats_and_oom_events() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let reader = BufReader::new(events.stdout.take().unwrap());
+    let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
+    // The stream is live once its first event is out.
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("\"stats\""), "{first}");
+    std::fs::write(b.rootfs().join("tmp/go"), "").unwrap();
     let mut saw_oom = false;
-    for line in reader.lines().take(200) {
+    for line in lines.take(200) {
         let line = line.unwrap();
         let e: serde_json::Value = serde_json::from_str(&line).unwrap();
         if e["type"] == "oom" {
