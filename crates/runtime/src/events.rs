@@ -126,16 +126,16 @@ impl Runtime {
                     false
                 }
             };
-            if !self.store.dir(id).exists() || self.status(&st) == Status::Stopped {
-                return Ok(());
-            }
+            // An OOM kill that stopped the container is reported before the
+            // stream ends: so `fired` comes first.
             if fired {
                 let mut killed = false;
                 match &mut oom {
                     Some(OomWatch::V1(fd)) => {
                         let mut buf = [0u8; 8];
                         let _ = rustix::io::read(fd.as_fd(), &mut buf);
-                        killed = true;
+                        // v1 signals the cgroup's removal the same way.
+                        killed = cg.dir_of("memory").is_some_and(|d| d.path.exists());
                     }
                     Some(OomWatch::V2 {
                         inotify,
@@ -159,6 +159,9 @@ impl Runtime {
                     .expect("serializes"));
                 }
                 continue;
+            }
+            if !self.store.dir(id).exists() || self.status(&st) == Status::Stopped {
+                return Ok(());
             }
             out(stats_event(&cg));
         }
