@@ -146,8 +146,10 @@ impl Engine {
             o.extend(opts.split(',').filter(|x| !x.is_empty()));
             spec::add_mount(&mut s, dest, "tmpfs", "tmpfs", &o);
         }
-        // cgroupfs path of our own, under one parent for every container.
-        s["linux"]["cgroupsPath"] = json!(format!("/berth/{}", c.id));
+        // A top-level cgroup of its own: a parent shared by all containers
+        // would outlive them (a runtime removes only the parents it made,
+        // and with containers made side by side no one made it alone).
+        s["linux"]["cgroupsPath"] = json!(format!("/berth-{}", c.id));
         let ud = self.userdata(&c.id);
         std::fs::create_dir_all(&ud).ctx(|| format!("create {}", ud.display()))?;
         write_spec(&b.dir, &s)

@@ -230,9 +230,11 @@ pub fn mounts_under(dir: &std::path::Path) -> Vec<String> {
 
 /// Asserts nothing of container `id` remains on the host.
 pub fn assert_gone(env: &Env, id: &str) {
-    let cg: Vec<_> = ["pids", "memory", "cpu,cpuacct", "unified"]
-        .iter()
-        .map(|h| PathBuf::from(format!("/sys/fs/cgroup/{h}/berth/{id}")))
+    // In every hierarchy, v1 and v2.
+    let cg: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|h| h.path().join(format!("berth-{id}")))
         .filter(|p| p.exists())
         .collect();
     assert!(cg.is_empty(), "cgroups remain: {cg:?}");

@@ -365,7 +365,7 @@ fn after_a_reboot_records_remain_and_containers_start_again() {
     crate::support::umount_under(&env.sb.root().join("containers").join(&id));
     std::fs::remove_dir_all(env.runroot()).unwrap();
     for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        let _ = std::fs::remove_dir(h.path().join("berth").join(&id));
+        let _ = std::fs::remove_dir(h.path().join(format!("berth-{id}")));
     }
 
     let i = env.inspect("survivor");
