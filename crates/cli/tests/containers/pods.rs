@@ -58,13 +58,12 @@ fn a_pods_containers_share_its_namespaces_and_go_with_it() {
     env.ok(&["pod", "rm", "-f", "p1"]);
     assert!(env.ids().is_empty());
     assert!(!env.ok(&["pod", "ps"]).contains("p1"));
+    // The infra process (its command line names the pod's netns pin) and
+    // the pin are gone.
+    let pin = format!("berth-{}", &pod[..12]);
+    assert!(processes_with(&pin).is_empty(), "the infra process remains");
     assert!(
-        processes_with(&pod[..12]).is_empty() && processes_with("pod infra").is_empty()
-            || processes_with("pod infra").iter().all(|p| {
-                // Infra processes of other tests' pods: theirs, not ours.
-                !std::fs::read(format!("/proc/{p}/cmdline"))
-                    .map(|c| String::from_utf8_lossy(&c).contains("podhost"))
-                    .unwrap_or(false)
-            })
+        !env.runroot().join("netns").join(&pin).exists(),
+        "the pin remains"
     );
 }

@@ -909,22 +909,19 @@ fn volume(e: &Engine, cmd: VolumeCmd) -> Result<()> {
             )?;
             println!("{}", v.name);
         }
-        VolumeCmd::Ls { quiet, format } => {
-            let vs = e.volumes()?;
-            if quiet {
-                for v in &vs {
-                    println!("{}", v.name);
-                }
-            } else if format == "json" {
-                println!("{}", serde_json::to_string_pretty(&vs)?);
-            } else {
+        VolumeCmd::Ls { quiet, format } => listing(
+            &e.volumes()?,
+            quiet,
+            &format,
+            |v| &v.name,
+            |vs| {
                 let rows: Vec<[String; 2]> = vs
                     .iter()
                     .map(|v| ["local".to_string(), v.name.clone()])
                     .collect();
                 crate::table(&["DRIVER", "VOLUME NAME"], &rows);
-            }
-        }
+            },
+        )?,
         VolumeCmd::Inspect { volumes } => {
             let mut out = Vec::new();
             each(&volumes, |v| {
@@ -1050,15 +1047,12 @@ fn network_cmd(e: &Engine, cmd: NetworkCmd) -> Result<()> {
             )?;
             println!("{}", n.name);
         }
-        NetworkCmd::Ls { quiet, format } => {
-            let list = e.networks()?;
-            if quiet {
-                for n in &list {
-                    println!("{}", n.name);
-                }
-            } else if format == "json" {
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
+        NetworkCmd::Ls { quiet, format } => listing(
+            &e.networks()?,
+            quiet,
+            &format,
+            |n| &n.name,
+            |list| {
                 let rows: Vec<[String; 5]> = list
                     .iter()
                     .map(|n| {
@@ -1072,8 +1066,8 @@ fn network_cmd(e: &Engine, cmd: NetworkCmd) -> Result<()> {
                     })
                     .collect();
                 crate::table(&["NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE"], &rows);
-            }
-        }
+            },
+        )?,
         NetworkCmd::Inspect { networks } => {
             let mut out = Vec::new();
             each(&networks, |n| {
@@ -1375,6 +1369,29 @@ fn logs(
     }
     for r in reader {
         print(r?);
+    }
+    Ok(())
+}
+
+/// `ls` output as every kind has it: names only with -q, the records as
+/// JSON with --format json, else `table`.
+fn listing<T: serde::Serialize>(
+    items: &[T],
+    quiet: bool,
+    format: &str,
+    name: impl Fn(&T) -> &String,
+    table: impl FnOnce(&[T]),
+) -> Result<()> {
+    if quiet {
+        for i in items {
+            println!("{}", name(i));
+        }
+    } else if format == "json" {
+        println!("{}", serde_json::to_string_pretty(items)?);
+    } else if format == "table" {
+        table(items);
+    } else {
+        bail!("--format {format}: expected table or json");
     }
     Ok(())
 }

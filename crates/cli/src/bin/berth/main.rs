@@ -570,14 +570,12 @@ fn list(store: &Store, a: &ImagesArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let mut rows = vec![{
-        let mut h = vec!["REPOSITORY", "TAG"];
-        if a.digests {
-            h.push("DIGEST");
-        }
-        h.extend(["IMAGE ID", "CREATED", "SIZE"]);
-        h.into_iter().map(String::from).collect::<Vec<_>>()
-    }];
+    let mut header = vec!["REPOSITORY", "TAG"];
+    if a.digests {
+        header.push("DIGEST");
+    }
+    header.extend(["IMAGE ID", "CREATED", "SIZE"]);
+    let mut rows: Vec<Vec<String>> = Vec::new();
     for i in &imgs {
         let names: Vec<(String, String)> = if i.names.is_empty() {
             vec![("<none>".into(), "<none>".into())]
@@ -605,23 +603,7 @@ fn list(store: &Store, a: &ImagesArgs) -> Result<()> {
             rows.push(row);
         }
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(c, s)| {
-                if c + 1 == r.len() {
-                    s.clone()
-                } else {
-                    format!("{s:<w$}", w = widths[c])
-                }
-            })
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-    }
+    table(&header, &rows);
     Ok(())
 }
 
@@ -666,7 +648,7 @@ fn table<R: AsRef<[String]>>(header: &[&str], rows: &[R]) {
                 }
             })
             .collect();
-        println!("{}", line.join("   ").trim_end());
+        println!("{}", line.join("  ").trim_end());
     }
 }
 
