@@ -107,6 +107,14 @@ pub fn create(dir: &Path, name: &str) -> Result<PathBuf> {
 /// /run/netns: pins made later then show up in mount namespaces that were
 /// copied from this one (containers, other tools), not only here.
 fn make_shared(dir: &Path) -> Result<()> {
+    // Two creators that both find the directory unmounted would both bind
+    // it onto itself, and the upper mount would hide pins made below it:
+    // one at a time (the lock is on the directory's inode, which the bind
+    // does not change).
+    let guard = fs::File::open(dir).map_err(io_err("opening netns directory", dir))?;
+    // SAFETY: a valid fd; the lock goes with `guard`.
+    check(unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&guard), libc::LOCK_EX) })
+        .map_err(io_err("locking netns directory", dir))?;
     let c = cstr(dir).map_err(io_err("netns directory", dir))?;
     let flags = libc::MS_SHARED | libc::MS_REC;
     // SAFETY: c is a valid path; a propagation change takes no data.
