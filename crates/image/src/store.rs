@@ -139,17 +139,7 @@ impl Store {
         let root = root
             .canonicalize()
             .ctx(|| format!("resolve {}", root.display()))?;
-        let conn = retry_busy(|| {
-            let conn = Connection::open(root.join("berth.db"))?;
-            conn.busy_timeout(std::time::Duration::from_secs(60))?;
-            let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-            if !mode.eq_ignore_ascii_case("wal") {
-                conn.pragma_update(None, "journal_mode", "WAL")?;
-            }
-            conn.pragma_update(None, "synchronous", "NORMAL")?;
-            conn.execute_batch(SCHEMA)?;
-            Ok(conn)
-        })?;
+        let conn = open_db(&root.join("berth.db"), SCHEMA)?;
         Ok(Store {
             root,
             db: Mutex::new(conn),
@@ -615,10 +605,27 @@ impl Store {
     }
 }
 
+/// An SQLite database shared by every berth process: WAL, a long busy
+/// timeout, `schema` applied. Many processes opening a new database at
+/// once get BUSY without waiting (switching to WAL, recovery): retried.
+pub fn open_db(path: &Path, schema: &str) -> rusqlite::Result<Connection> {
+    retry_busy(|| {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(60))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(schema)?;
+        Ok(conn)
+    })
+}
+
 /// SQLite answers BUSY without waiting in a few WAL corners (another
 /// process's last connection checkpointing on close, recovery): retry
 /// those for a while rather than fail a pull at its last step.
-fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+pub fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         match f() {
