@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use berth_image::store::Store;
 
-use crate::db::Db;
+use crate::db::{Db, Found};
 use crate::error::{Context, Error, Result};
 use crate::handler::Handler;
 use crate::lock::Lock;
@@ -48,15 +48,61 @@ impl Engine {
             &o.run_root,
             std::os::unix::fs::PermissionsExt::from_mode(0o700),
         );
-        let db = Db::open(&o.root.join("engine.db"))?;
-        Ok(Engine {
+        let (db, found) = Db::open(&Self::db_path(&o.root))?;
+        let e = Engine {
             root: o.root,
             run_root: o.run_root,
             images,
             db,
             monitor: o.monitor,
             berth: o.berth,
-        })
+        };
+        if found == Found::New {
+            crate::recover::rebuild(&e)?;
+        }
+        crate::recover::after_boot(&e)?;
+        Ok(e)
+    }
+
+    fn db_path(root: &Path) -> PathBuf {
+        root.join("engine.db")
+    }
+
+    /// `system repair`: moves a damaged database aside (with its log) and
+    /// opens a new one, rebuilt from the records' copies on disk.
+    pub fn repair(o: Options) -> Result<(Engine, Option<PathBuf>)> {
+        let path = Self::db_path(&o.root);
+        let moved = if path.exists() {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let aside = path.with_file_name(format!("engine.db.replaced-{stamp}"));
+            std::fs::rename(&path, &aside).ctx(|| format!("move {} aside", path.display()))?;
+            for ext in ["-wal", "-shm"] {
+                let f = path.with_file_name(format!("engine.db{ext}"));
+                if f.exists() {
+                    let _ = std::fs::rename(
+                        &f,
+                        aside.with_file_name(format!("engine.db.replaced-{stamp}{ext}")),
+                    );
+                }
+            }
+            Some(aside)
+        } else {
+            None
+        };
+        Ok((Engine::open(o)?, moved))
+    }
+
+    /// Removes what crashes left that no record owns, releases what exited
+    /// containers still hold (see `recover`).
+    pub fn recover(&self) -> Result<crate::recover::Swept> {
+        crate::recover::sweep(self)
+    }
+
+    pub(crate) fn locks_dir(&self) -> PathBuf {
+        self.run_root.join("locks")
     }
 
     /// The bundle directory (config.json, rootfs) of a container.
@@ -101,7 +147,7 @@ impl Engine {
     }
 
     pub fn lock(&self, id: &str) -> Result<Lock> {
-        Lock::acquire(&self.run_root.join("locks"), id)
+        crate::lock::acquire(&self.locks_dir(), id)
     }
 
     pub fn handler(&self, c: &Container) -> Result<Handler> {
@@ -127,12 +173,18 @@ impl Engine {
         self.refresh(c)
     }
 
+    /// Every container, brought up to date; one removed meanwhile is left
+    /// out.
     pub fn containers(&self) -> Result<Vec<Container>> {
-        self.db
-            .containers()?
-            .into_iter()
-            .map(|c| self.refresh(c))
-            .collect()
+        let mut out = Vec::new();
+        for c in self.db.containers()? {
+            match self.refresh(c) {
+                Ok(c) => out.push(c),
+                Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 }
 

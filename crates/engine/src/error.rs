@@ -36,6 +36,30 @@ pub enum Error {
     #[error("state database: {0}")]
     Db(#[from] rusqlite::Error),
 
+    /// A record that no longer parses: it is skipped in listings and can
+    /// only be removed (`rm -f`).
+    #[error(
+        "container {} ({name}): its record is unreadable ({why}); remove it with `berth rm -f {}`",
+        crate::ids::short(id),
+        crate::ids::short(id)
+    )]
+    Unreadable {
+        id: String,
+        name: String,
+        why: String,
+    },
+
+    /// The database file failed SQLite's integrity check.
+    #[error("state database {} is damaged ({why}); {}", path.display(), match backup {
+        Ok(b) => format!("a copy is at {}; `berth system repair` moves it aside and rebuilds the records from the containers, pods, volumes and networks on disk", b.display()),
+        Err(e) => format!("copying it aside failed ({e}); copy it before `berth system repair` rebuilds the records from disk"),
+    })]
+    Damaged {
+        path: std::path::PathBuf,
+        why: String,
+        backup: std::result::Result<std::path::PathBuf, String>,
+    },
+
     /// The message includes the OS error.
     #[error("{what}: {source}")]
     Os { what: String, source: io::Error },

@@ -1,12 +1,13 @@
 //! `berth exec`: a new process in a running container, in the foreground
 //! (its stdio, or a terminal, proxied by this process) or detached.
 
-use std::process::Command;
+use std::os::fd::OwnedFd;
+use std::process::{Command, Stdio};
 
 use berth_runtime::{ExecFlags, ExecOptions};
 
 use crate::engine::{Engine, not_running};
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::handler::Handler;
 use crate::model::Status;
 
@@ -17,6 +18,10 @@ pub struct ExecRequest {
     pub user: Option<String>,
     pub workdir: Option<String>,
     pub tty: bool,
+    /// Hand the caller's stdin to the process (-i); without it the
+    /// process reads /dev/null.
+    pub interactive: bool,
+    /// Run in the background: no stdio of the caller's reaches it.
     pub detach: bool,
     pub privileged: bool,
 }
@@ -65,6 +70,7 @@ impl Engine {
                         process_label: None,
                     },
                 )?;
+                let stdio = exec_stdio(r).ctx(|| "open /dev/null for the exec's stdio")?;
                 let relay = if r.detach {
                     None
                 } else {
@@ -80,6 +86,7 @@ impl Engine {
                         want_pty: r.tty && !r.detach,
                         ignore_paused: false,
                         pidfd_socket: None,
+                        stdio,
                     },
                 )?;
                 match relay {
@@ -88,6 +95,7 @@ impl Engine {
                         &relay,
                         execed.pid,
                         execed.pty_master,
+                        r.interactive,
                     )?),
                 }
             }
@@ -116,6 +124,12 @@ impl Engine {
                     cmd.args(["--env", e]);
                 }
                 cmd.arg(&c.id).args(&r.args);
+                if !r.interactive || r.detach {
+                    cmd.stdin(Stdio::null());
+                }
+                if r.detach {
+                    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+                }
                 let st = cmd.status().map_err(|e| Error::ExternalRuntime {
                     runtime: name.clone(),
                     why: format!("cannot run {}: {e}", path.display()),
@@ -126,4 +140,30 @@ impl Engine {
             }
         }
     }
+}
+
+/// The exec'd process's stdin, stdout and stderr where they are not simply
+/// the caller's: /dev/null for stdin without -i, and for all three when
+/// detached (the process outlives this command and must not read or write
+/// the user's terminal afterwards). None: the caller's own.
+fn exec_stdio(r: &ExecRequest) -> std::io::Result<Option<[OwnedFd; 3]>> {
+    if r.interactive && !r.detach {
+        return Ok(None);
+    }
+    let null = || -> std::io::Result<OwnedFd> {
+        Ok(std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?
+            .into())
+    };
+    let inherit = |fd: i32| -> std::io::Result<OwnedFd> {
+        // SAFETY: 1 and 2 are open in a CLI process; the dup is ours.
+        let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        b.try_clone_to_owned()
+    };
+    if r.detach {
+        return Ok(Some([null()?, null()?, null()?]));
+    }
+    Ok(Some([null()?, inherit(1)?, inherit(2)?]))
 }

@@ -146,33 +146,43 @@ impl Handler {
     }
 
     pub fn status(&self, id: &str) -> Result<RtStatus> {
-        let raw = match self {
+        Ok(self.state(id)?.0)
+    }
+
+    /// What the runtime says of the container, and its init's pid (0 when
+    /// it has none).
+    pub fn state(&self, id: &str) -> Result<(RtStatus, i32)> {
+        let (raw, pid) = match self {
             Handler::Builtin { root } => match Self::builtin(root).state(id) {
-                Ok(s) => s.status,
-                Err(berth_runtime::Error::NotExist(_)) => return Ok(RtStatus::Missing),
+                Ok(s) => (s.status, s.pid),
+                Err(berth_runtime::Error::NotExist(_)) => return Ok((RtStatus::Missing, 0)),
                 Err(e) => return Err(e.into()),
             },
             Handler::External { .. } => match self.external(&["state", id]) {
-                Ok(out) => serde_json::from_str::<serde_json::Value>(&out)
-                    .ok()
-                    .and_then(|v| v["status"].as_str().map(String::from))
-                    .unwrap_or_default(),
+                Ok(out) => {
+                    let v = serde_json::from_str::<serde_json::Value>(&out).unwrap_or_default();
+                    (
+                        v["status"].as_str().unwrap_or_default().to_string(),
+                        v["pid"].as_i64().unwrap_or(0) as i32,
+                    )
+                }
                 // runc says "does not exist"; treat any failure of state as
                 // missing only when the state dir is gone.
                 Err(e) => {
                     if self.root().join(id).exists() {
                         return Err(e);
                     }
-                    return Ok(RtStatus::Missing);
+                    return Ok((RtStatus::Missing, 0));
                 }
             },
         };
-        Ok(match raw.as_str() {
+        let status = match raw.as_str() {
             "created" | "creating" => RtStatus::Created,
             "running" => RtStatus::Running,
             "paused" => RtStatus::Paused,
             _ => RtStatus::Stopped,
-        })
+        };
+        Ok((status, pid))
     }
 
     pub fn pause(&self, id: &str) -> Result<()> {

@@ -1,42 +1,25 @@
 //! Container ids (64 hex digits, as docker's) and names: given ones are
 //! checked, missing ones made up.
 
+use berth_base::names;
+
 use crate::error::{Error, Result};
 
-/// A fresh random id.
-pub fn new_id() -> String {
-    let mut b = [0u8; 32];
-    let mut filled = 0;
-    while filled < b.len() {
-        let n = unsafe { libc::getrandom(b[filled..].as_mut_ptr().cast(), b.len() - filled, 0) };
-        if n > 0 {
-            filled += n as usize;
-        }
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+pub use berth_base::ids::{new_id, short};
+
+/// Names of containers and pods, as docker and podman accept them.
+pub fn check_name(what: &'static str, name: &str) -> Result<()> {
+    names::check(what, name, names::MAX_NAME).map_err(bad_name)
 }
 
-/// The short form shown in tables.
-pub fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
+/// Names of volumes and networks: they name files of berth's too.
+pub fn check_resource_name(what: &'static str, name: &str) -> Result<()> {
+    names::check(what, name, names::MAX_RESOURCE_NAME).map_err(bad_name)
 }
 
-/// Names as docker and podman accept them.
-pub fn check_name(what: &str, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 253
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(
-            format!("{what} name {name:?}"),
-            "names are letters, digits and _ . - (starting with a letter or digit)",
-        ))
-    }
+fn bad_name(e: names::BadName) -> Error {
+    let what = format!("{} name", e.kind);
+    Error::invalid(what, e.to_string())
 }
 
 const ADJECTIVES: &[&str] = &[
@@ -49,7 +32,9 @@ const NOUNS: &[&str] = &[
 ];
 
 /// A made-up name like `swift_ketch`; `taken` says whether one is in use.
-pub fn make_name(taken: impl Fn(&str) -> bool) -> String {
+/// Its errors are errors, never taken for "in use": a damaged database
+/// must not make this loop forever.
+pub fn make_name(taken: impl Fn(&str) -> Result<bool>) -> Result<String> {
     let id = new_id();
     let pick = |i: usize, n: usize| usize::from_str_radix(&id[i..i + 2], 16).unwrap_or(0) % n;
     let base = format!(
@@ -57,14 +42,20 @@ pub fn make_name(taken: impl Fn(&str) -> bool) -> String {
         ADJECTIVES[pick(0, ADJECTIVES.len())],
         NOUNS[pick(2, NOUNS.len())]
     );
-    if !taken(&base) {
-        return base;
+    if !taken(&base)? {
+        return Ok(base);
     }
-    // Then with a suffix from the random id: collisions end quickly.
-    (0..)
-        .map(|i| format!("{base}_{}", &id[4 + i % 50..8 + i % 50]))
-        .find(|n| !taken(n))
-        .expect("some name is free")
+    // Then with a random suffix: 2^32 of them, so a free one comes at once
+    // unless something is badly wrong.
+    for _ in 0..100 {
+        let n = format!("{base}_{}", &new_id()[..8]);
+        if !taken(&n)? {
+            return Ok(n);
+        }
+    }
+    Err(Error::Conflict(format!(
+        "no free name like {base}_... after 100 tries: give one with --name"
+    )))
 }
 
 #[cfg(test)]
@@ -72,25 +63,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_are_64_hex_and_differ() {
-        let (a, b) = (new_id(), new_id());
-        assert_eq!(a.len(), 64);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a, b);
-        assert_eq!(short(&a).len(), 12);
-    }
-
-    #[test]
     fn names() {
         assert!(check_name("container", "web-1.a_b").is_ok());
         for bad in ["", "-x", ".x", "a/b", "a b", "ä"] {
             assert!(check_name("container", bad).is_err(), "{bad}");
         }
-        let n = make_name(|_| false);
+        let n = make_name(|_| Ok(false)).unwrap();
         assert!(check_name("container", &n).is_ok());
         let taken = n.clone();
-        let other = make_name(|c| c == taken || c.split('_').count() == 2);
+        let other = make_name(|c| Ok(c == taken || c.split('_').count() == 2)).unwrap();
         assert_ne!(other, n);
         assert!(check_name("container", &other).is_ok());
+        // A failing lookup is an error, not "taken" forever.
+        let e = make_name(|_| Err(Error::NotFound("db".into()))).unwrap_err();
+        assert!(e.to_string().contains("db"));
+        assert!(make_name(|_| Ok(true)).is_err());
     }
 }

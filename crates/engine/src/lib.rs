@@ -17,6 +17,7 @@ pub mod model;
 mod monitor;
 mod net;
 pub mod pods;
+pub mod recover;
 mod seccomp;
 pub mod signals;
 pub mod spec;

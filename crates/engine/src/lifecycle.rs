@@ -56,10 +56,18 @@ impl Engine {
         }
         self.handler_for(&config.runtime)?;
         self.check_network_mode(&config)?;
+        check_config(&config)?;
         let id = ids::new_id();
         let name = match name {
-            Some(n) => n.to_string(),
-            None => ids::make_name(|n| self.db.container_name_taken(n).unwrap_or(true)),
+            Some(n) => {
+                if self.db.container_name_taken(n)? {
+                    return Err(Error::Conflict(format!(
+                        "the container name {n:?} is already in use"
+                    )));
+                }
+                n.to_string()
+            }
+            None => ids::make_name(|n| self.db.container_name_taken(n))?,
         };
         let mut c = Container {
             id: id.clone(),
@@ -72,21 +80,24 @@ impl Engine {
             netns: None,
             networks: Vec::new(),
             monitor_pid: 0,
+            version: 0,
         };
-        // The record first: it claims the name, and a crash from here on
-        // leaves something `rm` can find and clean.
-        self.db.insert_container(&c)?;
-        match self.make_bundle(image, &mut c) {
-            Ok(()) => {
-                self.db.update_container(&c)?;
-                Ok(c)
-            }
-            Err(e) => {
-                let _ = bundle::remove_bundle(&self.images, &id);
-                let _ = self.db.remove_container(&id);
-                Err(e)
-            }
+        // Held until the record exists: the recovery sweep takes a bundle
+        // without a record for a crash's leftover only when its lock is
+        // free.
+        let _lock = self.lock(&id)?;
+        // The bundle first, then the record that claims the name: the
+        // record's spec (command, stop signal) comes from the image. A
+        // crash in between leaves a bundle the sweep removes.
+        let made = self.make_bundle(image, &mut c).and_then(|()| {
+            crate::recover::save_container_file(self, &c)?;
+            self.db.insert_container(&mut c)
+        });
+        if let Err(e) = made {
+            let _ = bundle::remove_bundle(&self.images, &id);
+            return Err(e);
         }
+        Ok(c)
     }
 
     fn handler_for(&self, runtime: &str) -> Result<crate::handler::Handler> {
@@ -216,7 +227,7 @@ impl Engine {
             Err(e) => {
                 let _ = self.release(&mut c);
                 c.state.status = Status::Exited;
-                let _ = self.db.update_container(&c);
+                let _ = self.db.update_container(&mut c);
                 Err(e)
             }
         }
@@ -227,7 +238,7 @@ impl Engine {
         c.state.started_at = Some(now());
         c.state.finished_at = None;
         c.state.exit_code = None;
-        self.db.update_container(&c)?;
+        self.db.update_container(&mut c)?;
         Ok(c)
     }
 
@@ -253,7 +264,6 @@ impl Engine {
             self.ensure_pod_running(p)?;
         }
         let own_netns = net::setup(self, c, &mut s)?;
-        self.db.update_container(c)?;
         let hostname = s["hostname"].as_str().unwrap_or(&c.name).to_string();
         let ips: Vec<String> = c.networks.iter().flat_map(|n| n.ips.clone()).collect();
         if c.config.network != NetworkMode::Host {
@@ -308,7 +318,7 @@ impl Engine {
 
     /// Releases what a run of the container holds: its runtime state, its
     /// networks and network namespace. Idempotent.
-    fn release(&self, c: &mut Container) -> Result<()> {
+    pub(crate) fn release(&self, c: &mut Container) -> Result<()> {
         let handler = self.handler(c)?;
         handler.delete(&c.id)?;
         net::teardown(self, c)?;
@@ -332,7 +342,7 @@ impl Engine {
                 Err(Error::NotFound(_)) => return Ok(()),
                 Err(e) => return Err(e),
             };
-            if let Some(l) = crate::lock::Lock::try_acquire(&self.run_root.join("locks"), &c.id)? {
+            if let Some(l) = crate::lock::try_acquire(&self.locks_dir(), &c.id)? {
                 match self.db.find_container(&c.id) {
                     Ok(c) => break (c, l),
                     Err(Error::NotFound(_)) => return Ok(()),
@@ -354,7 +364,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Brings the record in line with the runtime and the exit file.
+    /// Brings the record in line with the runtime and the exit file. The
+    /// change is written only when the container's lock is free now (its
+    /// holder will write what it finds): a listing never blocks on a
+    /// container being stopped, and never writes over its holder.
     pub(crate) fn refresh(&self, mut c: Container) -> Result<Container> {
         let live = matches!(c.state.status, Status::Running | Status::Paused)
             || (c.state.status == Status::Created && c.state.pid > 0);
@@ -389,8 +402,16 @@ impl Engine {
                 }
             }
         }
-        if c.state.status != before || rt == RtStatus::Stopped || rt == RtStatus::Missing {
-            self.db.update_container(&c)?;
+        let changed =
+            c.state.status != before || rt == RtStatus::Stopped || rt == RtStatus::Missing;
+        if changed && let Some(_lock) = crate::lock::try_acquire(&self.locks_dir(), &c.id)? {
+            match self.db.update_container(&mut c) {
+                Ok(()) => {}
+                // Changed or removed meanwhile: what is stored now is the
+                // truth to show.
+                Err(Error::Conflict(_)) => return self.db.find_container(&c.id),
+                Err(e) => return Err(e),
+            }
         }
         Ok(c)
     }
@@ -442,10 +463,19 @@ impl Engine {
     }
 
     /// Removes the container; a running one only with `force` (killed).
-    pub fn remove(&self, key: &str, force: bool) -> Result<Container> {
-        let c = self.db.find_container(key)?;
-        let _lock = self.lock(&c.id)?;
-        let mut c = self.refresh(self.db.find_container(&c.id)?)?;
+    /// With `force`, a container whose record cannot be read goes too,
+    /// with everything of it on disk.
+    pub fn remove(&self, key: &str, force: bool) -> Result<()> {
+        let (id, _) = self.db.resolve_container(key)?;
+        let _lock = self.lock(&id)?;
+        let c = match self.db.find_container(&id) {
+            Ok(c) => c,
+            Err(Error::Unreadable { id, .. }) if force => {
+                return crate::recover::purge(self, &id);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut c = self.refresh(c)?;
         if matches!(c.state.status, Status::Running | Status::Paused)
             || (c.state.status == Status::Created && c.state.pid > 0)
         {
@@ -459,27 +489,25 @@ impl Engine {
             let handler = self.handler(&c)?;
             let _ = handler.kill(&c.id, libc::SIGKILL, true);
         }
-        self.remove_locked(&mut c)?;
-        Ok(c)
+        self.remove_locked(&mut c)
     }
 
+    /// Everything of the container, in an order that a crash at any point
+    /// leaves something `rm` finds again: its run's resources, its files,
+    /// then the record.
     fn remove_locked(&self, c: &mut Container) -> Result<()> {
         self.release(c)?;
-        // The record goes first: the monitor's exit command sees it gone
-        // and ends at once.
+        bundle::remove_bundle(&self.images, &c.id)?;
+        // The record goes once nothing of it is left: the monitor's exit
+        // command sees it gone and ends at once.
         self.db.remove_container(&c.id)?;
-        if let Err(e) = bundle::remove_bundle(&self.images, &c.id) {
-            // Keep a record `rm` can find again rather than an orphan.
-            let _ = self.db.insert_container(c);
-            return Err(e.into());
-        }
         let _ = std::fs::remove_dir_all(self.rundir(&c.id));
         if c.monitor_pid > 0 {
             // Nothing of the container outlives `rm`.
             let pid = c.monitor_pid;
             poll_until(Duration::from_secs(5), || !pid_alive(pid));
         }
-        let _ = std::fs::remove_file(self.run_root.join("locks").join(format!("{}.lock", c.id)));
+        let _ = std::fs::remove_file(self.locks_dir().join(format!("{}.lock", c.id)));
         Ok(())
     }
 
@@ -527,10 +555,29 @@ impl Engine {
         let c = self.db.find_container(key)?;
         let _lock = self.lock(&c.id)?;
         let mut c = self.db.find_container(&c.id)?;
-        c.name = new.to_string();
-        self.db.update_container(&c)?;
+        self.db.rename_container(&mut c, new)?;
+        crate::recover::save_container_file(self, &c)?;
         Ok(c)
     }
+}
+
+/// What a request must satisfy however it came (CLI, CRI): limits that
+/// keep one container from tying up the host, values the kernel takes.
+fn check_config(c: &ContainerConfig) -> Result<()> {
+    berth_network::ports::check_count(&c.ports).map_err(|e| Error::invalid("-p", e.to_string()))?;
+    if let Some(s) = &c.stop_signal {
+        crate::signals::parse(s)?;
+    }
+    if let Some(cpus) = c.cpus
+        && !(cpus.is_finite() && cpus > 0.0)
+    {
+        return Err(Error::invalid(
+            "--cpus",
+            format!("{cpus} is not a positive number"),
+        ));
+    }
+    berth_image::spec::check_env(&c.env)?;
+    Ok(())
 }
 
 fn read_exit(path: &Path) -> Option<ExitFile> {

@@ -1,51 +1,40 @@
 //! Per-object locks across berth processes: an flock on a file under the
 //! run root, held for the length of one lifecycle operation.
 
-use std::fs::{File, OpenOptions};
 use std::path::Path;
+use std::time::Duration;
 
-use crate::error::{Context, Result};
+use berth_base::lock::{Flock, Kind, Wait};
 
-pub struct Lock {
-    _file: File,
+use crate::error::{Context, Error, Result};
+
+/// How long an operation waits for another's lock on the same object
+/// before it says so: long enough for a slow stop (its timeout plus the
+/// kill), short enough that a stuck holder is reported, not waited on.
+pub const LOCK_WAIT: Duration = Duration::from_secs(120);
+
+pub type Lock = Flock;
+
+fn path(dir: &Path, name: &str) -> Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
+    Ok(dir.join(format!("{name}.lock")))
 }
 
-impl Lock {
-    /// Blocks until the lock on `<dir>/<name>.lock` is ours.
-    pub fn acquire(dir: &Path, name: &str) -> Result<Lock> {
-        std::fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
-        let path = dir.join(format!("{name}.lock"));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .ctx(|| format!("open {}", path.display()))?;
-        loop {
-            match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
-                Ok(()) => return Ok(Lock { _file: file }),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => {
-                    return Err(std::io::Error::from(e)).ctx(|| format!("lock {}", path.display()));
-                }
-            }
-        }
+/// Waits (at most LOCK_WAIT) until the lock on `<dir>/<name>.lock` is ours.
+pub fn acquire(dir: &Path, name: &str) -> Result<Lock> {
+    let p = path(dir, name)?;
+    match Flock::acquire(&p, Kind::Exclusive, Wait::For(LOCK_WAIT)) {
+        Ok(l) => Ok(l.expect("a waiting lock")),
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(Error::Conflict(format!(
+            "{name} is locked by another berth process for more than {}s",
+            LOCK_WAIT.as_secs()
+        ))),
+        Err(e) => Err(e).ctx(|| format!("lock {}", p.display())),
     }
+}
 
-    /// The lock if it is free now.
-    pub fn try_acquire(dir: &Path, name: &str) -> Result<Option<Lock>> {
-        std::fs::create_dir_all(dir).ctx(|| format!("create {}", dir.display()))?;
-        let path = dir.join(format!("{name}.lock"));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .ctx(|| format!("open {}", path.display()))?;
-        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(Some(Lock { _file: file })),
-            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-            Err(e) => Err(std::io::Error::from(e)).ctx(|| format!("lock {}", path.display())),
-        }
-    }
+/// The lock if it is free now.
+pub fn try_acquire(dir: &Path, name: &str) -> Result<Option<Lock>> {
+    let p = path(dir, name)?;
+    Flock::acquire(&p, Kind::Exclusive, Wait::No).ctx(|| format!("lock {}", p.display()))
 }

@@ -42,6 +42,45 @@ pub struct ContainerConfig {
     pub init: bool,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<u64>,
+    /// --device: host devices given to the container.
+    #[serde(default)]
+    pub devices: Vec<DeviceMapping>,
+}
+
+/// --device HOST[:CONTAINER][:PERMISSIONS].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceMapping {
+    pub host: String,
+    pub container: String,
+    /// A subset of "rwm".
+    pub access: String,
+}
+
+impl DeviceMapping {
+    pub fn parse(s: &str) -> crate::Result<DeviceMapping> {
+        let bad = |why: &str| crate::Error::invalid(format!("--device {s}"), why.to_string());
+        let parts: Vec<&str> = s.split(':').collect();
+        let perms = |p: &str| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| "rwm".contains(c));
+        let (host, container, access) = match parts[..] {
+            [h] => (h, h, "rwm"),
+            [h, x] if perms(x) && !x.starts_with('/') => (h, h, x),
+            [h, c] => (h, c, "rwm"),
+            [h, c, a] => (h, c, a),
+            _ => return Err(bad("expected HOST[:CONTAINER][:PERMISSIONS]")),
+        };
+        if !host.starts_with('/') || !container.starts_with('/') {
+            return Err(bad("device paths must be absolute"));
+        }
+        if !perms(access) {
+            return Err(bad("permissions are a combination of r, w and m"));
+        }
+        Ok(DeviceMapping {
+            host: host.into(),
+            container: container.into(),
+            access: access.into(),
+        })
+    }
 }
 
 /// --network.
@@ -148,6 +187,73 @@ pub struct Container {
     pub networks: Vec<Attached>,
     /// The pid of its monitor.
     pub monitor_pid: i32,
+    /// The record's version when it was read: a state change succeeds only
+    /// against this version.
+    #[serde(skip)]
+    pub version: i64,
+}
+
+/// What a container was created as: never changes (but for its name,
+/// which is kept apart).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerSpec {
+    pub image_id: String,
+    pub created: String,
+    pub config: ContainerConfig,
+    pub command: Vec<String>,
+}
+
+/// What changes as a container runs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerRun {
+    pub state: State,
+    pub netns: Option<String>,
+    pub networks: Vec<Attached>,
+    pub monitor_pid: i32,
+}
+
+impl Container {
+    pub fn assemble(
+        id: String,
+        name: String,
+        spec: ContainerSpec,
+        run: ContainerRun,
+        version: i64,
+    ) -> Container {
+        Container {
+            id,
+            name,
+            image_id: spec.image_id,
+            created: spec.created,
+            config: spec.config,
+            command: spec.command,
+            state: run.state,
+            netns: run.netns,
+            networks: run.networks,
+            monitor_pid: run.monitor_pid,
+            version,
+        }
+    }
+
+    pub fn spec(&self) -> ContainerSpec {
+        ContainerSpec {
+            image_id: self.image_id.clone(),
+            created: self.created.clone(),
+            config: self.config.clone(),
+            command: self.command.clone(),
+        }
+    }
+
+    pub fn run(&self) -> ContainerRun {
+        ContainerRun {
+            state: self.state.clone(),
+            netns: self.netns.clone(),
+            networks: self.networks.clone(),
+            monitor_pid: self.monitor_pid,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,4 +279,7 @@ pub struct Pod {
     pub infra_pid: i32,
     pub netns: Option<String>,
     pub networks: Vec<Attached>,
+    /// The record's version when it was read (see Container::version).
+    #[serde(skip)]
+    pub version: i64,
 }

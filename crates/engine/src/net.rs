@@ -41,6 +41,7 @@ pub fn network(e: &Engine, name: &str) -> Result<Network> {
         let n = claim(&existing, |bridge, subnet| {
             Network::new(name, bridge, subnet, None, false).map_err(neterr)
         })?;
+        crate::recover::save_network_file(e, &n.name, &n)?;
         e.db.insert_network(&n.name, &n)?;
         return Ok(n);
     }
@@ -94,6 +95,7 @@ impl Engine {
             })?,
         };
         n.labels = labels.into_iter().collect();
+        crate::recover::save_network_file(self, &n.name, &n)?;
         self.db.insert_network(&n.name, &n)?;
         Ok(n)
     }
@@ -128,7 +130,9 @@ impl Engine {
             }
         }
         cni(self).remove_network(&n).map_err(neterr)?;
-        self.db.remove_network(&n.name)
+        self.db.remove_network(&n.name)?;
+        crate::recover::remove_network_file(self, &n.name);
+        Ok(())
     }
 }
 
@@ -198,7 +202,7 @@ fn claim(
     existing: &[Network],
     make: impl Fn(&str, ipnet::Ipv4Net) -> Result<Network>,
 ) -> Result<Network> {
-    let _lock = crate::lock::Lock::acquire(Path::new("/run/lock"), "berth-networks")?;
+    let _lock = crate::lock::acquire(Path::new("/run/lock"), "berth-networks")?;
     let host = HostClaims::read();
     for n in 0..=255u8 {
         let subnet = ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 77, n, 0), 24).expect("a /24");
@@ -222,7 +226,7 @@ fn claim_given(
     subnet: ipnet::Ipv4Net,
     make: impl Fn(&str) -> Result<Network>,
 ) -> Result<Network> {
-    let _lock = crate::lock::Lock::acquire(Path::new("/run/lock"), "berth-networks")?;
+    let _lock = crate::lock::acquire(Path::new("/run/lock"), "berth-networks")?;
     if HostClaims::read().clashes(&subnet) {
         return Err(Error::Conflict(format!(
             "subnet {subnet} is in use on this host"
@@ -266,15 +270,14 @@ fn configured_networks(mode: &NetworkMode) -> Vec<String> {
 }
 
 /// A pinned namespace attached to the mode's networks. `record` is called
-/// after each step, so that what exists is on disk before the next.
+/// with the pin and the attachments after each step, so that what exists
+/// is on disk before the next is made.
 pub(crate) fn attach_all(
     e: &Engine,
     owner_id: &str,
     mode: &NetworkMode,
     ports: &[PortMapping],
-    netns_slot: &mut Option<String>,
-    attached: &mut Vec<Attached>,
-    mut record: impl FnMut(&Option<String>, &Vec<Attached>) -> Result<()>,
+    mut record: impl FnMut(Option<String>, Vec<Attached>) -> Result<()>,
 ) -> Result<PathBuf> {
     let nets: Vec<Network> = configured_networks(mode)
         .iter()
@@ -286,8 +289,9 @@ pub(crate) fn attach_all(
         // Left by a crashed run whose cleanup did not happen.
         netns::remove(&stale).map_err(neterr)?;
     }
-    *netns_slot = Some(path_str(&stale));
-    record(netns_slot, attached)?;
+    let pin = Some(path_str(&stale));
+    let mut attached = Vec::new();
+    record(pin.clone(), attached.clone())?;
     let path = netns::create(&e.netns_dir(), &pin_name).map_err(neterr)?;
     let c = cni(e);
     for (i, n) in nets.iter().enumerate() {
@@ -298,32 +302,46 @@ pub(crate) fn attach_all(
         let a = c
             .attach(n, owner_id, &path, &ifname, p, &args)
             .map_err(neterr)?;
-        attached.push(Attached {
-            network: a.network,
-            interface: a.interface,
-            ips: a.ips.iter().map(|x| x.to_string()).collect(),
-            gateway: a.gateway.map(|g| g.to_string()),
-            mac: a.mac,
-        });
-        record(netns_slot, attached)?;
+        attached.push(attached_from(a));
+        record(pin.clone(), attached.clone())?;
     }
     Ok(path)
 }
 
+fn attached_from(a: berth_network::Attachment) -> Attached {
+    Attached {
+        network: a.network,
+        interface: a.interface,
+        ips: a.ips.iter().map(|x| x.to_string()).collect(),
+        gateway: a.gateway.map(|g| g.to_string()),
+        mac: a.mac,
+    }
+}
+
 /// Undoes `attach_all`, from the mode (so interfaces whose attach was cut
-/// short are detached too) and the recorded namespace.
+/// short are detached too) and the recorded namespace. What could not be
+/// undone from a damaged cache entry is said as a warning, and the
+/// detach goes on: a damaged file must not make a container unremovable.
 pub(crate) fn detach_all(
     e: &Engine,
     owner_id: &str,
     mode: &NetworkMode,
+    ports: &[PortMapping],
     netns_path: Option<&str>,
 ) -> Result<()> {
     let c = cni(e);
     let path = netns_path.map(PathBuf::from).unwrap_or_default();
     let names = configured_networks(mode);
     for (i, n) in names.iter().enumerate().rev() {
-        c.detach(n, owner_id, &path, &format!("eth{i}"))
-            .map_err(neterr)?;
+        let net = e.db.network::<Network>(n).ok().flatten();
+        let p = if i == 0 { ports } else { &[] };
+        let fallback = net.as_ref().map(|net| (net, p));
+        if let Some(w) = c
+            .detach(n, owner_id, &path, &format!("eth{i}"), fallback)
+            .map_err(neterr)?
+        {
+            tracing::warn!("{}: {w}", crate::ids::short(owner_id));
+        }
     }
     if let Some(p) = netns_path {
         netns::remove(Path::new(p)).map_err(neterr)?;
@@ -382,27 +400,12 @@ pub fn setup(e: &Engine, c: &mut Container, s: &mut Value) -> Result<bool> {
             Ok(pod.network != NetworkMode::Host)
         }
         mode @ (NetworkMode::Default | NetworkMode::Bridge(_)) => {
-            let ports = c.config.ports.clone();
-            let mut slot = c.netns.take();
-            let mut attached = std::mem::take(&mut c.networks);
-            let base = c.clone();
-            let r = attach_all(
-                e,
-                &c.id,
-                &mode,
-                &ports,
-                &mut slot,
-                &mut attached,
-                |ns, at| {
-                    let mut rec = base.clone();
-                    rec.netns = ns.clone();
-                    rec.networks = at.clone();
-                    e.db.update_container(&rec)
-                },
-            );
-            c.netns = slot;
-            c.networks = attached;
-            let path = r?;
+            let (id, ports) = (c.id.clone(), c.config.ports.clone());
+            let path = attach_all(e, &id, &mode, &ports, |ns, at| {
+                c.netns = ns;
+                c.networks = at;
+                e.db.update_container(c)
+            })?;
             spec::set_network(s, NetNs::Join(&path_str(&path)));
             Ok(true)
         }
@@ -416,7 +419,13 @@ pub fn teardown(e: &Engine, c: &mut Container) -> Result<()> {
         c.config.network,
         NetworkMode::Default | NetworkMode::Bridge(_)
     ) {
-        detach_all(e, &c.id, &c.config.network, c.netns.as_deref())?;
+        detach_all(
+            e,
+            &c.id,
+            &c.config.network,
+            &c.config.ports,
+            c.netns.as_deref(),
+        )?;
     }
     c.networks.clear();
     c.netns = None;

@@ -40,15 +40,17 @@ impl Engine {
                 "ports need a network of the pod's own",
             ));
         }
+        berth_network::ports::check_count(&r.ports)
+            .map_err(|e| Error::invalid("-p", e.to_string()))?;
         let id = ids::new_id();
         let name = match r.name {
             Some(n) => {
                 ids::check_name("pod", &n)?;
                 n
             }
-            None => ids::make_name(|n| self.db.find_pod(n).is_ok()),
+            None => ids::make_name(|n| self.db.pod_name_taken(n))?,
         };
-        let p = Pod {
+        let mut p = Pod {
             hostname: r.hostname.unwrap_or_else(|| name.clone()),
             id,
             name,
@@ -59,8 +61,13 @@ impl Engine {
             infra_pid: 0,
             netns: None,
             networks: Vec::new(),
+            version: 0,
         };
-        self.db.insert_pod(&p)?;
+        self.db.insert_pod(&mut p)?;
+        if let Err(e) = crate::recover::save_pod_file(self, &p) {
+            let _ = self.db.remove_pod(&p.id);
+            return Err(e);
+        }
         Ok(p)
     }
 
@@ -122,33 +129,22 @@ impl Engine {
         let netns = match p.network.clone() {
             NetworkMode::Host => None,
             NetworkMode::None => {
+                // Recorded before it is made: a crash leaves a pin that
+                // release finds.
+                let pin = self.netns_dir().join(Engine::netns_name(&p.id));
+                p.netns = Some(path_str(&pin));
+                self.db.update_pod(p)?;
                 let path = netns::create(&self.netns_dir(), &Engine::netns_name(&p.id))
                     .map_err(|e| Error::Network(e.to_string()))?;
-                p.netns = Some(path_str(&path));
-                self.db.update_pod(p)?;
                 Some(path)
             }
             mode => {
-                let base = p.clone();
-                let mut slot = p.netns.take();
-                let mut attached = std::mem::take(&mut p.networks);
-                let r = net::attach_all(
-                    self,
-                    &p.id,
-                    &mode,
-                    &p.ports.clone(),
-                    &mut slot,
-                    &mut attached,
-                    |ns, at| {
-                        let mut rec = base.clone();
-                        rec.netns = ns.clone();
-                        rec.networks = at.clone();
-                        self.db.update_pod(&rec)
-                    },
-                );
-                p.netns = slot;
-                p.networks = attached;
-                Some(r?)
+                let (id, ports) = (p.id.clone(), p.ports.clone());
+                Some(net::attach_all(self, &id, &mode, &ports, |ns, at| {
+                    p.netns = ns;
+                    p.networks = at;
+                    self.db.update_pod(p)
+                })?)
             }
         };
         let mut cmd = Command::new(&self.berth);
@@ -173,7 +169,7 @@ impl Engine {
         p.infra_pid = 0;
         match p.network {
             NetworkMode::Default | NetworkMode::Bridge(_) => {
-                net::detach_all(self, &p.id, &p.network, p.netns.as_deref())?
+                net::detach_all(self, &p.id, &p.network, &p.ports, p.netns.as_deref())?
             }
             _ => {
                 if let Some(n) = &p.netns {
@@ -218,6 +214,7 @@ impl Engine {
         let mut p = self.db.find_pod(&p.id)?;
         self.pod_release(&mut p)?;
         self.db.remove_pod(&p.id)?;
+        crate::recover::remove_pod_file(self, &p.id);
         let _ = std::fs::remove_file(self.run_root.join("locks").join(format!("{}.lock", p.id)));
         Ok(p)
     }

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
-use crate::model::{ContainerConfig, VolumeMount};
+use crate::model::{ContainerConfig, DeviceMapping, VolumeMount};
 
 /// Every capability the kernel may know (the runtime drops the ones this
 /// kernel lacks).
@@ -278,6 +278,82 @@ pub fn set_resources(spec: &mut Value, c: &ContainerConfig) {
     }
 }
 
+/// The devices every container may open, as podman allows them: null,
+/// zero, full, random, urandom, tty, ptmx and the ptys. (type, major,
+/// minor; None is any minor.)
+const DEFAULT_DEVICES: &[(&str, i64, Option<i64>)] = &[
+    ("c", 1, Some(3)),
+    ("c", 1, Some(5)),
+    ("c", 1, Some(7)),
+    ("c", 1, Some(8)),
+    ("c", 1, Some(9)),
+    ("c", 5, Some(0)),
+    ("c", 5, Some(2)),
+    ("c", 136, None),
+];
+
+/// The device cgroup rules: every device denied, then the defaults, then
+/// each `--device` with its permissions. A node in the image, or one made
+/// with CAP_MKNOD, opens nothing else of the host's.
+pub fn set_devices(spec: &mut Value, devices: &[DeviceMapping]) -> Result<()> {
+    let mut rules = vec![json!({"allow": false, "access": "rwm"})];
+    for (typ, major, minor) in DEFAULT_DEVICES {
+        let mut r = json!({"allow": true, "type": typ, "major": major, "access": "rwm"});
+        if let Some(m) = minor {
+            r["minor"] = json!(m);
+        }
+        rules.push(r);
+    }
+    let mut nodes = Vec::new();
+    for d in devices {
+        let node = DeviceNode::of(&d.host)?;
+        nodes.push(json!({
+            "path": d.container, "type": node.typ, "major": node.major, "minor": node.minor,
+            "fileMode": node.mode, "uid": 0, "gid": 0,
+        }));
+        rules.push(json!({
+            "allow": true, "type": node.typ, "major": node.major, "minor": node.minor,
+            "access": d.access,
+        }));
+    }
+    spec["linux"]["resources"]["devices"] = json!(rules);
+    if !nodes.is_empty() {
+        spec["linux"]["devices"] = json!(nodes);
+    }
+    Ok(())
+}
+
+/// A host device node, as `--device` names it (symlinks such as
+/// /dev/disk/by-id/... followed, as docker does).
+struct DeviceNode {
+    typ: &'static str,
+    major: u32,
+    minor: u32,
+    mode: u32,
+}
+
+impl DeviceNode {
+    fn of(host: &str) -> Result<DeviceNode> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let bad = |why: String| Error::invalid(format!("--device {host}"), why);
+        let m = std::fs::metadata(host).map_err(|e| bad(e.to_string()))?;
+        let typ = if m.file_type().is_char_device() {
+            "c"
+        } else if m.file_type().is_block_device() {
+            "b"
+        } else {
+            return Err(bad("not a character or block device".into()));
+        };
+        let rdev = m.rdev();
+        Ok(DeviceNode {
+            typ,
+            major: libc::major(rdev),
+            minor: libc::minor(rdev),
+            mode: m.mode() & 0o7777,
+        })
+    }
+}
+
 /// Capabilities, privileged mode, no-new-privileges and seccomp.
 pub fn set_security(spec: &mut Value, c: &ContainerConfig) -> Result<()> {
     let caps = capabilities(
@@ -309,6 +385,7 @@ pub fn set_security(spec: &mut Value, c: &ContainerConfig) -> Result<()> {
         }
         return Ok(());
     }
+    set_devices(spec, &c.devices)?;
     match c.seccomp.as_deref() {
         Some("unconfined") => {
             if let Some(o) = spec["linux"].as_object_mut() {

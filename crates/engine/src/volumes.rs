@@ -19,7 +19,7 @@ impl Engine {
     ) -> Result<(Volume, bool)> {
         let name = match name {
             Some(n) => {
-                ids::check_name("volume", n)?;
+                ids::check_resource_name("volume", n)?;
                 n.to_string()
             }
             None => ids::new_id(),
@@ -53,6 +53,7 @@ impl Engine {
             mountpoint: path_str(&data),
             labels,
         };
+        crate::recover::save_volume_file(self, &v)?;
         if self.db.insert_volume(&v)? {
             Ok((v, true))
         } else {

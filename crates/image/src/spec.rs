@@ -109,20 +109,10 @@ pub fn generate(
     // whole config. (podman's env parsing takes the value of such a name
     // from its own environment; passing the host's environment into a
     // container on an image's say-so is not something to copy.)
-    for e in c.env().iter().flatten() {
-        if valid_env(e) {
-            set_env(&mut env, e);
-        }
-    }
-    for e in &o.env {
-        if !valid_env(e) {
-            return Err(Error::invalid(
-                format!("environment variable {e:?}"),
-                "expected NAME=VALUE",
-            ));
-        }
-        set_env(&mut env, e);
-    }
+    let image_env = c.env().iter().flatten().filter(|e| valid_env(e));
+    check_env(&o.env)?;
+    let env = merge_env(env, image_env.chain(o.env.iter()));
+    check_env(&env)?;
     let user_spec = o
         .user
         .clone()
@@ -220,10 +210,66 @@ fn valid_env(kv: &str) -> bool {
     kv.split_once('=').is_some_and(|(k, _)| !k.is_empty())
 }
 
-fn set_env(env: &mut Vec<String>, kv: &str) {
-    let key = kv.split('=').next().unwrap_or(kv);
-    env.retain(|e| e.split('=').next() != Some(key));
-    env.push(kv.to_string());
+/// The most variables a container's environment may hold...
+pub const MAX_ENV_VARS: usize = 32 * 1024;
+/// ...their total size (execve(2) takes about 2 MiB of arguments and
+/// environment together with the default stack limit)...
+pub const MAX_ENV_BYTES: usize = 1 << 20;
+/// ...and one variable's (the kernel's MAX_ARG_STRLEN, with its NUL).
+pub const MAX_ENV_VAR: usize = 128 * 1024 - 1;
+
+/// Refuses an environment the kernel would not take, or that is not
+/// NAME=VALUE, naming the variable and the limit.
+pub fn check_env(env: &[String]) -> Result<()> {
+    if env.len() > MAX_ENV_VARS {
+        return Err(Error::invalid(
+            "environment",
+            format!("{} variables; at most {MAX_ENV_VARS}", env.len()),
+        ));
+    }
+    let mut total = 0;
+    for e in env {
+        let shown = || e.chars().take(40).collect::<String>();
+        if !valid_env(e) || e.contains('\0') {
+            return Err(Error::invalid(
+                format!("environment variable {:?}", shown()),
+                "expected NAME=VALUE",
+            ));
+        }
+        if e.len() > MAX_ENV_VAR {
+            return Err(Error::invalid(
+                format!("environment variable {:?}...", shown()),
+                format!("{} bytes; at most {MAX_ENV_VAR}", e.len()),
+            ));
+        }
+        total += e.len() + 1;
+    }
+    if total > MAX_ENV_BYTES {
+        return Err(Error::invalid(
+            "environment",
+            format!("{total} bytes; at most {MAX_ENV_BYTES}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `base` with each of `more` set in turn: a name already there gets the
+/// new value in its place, a new name goes last (docker's rule). Linear:
+/// names are looked up in a map, not by scanning the list.
+fn merge_env<'a>(mut base: Vec<String>, more: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let key = |kv: &str| kv.split('=').next().unwrap_or(kv).to_string();
+    let mut at: std::collections::HashMap<String, usize> =
+        base.iter().enumerate().map(|(i, e)| (key(e), i)).collect();
+    for kv in more {
+        match at.entry(key(kv)) {
+            std::collections::hash_map::Entry::Occupied(o) => base[*o.get()] = kv.clone(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(base.len());
+                base.push(kv.clone());
+            }
+        }
+    }
+    base
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -365,6 +411,40 @@ fn read_in_root(rootfs: &Path, rel: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_merges_in_place_in_linear_time() {
+        let base = vec!["PATH=/bin".to_string(), "A=1".to_string()];
+        let more = ["A=2".to_string(), "B=3".to_string(), "PATH=/x".to_string()];
+        assert_eq!(merge_env(base, more.iter()), ["PATH=/x", "A=2", "B=3"]);
+        // 30 000 distinct names, each set twice: quadratic merging took
+        // seconds at this size.
+        let many: Vec<String> = (0..30_000).map(|i| format!("V{i}=x")).collect();
+        let t = std::time::Instant::now();
+        let merged = merge_env(many.clone(), many.iter().chain(many.iter()));
+        assert_eq!(merged.len(), 30_000);
+        assert!(
+            t.elapsed() < std::time::Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        check_env(&merged).unwrap();
+    }
+
+    #[test]
+    fn env_limits_are_named() {
+        let e = |env: Vec<String>| check_env(&env).unwrap_err().to_string();
+        let too_many: Vec<String> = (0..MAX_ENV_VARS + 1).map(|i| format!("V{i}=")).collect();
+        assert!(e(too_many).contains("at most 32768"));
+        let big = vec![format!("A={}", "x".repeat(MAX_ENV_VAR))];
+        assert!(e(big).contains("at most 131071"));
+        let total: Vec<String> = (0..20)
+            .map(|i| format!("V{i}={}", "x".repeat(100_000)))
+            .collect();
+        assert!(e(total).contains("at most 1048576"));
+        assert!(e(vec!["NOVALUE".into()]).contains("expected NAME=VALUE"));
+        assert!(e(vec!["=x".into()]).contains("expected NAME=VALUE"));
+    }
 
     #[test]
     fn users_resolve_through_the_image() {

@@ -597,6 +597,14 @@ impl Store {
         Ok(())
     }
 
+    /// Every container holding an image (by its snapshot).
+    pub fn container_ids(&self) -> Result<Vec<String>> {
+        let db = self.db();
+        let mut q = db.prepare("SELECT id FROM containers")?;
+        let v = q.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        Ok(v)
+    }
+
     pub fn all_container_images(&self) -> Result<Vec<Digest>> {
         let db = self.db();
         let mut q = db.prepare("SELECT DISTINCT image FROM containers")?;

@@ -32,6 +32,22 @@ pub struct PortMapping {
     pub protocol: Protocol,
 }
 
+/// The most ports one container or pod may publish. Each is a DNAT rule
+/// that the portmap plugin adds with its own iptables run: a range of
+/// thousands takes minutes to set up and to tear down.
+pub const MAX_PUBLISHED: usize = 1024;
+
+/// Refuses more than MAX_PUBLISHED mappings in all.
+pub fn check_count(ports: &[PortMapping]) -> Result<(), PortError> {
+    if ports.len() > MAX_PUBLISHED {
+        return Err(PortError::Invalid {
+            spec: format!("{} ports", ports.len()),
+            reason: format!("at most {MAX_PUBLISHED} ports may be published"),
+        });
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PortError {
     #[error("invalid port mapping {spec:?}: {reason}")]
@@ -86,7 +102,13 @@ impl PortMapping {
         {
             return Err(bad("host and container port ranges differ in length"));
         }
-        let mut out = Vec::with_capacity(usize::from(container.1 - container.0) + 1);
+        let count = usize::from(container.1 - container.0) + 1;
+        if count > MAX_PUBLISHED {
+            return Err(bad(&format!(
+                "a range of {count} ports; at most {MAX_PUBLISHED} may be published"
+            )));
+        }
+        let mut out = Vec::with_capacity(count);
         for (i, cport) in (container.0..=container.1).enumerate() {
             let host_port = match host {
                 Some(h) => h.0 + i as u16,
@@ -227,6 +249,31 @@ mod tests {
         assert_ne!(v[0].host_port, v[1].host_port);
         assert!(err("8000-8001:80").contains("differ in length"));
         assert!(err("82-80").contains("ends before it starts"));
+        // A range whose setup would run for hours is refused at once.
+        let t = std::time::Instant::now();
+        let e = err("1-65535:1-65535");
+        assert!(e.contains("65535 ports; at most 1024"), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(
+            PortMapping::parse("1000-2023:1000-2023").unwrap().len(),
+            1024
+        );
+        let many: Vec<PortMapping> = (0..2)
+            .flat_map(|i| {
+                PortMapping::parse(&format!(
+                    "{0}-{1}:{0}-{1}",
+                    1000 + i * 1000,
+                    1999 + i * 1000
+                ))
+                .unwrap()
+            })
+            .collect();
+        assert!(
+            check_count(&many)
+                .unwrap_err()
+                .to_string()
+                .contains("at most 1024")
+        );
     }
 
     #[test]

@@ -78,14 +78,14 @@ fn two_containers_on_one_network_reach_each_other() {
         fx.our_rules()
     );
     assert_eq!(fx.ipam_leases().len(), 2);
-    fx.cni.detach(&fx.net.name, &ca, &a, "eth0").unwrap();
-    fx.cni.detach(&fx.net.name, &cb, &b, "eth0").unwrap();
+    fx.cni.detach(&fx.net.name, &ca, &a, "eth0", None).unwrap();
+    fx.cni.detach(&fx.net.name, &cb, &b, "eth0", None).unwrap();
     // The container side is gone with the veth pair.
     let gone = netns::run_in(&a, || link::index("eth0").unwrap()).unwrap();
     assert_eq!(gone, None);
     assert_host_clean(&fx, &chains);
     // Idempotent, and CHECK knows it is gone.
-    fx.cni.detach(&fx.net.name, &ca, &a, "eth0").unwrap();
+    fx.cni.detach(&fx.net.name, &ca, &a, "eth0", None).unwrap();
     let e = fx.cni.check(&fx.net.name, &ca, &a, "eth0").unwrap_err();
     assert!(matches!(e, CniError::NotAttached { .. }), "{e}");
 }
@@ -147,7 +147,9 @@ fn published_port_reaches_a_server_via_localhost_and_the_gateway() {
         chains.iter().any(|c| c.starts_with("CNI-DN-")),
         "{chains:?}"
     );
-    fx.cni.detach(&fx.net.name, &cid, &ns, "eth0").unwrap();
+    fx.cni
+        .detach(&fx.net.name, &cid, &ns, "eth0", None)
+        .unwrap();
     assert_host_clean(&fx, &chains);
     // Nothing forwards the port any more.
     let refused = TcpStream::connect_timeout(
@@ -173,9 +175,58 @@ fn detach_after_the_netns_is_gone_still_frees_everything() {
 
     netns::remove(&ns).unwrap();
     assert!(!netns::exists(&ns));
-    fx.cni.detach(&fx.net.name, &cid, &ns, "eth0").unwrap();
+    fx.cni
+        .detach(&fx.net.name, &cid, &ns, "eth0", None)
+        .unwrap();
     assert_host_clean(&fx, &chains);
-    fx.cni.detach(&fx.net.name, &cid, &ns, "eth0").unwrap();
+    fx.cni
+        .detach(&fx.net.name, &cid, &ns, "eth0", None)
+        .unwrap();
+}
+
+#[test]
+fn an_unreadable_cache_entry_does_not_make_an_attachment_unremovable() {
+    let mut fx = Fixture::new("t-badcache", 10);
+    let ns = fx.netns("c");
+    let cid = fx.cid("c");
+    fx.track(&cid, "eth0");
+    let ports = PortMapping::parse("127.0.0.1::80").unwrap();
+    fx.cni
+        .attach(&fx.net, &cid, &ns, "eth0", &ports, &[])
+        .unwrap();
+    let chains = private_chains(&fx.our_rules());
+    assert_eq!(fx.ipam_leases().len(), 1);
+    // What a kill -9 during an older berth's write of the entry left.
+    let entry = fx
+        .cni
+        .state_dir
+        .join("cache")
+        .join(&fx.net.name)
+        .join(format!("{cid}-eth0.json"));
+    std::fs::write(&entry, b"").unwrap();
+    let warning = fx
+        .cni
+        .detach(&fx.net.name, &cid, &ns, "eth0", Some((&fx.net, &ports)))
+        .unwrap()
+        .expect("the skipped entry is reported");
+    assert!(warning.contains("unusable"), "{warning}");
+    assert!(!entry.exists());
+    assert_host_clean(&fx, &chains);
+    assert!(fx.ipam_leases().is_empty(), "the address is released");
+
+    // Without the network's record, the entry still goes (with a word);
+    // the plugins cannot run, so this attach makes no firewall rules that
+    // would stay behind.
+    fx.cni.firewall = Some(false);
+    fx.cni.attach(&fx.net, &cid, &ns, "eth0", &[], &[]).unwrap();
+    std::fs::write(&entry, b"{").unwrap();
+    let w = fx
+        .cni
+        .detach(&fx.net.name, &cid, &ns, "eth0", None)
+        .unwrap()
+        .unwrap();
+    assert!(w.contains("could not run"), "{w}");
+    assert!(!entry.exists());
 }
 
 /// A plugin dir with a fake `firewall` (the last plugin of the chain): the
@@ -330,7 +381,9 @@ fn a_second_attach_of_the_same_interface_is_refused() {
         .unwrap_err();
     assert!(matches!(e, CniError::AlreadyAttached { .. }), "{e}");
     let chains = private_chains(&fx.our_rules());
-    fx.cni.detach(&fx.net.name, &cid, &ns, "eth0").unwrap();
+    fx.cni
+        .detach(&fx.net.name, &cid, &ns, "eth0", None)
+        .unwrap();
     assert_host_clean(&fx, &chains);
     // remove_network takes the bridge away.
     assert!(link::index(&fx.net.bridge).unwrap().is_some());
@@ -367,6 +420,8 @@ fn a_failed_cleanup_keeps_the_cache_so_a_later_detach_finishes_it() {
     assert!(fx.ipam_leases().is_empty());
     // The entry stays, so the engine can retry once the plugin works.
     fx.cni.plugin_dirs.retain(|d| d != &dir);
-    fx.cni.detach(&fx.net.name, &cid, &ns, "eth0").unwrap();
+    fx.cni
+        .detach(&fx.net.name, &cid, &ns, "eth0", None)
+        .unwrap();
     assert_failed_attach_left_nothing(&fx, &ns);
 }

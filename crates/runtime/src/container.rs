@@ -343,7 +343,7 @@ impl Runtime {
         // Device rules stay as created, as with runc.
         let mut r = r.clone();
         r.set_devices(None);
-        cg.apply(&r, &[])?;
+        cg.apply(&r, None)?;
         let mut spec = self.spec(id)?;
         if let Some(linux) = spec.linux_mut() {
             let merged = crate::update::merge(linux.resources().clone().unwrap_or_default(), &r);

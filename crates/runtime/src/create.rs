@@ -157,7 +157,7 @@ impl Runtime {
         if !self.systemd_cgroup {
             cg.create(true)?;
             undo.cgroup = Some(cg.clone());
-            cg.apply(&resources, &devices)?;
+            cg.apply(&resources, Some(&devices))?;
         }
 
         let fifo_path = dir.join(EXEC_FIFO);
@@ -268,7 +268,7 @@ impl Runtime {
             // systemd made the scope, with the container's first process.
             cg.create(false)?;
             undo.cgroup = Some(cg.clone());
-            cg.apply(&resources, &devices)?;
+            cg.apply(&resources, Some(&devices))?;
         }
         cg.add_pid(child, in_cgroup)?;
         if direct && ns.is_new(LinuxNamespaceType::User) {

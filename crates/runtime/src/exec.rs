@@ -16,7 +16,7 @@ use crate::state::Status;
 use crate::sync::{Channel, Msg};
 use crate::{console, seccomp};
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ExecOptions {
     pub process: Process,
     pub console_socket: Option<PathBuf>,
@@ -27,6 +27,9 @@ pub struct ExecOptions {
     pub ignore_paused: bool,
     /// Where to send a pidfd of the new process.
     pub pidfd_socket: Option<PathBuf>,
+    /// The process's stdin, stdout and stderr; None: the caller's own
+    /// (runc's behaviour). A terminal process gets the pty instead.
+    pub stdio: Option<[OwnedFd; 3]>,
 }
 
 pub struct Execed {
@@ -118,6 +121,7 @@ impl Runtime {
                 drop(parent_chan);
                 let args = ChildArgs {
                     process: p,
+                    stdio: o.stdio.as_ref(),
                     joins: &joins,
                     fork_again,
                     console: console_sock.as_ref(),
@@ -213,6 +217,7 @@ impl Runtime {
 
 struct ChildArgs<'a> {
     process: &'a Process,
+    stdio: Option<&'a [OwnedFd; 3]>,
     joins: &'a [(LinuxNamespaceType, OwnedFd)],
     fork_again: bool,
     console: Option<&'a OwnedFd>,
@@ -263,6 +268,15 @@ fn child_setup(a: &ChildArgs, chan: &Channel) -> Result<Option<Error>> {
     }
     let p = a.process;
     rustix::process::setsid().ctx(|| "setsid")?;
+    if let Some(stdio) = a.stdio {
+        for (target, fd) in stdio.iter().enumerate() {
+            // SAFETY: fd is open for the length of the call; dup2 onto 0-2
+            // clears close-on-exec there.
+            if unsafe { libc::dup2(fd.as_raw_fd(), target as i32) } < 0 {
+                return Err(std::io::Error::last_os_error()).ctx(|| "set up stdio");
+            }
+        }
+    }
     if p.terminal() == Some(true) {
         let size = p
             .console_size()

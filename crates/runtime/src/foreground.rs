@@ -112,17 +112,18 @@ fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> bool {
 }
 
 /// Waits for `pid` (a child of this process), forwarding signals to it and
-/// copying between our stdio and its pty master. Returns its exit status
-/// as a shell reports it. Other children that exit meanwhile (orphans we
-/// reap as a subreaper) are collected and ignored.
-pub fn wait(relay: &SignalRelay, pid: i32, pty: Option<OwnedFd>) -> Result<i32> {
+/// copying between our stdio and its pty master (our stdin only with
+/// `stdin`). Returns its exit status as a shell reports it. Other children
+/// that exit meanwhile (orphans we reap as a subreaper) are collected and
+/// ignored.
+pub fn wait(relay: &SignalRelay, pid: i32, pty: Option<OwnedFd>, relay_stdin: bool) -> Result<i32> {
     let _raw = pty.as_ref().map(|_| RawMode::enter());
     if let Some(m) = &pty {
         copy_winsize(m.as_fd());
     }
     let stdin = unsafe { BorrowedFd::borrow_raw(0) };
     let stdout = unsafe { BorrowedFd::borrow_raw(1) };
-    let mut stdin_open = pty.is_some();
+    let mut stdin_open = pty.is_some() && relay_stdin;
     let mut master_open = pty.is_some();
     let mut status: Option<i32> = None;
     let mut buf = vec![0u8; 32 * 1024];

@@ -41,41 +41,46 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> C
 }
 
 /// Writes a new entry; fails with AlreadyAttached if one exists, so two ADDs
-/// of one attachment cannot both proceed.
+/// of one attachment cannot both proceed. The entry is written whole to a
+/// temp file and synced before it is linked into place: a crash leaves no
+/// empty or torn entry that would make the attachment unremovable.
 pub fn create(path: &Path, entry: &Entry) -> Result<(), CniError> {
     let dir = path.parent().expect("cache paths have a parent");
     fs::create_dir_all(dir).map_err(io_err("creating CNI cache directory", dir))?;
-    let mut f = match OpenOptions::new().write(true).create_new(true).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            return Err(CniError::AlreadyAttached {
-                network: entry.network.clone(),
-                container_id: entry.container_id.clone(),
-                ifname: entry.ifname.clone(),
-            });
-        }
-        Err(e) => return Err(io_err("creating CNI cache entry", path)(e)),
-    };
-    let body = serde_json::to_vec(entry).expect("cache entries serialize");
-    f.write_all(&body)
-        .and_then(|()| f.sync_all())
-        .map_err(io_err("writing CNI cache entry", path))
-}
-
-/// Replaces an entry atomically (temp file + rename).
-pub fn update(path: &Path, entry: &Entry) -> Result<(), CniError> {
-    let tmp = path.with_extension("json.tmp");
+    let tmp = path.with_extension(format!("json.{}.new", std::process::id()));
     let body = serde_json::to_vec(entry).expect("cache entries serialize");
     let write = || -> io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         f.write_all(&body)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
+        f.sync_all()
     };
     write().map_err(|e| {
         let _ = fs::remove_file(&tmp);
-        io_err("writing CNI cache entry", path)(e)
-    })
+        io_err("writing CNI cache entry", &tmp)(e)
+    })?;
+    // link(2) fails if the name exists: the exclusive create, of a whole file.
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => berth_base::fs::sync_dir(dir).map_err(io_err("syncing CNI cache directory", dir)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(CniError::AlreadyAttached {
+            network: entry.network.clone(),
+            container_id: entry.container_id.clone(),
+            ifname: entry.ifname.clone(),
+        }),
+        Err(e) => Err(io_err("creating CNI cache entry", path)(e)),
+    }
+}
+
+/// Replaces an entry atomically and durably.
+pub fn update(path: &Path, entry: &Entry) -> Result<(), CniError> {
+    let body = serde_json::to_vec(entry).expect("cache entries serialize");
+    berth_base::fs::atomic_write(path, &body, 0o600)
+        .map_err(io_err("writing CNI cache entry", path))
 }
 
 /// Reads an entry, None if there is none; checks it is the one asked for
@@ -105,6 +110,27 @@ pub fn load(
         });
     }
     Ok(Some(entry))
+}
+
+/// (network, file stem) of every entry: the stem is `<container id>-<ifname>`.
+pub fn list(state_dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Ok(nets) = fs::read_dir(state_dir.join("cache")) else {
+        return out;
+    };
+    for net in nets.flatten() {
+        let Ok(entries) = fs::read_dir(net.path()) else {
+            continue;
+        };
+        let network = net.file_name().to_string_lossy().into_owned();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = name.strip_suffix(".json") {
+                out.push((network.clone(), stem.to_string()));
+            }
+        }
+    }
+    out
 }
 
 pub fn remove(path: &Path) -> Result<(), CniError> {

@@ -259,18 +259,43 @@ impl Cni {
     /// Undoes [`Cni::attach`] from the cached ADD, so it needs neither the
     /// network record nor a live netns (a stand-in is used when it is gone).
     /// Nothing cached means nothing to undo.
+    ///
+    /// A cache entry that cannot be read (a crash of an older berth, a
+    /// damaged disk) must not make the attachment unremovable: DEL then
+    /// runs from `fallback` (the network and ports the attachment was made
+    /// with), as CNI runtimes do without a cached result, and the entry is
+    /// removed. Returns what was skipped, if anything: with no fallback the
+    /// plugins cannot run and only the entry goes.
     pub fn detach(
         &self,
         network: &str,
         container_id: &str,
         netns: &Path,
         ifname: &str,
-    ) -> Result<()> {
+        fallback: Option<(&Network, &[PortMapping])>,
+    ) -> Result<Option<String>> {
         network::validate_name(network)?;
         check_ids(container_id, ifname)?;
         let path = cache::path(&self.state_dir, network, container_id, ifname);
-        let Some(entry) = cache::load(&path, network, container_id, ifname)? else {
-            return Ok(());
+        let (entry, warning) = match cache::load(&path, network, container_id, ifname) {
+            Ok(None) => return Ok(None),
+            Ok(Some(entry)) => (entry, None),
+            Err(e @ CniError::BadCache { .. }) => match fallback {
+                Some((net, ports)) if net.name == network => {
+                    let entry = self.rebuilt_entry(net, container_id, ifname, ports)?;
+                    (
+                        entry,
+                        Some(format!("{e}: detached from the network's configuration")),
+                    )
+                }
+                _ => {
+                    cache::remove(&path)?;
+                    return Ok(Some(format!(
+                        "{e}: removed; without the network's record its plugins could not run"
+                    )));
+                }
+            },
+            Err(e) => return Err(e),
         };
         let plugins = conf::plugins(&entry.config, network)?;
         let errors = self.del_chain(&entry, entry.result.as_ref(), netns, plugins.len());
@@ -280,7 +305,67 @@ impl Cni {
                 errors: errors.join("; "),
             });
         }
-        cache::remove(&path)
+        cache::remove(&path)?;
+        Ok(warning)
+    }
+
+    /// What the cache would hold for an attachment whose ADD never finished:
+    /// the chain attach would run now, without a result.
+    fn rebuilt_entry(
+        &self,
+        net: &Network,
+        container_id: &str,
+        ifname: &str,
+        ports: &[PortMapping],
+    ) -> Result<cache::Entry> {
+        let mut runtime = Map::new();
+        runtime.insert("portMappings".into(), port_mappings(ports));
+        Ok(cache::Entry {
+            network: net.name.clone(),
+            container_id: container_id.to_string(),
+            ifname: ifname.to_string(),
+            args: vec![("IgnoreUnknown".into(), "1".into())],
+            runtime_config: runtime,
+            config: self.conflist(net, self.chain_for(ports))?,
+            result: self.leased_result(net, container_id, ifname),
+        })
+    }
+
+    /// The part of an ADD's result that DEL needs, from host-local's
+    /// leases (a file per address holding the container id and
+    /// interface): the firewall plugin removes its rules by these
+    /// addresses.
+    fn leased_result(&self, net: &Network, container_id: &str, ifname: &str) -> Option<Value> {
+        let dir = self.ipam_dir().join(&net.name);
+        let mut ips = Vec::new();
+        for f in fs::read_dir(dir).ok()?.flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            let Ok(ip) = name.parse::<std::net::Ipv4Addr>() else {
+                continue;
+            };
+            let body = fs::read_to_string(f.path()).unwrap_or_default();
+            let mut lines = body.lines().map(|l| l.trim_end_matches('\r'));
+            if lines.next() == Some(container_id) && lines.next().is_none_or(|i| i == ifname) {
+                ips.push(json!({
+                    "address": format!("{ip}/{}", net.subnet.prefix_len()),
+                    "gateway": net.gateway.to_string(),
+                }));
+            }
+        }
+        (!ips.is_empty()).then(|| json!({"cniVersion": conf::CNI_VERSION, "ips": ips}))
+    }
+
+    /// The attachments the cache holds, as (network, container id,
+    /// interface), for owners whose ids hold no '-' (berth's are hex): what
+    /// a recovery sweep looks through for attachments nobody owns.
+    pub fn cached(&self) -> Vec<(String, String, String)> {
+        cache::list(&self.state_dir)
+            .into_iter()
+            .filter_map(|(net, stem)| {
+                let (id, ifname) = stem.split_once('-')?;
+                Some((net, id.to_string(), ifname.to_string()))
+            })
+            .collect()
     }
 
     /// Runs CHECK for a cached attachment.

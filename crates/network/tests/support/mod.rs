@@ -87,7 +87,9 @@ impl Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         for (cid, ifname) in &self.attached {
-            let _ = self.cni.detach(&self.net.name, cid, Path::new(""), ifname);
+            let _ = self
+                .cni
+                .detach(&self.net.name, cid, Path::new(""), ifname, None);
         }
         for p in &self.pins {
             let _ = netns::remove(p);

@@ -102,27 +102,43 @@ fn parse_access(s: &str) -> Option<u8> {
     Some(bits)
 }
 
-/// The devices every container may use whatever its rules say: the default
-/// devices of the runtime-spec plus the pty devices.
+/// The devices every container may use whatever its rules say (runc's
+/// default list): mknod of any node (opening one is what the rules guard),
+/// the runtime-spec's default devices, the pty devices and /dev/net/tun.
+/// Not /dev/console (c 5:1): a container's console is a pty (136:*), and
+/// 5:1 is the host's.
 pub fn default_allowed() -> Vec<Rule> {
-    let c = |major, minor| Rule {
+    let rule = |kind, major, minor, access| Rule {
         allow: true,
-        kind: 'c',
-        major: Some(major),
+        kind,
+        major,
         minor,
-        access: ACC_ALL,
+        access,
     };
+    let c = |major, minor| rule('c', Some(major), minor, ACC_ALL);
     vec![
-        c(1, Some(3)), // null
-        c(1, Some(5)), // zero
-        c(1, Some(7)), // full
-        c(1, Some(8)), // random
-        c(1, Some(9)), // urandom
-        c(5, Some(0)), // tty
-        c(5, Some(1)), // console
-        c(5, Some(2)), // ptmx
-        c(136, None),  // pts/*
+        rule('c', None, None, ACC_MKNOD),
+        rule('b', None, None, ACC_MKNOD),
+        c(1, Some(3)),    // null
+        c(1, Some(5)),    // zero
+        c(1, Some(7)),    // full
+        c(1, Some(8)),    // random
+        c(1, Some(9)),    // urandom
+        c(5, Some(0)),    // tty
+        c(5, Some(2)),    // ptmx
+        c(136, None),     // pts/*
+        c(10, Some(200)), // net/tun
     ]
+}
+
+fn deny_all() -> Rule {
+    Rule {
+        allow: false,
+        kind: 'a',
+        major: None,
+        minor: None,
+        access: ACC_ALL,
+    }
 }
 
 /// What the rules amount to: a default verdict and the exceptions to it,
@@ -159,10 +175,18 @@ pub fn compile(rules: &[Rule]) -> Program {
     p
 }
 
-/// The full rule list: the spec's rules, with the default devices allowed
-/// after a leading deny-all (so a later spec rule can still deny them).
+/// The full rule list. A config without rules gets a deny-all and the
+/// default list, as runc gives it: "no rules" must never mean "every host
+/// device". A config whose rules start with a deny-all gets the default
+/// list right after it (so a later rule can still deny one of them).
+/// FIFOs among `linux.devices` are made in /dev but are not devices to the
+/// cgroup: they get no rule.
 pub fn rules(spec_rules: &[LinuxDeviceCgroup], extra: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>> {
     let mut out = Vec::new();
+    if spec_rules.is_empty() {
+        out.push(deny_all());
+        out.extend(default_allowed());
+    }
     for (i, d) in spec_rules.iter().enumerate() {
         let r = Rule::from_spec(d, &format!("linux.resources.devices[{i}]"))?;
         out.push(r);
@@ -171,19 +195,22 @@ pub fn rules(spec_rules: &[LinuxDeviceCgroup], extra: &[LinuxDeviceCgroup]) -> R
         }
     }
     for (i, d) in extra.iter().enumerate() {
+        if d.typ() == Some(LinuxDeviceType::P) {
+            continue;
+        }
         out.push(Rule::from_spec(d, &format!("linux.devices[{i}]"))?);
     }
     Ok(out)
 }
 
+/// Writes the rules: v1's devices controller, or v2's eBPF filter on a
+/// pure v2 host. A hybrid host whose devices controller is not mounted
+/// has nothing to enforce them with.
 pub fn apply(
     cg: &Cgroup,
     spec_rules: &[LinuxDeviceCgroup],
     extra: &[LinuxDeviceCgroup],
 ) -> Result<()> {
-    if spec_rules.is_empty() && extra.is_empty() {
-        return Ok(());
-    }
     let rules = rules(spec_rules, extra)?;
     if let Some(d) = cg.dir_of("devices").filter(|d| !d.v2) {
         for r in &rules {
@@ -242,6 +269,46 @@ mod tests {
             r(false, 'c', Some(1), Some(3), ACC_WRITE),
         ]);
         assert_eq!(p.exceptions.len(), 2);
+    }
+
+    #[test]
+    fn no_rules_is_runcs_default_list_not_every_device() {
+        let p = compile(&rules(&[], &[]).unwrap());
+        assert!(!p.default_allow);
+        let allowed = |kind, major, minor, access| {
+            let probe = r(true, kind, Some(major), Some(minor), access);
+            p.exceptions
+                .iter()
+                .rev()
+                .find(|e| e.covers(&probe))
+                .is_some_and(|e| e.allow)
+        };
+        assert!(allowed('c', 1, 3, ACC_ALL), "/dev/null");
+        assert!(allowed('c', 136, 4, ACC_READ | ACC_WRITE), "a pty");
+        assert!(allowed('b', 7, 0, ACC_MKNOD), "mknod of any node");
+        assert!(!allowed('b', 7, 0, ACC_READ), "a loop device");
+        assert!(!allowed('b', 8, 0, ACC_WRITE), "a disk");
+        assert!(!allowed('c', 5, 1, ACC_READ), "the host's console");
+    }
+
+    #[test]
+    fn a_leading_deny_all_does_not_let_the_console_through() {
+        let deny = LinuxDeviceCgroup::default();
+        let mut deny = deny;
+        deny.set_allow(false);
+        deny.set_access(Some("rwm".into()));
+        let p = compile(&rules(&[deny], &[]).unwrap());
+        let console = r(true, 'c', Some(5), Some(1), ACC_READ);
+        assert!(!p.exceptions.iter().any(|e| e.allow && e.covers(&console)));
+    }
+
+    #[test]
+    fn fifos_get_no_rule() {
+        let mut fifo = LinuxDeviceCgroup::default();
+        fifo.set_typ(Some(LinuxDeviceType::P));
+        fifo.set_allow(true);
+        let with = rules(&[], &[fifo]).unwrap();
+        assert_eq!(with, rules(&[], &[]).unwrap());
     }
 
     #[test]

@@ -184,11 +184,16 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Writes every resource limit of the spec.
-    pub fn apply(&self, r: &LinuxResources, default_devices: &[LinuxDeviceCgroup]) -> Result<()> {
+    /// Writes every resource limit of the spec. `devices` (the rules for
+    /// the config's `linux.devices`) is None on update: device rules stay
+    /// as created, as with runc.
+    pub fn apply(&self, r: &LinuxResources, devices: Option<&[LinuxDeviceCgroup]>) -> Result<()> {
         v1::apply(self, r)?;
         v2::apply(self, r)?;
-        devices::apply(self, r.devices().as_deref().unwrap_or(&[]), default_devices)
+        match devices {
+            Some(extra) => devices::apply(self, r.devices().as_deref().unwrap_or(&[]), extra),
+            None => Ok(()),
+        }
     }
 
     /// Moves a process into every directory but the unified one when

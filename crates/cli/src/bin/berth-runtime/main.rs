@@ -221,7 +221,14 @@ fn run_container(
     let result = rt
         .start(&a.container_id)
         .map_err(anyhow::Error::from)
-        .and_then(|_| Ok(foreground::wait(&relay, created.pid, created.pty_master)?));
+        .and_then(|_| {
+            Ok(foreground::wait(
+                &relay,
+                created.pid,
+                created.pty_master,
+                true,
+            )?)
+        });
     if !keep && let Err(e) = rt.delete(&a.container_id, true) {
         log::error(&format!("delete {}: {e}", a.container_id));
     }
@@ -370,12 +377,18 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<i32> {
             preserve_fds: a.preserve_fds,
             want_pty: !a.detach && a.console_socket.is_none(),
             ignore_paused: a.ignore_paused,
+            stdio: None,
             pidfd_socket: a.pidfd_socket.clone(),
         },
     )?;
     match relay {
         None => Ok(0),
-        Some(relay) => Ok(foreground::wait(&relay, execed.pid, execed.pty_master)?),
+        Some(relay) => Ok(foreground::wait(
+            &relay,
+            execed.pid,
+            execed.pty_master,
+            true,
+        )?),
     }
 }
 

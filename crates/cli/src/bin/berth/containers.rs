@@ -68,6 +68,9 @@ pub struct CreateFlags {
     pub cap_drop: Vec<String>,
     #[arg(long)]
     pub privileged: bool,
+    /// HOST[:CONTAINER][:PERMISSIONS]: a host device for the container.
+    #[arg(long)]
+    pub device: Vec<String>,
     #[arg(long)]
     pub read_only: bool,
     /// seccomp=unconfined|PROFILE.json, no-new-privileges.
@@ -243,6 +246,11 @@ pub enum Cmd {
     Top {
         container: String,
     },
+    /// System-wide upkeep.
+    System {
+        #[command(subcommand)]
+        cmd: SystemCmd,
+    },
     /// Resource usage (once: --no-stream is the only mode).
     Stats {
         #[arg(long)]
@@ -261,6 +269,26 @@ pub enum ContainerCmd {
         #[arg(short, long)]
         all: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum SystemCmd {
+    /// Remove stopped containers, unused networks and dangling images, and
+    /// what crashes left behind that nothing owns.
+    Prune {
+        /// Also every image no container uses.
+        #[arg(short, long)]
+        all: bool,
+        /// Also volumes no container uses.
+        #[arg(long)]
+        volumes: bool,
+        /// Do not ask.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Move a damaged state database aside and rebuild the records from
+    /// the containers, pods, volumes and networks on disk.
+    Repair,
 }
 
 #[derive(Subcommand)]
@@ -403,11 +431,33 @@ pub fn parse_network(n: Option<&str>) -> NetworkMode {
     }
 }
 
+/// An env file larger than this is not one (`--env-file /dev/zero`
+/// would otherwise be read until memory runs out).
+const MAX_ENV_FILE: u64 = 1 << 20;
+
+/// Reads an env file, a pipe (`<(...)`) too, up to MAX_ENV_FILE bytes.
+fn read_env_file(file: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    let what = || format!("--env-file {}", file.display());
+    let mut raw = Vec::new();
+    std::fs::File::open(file)
+        .with_context(what)?
+        .take(MAX_ENV_FILE + 1)
+        .read_to_end(&mut raw)
+        .with_context(what)?;
+    if raw.len() as u64 > MAX_ENV_FILE {
+        bail!("{}: larger than {MAX_ENV_FILE} bytes", what());
+    }
+    if raw.contains(&0) {
+        bail!("{}: holds a NUL byte: not a text file", what());
+    }
+    String::from_utf8(raw).map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", what()))
+}
+
 fn env_lines(f: &CreateFlags) -> Result<Vec<String>> {
     let mut env = Vec::new();
     for file in &f.env_file {
-        let raw = std::fs::read_to_string(file)
-            .with_context(|| format!("--env-file {}", file.display()))?;
+        let raw = read_env_file(file)?;
         for l in raw
             .lines()
             .map(str::trim)
@@ -430,11 +480,32 @@ fn env_lines(f: &CreateFlags) -> Result<Vec<String>> {
         .collect())
 }
 
+/// --cpus: a positive number no larger than this host's CPUs, as docker
+/// checks it.
+fn parse_cpus(cpus: Option<f64>) -> Result<Option<f64>> {
+    let Some(c) = cpus else {
+        return Ok(None);
+    };
+    let here = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    if !c.is_finite() || c < 0.01 || c > here {
+        bail!("--cpus {c}: the range is 0.01 to {here:.2}, the CPUs of this host");
+    }
+    Ok(Some(c))
+}
+
 pub fn config(f: &CreateFlags) -> Result<ContainerConfig> {
     let mut ports = Vec::new();
     for p in &f.publish {
         ports.extend(PortMapping::parse(p)?);
     }
+    if let Some(sig) = &f.stop_signal {
+        berth_engine::signals::parse(sig)?;
+    }
+    let devices = f
+        .device
+        .iter()
+        .map(|d| berth_engine::model::DeviceMapping::parse(d))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut volumes = Vec::new();
     for v in &f.volume {
         volumes.push(parse_volume(v)?);
@@ -479,7 +550,7 @@ pub fn config(f: &CreateFlags) -> Result<ContainerConfig> {
         seccomp,
         labels: f.label.iter().map(|l| parse_label(l)).collect(),
         memory: f.memory.as_deref().map(parse_bytes).transpose()?,
-        cpus: f.cpus,
+        cpus: parse_cpus(f.cpus)?,
         pids_limit: f.pids_limit,
         network: match (&f.pod, f.network.as_deref()) {
             (Some(_), None) => NetworkMode::Pod,
@@ -493,6 +564,7 @@ pub fn config(f: &CreateFlags) -> Result<ContainerConfig> {
         init: f.init,
         stop_signal: f.stop_signal.clone(),
         stop_timeout: f.stop_timeout,
+        devices,
     })
 }
 
@@ -662,6 +734,10 @@ pub fn stop_timeout(t: Option<u64>) -> Option<Duration> {
 }
 
 fn engine(ctx: &crate::Ctx) -> Result<Engine> {
+    Ok(Engine::open(engine_options(ctx)?)?)
+}
+
+fn engine_options(ctx: &crate::Ctx) -> Result<berth_engine::Options> {
     let me = std::env::current_exe().context("find the berth binary")?;
     let monitor = std::env::var_os("BERTH_MONITOR")
         .map(PathBuf::from)
@@ -670,12 +746,12 @@ fn engine(ctx: &crate::Ctx) -> Result<Engine> {
             sibling.is_file().then_some(sibling)
         })
         .unwrap_or_else(|| PathBuf::from("/usr/local/bin/berth-monitor"));
-    Ok(Engine::open(berth_engine::Options {
+    Ok(berth_engine::Options {
         root: ctx.root.clone(),
         run_root: ctx.runroot.clone(),
         monitor,
         berth: me,
-    })?)
+    })
 }
 
 /// The image for a new container: from the store, else pulled.
@@ -727,10 +803,27 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
         berth_engine::pods::infra_main(netns.as_deref(), hostname)?;
         return Ok(0);
     }
+    if let Cmd::System {
+        cmd: SystemCmd::Repair,
+    } = &cmd
+    {
+        let (e, moved) = Engine::repair(engine_options(ctx)?)?;
+        if let Some(m) = moved {
+            println!("The old database is at {}", m.display());
+        }
+        println!(
+            "{} containers, {} pods, {} volumes, {} networks",
+            e.db.containers()?.len(),
+            e.db.pods()?.len(),
+            e.volumes()?.len(),
+            e.networks()?.len()
+        );
+        return Ok(0);
+    }
     let e = engine(ctx)?;
     match cmd {
         Cmd::Exec {
-            interactive: _,
+            interactive,
             tty,
             detach,
             env,
@@ -748,6 +841,7 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
                     user,
                     workdir,
                     tty,
+                    interactive,
                     detach,
                     privileged,
                 },
@@ -892,6 +986,17 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
             }
         }
         Cmd::Top { container } => top(&e, &container)?,
+        Cmd::System {
+            cmd:
+                SystemCmd::Prune {
+                    all,
+                    volumes,
+                    force,
+                },
+        } => system_prune(ctx, &e, all, volumes, force)?,
+        Cmd::System {
+            cmd: SystemCmd::Repair,
+        } => unreachable!("handled before the engine is opened"),
         Cmd::Stats {
             no_stream: _,
             containers,
@@ -1392,6 +1497,87 @@ fn listing<T: serde::Serialize>(
         table(items);
     } else {
         bail!("--format {format}: expected table or json");
+    }
+    Ok(())
+}
+
+/// `system prune`: stopped containers, unused networks, dangling (with
+/// `all`, unused) images, with `volumes` unused volumes, and the recovery
+/// sweep's leftovers.
+fn system_prune(ctx: &crate::Ctx, e: &Engine, all: bool, volumes: bool, force: bool) -> Result<()> {
+    let mut what = vec![
+        "all stopped containers",
+        "all networks not used by at least one container",
+    ];
+    if volumes {
+        what.push("all volumes not used by at least one container");
+    }
+    what.push(if all {
+        "all images without at least one container associated to them"
+    } else {
+        "all dangling images"
+    });
+    what.push("what crashes left behind that no container, pod or network owns");
+    if !force
+        && !crate::confirm(&format!(
+            "WARNING! This will remove:\n{}",
+            what.iter()
+                .map(|w| format!("  - {w}\n"))
+                .collect::<String>()
+        ))?
+    {
+        return Ok(());
+    }
+    let mut stopped = Vec::new();
+    for c in e.containers()? {
+        if matches!(c.state.status, Status::Exited | Status::Created) && c.state.pid == 0 {
+            match e.remove(&c.id, false) {
+                Ok(()) => stopped.push(c.id),
+                Err(err) => eprintln!("Error: {}: {err}", c.name),
+            }
+        }
+    }
+    let swept = e.recover()?;
+    let mut networks = Vec::new();
+    for n in e.networks()? {
+        // The default network stays, as docker's bridge does.
+        if n.name != berth_engine::berth_network::network::DEFAULT_NAME
+            && e.network_remove(&n.name, false).is_ok()
+        {
+            networks.push(n.name);
+        }
+    }
+    let volumes = if volumes {
+        e.volume_prune()?
+    } else {
+        Vec::new()
+    };
+    let images = berth_image::images::prune(&ctx.store()?, all)?;
+    if !stopped.is_empty() {
+        println!("Deleted Containers:");
+        stopped.iter().for_each(|id| println!("{id}"));
+    }
+    if !networks.is_empty() {
+        println!("Deleted Networks:");
+        networks.iter().for_each(|n| println!("{n}"));
+    }
+    if !volumes.is_empty() {
+        println!("Deleted Volumes:");
+        volumes.iter().for_each(|v| println!("{v}"));
+    }
+    if !images.is_empty() {
+        println!("Deleted Images:");
+        images.iter().for_each(|d| println!("{}", d.hex()));
+    }
+    let left = swept.orphans.len() + swept.half_made.len() + swept.leftovers;
+    if left + swept.released.len() > 0 {
+        println!(
+            "Recovered: {} orphaned containers, {} half-made, {} released, {} other leftovers",
+            swept.orphans.len(),
+            swept.half_made.len(),
+            swept.released.len(),
+            swept.leftovers
+        );
     }
     Ok(())
 }

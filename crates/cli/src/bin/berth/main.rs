@@ -4,6 +4,7 @@
 mod attach;
 mod containers;
 mod progress;
+mod warnings;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -209,6 +210,7 @@ fn main() {
     // `berth images | head` should end quietly, not panic on EPIPE.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
+    warnings::init();
     if let Err(e) = run(cli) {
         eprintln!("Error: {e:#}");
         std::process::exit(exit_code_for(&e));
@@ -228,6 +230,20 @@ fn exit_code_for(e: &anyhow::Error) -> i32 {
     } else {
         125
     }
+}
+
+/// Asks a yes/no question on the terminal; without one, refuses (a script
+/// must say -f to mean it).
+fn confirm(question: &str) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        bail!("not asking without a terminal: pass --force (-f) to go ahead");
+    }
+    print!("{question}Are you sure you want to continue? [y/N] ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

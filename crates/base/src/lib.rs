@@ -1,0 +1,11 @@
+//! The foundation every berth crate stands on, one of each: the name and
+//! id rules, atomic file writes, file locks with deadlines, RFC 3339
+//! times, and process identity that survives pid reuse. It depends on no
+//! other berth crate.
+
+pub mod fs;
+pub mod ids;
+pub mod lock;
+pub mod names;
+pub mod process;
+pub mod time;
