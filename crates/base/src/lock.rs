@@ -33,6 +33,11 @@ pub struct Flock {
 }
 
 impl Flock {
+    /// The fd holding the lock (a child given it keeps the lock held).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self._file)
+    }
+
     /// Locks `path`, creating it (mode 0600) if needed. Ok(None) only with
     /// `Wait::No` when another holds it.
     pub fn acquire(path: &Path, kind: Kind, wait: Wait) -> io::Result<Option<Flock>> {

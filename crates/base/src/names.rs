@@ -18,15 +18,22 @@ pub struct BadName {
     pub why: String,
 }
 
-impl fmt::Display for BadName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl BadName {
+    /// The name as an error shows it: quoted, and cut short when long.
+    pub fn shown(&self) -> String {
         let shown: String = self.name.chars().take(64).collect();
         let more = if shown.len() < self.name.len() {
             "…"
         } else {
             ""
         };
-        write!(f, "{} name {shown:?}{more}: {}", self.kind, self.why)
+        format!("{shown:?}{more}")
+    }
+}
+
+impl fmt::Display for BadName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} name {}: {}", self.kind, self.shown(), self.why)
     }
 }
 

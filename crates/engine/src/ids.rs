@@ -18,8 +18,7 @@ pub fn check_resource_name(what: &'static str, name: &str) -> Result<()> {
 }
 
 fn bad_name(e: names::BadName) -> Error {
-    let what = format!("{} name", e.kind);
-    Error::invalid(what, e.to_string())
+    Error::invalid(format!("{} name {}", e.kind, e.shown()), e.why)
 }
 
 const ADJECTIVES: &[&str] = &[

@@ -74,6 +74,25 @@ impl Env {
         env
     }
 
+    /// An image of busybox and one more layer, pushed to this env's
+    /// registry as `name` and pulled; returns its reference.
+    pub fn image_with(&self, name: &str, layer: Vec<u8>) -> String {
+        let dir = self.sb.path().join(format!("layout-{name}"));
+        let mut l = Layout::new(&dir);
+        let (desc, _) = l.image(
+            &[busybox_layer(), layer],
+            true,
+            "amd64",
+            json!({"Cmd": ["sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}),
+        );
+        l.tag(desc, "latest");
+        self.reg
+            .push_layout(&dir, "latest", &format!("{name}:latest"), "oci", false);
+        let image = format!("{}/{name}:latest", self.reg.host());
+        self.ok(&["pull", "-q", "--tls-verify=false", &image]);
+        image
+    }
+
     pub fn runroot(&self) -> PathBuf {
         self.sb.path().join("run")
     }

@@ -7,7 +7,9 @@
 mod support;
 
 mod env;
+mod hostile;
 mod lifecycle;
 mod network;
 mod pods;
+mod recovery;
 mod security;

@@ -25,6 +25,57 @@ pub struct Entry {
     pub result: Option<Value>,
 }
 
+/// The lock of one attachment, held by whoever runs its plugins (and by
+/// the plugins: see exec::Env::hold). Waited for at most this long: a
+/// plugin's own timeout, and then some.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(150);
+
+pub fn lock(
+    state_dir: &Path,
+    network: &str,
+    container_id: &str,
+    ifname: &str,
+) -> Result<berth_base::lock::Flock, CniError> {
+    use berth_base::lock::{Flock, Kind, Wait};
+    let dir = state_dir.join("locks");
+    fs::create_dir_all(&dir).map_err(io_err("creating CNI lock directory", &dir))?;
+    let path = dir.join(format!("{network}-{container_id}-{ifname}.lock"));
+    Flock::acquire(&path, Kind::Exclusive, Wait::For(LOCK_WAIT))
+        .map(|l| l.expect("a waiting lock"))
+        .map_err(io_err("locking CNI attachment", &path))
+}
+
+/// Removes the attachment's lock file (its holder calls this last: a
+/// waiter that opened it meanwhile finds the attachment gone).
+pub fn unlock_path(state_dir: &Path, network: &str, container_id: &str, ifname: &str) {
+    let path = state_dir
+        .join("locks")
+        .join(format!("{network}-{container_id}-{ifname}.lock"));
+    let _ = fs::remove_file(path);
+}
+
+/// Removes what writes of the entry cut short by a crash left beside it.
+pub fn remove_temps(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let name = name.to_string_lossy();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let f = e.file_name().to_string_lossy().into_owned();
+        let temp = f
+            .strip_prefix('.')
+            .unwrap_or(&f)
+            .strip_prefix(&*name)
+            .is_some_and(|rest| rest.starts_with('.'));
+        if temp {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 pub fn path(state_dir: &Path, network: &str, container_id: &str, ifname: &str) -> PathBuf {
     state_dir
         .join("cache")
@@ -125,8 +176,14 @@ pub fn list(state_dir: &Path) -> Vec<(String, String)> {
         let network = net.file_name().to_string_lossy().into_owned();
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(stem) = name.strip_suffix(".json") {
-                out.push((network.clone(), stem.to_string()));
+            // Temp files of a write cut short count too: their entry needs
+            // a detach (which removes them).
+            let name = name.strip_prefix('.').unwrap_or(&name);
+            if let Some((stem, _)) = name.split_once(".json") {
+                let pair = (network.clone(), stem.to_string());
+                if !out.contains(&pair) {
+                    out.push(pair);
+                }
             }
         }
     }

@@ -40,6 +40,10 @@ pub struct Env<'a> {
     pub args: &'a str,
     /// Already joined with ':'.
     pub path: &'a str,
+    /// An fd the plugin keeps open as long as it runs: the attachment's
+    /// lock, so that a plugin left running by a killed berth holds off the
+    /// next ADD or DEL of the same attachment until it is done.
+    pub hold: Option<std::os::fd::RawFd>,
 }
 
 /// The error object a failing plugin prints (CNI spec, "Error").
@@ -105,7 +109,20 @@ pub fn run(
     // not leak into plugins; PATH is kept because plugins exec iptables.
     let path_var = std::env::var("PATH")
         .unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    let mut child = Command::new(binary)
+    let mut cmd = Command::new(binary);
+    if let Some(fd) = env.hold {
+        // SAFETY: fcntl is async-signal-safe; it only clears close-on-exec
+        // on an fd this process owns, in the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd
         .env_clear()
         .env("PATH", path_var)
         .env("CNI_COMMAND", env.op.as_str())

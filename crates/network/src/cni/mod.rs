@@ -198,6 +198,7 @@ impl Cni {
             result: None,
         };
         let path = cache::path(&self.state_dir, &net.name, container_id, ifname);
+        let lock = cache::lock(&self.state_dir, &net.name, container_id, ifname)?;
         cache::create(&path, &entry)?;
 
         let plugins = conf::plugins(&entry.config, &net.name)?;
@@ -210,6 +211,7 @@ impl Cni {
             ifname,
             args: &cni_args,
             path: &cni_path,
+            hold: Some(lock.raw_fd()),
         };
         let mut prev: Option<Value> = None;
         let mut failure = None;
@@ -244,9 +246,10 @@ impl Cni {
             }
         };
         // CNI spec: after a failed ADD, DEL the plugins in reverse order.
-        let errors = self.del_chain(&entry, prev.as_ref(), netns, ran + 1);
+        let errors = self.del_chain(&entry, prev.as_ref(), netns, ran + 1, &lock);
         if errors.is_empty() {
             cache::remove(&path)?;
+            cache::unlock_path(&self.state_dir, &net.name, container_id, ifname);
             Err(error)
         } else {
             Err(CniError::CleanupFailed {
@@ -277,8 +280,15 @@ impl Cni {
         network::validate_name(network)?;
         check_ids(container_id, ifname)?;
         let path = cache::path(&self.state_dir, network, container_id, ifname);
+        // Waits for a plugin that a killed berth left running on this
+        // attachment: two DELs at once leave each other's half undone.
+        let lock = cache::lock(&self.state_dir, network, container_id, ifname)?;
+        cache::remove_temps(&path);
         let (entry, warning) = match cache::load(&path, network, container_id, ifname) {
-            Ok(None) => return Ok(None),
+            Ok(None) => {
+                cache::unlock_path(&self.state_dir, network, container_id, ifname);
+                return Ok(None);
+            }
             Ok(Some(entry)) => (entry, None),
             Err(e @ CniError::BadCache { .. }) => match fallback {
                 Some((net, ports)) if net.name == network => {
@@ -290,6 +300,7 @@ impl Cni {
                 }
                 _ => {
                     cache::remove(&path)?;
+                    cache::unlock_path(&self.state_dir, network, container_id, ifname);
                     return Ok(Some(format!(
                         "{e}: removed; without the network's record its plugins could not run"
                     )));
@@ -298,7 +309,7 @@ impl Cni {
             Err(e) => return Err(e),
         };
         let plugins = conf::plugins(&entry.config, network)?;
-        let errors = self.del_chain(&entry, entry.result.as_ref(), netns, plugins.len());
+        let errors = self.del_chain(&entry, entry.result.as_ref(), netns, plugins.len(), &lock);
         if !errors.is_empty() {
             return Err(CniError::DelFailed {
                 network: network.to_string(),
@@ -306,6 +317,7 @@ impl Cni {
             });
         }
         cache::remove(&path)?;
+        cache::unlock_path(&self.state_dir, network, container_id, ifname);
         Ok(warning)
     }
 
@@ -396,6 +408,7 @@ impl Cni {
                 conf::plugin_stdin(&entry.config, plugin, &entry.runtime_config, Some(result));
             let env = exec::Env {
                 op: Op::Check,
+                hold: None,
                 network,
                 container_id,
                 netns,
@@ -467,6 +480,7 @@ impl Cni {
         prev: Option<&Value>,
         netns: &Path,
         count: usize,
+        lock: &berth_base::lock::Flock,
     ) -> Vec<String> {
         let network = &entry.network;
         let plugins = match conf::plugins(&entry.config, network) {
@@ -507,6 +521,7 @@ impl Cni {
                 ifname: &entry.ifname,
                 args: &cni_args,
                 path: &cni_path,
+                hold: Some(lock.raw_fd()),
             };
             if let Err(e) = exec::run(&bin, kind, &env, &stdin, self.timeout) {
                 errors.push(e.to_string());
