@@ -5,5 +5,6 @@
 mod support;
 
 mod hostile;
+mod names;
 mod pull;
 mod store;

@@ -869,3 +869,101 @@ pub fn count<K: std::hash::Hash + Eq>(items: impl IntoIterator<Item = K>) -> Has
     }
     m
 }
+
+// ---------------------------------------------------------------- fixtures
+
+/// A file or directory under tests/image/fixtures (see fixtures/make.py).
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/image/fixtures")
+        .join(rel)
+}
+
+/// Copies a fixture directory (or file) into `dest`, so a test may change
+/// its copy.
+pub fn copy_fixture(rel: &str, dest: &Path) {
+    let src = fixture(rel);
+    let out = Command::new("cp")
+        .arg("-a")
+        .arg(&src)
+        .arg(dest)
+        .output()
+        .expect("cp");
+    assert!(out.status.success(), "cp {}: {out:?}", src.display());
+}
+
+impl Sandbox {
+    /// Runs berth, killing it if it has not finished within `limit`: a
+    /// hang is a failure with its own message, not a stuck suite. Returns
+    /// the output and how long it took.
+    pub fn berth_within(&self, args: &[&str], limit: Duration) -> (Output, Duration) {
+        let mut c = self.cmd();
+        c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        run_within(c, limit, &format!("berth {args:?}"))
+    }
+
+    /// `berth_within`, expecting berth's failure (125); returns stderr.
+    pub fn fails_within(&self, args: &[&str], limit: Duration) -> String {
+        let (out, _) = self.berth_within(args, limit);
+        assert_eq!(
+            out.status.code(),
+            Some(125),
+            "berth {args:?} should fail with 125; stdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Every file and directory under the store's blobs/, ingest/, tmp/
+    /// and layers/: what a failed command must not have added.
+    pub fn store_contents(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for d in ["blobs/sha256", "ingest", "tmp", "layers"] {
+            if let Ok(rd) = fs::read_dir(self.root().join(d)) {
+                for e in rd.flatten() {
+                    v.push(format!("{d}/{}", e.file_name().to_string_lossy()));
+                }
+            }
+        }
+        v.sort();
+        v
+    }
+}
+
+/// Runs `c` (with piped output) and kills it after `limit`.
+pub fn run_within(mut c: Command, limit: Duration, what: &str) -> (Output, Duration) {
+    let start = Instant::now();
+    let mut child = c.spawn().expect("spawn");
+    // Drain the pipes on threads, so a chatty child cannot block on them.
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = so.read_to_end(&mut b);
+        b
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = se.read_to_end(&mut b);
+        b
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = start.elapsed();
+    let out = Output {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    };
+    (out, took)
+}
