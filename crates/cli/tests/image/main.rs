@@ -4,6 +4,7 @@
 #[macro_use]
 mod support;
 
+mod caps;
 mod hostile;
 mod names;
 mod pull;

@@ -967,3 +967,98 @@ pub fn run_within(mut c: Command, limit: Duration, what: &str) -> (Output, Durat
     };
     (out, took)
 }
+
+// ---------------------------------------------------------------- raw pushes
+
+/// One HTTP/1.1 request to 127.0.0.1:`port` on its own connection;
+/// returns the status, the head and the body.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&resp[..split]).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head, resp[split + 4..].to_vec())
+}
+
+impl Registry {
+    /// Uploads a blob with the distribution API (POST, then PUT with its
+    /// digest): for content skopeo would be slow or unwilling to push.
+    pub fn put_blob(&self, repo: &str, data: &[u8]) -> Digest {
+        let d = Digest::of(data);
+        let (status, head, _) = http(
+            self.port,
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/"),
+            &[],
+            b"",
+        );
+        assert_eq!(status, 202, "{head}");
+        let loc = header_of(&head, "location").expect("upload location");
+        let path = loc
+            .split_once("://")
+            .map_or(loc.as_str(), |(_, rest)| &rest[rest.find('/').unwrap()..])
+            .to_string();
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let (status, head, _) = http(
+            self.port,
+            "PUT",
+            &format!("{path}{sep}digest={d}"),
+            &[("Content-Type", "application/octet-stream")],
+            data,
+        );
+        assert_eq!(status, 201, "{head}");
+        d
+    }
+
+    /// Puts a manifest under `tag`.
+    pub fn put_manifest(&self, repo: &str, tag: &str, media_type: &str, body: &[u8]) {
+        let (status, head, text) = http(
+            self.port,
+            "PUT",
+            &format!("/v2/{repo}/manifests/{tag}"),
+            &[("Content-Type", media_type)],
+            body,
+        );
+        assert_eq!(status, 201, "{head}\n{}", String::from_utf8_lossy(&text));
+    }
+
+    /// Pushes every blob of an OCI layout fixture and its (single) image
+    /// manifest as `repo:tag`, each blob once.
+    pub fn put_layout(&self, layout: &Path, repo: &str, tag: &str) {
+        let index: Value =
+            serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let desc = &index["manifests"][0];
+        for e in fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+            self.put_blob(repo, &fs::read(e.unwrap().path()).unwrap());
+        }
+        let md = desc["digest"].as_str().unwrap();
+        let body = fs::read(layout.join("blobs/sha256").join(&md[7..])).unwrap();
+        self.put_manifest(repo, tag, desc["mediaType"].as_str().unwrap(), &body);
+    }
+}
