@@ -169,8 +169,9 @@ impl LayoutDir {
     /// Opens `rel` for reading: no symlink anywhere in its path, nothing
     /// outside the layout, and only a regular file. O_NONBLOCK keeps a
     /// FIFO from blocking the open (it is refused right after).
-    pub fn open_file(&self, rel: &str) -> Result<File> {
-        let bad = |why: String| Error::invalid(format!("{}: {rel}", self.what), why);
+    /// `label` names the file in errors (`blob sha256:...`).
+    pub fn open_file(&self, rel: &str, label: &str) -> Result<File> {
+        let bad = |why: String| Error::invalid(format!("{}: {label}", self.what), why);
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let fd = rustix::fs::openat2(&self.fd, rel, flags, Mode::empty(), RESOLVE).map_err(
             |e| match e {
@@ -215,7 +216,7 @@ impl LayoutDir {
         if staging.size(d) == Some(size) {
             return Ok(());
         }
-        let f = self.open_file(&format!("blobs/sha256/{}", d.hex()))?;
+        let f = self.open_file(&format!("blobs/sha256/{}", d.hex()), &format!("blob {d}"))?;
         let (got, len) = staging.add(&mut f.take(size.saturating_add(1)))?;
         if len > size {
             return Err(crate::ingest::too_long(d, size));
@@ -235,7 +236,7 @@ impl LayoutDir {
 
     /// A small file of the layout (index.json) read whole.
     pub fn read_metadata(&self, rel: &str) -> Result<Vec<u8>> {
-        let f = self.open_file(rel)?;
+        let f = self.open_file(rel, rel)?;
         let mut buf = Vec::new();
         f.take(MAX_METADATA + 1)
             .read_to_end(&mut buf)

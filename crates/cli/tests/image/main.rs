@@ -6,6 +6,7 @@ mod support;
 
 mod caps;
 mod hostile;
+mod load;
 mod names;
 mod pull;
 mod store;
