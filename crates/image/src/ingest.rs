@@ -72,18 +72,18 @@ impl Read for Source {
 
 /// The error for a blob that goes on past its declared size.
 pub fn too_long(digest: &Digest, size: u64) -> Error {
-    Error::invalid(
-        format!("blob {digest}"),
-        format!("is longer than the {size} bytes its manifest declares"),
-    )
+    Error::BlobSize {
+        digest: digest.to_string(),
+        why: format!("is longer than the {size} bytes its manifest declares"),
+    }
 }
 
 /// The error for a blob that ends before its declared size.
 pub fn too_short(digest: &Digest, got: u64, size: u64) -> Error {
-    Error::invalid(
-        format!("blob {digest}"),
-        format!("is {got} bytes, shorter than the {size} bytes its manifest declares"),
-    )
+    Error::BlobSize {
+        digest: digest.to_string(),
+        why: format!("is {got} bytes, shorter than the {size} bytes its manifest declares"),
+    }
 }
 
 /// Hashes what passes through (the uncompressed stream) and counts it

@@ -5,6 +5,7 @@
 mod support;
 
 mod caps;
+mod faults;
 mod hostile;
 mod load;
 mod names;

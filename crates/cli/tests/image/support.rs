@@ -656,7 +656,29 @@ pub struct Proxy {
     pub blob_bytes: Arc<AtomicU64>,
     pub cut_after: Arc<Mutex<Option<u64>>>,
     pub refuse: Arc<AtomicBool>,
+    /// What is done to one blob's responses.
+    pub fault: Arc<Mutex<Option<Fault>>>,
     stop: Arc<AtomicBool>,
+}
+
+/// A misbehaviour of the registry, for the responses to GETs of the blob
+/// whose digest is `digest`.
+#[derive(Clone)]
+pub struct Fault {
+    pub digest: String,
+    pub kind: FaultKind,
+}
+
+#[derive(Clone)]
+pub enum FaultKind {
+    /// Each response sends `after` body bytes, then nothing more, with the
+    /// connection open, until the proxy goes.
+    Stall { after: u64 },
+    /// A whole-blob response gets these bytes appended, its
+    /// Content-Length raised to match.
+    Append(Vec<u8>),
+    /// A whole-blob response has the byte at this offset inverted.
+    Flip(u64),
 }
 
 impl Proxy {
@@ -670,6 +692,7 @@ impl Proxy {
             blob_bytes: Default::default(),
             cut_after: Default::default(),
             refuse: Default::default(),
+            fault: Default::default(),
             stop: Default::default(),
         };
         let (log, bytes, cut, refuse, stop) = (
@@ -679,6 +702,7 @@ impl Proxy {
             p.refuse.clone(),
             p.stop.clone(),
         );
+        let fault = p.fault.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 match l.accept() {
@@ -689,7 +713,10 @@ impl Proxy {
                         }
                         let (log, bytes, cut, refuse) =
                             (log.clone(), bytes.clone(), cut.clone(), refuse.clone());
-                        std::thread::spawn(move || serve(c, upstream, log, bytes, cut, refuse));
+                        let (fault, stop) = (fault.clone(), stop.clone());
+                        std::thread::spawn(move || {
+                            serve(c, upstream, log, bytes, cut, refuse, (fault, stop))
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -724,6 +751,7 @@ fn serve(
     bytes: Arc<AtomicU64>,
     cut: Arc<Mutex<Option<u64>>>,
     refuse: Arc<AtomicBool>,
+    (fault, stop): (Arc<Mutex<Option<Fault>>>, Arc<AtomicBool>),
 ) {
     let Ok(mut u) = TcpStream::connect(("127.0.0.1", upstream)) else {
         return;
@@ -760,12 +788,22 @@ fn serve(
             return;
         };
         let rtext = String::from_utf8_lossy(&rhead).into_owned();
-        if c.write_all(&rhead).is_err() {
-            return;
-        }
         let len: u64 = header_of(&rtext, "content-length")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
+        let fault = fault
+            .lock()
+            .unwrap()
+            .clone()
+            .filter(|f| is_blob_get && line.contains(&f.digest))
+            .map(|f| f.kind);
+        if let Some(kind) = fault {
+            faulty_body(&mut c, &mut u, &rtext, len, kind, &stop);
+            return;
+        }
+        if c.write_all(&rhead).is_err() {
+            return;
+        }
         let no_body = line.starts_with("HEAD ")
             || rtext.starts_with("HTTP/1.1 204")
             || rtext.starts_with("HTTP/1.1 304");
@@ -803,6 +841,58 @@ fn serve(
             left -= n as u64;
         }
     }
+}
+
+/// Forwards one blob response with `kind` done to it; the connection is
+/// closed after it.
+fn faulty_body(
+    c: &mut TcpStream,
+    u: &mut TcpStream,
+    head: &str,
+    len: u64,
+    kind: FaultKind,
+    stop: &AtomicBool,
+) {
+    let whole = head.starts_with("HTTP/1.1 200");
+    let mut body = vec![0u8; len as usize];
+    if u.read_exact(&mut body).is_err() {
+        return;
+    }
+    let mut head = head.to_string();
+    match kind {
+        FaultKind::Stall { after } => {
+            let _ = c.write_all(head.as_bytes());
+            let _ = c.write_all(&body[..(after as usize).min(body.len())]);
+            let _ = c.flush();
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return;
+        }
+        FaultKind::Append(extra) if whole => {
+            body.extend_from_slice(&extra);
+            head = set_header(&head, "content-length", &body.len().to_string());
+        }
+        FaultKind::Flip(at) if whole && (at as usize) < body.len() => body[at as usize] ^= 0xff,
+        _ => {}
+    }
+    let _ = c.write_all(head.as_bytes());
+    let _ = c.write_all(&body);
+}
+
+/// `head` (ending in CRLFCRLF) with header `name` set to `value`.
+fn set_header(head: &str, name: &str, value: &str) -> String {
+    let mut out = String::new();
+    for l in head.trim_end_matches("\r\n").split("\r\n") {
+        match l.split_once(':') {
+            Some((k, _)) if k.trim().eq_ignore_ascii_case(name) => {
+                out.push_str(&format!("{k}: {value}\r\n"))
+            }
+            _ => out.push_str(&format!("{l}\r\n")),
+        }
+    }
+    out.push_str("\r\n");
+    out
 }
 
 fn header_of(head: &str, name: &str) -> Option<String> {
