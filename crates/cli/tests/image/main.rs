@@ -5,6 +5,7 @@
 mod support;
 
 mod caps;
+mod crash;
 mod faults;
 mod hostile;
 mod load;
