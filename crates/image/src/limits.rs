@@ -171,7 +171,7 @@ pub fn check_layer_count(n: usize, what: &str) -> Result<(), Error> {
 /// divides the number.
 pub fn human(n: u64) -> String {
     for (shift, unit) in [(40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")] {
-        if n >= 1 << shift && n % (1 << shift) == 0 {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
             return format!("{} {unit}", n >> shift);
         }
     }

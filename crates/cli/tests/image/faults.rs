@@ -15,7 +15,7 @@ fn one_layer(sb: &Sandbox, reg: &Registry, repo_tag: &str, plain: bool) -> (Stri
     let layer = layer_tar(&[E::File("data", 0o644, noise(64 << 10, 7))]);
     let dir = sb.path().join(repo_tag.replace(['/', ':'], "_"));
     let mut l = Layout::new(&dir);
-    let (desc, config) = l.image(&[layer.clone()], !plain, "amd64", json!({}));
+    let (desc, config) = l.image(std::slice::from_ref(&layer), !plain, "amd64", json!({}));
     l.tag(desc, "t");
     if plain {
         // skopeo would compress it on the way.
