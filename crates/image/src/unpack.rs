@@ -840,6 +840,25 @@ mod tests {
     }
 
     #[test]
+    fn file_data_past_the_layer_cap_is_refused_with_the_limit() {
+        let d = tempfile::tempdir().unwrap();
+        // Zeros are written as holes, and still count at their size.
+        let t = tar_of(|b| {
+            file(b, "a", 0o644, &vec![0u8; 48 << 10]);
+            file(b, "b", 0o644, &vec![0u8; 48 << 10]);
+        });
+        unpack_tar_capped(&t[..], d.path(), "capped", 96 << 10).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let err = unpack_tar_capped(&t[..], d.path(), "capped", 64 << 10)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("layer capped") && err.contains("\"b\"") && err.contains("64 KiB"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn trees_deeper_than_the_cap_are_refused_by_name() {
         let d = tempfile::tempdir().unwrap();
         let ok = format!("{}f", "d/".repeat(MAX_DEPTH - 1));
