@@ -2,19 +2,18 @@
 //! docker-archive tarball, `load` from either, and `import` of a rootfs
 //! tarball as a one-layer image. Everything that enters the store is
 //! hashed on the way in and unpacked with the same safe writer as a pull.
+//! Loading and importing are in load.rs.
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::path::Path;
 
 use serde_json::json;
 
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
 use crate::error::{Context, Error, Result};
-use crate::ingest::{self, Job};
+pub use crate::load::{LoadOptions, import, load};
 use crate::manifest;
-use crate::platform::Platform;
 use crate::reference::{self, Reference};
 use crate::store::{ImageRecord, Store, now};
 
@@ -247,7 +246,7 @@ impl<R: Read> Read for Exact<R> {
     }
 }
 
-fn decoder<R: io::BufRead + 'static>(mut r: R) -> io::Result<Box<dyn Read>> {
+pub(crate) fn decoder<R: io::BufRead + 'static>(mut r: R) -> io::Result<Box<dyn Read>> {
     let head = r.fill_buf()?;
     Ok(if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::bufread::MultiGzDecoder::new(r))
@@ -258,299 +257,8 @@ fn decoder<R: io::BufRead + 'static>(mut r: R) -> io::Result<Box<dyn Read>> {
     })
 }
 
-/// Copies a file into the store as a blob, hashing on the way; returns
-/// its digest and size.
-fn ingest_file(store: &Store, src: &mut dyn Read) -> Result<(Digest, u64)> {
-    let tmp = store.temp_path("load");
-    let mut out = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
-    let mut h = Hasher::default();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = src.read(&mut buf).ctx(|| "read input".into())?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .ctx(|| format!("write {}", tmp.display()))?;
-    }
-    out.sync_all().ctx(|| format!("sync {}", tmp.display()))?;
-    let len = h.len;
-    let d = h.finish();
-    if store.has_blob(&d) {
-        let _ = std::fs::remove_file(&tmp);
-    } else {
-        store.commit_file(&tmp, &d)?;
-    }
-    Ok((d, len))
-}
-
-/// The diffID of a stored (maybe compressed) layer blob and its length.
-fn diff_id_of(store: &Store, d: &Digest) -> Result<(Digest, u64)> {
-    let f = File::open(store.blob_path(d)).ctx(|| format!("open blob {d}"))?;
-    let mut dec = decoder(BufReader::with_capacity(1 << 20, f)).ctx(|| format!("read blob {d}"))?;
-    let mut h = Hasher::default();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = dec.read(&mut buf).ctx(|| format!("decompress blob {d}"))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    let len = h.len;
-    Ok((h.finish(), len))
-}
-
-fn layer_media_type(store: &Store, d: &Digest) -> Result<&'static str> {
-    let mut head = [0u8; 4];
-    let mut f = File::open(store.blob_path(d)).ctx(|| format!("open blob {d}"))?;
-    let n = f.read(&mut head).ctx(|| format!("read blob {d}"))?;
-    Ok(if head[..n].starts_with(&[0x1f, 0x8b]) {
-        manifest::OCI_LAYER_GZIP
-    } else if head[..n].starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        "application/vnd.oci.image.layer.v1.tar+zstd"
-    } else {
-        manifest::OCI_LAYER
-    })
-}
-
-/// Unpacks the layers (from blobs already in the store) and records the
-/// image under `names`.
-fn commit_image(
-    store: &Store,
-    manifest_bytes: &[u8],
-    media_type: &str,
-    config_bytes: &[u8],
-    names: &[String],
-) -> Result<ImageRecord> {
-    let mdigest = Digest::of(manifest_bytes);
-    let what = format!("manifest {mdigest}");
-    let m = manifest::parse_manifest(manifest_bytes, &what)?;
-    let config = manifest::parse_config(config_bytes, &what)?;
-    let layers = crate::pull::plan_layers(&m, &config, &what)?;
-    let config_digest = manifest::digest_of(m.config().digest(), &what)?;
-    store.put_blob(config_bytes, &config_digest)?;
-    store.put_blob(manifest_bytes, &mdigest)?;
-    let mut infos = Vec::new();
-    for mut l in layers {
-        let _lock = store.lock_blob(&l.digest)?;
-        // Decompressed and checked against its diffID also when the layer
-        // is there already: the blob is recorded as this layer, and must be
-        // it (a blob claiming a known diffID would otherwise be taken).
-        let prefix =
-            File::open(store.blob_path(&l.digest)).ctx(|| format!("open blob {}", l.digest))?;
-        let job = Job {
-            digest: l.digest.clone(),
-            size: l.size,
-            diff_id: l.diff_id.clone(),
-            chain_id: l.chain_id.clone(),
-            unpack: !store.has_layer(&l.chain_id),
-        };
-        ingest::run(store, &job, Some(prefix), None, None)?;
-        l.unpacked = store.layer_size(&l.chain_id);
-        infos.push(l);
-    }
-    let rec = ImageRecord {
-        id: config_digest,
-        manifest_digest: mdigest,
-        manifest_media_type: media_type.to_string(),
-        config_size: config_bytes.len() as u64,
-        layers: infos,
-        created: config.created().clone(),
-        added: now(),
-        extra_blobs: Vec::new(),
-        names: Vec::new(),
-        repo_digests: Vec::new(),
-        digest_names: Vec::new(),
-    };
-    store.put_image(&rec, names, &[], &[])
-}
-
-/// `load`: an OCI layout directory or a docker-archive tarball.
-pub fn load(store: &Store, input: &Path) -> Result<Vec<ImageRecord>> {
-    let _lock = store.lock_shared()?;
-    if input.is_dir() {
-        load_oci(store, input)
-    } else {
-        load_docker(store, input)
-    }
-}
-
-fn load_oci(store: &Store, dir: &Path) -> Result<Vec<ImageRecord>> {
-    let what = format!("OCI layout {}", dir.display());
-    let index_bytes = std::fs::read(dir.join("index.json"))
-        .ctx(|| format!("read {}/index.json", dir.display()))?;
-    let index = manifest::parse_index(&index_bytes, &what)?;
-    let copy_blob = |d: &Digest| -> Result<()> {
-        if store.has_blob(d) {
-            return Ok(());
-        }
-        let mut f = File::open(dir.join("blobs/sha256").join(d.hex()))
-            .ctx(|| format!("{what}: blob {d}"))?;
-        let (got, _) = ingest_file(store, &mut f)?;
-        if &got != d {
-            return Err(Error::DigestMismatch {
-                what: format!("{what}: blob {d}"),
-                expected: d.to_string(),
-                actual: got.to_string(),
-            });
-        }
-        Ok(())
-    };
-    let mut out = Vec::new();
-    for desc in index.manifests() {
-        let d = manifest::digest_of(desc.digest(), &what)?;
-        copy_blob(&d)?;
-        let body = store.read_blob(&d)?;
-        let (kind, mt) = manifest::classify(&body, desc.media_type().as_ref(), &what)?;
-        let body = match kind {
-            manifest::Kind::Manifest => body,
-            manifest::Kind::Index => {
-                let idx = manifest::parse_index(&body, &what)?;
-                let (d, _) = manifest::choose(&idx, &Platform::host(), &what)?;
-                copy_blob(&d)?;
-                store.read_blob(&d)?
-            }
-        };
-        let m = manifest::parse_manifest(&body, &what)?;
-        let cd = manifest::digest_of(m.config().digest(), &what)?;
-        copy_blob(&cd)?;
-        for l in m.layers() {
-            copy_blob(&manifest::digest_of(l.digest(), &what)?)?;
-        }
-        let ann = desc.annotations().clone().unwrap_or_default();
-        let name = ann.get("io.containerd.image.name").cloned().or_else(|| {
-            ann.get("org.opencontainers.image.ref.name").map(|t| {
-                let base = dir
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_lowercase())
-                    .unwrap_or_else(|| "image".into());
-                format!("{base}:{t}")
-            })
-        });
-        let names: Vec<String> = name.and_then(|n| local_name(&n).ok()).into_iter().collect();
-        let config = store.read_blob(&cd)?;
-        let mt = if matches!(kind, manifest::Kind::Index) {
-            manifest::OCI_MANIFEST.to_string()
-        } else {
-            mt
-        };
-        out.push(commit_image(store, &body, &mt, &config, &names)?);
-    }
-    Ok(out)
-}
-
-fn load_docker(store: &Store, file: &Path) -> Result<Vec<ImageRecord>> {
-    let what = format!("docker archive {}", file.display());
-    let f = File::open(file).ctx(|| format!("open {}", file.display()))?;
-    let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, f));
-    // Entries come in any order: each file goes into the store as a blob,
-    // remembered by its path in the archive.
-    let mut files: HashMap<String, (Digest, u64)> = HashMap::new();
-    for e in archive.entries().map_err(|e| Error::invalid(&what, e))? {
-        let mut e = e.map_err(|e| Error::invalid(&what, e))?;
-        if e.header().entry_type() != tar::EntryType::Regular {
-            continue;
-        }
-        let path = String::from_utf8_lossy(&e.path_bytes())
-            .trim_start_matches("./")
-            .to_string();
-        let (d, len) = ingest_file(store, &mut e)?;
-        files.insert(path, (d, len));
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct Entry {
-        config: String,
-        #[serde(default)]
-        repo_tags: Option<Vec<String>>,
-        layers: Vec<String>,
-    }
-    let get = |p: &str| {
-        files
-            .get(p)
-            .cloned()
-            .ok_or_else(|| Error::invalid(&what, format!("{p} is not in the archive")))
-    };
-    let (md, _) = get("manifest.json")?;
-    let entries: Vec<Entry> = serde_json::from_slice(&store.read_blob(&md)?)
-        .map_err(|e| Error::invalid(&what, format!("manifest.json: {e}")))?;
-    let mut out = Vec::new();
-    for e in entries {
-        let (cd, clen) = get(&e.config)?;
-        let mut layers = Vec::new();
-        for l in &e.layers {
-            let (ld, llen) = get(l)?;
-            layers.push(
-                json!({ "mediaType": layer_media_type(store, &ld)?, "digest": ld, "size": llen }),
-            );
-        }
-        let m = json!({
-            "schemaVersion": 2,
-            "mediaType": manifest::OCI_MANIFEST,
-            "config": { "mediaType": manifest::OCI_CONFIG, "digest": cd, "size": clen },
-            "layers": layers,
-        });
-        let body = serde_json::to_vec(&m).expect("json");
-        let names: Vec<String> = e
-            .repo_tags
-            .unwrap_or_default()
-            .iter()
-            .map(|n| local_name(n))
-            .collect::<Result<_>>()?;
-        let config = store.read_blob(&cd)?;
-        out.push(commit_image(
-            store,
-            &body,
-            manifest::OCI_MANIFEST,
-            &config,
-            &names,
-        )?);
-    }
-    Ok(out)
-}
-
-/// `import`: a rootfs tarball (plain, gzip or zstd) becomes a one-layer
-/// image, named `name` if given.
-pub fn import(
-    store: &Store,
-    tarball: &Path,
-    name: Option<&str>,
-    cmd: Option<Vec<String>>,
-) -> Result<ImageRecord> {
-    let _lock = store.lock_shared()?;
-    let mut f = File::open(tarball).ctx(|| format!("open {}", tarball.display()))?;
-    let (ld, llen) = ingest_file(store, &mut f)?;
-    let (diff_id, _) = diff_id_of(store, &ld)?;
-    let p = Platform::host();
-    let created = humantime_now();
-    let mut cfg = json!({
-        "created": created,
-        "architecture": p.architecture,
-        "os": p.os,
-        "config": { "Env": [crate::spec::DEFAULT_PATH] },
-        "rootfs": { "type": "layers", "diff_ids": [diff_id] },
-        "history": [{ "created": created, "created_by": format!("berth import {}", tarball.display()) }],
-    });
-    if let Some(c) = cmd {
-        cfg["config"]["Cmd"] = json!(c);
-    }
-    let config = serde_json::to_vec(&cfg).expect("json");
-    let cd = Digest::of(&config);
-    let m = json!({
-        "schemaVersion": 2,
-        "mediaType": manifest::OCI_MANIFEST,
-        "config": { "mediaType": manifest::OCI_CONFIG, "digest": cd, "size": config.len() },
-        "layers": [{ "mediaType": layer_media_type(store, &ld)?, "digest": ld, "size": llen }],
-    });
-    let body = serde_json::to_vec(&m).expect("json");
-    let names: Vec<String> = name.map(local_name).transpose()?.into_iter().collect();
-    commit_image(store, &body, manifest::OCI_MANIFEST, &config, &names)
-}
-
 /// RFC 3339 UTC without pulling in a date crate.
-fn humantime_now() -> String {
+pub(crate) fn humantime_now() -> String {
     let secs = now();
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);

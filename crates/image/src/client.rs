@@ -31,6 +31,28 @@ pub struct TransportOptions {
     pub credentials: CredentialStore,
     /// Explicit credentials (`--creds`), used before the stores.
     pub creds_override: Option<Credentials>,
+    pub timeouts: Timeouts,
+}
+
+/// How long a registry may keep us waiting. There is no limit on a whole
+/// download (a large layer on a slow link takes long), only on silence.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// To set up a TCP connection (and TLS).
+    pub connect: Duration,
+    /// Without a byte from the server, while it owes an answer or a body.
+    /// A stalled download is retried from where it stopped a few times,
+    /// then fails naming the blob.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(30),
+            idle: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Default for TransportOptions {
@@ -40,6 +62,7 @@ impl Default for TransportOptions {
             tls_verify: None,
             credentials: CredentialStore::default(),
             creds_override: None,
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -58,6 +81,7 @@ enum Challenge {
 
 pub struct RegistryClient {
     pub host: String,
+    pub timeouts: Timeouts,
     http: reqwest::Client,
     /// "https" or "http", settled by the first request.
     scheme: Mutex<Option<&'static str>>,
@@ -85,8 +109,8 @@ impl RegistryClient {
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .user_agent(USER_AGENT)
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(60))
+            .connect_timeout(opts.timeouts.connect)
+            .read_timeout(opts.timeouts.idle)
             .pool_max_idle_per_host(16)
             .tcp_nodelay(true)
             .http1_only()
@@ -100,6 +124,7 @@ impl RegistryClient {
         // docker.io's API lives on another host.
         Ok(RegistryClient {
             host: host.to_string(),
+            timeouts: opts.timeouts,
             http,
             scheme: Mutex::new(None),
             allow_http: insecure,
@@ -398,6 +423,11 @@ pub async fn backoff(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
 }
 
+/// `60 s`, `1.5 s`.
+fn humantime_secs(d: Duration) -> String {
+    format!("{} s", d.as_secs_f64())
+}
+
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -571,10 +601,21 @@ impl RegistryClient {
                 "{what}: declared size {size} is too large for a config"
             )));
         }
-        let resp = self.blob_response(repository, digest, 0).await?.0;
-        let body = read_limited(resp, size as usize, &what)
+        let mut resp = self.blob_response(repository, digest, 0).await?.0;
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.body_error(digest, &e))?
+        {
+            if (body.len() + chunk.len()) as u64 > size {
+                return Err(crate::ingest::too_long(digest, size));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if (body.len() as u64) < size {
+            return Err(crate::ingest::too_short(digest, body.len() as u64, size));
+        }
         let actual = Digest::of(&body);
         if &actual != digest {
             return Err(Error::DigestMismatch {
@@ -583,13 +624,19 @@ impl RegistryClient {
                 actual: actual.to_string(),
             });
         }
-        if body.len() as u64 != size {
-            return Err(self.err(format!(
-                "{what}: {} bytes, the manifest says {size}",
-                body.len()
-            )));
+        Ok(body.into())
+    }
+
+    /// What a failed read of blob `d`'s body was, naming the blob: a
+    /// silence longer than the idle timeout is called a stall.
+    pub fn body_error(&self, d: &Digest, e: &reqwest::Error) -> Error {
+        if e.is_timeout() {
+            return self.err(format!(
+                "blob {d}: the download stalled (no data for {})",
+                humantime_secs(self.timeouts.idle)
+            ));
         }
-        Ok(body)
+        self.err(format!("blob {d}: {}", error_chain(e)))
     }
 
     /// GET of a blob from `offset`. Returns the response and the offset
@@ -779,6 +826,7 @@ mod tests {
                 username: "u".into(),
                 password: "p".into(),
             }),
+            timeouts: Timeouts::default(),
         };
         RegistryClient::new(host, true, "r", &opts).unwrap()
     }

@@ -33,6 +33,10 @@ pub enum Error {
         why: String,
     },
 
+    /// A blob whose length is not the one its descriptor declares.
+    #[error("blob {digest} {why}")]
+    BlobSize { digest: String, why: String },
+
     #[error("{0}: image not known")]
     NotFound(String),
 

@@ -7,11 +7,13 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::digest::{Digest, Hasher};
 use crate::error::{Context, Error, Result};
+use crate::limits::{Budget, Meter};
 use crate::store::Store;
 
 /// Where the compressed bytes come from: a local prefix (a partial file or
@@ -23,7 +25,10 @@ pub struct Source {
     pending: Bytes,
     pub hasher: Hasher,
     limit: u64,
-    what: String,
+    digest: Digest,
+    /// Where a refusal is kept for the caller (the decompressor only sees
+    /// an I/O error).
+    meter: Arc<Meter>,
 }
 
 impl Read for Source {
@@ -56,24 +61,44 @@ impl Read for Source {
         let _ = self.pending.split_to(n);
         self.hasher.update(&buf[..n]);
         if self.hasher.len > self.limit {
-            return Err(io::Error::other(format!(
-                "{}: more bytes than the manifest says ({})",
-                self.what, self.limit
-            )));
+            let err = too_long(&self.digest, self.limit);
+            let text = err.to_string();
+            self.meter.refuse(err);
+            return Err(io::Error::other(text));
         }
         Ok(n)
     }
 }
 
-/// Hashes what passes through (the uncompressed stream).
+/// The error for a blob that goes on past its declared size.
+pub fn too_long(digest: &Digest, size: u64) -> Error {
+    Error::BlobSize {
+        digest: digest.to_string(),
+        why: format!("is longer than the {size} bytes its manifest declares"),
+    }
+}
+
+/// The error for a blob that ends before its declared size.
+pub fn too_short(digest: &Digest, got: u64, size: u64) -> Error {
+    Error::BlobSize {
+        digest: digest.to_string(),
+        why: format!("is {got} bytes, shorter than the {size} bytes its manifest declares"),
+    }
+}
+
+/// Hashes what passes through (the uncompressed stream) and counts it
+/// against the unpacked-size caps, so decompression stops as soon as one
+/// is crossed.
 struct Hashing<R> {
     inner: R,
     hasher: Hasher,
+    meter: Arc<Meter>,
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        self.meter.charge(n as u64)?;
         self.hasher.update(&buf[..n]);
         Ok(n)
     }
@@ -128,6 +153,8 @@ pub struct Job {
     pub chain_id: Digest,
     /// Unpack into the layer store (false when the layer is there).
     pub unpack: bool,
+    /// The image's unpacked-size caps, shared by its layers.
+    pub budget: Arc<Budget>,
 }
 
 pub struct Done {
@@ -179,6 +206,7 @@ pub fn run(
         Some((p, f)) => (Some(p), Some(f)),
         None => (None, None),
     };
+    let meter = Meter::new(job.budget.clone(), &job.digest);
     let source = Source {
         prefix,
         rx,
@@ -186,7 +214,8 @@ pub fn run(
         pending: Bytes::new(),
         hasher: Hasher::default(),
         limit: job.size,
-        what: what.clone(),
+        digest: job.digest.clone(),
+        meter: meter.clone(),
     };
     let tmp = store.layer_temp(&job.chain_id, &job.digest);
     if job.unpack {
@@ -197,11 +226,13 @@ pub fn run(
             let _ = crate::remove::remove_tree(&tmp);
         }
     };
-    let (source, diff) = match decode(source, job.unpack.then_some(tmp.as_path()), &job.digest) {
+    let (source, diff) = match decode(source, job.unpack.then_some(tmp.as_path()), &meter) {
         Ok(v) => v,
         Err(e) => {
             cleanup();
-            return Err(unverified(e));
+            // A cap or a blob longer than declared is the real reason; the
+            // decompressor or tar reader only saw an I/O error.
+            return Err(unverified(meter.take_refusal().unwrap_or(e)));
         }
     };
     if source.rx.is_some() {
@@ -212,10 +243,11 @@ pub fn run(
     let actual = source.hasher.clone().finish();
     if got_len != job.size {
         cleanup();
-        return Err(unverified(Error::invalid(
-            &what,
-            format!("{got_len} bytes, the manifest says {}", job.size),
-        )));
+        return Err(unverified(if got_len > job.size {
+            too_long(&job.digest, job.size)
+        } else {
+            too_short(&job.digest, got_len, job.size)
+        }));
     }
     if actual != job.digest {
         cleanup();
@@ -268,18 +300,25 @@ fn make_layer_dir(tmp: &Path) -> Result<()> {
 /// Decompresses the blob, hashing the tar stream for the diffID, and
 /// unpacks it into `tmp/diff` when `tmp` is given. Returns the source
 /// (drained, so its hasher covers the whole blob) and the diffID hasher.
-fn decode(source: Source, tmp: Option<&Path>, digest: &Digest) -> Result<(Source, Hasher)> {
+fn decode(source: Source, tmp: Option<&Path>, meter: &Arc<Meter>) -> Result<(Source, Hasher)> {
+    let digest = &source.digest.clone();
     let what = format!("layer {digest}");
     let decoder =
         Decoder::new(source).map_err(|e| Error::invalid(&what, format!("decompress: {e}")))?;
     let mut hashing = Hashing {
         inner: decoder,
         hasher: Hasher::default(),
+        meter: meter.clone(),
     };
     let drain_err = |e: io::Error| Error::invalid(&what, format!("decompress: {e}"));
     let hashing = match tmp {
         Some(tmp) => {
-            let mut rest = crate::unpack::unpack_tar(hashing, &tmp.join("diff"), digest.short())?;
+            let mut rest = crate::unpack::unpack_tar_capped(
+                hashing,
+                &tmp.join("diff"),
+                digest.short(),
+                meter.layer_limit(),
+            )?;
             // The diffID covers the whole stream, padding after the end
             // marker too.
             io::copy(&mut rest, &mut io::sink()).map_err(drain_err)?;
@@ -290,7 +329,7 @@ fn decode(source: Source, tmp: Option<&Path>, digest: &Digest) -> Result<(Source
             hashing
         }
     };
-    let Hashing { inner, hasher } = hashing;
+    let Hashing { inner, hasher, .. } = hashing;
     let mut source = inner.into_source();
     // Trailing bytes after the compressed stream still count for the digest.
     io::copy(&mut source, &mut io::sink()).map_err(|e| Error::invalid(&what, e))?;

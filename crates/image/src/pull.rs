@@ -14,6 +14,7 @@ use crate::client::{RegistryClient, TransportOptions};
 use crate::digest::{Digest, chain_ids};
 use crate::error::{Context, Error, Result};
 use crate::ingest::{self, Job};
+use crate::limits::{self, Budget, Limits};
 use crate::manifest::{self, Kind};
 use crate::platform::Platform;
 use crate::progress::Progress;
@@ -28,6 +29,8 @@ pub struct PullOptions {
     pub progress: Arc<dyn Progress>,
     /// Layers downloaded at once.
     pub concurrency: usize,
+    /// Unpacked-size caps per layer and per image.
+    pub limits: Limits,
 }
 
 impl Default for PullOptions {
@@ -38,6 +41,7 @@ impl Default for PullOptions {
             registries: RegistriesConf::default(),
             progress: Arc::new(crate::progress::Quiet),
             concurrency: 6,
+            limits: Limits::default(),
         }
     }
 }
@@ -141,6 +145,8 @@ async fn pull_from(
     };
     let what = format!("{}/{repo}@{digest}", ep.host);
     let m = manifest::parse_manifest(&body, &what)?;
+    // Before any blob: such an image could never be mounted.
+    limits::check_layer_count(m.layers().len(), &what).map_err(Failure::Final)?;
     let cdesc = m.config();
     let config_digest = manifest::digest_of(cdesc.digest(), &what)?;
     let config_bytes = if store.has_blob(&config_digest) {
@@ -163,19 +169,21 @@ async fn pull_from(
     store.put_blob(&config_bytes, &config_digest)?;
     store.put_blob(&body, &digest)?;
 
+    let budget = Budget::new(opts.limits);
     let sem = Arc::new(tokio::sync::Semaphore::new(opts.concurrency.max(1)));
     let mut tasks = Vec::new();
     for l in &layers {
-        let (store, client, sem, progress) = (
+        let (store, client, sem, progress, budget) = (
             store.clone(),
             client.clone(),
             sem.clone(),
             opts.progress.clone(),
+            budget.clone(),
         );
         let (repo, l) = (repo.to_string(), l.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await.expect("semaphore open");
-            fetch_layer(&store, &client, &repo, &l, progress.as_ref()).await
+            fetch_layer(&store, &client, &repo, &l, budget, progress.as_ref()).await
         }));
     }
     let mut infos = Vec::new();
@@ -281,6 +289,7 @@ async fn fetch_layer(
     client: &Arc<RegistryClient>,
     repo: &str,
     l: &LayerInfo,
+    budget: Arc<Budget>,
     progress: &dyn Progress,
 ) -> Result<u64, Failure> {
     let lock = {
@@ -292,8 +301,12 @@ async fn fetch_layer(
     let have_blob = store.has_blob(&l.digest);
     let have_layer = store.has_layer(&l.chain_id);
     if have_blob && have_layer {
+        let size = store.layer_size(&l.chain_id);
+        budget
+            .charge_existing(&l.digest, size)
+            .map_err(Failure::Final)?;
         progress.layer_done(&l.digest, true);
-        return Ok(store.layer_size(&l.chain_id));
+        return Ok(size);
     }
     let job = Job {
         digest: l.digest.clone(),
@@ -301,6 +314,7 @@ async fn fetch_layer(
         diff_id: l.diff_id.clone(),
         chain_id: l.chain_id.clone(),
         unpack: !have_layer,
+        budget,
     };
     if have_blob {
         // Unpack from the local blob: no network.
@@ -343,6 +357,11 @@ async fn fetch_layer(
         }
     }
 }
+
+/// Tries of one blob download (each resuming where the last stopped)
+/// before the pull fails; with backoff, a blob that stalls every time
+/// fails after about this many idle timeouts plus 6 s.
+const DOWNLOAD_ATTEMPTS: u32 = 6;
 
 /// How a download failed: on the network (resume later) or in the bytes.
 enum Download {
@@ -411,6 +430,8 @@ async fn download(
     let mut sent = offset;
     let mut attempt = 0u32;
     let mut net_err = None;
+    // Why the last attempt stopped short, for the error once they run out.
+    let mut last_break: Option<Error> = None;
     progress.layer_bytes(&job.digest, sent);
     'outer: while sent < job.size {
         let mut r = match resp.take() {
@@ -440,6 +461,16 @@ async fn download(
                     }
                     if !ok {
                         attempt += 1;
+                        if attempt >= DOWNLOAD_ATTEMPTS {
+                            net_err = Some(Error::registry(
+                                &client.host,
+                                format!(
+                                    "blob {}: gave up after {attempt} attempts (the registry ignores Range and breaks off)",
+                                    job.digest
+                                ),
+                            ));
+                            break;
+                        }
                         crate::client::backoff(attempt).await;
                         continue;
                     }
@@ -464,24 +495,32 @@ async fn download(
                     if sent < job.size {
                         // Cut short without an error: retry the rest.
                         attempt += 1;
+                        last_break = Some(Error::registry(
+                            &client.host,
+                            format!(
+                                "blob {}: the connection closed after {sent} of {} bytes",
+                                job.digest, job.size
+                            ),
+                        ));
                     }
                     break;
                 }
                 Err(e) => {
                     attempt += 1;
-                    if attempt >= 6 {
-                        net_err = Some(client_err(client, &job.digest, &e));
-                        break 'outer;
-                    }
+                    last_break = Some(client_err(client, &job.digest, &e));
                     break;
                 }
             }
         }
         if sent < job.size {
-            if attempt >= 6 {
-                net_err = Some(Error::registry(
-                    &client.host,
-                    format!("blob {}: download keeps breaking off", job.digest),
+            if attempt >= DOWNLOAD_ATTEMPTS {
+                let why = last_break.take().map_or_else(
+                    || format!("registry {}: blob {}", client.host, job.digest),
+                    |e| e.to_string(),
+                );
+                net_err = Some(Error::invalid(
+                    why,
+                    format!("gave up after {attempt} attempts"),
                 ));
                 break;
             }
@@ -501,8 +540,5 @@ async fn download(
 }
 
 fn client_err(client: &RegistryClient, d: &Digest, e: &reqwest::Error) -> Error {
-    Error::registry(
-        &client.host,
-        format!("blob {d}: {}", crate::client::error_chain(e)),
-    )
+    client.body_error(d, e)
 }

@@ -9,6 +9,11 @@ use crate::error::{Error, Result};
 
 pub const DOCKER_HUB: &str = "docker.io";
 
+/// The longest `registry/repository`, as docker limits it. Checked on the
+/// normalised name, so whatever parses prints as a reference that parses
+/// again (a short name gains up to 18 bytes of `docker.io/library/`).
+pub const MAX_NAME: usize = 255;
+
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Reference {
     /// `host[:port]`, normalised (`index.docker.io` -> `docker.io`).
@@ -157,6 +162,11 @@ pub fn parse(s: &str) -> Result<Parsed> {
     } else {
         path
     };
+    if registry.len() + 1 + repository.len() > MAX_NAME {
+        return Err(bad(&format!(
+            "the name {registry}/{repository} is longer than {MAX_NAME} bytes"
+        )));
+    }
     let tag = match (tag, &digest) {
         (Some(t), _) => Some(t.to_string()),
         (None, Some(_)) => None,
@@ -203,29 +213,56 @@ fn valid_host(h: &str) -> bool {
         })
 }
 
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`: alternating runs of name bytes
+/// and separators. Each turn of the loop consumes at least one byte or
+/// returns, so any input ends (a byte that is neither kind, such as ' '
+/// or ':', once made the scan spin forever).
 fn valid_component(c: &str) -> bool {
     let b = c.as_bytes();
-    if b.is_empty() || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
-        return false;
-    }
+    let name_byte = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+    let sep_byte = |x: u8| matches!(x, b'.' | b'_' | b'-');
     let mut i = 0;
-    while i < b.len() {
-        if b[i].is_ascii_lowercase() || b[i].is_ascii_digit() {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < b.len() && matches!(b[i], b'.' | b'_' | b'-') {
+    loop {
+        let run = i;
+        while i < b.len() && name_byte(b[i]) {
             i += 1;
         }
-        let sep = &c[start..i];
-        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
-        if !ok || i >= b.len() {
+        if i == run {
+            return false;
+        }
+        if i == b.len() {
+            return true;
+        }
+        let sep = i;
+        while i < b.len() && sep_byte(b[i]) {
+            i += 1;
+        }
+        if !valid_separator(&b[sep..i]) {
             return false;
         }
     }
-    true
+}
+
+/// `.`, `_`, `__` or any run of `-`; empty (a byte that is no separator)
+/// is not one.
+fn valid_separator(s: &[u8]) -> bool {
+    matches!(s, b"." | b"_" | b"__") || (!s.is_empty() && s.iter().all(|&x| x == b'-'))
+}
+
+/// The fuzz target's property, here so unit tests and the fuzzer check the
+/// same thing: parsing any bytes returns, and a parsed reference prints
+/// as one that parses to the same value.
+#[doc(hidden)]
+pub fn check_round_trip(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(p) = parse(s) else { return };
+    let printed = p.reference.to_string();
+    let again = parse(&printed)
+        .unwrap_or_else(|e| panic!("{s:?} printed as {printed:?}, which does not parse: {e}"));
+    assert_eq!(again.reference, p.reference, "{s:?} printed as {printed:?}");
+    assert!(again.qualified, "{printed:?} names its registry");
 }
 
 #[cfg(test)]
@@ -276,6 +313,87 @@ mod tests {
         ] {
             assert!(Reference::parse(s).is_err(), "{s} should be rejected");
         }
+    }
+
+    /// Bytes that are neither name bytes nor separators once made the
+    /// component scan loop forever. Each case runs on a thread with a
+    /// deadline, so a regression fails instead of hanging the suite.
+    #[test]
+    fn names_with_foreign_bytes_are_rejected_promptly() {
+        let cases = [
+            "a b",
+            "a:b:c",
+            "a b:tag",
+            "x/a b",
+            "a:b:c/d",
+            "a\tb",
+            "a!b",
+            "a..b",
+            "a._b",
+            "a_-b",
+            "a b@sha256:0",
+            "host:5000/a b",
+            "a\u{e9}b",
+            "ab-",
+            "a___b",
+        ];
+        let (tx, rx) = std::sync::mpsc::channel();
+        for s in cases {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send((s, parse(s).map(|p| p.reference.to_string())));
+            });
+        }
+        drop(tx);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut seen = 0;
+        while seen < cases.len() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let (s, res) = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("parse did not return within 10 s"));
+            let err = res.expect_err(s).to_string();
+            assert!(err.contains("invalid reference"), "{s}: {err}");
+            seen += 1;
+        }
+    }
+
+    #[test]
+    fn separators_follow_the_distribution_grammar() {
+        for ok in ["a.b", "a_b", "a__b", "a-b", "a---b", "a0.b1-c2__d3"] {
+            assert!(valid_component(ok), "{ok}");
+        }
+        for bad in [
+            "", ".a", "a.", "a..b", "a___b", "a_.b", "a-_b", "A", "a b", "a:b",
+        ] {
+            assert!(!valid_component(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_longer_than_docker_allows_are_rejected() {
+        let max_short = MAX_NAME - "docker.io/library/".len();
+        assert!(Reference::parse(&"a".repeat(max_short)).is_ok());
+        let err = Reference::parse(&"a".repeat(max_short + 1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("longer than 255"), "{err}");
+    }
+
+    /// Every file of the fuzz corpus (fuzz/corpus/reference) through the
+    /// parser with the fuzz target's checks, so the corpus is exercised
+    /// without cargo-fuzz.
+    #[test]
+    fn the_fuzz_corpus_parses_and_round_trips() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/reference");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let data = std::fs::read(e.unwrap().path()).unwrap();
+            check_round_trip(&data);
+            n += 1;
+        }
+        assert!(n > 0, "no corpus in {}", dir.display());
     }
 
     #[test]

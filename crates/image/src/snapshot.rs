@@ -126,7 +126,7 @@ fn legacy_forced() -> bool {
 }
 
 /// overlayfs refuses more lower layers than this (OVL_MAX_STACK).
-const MAX_LOWERS: usize = 500;
+const MAX_LOWERS: usize = crate::limits::MAX_LAYERS;
 
 fn mount_overlay(store: &Store, image: &ImageRecord, dir: &Path, legacy: bool) -> Result<()> {
     let target = dir.join("rootfs");

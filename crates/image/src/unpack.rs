@@ -66,6 +66,10 @@ pub struct LayerWriter {
     buf: Vec<u8>,
     pub bytes: u64,
     pub entries: u64,
+    /// File data (holes by their size) this layer may write in all; the
+    /// stream is capped before it gets here, but a GNU sparse entry
+    /// expands to more than its share of the stream.
+    pub max_bytes: u64,
     /// Applying layers onto one tree (the copy snapshotter): whiteouts
     /// delete and opaque markers empty the directory, instead of being
     /// stored for overlayfs.
@@ -94,6 +98,7 @@ impl LayerWriter {
             buf: vec![0; 256 << 10],
             bytes: 0,
             entries: 0,
+            max_bytes: u64::MAX,
             merge: false,
         })
     }
@@ -436,6 +441,15 @@ impl LayerWriter {
             if total > MAX_ENTRY_SIZE {
                 return Err(self.err(path, "more data than any entry may hold"));
             }
+            if self.bytes.saturating_add(total) > self.max_bytes {
+                return Err(self.err(
+                    path,
+                    format!(
+                        "the layer's files hold more than {}, the limit for one layer (--max-layer-size)",
+                        crate::limits::human(self.max_bytes)
+                    ),
+                ));
+            }
         }
         if holes {
             // A hole at the end is only a size.
@@ -590,7 +604,18 @@ pub fn unpack_tar<R: Read>(
     dir: &Path,
     layer: &str,
 ) -> Result<io::Chain<io::Cursor<Vec<u8>>, R>> {
+    unpack_tar_capped(reader, dir, layer, u64::MAX)
+}
+
+/// `unpack_tar`, writing at most `max_bytes` of file data.
+pub fn unpack_tar_capped<R: Read>(
+    reader: R,
+    dir: &Path,
+    layer: &str,
+    max_bytes: u64,
+) -> Result<io::Chain<io::Cursor<Vec<u8>>, R>> {
     let mut w = LayerWriter::new(dir, layer)?;
+    w.max_bytes = max_bytes;
     let mut archive = tar::Archive::new(TarGuard::new(reader));
     let res = write_entries(&mut archive, &mut w, layer);
     let guard = archive.into_inner();
@@ -812,6 +837,25 @@ mod tests {
         let allocated = std::os::unix::fs::MetadataExt::blocks(&md) * 512;
         assert!(allocated <= 1 << 20, "{allocated} bytes allocated");
         assert_eq!(std::fs::read(&p).unwrap(), data);
+    }
+
+    #[test]
+    fn file_data_past_the_layer_cap_is_refused_with_the_limit() {
+        let d = tempfile::tempdir().unwrap();
+        // Zeros are written as holes, and still count at their size.
+        let t = tar_of(|b| {
+            file(b, "a", 0o644, &vec![0u8; 48 << 10]);
+            file(b, "b", 0o644, &vec![0u8; 48 << 10]);
+        });
+        unpack_tar_capped(&t[..], d.path(), "capped", 96 << 10).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let err = unpack_tar_capped(&t[..], d.path(), "capped", 64 << 10)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("layer capped") && err.contains("\"b\"") && err.contains("64 KiB"),
+            "{err}"
+        );
     }
 
     #[test]

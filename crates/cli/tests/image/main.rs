@@ -4,6 +4,11 @@
 #[macro_use]
 mod support;
 
+mod caps;
+mod crash;
+mod faults;
 mod hostile;
+mod load;
+mod names;
 mod pull;
 mod store;

@@ -656,7 +656,29 @@ pub struct Proxy {
     pub blob_bytes: Arc<AtomicU64>,
     pub cut_after: Arc<Mutex<Option<u64>>>,
     pub refuse: Arc<AtomicBool>,
+    /// What is done to one blob's responses.
+    pub fault: Arc<Mutex<Option<Fault>>>,
     stop: Arc<AtomicBool>,
+}
+
+/// A misbehaviour of the registry, for the responses to GETs of the blob
+/// whose digest is `digest`.
+#[derive(Clone)]
+pub struct Fault {
+    pub digest: String,
+    pub kind: FaultKind,
+}
+
+#[derive(Clone)]
+pub enum FaultKind {
+    /// Each response sends `after` body bytes, then nothing more, with the
+    /// connection open, until the proxy goes.
+    Stall { after: u64 },
+    /// A whole-blob response gets these bytes appended, its
+    /// Content-Length raised to match.
+    Append(Vec<u8>),
+    /// A whole-blob response has the byte at this offset inverted.
+    Flip(u64),
 }
 
 impl Proxy {
@@ -670,6 +692,7 @@ impl Proxy {
             blob_bytes: Default::default(),
             cut_after: Default::default(),
             refuse: Default::default(),
+            fault: Default::default(),
             stop: Default::default(),
         };
         let (log, bytes, cut, refuse, stop) = (
@@ -679,6 +702,7 @@ impl Proxy {
             p.refuse.clone(),
             p.stop.clone(),
         );
+        let fault = p.fault.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 match l.accept() {
@@ -689,7 +713,10 @@ impl Proxy {
                         }
                         let (log, bytes, cut, refuse) =
                             (log.clone(), bytes.clone(), cut.clone(), refuse.clone());
-                        std::thread::spawn(move || serve(c, upstream, log, bytes, cut, refuse));
+                        let (fault, stop) = (fault.clone(), stop.clone());
+                        std::thread::spawn(move || {
+                            serve(c, upstream, log, bytes, cut, refuse, (fault, stop))
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -724,6 +751,7 @@ fn serve(
     bytes: Arc<AtomicU64>,
     cut: Arc<Mutex<Option<u64>>>,
     refuse: Arc<AtomicBool>,
+    (fault, stop): (Arc<Mutex<Option<Fault>>>, Arc<AtomicBool>),
 ) {
     let Ok(mut u) = TcpStream::connect(("127.0.0.1", upstream)) else {
         return;
@@ -760,12 +788,22 @@ fn serve(
             return;
         };
         let rtext = String::from_utf8_lossy(&rhead).into_owned();
-        if c.write_all(&rhead).is_err() {
-            return;
-        }
         let len: u64 = header_of(&rtext, "content-length")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
+        let fault = fault
+            .lock()
+            .unwrap()
+            .clone()
+            .filter(|f| is_blob_get && line.contains(&f.digest))
+            .map(|f| f.kind);
+        if let Some(kind) = fault {
+            faulty_body(&mut c, &mut u, &rtext, len, kind, &stop);
+            return;
+        }
+        if c.write_all(&rhead).is_err() {
+            return;
+        }
         let no_body = line.starts_with("HEAD ")
             || rtext.starts_with("HTTP/1.1 204")
             || rtext.starts_with("HTTP/1.1 304");
@@ -803,6 +841,58 @@ fn serve(
             left -= n as u64;
         }
     }
+}
+
+/// Forwards one blob response with `kind` done to it; the connection is
+/// closed after it.
+fn faulty_body(
+    c: &mut TcpStream,
+    u: &mut TcpStream,
+    head: &str,
+    len: u64,
+    kind: FaultKind,
+    stop: &AtomicBool,
+) {
+    let whole = head.starts_with("HTTP/1.1 200");
+    let mut body = vec![0u8; len as usize];
+    if u.read_exact(&mut body).is_err() {
+        return;
+    }
+    let mut head = head.to_string();
+    match kind {
+        FaultKind::Stall { after } => {
+            let _ = c.write_all(head.as_bytes());
+            let _ = c.write_all(&body[..(after as usize).min(body.len())]);
+            let _ = c.flush();
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return;
+        }
+        FaultKind::Append(extra) if whole => {
+            body.extend_from_slice(&extra);
+            head = set_header(&head, "content-length", &body.len().to_string());
+        }
+        FaultKind::Flip(at) if whole && (at as usize) < body.len() => body[at as usize] ^= 0xff,
+        _ => {}
+    }
+    let _ = c.write_all(head.as_bytes());
+    let _ = c.write_all(&body);
+}
+
+/// `head` (ending in CRLFCRLF) with header `name` set to `value`.
+fn set_header(head: &str, name: &str, value: &str) -> String {
+    let mut out = String::new();
+    for l in head.trim_end_matches("\r\n").split("\r\n") {
+        match l.split_once(':') {
+            Some((k, _)) if k.trim().eq_ignore_ascii_case(name) => {
+                out.push_str(&format!("{k}: {value}\r\n"))
+            }
+            _ => out.push_str(&format!("{l}\r\n")),
+        }
+    }
+    out.push_str("\r\n");
+    out
 }
 
 fn header_of(head: &str, name: &str) -> Option<String> {
@@ -868,4 +958,197 @@ pub fn count<K: std::hash::Hash + Eq>(items: impl IntoIterator<Item = K>) -> Has
         *m.entry(i).or_insert(0) += 1;
     }
     m
+}
+
+// ---------------------------------------------------------------- fixtures
+
+/// A file or directory under tests/image/fixtures (see fixtures/make.py).
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/image/fixtures")
+        .join(rel)
+}
+
+/// Copies a fixture directory (or file) into `dest`, so a test may change
+/// its copy.
+pub fn copy_fixture(rel: &str, dest: &Path) {
+    let src = fixture(rel);
+    let out = Command::new("cp")
+        .arg("-a")
+        .arg(&src)
+        .arg(dest)
+        .output()
+        .expect("cp");
+    assert!(out.status.success(), "cp {}: {out:?}", src.display());
+}
+
+impl Sandbox {
+    /// Runs berth, killing it if it has not finished within `limit`: a
+    /// hang is a failure with its own message, not a stuck suite. Returns
+    /// the output and how long it took.
+    pub fn berth_within(&self, args: &[&str], limit: Duration) -> (Output, Duration) {
+        let mut c = self.cmd();
+        c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        run_within(c, limit, &format!("berth {args:?}"))
+    }
+
+    /// `berth_within`, expecting berth's failure (125); returns stderr.
+    pub fn fails_within(&self, args: &[&str], limit: Duration) -> String {
+        let (out, _) = self.berth_within(args, limit);
+        assert_eq!(
+            out.status.code(),
+            Some(125),
+            "berth {args:?} should fail with 125; stdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Every file and directory under the store's blobs/, ingest/, tmp/
+    /// and layers/: what a failed command must not have added.
+    pub fn store_contents(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for d in ["blobs/sha256", "ingest", "tmp", "layers"] {
+            if let Ok(rd) = fs::read_dir(self.root().join(d)) {
+                for e in rd.flatten() {
+                    v.push(format!("{d}/{}", e.file_name().to_string_lossy()));
+                }
+            }
+        }
+        v.sort();
+        v
+    }
+}
+
+/// Runs `c` (with piped output) and kills it after `limit`.
+pub fn run_within(mut c: Command, limit: Duration, what: &str) -> (Output, Duration) {
+    let start = Instant::now();
+    let mut child = c.spawn().expect("spawn");
+    // Drain the pipes on threads, so a chatty child cannot block on them.
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = so.read_to_end(&mut b);
+        b
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = se.read_to_end(&mut b);
+        b
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = start.elapsed();
+    let out = Output {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    };
+    (out, took)
+}
+
+// ---------------------------------------------------------------- raw pushes
+
+/// One HTTP/1.1 request to 127.0.0.1:`port` on its own connection;
+/// returns the status, the head and the body.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&resp[..split]).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head, resp[split + 4..].to_vec())
+}
+
+impl Registry {
+    /// Uploads a blob with the distribution API (POST, then PUT with its
+    /// digest): for content skopeo would be slow or unwilling to push.
+    pub fn put_blob(&self, repo: &str, data: &[u8]) -> Digest {
+        let d = Digest::of(data);
+        let (status, head, _) = http(
+            self.port,
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/"),
+            &[],
+            b"",
+        );
+        assert_eq!(status, 202, "{head}");
+        let loc = header_of(&head, "location").expect("upload location");
+        let path = loc
+            .split_once("://")
+            .map_or(loc.as_str(), |(_, rest)| &rest[rest.find('/').unwrap()..])
+            .to_string();
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let (status, head, _) = http(
+            self.port,
+            "PUT",
+            &format!("{path}{sep}digest={d}"),
+            &[("Content-Type", "application/octet-stream")],
+            data,
+        );
+        assert_eq!(status, 201, "{head}");
+        d
+    }
+
+    /// Puts a manifest under `tag`.
+    pub fn put_manifest(&self, repo: &str, tag: &str, media_type: &str, body: &[u8]) {
+        let (status, head, text) = http(
+            self.port,
+            "PUT",
+            &format!("/v2/{repo}/manifests/{tag}"),
+            &[("Content-Type", media_type)],
+            body,
+        );
+        assert_eq!(status, 201, "{head}\n{}", String::from_utf8_lossy(&text));
+    }
+
+    /// Pushes every blob of an OCI layout fixture and its (single) image
+    /// manifest as `repo:tag`, each blob once.
+    pub fn put_layout(&self, layout: &Path, repo: &str, tag: &str) {
+        let index: Value =
+            serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let desc = &index["manifests"][0];
+        for e in fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+            self.put_blob(repo, &fs::read(e.unwrap().path()).unwrap());
+        }
+        let md = desc["digest"].as_str().unwrap();
+        let body = fs::read(layout.join("blobs/sha256").join(&md[7..])).unwrap();
+        self.put_manifest(repo, tag, desc["mediaType"].as_str().unwrap(), &body);
+    }
 }

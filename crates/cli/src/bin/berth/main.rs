@@ -14,8 +14,9 @@ use anyhow::{Context, Result, bail};
 use berth_image::archive::{self, Format};
 use berth_image::auth::{CredentialStore, Credentials};
 use berth_image::bundle::{self, BundleOptions};
-use berth_image::client::{RegistryClient, TransportOptions};
+use berth_image::client::{RegistryClient, Timeouts, TransportOptions};
 use berth_image::images::{self, Removed};
+use berth_image::limits::Limits;
 use berth_image::pull::{self, PullOptions};
 use berth_image::push::{self, PushOptions};
 use berth_image::registries::RegistriesConf;
@@ -43,8 +44,41 @@ struct Cli {
     /// Credentials file (default: podman's auth.json).
     #[arg(long, global = true)]
     authfile: Option<PathBuf>,
+    #[command(flatten)]
+    limits: LimitArgs,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+/// Caps and timeouts for bringing images in (pull, run, load, import).
+#[derive(clap::Args, Clone)]
+struct LimitArgs {
+    /// Largest unpacked size of one layer (bytes, or with K, M, G, T).
+    #[arg(long, global = true, value_name = "SIZE", default_value = "16G", value_parser = parse_size)]
+    max_layer_size: u64,
+    /// Largest unpacked size of all of an image's layers.
+    #[arg(long, global = true, value_name = "SIZE", default_value = "64G", value_parser = parse_size)]
+    max_image_size: u64,
+    /// How long to wait for a connection to a registry.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    connect_timeout: std::time::Duration,
+    /// How long a registry may send nothing before a download is retried
+    /// (and, a few retries later, given up).
+    #[arg(long, global = true, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    idle_timeout: std::time::Duration,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            layer: self.max_layer_size,
+            image: self.max_image_size,
+        }
+    }
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    berth_image::limits::parse_size(s).map_err(|e| e.to_string())
 }
 
 #[derive(clap::Args, Clone)]
@@ -259,6 +293,7 @@ struct Ctx {
     conf: RegistriesConf,
     certs_dir: PathBuf,
     authfile: Option<PathBuf>,
+    limits: LimitArgs,
 }
 
 impl Ctx {
@@ -282,6 +317,10 @@ impl Ctx {
             tls_verify: net.tls_verify,
             credentials: CredentialStore::with_auth_file(self.authfile.clone()),
             creds_override,
+            timeouts: Timeouts {
+                connect: self.limits.connect_timeout,
+                idle: self.limits.idle_timeout,
+            },
         })
     }
 }
@@ -293,6 +332,7 @@ fn run(cli: Cli) -> Result<()> {
         conf: RegistriesConf::load(cli.registries_conf.as_deref())?,
         certs_dir: cli.certs_dir,
         authfile: cli.authfile,
+        limits: cli.limits,
     };
     match cli.cmd {
         Cmd::Pull {
@@ -307,6 +347,7 @@ fn run(cli: Cli) -> Result<()> {
                 transport: ctx.transport(&net)?,
                 registries: ctx.conf.clone(),
                 progress: Arc::new(progress::Bars::new(quiet)),
+                limits: ctx.limits.limits(),
                 ..PullOptions::default()
             };
             let rec = runtime()?.block_on(pull::pull(store, &image, &opts))?;
@@ -484,7 +525,10 @@ fn run(cli: Cli) -> Result<()> {
             archive::save(&store, &list, format, &output)?;
         }
         Cmd::Load { input, quiet } => {
-            for rec in archive::load(&ctx.store()?, &input)? {
+            let opts = archive::LoadOptions {
+                limits: ctx.limits.limits(),
+            };
+            for rec in archive::load(&ctx.store()?, &input, &opts)? {
                 if quiet {
                     println!("{}", rec.id.hex());
                 } else {
@@ -503,7 +547,10 @@ fn run(cli: Cli) -> Result<()> {
                 Ok(v) => v,
                 Err(_) => vec!["/bin/sh".into(), "-c".into(), c],
             });
-            let rec = archive::import(&ctx.store()?, &tarball, name.as_deref(), cmd)?;
+            let opts = archive::LoadOptions {
+                limits: ctx.limits.limits(),
+            };
+            let rec = archive::import(&ctx.store()?, &tarball, name.as_deref(), cmd, &opts)?;
             println!("{}", rec.id.hex());
         }
         Cmd::Bundle {
@@ -553,6 +600,7 @@ fn pull_quietly(ctx: &Ctx, image: &str) -> Result<ImageRecord> {
         })?,
         registries: ctx.conf.clone(),
         progress: Arc::new(progress::Bars::new(true)),
+        limits: ctx.limits.limits(),
         ..PullOptions::default()
     };
     Ok(runtime()?.block_on(pull::pull(store, image, &opts))?)
