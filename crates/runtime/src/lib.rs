@@ -47,6 +47,9 @@ pub use create::{CreateOptions, Created};
 pub use error::{Error, Result};
 pub use events::Event;
 pub use exec::{ExecFlags, ExecOptions, Execed};
+/// The filter a profile compiles to, for checking a profile before any
+/// container uses it (the engine's tests run its default profile's).
+pub use seccomp::compile as compile_seccomp;
 pub use state::{OciState, Status};
 
 /// Where non-fatal problems (a failing poststart hook...) are reported.

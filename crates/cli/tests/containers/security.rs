@@ -118,3 +118,134 @@ fn exec_with_a_terminal() {
     assert!(text.contains("/dev/pts/"), "{text}");
     assert!(out.status.success(), "{text}");
 }
+
+/// fixtures/syscalls.c built static into a directory of the env's
+/// sandbox (removed with it), to bind into containers at /probe.
+fn syscall_prober(env: &Env) -> Option<String> {
+    let dir = env.sb.path().join("prober");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/containers/fixtures/syscalls.c"
+    );
+    let out = std::process::Command::new("gcc")
+        .args(["-static", "-O2", "-o"])
+        .arg(dir.join("probe"))
+        .arg(src)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        // gcc without a static libc (libc6-dev) cannot make it.
+        eprintln!(
+            "SKIPPED: gcc -static failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    Some(format!("{}:/probe:ro", dir.display()))
+}
+
+/// The probes' answers, NAME -> ok or an errno name.
+fn probe(env: &Env, flags: &[&str], probes: &[&str]) -> std::collections::BTreeMap<String, String> {
+    let mut args = vec!["run", "--rm", "--network", "none"];
+    args.extend(flags);
+    args.push(&env.image);
+    args.push("/probe/probe");
+    args.extend(probes);
+    env.ok(&args)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_default_seccomp_profile_allows_a_list() {
+    require!("gcc");
+    let env = Env::new();
+    let Some(bind) = syscall_prober(&env) else {
+        return;
+    };
+    let v = ["-v", bind.as_str()];
+    // Calls the profile does not name look absent (ENOSYS, as
+    // containers-common answers); calls a missing capability covers get
+    // EPERM; audit sockets look unsupported without CAP_AUDIT_WRITE.
+    let got = probe(
+        &env,
+        &v,
+        &[
+            "io_uring_setup",
+            "memfd_secret",
+            "keyctl",
+            "unshare",
+            "clone_newns",
+            "vsock",
+            "audit",
+            "inet",
+            "thread",
+        ],
+    );
+    let want = [
+        ("io_uring_setup", "ENOSYS"),
+        ("memfd_secret", "ENOSYS"),
+        ("keyctl", "ENOSYS"),
+        ("unshare", "EPERM"),
+        ("clone_newns", "EPERM"),
+        ("vsock", "EPERM"),
+        ("audit", "EINVAL"),
+        ("inet", "ok"),
+        // glibc's clone3 gets ENOSYS and it falls back to clone.
+        ("thread", "ok"),
+    ];
+    for (k, w) in want {
+        assert_eq!(got.get(k).map(String::as_str), Some(w), "{k}: {got:?}");
+    }
+    // Everyday work still runs under the filter: files, processes, pipes,
+    // sleeping, addresses, a server and a client over loopback.
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        &env.image,
+        "sh",
+        "-c",
+        "ls / >/dev/null && cat /etc/passwd >/dev/null && sleep 0.1 && id -u && seq 3 | wc -l \
+         && ip addr show lo | grep -c 127.0.0.1 && ps >/dev/null \
+         && httpd -p 127.0.0.1:8080 -h /www && wget -qO- http://127.0.0.1:8080/index.html",
+    ]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["0", "3", "1", "hello from berth"],
+        "{out}"
+    );
+    // CAP_SYS_ADMIN opens mounts and namespaces; io_uring stays shut.
+    let out = env.ok(&[
+        "run", "--rm", "--network", "none", "--cap-add", "SYS_ADMIN", v[0], v[1], &env.image, "sh", "-c",
+        "mkdir /m && mount -t tmpfs t /m && echo mounted; /probe/probe io_uring_setup unshare clone_newns",
+    ]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "mounted",
+            "io_uring_setup=ENOSYS",
+            "unshare=ok",
+            "clone_newns=ok"
+        ],
+        "{out}"
+    );
+    // Unconfined, the kernel answers: io_uring works unless the host's
+    // kernel.io_uring_disabled shuts it (2: for all; 1: for those without
+    // CAP_SYS_ADMIN outside io_uring_group, as this container's root is).
+    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "0".into());
+    let want = if disabled == "0" { "ok" } else { "EPERM" };
+    let got = probe(
+        &env,
+        &["--security-opt", "seccomp=unconfined", v[0], v[1]],
+        &["io_uring_setup"],
+    );
+    assert_eq!(
+        got["io_uring_setup"], want,
+        "kernel.io_uring_disabled={disabled}"
+    );
+}
