@@ -128,7 +128,7 @@ fn runtime_ids(root: &Path) -> Vec<String> {
         return Vec::new();
     };
     rd.flatten()
-        .filter(|d| d.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|d| d.path().join("state.json").exists())
         .map(|d| d.file_name().to_string_lossy().into_owned())
         .filter(|id| berth_runtime::id::validate(id).is_ok())
         .collect()

@@ -45,6 +45,12 @@ pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 const START_ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Runtime {
+    /// Compiled seccomp filters, kept between calls (see
+    /// seccomp::prepare); beside the containers' state, private as it is.
+    pub fn seccomp_cache(&self) -> PathBuf {
+        self.store.root().join(".seccomp")
+    }
+
     pub fn new(root: impl Into<PathBuf>, systemd_cgroup: bool) -> Self {
         Runtime {
             store: Store::new(root),

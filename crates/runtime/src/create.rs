@@ -93,7 +93,7 @@ impl Runtime {
             ));
         }
         let ns = Namespaces::from_spec(linux)?;
-        let prepared = Prepared::new(process, linux)?;
+        let prepared = Prepared::new(process, linux, Some(&self.seccomp_cache()))?;
         let joins = ns.open_joins()?;
         let listener = seccomp::Listener::connect(linux)?;
         // idmapped mounts: a user namespace per mount, made before the fork.

@@ -70,7 +70,7 @@ impl Runtime {
             ));
         }
         let linux = spec.linux().clone().unwrap_or_default();
-        let prepared = Prepared::new(p, &linux)?;
+        let prepared = Prepared::new(p, &linux, Some(&self.seccomp_cache()))?;
         let listener = seccomp::Listener::connect(&linux)?;
         // The container's namespaces, as its init holds them now.
         let mut joins: Vec<(LinuxNamespaceType, OwnedFd)> = Vec::new();
@@ -307,8 +307,7 @@ fn child_setup(a: &ChildArgs, chan: &Channel) -> Result<Option<Error>> {
     }
     chan.send(&Msg::Ready)?;
     if !early && let Some(f) = &a.prepared.seccomp {
-        f.load()
-            .map_err(|e| Error::Seccomp(format!("load filter: {e}")))?;
+        f.load()?;
     }
     Ok(Some(process::exec(&path, args, &env)))
 }

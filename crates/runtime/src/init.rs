@@ -319,9 +319,7 @@ fn wait_and_exec(plan: &InitPlan) -> Result<std::convert::Infallible> {
         && let Some(filter) = &plan.prepared.seccomp
     {
         // Last, so the filter need not allow the runtime's own calls.
-        filter
-            .load()
-            .map_err(|e| Error::Seccomp(format!("load filter: {e}")))?;
+        filter.load()?;
     }
     let env = process::environment(p);
     let args = p.args().as_deref().unwrap_or(&[]);

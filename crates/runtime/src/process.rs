@@ -10,7 +10,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use libseccomp::ScmpFilterContext;
 use oci_spec::runtime::{PosixRlimitType, Process};
 
 use crate::capabilities::CapSets;
@@ -24,7 +23,7 @@ pub struct Prepared {
     /// The five sets; a config without `capabilities` gets all of them
     /// empty, as with runc, not the runtime's own.
     pub caps: CapSets,
-    pub seccomp: Option<ScmpFilterContext>,
+    pub seccomp: Option<crate::seccomp::Filter>,
     /// The filter hands syscalls to a listener: it must be loaded while
     /// the runtime is still there to pass the notify fd on.
     pub seccomp_notify: bool,
@@ -43,14 +42,19 @@ struct LsmExec {
 }
 
 impl Prepared {
-    pub fn new(p: &Process, linux: &oci_spec::runtime::Linux) -> Result<Prepared> {
+    /// `seccomp_cache`: where compiled filters are kept between calls.
+    pub fn new(
+        p: &Process,
+        linux: &oci_spec::runtime::Linux,
+        seccomp_cache: Option<&Path>,
+    ) -> Result<Prepared> {
         let nnp = p.no_new_privileges() == Some(true);
         Ok(Prepared {
             caps: CapSets::new(p.capabilities().as_ref()),
             seccomp: linux
                 .seccomp()
                 .as_ref()
-                .map(|s| crate::seccomp::compile(s, nnp))
+                .map(|s| crate::seccomp::prepare(s, nnp, seccomp_cache))
                 .transpose()?,
             seccomp_notify: linux
                 .seccomp()
@@ -78,11 +82,11 @@ impl Prepared {
         let Some(filter) = &self.seccomp else {
             return Ok(());
         };
-        filter
-            .load()
-            .map_err(|e| Error::Seccomp(format!("load filter: {e}")))?;
-        if self.seccomp_notify {
-            let fd = filter
+        filter.load()?;
+        if let crate::seccomp::Filter::Context(ctx) = filter
+            && self.seccomp_notify
+        {
+            let fd = ctx
                 .get_notify_fd()
                 .map_err(|e| Error::Seccomp(format!("notify fd: {e}")))?;
             let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };

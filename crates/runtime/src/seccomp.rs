@@ -155,6 +155,154 @@ pub fn compile(s: &LinuxSeccomp, nnp: bool) -> Result<ScmpFilterContext> {
     Ok(ctx)
 }
 
+/// A filter ready to load in the container's process: libseccomp's own
+/// (for a notify profile, whose listener fd libseccomp hands out), or the
+/// BPF program it compiles to, from a cache when this profile was compiled
+/// before.
+pub enum Filter {
+    Context(ScmpFilterContext),
+    Bpf(Bpf),
+}
+
+/// A compiled program and how to load it.
+pub struct Bpf {
+    insns: Vec<libc::sock_filter>,
+    /// SECCOMP_FILTER_FLAG_* from the profile's flags.
+    flags: libc::c_uint,
+    nnp: bool,
+}
+
+impl Filter {
+    /// Turns the calling process's filter on (seccomp(2) directly for a
+    /// program, as libseccomp would load it).
+    pub fn load(&self) -> Result<()> {
+        match self {
+            Filter::Context(ctx) => ctx.load().map_err(|e| err("load filter", e)),
+            Filter::Bpf(b) => b.load(),
+        }
+    }
+}
+
+impl Bpf {
+    fn load(&self) -> Result<()> {
+        if self.nnp {
+            // SAFETY: prctl with integer arguments only.
+            if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+                return Err(err("set no_new_privs", std::io::Error::last_os_error()));
+            }
+        }
+        let prog = libc::sock_fprog {
+            len: self.insns.len() as u16,
+            filter: self.insns.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: prog points at insns, which outlive the call; the kernel
+        // copies the program.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                self.flags,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if rc != 0 {
+            return Err(err("load filter", std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    fn from_bytes(raw: &[u8], flags: libc::c_uint, nnp: bool) -> Option<Bpf> {
+        const INSN: usize = std::mem::size_of::<libc::sock_filter>();
+        if raw.is_empty() || !raw.len().is_multiple_of(INSN) || raw.len() / INSN > u16::MAX as usize {
+            return None;
+        }
+        let insns = raw
+            .chunks_exact(INSN)
+            .map(|c| libc::sock_filter {
+                code: u16::from_ne_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect();
+        Some(Bpf { insns, flags, nnp })
+    }
+}
+
+fn load_flags(s: &LinuxSeccomp) -> libc::c_uint {
+    let mut f = 0;
+    for flag in s.flags().iter().flatten() {
+        f |= match flag {
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => libc::SECCOMP_FILTER_FLAG_LOG,
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
+                libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
+            }
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => 0,
+        } as libc::c_uint;
+    }
+    f
+}
+
+/// Compiles the profile, or takes its program from `cache` (a directory
+/// only the runtime writes) where this very profile was compiled before
+/// by this libseccomp: compiling a few hundred rules takes milliseconds
+/// on every container start, loading a program microseconds. Entries hold
+/// their whole key and are used only on an exact match.
+pub fn prepare(s: &LinuxSeccomp, nnp: bool, cache: Option<&std::path::Path>) -> Result<Filter> {
+    if uses_notify(s) {
+        return compile(s, nnp).map(Filter::Context);
+    }
+    let flags = load_flags(s);
+    let key = {
+        let v = libseccomp::ScmpVersion::current().map_err(|e| err("libseccomp version", e))?;
+        let mut k = format!("{}.{}.{} {nnp} ", v.major, v.minor, v.micro).into_bytes();
+        k.extend(serde_json::to_vec(s).expect("a profile serializes"));
+        k
+    };
+    let file = cache.map(|dir| {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        dir.join(format!("{:016x}.bpf", h.finish()))
+    });
+    if let Some(f) = &file
+        && let Ok(raw) = std::fs::read(f)
+        && let Some(prog) = raw.strip_prefix(&key[..]).and_then(|r| r.strip_prefix(b"\0"))
+        && let Some(bpf) = Bpf::from_bytes(prog, flags, nnp)
+    {
+        return Ok(Filter::Bpf(bpf));
+    }
+    let ctx = compile(s, nnp)?;
+    let prog = export(&ctx)?;
+    let bpf = Bpf::from_bytes(&prog, flags, nnp)
+        .ok_or_else(|| Error::Seccomp("libseccomp exported an empty program".into()))?;
+    if let (Some(dir), Some(f)) = (cache, &file) {
+        // A cache that cannot be written costs speed, nothing else.
+        let _ = std::fs::create_dir_all(dir);
+        let mut entry = key;
+        entry.push(0);
+        entry.extend_from_slice(&prog);
+        let _ = crate::fsutil::atomic_write(f, &entry, 0o600);
+    }
+    Ok(Filter::Bpf(bpf))
+}
+
+/// The program libseccomp compiled, through a memfd (its export to
+/// memory needs libseccomp 2.6).
+fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>> {
+    use std::io::{Read, Seek};
+    let fd = rustix::fs::memfd_create("berth-seccomp", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| err("memfd for the filter", e))?;
+    let mut f = std::fs::File::from(fd);
+    ctx.export_bpf(&f).map_err(|e| err("export filter", e))?;
+    let mut prog = Vec::new();
+    f.rewind()
+        .and_then(|_| f.read_to_end(&mut prog))
+        .map_err(|e| err("read filter", e))?;
+    Ok(prog)
+}
+
 /// The profile's notify listener: a connected socket to its host path,
 /// made before the container's process exists.
 pub struct Listener {
@@ -220,6 +368,38 @@ mod tests {
         }"#;
         let s: LinuxSeccomp = serde_json::from_slice(raw).unwrap();
         compile(&s, true).unwrap();
+    }
+
+    fn program(f: &Filter) -> Vec<(u16, u8, u8, u32)> {
+        match f {
+            Filter::Bpf(b) => b.insns.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect(),
+            Filter::Context(_) => panic!("a program was expected"),
+        }
+    }
+
+    #[test]
+    fn compiled_programs_are_cached_by_their_whole_profile() {
+        let d = tempfile::tempdir().unwrap();
+        let raw = br#"{"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["read", "write"], "action": "SCMP_ACT_ALLOW"}]}"#;
+        let s: LinuxSeccomp = serde_json::from_slice(raw).unwrap();
+        let fresh = program(&prepare(&s, false, Some(d.path())).unwrap());
+        let files: Vec<_> = std::fs::read_dir(d.path()).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1);
+        let cached = program(&prepare(&s, false, Some(d.path())).unwrap());
+        assert_eq!(fresh, cached);
+        // The same profile without no_new_privs, or another profile, is
+        // another entry.
+        prepare(&s, true, Some(d.path())).unwrap();
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2);
+        // An entry whose key does not match exactly is not used: a program
+        // planted under a profile's file name is compiled over.
+        let f = files[0].path();
+        let mut planted = b"other profile\0".to_vec();
+        planted.extend_from_slice(&[0u8; 8]);
+        std::fs::write(&f, &planted).unwrap();
+        assert_eq!(program(&prepare(&s, false, Some(d.path())).unwrap()), fresh);
+        assert_ne!(std::fs::read(&f).unwrap(), planted, "rewritten");
     }
 
     #[test]
