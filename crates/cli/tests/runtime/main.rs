@@ -6,6 +6,7 @@
 mod support;
 
 mod cgroups;
+mod devices;
 mod exec;
 mod hooks;
 mod hostile;

@@ -336,3 +336,75 @@ fn containerd_runs_through_berth_runtime() {
     sh(c.ctr().args(["container", "rm", "c1"]));
     assert!(cgroup_dirs("c1").is_empty());
 }
+
+/// What a container of podman's or containerd's makes with CAP_MKNOD opens
+/// nothing of the host's under berth-runtime either.
+#[test]
+fn peers_containers_cannot_open_host_devices_through_berth_runtime() {
+    require!(
+        have("podman") && have("buildah") && have("conmon") && have("containerd") && have("ctr"),
+        "podman, buildah, conmon, containerd and ctr are needed"
+    );
+    let probe = "mknod /tmp/l b 7 0 && head -c1 /tmp/l; echo rc=$?";
+    let sb = Sandbox::new();
+    let p = Podman::new(&sb);
+    let out = p
+        .podman()
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--cap-add",
+            "MKNOD",
+            "localhost/berth-busybox:test",
+            "sh",
+            "-c",
+            probe,
+        ])
+        .output()
+        .unwrap();
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        o.contains("rc=1") && e.contains("Operation not permitted"),
+        "{o}\n{e}"
+    );
+
+    let archive = sb.dir.path().join("busybox.tar");
+    sh(p.buildah()
+        .args(["push", "-q", "localhost/berth-busybox:test"])
+        .arg(format!("oci-archive:{}:berth/busybox:test", archive.display())));
+    let c = Containerd::start(&sb);
+    sh(c.ctr()
+        .args(["image", "import", "--all-platforms"])
+        .arg(&archive));
+    let out = c
+        .ctr()
+        .args([
+            "run",
+            "--rm",
+            "--cap-add",
+            "CAP_MKNOD",
+            "--runc-binary",
+            bin(),
+            "berth/busybox:test",
+            "dev1",
+            "sh",
+            "-c",
+            probe,
+        ])
+        .output()
+        .unwrap();
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(o.contains("rc=1"), "{o}\n{e}");
+    assert!(
+        o.contains("Operation not permitted") || e.contains("Operation not permitted"),
+        "{o}\n{e}"
+    );
+}
