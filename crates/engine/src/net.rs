@@ -333,7 +333,7 @@ pub(crate) fn detach_all(
     let path = netns_path.map(PathBuf::from).unwrap_or_default();
     let names = configured_networks(mode);
     for (i, n) in names.iter().enumerate().rev() {
-        let net = e.db.network::<Network>(n).ok().flatten();
+        let net = e.db.network::<Network>(n)?;
         let p = if i == 0 { ports } else { &[] };
         let fallback = net.as_ref().map(|net| (net, p));
         if let Some(w) = c

@@ -142,7 +142,7 @@ fn release_network(e: &Engine, owner: &str) -> Result<()> {
         if id != owner {
             continue;
         }
-        let record = e.db.network::<berth_network::Network>(&net).ok().flatten();
+        let record = e.db.network::<berth_network::Network>(&net)?;
         let fallback = record.as_ref().map(|n| (n, &[][..]));
         let pin = e.netns_dir().join(Engine::netns_name(owner));
         match cni.detach(&net, owner, &pin, &ifname, fallback) {
@@ -348,8 +348,10 @@ pub(crate) fn rebuild(e: &Engine) -> Result<usize> {
                 p.infra_pid = 0;
                 p.netns = None;
                 p.networks.clear();
-                if e.db.insert_pod(&mut p).is_ok() {
-                    n += 1;
+                match e.db.insert_pod(&mut p) {
+                    Ok(()) => n += 1,
+                    Err(Error::Conflict(why)) => tracing::warn!("{why}"),
+                    Err(err) => return Err(err),
                 }
             }
         }

@@ -213,7 +213,8 @@ impl Bpf {
 
     fn from_bytes(raw: &[u8], flags: libc::c_uint, nnp: bool) -> Option<Bpf> {
         const INSN: usize = std::mem::size_of::<libc::sock_filter>();
-        if raw.is_empty() || !raw.len().is_multiple_of(INSN) || raw.len() / INSN > u16::MAX as usize {
+        if raw.is_empty() || !raw.len().is_multiple_of(INSN) || raw.len() / INSN > u16::MAX as usize
+        {
             return None;
         }
         let insns = raw
@@ -268,7 +269,9 @@ pub fn prepare(s: &LinuxSeccomp, nnp: bool, cache: Option<&std::path::Path>) -> 
     });
     if let Some(f) = &file
         && let Ok(raw) = std::fs::read(f)
-        && let Some(prog) = raw.strip_prefix(&key[..]).and_then(|r| r.strip_prefix(b"\0"))
+        && let Some(prog) = raw
+            .strip_prefix(&key[..])
+            .and_then(|r| r.strip_prefix(b"\0"))
         && let Some(bpf) = Bpf::from_bytes(prog, flags, nnp)
     {
         return Ok(Filter::Bpf(bpf));

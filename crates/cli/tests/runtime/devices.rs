@@ -25,7 +25,7 @@ fn add_nodes(b: &Bundle) {
     }
 }
 
-const PROBE: &str = "head -c1 /hostloop; echo loop=$?; cat /hostconsole; echo console=$?; \
+const PROBE: &str = "head -c1 /hostloop; echo loop=$?; head -c0 /hostconsole; echo console=$?; \
                      mknod /tmp/made b 7 0 && head -c1 /tmp/made; echo made=$?; \
                      head -c1 /dev/zero >/dev/null; echo zero=$?";
 

@@ -376,7 +376,10 @@ fn peers_containers_cannot_open_host_devices_through_berth_runtime() {
     let archive = sb.dir.path().join("busybox.tar");
     sh(p.buildah()
         .args(["push", "-q", "localhost/berth-busybox:test"])
-        .arg(format!("oci-archive:{}:berth/busybox:test", archive.display())));
+        .arg(format!(
+            "oci-archive:{}:berth/busybox:test",
+            archive.display()
+        )));
     let c = Containerd::start(&sb);
     sh(c.ctr()
         .args(["image", "import", "--all-platforms"])
