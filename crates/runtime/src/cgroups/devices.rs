@@ -102,12 +102,33 @@ fn parse_access(s: &str) -> Option<u8> {
     Some(bits)
 }
 
-/// The devices every container may use whatever its rules say (runc's
-/// default list): mknod of any node (opening one is what the rules guard),
-/// the runtime-spec's default devices, the pty devices and /dev/net/tun.
-/// Not /dev/console (c 5:1): a container's console is a pty (136:*), and
-/// 5:1 is the host's.
+/// The devices every container may use whatever its rules say: the
+/// runtime-spec's default devices and the ptys. Not /dev/console (c 5:1):
+/// a container's console is a pty (136:*), and 5:1 is the host's.
 pub fn default_allowed() -> Vec<Rule> {
+    let c = |major, minor| Rule {
+        allow: true,
+        kind: 'c',
+        major: Some(major),
+        minor,
+        access: ACC_ALL,
+    };
+    vec![
+        c(1, Some(3)), // null
+        c(1, Some(5)), // zero
+        c(1, Some(7)), // full
+        c(1, Some(8)), // random
+        c(1, Some(9)), // urandom
+        c(5, Some(0)), // tty
+        c(5, Some(2)), // ptmx
+        c(136, None),  // pts/*
+    ]
+}
+
+/// What a config without any device rule gets, as runc gives it: the
+/// defaults, /dev/net/tun, and mknod of any node (opening one is what the
+/// rules guard).
+pub fn runc_defaults() -> Vec<Rule> {
     let rule = |kind, major, minor, access| Rule {
         allow: true,
         kind,
@@ -115,20 +136,13 @@ pub fn default_allowed() -> Vec<Rule> {
         minor,
         access,
     };
-    let c = |major, minor| rule('c', Some(major), minor, ACC_ALL);
-    vec![
+    let mut v = vec![
         rule('c', None, None, ACC_MKNOD),
         rule('b', None, None, ACC_MKNOD),
-        c(1, Some(3)),    // null
-        c(1, Some(5)),    // zero
-        c(1, Some(7)),    // full
-        c(1, Some(8)),    // random
-        c(1, Some(9)),    // urandom
-        c(5, Some(0)),    // tty
-        c(5, Some(2)),    // ptmx
-        c(136, None),     // pts/*
-        c(10, Some(200)), // net/tun
-    ]
+    ];
+    v.extend(default_allowed());
+    v.push(rule('c', Some(10), Some(200), ACC_ALL)); // net/tun
+    v
 }
 
 fn deny_all() -> Rule {
@@ -185,7 +199,7 @@ pub fn rules(spec_rules: &[LinuxDeviceCgroup], extra: &[LinuxDeviceCgroup]) -> R
     let mut out = Vec::new();
     if spec_rules.is_empty() {
         out.push(deny_all());
-        out.extend(default_allowed());
+        out.extend(runc_defaults());
     }
     for (i, d) in spec_rules.iter().enumerate() {
         let r = Rule::from_spec(d, &format!("linux.resources.devices[{i}]"))?;
