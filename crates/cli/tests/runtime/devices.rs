@@ -16,7 +16,7 @@ fn add_nodes(b: &Bundle) {
     ] {
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &root.join(name),
+            root.join(name),
             kind,
             rustix::fs::Mode::from_raw_mode(0o666),
             rustix::fs::makedev(major, minor),
