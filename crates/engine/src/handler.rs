@@ -70,13 +70,18 @@ impl Handler {
         }
     }
 
-    /// The monitor.json `runtime` object.
-    pub fn monitor_json(&self) -> serde_json::Value {
+    /// The same handler as the monitor's config names it.
+    pub fn for_monitor(&self) -> berth_monitor::Handler {
         match self {
-            Handler::Builtin { root } => serde_json::json!({"kind": "builtin", "root": root}),
-            Handler::External { path, root, .. } => {
-                serde_json::json!({"kind": "external", "path": path, "root": root})
-            }
+            Handler::Builtin { root } => berth_monitor::Handler::Builtin {
+                root: root.clone(),
+                systemd_cgroup: false,
+            },
+            Handler::External { path, root, .. } => berth_monitor::Handler::External {
+                path: path.clone(),
+                root: root.clone(),
+                systemd_cgroup: false,
+            },
         }
     }
 

@@ -15,14 +15,6 @@ use crate::handler::RtStatus;
 use crate::model::{Container, ContainerConfig, NetworkMode, State, Status};
 use crate::{etcfiles, ids, net, spec};
 
-/// What `exit.json` holds, as the monitor writes it.
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ExitFile {
-    exit_code: i32,
-    finished_at: String,
-}
-
 impl Engine {
     /// Makes the container: its record, its bundle (a snapshot of the image
     /// and the runtime spec). Nothing runs yet.
@@ -80,6 +72,7 @@ impl Engine {
             netns: None,
             networks: Vec::new(),
             monitor_pid: 0,
+            monitor_start: 0,
             version: 0,
         };
         // Held until the record exists: the recovery sweep takes a bundle
@@ -288,28 +281,40 @@ impl Engine {
 
         let rundir = self.rundir(&c.id);
         std::fs::create_dir_all(&rundir).ctx(|| format!("create {}", rundir.display()))?;
-        let monitor_cfg = json!({
-            "id": c.id,
-            "bundle": dir,
-            "runtime": handler.monitor_json(),
-            "tty": c.config.tty,
-            "stdin": c.config.stdin,
-            "log_path": self.log_path(&c.id),
-            "log_max_size": 10 * 1024 * 1024,
-            "log_max_files": 1,
-            "exit_file": self.exit_file(&c.id),
-            "attach_socket": self.attach_socket(&c.id),
-            "pid_file": ud.join("pid"),
-            "exit_command": [
-                path_str(&self.berth), "--root", path_str(&self.root), "--runroot",
-                path_str(&self.run_root), "container", "cleanup", c.id.clone(),
-            ],
-        });
+        let monitor_cfg = berth_monitor::Config {
+            id: c.id.clone(),
+            bundle: dir.clone(),
+            runtime: handler.for_monitor(),
+            tty: c.config.tty,
+            stdin: c.config.stdin,
+            log_path: self.log_path(&c.id),
+            log_max_size: 10 * 1024 * 1024,
+            log_max_files: 1,
+            exit_file: self.exit_file(&c.id),
+            attach_socket: self.attach_socket(&c.id),
+            pid_file: ud.join("pid"),
+            // Without a daemon, the exit is acted on (network released,
+            // --rm honoured) by a berth the monitor starts.
+            exit_command: Some(vec![
+                path_str(&self.berth),
+                "--root".into(),
+                path_str(&self.root),
+                "--runroot".into(),
+                path_str(&self.run_root),
+                "container".into(),
+                "cleanup".into(),
+                c.id.clone(),
+            ]),
+        };
         let cfg_path = ud.join("monitor.json");
-        etcfiles::write(&ud, "monitor.json", &monitor_cfg.to_string())?;
-        let (monitor_pid, pid) = crate::monitor::spawn(&self.monitor, &cfg_path)?;
-        c.monitor_pid = monitor_pid;
-        c.state.pid = pid;
+        monitor_cfg
+            .save(&cfg_path)
+            .map_err(|e| Error::Monitor(e.to_string()))?;
+        let started = berth_monitor::start_monitor(&self.monitor, &cfg_path)
+            .map_err(|e| Error::Monitor(e.to_string()))?;
+        c.monitor_pid = started.process.pid;
+        c.monitor_start = started.process.start_time;
+        c.state.pid = started.pid;
         c.state.status = Status::Created;
         self.db.update_container(c)?;
         before_start(c)?;
@@ -385,7 +390,7 @@ impl Engine {
                 // The monitor writes the exit file right after reaping: give
                 // it a moment while it lives.
                 let exit = self.exit_file(&c.id);
-                let monitor_alive = c.monitor_pid > 0 && pid_alive(c.monitor_pid);
+                let monitor_alive = c.monitor().is_some_and(|m| m.is_alive());
                 if monitor_alive && rt == RtStatus::Stopped {
                     poll_until(Duration::from_secs(2), || exit.exists());
                 }
@@ -502,10 +507,9 @@ impl Engine {
         // command sees it gone and ends at once.
         self.db.remove_container(&c.id)?;
         let _ = std::fs::remove_dir_all(self.rundir(&c.id));
-        if c.monitor_pid > 0 {
+        if let Some(m) = c.monitor() {
             // Nothing of the container outlives `rm`.
-            let pid = c.monitor_pid;
-            poll_until(Duration::from_secs(5), || !pid_alive(pid));
+            poll_until(Duration::from_secs(5), || !m.is_alive());
         }
         let _ = std::fs::remove_file(self.locks_dir().join(format!("{}.lock", c.id)));
         Ok(())
@@ -580,20 +584,10 @@ fn check_config(c: &ContainerConfig) -> Result<()> {
     Ok(())
 }
 
-fn read_exit(path: &Path) -> Option<ExitFile> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
-}
-
-pub(crate) fn pid_alive(pid: i32) -> bool {
-    // A zombie is not alive; /proc/<pid>/stat says Z then.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit(')')
-                .next()
-                .map(|r| !r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
+/// The monitor's exit record; None while there is none (or it cannot be
+/// read: the exit is then unknown, as after a crash of the monitor).
+fn read_exit(path: &Path) -> Option<berth_monitor::ExitRecord> {
+    berth_monitor::ExitRecord::read(path).ok().flatten()
 }
 
 fn read_spec(dir: &Path) -> Result<Value> {

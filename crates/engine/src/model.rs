@@ -185,8 +185,11 @@ pub struct Container {
     /// The pinned network namespace of the current run, if it has its own.
     pub netns: Option<String>,
     pub networks: Vec<Attached>,
-    /// The pid of its monitor.
+    /// Its monitor: pid and start time (a pid alone may name another
+    /// process after the monitor is gone).
     pub monitor_pid: i32,
+    #[serde(default)]
+    pub monitor_start: u64,
     /// The record's version when it was read: a state change succeeds only
     /// against this version.
     #[serde(skip)]
@@ -212,6 +215,8 @@ pub struct ContainerRun {
     pub netns: Option<String>,
     pub networks: Vec<Attached>,
     pub monitor_pid: i32,
+    #[serde(default)]
+    pub monitor_start: u64,
 }
 
 impl Container {
@@ -233,8 +238,17 @@ impl Container {
             netns: run.netns,
             networks: run.networks,
             monitor_pid: run.monitor_pid,
+            monitor_start: run.monitor_start,
             version,
         }
+    }
+
+    /// Its monitor, if it has one.
+    pub fn monitor(&self) -> Option<berth_base::process::ProcessId> {
+        (self.monitor_pid > 0).then_some(berth_base::process::ProcessId {
+            pid: self.monitor_pid,
+            start_time: self.monitor_start,
+        })
     }
 
     pub fn spec(&self) -> ContainerSpec {
@@ -252,6 +266,7 @@ impl Container {
             netns: self.netns.clone(),
             networks: self.networks.clone(),
             monitor_pid: self.monitor_pid,
+            monitor_start: self.monitor_start,
         }
     }
 }
@@ -275,11 +290,29 @@ pub struct Pod {
     pub network: NetworkMode,
     pub ports: Vec<berth_network::PortMapping>,
     pub labels: Vec<(String, String)>,
-    /// The infra process holding the namespaces, while the pod runs.
+    /// The infra process holding the namespaces, while the pod runs: pid
+    /// and start time.
     pub infra_pid: i32,
+    #[serde(default)]
+    pub infra_start: u64,
     pub netns: Option<String>,
     pub networks: Vec<Attached>,
     /// The record's version when it was read (see Container::version).
     #[serde(skip)]
     pub version: i64,
+}
+
+impl Pod {
+    /// Its infra process, if it has one.
+    pub fn infra(&self) -> Option<berth_base::process::ProcessId> {
+        (self.infra_pid > 0).then_some(berth_base::process::ProcessId {
+            pid: self.infra_pid,
+            start_time: self.infra_start,
+        })
+    }
+
+    /// The infra process runs (the very one the record names).
+    pub fn running(&self) -> bool {
+        self.infra().is_some_and(|p| p.is_alive())
+    }
 }

@@ -383,7 +383,7 @@ pub fn setup(e: &Engine, c: &mut Container, s: &mut Value) -> Result<bool> {
                 .clone()
                 .ok_or_else(|| Error::invalid("--network pod", "the container is in no pod"))?;
             let pod = e.db.find_pod(&pod_key)?;
-            if pod.infra_pid <= 0 || !crate::lifecycle::pid_alive(pod.infra_pid) {
+            if !pod.running() {
                 return Err(Error::Conflict(format!("pod {} is not running", pod.name)));
             }
             let netns = pod

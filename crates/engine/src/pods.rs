@@ -14,7 +14,6 @@ use berth_network::{PortMapping, netns};
 use crate::engine::{Engine, now, path_str, poll_until};
 use crate::error::{Error, Result};
 use crate::ids;
-use crate::lifecycle::pid_alive;
 use crate::model::{Container, NetworkMode, Pod, Status};
 use crate::net;
 
@@ -59,6 +58,7 @@ impl Engine {
             ports: r.ports,
             labels: r.labels,
             infra_pid: 0,
+            infra_start: 0,
             netns: None,
             networks: Vec::new(),
             version: 0,
@@ -93,7 +93,7 @@ impl Engine {
     }
 
     pub fn pod_running(&self, p: &Pod) -> bool {
-        p.infra_pid > 0 && pid_alive(p.infra_pid)
+        p.running()
     }
 
     /// Starts the infra process (and the pod's network), then the pod's
@@ -152,21 +152,26 @@ impl Engine {
         if let Some(n) = &netns {
             cmd.arg("--netns").arg(n);
         }
-        p.infra_pid = crate::monitor::spawn_ready(cmd, "pod infra")?.0;
+        let started = berth_monitor::start_detached(cmd)
+            .map_err(|e| Error::Monitor(format!("pod infra: {e}")))?;
+        p.infra_pid = started.process.pid;
+        p.infra_start = started.process.start_time;
         self.db.update_pod(p)
     }
 
     /// Stops the infra process and releases the pod's network. Idempotent.
     fn pod_release(&self, p: &mut Pod) -> Result<()> {
-        if p.infra_pid > 0 && pid_alive(p.infra_pid) {
-            unsafe { libc::kill(p.infra_pid, libc::SIGTERM) };
-            let pid = p.infra_pid;
-            if !poll_until(Duration::from_secs(5), || !pid_alive(pid)) {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                poll_until(Duration::from_secs(5), || !pid_alive(pid));
+        // Signalled through a pidfd of the very process the record names:
+        // after a reboot its pid may be another's.
+        if let Some(infra) = p.infra().filter(|i| i.is_alive()) {
+            infra.signal(libc::SIGTERM);
+            if !poll_until(Duration::from_secs(5), || !infra.is_alive()) {
+                infra.signal(libc::SIGKILL);
+                poll_until(Duration::from_secs(5), || !infra.is_alive());
             }
         }
         p.infra_pid = 0;
+        p.infra_start = 0;
         match p.network {
             NetworkMode::Default | NetworkMode::Bridge(_) => {
                 net::detach_all(self, &p.id, &p.network, &p.ports, p.netns.as_deref())?

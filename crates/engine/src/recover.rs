@@ -346,6 +346,7 @@ pub(crate) fn rebuild(e: &Engine) -> Result<usize> {
         for f in rd.flatten() {
             if let Some(mut p) = read_json::<Pod>(&f.path()) {
                 p.infra_pid = 0;
+                p.infra_start = 0;
                 p.netns = None;
                 p.networks.clear();
                 match e.db.insert_pod(&mut p) {
@@ -407,8 +408,12 @@ fn rebuilt_state(e: &Engine, f: &ContainerFile) -> Result<ContainerRun> {
         }
     };
     // The init's parent is its monitor (a subreaper).
-    if pid > 0 {
-        run.monitor_pid = berth_base::process::stat(pid).map_or(0, |s| s.ppid);
+    if let Some(m) = berth_base::process::stat(pid)
+        .filter(|_| pid > 0)
+        .and_then(|s| berth_base::process::ProcessId::of(s.ppid))
+    {
+        run.monitor_pid = m.pid;
+        run.monitor_start = m.start_time;
     }
     let pin = e.netns_dir().join(Engine::netns_name(&f.id));
     let own_network = matches!(

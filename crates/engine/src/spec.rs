@@ -292,11 +292,16 @@ const DEFAULT_DEVICES: &[(&str, i64, Option<i64>)] = &[
     ("c", 136, None),
 ];
 
-/// The device cgroup rules: every device denied, then the defaults, then
-/// each `--device` with its permissions. A node in the image, or one made
-/// with CAP_MKNOD, opens nothing else of the host's.
+/// The device cgroup rules: every device denied, then mknod of any node
+/// (as docker and podman with runc allow it: making a node opens nothing),
+/// the defaults, then each `--device` with its permissions. A node in the
+/// image, or one made with CAP_MKNOD, opens nothing else of the host's.
 pub fn set_devices(spec: &mut Value, devices: &[DeviceMapping]) -> Result<()> {
-    let mut rules = vec![json!({"allow": false, "access": "rwm"})];
+    let mut rules = vec![
+        json!({"allow": false, "access": "rwm"}),
+        json!({"allow": true, "type": "c", "access": "m"}),
+        json!({"allow": true, "type": "b", "access": "m"}),
+    ];
     for (typ, major, minor) in DEFAULT_DEVICES {
         let mut r = json!({"allow": true, "type": typ, "major": major, "access": "rwm"});
         if let Some(m) = minor {

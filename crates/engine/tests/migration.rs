@@ -47,7 +47,10 @@ fn a_version_1_database_is_migrated_with_every_record() {
     db.rename_container(&mut web, "www").unwrap();
     let mut stale = db.find_container("www").unwrap();
     stale.version -= 1;
-    assert!(db.update_container(&mut stale).is_err(), "an older read loses");
+    assert!(
+        db.update_container(&mut stale).is_err(),
+        "an older read loses"
+    );
     drop(db);
     // And open again without migrating twice.
     let (db, found) = Db::open(&path).unwrap();

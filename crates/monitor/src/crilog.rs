@@ -66,6 +66,19 @@ impl LogWriter {
         })
     }
 
+    /// Opens the log path anew (appending, or creating it): after a log
+    /// rotator (kubelet's) renamed the file away, output goes to a new one.
+    pub fn reopen(&mut self) -> Result<()> {
+        let file =
+            open_log(&self.path).ctx(|| format!("reopen the log {}", self.path.display()))?;
+        self.size = file
+            .metadata()
+            .ctx(|| format!("stat the log {}", self.path.display()))?
+            .len();
+        self.file = Some(file);
+        Ok(())
+    }
+
     /// Adds output read from `stream` at time `now`.
     pub fn write(&mut self, stream: Stream, mut data: &[u8], now: SystemTime) {
         while !data.is_empty() {

@@ -16,8 +16,12 @@ pub enum Error {
     Config { path: PathBuf, msg: String },
     #[error("create container {id}: {msg}")]
     Create { id: String, msg: String },
-    #[error("attach protocol: {0}")]
+    #[error("monitor protocol: {0}")]
     Protocol(String),
+    /// An exec session's process could not be started (the runtime's
+    /// words).
+    #[error("{0}")]
+    Exec(String),
     #[error("log {path}: {msg}")]
     Log { path: PathBuf, msg: String },
     #[error("exit file {path}: {msg}")]

@@ -17,6 +17,9 @@ pub struct ExitRecord {
     pub signal: Option<i32>,
     /// RFC 3339 with nanoseconds, UTC.
     pub finished_at: String,
+    /// The kernel's OOM killer struck in the container's memory cgroup.
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 impl ExitRecord {
@@ -32,6 +35,7 @@ impl ExitRecord {
             exit_code,
             signal,
             finished_at: timefmt::format_string(at),
+            oom_killed: false,
         }
     }
 
@@ -76,7 +80,7 @@ mod tests {
         assert_eq!((killed.exit_code, killed.signal), (137, Some(9)));
         assert_eq!(
             serde_json::to_string(&killed).unwrap(),
-            r#"{"exitCode":137,"signal":9,"finishedAt":"1970-01-01T00:00:01.000000000Z"}"#
+            r#"{"exitCode":137,"signal":9,"finishedAt":"1970-01-01T00:00:01.000000000Z","oomKilled":false}"#
         );
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("exit.json");

@@ -1,14 +1,18 @@
-//! The attach protocol's framing (docs/engine.md): `[kind u8][len u32
-//! BE][payload]` both ways on the attach socket.
+//! The monitor protocol's framing (docs/engine.md): `[kind u8][len u32
+//! BE][payload]` both ways on the monitor's socket. A client's first frame
+//! is HELLO (see protocol.rs); the monitor answers with REPLY.
 
 use crate::error::{Error, Result};
 
 pub const STDIN: u8 = 0;
 pub const STDIN_CLOSE: u8 = 1;
 pub const RESIZE: u8 = 2;
+pub const HELLO: u8 = 3;
 pub const STDOUT: u8 = 16;
 pub const STDERR: u8 = 17;
 pub const EXIT: u8 = 18;
+pub const REPLY: u8 = 19;
+pub const TIMED_OUT: u8 = 20;
 
 pub const HEADER: usize = 5;
 /// Payloads larger than this are refused: a peer cannot make the other
@@ -19,10 +23,20 @@ pub const MAX_PAYLOAD: usize = 32 * 1024;
 pub enum Frame {
     Stdin(Vec<u8>),
     CloseStdin,
-    Resize { rows: u16, cols: u16 },
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
+    /// A client's request (JSON, protocol.rs), its first frame.
+    Hello(Vec<u8>),
     Stdout(Vec<u8>),
     Stderr(Vec<u8>),
     Exit(i32),
+    /// The monitor's answer to HELLO (JSON).
+    Reply(Vec<u8>),
+    /// An exec session's process ran past its timeout and was killed; its
+    /// EXIT follows.
+    TimedOut,
 }
 
 pub fn header(kind: u8, len: usize) -> [u8; HEADER] {
@@ -37,6 +51,9 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
         Frame::CloseStdin => (STDIN_CLOSE, &[]),
         Frame::Stdout(d) => (STDOUT, d),
         Frame::Stderr(d) => (STDERR, d),
+        Frame::Hello(d) => (HELLO, d),
+        Frame::Reply(d) => (REPLY, d),
+        Frame::TimedOut => (TIMED_OUT, &[]),
         Frame::Resize { rows, cols } => {
             let (r, c) = (rows.to_be_bytes(), cols.to_be_bytes());
             out.extend_from_slice(&header(RESIZE, 4));
@@ -109,6 +126,12 @@ impl Decoder {
             }
             STDOUT => Frame::Stdout(payload.to_vec()),
             STDERR => Frame::Stderr(payload.to_vec()),
+            HELLO => Frame::Hello(payload.to_vec()),
+            REPLY => Frame::Reply(payload.to_vec()),
+            TIMED_OUT => {
+                fixed(0)?;
+                Frame::TimedOut
+            }
             EXIT => {
                 fixed(4)?;
                 Frame::Exit(i32::from_be_bytes([
@@ -141,6 +164,9 @@ mod tests {
             },
             Frame::Stdout(vec![]),
             Frame::Stderr(vec![7; 1000]),
+            Frame::Hello(b"{}".to_vec()),
+            Frame::Reply(b"{}".to_vec()),
+            Frame::TimedOut,
             Frame::Exit(-3),
         ];
         let mut wire = Vec::new();

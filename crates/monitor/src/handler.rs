@@ -243,7 +243,7 @@ fn external(cfg: &Config, path: &Path, root: &Path, systemd_cgroup: bool) -> Res
 }
 
 /// Whatever the runtime wrote, as one line.
-fn drain(fd: &OwnedFd) -> String {
+pub(crate) fn drain(fd: &OwnedFd) -> String {
     let _ = rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK);
     let mut buf = vec![0u8; MAX_RUNTIME_OUTPUT];
     let mut n = 0;
@@ -265,7 +265,7 @@ fn drain(fd: &OwnedFd) -> String {
         .join("; ")
 }
 
-fn read_pid(path: &Path) -> Result<i32> {
+pub(crate) fn read_pid(path: &Path) -> Result<i32> {
     let raw =
         std::fs::read_to_string(path).ctx(|| format!("read the pid file {}", path.display()))?;
     raw.trim()
@@ -281,14 +281,14 @@ fn read_pid(path: &Path) -> Result<i32> {
 /// Where a runc-compatible runtime sends the pty master. Its own private
 /// directory keeps the path short (the runtime connects by path) and out
 /// of others' reach; both go when this drops.
-struct ConsoleSocket {
+pub(crate) struct ConsoleSocket {
     dir: PathBuf,
-    path: PathBuf,
+    pub(crate) path: PathBuf,
     listener: UnixListener,
 }
 
 impl ConsoleSocket {
-    fn new() -> Result<ConsoleSocket> {
+    pub(crate) fn new() -> Result<ConsoleSocket> {
         let base = std::env::temp_dir();
         let pid = std::process::id();
         for n in 0..100 {
@@ -320,7 +320,7 @@ impl ConsoleSocket {
 
     /// The runtime has exited: its connection, if it made one, waits in
     /// the backlog.
-    fn receive(self, runtime: &Path) -> Result<OwnedFd> {
+    pub(crate) fn receive(self, runtime: &Path) -> Result<OwnedFd> {
         self.listener
             .set_nonblocking(true)
             .ctx(|| "make the console socket non-blocking")?;

@@ -3,12 +3,13 @@
 //!
 //! - `config::Config`: monitor.json.
 //! - `spawn::start_monitor`: start a monitor, get the container's pid.
-//! - `attach::Client`: the attach socket's client.
+//! - `client::Client`: the monitor socket's client (attach, exec, log
+//!   reopen).
 //! - `logs`: read CRI log files (rotated ones too), tail, since, follow.
 //! - `exit::ExitRecord`: exit.json.
 //! - `monitor::main`: the `berth-monitor` program itself.
 
-pub mod attach;
+pub mod client;
 pub mod config;
 pub mod crilog;
 pub mod error;
@@ -18,8 +19,11 @@ mod fsutil;
 mod handler;
 pub mod logs;
 pub mod monitor;
+mod pio;
+pub mod protocol;
 mod ready;
 mod server;
+mod session;
 mod sockpath;
 pub mod spawn;
 pub mod timefmt;
@@ -29,4 +33,4 @@ pub use crilog::Stream;
 pub use error::{Error, Result};
 pub use exit::ExitRecord;
 pub use frame::Frame;
-pub use spawn::start_monitor;
+pub use spawn::{Started, start_detached, start_monitor};

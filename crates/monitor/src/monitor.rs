@@ -14,8 +14,11 @@ use crate::crilog::{LogWriter, Stream};
 use crate::exit::ExitRecord;
 use crate::frame::{self, Frame};
 use crate::handler::{self, Io, Launched};
+use crate::pio::Pio;
+use crate::protocol::{Hello, Reply, Request};
 use crate::ready::Ready;
-use crate::server::Server;
+use crate::server::{Role, Server};
+use crate::session::Session;
 
 /// After the init's exit, output still in flight is read until the
 /// streams end, or until they stay quiet this long (a process outside the
@@ -164,9 +167,13 @@ fn child_signals() -> std::io::Result<OwnedFd> {
 enum Slot {
     Signals,
     Listener,
+    /// The container's output `i`.
     Output(usize),
     Stdin,
     Client(usize),
+    /// Exec session `s`'s output `i`.
+    SessionOutput(usize, usize),
+    SessionStdin(usize),
 }
 
 struct Monitor<'a> {
@@ -175,18 +182,13 @@ struct Monitor<'a> {
     server: Server,
     sigfd: OwnedFd,
     init_pid: i32,
-    /// stdout (or the pty master) and stderr, until each ends.
-    outputs: [Option<OwnedFd>; 2],
-    tty: bool,
-    /// The pty master for resizes.
-    master: Option<RawFd>,
-    stdin: Option<OwnedFd>,
-    /// Stdin a client sent that the container has not taken yet; clients
-    /// are not read while it is there.
-    stdin_pending: Vec<u8>,
-    close_stdin_after: bool,
+    /// The container's stdio.
+    io: Pio,
     init_status: Option<i32>,
     exit_pid: Option<i32>,
+    sessions: Vec<Session>,
+    /// The container's memory cgroup OOM counter and its count at start.
+    oom: Option<(berth_runtime::cgroups::oom::OomCounter, u64)>,
 }
 
 impl<'a> Monitor<'a> {
@@ -203,27 +205,21 @@ impl<'a> Monitor<'a> {
             stdin,
             tty,
         } = launched.io;
-        for fd in [Some(&stdout), stderr.as_ref(), stdin.as_ref()]
-            .into_iter()
-            .flatten()
-        {
-            let _ = rustix::fs::fcntl_setfl(fd, rustix::fs::OFlags::NONBLOCK);
-        }
-        let master = tty.then(|| stdout.as_raw_fd());
+        let oom = berth_runtime::cgroups::oom::OomCounter::of_pid(launched.pid).map(|c| {
+            let n = c.kills();
+            (c, n)
+        });
         Monitor {
             cfg,
             log,
             server,
             sigfd,
             init_pid: launched.pid,
-            outputs: [Some(stdout), stderr],
-            tty,
-            master,
-            stdin,
-            stdin_pending: Vec::new(),
-            close_stdin_after: false,
+            io: Pio::new(stdout, stderr, stdin, tty),
             init_status: None,
             exit_pid: None,
+            sessions: Vec::new(),
+            oom,
         }
     }
 
@@ -231,7 +227,8 @@ impl<'a> Monitor<'a> {
         release_unused_stack();
         let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(8);
         let mut slots: Vec<Slot> = Vec::with_capacity(8);
-        let mut frames = Vec::new();
+        let mut frames: Vec<(u64, Frame)> = Vec::new();
+        let mut client_frames = Vec::new();
         let mut buf = [0u8; READ_CHUNK];
         // Set when the init exits: drain until then, at the latest.
         let mut drain_until: Option<Instant> = None;
@@ -247,19 +244,23 @@ impl<'a> Monitor<'a> {
             }
             if exit_code.is_none()
                 && self.init_status.is_some()
-                && (self.outputs.iter().all(Option::is_none)
+                && (self.io.drained()
                     || drain_until.is_some_and(|d| now >= d)
                     || now >= last_output + DRAIN_QUIET)
             {
                 exit_code = Some(self.finish());
             }
+            self.end_sessions(now);
+            // Clients whose last frame went out are closed.
+            self.server.drop_done();
             if exit_code.is_some() && self.exit_pid.is_none() {
                 let until = *farewell_until.get_or_insert(now + FAREWELL);
-                self.server.clients.retain(|c| !c.done());
-                if self.server.all_sent() || now >= until {
+                let quiet = self.sessions.is_empty() && self.server.all_sent();
+                if quiet || now >= until {
                     break;
                 }
             }
+            let hello_deadline = self.server.expire_new(now);
 
             pfds.clear();
             slots.clear();
@@ -272,23 +273,35 @@ impl<'a> Monitor<'a> {
                 slots.push(slot);
             };
             add(self.sigfd.as_raw_fd(), libc::POLLIN, Slot::Signals);
-            if self.exit_pid.is_some() || exit_code.is_none() {
+            if exit_code.is_none() || self.exit_pid.is_some() || !self.sessions.is_empty() {
                 add(self.server.fd(), libc::POLLIN, Slot::Listener);
             }
-            for (i, o) in self.outputs.iter().enumerate() {
+            for (i, o) in self.io.outputs.iter().enumerate() {
                 if let Some(fd) = o {
                     add(fd.as_raw_fd(), libc::POLLIN, Slot::Output(i));
                 }
             }
-            if let Some(fd) = &self.stdin
-                && !self.stdin_pending.is_empty()
+            if let Some(fd) = self.io.stdin_fd()
+                && !self.io.pending.is_empty()
             {
-                add(fd.as_raw_fd(), libc::POLLOUT, Slot::Stdin);
+                add(fd, libc::POLLOUT, Slot::Stdin);
             }
-            let read_clients = self.stdin_pending.is_empty();
+            for (s, sess) in self.sessions.iter().enumerate() {
+                let Some(io) = &sess.io else { continue };
+                for (i, o) in io.outputs.iter().enumerate() {
+                    if let Some(fd) = o {
+                        add(fd.as_raw_fd(), libc::POLLIN, Slot::SessionOutput(s, i));
+                    }
+                }
+                if let Some(fd) = io.stdin_fd()
+                    && !io.pending.is_empty()
+                {
+                    add(fd, libc::POLLOUT, Slot::SessionStdin(s));
+                }
+            }
             for (i, c) in self.server.clients.iter().enumerate() {
                 let mut ev = 0;
-                if read_clients {
+                if self.may_read(c) {
                     ev |= libc::POLLIN;
                 }
                 if c.wants_write() {
@@ -297,14 +310,24 @@ impl<'a> Monitor<'a> {
                 add(c.fd(), ev, Slot::Client(i));
             }
 
-            let deadline = match (exit_code, self.init_status) {
+            let mut deadline = match (exit_code, self.init_status) {
                 (Some(_), _) if self.exit_pid.is_none() => farewell_until,
                 (None, Some(_)) => drain_until.map(|d| d.min(last_output + DRAIN_QUIET)),
                 _ => None,
             };
+            for d in self
+                .sessions
+                .iter()
+                .flat_map(|s| [s.deadline.filter(|_| s.status.is_none()), s.drain_until])
+                .flatten()
+                .chain(hello_deadline)
+            {
+                deadline = Some(deadline.map_or(d, |x| x.min(d)));
+            }
             let timeout = deadline.map_or(-1, |d| {
                 d.saturating_duration_since(now).as_millis().min(60_000) as i32 + 1
             });
+            // SAFETY: pfds is a valid array of pollfd of this length.
             let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout) };
             if n < 0 {
                 // EINTR, or nothing else: look again.
@@ -323,7 +346,13 @@ impl<'a> Monitor<'a> {
                             last_output = Instant::now();
                         }
                     }
-                    Slot::Stdin => self.write_stdin(&[]),
+                    Slot::Stdin => self.io.write_stdin(&[]),
+                    Slot::SessionOutput(s, i) => self.read_session_output(s, i, &mut buf),
+                    Slot::SessionStdin(s) => {
+                        if let Some(io) = &mut self.sessions[s].io {
+                            io.write_stdin(&[]);
+                        }
+                    }
                     Slot::Client(i) => {
                         let c = &mut self.server.clients[i];
                         let mut alive = true;
@@ -332,7 +361,8 @@ impl<'a> Monitor<'a> {
                         }
                         if alive && p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
                         {
-                            alive = matches!(c.read(&mut frames), Ok(true));
+                            alive = matches!(c.read(&mut client_frames), Ok(true));
+                            frames.extend(client_frames.drain(..).map(|f| (c.id, f)));
                         }
                         if !alive {
                             dropped.push(i);
@@ -340,116 +370,245 @@ impl<'a> Monitor<'a> {
                     }
                 }
             }
-            for f in frames.drain(..) {
-                self.client_frame(f);
+            for (id, f) in frames.drain(..) {
+                self.client_frame(id, f);
             }
             // Highest first, so swap_remove leaves the others' indexes.
             dropped.sort_unstable_by(|a, b| b.cmp(a));
             for i in dropped {
+                let id = self.server.clients[i].id;
+                for s in self.sessions.iter_mut().filter(|s| s.client == Some(id)) {
+                    s.client = None;
+                }
                 self.server.drop_client(i);
             }
+            self.check_timeouts(Instant::now());
         }
         self.server.remove();
     }
 
-    /// Reads one chunk of output; false when the stream ended or had
-    /// nothing.
+    /// A client is read unless the stdin it feeds still has data pending
+    /// (back-pressure: the process is slower than the client).
+    fn may_read(&self, c: &crate::server::Client) -> bool {
+        match c.role {
+            Role::New(_) => true,
+            Role::Attach => self.io.pending.is_empty(),
+            Role::Exec => self
+                .sessions
+                .iter()
+                .find(|s| s.client == Some(c.id))
+                .and_then(|s| s.io.as_ref())
+                .is_none_or(|io| io.pending.is_empty()),
+        }
+    }
+
+    /// Reads one chunk of the container's output; false when the stream
+    /// ended or had nothing.
     fn read_output(&mut self, i: usize, buf: &mut [u8]) -> bool {
-        let Some(fd) = &self.outputs[i] else {
-            return false;
-        };
         let stream = if i == 0 {
             Stream::Stdout
         } else {
             Stream::Stderr
         };
-        match rustix::io::read(fd, &mut *buf) {
-            Ok(0) => {}
-            Ok(n) => {
+        match self.io.read(i, buf) {
+            crate::pio::Read::Data(n) => {
                 let data = &buf[..n];
                 self.log.write(stream, data, SystemTime::now());
                 let kind = if i == 0 { frame::STDOUT } else { frame::STDERR };
                 self.server.broadcast(kind, data);
-                return true;
+                true
             }
-            Err(rustix::io::Errno::INTR) | Err(rustix::io::Errno::AGAIN) => return false,
-            // EIO: a pty whose other side is all closed.
-            Err(_) => {}
+            crate::pio::Read::Nothing => false,
+            crate::pio::Read::Ended => {
+                self.log.close_stream(stream, SystemTime::now());
+                false
+            }
         }
-        self.outputs[i] = None;
-        self.log.close_stream(stream, SystemTime::now());
-        if i == 0 {
-            self.master = None;
-        }
-        false
     }
 
-    fn client_frame(&mut self, f: Frame) {
-        match f {
-            Frame::Stdin(data) => self.write_stdin(&data),
-            // A pty's master carries the output too: it stays.
-            Frame::CloseStdin if self.tty => {}
-            Frame::CloseStdin => {
-                if self.stdin_pending.is_empty() {
-                    self.stdin = None;
-                } else {
-                    self.close_stdin_after = true;
-                }
+    /// An exec session's output goes to its client only (and nowhere when
+    /// it has gone).
+    fn read_session_output(&mut self, s: usize, i: usize, buf: &mut [u8]) {
+        let sess = &mut self.sessions[s];
+        let Some(io) = &mut sess.io else { return };
+        if let crate::pio::Read::Data(n) = io.read(i, buf) {
+            sess.last_output = Instant::now();
+            let kind = if i == 0 { frame::STDOUT } else { frame::STDERR };
+            if let Some(id) = sess.client
+                && let Some(c) = self.server.client(id)
+                && !c.queue(kind, &buf[..n])
+            {
+                // Too far behind: it goes, the process runs on.
+                sess.client = None;
+                self.server.clients.retain(|c| c.id != id);
             }
-            Frame::Resize { rows, cols } => {
-                if let Some(fd) = self.master {
-                    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-                    let _ = berth_runtime::set_size(fd, rows, cols);
+        }
+    }
+
+    fn client_frame(&mut self, id: u64, f: Frame) {
+        let Some(role) = self.server.client(id).map(|c| c.role) else {
+            return;
+        };
+        match (role, f) {
+            (Role::New(_), Frame::Hello(raw)) => self.hello(id, &raw),
+            (Role::Attach, f) => {
+                let stdin_open = self.cfg.stdin;
+                apply_input(&mut self.io, f, stdin_open)
+            }
+            (Role::Exec, f) => {
+                if let Some(io) = self
+                    .sessions
+                    .iter_mut()
+                    .find(|s| s.client == Some(id))
+                    .and_then(|s| s.io.as_mut())
+                {
+                    apply_input(io, f, true);
                 }
             }
             _ => {}
         }
     }
 
-    /// Writes `data` after anything pending, keeping what the container
-    /// does not take now.
-    fn write_stdin(&mut self, data: &[u8]) {
-        let Some(fd) = &self.stdin else {
-            return;
+    /// A client's request, answered with REPLY.
+    fn hello(&mut self, id: u64, raw: &[u8]) {
+        let reply = |c: &mut crate::server::Client, r: &Reply| {
+            c.queue(
+                frame::REPLY,
+                &serde_json::to_vec(r).expect("a reply serializes"),
+            )
         };
-        if self.close_stdin_after && !data.is_empty() {
-            return;
-        }
-        self.stdin_pending.extend_from_slice(data);
-        while !self.stdin_pending.is_empty() {
-            match rustix::io::write(fd, &self.stdin_pending) {
-                Ok(n) => {
-                    self.stdin_pending.drain(..n);
+        let hello: Hello = match serde_json::from_slice(raw) {
+            Ok(h) => h,
+            Err(e) => {
+                if let Some(c) = self.server.client(id) {
+                    let r = Reply::error(format!(
+                        "a request this monitor (protocol {}) does not know: {e}",
+                        crate::protocol::VERSION
+                    ));
+                    reply(c, &r);
+                    c.closing_after_send();
                 }
-                Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => return,
-                Err(_) => {
-                    // The container closed its stdin: nobody will read it.
-                    self.stdin_pending = Vec::new();
-                    self.stdin = None;
+                return;
+            }
+        };
+        let exited = self.init_status.is_some() || self.server.exit_code.is_some();
+        match hello.request {
+            Request::Attach => {
+                let code = self.server.exit_code;
+                let Some(c) = self.server.client(id) else {
                     return;
+                };
+                c.role = Role::Attach;
+                reply(c, &Reply::ok(None));
+                if let Some(code) = code {
+                    c.finish(frame::EXIT, &code.to_be_bytes());
+                }
+            }
+            Request::ReopenLog => {
+                let r = match self.log.reopen() {
+                    Ok(()) => Reply::ok(None),
+                    Err(e) => Reply::error(e.to_string()),
+                };
+                if let Some(c) = self.server.client(id) {
+                    reply(c, &r);
+                    c.closing_after_send();
+                }
+            }
+            Request::Exec(req) => {
+                let started = if exited {
+                    Err(crate::error::Error::Protocol(
+                        "the container is not running".into(),
+                    ))
+                } else {
+                    crate::session::start(self.cfg, &req)
+                };
+                let Some(c) = self.server.client(id) else {
+                    // Gone meanwhile: a started process runs unwatched.
+                    if let Ok(s) = started {
+                        self.sessions.push(s);
+                    }
+                    return;
+                };
+                match started {
+                    Ok(mut s) => {
+                        reply(c, &Reply::ok(Some(s.pid)));
+                        if req.detach {
+                            c.closing_after_send();
+                        } else {
+                            c.role = Role::Exec;
+                            s.client = Some(id);
+                        }
+                        self.sessions.push(s);
+                    }
+                    Err(e) => {
+                        reply(c, &Reply::error(e.to_string()));
+                        c.closing_after_send();
+                    }
                 }
             }
         }
-        self.stdin_pending = Vec::new();
-        if self.close_stdin_after {
-            self.stdin = None;
+    }
+
+    /// Sessions whose process ran past its timeout are killed.
+    fn check_timeouts(&mut self, now: Instant) {
+        for s in &mut self.sessions {
+            if s.status.is_none() && !s.timed_out && s.deadline.is_some_and(|d| now >= d) {
+                s.timed_out = true;
+                // SAFETY: kill(2) of our own child, which is not reaped yet
+                // (status is None), so the pid is still its.
+                unsafe { libc::kill(s.pid, libc::SIGKILL) };
+            }
         }
     }
 
-    /// Reaps every exited child: the init's status is kept, the exit
-    /// command's end noted, orphans' statuses dropped.
+    /// Sessions whose process has exited and whose output is read: their
+    /// client gets TIMED_OUT (if so) and the exit code, and they go.
+    fn end_sessions(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.sessions.len() {
+            let s = &mut self.sessions[i];
+            let Some(status) = s.status else {
+                i += 1;
+                continue;
+            };
+            let until = *s.drain_until.get_or_insert(now + DRAIN_MAX);
+            let drained = s.io.as_ref().is_none_or(|io| io.drained());
+            if !(drained || now >= until || now >= s.last_output + DRAIN_QUIET) {
+                i += 1;
+                continue;
+            }
+            let s = self.sessions.swap_remove(i);
+            let code = ExitRecord::from_wait_status(status, SystemTime::now()).exit_code;
+            if let Some(c) = s.client.and_then(|id| self.server.client(id)) {
+                if s.timed_out {
+                    c.queue(frame::TIMED_OUT, &[]);
+                }
+                c.finish(frame::EXIT, &code.to_be_bytes());
+            }
+        }
+    }
+
+    /// Reaps every exited child: the init's status is kept, an exec
+    /// session's given to it, the exit command's end noted, orphans'
+    /// statuses dropped.
     fn reap(&mut self) {
         let mut info = [0u8; 128];
         while rustix::io::read(&self.sigfd, &mut info).is_ok() {}
         loop {
             let mut status = 0;
+            // SAFETY: waitpid with a valid status pointer.
             let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
             if pid > 0 {
                 if pid == self.init_pid && self.init_status.is_none() {
                     self.init_status = Some(status);
                 } else if Some(pid) == self.exit_pid {
                     self.exit_pid = None;
+                } else if let Some(s) = self
+                    .sessions
+                    .iter_mut()
+                    .find(|s| s.pid == pid && s.status.is_none())
+                {
+                    s.status = Some(status);
                 }
                 continue;
             }
@@ -465,14 +624,15 @@ impl<'a> Monitor<'a> {
     /// clients, start the exit command. Returns the exit code.
     fn finish(&mut self) -> i32 {
         let now = SystemTime::now();
-        self.outputs = [None, None];
-        self.master = None;
-        self.stdin = None;
-        self.stdin_pending = Vec::new();
+        self.io.close();
         self.log.close_stream(Stream::Stdout, now);
         self.log.close_stream(Stream::Stderr, now);
         let status = self.init_status.unwrap_or(0);
-        let record = ExitRecord::from_wait_status(status, now);
+        let mut record = ExitRecord::from_wait_status(status, now);
+        record.oom_killed = self
+            .oom
+            .as_ref()
+            .is_some_and(|(counter, before)| counter.kills() > *before);
         // Nobody to tell if this fails: the engine sees no exit file and
         // the container stopped, as after a crash of the monitor.
         let _ = record.write(&self.cfg.exit_file);
@@ -488,5 +648,15 @@ impl<'a> Monitor<'a> {
             self.exit_pid = spawned.ok().map(|c| c.id() as i32);
         }
         record.exit_code
+    }
+}
+
+/// A client's stdin, its end, or a terminal size, for a process's stdio.
+fn apply_input(io: &mut Pio, f: Frame, stdin_open: bool) {
+    match f {
+        Frame::Stdin(data) if stdin_open => io.write_stdin(&data),
+        Frame::CloseStdin if stdin_open => io.close_stdin(),
+        Frame::Resize { rows, cols } => io.resize(rows, cols),
+        _ => {}
     }
 }

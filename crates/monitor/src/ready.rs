@@ -1,6 +1,7 @@
-//! The ready pipe (fd 3): one line, `ok <pid>` or `error <message>`, then
-//! closed, so the spawner knows how create went without waiting for the
-//! monitor to exit.
+//! The ready pipe (fd 3): one line, `ok <pid> <own pid>` or `error
+//! <message>`, then closed, so the spawner knows how create went (and
+//! which process the monitor is, past the double fork) without waiting
+//! for the monitor to exit.
 
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -21,7 +22,7 @@ impl Ready {
     }
 
     pub fn ok(self, pid: i32) {
-        self.line(&format!("ok {pid}\n"));
+        self.line(&format!("ok {pid} {}\n", std::process::id()));
     }
 
     pub fn error(self, msg: &str) {

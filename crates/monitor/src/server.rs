@@ -1,6 +1,8 @@
-//! The monitor's side of attach: the listening socket and its clients.
-//! Nothing here may block: sockets are non-blocking, a client's unsent
-//! output is bounded and a client that falls further behind is dropped.
+//! The monitor's socket and its clients. A client says what it is in its
+//! first frame (HELLO, protocol.rs): an attach client gets the
+//! container's output, an exec client its session's. Nothing here may
+//! block: sockets are non-blocking, a client's unsent output is bounded
+//! and a client that falls further behind is dropped.
 
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
@@ -14,12 +16,25 @@ use crate::frame::{self, Decoder, Frame};
 const MAX_BACKLOG: usize = 256 * 1024;
 /// More clients than this are turned away.
 const MAX_CLIENTS: usize = 32;
+/// A client that has not said what it wants by then is dropped.
+const HELLO_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Connected, no HELLO yet; dropped after this instant.
+    New(std::time::Instant),
+    Attach,
+    Exec,
+}
 
 pub struct Client {
+    /// Unique for the monitor's life: sessions name their client by it.
+    pub id: u64,
+    pub role: Role,
     sock: UnixStream,
     dec: Decoder,
     out: Vec<u8>,
-    /// The exit frame is queued: close once it is sent.
+    /// The last frame is queued: close once it is sent.
     closing: bool,
 }
 
@@ -36,8 +51,19 @@ impl Client {
         self.closing && self.out.is_empty()
     }
 
+    /// The client is closed once what is queued is sent.
+    pub fn closing_after_send(&mut self) {
+        self.closing = true;
+    }
+
+    /// Queues the last frame: the client is closed once it is sent.
+    pub fn finish(&mut self, kind: u8, payload: &[u8]) {
+        self.queue(kind, payload);
+        self.closing = true;
+    }
+
     /// Queues a frame; false when the client is too far behind to keep.
-    fn queue(&mut self, kind: u8, payload: &[u8]) -> bool {
+    pub fn queue(&mut self, kind: u8, payload: &[u8]) -> bool {
         if self.closing {
             return true;
         }
@@ -85,11 +111,16 @@ impl Client {
         }
         self.dec.push(&buf[..n]);
         while let Some(f) = self.dec.next_frame()? {
+            let first = matches!(self.role, Role::New(_));
             match f {
-                Frame::Stdin(_) | Frame::CloseStdin | Frame::Resize { .. } => frames.push(f),
+                Frame::Hello(_) if first => frames.push(f),
+                Frame::Stdin(_) | Frame::CloseStdin | Frame::Resize { .. } if !first => {
+                    frames.push(f)
+                }
                 other => {
                     return Err(Error::Protocol(format!(
-                        "a client sent a monitor frame: {other:?}"
+                        "a client sent {other:?} {}",
+                        if first { "before HELLO" } else { "out of turn" }
                     )));
                 }
             }
@@ -102,8 +133,10 @@ pub struct Server {
     path: PathBuf,
     listener: UnixListener,
     pub clients: Vec<Client>,
-    /// Set once the container has exited: late clients get it at once.
-    exit_code: Option<i32>,
+    /// Set once the container has exited: late attach clients get it at
+    /// once.
+    pub exit_code: Option<i32>,
+    next_id: u64,
 }
 
 impl Server {
@@ -129,6 +162,7 @@ impl Server {
             listener,
             clients: Vec::new(),
             exit_code: None,
+            next_id: 1,
         })
     }
 
@@ -146,37 +180,62 @@ impl Server {
             if self.clients.len() >= MAX_CLIENTS || sock.set_nonblocking(true).is_err() {
                 continue;
             }
-            let mut c = Client {
+            self.clients.push(Client {
+                id: self.next_id,
+                role: Role::New(std::time::Instant::now() + HELLO_WAIT),
                 sock,
                 dec: Decoder::default(),
                 out: Vec::new(),
                 closing: false,
-            };
-            if let Some(code) = self.exit_code {
-                c.queue(frame::EXIT, &code.to_be_bytes());
-                c.closing = true;
-            }
-            self.clients.push(c);
+            });
+            self.next_id += 1;
         }
     }
 
-    /// Sends output to every client, dropping those too slow to take it.
-    pub fn broadcast(&mut self, kind: u8, data: &[u8]) {
-        self.clients.retain_mut(|c| c.queue(kind, data));
+    /// The client with `id`, if it is still connected.
+    pub fn client(&mut self, id: u64) -> Option<&mut Client> {
+        self.clients.iter_mut().find(|c| c.id == id)
     }
 
-    /// The last frame: the exit code; clients are closed once it is sent.
+    /// Drops clients that did not say HELLO in time; the earliest such
+    /// deadline still to come, for the poll timeout.
+    pub fn expire_new(&mut self, now: std::time::Instant) -> Option<std::time::Instant> {
+        self.clients
+            .retain(|c| !matches!(c.role, Role::New(deadline) if now >= deadline));
+        self.clients
+            .iter()
+            .filter_map(|c| match c.role {
+                Role::New(d) => Some(d),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Sends the container's output to every attach client, dropping
+    /// those too slow to take it.
+    pub fn broadcast(&mut self, kind: u8, data: &[u8]) {
+        self.clients
+            .retain_mut(|c| c.role != Role::Attach || c.queue(kind, data));
+    }
+
+    /// The container's last frame: its exit code; attach clients are
+    /// closed once it is sent.
     pub fn exit(&mut self, code: i32) {
         self.exit_code = Some(code);
-        self.broadcast(frame::EXIT, &code.to_be_bytes());
         for c in &mut self.clients {
-            c.closing = true;
+            if c.role == Role::Attach {
+                c.finish(frame::EXIT, &code.to_be_bytes());
+            }
         }
         self.clients.retain(|c| !c.done());
     }
 
     pub fn drop_client(&mut self, i: usize) {
         self.clients.swap_remove(i);
+    }
+
+    pub fn drop_done(&mut self) {
+        self.clients.retain(|c| !c.done());
     }
 
     pub fn all_sent(&self) -> bool {

@@ -16,19 +16,35 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// A ready line is short; more than this is not one.
 const MAX_LINE: usize = 64 * 1024;
 
+/// What a started monitor (or pod infra process) reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Started {
+    /// The pid it reported: the container's init for a monitor.
+    pub pid: i32,
+    /// The process itself, by pid and start time.
+    pub process: berth_base::process::ProcessId,
+}
+
 /// Spawns the monitor and waits for its ready line. Returns the
-/// container's pid, or the monitor's error message.
+/// container's pid and the monitor, or the monitor's error message.
+pub fn start_monitor(monitor_binary: &Path, config_path: &Path) -> Result<Started> {
+    let mut cmd = Command::new(monitor_binary);
+    cmd.arg(config_path);
+    start_detached(cmd)
+}
+
+/// Runs `cmd` detached with the ready pipe on fd 3 and waits (at most
+/// READY_TIMEOUT) for its one line: `ok <pid> [<own pid>]` or `error
+/// <message>`.
 ///
-/// The monitor is started through a short-lived intermediate process, so
+/// The process is started through a short-lived intermediate process, so
 /// that it is nobody's child here: a long-running caller (a daemon)
-/// collects no zombies, and the monitor outlives the caller.
-pub fn start_monitor(monitor_binary: &Path, config_path: &Path) -> Result<i32> {
+/// collects no zombies, and the process outlives the caller.
+pub fn start_detached(mut cmd: Command) -> Result<Started> {
     let (ready_r, ready_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .ctx(|| "create the ready pipe")?;
     let w = ready_w.as_raw_fd();
-    let mut cmd = Command::new(monitor_binary);
-    cmd.arg(config_path)
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     // SAFETY: only async-signal-safe calls between fork and exec.
@@ -50,11 +66,16 @@ pub fn start_monitor(monitor_binary: &Path, config_path: &Path) -> Result<i32> {
     }
     let mut intermediate = cmd
         .spawn()
-        .ctx(|| format!("start the monitor {}", monitor_binary.display()))?;
+        .ctx(|| format!("start {}", cmd.get_program().to_string_lossy()))?;
     let _ = intermediate.wait();
     drop(ready_w);
     let line = read_line(ready_r)?;
-    parse(&line)
+    let (pid, own) = parse(&line)?;
+    // Read while it runs: it outlives its ready line by design.
+    let process = berth_base::process::ProcessId::of(own).ok_or_else(|| {
+        Error::Monitor(format!("process {own} exited right after its ready line"))
+    })?;
+    Ok(Started { pid, process })
 }
 
 fn read_line(fd: OwnedFd) -> Result<String> {
@@ -94,7 +115,8 @@ fn read_line(fd: OwnedFd) -> Result<String> {
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
-fn parse(line: &str) -> Result<i32> {
+/// (the pid reported, the reporter's own pid).
+fn parse(line: &str) -> Result<(i32, i32)> {
     let Some(line) = line.strip_suffix('\n') else {
         return Err(Error::Monitor(if line.is_empty() {
             "exited without a ready line".into()
@@ -102,12 +124,20 @@ fn parse(line: &str) -> Result<i32> {
             format!("unfinished ready line {line:?}")
         }));
     };
-    if let Some(pid) = line.strip_prefix("ok ") {
-        return pid
-            .parse::<i32>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| Error::Monitor(format!("bad pid in ready line {line:?}")));
+    if let Some(pids) = line.strip_prefix("ok ") {
+        let mut it = pids
+            .split(' ')
+            .map(|p| p.parse::<i32>().ok().filter(|p| *p > 0));
+        let bad = || Error::Monitor(format!("bad pid in ready line {line:?}"));
+        let pid = it.next().flatten().ok_or_else(bad)?;
+        let own = match it.next() {
+            None => pid,
+            Some(p) => p.ok_or_else(bad)?,
+        };
+        if it.next().is_some() {
+            return Err(bad());
+        }
+        return Ok((pid, own));
     }
     if let Some(msg) = line.strip_prefix("error ") {
         return Err(Error::Monitor(msg.to_string()));
@@ -121,7 +151,9 @@ mod tests {
 
     #[test]
     fn ready_lines() {
-        assert_eq!(parse("ok 42\n").unwrap(), 42);
+        assert_eq!(parse("ok 42\n").unwrap(), (42, 42));
+        assert_eq!(parse("ok 42 7\n").unwrap(), (42, 7));
+        assert!(parse("ok 42 7 8\n").is_err());
         for (line, want) in [
             (
                 "error create container x: no bundle\n",

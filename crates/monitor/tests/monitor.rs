@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use berth_monitor::logs::Reader;
-use berth_monitor::{ExitRecord, Frame, Stream, attach};
+use berth_monitor::{ExitRecord, Frame, Stream, client};
 use support::{Kind, Sandbox, alive, monitors_of, wait_for, wait_monitor_gone};
 
 const BOTH: [Kind; 2] = [Kind::Builtin, Kind::Runc];
@@ -157,7 +157,7 @@ fn attach_gets_output_sends_stdin_and_gets_the_exit_frame() {
         let (mut cfg, path) = sb.config(kind, &bundle);
         cfg.stdin = true;
         sb.launch(&cfg, &path).unwrap();
-        let mut client = attach::Client::connect(&cfg.attach_socket).unwrap();
+        let mut client = client::Client::attach(&cfg.attach_socket).unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
@@ -172,9 +172,9 @@ fn attach_gets_output_sends_stdin_and_gets_the_exit_frame() {
             Some(Frame::Stdout(b"hello cat\n".to_vec()))
         );
         client.close_stdin().unwrap();
-        let (out, err, code) = client.collect().unwrap();
+        let f = client.collect().unwrap();
         assert_eq!(
-            (out.as_slice(), err.as_slice(), code),
+            (f.stdout.as_slice(), f.stderr.as_slice(), f.exit_code),
             (&b""[..], &b"bye\n"[..], Some(3))
         );
         assert_eq!(client.recv().unwrap(), None, "the exit frame is the last");
@@ -207,7 +207,7 @@ fn a_client_after_the_exit_gets_the_exit_frame_at_once() {
     sb.launch(&cfg, &path).unwrap();
     sb.start(&cfg);
     exit_record(&cfg.exit_file);
-    let mut client = attach::Client::connect(&cfg.attach_socket).unwrap();
+    let mut client = client::Client::attach(&cfg.attach_socket).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
@@ -226,18 +226,18 @@ fn tty_output_and_resize() {
         cfg.tty = true;
         cfg.stdin = true;
         sb.launch(&cfg, &path).unwrap();
-        let mut client = attach::Client::connect(&cfg.attach_socket).unwrap();
+        let mut client = client::Client::attach(&cfg.attach_socket).unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
         client.resize(33, 111).unwrap();
         sb.start(&cfg);
         client.send_stdin(b"go\n").unwrap();
-        let (out, err, code) = client.collect().unwrap();
-        let out = String::from_utf8_lossy(&out);
+        let f = client.collect().unwrap();
+        let out = String::from_utf8_lossy(&f.stdout);
         assert!(out.contains("33 111\r\n"), "{kind:?}: {out:?}");
-        assert!(err.is_empty(), "a tty has one stream");
-        assert_eq!(code, Some(0));
+        assert!(f.stderr.is_empty(), "a tty has one stream");
+        assert_eq!(f.exit_code, Some(0));
         let recs: Vec<_> = Reader::open(&cfg.log_path)
             .unwrap()
             .map(Result::unwrap)
@@ -353,7 +353,7 @@ fn a_client_that_does_not_read_is_dropped_not_waited_for() {
     );
     let (cfg, path) = sb.config(Kind::Builtin, &bundle);
     sb.launch(&cfg, &path).unwrap();
-    let lazy = attach::Client::connect(&cfg.attach_socket).unwrap();
+    let lazy = client::Client::attach(&cfg.attach_socket).unwrap();
     sb.start(&cfg);
     let rec = exit_record(&cfg.exit_file);
     assert_eq!(rec.exit_code, 0);

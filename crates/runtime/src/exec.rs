@@ -332,9 +332,15 @@ impl Runtime {
     /// The process to exec: the container's own process settings with
     /// the flags applied on top, as runc does.
     pub fn exec_process(&self, id: &str, f: &ExecFlags) -> Result<Process> {
+        exec_process_from(self.spec(id)?.process().as_ref(), f)
+    }
+}
+
+/// `base` (a container's process) with the exec flags applied on top.
+pub fn exec_process_from(base: Option<&Process>, f: &ExecFlags) -> Result<Process> {
+    {
         use oci_spec::runtime::Capability;
-        let spec = self.spec(id)?;
-        let mut p = spec.process().clone().unwrap_or_default();
+        let mut p = base.cloned().unwrap_or_default();
         if f.args.is_empty() {
             return Err(Error::Other("exec needs a command to run".into()));
         }

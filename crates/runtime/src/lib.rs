@@ -46,7 +46,7 @@ pub use container::{Runtime, write_pid_file};
 pub use create::{CreateOptions, Created};
 pub use error::{Error, Result};
 pub use events::Event;
-pub use exec::{ExecFlags, ExecOptions, Execed};
+pub use exec::{ExecFlags, ExecOptions, Execed, exec_process_from};
 /// The filter a profile compiles to, for checking a profile before any
 /// container uses it (the engine's tests run its default profile's).
 pub use seccomp::compile as compile_seccomp;

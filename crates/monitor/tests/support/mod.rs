@@ -58,6 +58,11 @@ impl Sandbox {
 
     /// A busybox bundle running `args`.
     pub fn bundle(&self, args: &[&str], tty: bool) -> PathBuf {
+        self.bundle_with(args, tty, |_| {})
+    }
+
+    /// A busybox bundle running `args`, its config edited by `edit`.
+    pub fn bundle_with(&self, args: &[&str], tty: bool, edit: impl FnOnce(&mut Value)) -> PathBuf {
         let dir = self.dir.path().join(format!("bundle{}", seq()));
         make_rootfs(&dir.join("rootfs"));
         let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
@@ -65,6 +70,7 @@ impl Sandbox {
         config["process"]["terminal"] = json!(tty);
         config["process"]["args"] = json!(args);
         config["root"]["readonly"] = json!(false);
+        edit(&mut config);
         write_json(&dir.join("config.json"), &config);
         dir
     }
@@ -119,7 +125,7 @@ impl Sandbox {
     /// Writes the config and starts its monitor; the container's pid.
     pub fn launch(&self, cfg: &Config, path: &Path) -> berth_monitor::Result<i32> {
         cfg.save(path).unwrap();
-        berth_monitor::start_monitor(&monitor_bin(), path)
+        berth_monitor::start_monitor(&monitor_bin(), path).map(|s| s.pid)
     }
 
     pub fn start(&self, cfg: &Config) {

@@ -10,6 +10,7 @@ mod dbus;
 pub mod devices;
 pub mod ebpf;
 pub mod layout;
+pub mod oom;
 pub mod stats;
 pub mod systemd;
 mod v1;

@@ -6,10 +6,8 @@ use std::io::{Read, Write};
 use std::os::fd::AsFd;
 
 use anyhow::{Context, Result};
-use berth_engine::Engine;
-use berth_engine::model::Container;
 use berth_monitor::Frame;
-use berth_monitor::attach::Client;
+use berth_monitor::client::Client;
 
 /// Puts the terminal on stdin in raw mode until dropped.
 struct RawMode {
@@ -64,6 +62,8 @@ const FORWARDED: [i32; 6] = [
 /// Blocks the forwarded signals in this thread (and the threads it starts)
 /// so one thread can take them with sigwait.
 fn block_signals(extra: &[i32]) -> libc::sigset_t {
+    // SAFETY: a zeroed sigset_t is initialised by sigemptyset; the calls
+    // take valid pointers to it.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
@@ -75,20 +75,31 @@ fn block_signals(extra: &[i32]) -> libc::sigset_t {
     }
 }
 
-/// Relays until the container exits; returns its exit code.
-pub fn relay(e: &Engine, c: &Container, client: Client, stdin: bool, tty: bool) -> Result<i32> {
+/// Window size of the terminal on stdout, for an exec's pty.
+pub fn terminal_size() -> Option<(u16, u16)> {
+    window_size()
+}
+
+/// Relays until the process exits; returns its exit code, or None when
+/// the monitor went away without one. `forward` takes the signals this
+/// process gets (not in tty mode, where ^C is a byte on the terminal).
+pub fn relay(
+    client: Client,
+    stdin: bool,
+    tty: bool,
+    forward: Option<Box<dyn Fn(i32) + Send>>,
+) -> Result<Option<i32>> {
     let set = block_signals(&[libc::SIGWINCH]);
     let _raw = RawMode::enter(tty);
     if tty && let Some((r, c)) = window_size() {
         let _ = client.resize(r, c);
     }
-    // Signals: forwarded to the container; SIGWINCH: the new size.
+    // Signals: forwarded; SIGWINCH: the new size.
     let sig_client = client.try_clone()?;
-    let handler = e.handler(c)?;
-    let id = c.id.clone();
     std::thread::spawn(move || {
         loop {
             let mut sig = 0;
+            // SAFETY: sigwait with a valid set and out pointer.
             if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
                 continue;
             }
@@ -96,8 +107,8 @@ pub fn relay(e: &Engine, c: &Container, client: Client, stdin: bool, tty: bool) 
                 if let Some((r, c)) = window_size() {
                     let _ = sig_client.resize(r, c);
                 }
-            } else if !tty {
-                let _ = handler.kill(&id, sig, false);
+            } else if !tty && let Some(f) = &forward {
+                f(sig);
             }
         }
     });
@@ -133,10 +144,9 @@ pub fn relay(e: &Engine, c: &Container, client: Client, stdin: bool, tty: bool) 
                 let _ = err.write_all(&d);
                 let _ = err.flush();
             }
-            Some(Frame::Exit(code)) => return Ok(code),
+            Some(Frame::Exit(code)) => return Ok(Some(code)),
             Some(_) => {}
-            // The monitor went away without a word: ask the records.
-            None => return Ok(e.wait(&c.id)?),
+            None => return Ok(None),
         }
     }
 }

@@ -790,11 +790,6 @@ fn each(list: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<()> {
 
 /// Runs the command; returns the exit code for the process.
 pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
-    if matches!(cmd, Cmd::Exec { .. }) {
-        // exec forks into the container from this process: first make the
-        // binary unreachable from there (see berth_runtime::selfexe).
-        berth_runtime::selfexe::ensure_protected()?;
-    }
     if let Cmd::Pod {
         cmd: PodCmd::Infra { hostname, netns },
     } = &cmd
@@ -833,7 +828,7 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
             container,
             command,
         } => {
-            let code = e.exec(
+            let session = e.exec_start(
                 &container,
                 &berth_engine::ExecRequest {
                     args: command,
@@ -844,9 +839,21 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
                     interactive,
                     detach,
                     privileged,
+                    timeout: None,
+                    size: if tty {
+                        crate::attach::terminal_size()
+                    } else {
+                        None
+                    },
                 },
             )?;
-            return Ok(code);
+            let Some(client) = session.client else {
+                return Ok(0);
+            };
+            return match crate::attach::relay(client, interactive, tty, None)? {
+                Some(code) => Ok(code),
+                None => bail!("the container's monitor went away before the process ended"),
+            };
         }
         Cmd::Run { detach, flags } => {
             let c = create(ctx, &e, &flags)?;
@@ -863,14 +870,13 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
                 return Ok(0);
             }
             let mut client = None;
-            let started =
-                e.start_with(&c.id, &mut |c| {
-                    let sock = e.attach_socket(&c.id);
-                    client = Some(berth_monitor::attach::Client::connect(&sock).map_err(
-                        |err| berth_engine::Error::Monitor(format!("attach to {}: {err}", c.name)),
-                    )?);
-                    Ok(())
-                });
+            let started = e.start_with(&c.id, &mut |c| {
+                let sock = e.attach_socket(&c.id);
+                client = Some(berth_monitor::client::Client::attach(&sock).map_err(|err| {
+                    berth_engine::Error::Monitor(format!("attach to {}: {err}", c.name))
+                })?);
+                Ok(())
+            });
             let c = match started {
                 Ok(c) => c,
                 Err(err) => {
@@ -880,13 +886,7 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
                     return Err(err.into());
                 }
             };
-            let code = crate::attach::relay(
-                &e,
-                &c,
-                client.expect("attached"),
-                flags.interactive,
-                flags.tty,
-            )?;
+            let code = relay_container(&e, &c, client.expect("attached"))?;
             if flags.rm {
                 // The monitor's cleanup removes it too; whoever comes first.
                 e.cleanup(&c.id)?;
@@ -898,8 +898,8 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
             if c.state.status != Status::Running {
                 bail!("container {} is not running", c.name);
             }
-            let client = berth_monitor::attach::Client::connect(&e.attach_socket(&c.id))?;
-            return crate::attach::relay(&e, &c, client, c.config.stdin, c.config.tty);
+            let client = berth_monitor::client::Client::attach(&e.attach_socket(&c.id))?;
+            return relay_container(&e, &c, client);
         }
         Cmd::Logs {
             follow,
@@ -979,8 +979,15 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
                 let (c, p) = s.split_once(':')?;
                 (!c.contains('/') && !c.is_empty()).then(|| (c.to_string(), p.to_string()))
             };
+            // `-` is a tar stream on stdout or stdin, as with docker.
             match (split(&src), split(&dest)) {
+                (Some((c, p)), None) if dest == "-" => {
+                    e.copy_out_tar(&c, &p, std::io::stdout().lock())?
+                }
                 (Some((c, p)), None) => e.copy_out(&c, &p, std::path::Path::new(&dest))?,
+                (None, Some((c, p))) if src == "-" => {
+                    e.copy_in_tar(&c, std::io::stdin().lock(), &p)?
+                }
                 (None, Some((c, p))) => e.copy_in(&c, std::path::Path::new(&src), &p)?,
                 _ => bail!("cp: exactly one of the two paths must be CONTAINER:PATH"),
             }
@@ -1499,6 +1506,25 @@ fn listing<T: serde::Serialize>(
         bail!("--format {format}: expected table or json");
     }
     Ok(())
+}
+
+/// Relays this terminal to the container's stdio (signals forwarded to
+/// it) until it exits; its exit code.
+fn relay_container(
+    e: &Engine,
+    c: &Container,
+    client: berth_monitor::client::Client,
+) -> Result<i32> {
+    let handler = e.handler(c)?;
+    let id = c.id.clone();
+    let forward: Box<dyn Fn(i32) + Send> = Box::new(move |sig| {
+        let _ = handler.kill(&id, sig, false);
+    });
+    match crate::attach::relay(client, c.config.stdin, c.config.tty, Some(forward))? {
+        Some(code) => Ok(code),
+        // The monitor went away without a word: ask the records.
+        None => Ok(e.wait(&c.id)?),
+    }
 }
 
 /// `system prune`: stopped containers, unused networks, dangling (with
