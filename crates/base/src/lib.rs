@@ -3,6 +3,7 @@
 //! times, and process identity that survives pid reuse. It depends on no
 //! other berth crate.
 
+pub mod events;
 pub mod fs;
 pub mod ids;
 pub mod lock;

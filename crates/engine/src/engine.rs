@@ -101,6 +101,36 @@ impl Engine {
         crate::recover::sweep(self)
     }
 
+    /// Appends a lifecycle event to the log `berth events` and
+    /// `subscribe` read; a log that cannot be written costs the event only.
+    pub(crate) fn emit(&self, e: berth_base::events::Event) {
+        if let Err(err) = berth_base::events::append(&self.run_root, &e) {
+            tracing::warn!("event log in {}: {err}", self.run_root.display());
+        }
+    }
+
+    /// A container's event, with its name and image.
+    pub(crate) fn container_event(&self, c: &Container, action: &str) -> berth_base::events::Event {
+        berth_base::events::Event::new("container", action, &c.id)
+            .attr("name", c.name.as_str())
+            .attr("image", c.config.image.as_str())
+    }
+
+    /// The lifecycle events from now on, as they happen (any berth
+    /// process's, and the monitors' `die`).
+    pub fn subscribe(&self) -> berth_base::events::Follow {
+        berth_base::events::Follow::from_now(&self.run_root)
+    }
+
+    /// The events logged since `since` (the log keeps about the last
+    /// megabyte or two).
+    pub fn events_since(
+        &self,
+        since: Option<std::time::SystemTime>,
+    ) -> Vec<berth_base::events::Event> {
+        berth_base::events::read(&self.run_root, since)
+    }
+
     pub(crate) fn locks_dir(&self) -> PathBuf {
         self.run_root.join("locks")
     }

@@ -81,6 +81,11 @@ impl Engine {
         };
         let (client, pid) = Client::exec(&self.attach_socket(&c.id), req)
             .map_err(|e| Error::Monitor(format!("exec in {}: {e}", c.name)))?;
+        self.emit(
+            self.container_event(&c, "exec_start")
+                .attr("execCommand", r.args.join(" "))
+                .attr("pid", pid.to_string()),
+        );
         Ok(ExecSession {
             pid,
             client: (!r.detach).then_some(client),

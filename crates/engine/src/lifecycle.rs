@@ -90,6 +90,7 @@ impl Engine {
             let _ = bundle::remove_bundle(&self.images, &id);
             return Err(e);
         }
+        self.emit(self.container_event(&c, "create"));
         Ok(c)
     }
 
@@ -232,6 +233,7 @@ impl Engine {
         c.state.finished_at = None;
         c.state.exit_code = None;
         self.db.update_container(&mut c)?;
+        self.emit(self.container_event(&c, "start"));
         Ok(c)
     }
 
@@ -305,6 +307,9 @@ impl Engine {
                 "cleanup".into(),
                 c.id.clone(),
             ]),
+            events_dir: Some(self.run_root.clone()),
+            name: c.name.clone(),
+            image: c.config.image.clone(),
         };
         let cfg_path = ud.join("monitor.json");
         monitor_cfg
@@ -428,6 +433,10 @@ impl Engine {
             return Err(not_running(&c, "signal it"));
         }
         self.handler(&c)?.kill(&c.id, signal, false)?;
+        self.emit(
+            self.container_event(&c, "kill")
+                .attr("signal", signal.to_string()),
+        );
         Ok(c)
     }
 
@@ -438,6 +447,7 @@ impl Engine {
             .or(c.config.stop_timeout.map(Duration::from_secs))
             .unwrap_or(Duration::from_secs(10));
         if matches!(c.state.status, Status::Running | Status::Paused) {
+            self.emit(self.container_event(&c, "stop"));
             let handler = self.handler(&c)?;
             if c.state.status == Status::Paused {
                 handler.resume(&c.id)?;
@@ -512,6 +522,7 @@ impl Engine {
             poll_until(Duration::from_secs(5), || !m.is_alive());
         }
         let _ = std::fs::remove_file(self.locks_dir().join(format!("{}.lock", c.id)));
+        self.emit(self.container_event(c, "destroy"));
         Ok(())
     }
 
@@ -542,6 +553,7 @@ impl Engine {
             return Err(not_running(&c, "pause it"));
         }
         self.handler(&c)?.pause(&c.id)?;
+        self.emit(self.container_event(&c, "pause"));
         self.container(&c.id)
     }
 
@@ -551,6 +563,7 @@ impl Engine {
             return Err(not_running(&c, "unpause it"));
         }
         self.handler(&c)?.resume(&c.id)?;
+        self.emit(self.container_event(&c, "unpause"));
         self.container(&c.id)
     }
 
@@ -559,8 +572,10 @@ impl Engine {
         let c = self.db.find_container(key)?;
         let _lock = self.lock(&c.id)?;
         let mut c = self.db.find_container(&c.id)?;
+        let old = c.name.clone();
         self.db.rename_container(&mut c, new)?;
         crate::recover::save_container_file(self, &c)?;
+        self.emit(self.container_event(&c, "rename").attr("oldName", old));
         Ok(c)
     }
 }

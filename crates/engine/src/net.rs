@@ -97,6 +97,10 @@ impl Engine {
         n.labels = labels.into_iter().collect();
         crate::recover::save_network_file(self, &n.name, &n)?;
         self.db.insert_network(&n.name, &n)?;
+        self.emit(
+            berth_base::events::Event::new("network", "create", &n.id)
+                .attr("name", n.name.as_str()),
+        );
         Ok(n)
     }
 
@@ -132,6 +136,10 @@ impl Engine {
         cni(self).remove_network(&n).map_err(neterr)?;
         self.db.remove_network(&n.name)?;
         crate::recover::remove_network_file(self, &n.name);
+        self.emit(
+            berth_base::events::Event::new("network", "destroy", &n.id)
+                .attr("name", n.name.as_str()),
+        );
         Ok(())
     }
 }

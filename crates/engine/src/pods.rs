@@ -68,6 +68,7 @@ impl Engine {
             let _ = self.db.remove_pod(&p.id);
             return Err(e);
         }
+        self.emit(pod_event(&p, "create"));
         Ok(p)
     }
 
@@ -117,7 +118,10 @@ impl Engine {
         }
         self.pod_release(&mut p)?;
         match self.pod_launch(&mut p) {
-            Ok(()) => Ok(p),
+            Ok(()) => {
+                self.emit(pod_event(&p, "start"));
+                Ok(p)
+            }
             Err(e) => {
                 let _ = self.pod_release(&mut p);
                 Err(e)
@@ -196,6 +200,7 @@ impl Engine {
         let _lock = self.lock(&p.id)?;
         let mut p = self.db.find_pod(&p.id)?;
         self.pod_release(&mut p)?;
+        self.emit(pod_event(&p, "stop"));
         Ok(p)
     }
 
@@ -220,9 +225,14 @@ impl Engine {
         self.pod_release(&mut p)?;
         self.db.remove_pod(&p.id)?;
         crate::recover::remove_pod_file(self, &p.id);
+        self.emit(pod_event(&p, "remove"));
         let _ = std::fs::remove_file(self.run_root.join("locks").join(format!("{}.lock", p.id)));
         Ok(p)
     }
+}
+
+fn pod_event(p: &Pod, action: &str) -> berth_base::events::Event {
+    berth_base::events::Event::new("pod", action, &p.id).attr("name", p.name.as_str())
 }
 
 /// The infra process itself (`berth pod infra`): never returns while the

@@ -55,6 +55,7 @@ impl Engine {
         };
         crate::recover::save_volume_file(self, &v)?;
         if self.db.insert_volume(&v)? {
+            self.emit(berth_base::events::Event::new("volume", "create", &v.name));
             Ok((v, true))
         } else {
             // Another berth made it meanwhile.
@@ -124,6 +125,7 @@ impl Engine {
             Err(e) => return Err(e).ctx(|| format!("rename {}", dir.display())),
         }
         self.db.remove_volume(&v.name)?;
+        self.emit(berth_base::events::Event::new("volume", "destroy", &v.name));
         if doomed.exists() {
             std::fs::remove_dir_all(&doomed).ctx(|| format!("remove {}", doomed.display()))?;
         }

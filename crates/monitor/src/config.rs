@@ -33,6 +33,15 @@ pub struct Config {
     pub pid_file: PathBuf,
     #[serde(default)]
     pub exit_command: Option<Vec<String>>,
+    /// Where the container's `die` (and `oom`) events are appended (the
+    /// engine's event log directory).
+    #[serde(default)]
+    pub events_dir: Option<PathBuf>,
+    /// The container's name and image, for its events.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub image: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -636,6 +636,21 @@ impl<'a> Monitor<'a> {
         // Nobody to tell if this fails: the engine sees no exit file and
         // the container stopped, as after a crash of the monitor.
         let _ = record.write(&self.cfg.exit_file);
+        if let Some(dir) = &self.cfg.events_dir {
+            use berth_base::events::{Event, append};
+            let event = |action: &str| {
+                Event::new("container", action, &self.cfg.id)
+                    .attr("name", self.cfg.name.as_str())
+                    .attr("image", self.cfg.image.as_str())
+            };
+            if record.oom_killed {
+                let _ = append(dir, &event("oom"));
+            }
+            let _ = append(
+                dir,
+                &event("die").attr("exitCode", record.exit_code.to_string()),
+            );
+        }
         self.server.exit(record.exit_code);
         if let Some(argv) = &self.cfg.exit_command {
             let spawned = Command::new(&argv[0])

@@ -217,3 +217,67 @@ fn pids_that_name_other_processes_after_a_reboot_are_never_joined_or_signalled()
     let _ = other.wait();
     assert_gone(&env, &id);
 }
+
+#[test]
+fn events_are_logged_by_every_process_and_followed() {
+    let env = Env::new();
+    let mut follower = env
+        .cmd()
+        .args(["events", "--format", "json", "--filter", "container=ev"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The follower subscribes as it starts: give it that moment.
+    std::thread::sleep(Duration::from_millis(300));
+    let id = env.run_d(&["--name", "ev", "--network", "none"], &["sleep", "1000"]);
+    env.ok(&["exec", "ev", "true"]);
+    env.ok(&["stop", "-t", "1", "ev"]);
+    env.ok(&["rm", "ev"]);
+    env.ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "other",
+        "--network",
+        "none",
+        &env.image,
+        "true",
+    ]);
+    // The history, read back with a window, ends by itself.
+    let past = env.ok(&[
+        "events",
+        "--since",
+        "1m",
+        "--until",
+        "0s",
+        "--filter",
+        "event=die",
+    ]);
+    assert!(past.lines().count() >= 2, "{past}");
+    assert!(
+        past.contains("container die") && past.contains("exitCode="),
+        "{past}"
+    );
+
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = follower.kill();
+    let out = follower.wait_with_output().unwrap();
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["Action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["create", "start", "exec_start", "stop", "die", "destroy"],
+        "{events:#?}"
+    );
+    assert!(events.iter().all(|e| e["Actor"]["ID"] == id.as_str()));
+    let die = &events[4];
+    // PID 1 ignores SIGTERM: the stop ended with SIGKILL.
+    assert_eq!(die["Actor"]["Attributes"]["exitCode"], "137");
+    assert_eq!(die["Actor"]["Attributes"]["name"], "ev");
+}

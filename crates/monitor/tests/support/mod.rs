@@ -106,6 +106,9 @@ impl Sandbox {
             attach_socket: ud.join("attach"),
             pid_file: ud.join("pid"),
             exit_command: None,
+            events_dir: None,
+            name: String::new(),
+            image: String::new(),
         };
         let path = ud.join("monitor.json");
         self.containers.borrow_mut().push((kind, id, path.clone()));

@@ -246,6 +246,8 @@ pub enum Cmd {
     Top {
         container: String,
     },
+    /// Lifecycle events: past ones (--since) and, as they happen, new ones.
+    Events(crate::events::Args),
     /// System-wide upkeep.
     System {
         #[command(subcommand)]
@@ -993,6 +995,7 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
             }
         }
         Cmd::Top { container } => top(&e, &container)?,
+        Cmd::Events(a) => crate::events::run(&e, a)?,
         Cmd::System {
             cmd:
                 SystemCmd::Prune {

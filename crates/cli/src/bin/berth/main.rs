@@ -3,6 +3,7 @@
 
 mod attach;
 mod containers;
+mod events;
 mod progress;
 mod warnings;
 
