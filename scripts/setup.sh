@@ -22,9 +22,15 @@ if [ "${BERTH_SKIP_APT:-0}" != 1 ]; then
 fi
 
 cargo build --release --workspace --bins
-for bin in berth-runtime berth berth-monitor; do
+for bin in berth-runtime berth; do
     install -m 0755 "target/release/$bin" "/usr/local/bin/$bin"
 done
+# berth-monitor runs once per container, so its private memory counts per
+# container: linked statically and at a fixed address it has no loader,
+# no relocated library data and half the private pages of the dynamic
+# build (docs/benchmarks.md).
+scripts/build-monitor-static.sh
+install -m 0755 target/static/x86_64-unknown-linux-gnu/release/berth-monitor /usr/local/bin/berth-monitor
 
 # An image from Debian's busybox-static (there is no registry to pull
 # from on an offline machine), then a container from it.

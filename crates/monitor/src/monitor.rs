@@ -85,11 +85,18 @@ pub fn main(args: &[OsString]) -> i32 {
             return 1;
         }
     };
+    // Found now, while create's garbage is on the heap anyway (it reads
+    // the mount table).
+    let oom = berth_runtime::cgroups::oom::OomCounter::of_pid(launched.pid).map(|c| {
+        let n = c.kills();
+        (c, n)
+    });
     // Parsing the bundle and creating left garbage on the heap; give it
     // back, the loop needs little.
+    // SAFETY: malloc_trim only returns free heap memory to the system.
     unsafe { libc::malloc_trim(0) };
     ready.ok(launched.pid);
-    let mut m = Monitor::new(&cfg, log, server, sigfd, launched);
+    let mut m = Monitor::new(&cfg, log, server, sigfd, launched, oom);
     m.run();
     0
 }
@@ -198,6 +205,7 @@ impl<'a> Monitor<'a> {
         server: Server,
         sigfd: OwnedFd,
         launched: Launched,
+        oom: Option<(berth_runtime::cgroups::oom::OomCounter, u64)>,
     ) -> Monitor<'a> {
         let Io {
             stdout,
@@ -205,10 +213,6 @@ impl<'a> Monitor<'a> {
             stdin,
             tty,
         } = launched.io;
-        let oom = berth_runtime::cgroups::oom::OomCounter::of_pid(launched.pid).map(|c| {
-            let n = c.kills();
-            (c, n)
-        });
         Monitor {
             cfg,
             log,
