@@ -8,5 +8,6 @@ pub mod fs;
 pub mod ids;
 pub mod lock;
 pub mod names;
+pub mod paths;
 pub mod process;
 pub mod time;

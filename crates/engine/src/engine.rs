@@ -14,14 +14,9 @@ use crate::handler::Handler;
 use crate::lock::Lock;
 use crate::model::Container;
 
-pub const DEFAULT_RUN_ROOT: &str = "/run/berth";
-
 pub struct Options {
-    /// Persistent state: images, layers, containers' bundles and logs.
-    pub root: PathBuf,
-    /// Volatile state: runtime state, locks, network namespace pins,
-    /// attach sockets.
-    pub run_root: PathBuf,
+    /// Where state lives on this host (roots, pins, host-wide locks).
+    pub paths: berth_base::paths::HostPaths,
     /// The berth-monitor binary.
     pub monitor: PathBuf,
     /// The berth binary, for the monitor's exit command.
@@ -31,6 +26,7 @@ pub struct Options {
 pub struct Engine {
     pub root: PathBuf,
     pub run_root: PathBuf,
+    pub paths: berth_base::paths::HostPaths,
     pub images: Store,
     pub db: Db,
     pub monitor: PathBuf,
@@ -39,19 +35,21 @@ pub struct Engine {
 
 impl Engine {
     pub fn open(o: Options) -> Result<Engine> {
-        let images = Store::open(&o.root)?;
-        for d in [&o.run_root, &o.run_root.join("locks")] {
+        let (root, run_root) = (o.paths.root.clone(), o.paths.run_root.clone());
+        let images = Store::open(&root)?;
+        for d in [&run_root, &run_root.join("locks")] {
             std::fs::create_dir_all(d).ctx(|| format!("create {}", d.display()))?;
         }
         // Only root looks into the run root: it holds sockets to containers.
         let _ = std::fs::set_permissions(
-            &o.run_root,
+            &run_root,
             std::os::unix::fs::PermissionsExt::from_mode(0o700),
         );
-        let (db, found) = Db::open(&Self::db_path(&o.root))?;
+        let (db, found) = Db::open(&Self::db_path(&root))?;
         let e = Engine {
-            root: o.root,
-            run_root: o.run_root,
+            root,
+            run_root,
+            paths: o.paths,
             images,
             db,
             monitor: o.monitor,
@@ -71,7 +69,7 @@ impl Engine {
     /// `system repair`: moves a damaged database aside (with its log) and
     /// opens a new one, rebuilt from the records' copies on disk.
     pub fn repair(o: Options) -> Result<(Engine, Option<PathBuf>)> {
-        let path = Self::db_path(&o.root);
+        let path = Self::db_path(&o.paths.root);
         let moved = if path.exists() {
             let stamp = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -154,11 +152,7 @@ impl Engine {
     /// Where network namespaces are pinned: /run/netns (where `ip netns`
     /// looks) for the default run root, else inside the run root.
     pub fn netns_dir(&self) -> PathBuf {
-        if self.run_root == Path::new(DEFAULT_RUN_ROOT) {
-            PathBuf::from("/run/netns")
-        } else {
-            self.run_root.join("netns")
-        }
+        self.paths.netns_dir.clone()
     }
 
     /// A pin's name: berth's, apart from other tools' pins in /run/netns.

@@ -38,7 +38,7 @@ pub fn network(e: &Engine, name: &str) -> Result<Network> {
             return Ok(n);
         }
         let existing: Vec<Network> = e.db.networks()?;
-        let n = claim(&existing, |bridge, subnet| {
+        let n = claim(&e.paths.host_locks, &existing, |bridge, subnet| {
             Network::new(name, bridge, subnet, None, false).map_err(neterr)
         })?;
         crate::recover::save_network_file(e, &n.name, &n)?;
@@ -87,10 +87,10 @@ impl Engine {
             )));
         }
         let mut n = match subnet {
-            Some(s) => claim_given(&existing, s, |bridge| {
+            Some(s) => claim_given(&self.paths.host_locks, &existing, s, |bridge| {
                 Network::new(name, bridge, s, gateway, internal).map_err(neterr)
             })?,
-            None => claim(&existing, |bridge, s| {
+            None => claim(&self.paths.host_locks, &existing, |bridge, s| {
                 Network::new(name, bridge, s, gateway, internal).map_err(neterr)
             })?,
         };
@@ -207,10 +207,11 @@ fn overlaps(existing: &[Network], s: &ipnet::Ipv4Net) -> bool {
 /// gateway address), so that the next claimant, in any berth process with
 /// any root, sees them taken. A host-wide lock orders the claimants.
 fn claim(
+    host_locks: &Path,
     existing: &[Network],
     make: impl Fn(&str, ipnet::Ipv4Net) -> Result<Network>,
 ) -> Result<Network> {
-    let _lock = crate::lock::acquire(Path::new("/run/lock"), "berth-networks")?;
+    let _lock = crate::lock::acquire(host_locks, "berth-networks")?;
     let host = HostClaims::read();
     for n in 0..=255u8 {
         let subnet = ipnet::Ipv4Net::new(std::net::Ipv4Addr::new(10, 77, n, 0), 24).expect("a /24");
@@ -230,11 +231,12 @@ fn claim(
 
 /// `claim` for a subnet the user chose.
 fn claim_given(
+    host_locks: &Path,
     existing: &[Network],
     subnet: ipnet::Ipv4Net,
     make: impl Fn(&str) -> Result<Network>,
 ) -> Result<Network> {
-    let _lock = crate::lock::acquire(Path::new("/run/lock"), "berth-networks")?;
+    let _lock = crate::lock::acquire(host_locks, "berth-networks")?;
     if HostClaims::read().clashes(&subnet) {
         return Err(Error::Conflict(format!(
             "subnet {subnet} is in use on this host"

@@ -15,8 +15,7 @@ use crate::env::*;
 fn engine(env: &Env) -> Engine {
     let berth = PathBuf::from(crate::support::berth_bin());
     Engine::open(berth_engine::Options {
-        root: env.sb.root(),
-        run_root: env.runroot(),
+        paths: berth_base::paths::HostPaths::with_roots(env.sb.root(), env.runroot()),
         monitor: berth.with_file_name("berth-monitor"),
         berth,
     })

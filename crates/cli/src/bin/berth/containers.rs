@@ -749,8 +749,7 @@ fn engine_options(ctx: &crate::Ctx) -> Result<berth_engine::Options> {
         })
         .unwrap_or_else(|| PathBuf::from("/usr/local/bin/berth-monitor"));
     Ok(berth_engine::Options {
-        root: ctx.root.clone(),
-        run_root: ctx.runroot.clone(),
+        paths: berth_base::paths::HostPaths::with_roots(&ctx.root, &ctx.runroot),
         monitor,
         berth: me,
     })

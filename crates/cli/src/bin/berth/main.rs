@@ -31,10 +31,10 @@ use clap::{Parser, Subcommand};
 #[command(name = "berth", version, about = "Containers and images, daemonless")]
 struct Cli {
     /// Where images, layers and containers are stored.
-    #[arg(long, global = true, default_value = "/var/lib/berth")]
+    #[arg(long, global = true, default_value = berth_base::paths::SYSTEM_ROOT)]
     root: PathBuf,
     /// Volatile state: runtime state, locks, network namespaces, sockets.
-    #[arg(long, global = true, default_value = "/run/berth")]
+    #[arg(long, global = true, default_value = berth_base::paths::SYSTEM_RUN_ROOT)]
     runroot: PathBuf,
     /// registries.conf (default /etc/containers/registries.conf).
     #[arg(long, global = true)]

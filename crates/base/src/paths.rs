@@ -1,0 +1,63 @@
+//! Where berth keeps things on this host, in one place: the persistent
+//! and volatile roots, network namespace pins and host-wide locks. Nothing
+//! else names /var/lib/berth, /run/berth, /run/netns or /run/lock, so a
+//! berth for another root (a test's, a user's) is a different context,
+//! not a different code path.
+
+use std::path::{Path, PathBuf};
+
+pub const SYSTEM_ROOT: &str = "/var/lib/berth";
+pub const SYSTEM_RUN_ROOT: &str = "/run/berth";
+/// Where `ip netns` looks: pins of the system berth go there.
+const SYSTEM_NETNS: &str = "/run/netns";
+const SYSTEM_LOCKS: &str = "/run/lock";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPaths {
+    /// Persistent state: images, layers, containers' bundles, volumes.
+    pub root: PathBuf,
+    /// Volatile state: runtime state, locks, sockets, the event log.
+    pub run_root: PathBuf,
+    /// Where network namespaces are pinned.
+    pub netns_dir: PathBuf,
+    /// Locks every berth on the host shares, whatever its roots (network
+    /// address plans are host resources).
+    pub host_locks: PathBuf,
+}
+
+impl HostPaths {
+    /// The system berth's (root's).
+    pub fn system() -> HostPaths {
+        HostPaths::with_roots(SYSTEM_ROOT, SYSTEM_RUN_ROOT)
+    }
+
+    /// Given roots; pins go to /run/netns only for the system run root,
+    /// else inside the run root.
+    pub fn with_roots(root: impl Into<PathBuf>, run_root: impl Into<PathBuf>) -> HostPaths {
+        let run_root = run_root.into();
+        let netns_dir = if run_root == Path::new(SYSTEM_RUN_ROOT) {
+            PathBuf::from(SYSTEM_NETNS)
+        } else {
+            run_root.join("netns")
+        };
+        HostPaths {
+            root: root.into(),
+            run_root,
+            netns_dir,
+            host_locks: PathBuf::from(SYSTEM_LOCKS),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_go_where_ip_netns_looks_only_for_the_system_run_root() {
+        assert_eq!(HostPaths::system().netns_dir, Path::new("/run/netns"));
+        let t = HostPaths::with_roots("/tmp/r", "/tmp/run");
+        assert_eq!(t.netns_dir, Path::new("/tmp/run/netns"));
+        assert_eq!(t.host_locks, Path::new("/run/lock"));
+    }
+}
