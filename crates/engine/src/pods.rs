@@ -238,6 +238,8 @@ fn pod_event(p: &Pod, action: &str) -> berth_base::events::Event {
 /// The infra process itself (`berth pod infra`): never returns while the
 /// pod runs. fd 3 is the ready pipe.
 pub fn infra_main(netns_path: Option<&Path>, hostname: &str) -> Result<()> {
+    // SAFETY: fd 3 is the ready pipe the launcher handed this process to
+    // own (start_detached); nothing else here uses it.
     let ready = unsafe { std::fs::File::from_raw_fd(3) };
     let r = (|| -> Result<()> {
         if let Some(p) = netns_path {
@@ -245,6 +247,7 @@ pub fn infra_main(netns_path: Option<&Path>, hostname: &str) -> Result<()> {
                 what: format!("open {}", p.display()),
                 source: e,
             })?;
+            // SAFETY: f is an open netns file for the length of the call.
             if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) } != 0
             {
                 return Err(Error::Os {
@@ -253,6 +256,7 @@ pub fn infra_main(netns_path: Option<&Path>, hostname: &str) -> Result<()> {
                 });
             }
         }
+        // SAFETY: unshare takes flags only; this process is single-threaded.
         if unsafe { libc::unshare(libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) } != 0 {
             return Err(Error::Os {
                 what: "unshare ipc and uts".into(),
@@ -280,6 +284,7 @@ pub fn infra_main(netns_path: Option<&Path>, hostname: &str) -> Result<()> {
     // SIGTERM and SIGINT end it (their default action); everything else it
     // sleeps through.
     loop {
+        // SAFETY: pause takes nothing and only waits for a signal.
         unsafe { libc::pause() };
     }
 }

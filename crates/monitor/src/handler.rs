@@ -144,6 +144,8 @@ fn builtin(cfg: &Config, root: &Path, systemd_cgroup: bool) -> Result<Launched> 
 
 fn dup_onto(fd: &OwnedFd, target: i32) -> Result<()> {
     loop {
+        // SAFETY: fd is open (borrowed for the call); the target is one of
+        // this process's own stdio fds.
         if unsafe { libc::dup2(fd.as_raw_fd(), target) } >= 0 {
             return Ok(());
         }

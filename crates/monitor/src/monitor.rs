@@ -119,6 +119,7 @@ fn release_unused_stack() {
     else {
         return;
     };
+    // SAFETY: sysconf takes a constant and returns a number.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
     let end = sp.saturating_sub(MARGIN) & !(page - 1);
     if end > lo {
@@ -134,6 +135,7 @@ fn detach() -> std::io::Result<()> {
     // EPERM when the spawner made this a group leader: a session of its
     // own is then not needed to escape the spawner's signals.
     let _ = rustix::process::setsid();
+    // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -142,6 +144,7 @@ fn detach() -> std::io::Result<()> {
         .write(true)
         .open("/dev/null")?;
     for fd in 0..3 {
+        // SAFETY: `null` is open; 0-2 are this process's to replace.
         if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -153,6 +156,8 @@ fn detach() -> std::io::Result<()> {
 /// ignored: children get a clean mask, but an ignored signal would stay
 /// ignored in the container.
 fn child_signals() -> std::io::Result<OwnedFd> {
+    // SAFETY: a zeroed sigset_t is set up by sigemptyset; every call gets
+    // valid pointers; the signalfd returned is new and owned here.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);

@@ -14,6 +14,8 @@ impl Ready {
     /// Takes fd 3 if it is open, and keeps it from every process the
     /// monitor starts (runtime, container, exit command).
     pub fn take() -> Option<Ready> {
+        // SAFETY: fcntl on an integer fd; an fd that is not open fails
+        // with EBADF, which is the answer sought.
         if unsafe { libc::fcntl(FD, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
             return None;
         }

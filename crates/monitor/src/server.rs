@@ -150,8 +150,11 @@ impl Server {
             _ => {}
         }
         // Created 0600 from the start: no moment in which others connect.
+        // SAFETY: umask only swaps the mask; the monitor is single-threaded,
+        // so no other thread creates files meanwhile.
         let old = unsafe { libc::umask(0o177) };
         let bound = UnixListener::bind(&short.path);
+        // SAFETY: as above.
         unsafe { libc::umask(old) };
         let listener = bound.ctx(|| format!("bind the attach socket {}", path.display()))?;
         listener

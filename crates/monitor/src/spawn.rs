@@ -97,6 +97,7 @@ fn read_line(fd: OwnedFd) -> Result<String> {
             revents: 0,
         };
         let ms = left.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd, of an fd `f` keeps open.
         if unsafe { libc::poll(&mut pfd, 1, ms) } < 0 {
             let e = std::io::Error::last_os_error();
             if e.kind() == std::io::ErrorKind::Interrupted {

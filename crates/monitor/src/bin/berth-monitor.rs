@@ -7,6 +7,8 @@ fn main() {
     if let Err(e) = berth_runtime::selfexe::ensure_protected() {
         let msg = format!("error protect the monitor binary: {e}\n");
         // The ready pipe, if the spawner gave one.
+        // SAFETY: msg outlives the call; fd 3 is the ready pipe if the
+        // spawner gave one (EBADF otherwise, which is harmless).
         unsafe { libc::write(3, msg.as_ptr().cast(), msg.len()) };
         std::process::exit(1);
     }
