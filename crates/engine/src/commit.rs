@@ -172,7 +172,7 @@ impl Engine {
 }
 
 fn bad(change: &str, why: impl Into<String>) -> Error {
-    Error::invalid(format!("change {change:?}"), why)
+    Error::invalid(format!("change `{change}`"), why)
 }
 
 /// Applies one Dockerfile instruction to an image config (`config` is
