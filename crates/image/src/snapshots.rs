@@ -421,6 +421,9 @@ impl Snapshots<'_> {
         opts: &PrepareOptions,
     ) -> Result<Mounts> {
         check_key(key)?;
+        // Shared, as every writer: no collection takes the parent's layers
+        // between the look at them and the record that holds them.
+        let _lock = self.store.lock_shared()?;
         let (parent, lowers) = self.resolve(parent)?;
         let kind = opts.snapshotter.unwrap_or(Snapshotter::Overlay);
         let info = Info {
@@ -445,6 +448,7 @@ impl Snapshots<'_> {
         labels: BTreeMap<String, String>,
     ) -> Result<Mounts> {
         check_key(key)?;
+        let _lock = self.store.lock_shared()?;
         let (parent, lowers) = self.resolve(parent)?;
         let info = Info {
             key: key.to_string(),
