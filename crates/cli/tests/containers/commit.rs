@@ -27,14 +27,15 @@ fn base_layer() -> Vec<u8> {
 
 /// Adds, changes and deletes: a file, a changed file, a deleted tree, a
 /// directory made opaque (rm -rf; mkdir), a new tree, a hardlink, a FIFO,
-/// a mode change.
+/// a device node, a symlink pointing out of the root, a mode change.
 const CHANGES: &str = "B=/bin/busybox; \
     echo new > /newfile && echo changed > /etc/conf && $B rm -rf /d1 && $B rm -rf /d2 && \
     $B mkdir /d2 && echo n > /d2/n && $B mkdir -p /a/b && echo z > /a/b/z && \
-    $B ln /newfile /hl && $B mkfifo /fifo && $B chmod 600 /d3/keep";
+    $B ln /newfile /hl && $B mkfifo /fifo && $B chmod 600 /d3/keep && \
+    $B mknod /null2 c 1 3 && $B ln -s /etc/shadow /link-out";
 
 const EXPECTED_DIFF: &str = "A /a\nA /a/b\nA /a/b/z\nD /d1\nD /d2\nA /d2/n\nC /d3/keep\n\
-    C /etc\nC /etc/conf\nA /fifo\nA /hl\nA /newfile\n";
+    C /etc\nC /etc/conf\nA /fifo\nA /hl\nA /link-out\nA /newfile\nA /null2\n";
 
 fn json(out: &str) -> Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
@@ -50,6 +51,8 @@ fn diff_and_commit_of_a_running_and_a_stopped_container() {
         "-d",
         "--name",
         "ch",
+        "--cap-add",
+        "MKNOD",
         &base,
         "sh",
         "-c",
@@ -71,7 +74,17 @@ fn diff_and_commit_of_a_running_and_a_stopped_container() {
     env.ok(&["rm", "-f", "ch"]);
 
     // Stopped: the same changes, committed with config changes.
-    env.ok(&["run", "--name", "stopped", &base, "sh", "-c", CHANGES]);
+    env.ok(&[
+        "run",
+        "--name",
+        "stopped",
+        "--cap-add",
+        "MKNOD",
+        &base,
+        "sh",
+        "-c",
+        CHANGES,
+    ]);
     assert_eq!(env.status("stopped"), "exited");
     assert_eq!(env.ok(&["diff", "stopped"]), EXPECTED_DIFF);
     let id = env
@@ -127,8 +140,10 @@ fn diff_and_commit_of_a_running_and_a_stopped_container() {
     let check = "B=/bin/busybox; $B pwd; echo $FOO; cat /etc/conf; \
         $B test -e /d1 && echo d1 is back; ls /d2; cat /a/b/z; \
         $B test -p /fifo && echo fifo; stat -c %a /d3/keep; \
-        [ $(stat -c %i /hl) = $(stat -c %i /newfile) ] && echo linked; cat /d3/keep";
-    let expected = "/d2\nbar\nchanged\nn\nz\nfifo\n600\nlinked\nx\n";
+        [ $(stat -c %i /hl) = $(stat -c %i /newfile) ] && echo linked; cat /d3/keep; \
+        $B readlink /link-out; stat -c '%F %t:%T' /null2";
+    let expected =
+        "/d2\nbar\nchanged\nn\nz\nfifo\n600\nlinked\nx\n/etc/shadow\ncharacter special file 1:3\n";
     assert_eq!(env.ok(&["run", "--rm", img, "sh", "-c", check]), expected);
     // No mount point of the runtime's went into the layer.
     let saved = env.sb.path().join("saved");
@@ -322,6 +337,8 @@ fn diff_and_commit_match_podman() {
         "pc",
         "--network",
         "none",
+        "--cap-add",
+        "MKNOD",
         &base,
         "sh",
         "-c",
@@ -333,6 +350,8 @@ fn diff_and_commit_match_podman() {
         "bc",
         "--network",
         "none",
+        "--cap-add",
+        "MKNOD",
         &base,
         "sh",
         "-c",
@@ -370,7 +389,16 @@ fn diff_and_commit_match_podman() {
     assert_eq!(berth, podman);
     // The entries the changes had to give, whiteouts as tar files.
     let paths: Vec<&str> = berth.iter().map(|e| e.path.as_str()).collect();
-    for want in [".wh.d1", "d2/.wh..wh..opq", "d2/n", "hl", "newfile", "fifo"] {
+    for want in [
+        ".wh.d1",
+        "d2/.wh..wh..opq",
+        "d2/n",
+        "hl",
+        "newfile",
+        "fifo",
+        "null2",
+        "link-out",
+    ] {
         assert!(paths.contains(&want), "{want} in {paths:?}");
     }
 }
