@@ -284,18 +284,19 @@ fn gc_locked(store: &Store, partials: Partials) -> Result<GcStats> {
     let keep = reachable(store)?;
     let (blobs, layers) = (keep.blobs, keep.layers);
     let mut stats = GcStats::default();
-    let snaps = crate::snapshots::all(&store.db())?;
     let mut dirs = HashSet::new();
-    for s in &snaps {
-        if s.kind == crate::snapshots::Kind::Committed && !keep.snapshots.contains(&s.key) {
-            let mut db = store.db();
-            let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            tx.execute("DELETE FROM snapshots WHERE key = ?1", [&s.key])?;
-            tx.commit()?;
-            stats.snapshots += 1;
-        } else if let Some(d) = &s.dir {
-            dirs.insert(d.clone());
+    {
+        let mut db = store.db();
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for s in crate::snapshots::all(&tx)? {
+            if s.kind == crate::snapshots::Kind::Committed && !keep.snapshots.contains(&s.key) {
+                tx.execute("DELETE FROM snapshots WHERE key = ?1", [&s.key])?;
+                stats.snapshots += 1;
+            } else if let Some(d) = s.dir {
+                dirs.insert(d);
+            }
         }
+        tx.commit()?;
     }
     let list = |dir: &std::path::Path| -> Result<Vec<std::fs::DirEntry>> {
         Ok(std::fs::read_dir(dir)
