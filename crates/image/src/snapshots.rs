@@ -608,6 +608,14 @@ impl Snapshots<'_> {
     /// layer goes unless an image or another snapshot uses it.
     pub fn remove(&self, key: &str) -> Result<()> {
         let info = self.stat(key)?;
+        if let Some(id) = key.strip_prefix("containers/")
+            && self.store.container(id)?.is_some()
+        {
+            return Err(Error::invalid(
+                format!("snapshot {key}"),
+                format!("it is container {id}'s root: remove the container"),
+            ));
+        }
         let kids = self.children(key)?;
         if !kids.is_empty() {
             return Err(Error::invalid(
@@ -999,6 +1007,9 @@ mod tests {
         assert_eq!(info.kind, Kind::Active);
         assert_eq!(info.lowers, [base]);
         assert_eq!(info.dir.as_deref(), Some("containers/old"));
+        // It goes with its container, not on its own.
+        let err = store.snapshots().remove("containers/old").unwrap_err();
+        assert!(err.to_string().contains("remove the container"), "{err}");
         let v: i64 = store
             .db()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
