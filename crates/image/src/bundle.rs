@@ -1,7 +1,8 @@
 //! Image -> OCI bundle: a snapshot as `rootfs` and a config.json beside it,
-//! in `<root>/containers/<id>/`, ready for berth-runtime. The container
-//! record keeps the image (and so its layers) from removal until
-//! `remove_bundle`.
+//! in `<root>/containers/<id>/`, ready for berth-runtime. The snapshot is
+//! the active snapshot `containers/<id>` on the image's layers (see
+//! snapshots.rs); the container record, made with it, keeps the image
+//! (and so its layers) from removal until `remove_bundle`.
 
 use std::path::PathBuf;
 
@@ -9,6 +10,7 @@ use serde_json::Value;
 
 use crate::error::{Context, Result};
 use crate::snapshot::{self, Snapshotter};
+use crate::snapshots;
 use crate::spec::{self, SpecOptions};
 use crate::store::{ImageRecord, Store};
 
@@ -43,15 +45,22 @@ pub fn create_bundle(
     snapshot::validate_id(id)?;
     let _lock = store.lock_shared()?;
     let kind = opts.snapshotter.unwrap_or(Snapshotter::Overlay);
-    store.add_container(id, &image.id, kind.name())?;
     match build(store, image, id, opts, kind) {
         Ok(b) => Ok(b),
         Err(e) => {
-            let _ = snapshot::remove(store, id);
-            let _ = store.remove_container(id);
+            let _ = snapshots::remove_container(store, id);
             Err(e)
         }
     }
+}
+
+/// Makes the container's snapshot and mounts it on its rootfs.
+fn prepare(store: &Store, image: &ImageRecord, id: &str, kind: Snapshotter) -> Result<PathBuf> {
+    let mounts = snapshots::prepare_container(store, id, image, kind)?;
+    let rootfs = snapshot::container_dir(store, id).join("rootfs");
+    std::fs::create_dir_all(&rootfs).ctx(|| format!("create {}", rootfs.display()))?;
+    mounts.mount(store, &rootfs)?;
+    Ok(rootfs)
 }
 
 fn build(
@@ -64,7 +73,7 @@ fn build(
     let config_bytes = store.read_blob(&image.id)?;
     let config = crate::manifest::parse_config(&config_bytes, &format!("config {}", image.id))?;
     let mut fallback = None;
-    let (rootfs, kind) = match snapshot::prepare(store, image, id, kind) {
+    let (rootfs, kind) = match prepare(store, image, id, kind) {
         Ok(r) => (r, kind),
         // Only where overlay cannot work at all: a failure of an overlay
         // that could work (too many layers for this kernel, say) is
@@ -73,11 +82,9 @@ fn build(
             // No overlay here (or not on this filesystem): copy instead,
             // and say why.
             fallback = Some(e.to_string());
-            snapshot::remove(store, id)?;
-            store.remove_container(id)?;
-            store.add_container(id, &image.id, Snapshotter::Copy.name())?;
+            snapshots::remove_container(store, id)?;
             (
-                snapshot::prepare(store, image, id, Snapshotter::Copy)?,
+                prepare(store, image, id, Snapshotter::Copy)?,
                 Snapshotter::Copy,
             )
         }
@@ -104,21 +111,17 @@ fn build(
 
 /// Mounts a bundle's rootfs again (after a reboot emptied the mounts).
 pub fn remount_bundle(store: &Store, id: &str) -> Result<PathBuf> {
-    let (image_id, kind) = store
-        .container(id)?
-        .ok_or_else(|| crate::Error::NotFound(format!("container {id}")))?;
-    let image = store
-        .image(&image_id)?
-        .ok_or_else(|| crate::Error::NotFound(image_id.to_string()))?;
-    match Snapshotter::parse(&kind)? {
-        Snapshotter::Overlay => snapshot::prepare(store, &image, id, Snapshotter::Overlay),
-        Snapshotter::Copy => Ok(snapshot::container_dir(store, id).join("rootfs")),
-    }
+    let rootfs = snapshot::container_dir(store, id).join("rootfs");
+    store
+        .snapshots()
+        .mounts(&snapshots::container_key(id))?
+        .mount(store, &rootfs)?;
+    Ok(rootfs)
 }
 
-/// Unmounts and deletes the bundle and its record. Missing is fine.
+/// Unmounts and deletes the bundle, its snapshot and its record. Missing
+/// is fine.
 pub fn remove_bundle(store: &Store, id: &str) -> Result<()> {
     snapshot::validate_id(id)?;
-    snapshot::remove(store, id)?;
-    store.remove_container(id)
+    snapshots::remove_container(store, id)
 }

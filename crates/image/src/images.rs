@@ -1,6 +1,7 @@
 //! Local image management: finding an image by name, ID or digest, tags,
-//! removal and garbage collection. Blobs and layers are removed only when
-//! no image record references them, under the store's exclusive lock.
+//! removal and garbage collection. Blobs, layers and committed snapshots
+//! are removed only when nothing reaches them (an image, a container, a
+//! snapshot, a live lease), under the store's exclusive lock.
 
 use std::collections::HashSet;
 
@@ -152,11 +153,20 @@ pub fn remove(
 }
 
 /// `image prune`: removes dangling images (no tag, and not pulled by
-/// digest), or with `all` every image no container uses; then
-/// unreferenced blobs, layers and every partial download.
+/// digest), or with `all` every image no container uses and no lease
+/// holds; then unreferenced blobs, layers, committed snapshots and every
+/// partial download.
 pub fn prune(store: &Store, all: bool) -> Result<Vec<Digest>> {
     let _lock = store.lock_exclusive()?;
-    let used: HashSet<Digest> = store.all_container_images()?.into_iter().collect();
+    let mut used: HashSet<Digest> = store.all_container_images()?.into_iter().collect();
+    crate::leases::expire(&store.db())?;
+    for l in store.leases()? {
+        for r in l.resources {
+            if let crate::leases::Resource::Image(d) = r {
+                used.insert(d);
+            }
+        }
+    }
     let mut removed = Vec::new();
     for img in store.images()? {
         let dangling = img.names.is_empty() && img.digest_names.is_empty();
@@ -180,22 +190,113 @@ enum Partials {
 
 const STALE_PARTIAL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// Removes what no image references. The caller holds the exclusive lock,
-/// so no pull is between writing a blob and recording its image, and no
-/// download is writing a partial file.
-fn gc_locked(store: &Store, partials: Partials) -> Result<GcStats> {
-    let mut blobs = HashSet::new();
-    let mut layers = HashSet::new();
-    for img in store.images()? {
-        blobs.insert(img.id.hex().to_string());
-        blobs.insert(img.manifest_digest.hex().to_string());
+/// What garbage collection keeps: everything reachable from an image
+/// record, a snapshot that is not a committed one (containers' roots,
+/// builders' working snapshots and views), or a live lease.
+#[derive(Default)]
+struct Reachable {
+    blobs: HashSet<String>,
+    layers: HashSet<String>,
+    snapshots: HashSet<String>,
+}
+
+fn reachable(store: &Store) -> Result<Reachable> {
+    let (snaps, leases) = {
+        let db = store.db();
+        (crate::snapshots::all(&db)?, crate::leases::all(&db)?)
+    };
+    let at = crate::store::now();
+    let mut r = Reachable::default();
+    let mut images: Vec<ImageRecord> = store.images()?;
+    let mut todo: Vec<String> = snaps
+        .iter()
+        .filter(|s| s.kind != crate::snapshots::Kind::Committed)
+        .map(|s| s.key.clone())
+        .collect();
+    for l in leases.iter().filter(|l| l.live(at)) {
+        for res in &l.resources {
+            use crate::leases::Resource;
+            match res {
+                Resource::Blob(d) => {
+                    r.blobs.insert(d.hex().to_string());
+                }
+                Resource::Layer(d) => {
+                    r.layers.insert(d.hex().to_string());
+                }
+                Resource::Snapshot(k) => todo.push(k.clone()),
+                // Its record is there (prune keeps leased images) unless
+                // it was never made or was removed by name.
+                Resource::Image(_) => {}
+            }
+        }
+    }
+    let by_key: std::collections::HashMap<&str, &crate::snapshots::Info> =
+        snaps.iter().map(|s| (s.key.as_str(), s)).collect();
+    while let Some(k) = todo.pop() {
+        if !r.snapshots.insert(k.clone()) {
+            continue;
+        }
+        let Some(s) = by_key.get(k.as_str()) else {
+            continue;
+        };
+        for c in s.chain() {
+            r.layers.insert(c.hex().to_string());
+        }
+        if let Some(l) = &s.layer {
+            r.blobs.insert(l.digest.hex().to_string());
+        }
+        if let Some(p) = &s.parent {
+            todo.push(p.clone());
+        }
+    }
+    for img in images.drain(..) {
+        r.blobs.insert(img.id.hex().to_string());
+        r.blobs.insert(img.manifest_digest.hex().to_string());
         for d in &img.extra_blobs {
-            blobs.insert(d.hex().to_string());
+            r.blobs.insert(d.hex().to_string());
         }
         for l in &img.layers {
-            blobs.insert(l.digest.hex().to_string());
-            layers.insert(l.chain_id.hex().to_string());
+            r.blobs.insert(l.digest.hex().to_string());
+            r.layers.insert(l.chain_id.hex().to_string());
         }
+    }
+    Ok(r)
+}
+
+/// Whether anything keeps layer `chain` (see `Reachable`), committed
+/// snapshots all counting.
+pub(crate) fn layer_in_use(store: &Store, chain: &Digest) -> Result<bool> {
+    let r = reachable(store)?;
+    if r.layers.contains(chain.hex()) {
+        return Ok(true);
+    }
+    let snaps = crate::snapshots::all(&store.db())?;
+    Ok(snaps.iter().any(|s| s.chain().contains(chain)))
+}
+
+/// Removes what nothing reaches (see `Reachable`): committed snapshots no
+/// one holds, then blobs and layers. The caller holds the exclusive lock,
+/// so no pull is between writing a blob and recording its image, no
+/// commit between making a layer and recording it, and no download is
+/// writing a partial file.
+fn gc_locked(store: &Store, partials: Partials) -> Result<GcStats> {
+    crate::leases::expire(&store.db())?;
+    let keep = reachable(store)?;
+    let (blobs, layers) = (keep.blobs, keep.layers);
+    let mut stats = GcStats::default();
+    let mut dirs = HashSet::new();
+    {
+        let mut db = store.db();
+        let tx = db.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for s in crate::snapshots::all(&tx)? {
+            if s.kind == crate::snapshots::Kind::Committed && !keep.snapshots.contains(&s.key) {
+                tx.execute("DELETE FROM snapshots WHERE key = ?1", [&s.key])?;
+                stats.snapshots += 1;
+            } else if let Some(d) = s.dir {
+                dirs.insert(d);
+            }
+        }
+        tx.commit()?;
     }
     let list = |dir: &std::path::Path| -> Result<Vec<std::fs::DirEntry>> {
         Ok(std::fs::read_dir(dir)
@@ -206,7 +307,6 @@ fn gc_locked(store: &Store, partials: Partials) -> Result<GcStats> {
             .flatten()
             .collect())
     };
-    let mut stats = GcStats::default();
     for e in list(&store.root.join("blobs/sha256"))? {
         let n = e.file_name().to_string_lossy().into_owned();
         if !blobs.contains(&n) && std::fs::remove_file(e.path()).is_ok() {
@@ -227,6 +327,14 @@ fn gc_locked(store: &Store, partials: Partials) -> Result<GcStats> {
             .is_some_and(|hex| layers.contains(&hex))
         {
             let _ = std::fs::remove_file(e.path());
+        }
+    }
+    // Directories of snapshots whose record is gone (a crash between
+    // the two).
+    for e in list(&store.root.join("snapshots"))? {
+        let n = format!("snapshots/{}", e.file_name().to_string_lossy());
+        if !dirs.contains(&n) {
+            store.discard(&e.path())?;
         }
     }
     for e in list(&store.root.join("ingest"))? {
@@ -253,4 +361,5 @@ fn gc_locked(store: &Store, partials: Partials) -> Result<GcStats> {
 pub struct GcStats {
     pub blobs: usize,
     pub layers: usize,
+    pub snapshots: usize,
 }

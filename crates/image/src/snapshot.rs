@@ -1,6 +1,6 @@
-//! Container root filesystems from image layers. Overlayfs by default:
-//! the image's layer directories as read-only lowers, a per-container
-//! upper and work dir. Lowers are passed one by one with fsconfig
+//! Mounting snapshots (snapshots.rs): overlayfs by default, layer
+//! directories as read-only lowers under an upper and work dir (or
+//! read-only without, for views). Lowers are passed one by one with fsconfig
 //! `lowerdir+` (no length limit); on kernels without it (before 6.8), a
 //! mount(2) from a thread whose cwd is the store's l/, where every layer
 //! has a short link (see `Store::layer_link`), so each lower is 16
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
 use crate::error::{Context, Error, Result};
-use crate::store::{ImageRecord, Store};
+use crate::store::Store;
 use crate::unpack::{Kind, LayerWriter, Meta};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,43 +67,15 @@ pub fn container_dir(store: &Store, id: &str) -> PathBuf {
     store.root.join("containers").join(id)
 }
 
-/// Mounts (or copies) the image's layers at `<container dir>/rootfs`.
-pub fn prepare(store: &Store, image: &ImageRecord, id: &str, kind: Snapshotter) -> Result<PathBuf> {
-    let dir = container_dir(store, id);
-    let rootfs = dir.join("rootfs");
-    for d in ["rootfs", "upper", "work"] {
-        std::fs::create_dir_all(dir.join(d)).ctx(|| format!("create {}/{d}", dir.display()))?;
-    }
-    for l in &image.layers {
-        if !store.has_layer(&l.chain_id) {
-            return Err(Error::invalid(
-                format!("image {}", image.id.short()),
-                format!(
-                    "layer {} is missing from the store: pull the image again",
-                    l.digest
-                ),
-            ));
-        }
-    }
-    match kind {
-        Snapshotter::Overlay => mount_overlay(store, image, &dir, legacy_forced()),
-        Snapshotter::Copy => copy_layers(store, image, &rootfs),
-    }?;
-    Ok(rootfs)
-}
-
-/// Unmounts and removes a container's snapshot directory.
-pub fn remove(store: &Store, id: &str) -> Result<()> {
-    let dir = container_dir(store, id);
-    let rootfs = dir.join("rootfs");
+/// Unmounts whatever is mounted on `target`, however many times.
+pub fn unmount_all(target: &Path) -> Result<()> {
     loop {
-        match rustix::mount::unmount(&rootfs, rustix::mount::UnmountFlags::DETACH) {
+        match rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH) {
             Ok(()) => continue,
-            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => break,
-            Err(e) => return Err(e).ctx(|| format!("unmount {}", rootfs.display())),
+            Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(e).ctx(|| format!("unmount {}", target.display())),
         }
     }
-    crate::remove::remove_tree(&dir)
 }
 
 pub fn is_mounted(path: &Path) -> bool {
@@ -128,18 +100,23 @@ fn legacy_forced() -> bool {
 /// overlayfs refuses more lower layers than this (OVL_MAX_STACK).
 const MAX_LOWERS: usize = crate::limits::MAX_LAYERS;
 
-fn mount_overlay(store: &Store, image: &ImageRecord, dir: &Path, legacy: bool) -> Result<()> {
-    let target = dir.join("rootfs");
-    if is_mounted(&target) {
+/// An overlay of `chains` (layer chain IDs, top first) on `target`, with
+/// `upper` (upper and work dir) writable, or read-only without. `empty`
+/// stands in for a missing lower (an image without layers).
+pub(crate) fn mount_overlay(
+    store: &Store,
+    chains: &[Digest],
+    upper: Option<(&Path, &Path)>,
+    empty: &Path,
+    target: &Path,
+    legacy: bool,
+) -> Result<()> {
+    if is_mounted(target) {
         return Ok(());
     }
-    // Top layer first, as overlay wants them.
-    let chains: Vec<&Digest> = image.layers.iter().rev().map(|l| &l.chain_id).collect();
-    let empty = dir.join("empty");
     if chains.is_empty() {
-        std::fs::create_dir_all(&empty).ctx(|| format!("create {}", empty.display()))?;
+        std::fs::create_dir_all(empty).ctx(|| format!("create {}", empty.display()))?;
     }
-    let (upper, work) = (dir.join("upper"), dir.join("work"));
     if chains.len() > MAX_LOWERS {
         return Err(Error::invalid(
             format!("overlay mount on {}", target.display()),
@@ -149,25 +126,45 @@ fn mount_overlay(store: &Store, image: &ImageRecord, dir: &Path, legacy: bool) -
             ),
         ));
     }
-    if !legacy {
+    if !legacy && !legacy_forced() {
         let mut lowers: Vec<PathBuf> = chains.iter().map(|c| store.layer_diff(c)).collect();
         if lowers.is_empty() {
-            lowers.push(empty.clone());
+            lowers.push(empty.to_path_buf());
         }
-        match mount_fsconfig(&lowers, &upper, &work, &target) {
+        match mount_fsconfig(&lowers, upper, target) {
             Err(FsErr::Unsupported) => {}
             Ok(()) => return Ok(()),
             Err(FsErr::Failed(e)) => return Err(e),
         }
     }
     let mut lowers = Vec::with_capacity(chains.len());
-    for c in &chains {
+    for c in chains {
         lowers.push(store.layer_link(c)?);
     }
     if lowers.is_empty() {
         lowers.push(empty.to_string_lossy().into_owned());
     }
-    mount_legacy(store, &lowers, &upper, &work, &target)
+    mount_legacy(store, &lowers, upper, target)
+}
+
+/// A bind mount of `source` on `target`, read-only if asked; nothing when
+/// they are the same directory (a copy snapshot's own rootfs).
+pub(crate) fn mount_bind(source: &Path, target: &Path, readonly: bool) -> Result<()> {
+    if source == target || is_mounted(target) {
+        return Ok(());
+    }
+    use rustix::mount::MountFlags;
+    rustix::mount::mount_bind(source, target)
+        .ctx(|| format!("bind {} on {}", source.display(), target.display()))?;
+    if readonly {
+        let res = rustix::mount::mount_remount(target, MountFlags::BIND | MountFlags::RDONLY, "")
+            .ctx(|| format!("make {} read-only", target.display()));
+        if res.is_err() {
+            let _ = unmount_all(target);
+        }
+        res?;
+    }
+    Ok(())
 }
 
 enum FsErr {
@@ -177,8 +174,7 @@ enum FsErr {
 
 fn mount_fsconfig(
     lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
+    upper: Option<(&Path, &Path)>,
     target: &Path,
 ) -> Result<(), FsErr> {
     use rustix::mount::*;
@@ -212,18 +208,27 @@ fn mount_fsconfig(
             format!("{what}: {e}"),
         ))
     };
-    fsconfig_set_string(&fs, "upperdir", upper).map_err(|e| fail("upperdir", e))?;
-    fsconfig_set_string(&fs, "workdir", work).map_err(|e| fail("workdir", e))?;
-    fsconfig_create(&fs).map_err(|e| match e {
+    if let Some((upper, work)) = upper {
+        fsconfig_set_string(&fs, "upperdir", upper).map_err(|e| fail("upperdir", e))?;
+        fsconfig_set_string(&fs, "workdir", work).map_err(|e| fail("workdir", e))?;
+    }
+    fsconfig_create(&fs).map_err(|e| match (e, upper) {
         // The store's file system cannot hold an upper dir (overlay on
         // overlay, or no xattrs): overlay cannot work here.
-        rustix::io::Errno::INVAL | rustix::io::Errno::OPNOTSUPP => FsErr::Failed(no_overlay(
-            &format!("creating the mount with upper dir {}: {e}", upper.display()),
-        )),
-        e => fail("create", e),
+        (rustix::io::Errno::INVAL | rustix::io::Errno::OPNOTSUPP, Some((upper, _))) => {
+            FsErr::Failed(no_overlay(&format!(
+                "creating the mount with upper dir {}: {e}",
+                upper.display()
+            )))
+        }
+        (e, _) => fail("create", e),
     })?;
-    let m = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
-        .map_err(|e| fail("fsmount", e))?;
+    let attrs = if upper.is_some() {
+        MountAttrFlags::empty()
+    } else {
+        MountAttrFlags::MOUNT_ATTR_RDONLY
+    };
+    let m = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs).map_err(|e| fail("fsmount", e))?;
     move_mount(
         &m,
         "",
@@ -247,17 +252,23 @@ fn no_overlay(why: &str) -> Error {
 fn mount_legacy(
     store: &Store,
     lowers: &[String],
-    upper: &Path,
-    work: &Path,
+    upper: Option<(&Path, &Path)>,
     target: &Path,
 ) -> Result<()> {
     let links = store.root.join("l");
-    let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lowers.join(":"),
-        upper.display(),
-        work.display()
-    );
+    let mut data = format!("lowerdir={}", lowers.join(":"));
+    if let Some((upper, work)) = upper {
+        data.push_str(&format!(
+            ",upperdir={},workdir={}",
+            upper.display(),
+            work.display()
+        ));
+    }
+    let flags = if upper.is_some() {
+        rustix::mount::MountFlags::empty()
+    } else {
+        rustix::mount::MountFlags::RDONLY
+    };
     if data.len() >= MOUNT_DATA_MAX {
         return Err(Error::invalid(
             format!("overlay mount on {}", target.display()),
@@ -268,29 +279,27 @@ fn mount_legacy(
             ),
         ));
     }
-    let (target, upper) = (target.to_path_buf(), upper.to_path_buf());
+    let target = target.to_path_buf();
+    let upper = upper
+        .map(|(u, _)| u.display().to_string())
+        .unwrap_or_default();
     std::thread::spawn(move || -> Result<()> {
+        // SAFETY: unshare takes no pointers; CLONE_FS only gives this
+        // thread its own cwd, which the chdir below changes.
         if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
             return Err(std::io::Error::last_os_error()).ctx(|| "unshare(CLONE_FS)".into());
         }
         rustix::process::chdir(&links).ctx(|| format!("chdir {}", links.display()))?;
         let data = std::ffi::CString::new(data)
             .map_err(|_| Error::invalid("overlay options", "NUL byte"))?;
-        match rustix::mount::mount(
-            "overlay",
-            &target,
-            "overlay",
-            rustix::mount::MountFlags::empty(),
-            data.as_c_str(),
-        ) {
+        match rustix::mount::mount("overlay", &target, "overlay", flags, data.as_c_str()) {
             Ok(()) => Ok(()),
             Err(rustix::io::Errno::NODEV) => Err(no_overlay("this kernel has no overlayfs")),
             // Every lower fits (checked above) and exists (a missing one is
             // ENOENT): the upper dir's file system is what overlay refuses.
-            Err(rustix::io::Errno::INVAL) => Err(no_overlay(&format!(
-                "mount(2) refused upper dir {}",
-                upper.display()
-            ))),
+            Err(rustix::io::Errno::INVAL) => {
+                Err(no_overlay(&format!("mount(2) refused upper dir {upper}")))
+            }
             Err(e) => Err(e).ctx(|| format!("mount overlay on {}", target.display())),
         }
     })
@@ -298,12 +307,12 @@ fn mount_legacy(
     .expect("mount thread")
 }
 
-/// The copy snapshotter: each layer, bottom up, merged into `rootfs` with
+/// The copy snapshotter: each layer (`chains`, bottom first), merged into `rootfs` with
 /// the same safe writer as unpacking (whiteouts delete, opaque dirs empty).
-fn copy_layers(store: &Store, image: &ImageRecord, rootfs: &Path) -> Result<()> {
+pub(crate) fn copy_layers(store: &Store, chains: &[Digest], rootfs: &Path) -> Result<()> {
     let mut w = LayerWriter::merging(rootfs, "rootfs")?;
-    for l in &image.layers {
-        let src = store.layer_diff(&l.chain_id);
+    for c in chains {
+        let src = store.layer_diff(c);
         let mut links = HashMap::new();
         walk(&src, &src, &mut w, &mut links)?;
     }
@@ -436,7 +445,25 @@ fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::LayerInfo;
+    use crate::store::{ImageRecord, LayerInfo};
+
+    fn mount_image(store: &Store, image: &ImageRecord, dir: &Path) -> Result<()> {
+        let chains: Vec<Digest> = image
+            .layers
+            .iter()
+            .rev()
+            .map(|l| l.chain_id.clone())
+            .collect();
+        let (upper, work) = (dir.join("upper"), dir.join("work"));
+        mount_overlay(
+            store,
+            &chains,
+            Some((&upper, &work)),
+            &dir.join("empty"),
+            &dir.join("rootfs"),
+            true,
+        )
+    }
 
     /// A store with an image of `n` one-file layers (file `lI` holds `I`),
     /// committed as a pull commits them.
@@ -504,7 +531,7 @@ mod tests {
             .map(|l| store.layer_diff(&l.chain_id).as_os_str().len() + 1)
             .sum();
         assert!(absolute > MOUNT_DATA_MAX, "{absolute}");
-        mount_overlay(&store, &image, &dir, true).unwrap();
+        mount_image(&store, &image, &dir).unwrap();
         assert!(is_mounted(&rootfs));
         for i in [0, n / 2, n - 1] {
             assert_eq!(
@@ -521,7 +548,8 @@ mod tests {
         let top = store.layer_link(&image.layers[n - 1].chain_id).unwrap();
         assert_eq!(top.len(), 16);
         assert!(line.contains(&format!("lowerdir={top}:")), "{line}");
-        remove(&store, "legacy").unwrap();
+        unmount_all(&rootfs).unwrap();
+        crate::remove::remove_tree(&dir).unwrap();
         assert!(!is_mounted(&rootfs) && !dir.exists());
     }
 
@@ -534,7 +562,7 @@ mod tests {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
         let _guard = Unmount(dir.join("rootfs"));
-        let err = mount_overlay(&store, &image, &dir, true).unwrap_err();
+        let err = mount_image(&store, &image, &dir).unwrap_err();
         assert!(
             matches!(err, Error::Invalid { .. }) && err.to_string().contains("do not fit"),
             "{err}"
@@ -554,6 +582,7 @@ mod tests {
             "viabundle",
             &crate::bundle::BundleOptions::default(),
         );
+        // SAFETY: as for set_var above.
         unsafe { std::env::remove_var(FORCE_LEGACY_ENV) };
         let err = res.unwrap_err();
         assert!(err.to_string().contains("do not fit"), "{err}");

@@ -6,11 +6,12 @@
 //! layers/<chain-hex>/diff   an unpacked layer, shared by every image with it
 //! layers/<chain-hex>/size   its unpacked (tar stream) size
 //! l/<short>                 -> ../layers/<chain-hex>/diff, short overlay lowers
-//! containers/<id>/          snapshots and bundles
+//! containers/<id>/          containers' snapshots and bundles
+//! snapshots/<hex>/          other active snapshots and views (snapshots.rs)
 //! locks/                    per-blob flock files
 //! tmp/                      files being made, trees being deleted
 //! store.lock                shared by writers, exclusive for removal
-//! berth.db                  image records (SQLite, WAL)
+//! berth.db                  image, snapshot and lease records (SQLite, WAL)
 //! ```
 //!
 //! Every file and directory is made under a temporary name, verified,
@@ -112,15 +113,39 @@ CREATE TABLE IF NOT EXISTS containers (
     snapshotter TEXT NOT NULL,
     created INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS snapshots (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    parent TEXT,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots (parent);
+CREATE TABLE IF NOT EXISTS leases (
+    id TEXT PRIMARY KEY,
+    labels TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    expires INTEGER
+);
+CREATE TABLE IF NOT EXISTS lease_resources (
+    lease TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (lease, kind, id)
+);
 ";
 
-const DIRS: [&str; 8] = [
+/// The schema version this code writes (`PRAGMA user_version`): 1 added
+/// snapshots and leases, and gave every container a snapshot record.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const DIRS: [&str; 9] = [
     "blobs",
     "blobs/sha256",
     "ingest",
     "layers",
     "l",
     "containers",
+    "snapshots",
     "locks",
     "tmp",
 ];
@@ -140,6 +165,7 @@ impl Store {
             .canonicalize()
             .ctx(|| format!("resolve {}", root.display()))?;
         let conn = open_db(&root.join("berth.db"), SCHEMA)?;
+        crate::snapshots::migrate(&conn)?;
         Ok(Store {
             root,
             db: Mutex::new(conn),
@@ -371,7 +397,7 @@ impl Store {
         self.lock_file(&self.root.join("locks").join(d.hex()), true, false)
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.db.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -561,21 +587,6 @@ impl Store {
         Ok(v)
     }
 
-    pub fn add_container(&self, id: &str, image: &Digest, snapshotter: &str) -> Result<()> {
-        let now = now();
-        let n = self.db().execute(
-            "INSERT OR IGNORE INTO containers (id, image, snapshotter, created) VALUES (?1, ?2, ?3, ?4)",
-            params![id, image.as_str(), snapshotter, now],
-        )?;
-        if n == 0 {
-            return Err(Error::invalid(
-                format!("container {id}"),
-                "a snapshot with this id already exists",
-            ));
-        }
-        Ok(())
-    }
-
     pub fn container(&self, id: &str) -> Result<Option<(Digest, String)>> {
         let db = self.db();
         let row: Option<(String, String)> = db
@@ -589,12 +600,6 @@ impl Store {
             Some((img, s)) => Ok(Some((img.parse()?, s))),
             None => Ok(None),
         }
-    }
-
-    pub fn remove_container(&self, id: &str) -> Result<()> {
-        self.db()
-            .execute("DELETE FROM containers WHERE id = ?1", [id])?;
-        Ok(())
     }
 
     /// Every container holding an image (by its snapshot).

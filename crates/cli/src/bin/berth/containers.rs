@@ -735,7 +735,7 @@ pub fn stop_timeout(t: Option<u64>) -> Option<Duration> {
     t.map(Duration::from_secs)
 }
 
-fn engine(ctx: &crate::Ctx) -> Result<Engine> {
+pub(crate) fn engine(ctx: &crate::Ctx) -> Result<Engine> {
     Ok(Engine::open(engine_options(ctx)?)?)
 }
 

@@ -2,6 +2,7 @@
 //! work is done by berth-image and berth-engine.
 
 mod attach;
+mod commit;
 mod containers;
 mod events;
 mod progress;
@@ -176,6 +177,10 @@ enum Cmd {
         #[arg(long)]
         cmd: Option<String>,
     },
+    /// Make an image of a container's image and its changes; prints its ID.
+    Commit(commit::CommitArgs),
+    /// Show what a container changed in its filesystem (A, C, D lines).
+    Diff { container: String },
     /// OCI bundles from images, for a runtime (plumbing).
     Bundle {
         #[command(subcommand)]
@@ -581,6 +586,8 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Bundle {
             cmd: BundleCmd::Rm { id },
         } => bundle::remove_bundle(&ctx.store()?, &id)?,
+        Cmd::Commit(a) => commit::commit(&ctx, a)?,
+        Cmd::Diff { container } => commit::diff(&ctx, &container)?,
         Cmd::Containers(cmd) => {
             let code = containers::run(&ctx, *cmd)?;
             if code != 0 {
@@ -687,6 +694,8 @@ fn inspect(store: &Store, rec: &ImageRecord) -> Result<serde_json::Value> {
         "Size": rec.size(),
         "Config": config.get("config"),
         "RootFS": config.get("rootfs"),
+        "Author": config.get("author"),
+        "History": config.get("history"),
         "ManifestType": rec.manifest_media_type,
         "Manifest": manifest,
         "Layers": rec.layers,
