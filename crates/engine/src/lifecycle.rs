@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use berth_image::bundle::{self, BundleOptions};
+use berth_image::bundle;
 use berth_image::spec::SpecOptions;
 use berth_image::store::ImageRecord;
-use serde_json::{Value, json};
+use oci_spec::runtime::Spec;
 
 use crate::engine::{Engine, not_running, now, path_str, poll_until};
 use crate::error::{Context, Error, Result};
@@ -82,7 +82,7 @@ impl Engine {
         // The bundle first, then the record that claims the name: the
         // record's spec (command, stop signal) comes from the image. A
         // crash in between leaves a bundle the sweep removes.
-        let made = self.make_bundle(image, &mut c).and_then(|()| {
+        let made = self.make_rootfs(image, &mut c).and_then(|()| {
             crate::recover::save_container_file(self, &c)?;
             self.db.insert_container(&mut c)
         });
@@ -98,66 +98,96 @@ impl Engine {
         crate::handler::Handler::resolve(runtime, &self.run_root)
     }
 
-    fn make_bundle(&self, image: &ImageRecord, c: &mut Container) -> Result<()> {
+    /// The container's root filesystem (a snapshot of the image), and what
+    /// the record takes from the image: its command and stop signal. The
+    /// spec itself is written when the container starts (`runtime_spec`).
+    fn make_rootfs(&self, image: &ImageRecord, c: &mut Container) -> Result<()> {
+        bundle::create_rootfs(&self.images, image, &c.id, None)?;
+        // Made now, so a bad request fails here and not at start (the user,
+        // the command, capabilities, devices, a seccomp profile), and kept
+        // only in part.
+        let mut s = self.image_spec(image, c)?;
+        self.apply_policy(&mut s, c)?;
+        c.command = s
+            .process()
+            .as_ref()
+            .and_then(|p| p.args().clone())
+            .unwrap_or_default();
+        if c.config.stop_signal.is_none() {
+            c.config.stop_signal = s
+                .annotations()
+                .as_ref()
+                .and_then(|a| a.get("org.opencontainers.image.stopSignal").cloned());
+        }
+        // Named volumes are made with the container, as docker makes them.
+        for v in c.config.volumes.iter().filter(|v| v.kind == "volume") {
+            self.volume_for_mount(&v.source)?;
+        }
+        let ud = self.userdata(&c.id);
+        std::fs::create_dir_all(&ud).ctx(|| format!("create {}", ud.display()))
+    }
+
+    /// The first stage of a container's spec: the image's defaults with the
+    /// request's overrides (berth_image::spec).
+    fn image_spec(&self, image: &ImageRecord, c: &Container) -> Result<Spec> {
         let cfg = &c.config;
         let hostname = cfg
             .hostname
             .clone()
             .unwrap_or_else(|| ids::short(&c.id).to_string());
-        let opts = BundleOptions {
-            snapshotter: None,
-            spec: SpecOptions {
-                entrypoint: cfg.entrypoint.clone(),
-                args: cfg.cmd.clone(),
-                env: cfg.env.clone(),
-                workdir: cfg.workdir.clone(),
-                user: cfg.user.clone(),
-                hostname: Some(hostname),
-                terminal: cfg.tty,
-                readonly_rootfs: cfg.read_only,
-            },
+        let opts = SpecOptions {
+            entrypoint: cfg.entrypoint.clone(),
+            args: cfg.cmd.clone(),
+            env: cfg.env.clone(),
+            workdir: cfg.workdir.clone(),
+            user: cfg.user.clone(),
+            hostname: Some(hostname),
+            terminal: cfg.tty,
+            readonly_rootfs: cfg.read_only,
         };
-        let b = bundle::create_bundle(&self.images, image, &c.id, &opts)?;
-        let mut s = b.config;
-        c.command = s["process"]["args"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if c.config.stop_signal.is_none() {
-            c.config.stop_signal = s["annotations"]["org.opencontainers.image.stopSignal"]
-                .as_str()
-                .map(String::from);
-        }
+        let config = bundle::image_config(&self.images, image)?;
+        let rootfs = self.bundle_dir(&c.id).join("rootfs");
+        Ok(berth_image::spec::generate(&config, &rootfs, &c.id, &opts)?)
+    }
+
+    /// The container's spec but for what one run adds: image defaults,
+    /// then the engine's policy for the request.
+    fn runtime_spec(&self, c: &Container) -> Result<Spec> {
+        let digest: berth_image::Digest = c
+            .image_id
+            .parse()
+            .map_err(|e| Error::invalid(format!("container {}", c.name), format!("{e}")))?;
+        let image = self.images.image(&digest)?.ok_or_else(|| {
+            Error::NotFound(format!("the image of container {} is gone", c.name))
+        })?;
+        let mut s = self.image_spec(&image, c)?;
+        self.apply_policy(&mut s, c)?;
+        Ok(s)
+    }
+
+    /// The second stage: the engine's policy for the request.
+    fn apply_policy(&self, s: &mut Spec, c: &Container) -> Result<()> {
         if c.config.init {
-            spec::add_init(&mut s)?;
+            spec::add_init(s)?;
         }
-        spec::set_resources(&mut s, &c.config);
-        spec::set_security(&mut s, &c.config)?;
-        spec::set_annotations(&mut s, &c.config.labels);
+        spec::set_resources(s, &c.config);
+        spec::set_security(s, &c.config)?;
+        spec::set_annotations(s, &c.config.labels);
         for v in &c.config.volumes {
             let source = match v.kind.as_str() {
                 "volume" => path_str(&self.volume_for_mount(&v.source)?),
                 _ => v.source.clone(),
             };
-            spec::add_volume(&mut s, v, &source)?;
+            spec::add_volume(s, v, &source)?;
         }
         for t in &c.config.tmpfs {
             let (dest, opts) = t.split_once(':').unwrap_or((t, ""));
             let mut o = vec!["nosuid", "nodev"];
             o.extend(opts.split(',').filter(|x| !x.is_empty()));
-            spec::add_mount(&mut s, dest, "tmpfs", "tmpfs", &o);
+            spec::add_mount(s, dest, "tmpfs", "tmpfs", &o);
         }
-        // A top-level cgroup of its own: a parent shared by all containers
-        // would outlive them (a runtime removes only the parents it made,
-        // and with containers made side by side no one made it alone).
-        s["linux"]["cgroupsPath"] = json!(format!("/berth-{}", c.id));
-        let ud = self.userdata(&c.id);
-        std::fs::create_dir_all(&ud).ctx(|| format!("create {}", ud.display()))?;
-        write_spec(&b.dir, &s)
+        spec::set_cgroup(s, &c.id);
+        Ok(())
     }
 
     fn check_network_mode(&self, cfg: &ContainerConfig) -> Result<()> {
@@ -254,12 +284,12 @@ impl Engine {
         c.state.needs_cleanup = true;
         self.db.update_container(c)?;
 
-        let mut s = read_spec(&dir)?;
+        let mut s = self.runtime_spec(c)?;
         if let Some(p) = &c.config.pod {
             self.ensure_pod_running(p)?;
         }
         let own_netns = net::setup(self, c, &mut s)?;
-        let hostname = s["hostname"].as_str().unwrap_or(&c.name).to_string();
+        let hostname = s.hostname().clone().unwrap_or_else(|| c.name.clone());
         let ips: Vec<String> = c.networks.iter().flat_map(|n| n.ips.clone()).collect();
         if c.config.network != NetworkMode::Host {
             etcfiles::write(&ud, "hosts", &etcfiles::hosts(&hostname, &c.name, &ips))?;
@@ -605,16 +635,9 @@ fn read_exit(path: &Path) -> Option<berth_monitor::ExitRecord> {
     berth_monitor::ExitRecord::read(path).ok().flatten()
 }
 
-fn read_spec(dir: &Path) -> Result<Value> {
-    let p = dir.join("config.json");
-    let raw = std::fs::read(&p).ctx(|| format!("read {}", p.display()))?;
-    serde_json::from_slice(&raw).map_err(|e| Error::invalid(p.display().to_string(), e.to_string()))
-}
-
-fn write_spec(dir: &Path, s: &Value) -> Result<()> {
-    etcfiles::write(
-        dir,
-        "config.json",
-        &serde_json::to_string_pretty(s).expect("spec serializes"),
-    )
+/// The one write of a run's spec, where the runtime reads it.
+fn write_spec(dir: &Path, s: &Spec) -> Result<()> {
+    let path = dir.join("config.json");
+    let raw = serde_json::to_vec(s).expect("a spec serializes");
+    berth_base::fs::atomic_write(&path, &raw, 0o600).ctx(|| format!("write {}", path.display()))
 }

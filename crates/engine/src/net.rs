@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use berth_network::{Cni, Network, PortMapping, netns};
-use serde_json::Value;
 
 use crate::engine::{Engine, path_str};
 use crate::error::{Error, Result};
@@ -361,7 +360,7 @@ pub(crate) fn detach_all(
 
 /// Sets up the container's network namespace for this run and points the
 /// spec at it. Returns whether the container has a namespace of its own.
-pub fn setup(e: &Engine, c: &mut Container, s: &mut Value) -> Result<bool> {
+pub fn setup(e: &Engine, c: &mut Container, s: &mut oci_spec::runtime::Spec) -> Result<bool> {
     match c.config.network.clone() {
         NetworkMode::Host => {
             spec::set_network(s, NetNs::Host);

@@ -242,7 +242,7 @@ pub fn sweep(e: &Engine) -> Result<Swept> {
         let Ok(c) = e.db.find_container(&c.id) else {
             continue;
         };
-        if !e.bundle_dir(&c.id).join("config.json").exists() && c.state.pid == 0 {
+        if !e.container_file(&c.id).exists() && c.state.pid == 0 {
             purge(e, &c.id)?;
             out.half_made.push(c.id);
             continue;

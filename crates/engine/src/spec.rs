@@ -1,8 +1,14 @@
-//! The engine's adjustments to the runtime spec the image produced:
-//! namespaces, mounts, resources and security options from `berth run`'s
-//! flags. The spec is edited as JSON, the form it is stored in.
+//! The engine's policy over the runtime spec the image's defaults make:
+//! namespaces, mounts, resources, devices and security options from the
+//! container's request. Typed (oci-spec): a spec is built in stages, image
+//! defaults, then this policy, then what one run adds (its network, its
+//! /etc files), and written once, when the container starts.
 
-use serde_json::{Value, json};
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder,
+    LinuxDeviceType, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResources,
+    Mount, MountBuilder, Spec,
+};
 
 use crate::error::{Error, Result};
 use crate::model::{ContainerConfig, DeviceMapping, VolumeMount};
@@ -124,10 +130,37 @@ pub fn capabilities(
     Ok(caps)
 }
 
-fn set_caps(spec: &mut Value, caps: &[String]) {
-    let list = json!(caps);
-    let p = &mut spec["process"]["capabilities"];
-    *p = json!({"bounding": list, "effective": list, "permitted": list});
+fn linux(spec: &mut Spec) -> &mut oci_spec::runtime::Linux {
+    spec.linux_mut()
+        .get_or_insert_with(|| LinuxBuilder::default().build().expect("an empty linux"))
+}
+
+fn resources(spec: &mut Spec) -> &mut LinuxResources {
+    linux(spec)
+        .resources_mut()
+        .get_or_insert_with(LinuxResources::default)
+}
+
+fn capability(name: &str) -> Result<Capability> {
+    serde_json::from_value(serde_json::Value::String(name.to_string()))
+        .map_err(|_| Error::invalid(format!("capability {name:?}"), "not one this berth knows"))
+}
+
+fn set_caps(spec: &mut Spec, caps: &[String]) -> Result<()> {
+    let set: oci_spec::runtime::Capabilities =
+        caps.iter().map(|c| capability(c)).collect::<Result<_>>()?;
+    let mut c = oci_spec::runtime::LinuxCapabilitiesBuilder::default()
+        .build()
+        .expect("empty sets");
+    c.set_bounding(Some(set.clone()));
+    c.set_effective(Some(set.clone()));
+    c.set_permitted(Some(set));
+    c.set_inheritable(None);
+    c.set_ambient(None);
+    if let Some(p) = spec.process_mut() {
+        p.set_capabilities(Some(c));
+    }
+    Ok(())
 }
 
 /// How the network namespace is set up.
@@ -140,51 +173,57 @@ pub enum NetNs<'a> {
     Join(&'a str),
 }
 
-fn set_namespace(spec: &mut Value, typ: &str, how: NetNs) {
-    let list = spec["linux"]["namespaces"].as_array_mut();
-    let Some(list) = list else {
-        spec["linux"]["namespaces"] = json!([]);
-        return set_namespace(spec, typ, how);
+fn set_namespace(spec: &mut Spec, typ: LinuxNamespaceType, how: NetNs) {
+    let list = linux(spec).namespaces_mut().get_or_insert_with(Vec::new);
+    list.retain(|n| n.typ() != typ);
+    let ns = |path: Option<&str>| -> LinuxNamespace {
+        let b = LinuxNamespaceBuilder::default().typ(typ);
+        match path {
+            Some(p) => b.path(p),
+            None => b,
+        }
+        .build()
+        .expect("a namespace")
     };
-    list.retain(|n| n["type"] != typ);
     match how {
         NetNs::Host => {}
-        NetNs::New => list.push(json!({"type": typ})),
-        NetNs::Join(path) => list.push(json!({"type": typ, "path": path})),
+        NetNs::New => list.push(ns(None)),
+        NetNs::Join(path) => list.push(ns(Some(path))),
     }
 }
 
-pub fn set_network(spec: &mut Value, how: NetNs) {
-    set_namespace(spec, "network", how);
+pub fn set_network(spec: &mut Spec, how: NetNs) {
+    set_namespace(spec, LinuxNamespaceType::Network, how);
 }
 
 /// Joins the pod's ipc and uts namespaces (by path).
-pub fn join_pod(spec: &mut Value, ipc: &str, uts: &str) {
-    set_namespace(spec, "ipc", NetNs::Join(ipc));
-    set_namespace(spec, "uts", NetNs::Join(uts));
+pub fn join_pod(spec: &mut Spec, ipc: &str, uts: &str) {
+    set_namespace(spec, LinuxNamespaceType::Ipc, NetNs::Join(ipc));
+    set_namespace(spec, LinuxNamespaceType::Uts, NetNs::Join(uts));
     // The pod's hostname is set by the pod; a container joining the uts
     // namespace must not set its own.
-    if let Some(o) = spec.as_object_mut() {
-        o.remove("hostname");
-    }
+    spec.set_hostname(None);
 }
 
-fn mounts(spec: &mut Value) -> &mut Vec<Value> {
-    if !spec["mounts"].is_array() {
-        spec["mounts"] = json!([]);
-    }
-    spec["mounts"].as_array_mut().expect("array")
+fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
+    MountBuilder::default()
+        .destination(destination)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+        .build()
+        .expect("a mount with every field")
 }
 
 /// Adds a mount, replacing any at the same destination.
-pub fn add_mount(spec: &mut Value, destination: &str, typ: &str, source: &str, options: &[&str]) {
-    let m = mounts(spec);
-    m.retain(|x| x["destination"] != destination);
-    m.push(json!({"destination": destination, "type": typ, "source": source, "options": options}));
+pub fn add_mount(spec: &mut Spec, destination: &str, typ: &str, source: &str, options: &[&str]) {
+    let m = spec.mounts_mut().get_or_insert_with(Vec::new);
+    m.retain(|x| x.destination().as_os_str() != destination);
+    m.push(mount(destination, typ, source, options));
 }
 
 /// A bind mount of a host file from the container's userdata.
-pub fn bind_file(spec: &mut Value, destination: &str, source: &str, read_only: bool) {
+pub fn bind_file(spec: &mut Spec, destination: &str, source: &str, read_only: bool) {
     let mut o = vec!["rbind", "rprivate", "nosuid", "noexec", "nodev"];
     if read_only {
         o.push("ro");
@@ -193,7 +232,7 @@ pub fn bind_file(spec: &mut Value, destination: &str, source: &str, read_only: b
 }
 
 /// -v / --mount entries, with their sources resolved (volume paths).
-pub fn add_volume(spec: &mut Value, v: &VolumeMount, source: &str) -> Result<()> {
+pub fn add_volume(spec: &mut Spec, v: &VolumeMount, source: &str) -> Result<()> {
     match v.kind.as_str() {
         "bind" | "volume" => {
             let mut o: Vec<&str> = vec!["rbind"];
@@ -236,7 +275,7 @@ pub const INIT_PATH: &str = "/run/berth-init";
 
 /// --init: a minimal init (tini, statically linked) as PID 1, bound in
 /// read-only, that reaps zombies and passes signals on to the command.
-pub fn add_init(spec: &mut Value) -> Result<()> {
+pub fn add_init(spec: &mut Spec) -> Result<()> {
     let host = [
         "/usr/bin/tini-static",
         "/usr/libexec/podman/catatonit",
@@ -252,78 +291,104 @@ pub fn add_init(spec: &mut Value) -> Result<()> {
         host,
         &["rbind", "ro", "nosuid", "nodev", "rprivate"],
     );
-    let args = spec["process"]["args"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let mut with_init = vec![json!(INIT_PATH), json!("--")];
-    with_init.extend(args);
-    spec["process"]["args"] = json!(with_init);
+    if let Some(p) = spec.process_mut() {
+        let mut args = vec![INIT_PATH.to_string(), "--".to_string()];
+        args.extend(p.args().clone().unwrap_or_default());
+        p.set_args(Some(args));
+    }
     Ok(())
 }
 
 /// Memory, CPU and pids limits.
-pub fn set_resources(spec: &mut Value, c: &ContainerConfig) {
-    let r = &mut spec["linux"]["resources"];
+pub fn set_resources(spec: &mut Spec, c: &ContainerConfig) {
+    let r = resources(spec);
     if let Some(m) = c.memory {
-        r["memory"]["limit"] = json!(m);
+        r.memory_mut()
+            .get_or_insert_with(Default::default)
+            .set_limit(Some(m));
     }
     if let Some(cpus) = c.cpus {
         let period: u64 = 100_000;
-        r["cpu"]["period"] = json!(period);
-        r["cpu"]["quota"] = json!((cpus * period as f64).round() as i64);
+        let cpu = r.cpu_mut().get_or_insert_with(Default::default);
+        cpu.set_period(Some(period));
+        cpu.set_quota(Some((cpus * period as f64).round() as i64));
     }
     if let Some(p) = c.pids_limit {
-        r["pids"]["limit"] = json!(p);
+        r.pids_mut().get_or_insert_with(Default::default).set_limit(p);
     }
 }
 
 /// The devices every container may open, as podman allows them: null,
 /// zero, full, random, urandom, tty, ptmx and the ptys. (type, major,
 /// minor; None is any minor.)
-const DEFAULT_DEVICES: &[(&str, i64, Option<i64>)] = &[
-    ("c", 1, Some(3)),
-    ("c", 1, Some(5)),
-    ("c", 1, Some(7)),
-    ("c", 1, Some(8)),
-    ("c", 1, Some(9)),
-    ("c", 5, Some(0)),
-    ("c", 5, Some(2)),
-    ("c", 136, None),
+const DEFAULT_DEVICES: &[(LinuxDeviceType, i64, Option<i64>)] = &[
+    (LinuxDeviceType::C, 1, Some(3)),
+    (LinuxDeviceType::C, 1, Some(5)),
+    (LinuxDeviceType::C, 1, Some(7)),
+    (LinuxDeviceType::C, 1, Some(8)),
+    (LinuxDeviceType::C, 1, Some(9)),
+    (LinuxDeviceType::C, 5, Some(0)),
+    (LinuxDeviceType::C, 5, Some(2)),
+    (LinuxDeviceType::C, 136, None),
 ];
+
+fn rule(
+    allow: bool,
+    typ: Option<LinuxDeviceType>,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
+    let mut r = LinuxDeviceCgroupBuilder::default()
+        .allow(allow)
+        .access(access)
+        .build()
+        .expect("a rule");
+    r.set_typ(typ);
+    r.set_major(major);
+    r.set_minor(minor);
+    r
+}
 
 /// The device cgroup rules: every device denied, then mknod of any node
 /// (as docker and podman with runc allow it: making a node opens nothing),
 /// the defaults, then each `--device` with its permissions. A node in the
 /// image, or one made with CAP_MKNOD, opens nothing else of the host's.
-pub fn set_devices(spec: &mut Value, devices: &[DeviceMapping]) -> Result<()> {
+pub fn set_devices(spec: &mut Spec, devices: &[DeviceMapping]) -> Result<()> {
     let mut rules = vec![
-        json!({"allow": false, "access": "rwm"}),
-        json!({"allow": true, "type": "c", "access": "m"}),
-        json!({"allow": true, "type": "b", "access": "m"}),
+        rule(false, None, None, None, "rwm"),
+        rule(true, Some(LinuxDeviceType::C), None, None, "m"),
+        rule(true, Some(LinuxDeviceType::B), None, None, "m"),
     ];
     for (typ, major, minor) in DEFAULT_DEVICES {
-        let mut r = json!({"allow": true, "type": typ, "major": major, "access": "rwm"});
-        if let Some(m) = minor {
-            r["minor"] = json!(m);
-        }
-        rules.push(r);
+        rules.push(rule(true, Some(*typ), Some(*major), *minor, "rwm"));
     }
     let mut nodes = Vec::new();
     for d in devices {
         let node = DeviceNode::of(&d.host)?;
-        nodes.push(json!({
-            "path": d.container, "type": node.typ, "major": node.major, "minor": node.minor,
-            "fileMode": node.mode, "uid": 0, "gid": 0,
-        }));
-        rules.push(json!({
-            "allow": true, "type": node.typ, "major": node.major, "minor": node.minor,
-            "access": d.access,
-        }));
+        nodes.push(
+            LinuxDeviceBuilder::default()
+                .path(d.container.as_str())
+                .typ(node.typ)
+                .major(node.major as i64)
+                .minor(node.minor as i64)
+                .file_mode(node.mode)
+                .uid(0u32)
+                .gid(0u32)
+                .build()
+                .expect("a device"),
+        );
+        rules.push(rule(
+            true,
+            Some(node.typ),
+            Some(node.major as i64),
+            Some(node.minor as i64),
+            &d.access,
+        ));
     }
-    spec["linux"]["resources"]["devices"] = json!(rules);
+    resources(spec).set_devices(Some(rules));
     if !nodes.is_empty() {
-        spec["linux"]["devices"] = json!(nodes);
+        linux(spec).set_devices(Some(nodes));
     }
     Ok(())
 }
@@ -331,7 +396,7 @@ pub fn set_devices(spec: &mut Value, devices: &[DeviceMapping]) -> Result<()> {
 /// A host device node, as `--device` names it (symlinks such as
 /// /dev/disk/by-id/... followed, as docker does).
 struct DeviceNode {
-    typ: &'static str,
+    typ: LinuxDeviceType,
     major: u32,
     minor: u32,
     mode: u32,
@@ -343,9 +408,9 @@ impl DeviceNode {
         let bad = |why: String| Error::invalid(format!("--device {host}"), why);
         let m = std::fs::metadata(host).map_err(|e| bad(e.to_string()))?;
         let typ = if m.file_type().is_char_device() {
-            "c"
+            LinuxDeviceType::C
         } else if m.file_type().is_block_device() {
-            "b"
+            LinuxDeviceType::B
         } else {
             return Err(bad("not a character or block device".into()));
         };
@@ -359,31 +424,31 @@ impl DeviceNode {
     }
 }
 
-/// Capabilities, privileged mode, no-new-privileges and seccomp.
-pub fn set_security(spec: &mut Value, c: &ContainerConfig) -> Result<()> {
+/// Capabilities, privileged mode, devices, no-new-privileges and seccomp.
+pub fn set_security(spec: &mut Spec, c: &ContainerConfig) -> Result<()> {
     let caps = capabilities(
         berth_image::spec::CAPS,
         &c.cap_add,
         &c.cap_drop,
         c.privileged,
     )?;
-    set_caps(spec, &caps);
-    if c.no_new_privileges {
-        spec["process"]["noNewPrivileges"] = json!(true);
+    set_caps(spec, &caps)?;
+    if c.no_new_privileges
+        && let Some(p) = spec.process_mut()
+    {
+        p.set_no_new_privileges(Some(true));
     }
     if c.privileged {
         // As docker's --privileged: every device cgroup permission, no
         // masked or read-only paths, no seccomp filter, /sys writable.
-        let linux = &mut spec["linux"];
-        if let Some(o) = linux.as_object_mut() {
-            o.remove("maskedPaths");
-            o.remove("readonlyPaths");
-            o.remove("seccomp");
-        }
-        linux["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
-        for m in mounts(spec).iter_mut() {
-            if m["type"] == "sysfs"
-                && let Some(o) = m["options"].as_array_mut()
+        let l = linux(spec);
+        l.set_masked_paths(None);
+        l.set_readonly_paths(None);
+        l.set_seccomp(None);
+        resources(spec).set_devices(Some(vec![rule(true, None, None, None, "rwm")]));
+        for m in spec.mounts_mut().iter_mut().flatten() {
+            if m.typ().as_deref() == Some("sysfs")
+                && let Some(o) = m.options_mut()
             {
                 o.retain(|x| x != "ro");
             }
@@ -391,35 +456,50 @@ pub fn set_security(spec: &mut Value, c: &ContainerConfig) -> Result<()> {
         return Ok(());
     }
     set_devices(spec, &c.devices)?;
-    match c.seccomp.as_deref() {
-        Some("unconfined") => {
-            if let Some(o) = spec["linux"].as_object_mut() {
-                o.remove("seccomp");
-            }
-        }
+    let profile = match c.seccomp.as_deref() {
+        Some("unconfined") => None,
         Some(path) => {
-            let raw = std::fs::read(path).map_err(|e| {
-                Error::invalid(format!("--security-opt seccomp={path}"), e.to_string())
-            })?;
-            let profile: Value = serde_json::from_slice(&raw).map_err(|e| {
-                Error::invalid(format!("--security-opt seccomp={path}"), e.to_string())
-            })?;
-            spec["linux"]["seccomp"] = profile;
+            let bad = |e: String| Error::invalid(format!("--security-opt seccomp={path}"), e);
+            let raw = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+            Some(serde_json::from_slice(&raw).map_err(|e| bad(e.to_string()))?)
         }
-        None => spec["linux"]["seccomp"] = crate::seccomp::default_profile(&caps),
-    }
+        None => Some(
+            serde_json::from_value(crate::seccomp::default_profile(&caps))
+                .expect("the default profile is a profile"),
+        ),
+    };
+    linux(spec).set_seccomp(profile);
     Ok(())
 }
 
-pub fn set_annotations(spec: &mut Value, labels: &[(String, String)]) {
+pub fn set_annotations(spec: &mut Spec, labels: &[(String, String)]) {
+    let a = spec.annotations_mut().get_or_insert_with(Default::default);
     for (k, v) in labels {
-        spec["annotations"][k] = json!(v);
+        a.insert(k.clone(), v.clone());
     }
+}
+
+/// A top-level cgroup of its own: a parent shared by all containers would
+/// outlive them (a runtime removes only the parents it made, and with
+/// containers made side by side no one made it alone).
+pub fn set_cgroup(spec: &mut Spec, id: &str) {
+    linux(spec).set_cgroups_path(Some(format!("/berth-{id}").into()));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn spec() -> Spec {
+        serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.2.0",
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "root": {"path": "rootfs"},
+            "linux": {"namespaces": [{"type": "network"}, {"type": "pid"}]},
+            "mounts": []
+        }))
+        .unwrap()
+    }
 
     #[test]
     fn caps_add_and_drop() {
@@ -438,29 +518,27 @@ mod tests {
 
     #[test]
     fn namespaces_and_mounts_are_replaced_not_doubled() {
-        let mut s =
-            json!({"linux": {"namespaces": [{"type": "network"}, {"type": "pid"}]}, "mounts": []});
+        let mut s = spec();
         set_network(&mut s, NetNs::Join("/run/x"));
         set_network(&mut s, NetNs::Join("/run/y"));
-        let ns = s["linux"]["namespaces"].as_array().unwrap();
-        assert_eq!(ns.iter().filter(|n| n["type"] == "network").count(), 1);
-        assert!(ns.iter().any(|n| n["path"] == "/run/y"));
+        let ns = s.linux().as_ref().unwrap().namespaces().clone().unwrap();
+        let net: Vec<_> = ns
+            .iter()
+            .filter(|n| n.typ() == LinuxNamespaceType::Network)
+            .collect();
+        assert_eq!(net.len(), 1);
+        assert_eq!(net[0].path().as_deref(), Some(std::path::Path::new("/run/y")));
         set_network(&mut s, NetNs::Host);
-        assert!(
-            !s["linux"]["namespaces"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|n| n["type"] == "network")
-        );
+        let ns = s.linux().as_ref().unwrap().namespaces().clone().unwrap();
+        assert!(!ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network));
         bind_file(&mut s, "/etc/hosts", "/a", false);
         bind_file(&mut s, "/etc/hosts", "/b", false);
-        assert_eq!(s["mounts"].as_array().unwrap().len(), 1);
+        assert_eq!(s.mounts().as_ref().unwrap().len(), 1);
     }
 
     #[test]
     fn bad_volume_options_are_refused() {
-        let mut s = json!({});
+        let mut s = spec();
         let v = VolumeMount {
             kind: "bind".into(),
             source: "/x".into(),
@@ -468,5 +546,31 @@ mod tests {
             options: vec!["bogus".into()],
         };
         assert!(add_volume(&mut s, &v, "/x").is_err());
+    }
+
+    #[test]
+    fn policy_is_typed_and_serializes_as_runtimes_read_it() {
+        let mut s = spec();
+        let c = ContainerConfig {
+            memory: Some(64 << 20),
+            cpus: Some(1.5),
+            pids_limit: Some(50),
+            labels: vec![("k".into(), "v".into())],
+            ..Default::default()
+        };
+        set_resources(&mut s, &c);
+        set_security(&mut s, &c).unwrap();
+        set_annotations(&mut s, &c.labels);
+        set_cgroup(&mut s, "abc");
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["linux"]["resources"]["memory"]["limit"], 64 << 20);
+        assert_eq!(v["linux"]["resources"]["cpu"]["quota"], 150_000);
+        assert_eq!(v["linux"]["resources"]["pids"]["limit"], 50);
+        assert_eq!(v["linux"]["resources"]["devices"][0]["allow"], false);
+        assert_eq!(v["linux"]["cgroupsPath"], "/berth-abc");
+        assert_eq!(v["annotations"]["k"], "v");
+        assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        let caps = v["process"]["capabilities"]["bounding"].as_array().unwrap();
+        assert_eq!(caps.len(), berth_image::spec::CAPS.len());
     }
 }

@@ -6,8 +6,6 @@
 
 use std::path::PathBuf;
 
-use serde_json::Value;
-
 use crate::error::{Context, Result};
 use crate::snapshot::{self, Snapshotter};
 use crate::snapshots;
@@ -29,23 +27,80 @@ pub struct Bundle {
     pub dir: PathBuf,
     pub rootfs: PathBuf,
     pub snapshotter: Snapshotter,
-    /// The config.json written, for callers that adjust and rewrite it.
-    pub config: Value,
+    /// The config.json written.
+    pub config: oci_spec::runtime::Spec,
     /// Why overlay was not used, when no snapshotter was asked for and
     /// this host cannot mount overlay: callers say so.
     pub fallback: Option<String>,
 }
 
+/// A container's root filesystem, without a config: what an engine that
+/// writes the spec itself (once, when the container starts) needs.
+#[derive(Debug)]
+pub struct Rootfs {
+    pub rootfs: PathBuf,
+    pub snapshotter: Snapshotter,
+    /// Why overlay was not used (see Bundle::fallback).
+    pub fallback: Option<String>,
+}
+
+/// The snapshot of the container `id` on the image's layers, mounted at
+/// `<root>/containers/<id>/rootfs`. Undone on failure.
+pub fn create_rootfs(
+    store: &Store,
+    image: &ImageRecord,
+    id: &str,
+    snapshotter: Option<Snapshotter>,
+) -> Result<Rootfs> {
+    snapshot::validate_id(id)?;
+    let _lock = store.lock_shared()?;
+    let kind = snapshotter.unwrap_or(Snapshotter::Overlay);
+    let made = match prepare(store, image, id, kind) {
+        Ok(r) => Ok(Rootfs {
+            rootfs: r,
+            snapshotter: kind,
+            fallback: None,
+        }),
+        // Only where overlay cannot work at all: a failure of an overlay
+        // that could work (too many layers for this kernel, say) is
+        // reported, not papered over with a slow copy.
+        Err(e @ crate::Error::Unsupported { .. }) if snapshotter.is_none() => {
+            // No overlay here (or not on this filesystem): copy instead,
+            // and say why.
+            snapshots::remove_container(store, id)?;
+            prepare(store, image, id, Snapshotter::Copy).map(|r| Rootfs {
+                rootfs: r,
+                snapshotter: Snapshotter::Copy,
+                fallback: Some(e.to_string()),
+            })
+        }
+        Err(e) => Err(e),
+    };
+    if made.is_err() {
+        let _ = snapshots::remove_container(store, id);
+    }
+    made
+}
+
+/// The image's config, as the spec is made from it.
+pub fn image_config(
+    store: &Store,
+    image: &ImageRecord,
+) -> Result<oci_spec::image::ImageConfiguration> {
+    let raw = store.read_blob(&image.id)?;
+    crate::manifest::parse_config(&raw, &format!("config {}", image.id))
+}
+
+/// A whole bundle (rootfs and config.json from the image's defaults), for
+/// a runtime driven by hand (`berth bundle create`).
 pub fn create_bundle(
     store: &Store,
     image: &ImageRecord,
     id: &str,
     opts: &BundleOptions,
 ) -> Result<Bundle> {
-    snapshot::validate_id(id)?;
-    let _lock = store.lock_shared()?;
-    let kind = opts.snapshotter.unwrap_or(Snapshotter::Overlay);
-    match build(store, image, id, opts, kind) {
+    let r = create_rootfs(store, image, id, opts.snapshotter)?;
+    match write_config(store, image, id, opts, r) {
         Ok(b) => Ok(b),
         Err(e) => {
             let _ = snapshots::remove_container(store, id);
@@ -63,49 +118,26 @@ fn prepare(store: &Store, image: &ImageRecord, id: &str, kind: Snapshotter) -> R
     Ok(rootfs)
 }
 
-fn build(
+fn write_config(
     store: &Store,
     image: &ImageRecord,
     id: &str,
     opts: &BundleOptions,
-    kind: Snapshotter,
+    r: Rootfs,
 ) -> Result<Bundle> {
-    let config_bytes = store.read_blob(&image.id)?;
-    let config = crate::manifest::parse_config(&config_bytes, &format!("config {}", image.id))?;
-    let mut fallback = None;
-    let (rootfs, kind) = match prepare(store, image, id, kind) {
-        Ok(r) => (r, kind),
-        // Only where overlay cannot work at all: a failure of an overlay
-        // that could work (too many layers for this kernel, say) is
-        // reported, not papered over with a slow copy.
-        Err(e @ crate::Error::Unsupported { .. }) if opts.snapshotter.is_none() => {
-            // No overlay here (or not on this filesystem): copy instead,
-            // and say why.
-            fallback = Some(e.to_string());
-            snapshots::remove_container(store, id)?;
-            (
-                prepare(store, image, id, Snapshotter::Copy)?,
-                Snapshotter::Copy,
-            )
-        }
-        Err(e) => return Err(e),
-    };
-    let spec = spec::generate(&config, &rootfs, id, &opts.spec)?;
+    let config = image_config(store, image)?;
+    let spec = spec::generate(&config, &r.rootfs, id, &opts.spec)?;
     let dir = snapshot::container_dir(store, id);
-    let tmp = dir.join("config.json.tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec_pretty(&spec).expect("spec serialises"),
-    )
-    .ctx(|| format!("write {}", tmp.display()))?;
-    std::fs::rename(&tmp, dir.join("config.json")).ctx(|| format!("rename {}", tmp.display()))?;
+    let raw = serde_json::to_vec_pretty(&spec).expect("spec serialises");
+    let path = dir.join("config.json");
+    berth_base::fs::atomic_write(&path, &raw, 0o644).ctx(|| format!("write {}", path.display()))?;
     Ok(Bundle {
         id: id.to_string(),
         dir,
-        rootfs,
-        snapshotter: kind,
+        rootfs: r.rootfs,
+        snapshotter: r.snapshotter,
         config: spec,
-        fallback,
+        fallback: r.fallback,
     })
 }
 

@@ -75,6 +75,16 @@ pub fn generate(
     rootfs: &Path,
     id: &str,
     o: &SpecOptions,
+) -> Result<oci_spec::runtime::Spec> {
+    let v = generate_json(config, rootfs, id, o)?;
+    Ok(serde_json::from_value(v).expect("the generated spec is a spec"))
+}
+
+fn generate_json(
+    config: &ImageConfiguration,
+    rootfs: &Path,
+    id: &str,
+    o: &SpecOptions,
 ) -> Result<Value> {
     let c = config.config().clone().unwrap_or_default();
     let entrypoint = o
@@ -560,12 +570,8 @@ mod tests {
         .unwrap();
         let d = tempfile::tempdir().unwrap();
         let spec = generate(&config, d.path(), "c", &SpecOptions::default()).unwrap();
-        let env: Vec<&str> = spec["process"]["env"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
+        let env: Vec<String> = spec.process().as_ref().unwrap().env().clone().unwrap();
+        let env: Vec<&str> = env.iter().map(String::as_str).collect();
         assert!(env.contains(&"A=1") && env.contains(&"B=x=y"), "{env:?}");
         assert!(
             env.iter().all(|e| e.contains('=') && !e.starts_with('=')),
