@@ -157,9 +157,10 @@ impl Engine {
             .image_id
             .parse()
             .map_err(|e| Error::invalid(format!("container {}", c.name), format!("{e}")))?;
-        let image = self.images.image(&digest)?.ok_or_else(|| {
-            Error::NotFound(format!("the image of container {} is gone", c.name))
-        })?;
+        let image = self
+            .images
+            .image(&digest)?
+            .ok_or_else(|| Error::NotFound(format!("the image of container {} is gone", c.name)))?;
         let mut s = self.image_spec(&image, c)?;
         self.apply_policy(&mut s, c)?;
         Ok(s)
@@ -556,10 +557,12 @@ impl Engine {
         Ok(())
     }
 
-    /// Blocks until the container has exited; returns its exit code.
-    pub fn wait(&self, key: &str) -> Result<i32> {
+    /// Blocks until the container has exited (at most `timeout`); returns
+    /// its exit code.
+    pub fn wait(&self, key: &str, timeout: Option<Duration>) -> Result<i32> {
         let c = self.db.find_container(key)?;
         let id = c.id.clone();
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
         loop {
             let c = match self.db.find_container(&id) {
                 Ok(c) => self.refresh(c)?,
@@ -572,6 +575,13 @@ impl Engine {
                 || (c.state.status == Status::Created && c.state.pid == 0)
             {
                 return Ok(c.state.exit_code.unwrap_or(-1));
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Err(Error::Conflict(format!(
+                    "container {} did not exit within {:?}",
+                    c.name,
+                    timeout.unwrap_or_default()
+                )));
             }
             std::thread::sleep(Duration::from_millis(20));
         }

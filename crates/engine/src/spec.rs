@@ -314,7 +314,9 @@ pub fn set_resources(spec: &mut Spec, c: &ContainerConfig) {
         cpu.set_quota(Some((cpus * period as f64).round() as i64));
     }
     if let Some(p) = c.pids_limit {
-        r.pids_mut().get_or_insert_with(Default::default).set_limit(p);
+        r.pids_mut()
+            .get_or_insert_with(Default::default)
+            .set_limit(p);
     }
 }
 
@@ -527,7 +529,10 @@ mod tests {
             .filter(|n| n.typ() == LinuxNamespaceType::Network)
             .collect();
         assert_eq!(net.len(), 1);
-        assert_eq!(net[0].path().as_deref(), Some(std::path::Path::new("/run/y")));
+        assert_eq!(
+            net[0].path().as_deref(),
+            Some(std::path::Path::new("/run/y"))
+        );
         set_network(&mut s, NetNs::Host);
         let ns = s.linux().as_ref().unwrap().namespaces().clone().unwrap();
         assert!(!ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network));

@@ -87,6 +87,9 @@ pub struct CreateFlags {
     /// Run an init as PID 1 that reaps zombies and forwards signals.
     #[arg(long)]
     pub init: bool,
+    /// When to pull the image: always, missing (not in the store) or never.
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
     #[arg(long)]
     pub stop_signal: Option<String>,
     /// Seconds to wait for the stop signal before SIGKILL.
@@ -755,22 +758,12 @@ fn engine_options(ctx: &crate::Ctx) -> Result<berth_engine::Options> {
     })
 }
 
-/// The image for a new container: from the store, else pulled.
-fn image_for(ctx: &crate::Ctx, name: &str) -> Result<berth_image::store::ImageRecord> {
-    let store = ctx.store()?;
-    match berth_image::images::resolve(&store, name, &ctx.conf) {
-        Ok(r) => return Ok(r),
-        Err(berth_image::Error::NotFound(_)) => {}
-        Err(e) => return Err(e.into()),
-    }
-    drop(store);
-    eprintln!("Pulling {name}");
-    crate::pull_quietly(ctx, name)
-}
-
 fn create(ctx: &crate::Ctx, e: &Engine, f: &CreateFlags) -> Result<Container> {
     let cfg = config(f)?;
-    let image = image_for(ctx, &f.image)?;
+    let policy = berth_engine::PullPolicy::parse(&f.pull)?;
+    let image = e.image_for(&f.image, policy, &crate::pull_options(ctx)?, &mut |name| {
+        eprintln!("Pulling {name}")
+    })?;
     Ok(e.create(&image, f.name.as_deref(), cfg)?)
 }
 
@@ -951,7 +944,7 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         Cmd::Wait { containers } => each(&containers, |c| {
-            println!("{}", e.wait(c)?);
+            println!("{}", e.wait(c, None)?);
             Ok(())
         })?,
         Cmd::Pause { containers } => each(&containers, |c| {
@@ -1525,7 +1518,7 @@ fn relay_container(
     match crate::attach::relay(client, c.config.stdin, c.config.tty, Some(forward))? {
         Some(code) => Ok(code),
         // The monitor went away without a word: ask the records.
-        None => Ok(e.wait(&c.id)?),
+        None => Ok(e.wait(&c.id, None)?),
     }
 }
 

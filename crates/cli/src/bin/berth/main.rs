@@ -599,9 +599,10 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 /// Pulls an image with the default transport, progress on stderr.
-fn pull_quietly(ctx: &Ctx, image: &str) -> Result<ImageRecord> {
-    let store = Arc::new(ctx.store()?);
-    let opts = PullOptions {
+/// How `run` and `create` pull a missing image: quietly, with this
+/// berth's registries, certificates, credentials and limits.
+fn pull_options(ctx: &Ctx) -> Result<PullOptions> {
+    Ok(PullOptions {
         transport: ctx.transport(&Net {
             tls_verify: None,
             creds: None,
@@ -610,8 +611,7 @@ fn pull_quietly(ctx: &Ctx, image: &str) -> Result<ImageRecord> {
         progress: Arc::new(progress::Bars::new(true)),
         limits: ctx.limits.limits(),
         ..PullOptions::default()
-    };
-    Ok(runtime()?.block_on(pull::pull(store, image, &opts))?)
+    })
 }
 
 fn list(store: &Store, a: &ImagesArgs) -> Result<()> {
