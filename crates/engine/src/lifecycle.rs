@@ -174,6 +174,7 @@ impl Engine {
         spec::set_resources(s, &c.config);
         spec::set_security(s, &c.config)?;
         spec::set_annotations(s, &c.config.labels);
+        spec::set_extra(s, &c.config.extra, &self.bundle_dir(&c.id).join("rootfs"))?;
         for v in &c.config.volumes {
             let source = match v.kind.as_str() {
                 "volume" => path_str(&self.volume_for_mount(&v.source)?),
@@ -636,6 +637,15 @@ fn check_config(c: &ContainerConfig) -> Result<()> {
         ));
     }
     berth_image::spec::check_env(&c.env)?;
+    if !c.extra.uid_map.is_empty() || !c.extra.gid_map.is_empty() {
+        // The mapped root cannot reach (or own) files the host's root owns
+        // under private directories: that takes id-mapped mounts of the
+        // rootfs and volumes, which berth does not make yet.
+        return Err(Error::invalid(
+            "--uidmap/--gidmap",
+            "user namespaces need id-mapped mounts of the container's files, which this berth does not make yet",
+        ));
+    }
     Ok(())
 }
 

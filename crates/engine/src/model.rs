@@ -45,6 +45,49 @@ pub struct ContainerConfig {
     /// --device: host devices given to the container.
     #[serde(default)]
     pub devices: Vec<DeviceMapping>,
+    /// What else a request may set (all that CRI's container config
+    /// carries): kept apart, defaulted for records made before it.
+    #[serde(default)]
+    pub extra: Extra,
+}
+
+/// Resource, kernel and security settings beyond docker's everyday flags.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Extra {
+    /// Namespaced sysctls (--sysctl).
+    pub sysctls: std::collections::BTreeMap<String, String>,
+    /// Annotations (CRI's), apart from labels.
+    pub annotations: std::collections::BTreeMap<String, String>,
+    pub cpu_shares: Option<u64>,
+    /// Raw CFS quota and period (CRI gives these, not --cpus).
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    /// Memory plus swap, bytes (-1: unlimited).
+    pub memory_swap: Option<i64>,
+    pub memory_reservation: Option<i64>,
+    /// (page size such as "2MB", limit in bytes).
+    pub hugepages: Vec<(String, u64)>,
+    /// cgroup v2 files and values.
+    pub unified: std::collections::BTreeMap<String, String>,
+    pub oom_score_adj: Option<i32>,
+    /// RLIMIT_* name (or docker's short form), soft, hard.
+    pub ulimits: Vec<(String, u64, u64)>,
+    /// Supplementary groups, by number or by name in the image's
+    /// /etc/group.
+    pub group_add: Vec<String>,
+    /// /dev/shm's size in bytes.
+    pub shm_size: Option<u64>,
+    pub apparmor: Option<String>,
+    pub selinux_label: Option<String>,
+    /// Replace the default masked and read-only paths.
+    pub masked_paths: Option<Vec<String>>,
+    pub readonly_paths: Option<Vec<String>>,
+    /// A user namespace with these id mappings (container, host, size).
+    pub uid_map: Vec<(u32, u32, u32)>,
+    pub gid_map: Vec<(u32, u32, u32)>,
 }
 
 /// --device HOST[:CONTAINER][:PERMISSIONS].

@@ -11,7 +11,7 @@ use oci_spec::runtime::{
 };
 
 use crate::error::{Error, Result};
-use crate::model::{ContainerConfig, DeviceMapping, VolumeMount};
+use crate::model::{ContainerConfig, DeviceMapping, Extra, VolumeMount};
 
 /// Every capability the kernel may know (the runtime drops the ones this
 /// kernel lacks).
@@ -474,6 +474,162 @@ pub fn set_security(spec: &mut Spec, c: &ContainerConfig) -> Result<()> {
     Ok(())
 }
 
+/// docker's short ulimit names (`nofile`) or the spec's (`RLIMIT_NOFILE`).
+fn rlimit_type(name: &str) -> Result<oci_spec::runtime::PosixRlimitType> {
+    let full = if name.to_ascii_uppercase().starts_with("RLIMIT_") {
+        name.to_ascii_uppercase()
+    } else {
+        format!("RLIMIT_{}", name.to_ascii_uppercase())
+    };
+    serde_json::from_value(serde_json::Value::String(full))
+        .map_err(|_| Error::invalid(format!("ulimit {name:?}"), "no such limit"))
+}
+
+fn id_maps(maps: &[(u32, u32, u32)]) -> Vec<oci_spec::runtime::LinuxIdMapping> {
+    maps.iter()
+        .map(|&(container, host, size)| {
+            oci_spec::runtime::LinuxIdMappingBuilder::default()
+                .container_id(container)
+                .host_id(host)
+                .size(size)
+                .build()
+                .expect("a mapping")
+        })
+        .collect()
+}
+
+/// Everything of `Extra`: kernel parameters, the rest of the resources,
+/// limits, groups, LSM labels, paths and a user namespace. Groups by name
+/// are looked up in the image's /etc/group under `rootfs`.
+pub fn set_extra(spec: &mut Spec, x: &Extra, rootfs: &std::path::Path) -> Result<()> {
+    if !x.sysctls.is_empty() {
+        let l = linux(spec);
+        let mut m = l.sysctl().clone().unwrap_or_default();
+        m.extend(x.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())));
+        l.set_sysctl(Some(m));
+    }
+    if !x.annotations.is_empty() {
+        let a = spec.annotations_mut().get_or_insert_with(Default::default);
+        a.extend(x.annotations.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let r = resources(spec);
+    if x.cpu_shares.is_some()
+        || x.cpu_quota.is_some()
+        || x.cpu_period.is_some()
+        || x.cpuset_cpus.is_some()
+        || x.cpuset_mems.is_some()
+    {
+        let cpu = r.cpu_mut().get_or_insert_with(Default::default);
+        if let Some(v) = x.cpu_shares {
+            cpu.set_shares(Some(v));
+        }
+        if let Some(v) = x.cpu_quota {
+            cpu.set_quota(Some(v));
+        }
+        if let Some(v) = x.cpu_period {
+            cpu.set_period(Some(v));
+        }
+        if x.cpuset_cpus.is_some() {
+            cpu.set_cpus(x.cpuset_cpus.clone());
+        }
+        if x.cpuset_mems.is_some() {
+            cpu.set_mems(x.cpuset_mems.clone());
+        }
+    }
+    if x.memory_swap.is_some() || x.memory_reservation.is_some() {
+        let m = r.memory_mut().get_or_insert_with(Default::default);
+        if let Some(v) = x.memory_swap {
+            m.set_swap(Some(v));
+        }
+        if let Some(v) = x.memory_reservation {
+            m.set_reservation(Some(v));
+        }
+    }
+    if !x.hugepages.is_empty() {
+        r.set_hugepage_limits(Some(
+            x.hugepages
+                .iter()
+                .map(|(size, limit)| {
+                    oci_spec::runtime::LinuxHugepageLimitBuilder::default()
+                        .page_size(size.clone())
+                        .limit(*limit as i64)
+                        .build()
+                        .expect("a hugepage limit")
+                })
+                .collect(),
+        ));
+    }
+    if !x.unified.is_empty() {
+        r.set_unified(Some(x.unified.clone().into_iter().collect()));
+    }
+    if let Some(p) = spec.process_mut() {
+        if let Some(adj) = x.oom_score_adj {
+            p.set_oom_score_adj(Some(adj));
+        }
+        if !x.ulimits.is_empty() {
+            let mut limits = p.rlimits().clone().unwrap_or_default();
+            for (name, soft, hard) in &x.ulimits {
+                let typ = rlimit_type(name)?;
+                if soft > hard {
+                    return Err(Error::invalid(
+                        format!("ulimit {name}={soft}:{hard}"),
+                        "the soft limit is above the hard one",
+                    ));
+                }
+                limits.retain(|l| l.typ() != typ);
+                limits.push(
+                    oci_spec::runtime::PosixRlimitBuilder::default()
+                        .typ(typ)
+                        .soft(*soft)
+                        .hard(*hard)
+                        .build()
+                        .expect("an rlimit"),
+                );
+            }
+            p.set_rlimits(Some(limits));
+        }
+        if !x.group_add.is_empty() {
+            let mut gids = p.user().additional_gids().clone().unwrap_or_default();
+            for g in &x.group_add {
+                let id = berth_image::spec::resolve_group(rootfs, g)?;
+                if !gids.contains(&id) {
+                    gids.push(id);
+                }
+            }
+            p.user_mut().set_additional_gids(Some(gids));
+        }
+        if x.apparmor.is_some() {
+            p.set_apparmor_profile(x.apparmor.clone());
+        }
+        if x.selinux_label.is_some() {
+            p.set_selinux_label(x.selinux_label.clone());
+        }
+    }
+    if let Some(size) = x.shm_size {
+        for m in spec.mounts_mut().iter_mut().flatten() {
+            if m.destination().as_os_str() == "/dev/shm"
+                && let Some(o) = m.options_mut()
+            {
+                o.retain(|x| !x.starts_with("size="));
+                o.push(format!("size={size}"));
+            }
+        }
+    }
+    let l = linux(spec);
+    if x.masked_paths.is_some() {
+        l.set_masked_paths(x.masked_paths.clone());
+    }
+    if x.readonly_paths.is_some() {
+        l.set_readonly_paths(x.readonly_paths.clone());
+    }
+    if !x.uid_map.is_empty() || !x.gid_map.is_empty() {
+        l.set_uid_mappings(Some(id_maps(&x.uid_map)));
+        l.set_gid_mappings(Some(id_maps(&x.gid_map)));
+        set_namespace(spec, LinuxNamespaceType::User, NetNs::New);
+    }
+    Ok(())
+}
+
 pub fn set_annotations(spec: &mut Spec, labels: &[(String, String)]) {
     let a = spec.annotations_mut().get_or_insert_with(Default::default);
     for (k, v) in labels {
@@ -551,6 +707,94 @@ mod tests {
             options: vec!["bogus".into()],
         };
         assert!(add_volume(&mut s, &v, "/x").is_err());
+    }
+
+    #[test]
+    fn the_extra_settings_land_where_runtimes_read_them() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        std::fs::write(d.path().join("etc/group"), "root:x:0:\nwheel:x:10:\n").unwrap();
+        let mut s = spec();
+        s.set_mounts(Some(vec![mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "size=65536k"],
+        )]));
+        let x = Extra {
+            sysctls: [("net.ipv4.ip_forward".to_string(), "1".to_string())].into(),
+            cpu_shares: Some(512),
+            cpuset_cpus: Some("0".into()),
+            memory_swap: Some(-1),
+            hugepages: vec![("2MB".into(), 4 << 20)],
+            unified: [("memory.high".to_string(), "1G".to_string())].into(),
+            oom_score_adj: Some(500),
+            ulimits: vec![("nofile".into(), 100, 200)],
+            group_add: vec!["wheel".into(), "55".into()],
+            shm_size: Some(1 << 20),
+            masked_paths: Some(vec!["/proc/x".into()]),
+            uid_map: vec![(0, 100000, 65536)],
+            gid_map: vec![(0, 100000, 65536)],
+            ..Default::default()
+        };
+        set_extra(&mut s, &x, d.path()).unwrap();
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["linux"]["sysctl"]["net.ipv4.ip_forward"], "1");
+        assert_eq!(v["linux"]["resources"]["cpu"]["shares"], 512);
+        assert_eq!(v["linux"]["resources"]["cpu"]["cpus"], "0");
+        assert_eq!(v["linux"]["resources"]["memory"]["swap"], -1);
+        assert_eq!(
+            v["linux"]["resources"]["hugepageLimits"][0]["pageSize"],
+            "2MB"
+        );
+        assert_eq!(v["linux"]["resources"]["unified"]["memory.high"], "1G");
+        assert_eq!(v["process"]["oomScoreAdj"], 500);
+        let nofile = v["process"]["rlimits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["type"] == "RLIMIT_NOFILE")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (nofile["soft"].as_u64(), nofile["hard"].as_u64()),
+            (Some(100), Some(200))
+        );
+        assert_eq!(
+            v["process"]["user"]["additionalGids"],
+            serde_json::json!([10, 55])
+        );
+        assert!(
+            v["mounts"][0]["options"]
+                .as_array()
+                .unwrap()
+                .contains(&"size=1048576".into())
+        );
+        assert_eq!(v["linux"]["maskedPaths"], serde_json::json!(["/proc/x"]));
+        assert_eq!(v["linux"]["uidMappings"][0]["hostID"], 100000);
+        assert!(
+            v["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["type"] == "user")
+        );
+        // Bad values are named.
+        let bad = Extra {
+            ulimits: vec![("bogus".into(), 1, 1)],
+            ..Default::default()
+        };
+        assert!(
+            set_extra(&mut spec(), &bad, d.path())
+                .unwrap_err()
+                .to_string()
+                .contains("bogus")
+        );
+        let bad = Extra {
+            group_add: vec!["nogroup".into()],
+            ..Default::default()
+        };
+        assert!(set_extra(&mut spec(), &bad, d.path()).is_err());
     }
 
     #[test]

@@ -372,6 +372,24 @@ pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<User> {
     })
 }
 
+/// A group's id: a number, or a name in the image's /etc/group.
+pub fn resolve_group(rootfs: &Path, group: &str) -> Result<u32> {
+    if let Ok(n) = group.parse::<u32>() {
+        return Ok(n);
+    }
+    read_in_root(rootfs, "etc/group")?
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 3 && f[0] == group)
+        .and_then(|f| f[2].parse().ok())
+        .ok_or_else(|| {
+            Error::invalid(
+                format!("group {group:?}"),
+                "not found in the image's /etc/group",
+            )
+        })
+}
+
 /// A small file of the image, resolved inside its root; missing is empty.
 /// Opened as O_PATH first: opening a device or a fifo for reading, as
 /// root, could do anything from blocking to rewinding a tape. Only a

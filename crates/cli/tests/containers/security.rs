@@ -249,3 +249,63 @@ fn the_default_seccomp_profile_allows_a_list() {
         "kernel.io_uring_disabled={disabled}"
     );
 }
+
+#[test]
+fn the_settings_a_cri_request_carries_are_seen_from_inside() {
+    let env = Env::new();
+    let img = env.image.clone();
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--sysctl",
+        "net.ipv4.ip_unprivileged_port_start=80",
+        "--cpu-shares",
+        "512",
+        "--ulimit",
+        "nofile=100:200",
+        "--group-add",
+        "nobody",
+        "--group-add",
+        "1234",
+        "--shm-size",
+        "1m",
+        "--oom-score-adj",
+        "500",
+        &img,
+        "sh",
+        "-c",
+        "cat /proc/sys/net/ipv4/ip_unprivileged_port_start; \
+         cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/cpu.weight; \
+         ulimit -n; ulimit -Hn; id -G; df -k /dev/shm | tail -1; cat /proc/self/oom_score_adj",
+    ]);
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l[0], "80", "{out}");
+    assert!(l[1] == "512" || l[1] == "20", "{out}");
+    assert_eq!((l[2], l[3]), ("100", "200"), "{out}");
+    let mut groups: Vec<&str> = l[4].split_whitespace().collect();
+    groups.sort();
+    assert_eq!(groups, ["0", "1234", "65534"], "{out}");
+    assert!(l[5].split_whitespace().nth(1) == Some("1024"), "{out}");
+    assert_eq!(l[6], "500", "{out}");
+
+    // User namespaces need id-mapped mounts berth does not make yet: a
+    // clear refusal, not a runtime's permission error.
+    let (_, err) = env.code(
+        125,
+        &["run", "--rm", "--uidmap", "0:100000:65536", &img, "true"],
+    );
+    assert!(err.contains("id-mapped"), "{err}");
+
+    for (flag, value, want) in [
+        ("--ulimit", "bogus=1", "bogus"),
+        ("--ulimit", "nofile=20:10", "above the hard"),
+        ("--group-add", "nogroup", "nogroup"),
+        ("--oom-score-adj", "5000", "-1000 to 1000"),
+        ("--uidmap", "0:1", "CONTAINER_ID:HOST_ID:SIZE"),
+        ("--sysctl", "novalue", "KEY=VALUE"),
+    ] {
+        let (_, err) = env.code(125, &["run", "--rm", flag, value, &img, "true"]);
+        assert!(err.contains(want), "{flag} {value}: {err}");
+    }
+    assert!(env.ids().is_empty());
+}

@@ -90,6 +90,51 @@ pub struct CreateFlags {
     /// When to pull the image: always, missing (not in the store) or never.
     #[arg(long, default_value = "missing")]
     pub pull: String,
+    /// NAME=VALUE: a namespaced kernel parameter.
+    #[arg(long)]
+    pub sysctl: Vec<String>,
+    /// KEY=VALUE: an annotation for the runtime.
+    #[arg(long)]
+    pub annotation: Vec<String>,
+    /// CPU shares (relative weight).
+    #[arg(long)]
+    pub cpu_shares: Option<u64>,
+    /// CFS period in microseconds.
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    /// CFS quota in microseconds.
+    #[arg(long)]
+    pub cpu_quota: Option<i64>,
+    /// CPUs the container may run on (0-3, 0,1).
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use.
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Memory plus swap (e.g. 1g; -1 for unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Soft memory limit.
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    /// The process's OOM score adjustment (-1000 to 1000).
+    #[arg(long, allow_hyphen_values = true)]
+    pub oom_score_adj: Option<i32>,
+    /// TYPE=SOFT[:HARD], e.g. nofile=1024:2048.
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// A supplementary group, by name or number.
+    #[arg(long)]
+    pub group_add: Vec<String>,
+    /// Size of /dev/shm (e.g. 64m).
+    #[arg(long)]
+    pub shm_size: Option<String>,
+    /// CONTAINER_ID:HOST_ID:SIZE: a user namespace with this uid mapping.
+    #[arg(long)]
+    pub uidmap: Vec<String>,
+    /// CONTAINER_ID:HOST_ID:SIZE: its gid mapping (the uid map's if none).
+    #[arg(long)]
+    pub gidmap: Vec<String>,
     #[arg(long)]
     pub stop_signal: Option<String>,
     /// Seconds to wait for the stop signal before SIGKILL.
@@ -485,6 +530,89 @@ fn env_lines(f: &CreateFlags) -> Result<Vec<String>> {
         .collect())
 }
 
+/// KEY=VALUE flags into a map; a flag without '=' is refused.
+fn key_values(flag: &str, list: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+    list.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("{flag} {kv}: expected KEY=VALUE"),
+        })
+        .collect()
+}
+
+/// CONTAINER:HOST:SIZE.
+fn id_map(flag: &str, s: &str) -> Result<(u32, u32, u32)> {
+    let p: Vec<Option<u32>> = s.split(':').map(|x| x.parse().ok()).collect();
+    match p[..] {
+        [Some(c), Some(h), Some(n)] if n > 0 => Ok((c, h, n)),
+        _ => bail!("{flag} {s}: expected CONTAINER_ID:HOST_ID:SIZE"),
+    }
+}
+
+/// The flags that fill `Extra`.
+fn extra(f: &CreateFlags) -> Result<berth_engine::model::Extra> {
+    let bytes = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
+        match v.as_deref() {
+            None => Ok(None),
+            Some("-1") => Ok(Some(-1)),
+            Some(s) => parse_bytes(s)
+                .map(Some)
+                .with_context(|| format!("{flag} {s}")),
+        }
+    };
+    let mut ulimits = Vec::new();
+    for u in &f.ulimit {
+        let (name, vals) = u
+            .split_once('=')
+            .with_context(|| format!("--ulimit {u}: expected TYPE=SOFT[:HARD]"))?;
+        let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
+        let num = |v: &str| -> Result<u64> {
+            if v == "-1" || v == "unlimited" {
+                return Ok(u64::MAX);
+            }
+            v.parse()
+                .with_context(|| format!("--ulimit {u}: {v:?} is not a number"))
+        };
+        ulimits.push((name.to_string(), num(soft)?, num(hard)?));
+    }
+    if let Some(adj) = f.oom_score_adj
+        && !(-1000..=1000).contains(&adj)
+    {
+        bail!("--oom-score-adj {adj}: the range is -1000 to 1000");
+    }
+    let uid_map: Vec<_> = f
+        .uidmap
+        .iter()
+        .map(|m| id_map("--uidmap", m))
+        .collect::<Result<_>>()?;
+    let mut gid_map: Vec<_> = f
+        .gidmap
+        .iter()
+        .map(|m| id_map("--gidmap", m))
+        .collect::<Result<_>>()?;
+    if gid_map.is_empty() {
+        gid_map = uid_map.clone();
+    }
+    Ok(berth_engine::model::Extra {
+        sysctls: key_values("--sysctl", &f.sysctl)?,
+        annotations: key_values("--annotation", &f.annotation)?,
+        cpu_shares: f.cpu_shares,
+        cpu_quota: f.cpu_quota,
+        cpu_period: f.cpu_period,
+        cpuset_cpus: f.cpuset_cpus.clone(),
+        cpuset_mems: f.cpuset_mems.clone(),
+        memory_swap: bytes("--memory-swap", &f.memory_swap)?,
+        memory_reservation: bytes("--memory-reservation", &f.memory_reservation)?,
+        oom_score_adj: f.oom_score_adj,
+        ulimits,
+        group_add: f.group_add.clone(),
+        shm_size: bytes("--shm-size", &f.shm_size)?.map(|n| n.max(0) as u64),
+        uid_map,
+        gid_map,
+        ..Default::default()
+    })
+}
+
 /// --cpus: a positive number no larger than this host's CPUs, as docker
 /// checks it.
 fn parse_cpus(cpus: Option<f64>) -> Result<Option<f64>> {
@@ -520,13 +648,30 @@ pub fn config(f: &CreateFlags) -> Result<ContainerConfig> {
     }
     let mut seccomp = None;
     let mut nnp = false;
+    let mut extra = extra(f)?;
     for o in &f.security_opt {
         match o.split_once(['=', ':']) {
             Some(("seccomp", p)) => seccomp = Some(p.to_string()),
             None if o == "no-new-privileges" => nnp = true,
             Some(("no-new-privileges", v)) => nnp = v == "true",
-            Some(("label", _)) | Some(("apparmor", _)) => {}
-            _ => bail!("--security-opt {o}: expected seccomp=..., no-new-privileges"),
+            Some(("apparmor", p)) => extra.apparmor = Some(p.to_string()),
+            Some(("label", "disable")) => {}
+            Some(("label", l)) => {
+                extra.selinux_label = Some(l.trim_start_matches("type:").to_string())
+            }
+            Some(("mask", p)) => extra
+                .masked_paths
+                .get_or_insert_with(|| {
+                    berth_image::spec::MASKED
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect()
+                })
+                .extend(p.split(':').map(String::from)),
+            Some(("unmask", "ALL")) => extra.masked_paths = Some(Vec::new()),
+            _ => bail!(
+                "--security-opt {o}: expected seccomp=..., no-new-privileges, apparmor=..., label=..., mask=..., unmask=ALL"
+            ),
         }
     }
     let entrypoint = f.entrypoint.as_ref().map(|e| {
@@ -570,6 +715,7 @@ pub fn config(f: &CreateFlags) -> Result<ContainerConfig> {
         stop_signal: f.stop_signal.clone(),
         stop_timeout: f.stop_timeout,
         devices,
+        extra,
     })
 }
 
