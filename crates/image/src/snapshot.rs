@@ -270,6 +270,8 @@ fn mount_legacy(
     }
     let (target, upper) = (target.to_path_buf(), upper.to_path_buf());
     std::thread::spawn(move || -> Result<()> {
+        // SAFETY: integer flags; CLONE_FS gives this thread, which ends
+        // after the mount, its own cwd for the chdir below.
         if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
             return Err(std::io::Error::last_os_error()).ctx(|| "unshare(CLONE_FS)".into());
         }
@@ -554,6 +556,7 @@ mod tests {
             "viabundle",
             &crate::bundle::BundleOptions::default(),
         );
+        // SAFETY: as for set_var above.
         unsafe { std::env::remove_var(FORCE_LEGACY_ENV) };
         let err = res.unwrap_err();
         assert!(err.to_string().contains("do not fit"), "{err}");
