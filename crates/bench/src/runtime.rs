@@ -76,6 +76,7 @@ fn one_run(tool: &Tool, root: &Path, bundle: &Path, id: &str) -> Result<()> {
     sh(&mut rt(&["start", id]))?;
     // We are the subreaper: the container's process is ours to wait for.
     let mut status = 0;
+    // SAFETY: status is a valid out-pointer for the call.
     if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
         bail!("waitpid {pid}: {}", std::io::Error::last_os_error());
     }
@@ -95,6 +96,8 @@ fn series(tool: &Tool, work: &Path, bundle: &Path, runs: usize) -> Result<Vec<Sa
 /// Enters a private mount namespace in which the unified hierarchy is not
 /// mounted: a pure v1 host, as crun 1.8 needs.
 fn enter_v1_only() -> Result<()> {
+    // SAFETY: integer flags, and null or NUL-terminated literal pointers
+    // that outlive each call; a propagation change takes no data.
     unsafe {
         if libc::unshare(libc::CLONE_NEWNS) != 0 {
             bail!("unshare: {}", std::io::Error::last_os_error());
@@ -146,6 +149,7 @@ pub fn run(runs: usize, berth: Option<PathBuf>) -> Result<()> {
         );
     }
     // Orphaned container processes come to us, as to a shim or conmon.
+    // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let work = PathBuf::from(format!("/dev/shm/berth-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;

@@ -284,8 +284,8 @@ fn mount_legacy(
         .map(|(u, _)| u.display().to_string())
         .unwrap_or_default();
     std::thread::spawn(move || -> Result<()> {
-        // SAFETY: unshare takes no pointers; CLONE_FS only gives this
-        // thread its own cwd, which the chdir below changes.
+        // SAFETY: integer flags; CLONE_FS gives this thread, which ends
+        // after the mount, its own cwd for the chdir below.
         if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
             return Err(std::io::Error::last_os_error()).ctx(|| "unshare(CLONE_FS)".into());
         }

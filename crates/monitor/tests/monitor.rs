@@ -139,6 +139,7 @@ fn exit_codes_and_signal_deaths() {
         let (cfg, path) = sb.config(kind, &sb.bundle(&["sleep", "100"], false));
         let pid = sb.launch(&cfg, &path).unwrap();
         sb.start(&cfg);
+        // SAFETY: kill takes integers only.
         unsafe { libc::kill(pid, libc::SIGKILL) };
         let rec = exit_record(&cfg.exit_file);
         assert_eq!((rec.exit_code, rec.signal), (137, Some(9)), "{kind:?}");
@@ -330,11 +331,13 @@ fn killing_the_monitor_leaves_the_container_running() {
         sb.start(&cfg);
         let monitors = monitors_of(&path);
         assert_eq!(monitors.len(), 1, "{kind:?}");
+        // SAFETY: kill takes integers only.
         unsafe { libc::kill(monitors[0], libc::SIGKILL) };
         wait_monitor_gone(&path);
         std::thread::sleep(Duration::from_millis(300));
         assert!(alive(pid), "{kind:?}: the container died with its monitor");
         // The container is in its own session, not the monitor's.
+        // SAFETY: getsid takes an integer only.
         assert_eq!(unsafe { libc::getsid(pid) }, pid, "{kind:?}");
     }
 }

@@ -35,6 +35,7 @@ pub fn open_pty(size: Option<(u16, u16)>) -> Result<Pty> {
     )
     .ctx(|| "open the pty's slave")?;
     let mut number: libc::c_uint = 0;
+    // SAFETY: master is open; TIOCGPTN writes one c_uint to `number`.
     if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut number) } != 0 {
         return Err(Error::os("get the pty number", io::Error::last_os_error()));
     }
@@ -55,6 +56,7 @@ pub fn set_size(fd: BorrowedFd<'_>, height: u16, width: u16) -> Result<()> {
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
+    // SAFETY: fd is borrowed for the call; TIOCSWINSZ reads a winsize.
     if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
         return Err(Error::os(
             "set the terminal size",
@@ -115,6 +117,8 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> Result<OwnedFd> {
 /// Makes the pty slave this process's stdio and controlling terminal.
 pub fn become_tty(slave: &OwnedFd) -> Result<()> {
     for target in 0..3 {
+        // SAFETY: slave is open for the call; 0-2 are the stdio fds, which
+        // no OwnedFd of this process owns.
         if unsafe { libc::dup2(slave.as_raw_fd(), target) } < 0 {
             return Err(Error::os(
                 "dup the pty onto stdio",
@@ -122,6 +126,7 @@ pub fn become_tty(slave: &OwnedFd) -> Result<()> {
             ));
         }
     }
+    // SAFETY: fd 0 is the slave now; TIOCSCTTY takes an integer.
     if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } != 0 {
         return Err(Error::os(
             "make the pty the controlling terminal",

@@ -404,6 +404,8 @@ fn signal_all(cg: &Cgroup, signal: i32) -> Result<()> {
 
     let r = cg.pids().map(|pids| {
         for pid in pids {
+            // SAFETY: kill takes integers only (a pid read from cgroup.procs
+            // may be stale: a race on the target, not on memory).
             unsafe { libc::kill(pid, signal) };
         }
     });

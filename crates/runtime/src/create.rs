@@ -58,6 +58,8 @@ impl Drop for Undo<'_> {
             return;
         }
         for &pid in &self.children {
+            // SAFETY: integer arguments; pids leave `children` once waited
+            // for, so each is still our child and cannot be recycled.
             unsafe { libc::kill(pid, libc::SIGKILL) };
             let _ = spawn::wait_status(pid);
         }
@@ -244,6 +246,8 @@ impl Runtime {
         } else {
             cg.open_v2()
         };
+        // SAFETY: create's caller is single-threaded (the crate's rule, see
+        // lib.rs); the child runs init::run, which only execs or exits.
         let forked = unsafe { spawn::fork(clone_flags, cgroup_fd.as_ref().map(|f| f.as_fd())) }
             .ctx(|| format!("clone the container process (flags {clone_flags:#x})"))?;
         let (child, pidfd, in_cgroup) = match forked {

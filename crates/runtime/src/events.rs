@@ -60,6 +60,7 @@ fn watch(cg: &Cgroup) -> Result<Option<OomWatch>> {
             kills: oom_kills(&d.path),
         }));
     }
+    // SAFETY: eventfd takes integers only.
     let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
     if efd < 0 {
         return Err(crate::error::Error::os(
@@ -67,6 +68,7 @@ fn watch(cg: &Cgroup) -> Result<Option<OomWatch>> {
             std::io::Error::last_os_error(),
         ));
     }
+    // SAFETY: eventfd returned a new fd that nothing else owns.
     let efd = unsafe { OwnedFd::from_raw_fd(efd) };
     let ctl =
         fs::File::open(d.path.join("memory.oom_control")).ctx(|| "open memory.oom_control")?;

@@ -114,6 +114,8 @@ impl Runtime {
         let cg = Cgroup::from_record(st.cgroup.clone());
         let cgroup_fd = cg.open_v2();
         let (parent_chan, child_chan) = Channel::pair()?;
+        // SAFETY: exec's caller is single-threaded (the crate's rule, see
+        // lib.rs); the child runs child_main, which only execs or exits.
         let forked =
             unsafe { spawn::fork(0, cgroup_fd.as_ref().map(|f| f.as_fd())) }.ctx(|| "fork")?;
         let (child, pidfd, in_cgroup) = match forked {
@@ -140,6 +142,8 @@ impl Runtime {
         drop(child_chan);
         drop(console_sock);
         let kill = |pid: i32| {
+            // SAFETY: integer arguments; pid is our child, not yet waited
+            // for, so it cannot name a recycled process.
             unsafe { libc::kill(pid, libc::SIGKILL) };
             let _ = spawn::wait_status(pid);
         };
@@ -256,6 +260,7 @@ fn child_setup(a: &ChildArgs, chan: &Channel) -> Result<Option<Error>> {
         namespaces::setns(fd, *t)?;
     }
     if a.fork_again {
+        // SAFETY: a forked child has a single thread.
         match unsafe { spawn::fork(libc::CLONE_PARENT, None) }
             .ctx(|| "fork into the pid namespace")?
         {
@@ -297,7 +302,9 @@ fn child_setup(a: &ChildArgs, chan: &Channel) -> Result<Option<Error>> {
     let env = process::environment(p);
     let args = p.args().as_deref().unwrap_or(&[]);
     let path = process::find_executable(&args[0], &env)?;
-    process::close_fds_except(3 + a.preserve_fds, &[chan.as_fd().as_raw_fd()]);
+    // SAFETY: from here this child only execs or exits: nothing it runs
+    // uses or drops the owners of the fds closed (the runtime's and its caller's).
+    unsafe { process::close_fds_except(3 + a.preserve_fds, &[chan.as_fd().as_raw_fd()]) };
     if let Some(cpus) = p
         .exec_cpu_affinity()
         .as_ref()

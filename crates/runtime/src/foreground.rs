@@ -30,6 +30,8 @@ pub struct SignalRelay {
 
 impl SignalRelay {
     pub fn new() -> Result<SignalRelay> {
+        // SAFETY: set is a valid sigset_t (zeroed, then filled) for every
+        // call; signalfd's new fd is owned at once, by the relay.
         unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigfillset(&mut set);
@@ -51,6 +53,7 @@ impl SignalRelay {
 
     fn next(&self) -> Option<i32> {
         let mut info = MaybeUninit::<libc::signalfd_siginfo>::uninit();
+        // SAFETY: sfd is open and `info` writable for the size given.
         let n = unsafe {
             libc::read(
                 self.sfd.as_raw_fd(),
@@ -58,6 +61,7 @@ impl SignalRelay {
                 std::mem::size_of::<libc::signalfd_siginfo>(),
             )
         };
+        // SAFETY: a full-sized read initialised all of `info`.
         (n == std::mem::size_of::<libc::signalfd_siginfo>() as isize)
             .then(|| unsafe { info.assume_init() }.ssi_signo as i32)
     }
@@ -70,6 +74,8 @@ struct RawMode {
 
 impl RawMode {
     fn enter() -> RawMode {
+        // SAFETY: termios is plain data, for which zeroes are valid; `t` is a
+        // valid in/out pointer for each call on fd 0.
         unsafe {
             let mut t: libc::termios = std::mem::zeroed();
             if libc::isatty(0) == 0 || libc::tcgetattr(0, &mut t) != 0 {
@@ -86,12 +92,15 @@ impl RawMode {
 impl Drop for RawMode {
     fn drop(&mut self) {
         if let Some(t) = &self.saved {
+            // SAFETY: t is the termios saved by `enter`, valid for the call.
             unsafe { libc::tcsetattr(0, libc::TCSANOW, t) };
         }
     }
 }
 
 fn copy_winsize(to: BorrowedFd<'_>) {
+    // SAFETY: ws is a winsize TIOCGWINSZ fills and TIOCSWINSZ reads; `to`
+    // is borrowed for the call.
     unsafe {
         let mut ws: libc::winsize = std::mem::zeroed();
         if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
@@ -121,7 +130,10 @@ pub fn wait(relay: &SignalRelay, pid: i32, pty: Option<OwnedFd>, relay_stdin: bo
     if let Some(m) = &pty {
         copy_winsize(m.as_fd());
     }
+    // SAFETY: fds 0 and 1 are open (Rust's startup puts /dev/null on a
+    // closed one) and nothing here closes them while these borrows live.
     let stdin = unsafe { BorrowedFd::borrow_raw(0) };
+    // SAFETY: as for stdin.
     let stdout = unsafe { BorrowedFd::borrow_raw(1) };
     let mut stdin_open = pty.is_some() && relay_stdin;
     let mut master_open = pty.is_some();
@@ -169,6 +181,7 @@ pub fn wait(relay: &SignalRelay, pid: i32, pty: Option<OwnedFd>, relay_stdin: bo
                 match sig {
                     libc::SIGCHLD => loop {
                         let mut st = 0;
+                        // SAFETY: st is a valid out-pointer for the call.
                         let r = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
                         if r <= 0 {
                             break;
@@ -184,6 +197,8 @@ pub fn wait(relay: &SignalRelay, pid: i32, pty: Option<OwnedFd>, relay_stdin: bo
                     }
                     // Once reaped, the pid may name someone else's process.
                     s if status.is_none() => {
+                        // SAFETY: integer arguments; pid is our child, not
+                        // yet reaped, so it cannot name a recycled process.
                         unsafe { libc::kill(pid, s) };
                     }
                     _ => {}

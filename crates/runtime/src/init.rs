@@ -76,6 +76,7 @@ enum Stage {
 fn setup(plan: &InitPlan, chan: &Channel) -> Result<Stage> {
     process::reset_signals();
     process::undumpable();
+    // SAFETY: umask takes a mode and cannot fail.
     unsafe { libc::umask(0) };
     let Msg::Go { pid: host_pid } = (match chan.recv()? {
         Some(m) => m,
@@ -102,6 +103,7 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<Stage> {
     }
     if ns.contains(LinuxNamespaceType::User) {
         // Become root of the user namespace: the mounts below need it.
+        // SAFETY: integer arguments only.
         if unsafe { libc::setresgid(0, 0, 0) } != 0 || unsafe { libc::setresuid(0, 0, 0) } != 0 {
             return Err(Error::os(
                 "become root in the user namespace",
@@ -204,6 +206,7 @@ fn enter_namespaces(plan: &InitPlan, chan: &Channel) -> Result<Option<Option<i32
     if !fork_needed {
         return Ok(None);
     }
+    // SAFETY: a forked child (the container's first process) has one thread.
     match unsafe { spawn::fork(libc::CLONE_PARENT, None) }.ctx(|| "fork into the pid namespace")? {
         Forked::Child => Ok(Some(None)),
         Forked::Parent { pid, .. } => Ok(Some(Some(pid))),
@@ -243,6 +246,7 @@ fn write_time_offsets(spec: &Spec) -> Result<()> {
     if !text.is_empty() {
         // The file belongs to the host's root while this process cannot be
         // dumped; nothing of the container runs yet in this window.
+        // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
         let written = std::fs::write("/proc/self/timens_offsets", text);
         process::undumpable();
@@ -296,7 +300,9 @@ fn wait_and_exec(plan: &InitPlan) -> Result<std::convert::Infallible> {
     // frames, which this process never returns to, while setup's own
     // locals have closed theirs by now.)
     let keep = [plan.fifo.as_raw_fd(), plan.proc_fd.as_raw_fd()];
-    process::close_fds_except(3 + plan.preserve_fds, &keep);
+    // SAFETY: as said above; on failure `run` only writes to stderr (fd 2,
+    // kept) and calls exit_child, so no owner is used or dropped.
+    unsafe { process::close_fds_except(3 + plan.preserve_fds, &keep) };
     let fifo_path = format!("self/fd/{}", plan.fifo.as_raw_fd());
     let fifo = rustix::fs::openat(
         plan.proc_fd,

@@ -36,6 +36,8 @@ pub fn mount(
         .filter(|d| !d.is_empty())
         .map(|d| CString::new(d).unwrap_or_default());
     let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: each pointer is null or a NUL-terminated string owned by a
+    // local that outlives the call.
     let r = unsafe {
         libc::mount(
             ptr(&source),
@@ -50,6 +52,7 @@ pub fn mount(
 
 pub fn umount(target: &Path, flags: libc::c_int) -> io::Result<()> {
     let target = cstr(target)?;
+    // SAFETY: target is a NUL-terminated path that outlives the call.
     check(unsafe { libc::umount2(target.as_ptr(), flags) } as libc::c_long).map(|_| ())
 }
 
@@ -65,14 +68,18 @@ pub fn clone_tree(path: &Path, recursive: bool) -> io::Result<OwnedFd> {
     if recursive {
         flags |= AT_RECURSIVE;
     }
+    // SAFETY: p is a NUL-terminated path that outlives the call.
     let fd =
         check(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, p.as_ptr(), flags) })?;
+    // SAFETY: open_tree returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Attaches the detached mount `tree` on top of what `target` refers to.
 pub fn move_mount(tree: &impl AsFd, target: &impl AsFd) -> io::Result<()> {
     let empty = c"";
+    // SAFETY: both fds are borrowed, so open, for the call; the paths are
+    // empty NUL-terminated strings.
     check(unsafe {
         libc::syscall(
             libc::SYS_move_mount,
@@ -118,6 +125,8 @@ pub fn setattr(
         flags |= AT_RECURSIVE;
     }
     let empty = c"";
+    // SAFETY: fd and the userns fd in `a` are borrowed for the call; `a` is
+    // a valid mount_attr of the size given and the path an empty string.
     check(unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
@@ -143,11 +152,13 @@ pub fn detached_fs(fstype: &str, options: &[(&str, &str)], attr_flags: u32) -> i
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "option holds a NUL byte"))
     };
     let ty = c(fstype)?;
+    // SAFETY: ty is a NUL-terminated string that outlives the call.
     let fs = check(unsafe { libc::syscall(libc::SYS_fsopen, ty.as_ptr(), CLOEXEC) })?;
     // SAFETY: fsopen returned a new fd that nothing else owns.
     let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
     for (key, value) in options {
         let (k, v) = (c(key)?, c(value)?);
+        // SAFETY: fs is open; k and v are NUL-terminated and outlive the call.
         check(unsafe {
             libc::syscall(
                 libc::SYS_fsconfig,
@@ -160,6 +171,7 @@ pub fn detached_fs(fstype: &str, options: &[(&str, &str)], attr_flags: u32) -> i
         })?;
     }
     let null = std::ptr::null::<libc::c_char>();
+    // SAFETY: fs is open; FSCONFIG_CMD_CREATE takes no key or value.
     check(unsafe {
         libc::syscall(
             libc::SYS_fsconfig,
@@ -170,6 +182,7 @@ pub fn detached_fs(fstype: &str, options: &[(&str, &str)], attr_flags: u32) -> i
             0,
         )
     })?;
+    // SAFETY: fs is open for the call; the other arguments are integers.
     let mnt =
         check(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), CLOEXEC, attr_flags) })?;
     // SAFETY: as above, for fsmount's new fd.

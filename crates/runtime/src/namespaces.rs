@@ -136,6 +136,7 @@ impl Namespaces {
             })?;
             // NS_GET_NSTYPE answers the type of the namespace behind an fd.
             const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+            // SAFETY: file is open for the call; NS_GET_NSTYPE takes no argument.
             let got = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
             if got != flag(t) {
                 return Err(Error::config(
@@ -150,6 +151,7 @@ impl Namespaces {
 }
 
 pub fn setns(fd: &OwnedFd, t: LinuxNamespaceType) -> Result<()> {
+    // SAFETY: fd is borrowed, so open, for the call; integer flags.
     if unsafe { libc::setns(fd.as_raw_fd(), flag(t)) } != 0 {
         return Err(Error::os(
             format!("join {} namespace", name(t)),
@@ -160,6 +162,7 @@ pub fn setns(fd: &OwnedFd, t: LinuxNamespaceType) -> Result<()> {
 }
 
 pub fn unshare(flags: libc::c_int) -> Result<()> {
+    // SAFETY: unshare takes integer flags only.
     if flags != 0 && unsafe { libc::unshare(flags) } != 0 {
         return Err(Error::os(
             format!("unshare namespaces {flags:#x}"),
@@ -186,6 +189,8 @@ pub fn write_id_maps(pid: i32, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping])
 pub fn userns_with_maps(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<OwnedFd> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ctx(|| "pipe")?;
     // The child only waits for the pipe to close.
+    // SAFETY: the child only closes, reads and calls exit_child: all
+    // async-signal-safe, so this holds even with other threads.
     match unsafe { spawn::fork(libc::CLONE_NEWUSER, None) }
         .ctx(|| "fork a user namespace holder")?
     {

@@ -24,6 +24,7 @@ fn push_attr(buf: &mut Vec<u8>, kind: u16, data: &[u8]) {
 }
 
 fn socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) takes integers only.
     let fd = unsafe {
         libc::socket(
             libc::AF_NETLINK,
@@ -34,6 +35,7 @@ fn socket() -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
+    // SAFETY: socket returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -43,6 +45,7 @@ pub fn move_device(host_name: &str, new_name: &str, netns: &OwnedFd) -> Result<(
     let field = format!("linux.netDevices.{host_name}");
     let cname = std::ffi::CString::new(host_name)
         .map_err(|_| Error::config(&field, "bad interface name"))?;
+    // SAFETY: cname is a NUL-terminated string that outlives the call.
     let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
     if index == 0 {
         return Err(Error::config(
@@ -81,6 +84,8 @@ pub fn move_device(host_name: &str, new_name: &str, netns: &OwnedFd) -> Result<(
     msg[8..12].copy_from_slice(&1u32.to_ne_bytes());
 
     let sock = socket().map_err(|e| Error::os("open a netlink socket", e))?;
+    // SAFETY: sock is open and msg readable for msg.len() bytes; the
+    // netns fd named inside stays open (borrowed) until the reply below.
     let sent = unsafe {
         libc::send(
             sock.as_raw_fd(),
@@ -93,6 +98,7 @@ pub fn move_device(host_name: &str, new_name: &str, netns: &OwnedFd) -> Result<(
         return Err(Error::os("send to netlink", io::Error::last_os_error()));
     }
     let mut reply = [0u8; 4096];
+    // SAFETY: sock is open and reply writable for reply.len() bytes.
     let n = unsafe {
         libc::recv(
             sock.as_raw_fd(),

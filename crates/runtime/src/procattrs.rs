@@ -46,6 +46,7 @@ pub fn personality_value(p: &LinuxPersonality) -> Result<libc::c_ulong> {
 
 pub fn set_personality(p: &LinuxPersonality) -> Result<()> {
     let v = personality_value(p)?;
+    // SAFETY: personality takes an integer only.
     if unsafe { libc::personality(v) } == -1 {
         return Err(last_err("set the personality"));
     }
@@ -63,6 +64,7 @@ pub fn set_io_priority(p: &Process) -> Result<()> {
     };
     const IOPRIO_WHO_PROCESS: libc::c_int = 1;
     let value = (class << 13) | io.priority();
+    // SAFETY: ioprio_set takes integers only.
     if unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, value) } != 0 {
         return Err(last_err(format!(
             "set the I/O priority {:?}/{}",
@@ -118,6 +120,8 @@ pub fn set_scheduler(s: &Scheduler) -> Result<()> {
         deadline: s.deadline().unwrap_or(0),
         period: s.period().unwrap_or(0),
     };
+    // SAFETY: attr is a sched_attr whose `size` is its own (the kernel may
+    // write a size back on E2BIG: it is mutable and outlives the call).
     if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &mut attr as *mut SchedAttr, 0) } != 0 {
         return Err(last_err(format!(
             "set the scheduler policy {:?}",
@@ -149,10 +153,21 @@ pub fn parse_list(s: &str, field: &str) -> Result<Vec<usize>> {
 
 pub fn set_cpu_affinity(list: &str, field: &str) -> Result<()> {
     let cpus = parse_list(list, field)?;
+    // A cpu_set_t holds CPU_SETSIZE (1024) bits; parse_list allows more.
+    let size = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    if let Some(c) = cpus.iter().find(|&&c| c >= size) {
+        return Err(Error::config(
+            field,
+            format!("CPU {c} is out of range (a CPU set holds {size})"),
+        ));
+    }
+    // SAFETY: cpu_set_t is a bit array, for which all zeroes is valid.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     for c in cpus {
+        // SAFETY: c < CPU_SETSIZE (checked above): the bit is inside `set`.
         unsafe { libc::CPU_SET(c, &mut set) };
     }
+    // SAFETY: set is a valid cpu_set_t of the size given.
     if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
         return Err(last_err(format!("set the CPU affinity {list}")));
     }
@@ -195,6 +210,8 @@ pub fn set_memory_policy(m: &LinuxMemoryPolicy) -> Result<()> {
     } else {
         (mask.as_ptr(), 1024 + 1)
     };
+    // SAFETY: ptr is null (with max 0) or mask, whose 1024 bits are exactly
+    // the max - 1 the kernel reads.
     if unsafe {
         libc::syscall(
             libc::SYS_set_mempolicy,
@@ -220,6 +237,12 @@ mod tests {
         assert!(parse_list("2-1", "f").is_err());
         assert!(parse_list("x", "f").is_err());
         assert!(parse_list("0-99999", "f").is_err());
+    }
+
+    #[test]
+    fn cpus_beyond_a_cpu_set_are_refused() {
+        let err = set_cpu_affinity("0,2000", "f").unwrap_err();
+        assert!(err.to_string().contains("out of range"), "{err}");
     }
 
     #[test]

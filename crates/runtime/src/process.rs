@@ -89,6 +89,8 @@ impl Prepared {
             let fd = ctx
                 .get_notify_fd()
                 .map_err(|e| Error::Seccomp(format!("notify fd: {e}")))?;
+            // SAFETY: get_notify_fd succeeded, so fd is the listener fd libseccomp
+            // holds open since the load above; it is only borrowed for the send.
             let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
             chan.send_with_fd(&crate::sync::Msg::SeccompFd, fd)?;
         }
@@ -149,6 +151,7 @@ pub fn set_rlimits(p: &Process) -> Result<()> {
             rlim_cur: r.soft(),
             rlim_max: r.hard(),
         };
+        // SAFETY: lim is a valid rlimit for the call.
         if unsafe { libc::setrlimit(rlimit_resource(r.typ()), &lim) } != 0 {
             let e = io::Error::last_os_error();
             let hint = if e.raw_os_error() == Some(libc::EPERM) {
@@ -180,6 +183,7 @@ pub fn set_oom_score_adj(pid: i32, adj: i32) -> Result<()> {
 }
 
 pub fn set_no_new_privs() -> Result<()> {
+    // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(Error::os("set no_new_privs", io::Error::last_os_error()));
     }
@@ -223,6 +227,7 @@ fn lsm_exec(p: &Process) -> Option<LsmExec> {
 /// this, only the host's root may open its /proc files or ptrace it.
 /// execve makes the program's process dumpable again (when it may be).
 pub fn undumpable() {
+    // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
 }
 
@@ -231,6 +236,7 @@ pub fn undumpable() {
 pub fn join_session_keyring(name: &str) -> Result<()> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
     let name = CString::new(format!("_ses.{name}")).unwrap_or_default();
+    // SAFETY: name is a NUL-terminated string that outlives the call.
     let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
     if r < 0 {
         let e = io::Error::last_os_error();
@@ -249,8 +255,10 @@ pub fn switch_user(p: &Process, caps: &CapSets) -> Result<()> {
     caps.drop_bounding()?;
     // Keep the permitted set across setuid; the effective set is restored
     // from it below.
+    // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
     let groups: Vec<libc::gid_t> = user.additional_gids().clone().unwrap_or_default();
+    // SAFETY: groups holds groups.len() gids (none is read when empty).
     if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } != 0 {
         let e = io::Error::last_os_error();
         // A user namespace with setgroups denied: only an empty list would
@@ -259,20 +267,24 @@ pub fn switch_user(p: &Process, caps: &CapSets) -> Result<()> {
             return Err(Error::os(format!("setgroups {groups:?}"), e));
         }
     }
+    // SAFETY: integer arguments only.
     if unsafe { libc::setresgid(user.gid(), user.gid(), user.gid()) } != 0 {
         return Err(Error::os(
             format!("setgid {}", user.gid()),
             io::Error::last_os_error(),
         ));
     }
+    // SAFETY: integer arguments only.
     if unsafe { libc::setresuid(user.uid(), user.uid(), user.uid()) } != 0 {
         return Err(Error::os(
             format!("setuid {}", user.uid()),
             io::Error::last_os_error(),
         ));
     }
+    // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
     caps.apply()?;
+    // SAFETY: umask takes a mode and cannot fail.
     unsafe { libc::umask(user.umask().unwrap_or(0o022) as libc::mode_t) };
     Ok(())
 }
@@ -339,6 +351,7 @@ fn is_executable(p: &Path) -> io::Result<bool> {
     let c = CString::new(p.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
     // access(2) checks as the real (container) user, after the switch.
     Ok(meta.permissions().mode() & 0o111 != 0
+        // SAFETY: c is a NUL-terminated path that outlives the call.
         && unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0)
 }
 
@@ -349,6 +362,8 @@ pub fn chdir(cwd: &Path) -> Result<()> {
 /// Resets what this runtime process changed for itself and must not leak
 /// into the container: the signal mask and ignored signals.
 pub fn reset_signals() {
+    // SAFETY: set is a valid sigset_t (zeroed, then emptied) for the calls;
+    // SIG_DFL installs no handler code.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
@@ -358,13 +373,16 @@ pub fn reset_signals() {
     }
 }
 
-/// Marks every fd from `first` on close-on-exec, so only stdio and the
-/// preserved fds reach the container.
 /// Closes every descriptor from `first` on except those in `keep`, then
 /// marks the kept ones close-on-exec: what the runtime opened before the
 /// fork and the process no longer needs (cgroup dirs, sockets, a pty
 /// master) is gone before anything of the container can look.
-pub fn close_fds_except(first: u32, keep: &[RawFd]) {
+///
+/// # Safety
+/// This closes fds that `OwnedFd`s and `File`s elsewhere still own: the
+/// caller (a forked container process) must never use or drop any of them
+/// again, only exec or `exit_child`.
+pub unsafe fn close_fds_except(first: u32, keep: &[RawFd]) {
     let mut keep: Vec<u32> = keep
         .iter()
         .filter_map(|&fd| u32::try_from(fd).ok())
@@ -376,10 +394,14 @@ pub fn close_fds_except(first: u32, keep: &[RawFd]) {
     for k in keep.iter().copied().chain([u32::MAX]) {
         if k > lo {
             let hi = if k == u32::MAX { k } else { k - 1 };
+            // SAFETY: by this fn's contract, the owners of the fds closed
+            // here are never used or dropped again.
             let r = unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0) };
             if r != 0 {
                 // Before Linux 5.9: one by one, from what /proc lists.
                 for fd in open_fds().into_iter().filter(|&fd| fd >= lo && fd <= hi) {
+                    // SAFETY: as for close_range above; the listing's own fd,
+                    // closed by now, just gets EBADF.
                     unsafe { libc::close(fd as RawFd) };
                 }
             }
@@ -398,12 +420,17 @@ fn open_fds() -> Vec<u32> {
         .unwrap_or_default()
 }
 
+/// Marks every fd from `first` on close-on-exec, so only stdio and the
+/// preserved fds reach the container.
 pub fn cloexec_from(first: u32) {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: integer arguments; CLOSE_RANGE_CLOEXEC only sets a flag, no fd
+    // is closed in this process.
     let r = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
     if r != 0 {
         // Before Linux 5.11: walk /proc/self/fd.
         for fd in open_fds().into_iter().filter(|&fd| fd >= first) {
+            // SAFETY: setting FD_CLOEXEC closes nothing; a stale fd gets EBADF.
             unsafe { libc::fcntl(fd as RawFd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
     }
@@ -419,6 +446,8 @@ pub fn exec(path: &Path, args: &[String], env: &[String]) -> Error {
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
     envp_p.push(std::ptr::null());
+    // SAFETY: path_c is NUL-terminated; argv_p and envp_p are
+    // NULL-terminated arrays of pointers into argv and envp, all alive here.
     unsafe { libc::execve(path_c.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
     Error::os(
         format!("exec {}", path.display()),

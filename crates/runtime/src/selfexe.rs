@@ -34,11 +34,14 @@ pub fn is_protected() -> bool {
     let Ok(exe) = File::open("/proc/self/exe") else {
         return false;
     };
+    // SAFETY: exe is open for the call; F_GET_SEALS takes no argument.
     let seals = unsafe { libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS) };
     if seals >= 0 && seals & libc::F_SEAL_WRITE != 0 {
         return true;
     }
+    // SAFETY: statvfs is plain integers, for which all zeroes is valid.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: exe is open and st a valid out-pointer for the call.
     unsafe { libc::fstatvfs(exe.as_raw_fd(), &mut st) == 0 && st.f_flag & libc::ST_RDONLY != 0 }
 }
 
@@ -73,6 +76,8 @@ fn overlay_view(exe: &Path) -> io::Result<OwnedFd> {
     let mnt = mountcall::detached_fs("overlay", &[("lowerdir", &lower)], attrs)?;
     let name = CString::new(name.as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
     let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    // SAFETY: mnt is open and name NUL-terminated for the call; without
+    // O_CREAT no mode argument is read.
     let fd = unsafe { libc::openat(mnt.as_raw_fd(), name.as_ptr(), flags) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
@@ -85,6 +90,7 @@ fn overlay_view(exe: &Path) -> io::Result<OwnedFd> {
 fn sealed_copy() -> Result<OwnedFd> {
     let exe = File::open("/proc/self/exe").map_err(|e| Error::os("open /proc/self/exe", e))?;
     let name = c"berth-runtime";
+    // SAFETY: name is a NUL-terminated literal.
     let fd =
         unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
     if fd < 0 {
@@ -98,6 +104,8 @@ fn sealed_copy() -> Result<OwnedFd> {
         .len();
     let mut left = len as usize;
     while left > 0 {
+        // SAFETY: both fds are open for the call; a null offset means exe's
+        // own file position.
         let n =
             unsafe { libc::sendfile(mfd.as_raw_fd(), exe.as_raw_fd(), std::ptr::null_mut(), left) };
         if n <= 0 {
@@ -105,6 +113,7 @@ fn sealed_copy() -> Result<OwnedFd> {
         }
         left -= n as usize;
     }
+    // SAFETY: mfd is open for the call; F_ADD_SEALS takes an int.
     if unsafe { libc::fcntl(mfd.as_raw_fd(), libc::F_ADD_SEALS, SEALS) } != 0 {
         return Err(os("seal the runtime copy"));
     }
@@ -126,6 +135,9 @@ fn reexec(fd: &OwnedFd) -> Result<()> {
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
     envp.push(std::ptr::null());
+    // SAFETY: fd is open for the call; the empty path is NUL-terminated;
+    // argv and envp are NULL-terminated arrays of pointers into args and
+    // env, which outlive the call.
     unsafe {
         libc::syscall(
             libc::SYS_execveat,

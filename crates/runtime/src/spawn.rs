@@ -39,8 +39,10 @@ pub enum Forked {
 /// cgroup behind `cgroup` when given.
 ///
 /// # Safety
-/// The caller must be single-threaded: the child runs on a copy of this
-/// process's memory, as after fork(2).
+/// The child runs on a copy of this process's memory, as after fork(2),
+/// and no atfork handlers run: the caller must be single-threaded, or the
+/// child must do only async-signal-safe work (no allocation, no locks)
+/// until it execs or calls `exit_child`.
 pub unsafe fn fork(flags: libc::c_int, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
     let mut pidfd: libc::c_int = -1;
     let mut args = CloneArgs {
@@ -59,6 +61,9 @@ pub unsafe fn fork(flags: libc::c_int, cgroup: Option<BorrowedFd<'_>>) -> io::Re
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = fd.as_raw_fd() as u64;
     }
+    // SAFETY: args is a clone_args of the size given; pidfd outlives the
+    // call and the cgroup fd is borrowed for it; the caller keeps `fork`'s
+    // contract for the child.
     let r = unsafe {
         libc::syscall(
             libc::SYS_clone3,
@@ -71,6 +76,8 @@ pub unsafe fn fork(flags: libc::c_int, cgroup: Option<BorrowedFd<'_>>) -> io::Re
         pid if pid > 0 => {
             return Ok(Forked::Parent {
                 pid: pid as i32,
+                // SAFETY: with CLONE_PIDFD the kernel stored a new pidfd that
+                // nothing else owns.
                 pidfd: Some(unsafe { OwnedFd::from_raw_fd(pidfd) }),
                 in_cgroup: cgroup.is_some(),
             });
@@ -82,6 +89,8 @@ pub unsafe fn fork(flags: libc::c_int, cgroup: Option<BorrowedFd<'_>>) -> io::Re
         return Err(e);
     }
     // Kernels before 5.7 (or a seccomp filter) lack clone3: plain clone.
+    // SAFETY: no pointers: without CLONE_VM or a stack this is fork(2);
+    // the caller keeps `fork`'s contract for the child.
     let r = unsafe {
         libc::syscall(
             libc::SYS_clone,
@@ -106,6 +115,7 @@ pub unsafe fn fork(flags: libc::c_int, cgroup: Option<BorrowedFd<'_>>) -> io::Re
 /// Ends a forked child without running destructors or atexit handlers that
 /// belong to the parent's copy of the process.
 pub fn exit_child(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and has no preconditions.
     unsafe { libc::_exit(code) }
 }
 
@@ -114,6 +124,7 @@ pub fn exit_child(code: i32) -> ! {
 pub fn wait_status(pid: i32) -> io::Result<i32> {
     let mut status = 0;
     loop {
+        // SAFETY: status is a valid out-pointer for the call.
         let r = unsafe { libc::waitpid(pid, &mut status, 0) };
         if r == pid {
             return Ok(decode_status(status));

@@ -209,6 +209,7 @@ impl Store {
             }
             Err(e) => return Err(Error::os(format!("open {}", dir.display()), e)),
         };
+        // SAFETY: a valid fd; the lock goes with `file`, kept in DirLock.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(Error::os(
                 format!("lock {}", dir.display()),

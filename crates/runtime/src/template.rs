@@ -43,6 +43,7 @@ pub fn spec(rootless: bool, host_is_v2: bool) -> Value {
         ]
     });
     if rootless {
+        // SAFETY: geteuid and getegid have no preconditions.
         let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
         let ns = linux["namespaces"].as_array_mut().expect("array");
         ns.retain(|n| n["type"] != "network");

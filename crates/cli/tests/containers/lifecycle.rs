@@ -172,6 +172,7 @@ fn a_killed_monitor_or_cli_leaves_a_state_that_tells_the_truth() {
     let env = Env::new();
     let id = env.run_d(&["--name", "orphan"], &["sleep", "1000"]);
     let monitor = env.inspect("orphan")["MonitorPid"].as_i64().unwrap() as i32;
+    // SAFETY: kill takes integers only.
     unsafe { libc::kill(monitor, libc::SIGKILL) };
     wait_for("the monitor to die", || {
         !std::path::Path::new(&format!("/proc/{monitor}/stat")).exists()
@@ -354,6 +355,7 @@ fn after_a_reboot_records_remain_and_containers_start_again() {
     // A reboot, as far as berth can tell: every process gone, every mount
     // and cgroup gone, the volatile run root empty.
     for p in [monitor, pid] {
+        // SAFETY: kill takes integers only.
         unsafe { libc::kill(p, libc::SIGKILL) };
     }
     wait_for("the processes to go", || {

@@ -385,6 +385,8 @@ fn run_forwards_signals_to_the_container() {
             .unwrap_or_default()
             .contains("ready")
     });
+    // SAFETY: integer arguments; the child is not waited for yet, so its
+    // pid cannot be recycled.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(5), "the container's exit code is run's");

@@ -55,6 +55,8 @@ fn recursive_read_only_reaches_submounts() {
     std::fs::create_dir_all(src.join("inner")).unwrap();
     // A mount below the bind source: "ro" leaves it writable, "rro" not.
     let c = std::ffi::CString::new(src.join("inner").to_str().unwrap()).unwrap();
+    // SAFETY: the strings are NUL-terminated and outlive the call; tmpfs
+    // takes no data.
     assert_eq!(
         unsafe {
             libc::mount(

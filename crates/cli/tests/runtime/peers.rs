@@ -248,10 +248,13 @@ impl Drop for Containerd {
             .ctr()
             .args(["task", "kill", "-s", "KILL", "c1"])
             .output();
+        // SAFETY: integer arguments; the child is not waited for yet, so its
+        // pid cannot be recycled.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
         // Shims outlive containerd by design; ours must not outlive the test.
         for pid in processes_with(&self.dir.display().to_string()) {
+            // SAFETY: kill takes integers only.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         umount_under(&self.dir);

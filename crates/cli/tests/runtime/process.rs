@@ -120,6 +120,7 @@ fn raising_a_hard_rlimit_beyond_ours_fails_clearly() {
         rlim_cur: 0,
         rlim_max: 0,
     };
+    // SAFETY: cur is a valid out-pointer for the call.
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut cur) };
     let mut b = sb.bundle(&["true"]);
     b.set(
@@ -233,6 +234,9 @@ fn preserve_fds_passes_extra_descriptors() {
     let fd = f.as_raw_fd();
     let mut cmd = sb.cmd();
     cmd.args(["run", "--preserve-fds", "1", "--bundle", b.path(), &id]);
+    // SAFETY: between fork and exec the closure only calls fcntl and dup2
+    // and reads errno, all async-signal-safe; fd stays open in `f` until
+    // output() has returned.
     unsafe {
         use std::os::unix::process::CommandExt;
         cmd.pre_exec(move || {

@@ -311,6 +311,7 @@ pub fn umount_under(dir: &Path) {
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in points {
         let c = std::ffi::CString::new(p).unwrap();
+        // SAFETY: c is a NUL-terminated path that outlives the call.
         unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
     }
 }

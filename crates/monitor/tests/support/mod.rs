@@ -169,6 +169,7 @@ impl Drop for Sandbox {
         for (kind, id, config) in self.containers.borrow().iter() {
             self.delete(*kind, id);
             for pid in monitors_of(config) {
+                // SAFETY: kill takes integers only.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
@@ -215,6 +216,7 @@ pub fn is_zombie(pid: i32) -> bool {
 }
 
 pub fn alive(pid: i32) -> bool {
+    // SAFETY: kill takes integers only; signal 0 just probes.
     let exists = unsafe { libc::kill(pid, 0) == 0 };
     exists && !is_zombie(pid)
 }
@@ -262,6 +264,7 @@ pub fn umount_under(dir: &Path) {
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for p in points {
         let c = std::ffi::CString::new(p).unwrap();
+        // SAFETY: c is a NUL-terminated path that outlives the call.
         unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
     }
 }

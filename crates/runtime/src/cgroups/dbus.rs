@@ -136,6 +136,7 @@ impl Conn {
     fn handshake(stream: UnixStream, via_bus: bool, timeout: Duration) -> io::Result<Conn> {
         stream.set_read_timeout(Some(timeout))?;
         let mut stream = BufReader::new(stream);
+        // SAFETY: geteuid has no preconditions.
         let uid = unsafe { libc::geteuid() }.to_string();
         let hex: String = uid.bytes().map(|b| format!("{b:02x}")).collect();
         stream

@@ -126,7 +126,14 @@ pub fn assemble(p: &Program) -> Vec<Insn> {
     prog
 }
 
-fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> std::io::Result<libc::c_long> {
+/// bpf(2) with `attr` as its `union bpf_attr`.
+///
+/// # Safety
+/// Every address `cmd` reads from or writes to through `attr` must be valid
+/// for the length given beside it, for the whole call.
+unsafe fn bpf(cmd: libc::c_long, attr: &mut [u64; 16]) -> std::io::Result<libc::c_long> {
+    // SAFETY: attr is 128 writable bytes, the size given; the caller vouches
+    // for the addresses inside it.
     let r = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -156,7 +163,10 @@ fn load(insns: &[Insn]) -> Result<OwnedFd> {
     attr[2] = license.as_ptr() as u64;
     attr[3] = pair(1, log.len() as u32); // log_level, log_size
     attr[4] = log.as_mut_ptr() as u64;
-    match bpf(BPF_PROG_LOAD, &mut attr) {
+    // SAFETY: insns (insn_cnt entries), license (NUL-terminated) and log
+    // (log_size bytes, writable) all outlive the call.
+    match unsafe { bpf(BPF_PROG_LOAD, &mut attr) } {
+        // SAFETY: BPF_PROG_LOAD returned a new fd that nothing else owns.
         Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
         Err(e) => {
             let end = log.iter().position(|&b| b == 0).unwrap_or(0);
@@ -175,7 +185,9 @@ fn query(cgroup: &OwnedFd) -> Result<Vec<u32>> {
     attr[0] = pair(cgroup.as_raw_fd() as u32, BPF_CGROUP_DEVICE);
     attr[2] = ids.as_mut_ptr() as u64;
     attr[3] = ids.len() as u64; // prog_cnt in, count out
-    bpf(BPF_PROG_QUERY, &mut attr)
+    // SAFETY: ids has room for the prog_cnt ids the kernel may write, and
+    // outlives the call.
+    unsafe { bpf(BPF_PROG_QUERY, &mut attr) }
         .map_err(|e| Error::Cgroup(format!("query device filters: {e}")))?;
     let n = (attr[3] & 0xffff_ffff) as usize;
     Ok(ids[..n.min(ids.len())].to_vec())
@@ -192,21 +204,25 @@ pub fn attach_device_filter(dir: &Path, p: &Program) -> Result<()> {
     let mut attr = [0u64; 16];
     attr[0] = pair(cgroup.as_raw_fd() as u32, prog.as_raw_fd() as u32);
     attr[1] = pair(BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI);
-    bpf(BPF_PROG_ATTACH, &mut attr)
+    // SAFETY: BPF_PROG_ATTACH takes fds (open here) and flags, no addresses.
+    unsafe { bpf(BPF_PROG_ATTACH, &mut attr) }
         .map_err(|e| Error::Cgroup(format!("attach the device filter: {e}")))?;
     // The new filter is in place before the old ones go: no gap where the
     // container could open anything.
     for id in old {
         let mut attr = [0u64; 16];
         attr[0] = u64::from(id);
-        let Ok(fd) = bpf(BPF_PROG_GET_FD_BY_ID, &mut attr) else {
+        // SAFETY: BPF_PROG_GET_FD_BY_ID takes an id, no addresses.
+        let Ok(fd) = (unsafe { bpf(BPF_PROG_GET_FD_BY_ID, &mut attr) }) else {
             continue;
         };
+        // SAFETY: the kernel returned a new fd that nothing else owns.
         let old_prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
         let mut attr = [0u64; 16];
         attr[0] = pair(cgroup.as_raw_fd() as u32, old_prog.as_raw_fd() as u32);
         attr[1] = u64::from(BPF_CGROUP_DEVICE);
-        bpf(BPF_PROG_DETACH, &mut attr)
+        // SAFETY: BPF_PROG_DETACH takes fds (open here) and a type, no addresses.
+        unsafe { bpf(BPF_PROG_DETACH, &mut attr) }
             .map_err(|e| Error::Cgroup(format!("detach the old device filter: {e}")))?;
     }
     Ok(())

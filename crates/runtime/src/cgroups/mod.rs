@@ -314,6 +314,8 @@ impl Cgroup {
     fn kill_members(&self, dir: &Path) {
         if let Ok(raw) = read(dir, "cgroup.procs") {
             for pid in raw.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                // SAFETY: kill takes integers only (a stale pid is a race on
+                // the target, not on memory).
                 unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }

@@ -150,6 +150,7 @@ pub fn collect(cg: &Cgroup) -> Stats {
             .collect();
         // cpuacct.stat counts USER_HZ ticks; runc reports nanoseconds.
         let ticks = kv(&dir, "cpuacct.stat");
+        // SAFETY: sysconf takes an integer only.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
         s.cpu.usage.user = ticks.get("user").copied().unwrap_or(0) * 1_000_000_000 / hz;
         s.cpu.usage.kernel = ticks.get("system").copied().unwrap_or(0) * 1_000_000_000 / hz;

@@ -211,6 +211,7 @@ fn run_container(
         return Ok(0);
     }
     if !no_subreaper {
+        // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
     let relay = foreground::SignalRelay::new()?;

@@ -1487,6 +1487,7 @@ fn top(e: &Engine, key: &str) -> Result<()> {
             let after = stat.rsplit_once(')')?.1;
             let f: Vec<&str> = after.split_whitespace().collect();
             let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+            // SAFETY: sysconf takes an integer only.
             let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
             let secs = ticks / hz;
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;

@@ -248,6 +248,8 @@ enum BundleCmd {
 
 fn main() {
     // `berth images | head` should end quietly, not panic on EPIPE.
+    // SAFETY: first thing in main, before any thread exists; SIG_DFL
+    // installs no handler code.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     warnings::init();
