@@ -77,6 +77,7 @@ impl Drop for Undo<'_> {
 impl Runtime {
     pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<Created> {
         crate::id::validate(id)?;
+        crate::spawn::require_single_thread("create")?;
         let bundle = config::load_bundle(&opts.bundle)?;
         let spec = &bundle.spec;
         let process = spec.process().as_ref().expect("validated");

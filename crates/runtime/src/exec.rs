@@ -40,6 +40,7 @@ pub struct Execed {
 
 impl Runtime {
     pub fn exec(&self, id: &str, o: &ExecOptions) -> Result<Execed> {
+        crate::spawn::require_single_thread("exec")?;
         let st = self.load(id)?;
         match self.status(&st) {
             Status::Running | Status::Created => {}

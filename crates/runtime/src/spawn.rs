@@ -145,3 +145,38 @@ pub fn decode_status(status: libc::c_int) -> i32 {
         255
     }
 }
+
+/// Refuses to fork from a process with more than one thread: the child
+/// of a multi-threaded process may only make async-signal-safe calls, and
+/// a container's setup makes many more. (A daemon reaches containers
+/// through their monitors, which are single-threaded.)
+pub fn require_single_thread(what: &str) -> crate::error::Result<()> {
+    let status = crate::fsutil::read_kernel_file(std::path::Path::new("/proc/self/status"))
+        .unwrap_or_default();
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse::<u32>().ok())
+        .unwrap_or(1);
+    if threads > 1 {
+        return Err(crate::error::Error::Other(format!(
+            "{what} forks the calling process, which has {threads} threads: call it from a single-threaded process (berth's monitor)"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod thread_tests {
+    #[test]
+    fn a_multi_threaded_caller_is_refused() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || {
+            let _ = rx.recv();
+        });
+        let e = super::require_single_thread("create").unwrap_err();
+        assert!(e.to_string().contains("threads"), "{e}");
+        drop(tx);
+        other.join().unwrap();
+    }
+}
