@@ -5,6 +5,7 @@ mod attach;
 mod commit;
 mod containers;
 mod events;
+mod human;
 mod progress;
 mod warnings;
 
@@ -27,6 +28,7 @@ use berth_image::spec::SpecOptions;
 use berth_image::store::{ImageRecord, Store};
 use berth_image::{Platform, Reference};
 use clap::{Parser, Subcommand};
+use human::{ago, human_size, table};
 
 #[derive(Parser)]
 #[command(name = "berth", version, about = "Containers and images, daemonless")]
@@ -600,7 +602,6 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// Pulls an image with the default transport, progress on stderr.
 /// How `run` and `create` pull a missing image: quietly, with this
 /// berth's registries, certificates, credentials and limits.
 fn pull_options(ctx: &Ctx) -> Result<PullOptions> {
@@ -702,88 +703,4 @@ fn inspect(store: &Store, rec: &ImageRecord) -> Result<serde_json::Value> {
         "Manifest": manifest,
         "Layers": rec.layers,
     }))
-}
-
-/// Prints rows under a header, columns padded to their widest cell.
-fn table<R: AsRef<[String]>>(header: &[&str], rows: &[R]) {
-    let mut all: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
-    all.extend(rows.iter().map(|r| r.as_ref().to_vec()));
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| all.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    for r in all {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(c, s)| {
-                if c + 1 == r.len() {
-                    s.clone()
-                } else {
-                    let pad = widths[c] - s.chars().count();
-                    format!("{s}{}", " ".repeat(pad))
-                }
-            })
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-    }
-}
-
-/// "3 minutes" since an RFC 3339 time.
-fn since(t: Option<&str>) -> String {
-    ago(t).trim_end_matches(" ago").to_string()
-}
-
-/// podman's SI sizes: "4.87 MB".
-fn human_size(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < units.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.3} {}", units[u]).replace(".000", "")
-    }
-}
-
-/// "3 hours ago" from an RFC 3339 time.
-fn ago(created: Option<&str>) -> String {
-    let Some(t) = created.and_then(parse_rfc3339) else {
-        return "unknown".into();
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let s = (now - t).max(0);
-    let (n, unit) = match s {
-        0..=59 => (s, "second"),
-        60..=3599 => (s / 60, "minute"),
-        3600..=86399 => (s / 3600, "hour"),
-        86400..=2_591_999 => (s / 86400, "day"),
-        2_592_000..=31_535_999 => (s / 2_592_000, "month"),
-        _ => (s / 31_536_000, "year"),
-    };
-    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
-}
-
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 19 {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86400 + hh * 3600 + mm * 60 + ss)
 }

@@ -1,0 +1,522 @@
+//! What `run`, `create` and `exec` take, and the parsers that turn those
+//! flags (-v, --mount, -p, --env-file, --ulimit, sizes, network modes,
+//! --security-opt) into the engine's ContainerConfig.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use berth_engine::berth_network::PortMapping;
+use berth_engine::model::{ContainerConfig, NetworkMode, VolumeMount};
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct CreateFlags {
+    /// Assign a name to the container.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Keep stdin open.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// KEY=VALUE (or KEY: taken from this environment).
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Read KEY=VALUE lines from a file.
+    #[arg(long)]
+    pub env_file: Vec<PathBuf>,
+    /// SOURCE:DEST[:OPTIONS]: a host path or a named volume.
+    #[arg(short, long = "volume")]
+    pub volume: Vec<String>,
+    /// type=bind|volume|tmpfs,source=..,destination=..[,readonly]
+    #[arg(long)]
+    pub mount: Vec<String>,
+    /// DEST[:OPTIONS]: a tmpfs.
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]
+    #[arg(short, long = "publish")]
+    pub publish: Vec<String>,
+    /// bridge, host, none, container:NAME, or network names.
+    #[arg(long, alias = "net")]
+    pub network: Option<String>,
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// USER[:GROUP], by name or number.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Override the image's entrypoint ("" clears it).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Memory limit (e.g. 512m, 1g).
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    #[arg(long)]
+    pub privileged: bool,
+    /// HOST[:CONTAINER][:PERMISSIONS]: a host device for the container.
+    #[arg(long)]
+    pub device: Vec<String>,
+    #[arg(long)]
+    pub read_only: bool,
+    /// seccomp=unconfined|PROFILE.json, no-new-privileges.
+    #[arg(long)]
+    pub security_opt: Vec<String>,
+    /// KEY=VALUE
+    #[arg(short, long)]
+    pub label: Vec<String>,
+    #[arg(long)]
+    pub pod: Option<String>,
+    /// berth (builtin), runc, crun or a runtime binary.
+    #[arg(long, default_value = "berth")]
+    pub runtime: String,
+    /// Run an init as PID 1 that reaps zombies and forwards signals.
+    #[arg(long)]
+    pub init: bool,
+    /// When to pull the image: always, missing (not in the store) or never.
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
+    /// NAME=VALUE: a namespaced kernel parameter.
+    #[arg(long)]
+    pub sysctl: Vec<String>,
+    /// KEY=VALUE: an annotation for the runtime.
+    #[arg(long)]
+    pub annotation: Vec<String>,
+    /// CPU shares (relative weight).
+    #[arg(long)]
+    pub cpu_shares: Option<u64>,
+    /// CFS period in microseconds.
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    /// CFS quota in microseconds.
+    #[arg(long)]
+    pub cpu_quota: Option<i64>,
+    /// CPUs the container may run on (0-3, 0,1).
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use.
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Memory plus swap (e.g. 1g; -1 for unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Soft memory limit.
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    /// The process's OOM score adjustment (-1000 to 1000).
+    #[arg(long, allow_hyphen_values = true)]
+    pub oom_score_adj: Option<i32>,
+    /// TYPE=SOFT[:HARD], e.g. nofile=1024:2048.
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// A supplementary group, by name or number.
+    #[arg(long)]
+    pub group_add: Vec<String>,
+    /// Size of /dev/shm (e.g. 64m).
+    #[arg(long)]
+    pub shm_size: Option<String>,
+    /// CONTAINER_ID:HOST_ID:SIZE: a user namespace with this uid mapping.
+    #[arg(long)]
+    pub uidmap: Vec<String>,
+    /// CONTAINER_ID:HOST_ID:SIZE: its gid mapping (the uid map's if none).
+    #[arg(long)]
+    pub gidmap: Vec<String>,
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Seconds to wait for the stop signal before SIGKILL.
+    #[arg(long)]
+    pub stop_timeout: Option<u64>,
+    pub image: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct ExecFlags {
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(short, long)]
+    pub detach: bool,
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    #[arg(long)]
+    pub privileged: bool,
+    pub container: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// "512m" -> bytes.
+fn parse_bytes(s: &str) -> Result<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .ok()
+        .filter(|n: &f64| *n > 0.0)
+        .with_context(|| format!("{s:?} is not a size (e.g. 512m, 1g)"))?;
+    Ok((n * mult as f64) as i64)
+}
+
+/// KEY=VALUE (no '=': the whole as the key, an empty value).
+pub fn parse_label(l: &str) -> (String, String) {
+    let (k, v) = l.split_once('=').unwrap_or((l, ""));
+    (k.to_string(), v.to_string())
+}
+
+/// -v SOURCE:DEST[:OPTIONS]
+fn parse_volume(v: &str) -> Result<VolumeMount> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (source, dest, opts) = match parts[..] {
+        [dest] => ("", dest, ""),
+        [s, d] => (s, d, ""),
+        [s, d, o] => (s, d, o),
+        _ => bail!("-v {v}: expected SOURCE:DEST[:OPTIONS]"),
+    };
+    if !dest.starts_with('/') {
+        bail!("-v {v}: the destination must be an absolute path");
+    }
+    let kind = if source.is_empty() || !source.starts_with('/') {
+        "volume"
+    } else {
+        "bind"
+    };
+    if kind == "bind" && !std::path::Path::new(source).exists() {
+        bail!("-v {v}: {source} does not exist");
+    }
+    let source = if source.is_empty() {
+        berth_engine::ids::new_id()
+    } else {
+        source.to_string()
+    };
+    Ok(VolumeMount {
+        kind: kind.into(),
+        source,
+        destination: dest.into(),
+        options: opts
+            .split(',')
+            .filter(|o| !o.is_empty())
+            .map(String::from)
+            .collect(),
+    })
+}
+
+/// --mount type=..,source=..,destination=..,readonly
+fn parse_mount(m: &str) -> Result<VolumeMount> {
+    let mut v = VolumeMount {
+        kind: "volume".into(),
+        source: String::new(),
+        destination: String::new(),
+        options: Vec::new(),
+    };
+    for kv in m.split(',') {
+        let (k, val) = kv.split_once('=').unwrap_or((kv, ""));
+        match k {
+            "type" => v.kind = val.into(),
+            "source" | "src" => v.source = val.into(),
+            "destination" | "dst" | "target" => v.destination = val.into(),
+            "readonly" | "ro" if val.is_empty() || val == "true" => v.options.push("ro".into()),
+            "readonly" | "ro" if val == "false" => {}
+            "bind-propagation" => v.options.push(val.into()),
+            "tmpfs-size" => v.options.push(format!("size={val}")),
+            "tmpfs-mode" => v.options.push(format!("mode={val}")),
+            _ => bail!("--mount {m}: unknown key {k:?}"),
+        }
+    }
+    if !v.destination.starts_with('/') {
+        bail!("--mount {m}: a destination (absolute path) is needed");
+    }
+    if !matches!(v.kind.as_str(), "bind" | "volume" | "tmpfs") {
+        bail!("--mount {m}: type must be bind, volume or tmpfs");
+    }
+    if v.kind == "bind" && !std::path::Path::new(&v.source).is_absolute() {
+        bail!("--mount {m}: a bind mount needs an absolute source");
+    }
+    if v.kind == "volume" && v.source.is_empty() {
+        v.source = berth_engine::ids::new_id();
+    }
+    Ok(v)
+}
+
+/// --network: bridge, host, none, container:NAME, or network names.
+pub fn parse_network(n: Option<&str>) -> NetworkMode {
+    match n {
+        None | Some("") | Some("default") => NetworkMode::Default,
+        Some("bridge") => NetworkMode::Bridge(Vec::new()),
+        Some("host") => NetworkMode::Host,
+        Some("none") => NetworkMode::None,
+        Some(x) if x.starts_with("container:") => {
+            NetworkMode::Container(x["container:".len()..].into())
+        }
+        Some(names) => NetworkMode::Bridge(names.split(',').map(String::from).collect()),
+    }
+}
+
+/// An env file larger than this is not one (`--env-file /dev/zero`
+/// would otherwise be read until memory runs out).
+const MAX_ENV_FILE: u64 = 1 << 20;
+
+/// Reads an env file, a pipe (`<(...)`) too, up to MAX_ENV_FILE bytes.
+fn read_env_file(file: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    let what = || format!("--env-file {}", file.display());
+    let mut raw = Vec::new();
+    std::fs::File::open(file)
+        .with_context(what)?
+        .take(MAX_ENV_FILE + 1)
+        .read_to_end(&mut raw)
+        .with_context(what)?;
+    if raw.len() as u64 > MAX_ENV_FILE {
+        bail!("{}: larger than {MAX_ENV_FILE} bytes", what());
+    }
+    if raw.contains(&0) {
+        bail!("{}: holds a NUL byte: not a text file", what());
+    }
+    String::from_utf8(raw).map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", what()))
+}
+
+fn env_lines(f: &CreateFlags) -> Result<Vec<String>> {
+    let mut env = Vec::new();
+    for file in &f.env_file {
+        let raw = read_env_file(file)?;
+        for l in raw
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            env.push(l.to_string());
+        }
+    }
+    env.extend(f.env.iter().cloned());
+    // KEY alone: the value from this environment, or nothing.
+    Ok(env
+        .into_iter()
+        .filter_map(|e| {
+            if e.contains('=') {
+                Some(e)
+            } else {
+                std::env::var(&e).ok().map(|v| format!("{e}={v}"))
+            }
+        })
+        .collect())
+}
+
+/// KEY=VALUE flags into a map; a flag without '=' is refused.
+fn key_values(flag: &str, list: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+    list.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("{flag} {kv}: expected KEY=VALUE"),
+        })
+        .collect()
+}
+
+/// CONTAINER:HOST:SIZE.
+fn id_map(flag: &str, s: &str) -> Result<(u32, u32, u32)> {
+    let p: Vec<Option<u32>> = s.split(':').map(|x| x.parse().ok()).collect();
+    match p[..] {
+        [Some(c), Some(h), Some(n)] if n > 0 => Ok((c, h, n)),
+        _ => bail!("{flag} {s}: expected CONTAINER_ID:HOST_ID:SIZE"),
+    }
+}
+
+/// The flags that fill `Extra`.
+fn extra(f: &CreateFlags) -> Result<berth_engine::model::Extra> {
+    let bytes = |flag: &str, v: &Option<String>| -> Result<Option<i64>> {
+        match v.as_deref() {
+            None => Ok(None),
+            Some("-1") => Ok(Some(-1)),
+            Some(s) => parse_bytes(s)
+                .map(Some)
+                .with_context(|| format!("{flag} {s}")),
+        }
+    };
+    let mut ulimits = Vec::new();
+    for u in &f.ulimit {
+        let (name, vals) = u
+            .split_once('=')
+            .with_context(|| format!("--ulimit {u}: expected TYPE=SOFT[:HARD]"))?;
+        let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
+        let num = |v: &str| -> Result<u64> {
+            if v == "-1" || v == "unlimited" {
+                return Ok(u64::MAX);
+            }
+            v.parse()
+                .with_context(|| format!("--ulimit {u}: {v:?} is not a number"))
+        };
+        ulimits.push((name.to_string(), num(soft)?, num(hard)?));
+    }
+    if let Some(adj) = f.oom_score_adj
+        && !(-1000..=1000).contains(&adj)
+    {
+        bail!("--oom-score-adj {adj}: the range is -1000 to 1000");
+    }
+    let uid_map: Vec<_> = f
+        .uidmap
+        .iter()
+        .map(|m| id_map("--uidmap", m))
+        .collect::<Result<_>>()?;
+    let mut gid_map: Vec<_> = f
+        .gidmap
+        .iter()
+        .map(|m| id_map("--gidmap", m))
+        .collect::<Result<_>>()?;
+    if gid_map.is_empty() {
+        gid_map = uid_map.clone();
+    }
+    Ok(berth_engine::model::Extra {
+        sysctls: key_values("--sysctl", &f.sysctl)?,
+        annotations: key_values("--annotation", &f.annotation)?,
+        cpu_shares: f.cpu_shares,
+        cpu_quota: f.cpu_quota,
+        cpu_period: f.cpu_period,
+        cpuset_cpus: f.cpuset_cpus.clone(),
+        cpuset_mems: f.cpuset_mems.clone(),
+        memory_swap: bytes("--memory-swap", &f.memory_swap)?,
+        memory_reservation: bytes("--memory-reservation", &f.memory_reservation)?,
+        oom_score_adj: f.oom_score_adj,
+        ulimits,
+        group_add: f.group_add.clone(),
+        shm_size: bytes("--shm-size", &f.shm_size)?.map(|n| n.max(0) as u64),
+        uid_map,
+        gid_map,
+        ..Default::default()
+    })
+}
+
+/// --cpus: a positive number no larger than this host's CPUs, as docker
+/// checks it.
+fn parse_cpus(cpus: Option<f64>) -> Result<Option<f64>> {
+    let Some(c) = cpus else {
+        return Ok(None);
+    };
+    let here = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    if !c.is_finite() || c < 0.01 || c > here {
+        bail!("--cpus {c}: the range is 0.01 to {here:.2}, the CPUs of this host");
+    }
+    Ok(Some(c))
+}
+
+/// The container the flags describe, for the engine to create.
+pub fn config(f: &CreateFlags) -> Result<ContainerConfig> {
+    let mut ports = Vec::new();
+    for p in &f.publish {
+        ports.extend(PortMapping::parse(p)?);
+    }
+    if let Some(sig) = &f.stop_signal {
+        berth_engine::signals::parse(sig)?;
+    }
+    let devices = f
+        .device
+        .iter()
+        .map(|d| berth_engine::model::DeviceMapping::parse(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut volumes = Vec::new();
+    for v in &f.volume {
+        volumes.push(parse_volume(v)?);
+    }
+    for m in &f.mount {
+        volumes.push(parse_mount(m)?);
+    }
+    let mut seccomp = None;
+    let mut nnp = false;
+    let mut extra = extra(f)?;
+    for o in &f.security_opt {
+        match o.split_once(['=', ':']) {
+            Some(("seccomp", p)) => seccomp = Some(p.to_string()),
+            None if o == "no-new-privileges" => nnp = true,
+            Some(("no-new-privileges", v)) => nnp = v == "true",
+            Some(("apparmor", p)) => extra.apparmor = Some(p.to_string()),
+            Some(("label", "disable")) => {}
+            Some(("label", l)) => {
+                extra.selinux_label = Some(l.trim_start_matches("type:").to_string())
+            }
+            Some(("mask", p)) => extra
+                .masked_paths
+                .get_or_insert_with(|| {
+                    berth_image::spec::MASKED
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect()
+                })
+                .extend(p.split(':').map(String::from)),
+            Some(("unmask", "ALL")) => extra.masked_paths = Some(Vec::new()),
+            _ => bail!(
+                "--security-opt {o}: expected seccomp=..., no-new-privileges, apparmor=..., label=..., mask=..., unmask=ALL"
+            ),
+        }
+    }
+    let entrypoint = f.entrypoint.as_ref().map(|e| {
+        if e.is_empty() {
+            Vec::new()
+        } else {
+            vec![e.clone()]
+        }
+    });
+    Ok(ContainerConfig {
+        image: f.image.clone(),
+        entrypoint,
+        cmd: (!f.command.is_empty()).then(|| f.command.clone()),
+        env: env_lines(f)?,
+        workdir: f.workdir.clone(),
+        user: f.user.clone(),
+        hostname: f.hostname.clone(),
+        tty: f.tty,
+        stdin: f.interactive,
+        auto_remove: f.rm,
+        read_only: f.read_only,
+        privileged: f.privileged,
+        cap_add: f.cap_add.clone(),
+        cap_drop: f.cap_drop.clone(),
+        no_new_privileges: nnp,
+        seccomp,
+        labels: f.label.iter().map(|l| parse_label(l)).collect(),
+        memory: f.memory.as_deref().map(parse_bytes).transpose()?,
+        cpus: parse_cpus(f.cpus)?,
+        pids_limit: f.pids_limit,
+        network: match (&f.pod, f.network.as_deref()) {
+            (Some(_), None) => NetworkMode::Pod,
+            (_, n) => parse_network(n),
+        },
+        ports,
+        volumes,
+        tmpfs: f.tmpfs.clone(),
+        pod: f.pod.clone(),
+        runtime: f.runtime.clone(),
+        init: f.init,
+        stop_signal: f.stop_signal.clone(),
+        stop_timeout: f.stop_timeout,
+        devices,
+        extra,
+    })
+}
+
+/// --time: seconds to wait before SIGKILL.
+pub fn stop_timeout(t: Option<u64>) -> Option<Duration> {
+    t.map(Duration::from_secs)
+}

@@ -1,0 +1,197 @@
+//! How records are shown: `ps`'s table and JSON, `inspect`'s JSON, and the
+//! -q / json / table choice every `ls` shares.
+
+use anyhow::{Result, bail};
+use berth_engine::Engine;
+use berth_engine::model::{Container, Status};
+
+use crate::human::{ago, since, table};
+
+/// The STATUS column: "Up 3 minutes", "Exited (0) 2 hours ago".
+fn status_text(c: &Container) -> String {
+    match c.state.status {
+        Status::Created => "Created".into(),
+        Status::Running => format!("Up {}", since(c.state.started_at.as_deref())),
+        Status::Paused => format!("Up {} (paused)", since(c.state.started_at.as_deref())),
+        Status::Exited => match c.state.exit_code {
+            Some(code) => format!("Exited ({code}) {}", ago(c.state.finished_at.as_deref())),
+            None => format!("Exited (unknown) {}", ago(c.state.finished_at.as_deref())),
+        },
+    }
+}
+
+/// The PORTS column: HOST_IP:HOST_PORT->PORT/PROTO, comma-separated.
+fn ports_text(c: &Container) -> String {
+    c.config
+        .ports
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}->{}/{}",
+                p.host_ip
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "0.0.0.0".into()),
+                p.host_port,
+                p.container_port,
+                p.protocol
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `ps`: running containers (all with -a), as IDs, a table or JSON.
+pub fn ps(e: &Engine, all: bool, quiet: bool, format: &str, no_trunc: bool) -> Result<()> {
+    let list: Vec<Container> = e
+        .containers()?
+        .into_iter()
+        .filter(|c| all || matches!(c.state.status, Status::Running | Status::Paused))
+        .collect();
+    if quiet {
+        for c in &list {
+            println!(
+                "{}",
+                if no_trunc {
+                    &c.id
+                } else {
+                    berth_engine::ids::short(&c.id)
+                }
+            );
+        }
+        return Ok(());
+    }
+    match format {
+        "json" => {
+            let v: Vec<serde_json::Value> = list.iter().map(ps_json).collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        "table" => {
+            let rows: Vec<[String; 7]> = list
+                .iter()
+                .map(|c| {
+                    let id = if no_trunc {
+                        c.id.clone()
+                    } else {
+                        berth_engine::ids::short(&c.id).to_string()
+                    };
+                    let mut cmd = c.command.join(" ");
+                    if !no_trunc && cmd.len() > 20 {
+                        cmd.truncate(
+                            cmd.char_indices()
+                                .nth(19)
+                                .map(|(i, _)| i)
+                                .unwrap_or(cmd.len()),
+                        );
+                        cmd.push('…');
+                    }
+                    [
+                        id,
+                        c.config.image.clone(),
+                        cmd,
+                        ago(Some(&c.created)),
+                        status_text(c),
+                        ports_text(c),
+                        c.name.clone(),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "CONTAINER ID",
+                    "IMAGE",
+                    "COMMAND",
+                    "CREATED",
+                    "STATUS",
+                    "PORTS",
+                    "NAMES",
+                ],
+                &rows,
+            );
+        }
+        other => bail!("--format {other}: expected table or json"),
+    }
+    Ok(())
+}
+
+fn ps_json(c: &Container) -> serde_json::Value {
+    serde_json::json!({
+        "Id": c.id,
+        "Names": [c.name],
+        "Image": c.config.image,
+        "ImageID": c.image_id,
+        "Command": c.command,
+        "Created": c.created,
+        "State": c.state.status.name(),
+        "Status": status_text(c),
+        "ExitCode": c.state.exit_code,
+        "Pid": c.state.pid,
+        "Ports": c.config.ports,
+        "Networks": c.networks.iter().map(|n| n.network.clone()).collect::<Vec<_>>(),
+        "Pod": c.config.pod,
+        "Labels": c.config.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+    })
+}
+
+/// `inspect`: the containers' records as a JSON array.
+pub fn inspect(e: &Engine, containers: &[String]) -> Result<()> {
+    let mut out = Vec::new();
+    super::batch::each(containers, |c| {
+        out.push(inspect_json(e, &e.container(c)?));
+        Ok(())
+    })?;
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn inspect_json(e: &Engine, c: &Container) -> serde_json::Value {
+    serde_json::json!({
+        "Id": c.id,
+        "Name": c.name,
+        "Created": c.created,
+        "Image": c.image_id,
+        "ImageName": c.config.image,
+        "Path": c.command.first(),
+        "Args": c.command.iter().skip(1).collect::<Vec<_>>(),
+        "State": {
+            "Status": c.state.status.name(),
+            "Running": c.state.status == Status::Running,
+            "Paused": c.state.status == Status::Paused,
+            "Pid": c.state.pid,
+            "ExitCode": c.state.exit_code,
+            "StartedAt": c.state.started_at,
+            "FinishedAt": c.state.finished_at,
+        },
+        "Config": c.config,
+        "NetworkSettings": {
+            "SandboxKey": c.netns,
+            "Networks": c.networks,
+            "Ports": c.config.ports,
+        },
+        "LogPath": e.log_path(&c.id),
+        "BundlePath": e.bundle_dir(&c.id),
+        "MonitorPid": c.monitor_pid,
+    })
+}
+
+/// `ls` output as every kind has it: names only with -q, the records as
+/// JSON with --format json, else `table`.
+pub fn ls<T: serde::Serialize>(
+    items: &[T],
+    quiet: bool,
+    format: &str,
+    name: impl Fn(&T) -> &String,
+    table: impl FnOnce(&[T]),
+) -> Result<()> {
+    if quiet {
+        for i in items {
+            println!("{}", name(i));
+        }
+    } else if format == "json" {
+        println!("{}", serde_json::to_string_pretty(items)?);
+    } else if format == "table" {
+        table(items);
+    } else {
+        bail!("--format {format}: expected table or json");
+    }
+    Ok(())
+}

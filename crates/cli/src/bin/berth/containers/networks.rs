@@ -1,0 +1,100 @@
+//! `berth network`: create, ls, inspect and rm of networks (CNI bridges).
+
+use anyhow::Result;
+use berth_engine::Engine;
+use clap::Subcommand;
+
+use super::batch::each;
+use super::flags::parse_label;
+use super::listing::ls;
+use crate::human::table;
+
+#[derive(Subcommand)]
+pub enum NetworkCmd {
+    Create {
+        name: String,
+        /// e.g. 10.77.42.0/24 (default: the next free /24 of 10.77.0.0/16).
+        #[arg(long)]
+        subnet: Option<ipnet::Ipv4Net>,
+        #[arg(long)]
+        gateway: Option<std::net::Ipv4Addr>,
+        /// No route out: containers reach each other and the host only.
+        #[arg(long)]
+        internal: bool,
+        #[arg(short, long)]
+        label: Vec<String>,
+    },
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    Inspect {
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
+}
+
+pub fn run(e: &Engine, cmd: NetworkCmd) -> Result<()> {
+    match cmd {
+        NetworkCmd::Create {
+            name,
+            subnet,
+            gateway,
+            internal,
+            label,
+        } => {
+            let n = e.network_create(
+                &name,
+                subnet,
+                gateway,
+                internal,
+                label.iter().map(|l| parse_label(l)).collect(),
+            )?;
+            println!("{}", n.name);
+        }
+        NetworkCmd::Ls { quiet, format } => ls(
+            &e.networks()?,
+            quiet,
+            &format,
+            |n| &n.name,
+            |list| {
+                let rows: Vec<[String; 5]> = list
+                    .iter()
+                    .map(|n| {
+                        [
+                            berth_engine::ids::short(&n.id).to_string(),
+                            n.name.clone(),
+                            n.driver.clone(),
+                            n.subnet.to_string(),
+                            n.bridge.clone(),
+                        ]
+                    })
+                    .collect();
+                table(&["NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE"], &rows);
+            },
+        )?,
+        NetworkCmd::Inspect { networks } => {
+            let mut out = Vec::new();
+            each(&networks, |n| {
+                out.push(e.network(n)?);
+                Ok(())
+            })?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        NetworkCmd::Rm { force, networks } => each(&networks, |n| {
+            e.network_remove(n, force)?;
+            println!("{n}");
+            Ok(())
+        })?,
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! `berth pod`: create, start, stop, rm, ps and inspect of pods, containers
+//! sharing network, ipc and uts namespaces.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use berth_engine::Engine;
+use berth_engine::berth_network::PortMapping;
+use berth_engine::model::{Container, Status};
+use clap::Subcommand;
+
+use super::batch::each;
+use super::flags::{parse_label, parse_network, stop_timeout};
+use crate::human::{ago, table};
+
+#[derive(Subcommand)]
+pub enum PodCmd {
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        hostname: Option<String>,
+        #[arg(short, long = "publish")]
+        publish: Vec<String>,
+        #[arg(long, alias = "net")]
+        network: Option<String>,
+        #[arg(short, long)]
+        label: Vec<String>,
+    },
+    Start {
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    Stop {
+        #[arg(short, long)]
+        time: Option<u64>,
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    #[command(alias = "ls", alias = "list")]
+    Ps {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    Inspect {
+        #[arg(required = true)]
+        pods: Vec<String>,
+    },
+    /// The process that holds a pod's namespaces (berth runs it).
+    #[command(hide = true)]
+    Infra {
+        #[arg(long)]
+        hostname: String,
+        #[arg(long)]
+        netns: Option<PathBuf>,
+    },
+}
+
+/// A pod's STATUS: Running, Degraded (some containers down), Created or
+/// Exited.
+fn pod_status(e: &Engine, p: &berth_engine::model::Pod, cs: &[Container]) -> &'static str {
+    let running = cs
+        .iter()
+        .filter(|c| c.state.status == Status::Running)
+        .count();
+    match (e.pod_running(p), running) {
+        (true, n) if n == cs.len() => "Running",
+        (true, 0) if !cs.is_empty() => "Degraded",
+        (true, _) if cs.is_empty() => "Running",
+        (true, _) => "Degraded",
+        (false, _) if cs.iter().all(|c| c.state.status == Status::Created) => "Created",
+        (false, _) => "Exited",
+    }
+}
+
+pub fn run(e: &Engine, cmd: PodCmd) -> Result<()> {
+    match cmd {
+        PodCmd::Create {
+            name,
+            hostname,
+            publish,
+            network,
+            label,
+        } => {
+            let mut ports = Vec::new();
+            for p in &publish {
+                ports.extend(PortMapping::parse(p)?);
+            }
+            let p = e.pod_create(berth_engine::pods::PodRequest {
+                name,
+                hostname,
+                network: parse_network(network.as_deref()),
+                ports,
+                labels: label.iter().map(|l| parse_label(l)).collect(),
+            })?;
+            println!("{}", p.id);
+        }
+        PodCmd::Start { pods } => each(&pods, |p| {
+            e.pod_start(p)?;
+            println!("{p}");
+            Ok(())
+        })?,
+        PodCmd::Stop { time, pods } => each(&pods, |p| {
+            e.pod_stop(p, stop_timeout(time))?;
+            println!("{p}");
+            Ok(())
+        })?,
+        PodCmd::Rm { force, pods } => each(&pods, |p| {
+            e.pod_remove(p, force)?;
+            println!("{p}");
+            Ok(())
+        })?,
+        PodCmd::Ps { quiet, format } => {
+            let pods = e.pods()?;
+            if quiet {
+                for (p, _) in &pods {
+                    println!("{}", berth_engine::ids::short(&p.id));
+                }
+            } else if format == "json" {
+                let v: Vec<serde_json::Value> = pods
+                    .iter()
+                    .map(|(p, cs)| {
+                        serde_json::json!({
+                            "Id": p.id, "Name": p.name, "Status": pod_status(e, p, cs),
+                            "Created": p.created, "Containers": cs.iter().map(|c| &c.name).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                let rows: Vec<[String; 5]> = pods
+                    .iter()
+                    .map(|(p, cs)| {
+                        [
+                            berth_engine::ids::short(&p.id).to_string(),
+                            p.name.clone(),
+                            pod_status(e, p, cs).to_string(),
+                            ago(Some(&p.created)),
+                            cs.len().to_string(),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["POD ID", "NAME", "STATUS", "CREATED", "# OF CONTAINERS"],
+                    &rows,
+                );
+            }
+        }
+        PodCmd::Inspect { pods } => {
+            let mut out = Vec::new();
+            each(&pods, |key| {
+                let p = e.pod(key)?;
+                let cs: Vec<String> = e
+                    .pods()?
+                    .into_iter()
+                    .find(|(x, _)| x.id == p.id)
+                    .map(|(_, cs)| cs.into_iter().map(|c| c.name).collect())
+                    .unwrap_or_default();
+                out.push(
+                    serde_json::json!({"Pod": p, "Running": e.pod_running(&p), "Containers": cs}),
+                );
+                Ok(())
+            })?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        PodCmd::Infra { .. } => unreachable!("handled before the engine opens"),
+    }
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! `run`, `create`, `attach` and `exec`: a container made from the flags
+//! (its image pulled if need be), started, and this terminal relayed to
+//! its stdio until it exits.
+
+use anyhow::{Result, bail};
+use berth_engine::Engine;
+use berth_engine::model::{Container, Status};
+
+use super::flags::{CreateFlags, ExecFlags, config};
+
+/// Makes the container the flags describe, pulling its image as --pull
+/// says.
+fn new_container(ctx: &crate::Ctx, e: &Engine, f: &CreateFlags) -> Result<Container> {
+    let cfg = config(f)?;
+    let policy = berth_engine::PullPolicy::parse(&f.pull)?;
+    let image = e.image_for(&f.image, policy, &crate::pull_options(ctx)?, &mut |name| {
+        eprintln!("Pulling {name}")
+    })?;
+    Ok(e.create(&image, f.name.as_deref(), cfg)?)
+}
+
+/// `create`: prints the new container's ID.
+pub fn create(ctx: &crate::Ctx, e: &Engine, flags: &CreateFlags) -> Result<()> {
+    println!("{}", new_container(ctx, e, flags)?.id);
+    Ok(())
+}
+
+/// `run`: with -d, starts the container and prints its ID; without,
+/// relays this terminal to it until it exits. Its exit code.
+pub fn run(ctx: &crate::Ctx, e: &Engine, detach: bool, flags: &CreateFlags) -> Result<i32> {
+    let c = new_container(ctx, e, flags)?;
+    if detach {
+        match e.start(&c.id) {
+            Ok(c) => println!("{}", c.id),
+            Err(err) => {
+                if flags.rm {
+                    let _ = e.remove(&c.id, true);
+                }
+                return Err(err.into());
+            }
+        }
+        return Ok(0);
+    }
+    let mut client = None;
+    let started = e.start_with(&c.id, &mut |c| {
+        let sock = e.attach_socket(&c.id);
+        client =
+            Some(berth_monitor::client::Client::attach(&sock).map_err(|err| {
+                berth_engine::Error::Monitor(format!("attach to {}: {err}", c.name))
+            })?);
+        Ok(())
+    });
+    let c = match started {
+        Ok(c) => c,
+        Err(err) => {
+            if flags.rm {
+                let _ = e.remove(&c.id, true);
+            }
+            return Err(err.into());
+        }
+    };
+    let code = relay_container(e, &c, client.expect("attached"))?;
+    if flags.rm {
+        // The monitor's cleanup removes it too; whoever comes first.
+        e.cleanup(&c.id)?;
+    }
+    Ok(code)
+}
+
+/// `attach`: this terminal to a running container until it exits; its
+/// exit code.
+pub fn attach(e: &Engine, container: &str) -> Result<i32> {
+    let c = e.container(container)?;
+    if c.state.status != Status::Running {
+        bail!("container {} is not running", c.name);
+    }
+    let client = berth_monitor::client::Client::attach(&e.attach_socket(&c.id))?;
+    relay_container(e, &c, client)
+}
+
+/// `exec`: a command in a running container; with -d, left running (0),
+/// else relayed until it exits, its exit code.
+pub fn exec(e: &Engine, f: ExecFlags) -> Result<i32> {
+    let ExecFlags {
+        interactive,
+        tty,
+        detach,
+        env,
+        user,
+        workdir,
+        privileged,
+        container,
+        command,
+    } = f;
+    let session = e.exec_start(
+        &container,
+        &berth_engine::ExecRequest {
+            args: command,
+            env,
+            user,
+            workdir,
+            tty,
+            interactive,
+            detach,
+            privileged,
+            timeout: None,
+            size: if tty {
+                crate::attach::terminal_size()
+            } else {
+                None
+            },
+        },
+    )?;
+    let Some(client) = session.client else {
+        return Ok(0);
+    };
+    match crate::attach::relay(client, interactive, tty, None)? {
+        Some(code) => Ok(code),
+        None => bail!("the container's monitor went away before the process ended"),
+    }
+}
+
+/// Relays this terminal to the container's stdio (signals forwarded to
+/// it) until it exits; its exit code.
+fn relay_container(
+    e: &Engine,
+    c: &Container,
+    client: berth_monitor::client::Client,
+) -> Result<i32> {
+    let handler = e.handler(c)?;
+    let id = c.id.clone();
+    let forward: Box<dyn Fn(i32) + Send> = Box::new(move |sig| {
+        let _ = handler.kill(&id, sig, false);
+    });
+    match crate::attach::relay(client, c.config.stdin, c.config.tty, Some(forward))? {
+        Some(code) => Ok(code),
+        // The monitor went away without a word: ask the records.
+        None => Ok(e.wait(&c.id, None)?),
+    }
+}

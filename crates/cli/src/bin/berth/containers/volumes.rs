@@ -1,0 +1,84 @@
+//! `berth volume`: create, ls, inspect, rm and prune of named volumes.
+
+use anyhow::Result;
+use berth_engine::Engine;
+use clap::Subcommand;
+
+use super::batch::each;
+use super::flags::parse_label;
+use super::listing::ls;
+use crate::human::table;
+
+#[derive(Subcommand)]
+pub enum VolumeCmd {
+    Create {
+        name: Option<String>,
+        #[arg(short, long)]
+        label: Vec<String>,
+    },
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+    Inspect {
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        volumes: Vec<String>,
+    },
+    Prune {
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+pub fn run(e: &Engine, cmd: VolumeCmd) -> Result<()> {
+    match cmd {
+        VolumeCmd::Create { name, label } => {
+            let (v, _) = e.volume_create(
+                name.as_deref(),
+                label.iter().map(|l| parse_label(l)).collect(),
+            )?;
+            println!("{}", v.name);
+        }
+        VolumeCmd::Ls { quiet, format } => ls(
+            &e.volumes()?,
+            quiet,
+            &format,
+            |v| &v.name,
+            |vs| {
+                let rows: Vec<[String; 2]> = vs
+                    .iter()
+                    .map(|v| ["local".to_string(), v.name.clone()])
+                    .collect();
+                table(&["DRIVER", "VOLUME NAME"], &rows);
+            },
+        )?,
+        VolumeCmd::Inspect { volumes } => {
+            let mut out = Vec::new();
+            each(&volumes, |v| {
+                out.push(e.volume(v)?);
+                Ok(())
+            })?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        VolumeCmd::Rm { force, volumes } => each(&volumes, |v| {
+            e.volume_remove(v, force)?;
+            println!("{v}");
+            Ok(())
+        })?,
+        VolumeCmd::Prune { force: _ } => {
+            for v in e.volume_prune()? {
+                println!("{v}");
+            }
+        }
+    }
+    Ok(())
+}
