@@ -182,8 +182,13 @@ impl Engine {
         self.userdata(id).join("exit.json")
     }
 
-    pub fn log_path(&self, id: &str) -> PathBuf {
-        self.userdata(id).join("ctr.log")
+    /// Where a container's log is: where its request put it (CRI's log
+    /// path), else in its userdata.
+    pub fn log_path(&self, c: &Container) -> PathBuf {
+        c.config
+            .log_path
+            .clone()
+            .unwrap_or_else(|| self.userdata(&c.id).join("ctr.log"))
     }
 
     pub fn attach_socket(&self, id: &str) -> PathBuf {

@@ -188,7 +188,12 @@ impl Engine {
             o.extend(opts.split(',').filter(|x| !x.is_empty()));
             spec::add_mount(s, dest, "tmpfs", "tmpfs", &o);
         }
-        spec::set_cgroup(s, &c.id);
+        let pod_parent = match &c.config.pod {
+            Some(p) => self.db.find_pod(p)?.options.cgroup_parent,
+            None => None,
+        };
+        let parent = c.config.extra.cgroup_parent.clone().or(pod_parent);
+        spec::set_cgroup(s, &c.id, parent.as_deref());
         Ok(())
     }
 
@@ -304,7 +309,15 @@ impl Engine {
                 false,
             );
         }
-        etcfiles::write(&ud, "resolv.conf", &etcfiles::resolv_conf(own_netns))?;
+        let pod_dns = match &c.config.pod {
+            Some(p) => self.db.find_pod(p)?.options.dns,
+            None => None,
+        };
+        let resolv = match pod_dns {
+            Some(d) => d.resolv_conf(),
+            None => etcfiles::resolv_conf(own_netns),
+        };
+        etcfiles::write(&ud, "resolv.conf", &resolv)?;
         spec::bind_file(
             &mut s,
             "/etc/resolv.conf",
@@ -321,7 +334,7 @@ impl Engine {
             runtime: handler.for_monitor(),
             tty: c.config.tty,
             stdin: c.config.stdin,
-            log_path: self.log_path(&c.id),
+            log_path: self.log_path(c),
             log_max_size: 10 * 1024 * 1024,
             log_max_files: 1,
             exit_file: self.exit_file(&c.id),
@@ -523,6 +536,14 @@ impl Engine {
             Err(e) => return Err(e),
         };
         let mut c = self.refresh(c)?;
+        if let Some(owner) = &c.config.owner
+            && !force
+        {
+            return Err(Error::Conflict(format!(
+                "container {} is managed by {owner}: remove it there, or with --force",
+                c.name
+            )));
+        }
         if matches!(c.state.status, Status::Running | Status::Paused)
             || (c.state.status == Status::Created && c.state.pid > 0)
         {

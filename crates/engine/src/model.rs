@@ -49,6 +49,18 @@ pub struct ContainerConfig {
     /// carries): kept apart, defaulted for records made before it.
     #[serde(default)]
     pub extra: Extra,
+    /// Where the monitor writes the container's log (CRI's log path);
+    /// None: in its userdata.
+    #[serde(default)]
+    pub log_path: Option<std::path::PathBuf>,
+    /// Who manages the container ("kubernetes" for berthd's): `berth rm`
+    /// leaves it alone without --force.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// What the manager keeps with the container (CRI's metadata, its
+    /// config as given), opaque to the engine.
+    #[serde(default)]
+    pub manager_data: Option<serde_json::Value>,
 }
 
 /// Resource, kernel and security settings beyond docker's everyday flags.
@@ -88,6 +100,9 @@ pub struct Extra {
     /// A user namespace with these id mappings (container, host, size).
     pub uid_map: Vec<(u32, u32, u32)>,
     pub gid_map: Vec<(u32, u32, u32)>,
+    /// The cgroup the container's goes under (CRI's cgroup parent, a pod's);
+    /// None: a top-level cgroup of its own.
+    pub cgroup_parent: Option<String>,
 }
 
 /// --device HOST[:CONTAINER][:PERMISSIONS].
@@ -340,9 +355,61 @@ pub struct Pod {
     pub infra_start: u64,
     pub netns: Option<String>,
     pub networks: Vec<Attached>,
+    /// What else the pod was asked for (CRI's sandbox config).
+    #[serde(default)]
+    pub options: PodOptions,
     /// The record's version when it was read (see Container::version).
     #[serde(skip)]
     pub version: i64,
+}
+
+/// A pod's namespaces, DNS and cgroup beyond `pod create`'s flags.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PodOptions {
+    /// The pod's containers share one pid namespace, held by its infra
+    /// process (which is its pid 1).
+    pub share_pid: bool,
+    /// The pod's containers are in the host's pid namespace.
+    pub host_pid: bool,
+    /// The pod's containers are in the host's ipc namespace.
+    pub host_ipc: bool,
+    /// The resolv.conf of the pod's containers; None: the host's.
+    pub dns: Option<Dns>,
+    /// The cgroup the pod's containers' cgroups go under.
+    pub cgroup_parent: Option<String>,
+    /// Namespaced sysctls for every container of the pod.
+    pub sysctls: std::collections::BTreeMap<String, String>,
+    pub annotations: std::collections::BTreeMap<String, String>,
+    /// Who manages the pod (see ContainerConfig::owner).
+    pub owner: Option<String>,
+    /// What the manager keeps with the pod, opaque to the engine.
+    pub manager_data: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Dns {
+    pub servers: Vec<String>,
+    pub searches: Vec<String>,
+    pub options: Vec<String>,
+}
+
+impl Dns {
+    /// As resolv.conf says it.
+    pub fn resolv_conf(&self) -> String {
+        let mut s = String::new();
+        if !self.searches.is_empty() {
+            s.push_str(&format!("search {}\n", self.searches.join(" ")));
+        }
+        for n in &self.servers {
+            s.push_str(&format!("nameserver {n}\n"));
+        }
+        if !self.options.is_empty() {
+            s.push_str(&format!("options {}\n", self.options.join(" ")));
+        }
+        s
+    }
 }
 
 impl Pod {

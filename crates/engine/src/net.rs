@@ -400,11 +400,7 @@ pub fn setup(e: &Engine, c: &mut Container, s: &mut oci_spec::runtime::Spec) -> 
                 .clone()
                 .unwrap_or_else(|| format!("/proc/{}/ns/net", pod.infra_pid));
             spec::set_network(s, NetNs::Join(&netns));
-            spec::join_pod(
-                s,
-                &format!("/proc/{}/ns/ipc", pod.infra_pid),
-                &format!("/proc/{}/ns/uts", pod.infra_pid),
-            );
+            spec::join_pod(s, pod.infra_pid, &pod.options);
             c.networks = pod.networks.clone();
             Ok(pod.network != NetworkMode::Host)
         }

@@ -14,7 +14,7 @@ use berth_network::{PortMapping, netns};
 use crate::engine::{Engine, now, path_str, poll_until};
 use crate::error::{Error, Result};
 use crate::ids;
-use crate::model::{Container, NetworkMode, Pod, Status};
+use crate::model::{Container, NetworkMode, Pod, PodOptions, Status};
 use crate::net;
 
 pub struct PodRequest {
@@ -23,6 +23,7 @@ pub struct PodRequest {
     pub network: NetworkMode,
     pub ports: Vec<PortMapping>,
     pub labels: Vec<(String, String)>,
+    pub options: PodOptions,
 }
 
 impl Engine {
@@ -61,6 +62,7 @@ impl Engine {
             infra_start: 0,
             netns: None,
             networks: Vec::new(),
+            options: r.options,
             version: 0,
         };
         self.db.insert_pod(&mut p)?;
@@ -156,6 +158,12 @@ impl Engine {
         if let Some(n) = &netns {
             cmd.arg("--netns").arg(n);
         }
+        if p.options.share_pid {
+            cmd.arg("--share-pid");
+        }
+        if p.options.host_ipc {
+            cmd.arg("--host-ipc");
+        }
         let started = berth_monitor::start_detached(cmd)
             .map_err(|e| Error::Monitor(format!("pod infra: {e}")))?;
         p.infra_pid = started.process.pid;
@@ -235,14 +243,31 @@ fn pod_event(p: &Pod, action: &str) -> berth_base::events::Event {
     berth_base::events::Event::new("pod", action, &p.id).attr("name", p.name.as_str())
 }
 
+/// What the infra process holds.
+pub struct Infra<'a> {
+    pub netns: Option<&'a Path>,
+    pub hostname: &'a str,
+    /// A new pid namespace, whose pid 1 the infra process is.
+    pub share_pid: bool,
+    /// The host's ipc namespace rather than one of the pod's own.
+    pub host_ipc: bool,
+}
+
 /// The infra process itself (`berth pod infra`): never returns while the
-/// pod runs. fd 3 is the ready pipe.
-pub fn infra_main(netns_path: Option<&Path>, hostname: &str) -> Result<()> {
+/// pod runs. fd 3 is the ready pipe. It enters the pod's network
+/// namespace, makes its uts (and ipc, and with `share_pid` pid) namespace,
+/// sets the hostname and then waits: for SIGTERM or SIGINT to end it, and,
+/// as the pid namespace's init, reaping what the pod's containers leave.
+pub fn infra_main(i: &Infra) -> Result<()> {
     // SAFETY: fd 3 is the ready pipe the launcher handed this process to
     // own (start_detached); nothing else here uses it.
-    let ready = unsafe { std::fs::File::from_raw_fd(3) };
+    let mut ready = unsafe { std::fs::File::from_raw_fd(3) };
+    let os = |what: &str| Error::Os {
+        what: what.into(),
+        source: std::io::Error::last_os_error(),
+    };
     let r = (|| -> Result<()> {
-        if let Some(p) = netns_path {
+        if let Some(p) = i.netns {
             let f = std::fs::File::open(p).map_err(|e| Error::Os {
                 what: format!("open {}", p.display()),
                 source: e,
@@ -250,41 +275,80 @@ pub fn infra_main(netns_path: Option<&Path>, hostname: &str) -> Result<()> {
             // SAFETY: f is an open netns file for the length of the call.
             if unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) } != 0
             {
-                return Err(Error::Os {
-                    what: "enter the pod's network namespace".into(),
-                    source: std::io::Error::last_os_error(),
-                });
+                return Err(os("enter the pod's network namespace"));
             }
         }
-        // SAFETY: unshare takes flags only; this process is single-threaded.
-        if unsafe { libc::unshare(libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) } != 0 {
-            return Err(Error::Os {
-                what: "unshare ipc and uts".into(),
-                source: std::io::Error::last_os_error(),
-            });
+        let mut flags = libc::CLONE_NEWUTS;
+        if !i.host_ipc {
+            flags |= libc::CLONE_NEWIPC;
         }
-        rustix::system::sethostname(hostname.as_bytes()).map_err(|e| Error::Os {
-            what: format!("set hostname {hostname}"),
+        if i.share_pid {
+            flags |= libc::CLONE_NEWPID;
+        }
+        // SAFETY: unshare takes flags only; this process is single-threaded.
+        if unsafe { libc::unshare(flags) } != 0 {
+            return Err(os("unshare the pod's namespaces"));
+        }
+        rustix::system::sethostname(i.hostname.as_bytes()).map_err(|e| Error::Os {
+            what: format!("set hostname {}", i.hostname),
             source: e.into(),
         })?;
         Ok(())
     })();
-    let mut ready = ready;
-    match r {
-        Ok(()) => {
-            let _ = writeln!(ready, "ok {}", std::process::id());
-        }
-        Err(e) => {
-            let _ = writeln!(ready, "error {e}");
-            return Err(e);
+    if let Err(e) = r {
+        let _ = writeln!(ready, "error {e}");
+        return Err(e);
+    }
+    if i.share_pid {
+        // The new pid namespace takes the next child: it is the infra
+        // process, this one leaves.
+        // SAFETY: single-threaded; the child goes on in plain Rust and the
+        // parent only exits.
+        match unsafe { libc::fork() } {
+            -1 => {
+                let e = os("fork the pod's init");
+                let _ = writeln!(ready, "error {e}");
+                return Err(e);
+            }
+            0 => {}
+            // SAFETY: _exit ends the parent without running anything of
+            // the child's (its buffers, atexit handlers).
+            _ => unsafe { libc::_exit(0) },
         }
     }
+    // Blocked, so that they are queued even for a pid namespace's init
+    // (which the kernel spares signals it would take the default action
+    // for) and taken below.
+    // SAFETY: a zeroed sigset_t set up by sigemptyset; valid pointers.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGCHLD] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    // In a new pid namespace getpid() says 1: the host's /proc says what
+    // the engine must know it by.
+    let pid = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str()?.parse::<u32>().ok())
+        .unwrap_or_else(std::process::id);
+    let _ = writeln!(ready, "ok {pid} {pid}");
     drop(ready);
     let _ = rustix::process::setsid();
-    // SIGTERM and SIGINT end it (their default action); everything else it
-    // sleeps through.
     loop {
-        // SAFETY: pause takes nothing and only waits for a signal.
-        unsafe { libc::pause() };
+        let mut sig = 0;
+        // SAFETY: a valid set and out pointer.
+        if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
+            continue;
+        }
+        if sig == libc::SIGCHLD {
+            // SAFETY: waitpid with a null status pointer.
+            while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+            continue;
+        }
+        return Ok(());
     }
 }

@@ -196,10 +196,30 @@ pub fn set_network(spec: &mut Spec, how: NetNs) {
     set_namespace(spec, LinuxNamespaceType::Network, how);
 }
 
-/// Joins the pod's ipc and uts namespaces (by path).
-pub fn join_pod(spec: &mut Spec, ipc: &str, uts: &str) {
-    set_namespace(spec, LinuxNamespaceType::Ipc, NetNs::Join(ipc));
-    set_namespace(spec, LinuxNamespaceType::Uts, NetNs::Join(uts));
+/// Joins the namespaces the pod's infra process `infra` holds: uts, ipc
+/// (or the host's), pid when the pod shares one (or the host's), and the
+/// pod's sysctls.
+pub fn join_pod(spec: &mut Spec, infra: i32, o: &crate::model::PodOptions) {
+    let ns = |t: &str| format!("/proc/{infra}/ns/{t}");
+    set_namespace(spec, LinuxNamespaceType::Uts, NetNs::Join(&ns("uts")));
+    if o.host_ipc {
+        set_namespace(spec, LinuxNamespaceType::Ipc, NetNs::Host);
+    } else {
+        set_namespace(spec, LinuxNamespaceType::Ipc, NetNs::Join(&ns("ipc")));
+    }
+    if o.host_pid {
+        set_namespace(spec, LinuxNamespaceType::Pid, NetNs::Host);
+    } else if o.share_pid {
+        set_namespace(spec, LinuxNamespaceType::Pid, NetNs::Join(&ns("pid")));
+    }
+    if !o.sysctls.is_empty() {
+        let l = linux(spec);
+        let mut m = l.sysctl().clone().unwrap_or_default();
+        for (k, v) in &o.sysctls {
+            m.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        l.set_sysctl(Some(m));
+    }
     // The pod's hostname is set by the pod; a container joining the uts
     // namespace must not set its own.
     spec.set_hostname(None);
@@ -637,11 +657,16 @@ pub fn set_annotations(spec: &mut Spec, labels: &[(String, String)]) {
     }
 }
 
-/// A top-level cgroup of its own: a parent shared by all containers would
-/// outlive them (a runtime removes only the parents it made, and with
-/// containers made side by side no one made it alone).
-pub fn set_cgroup(spec: &mut Spec, id: &str) {
-    linux(spec).set_cgroups_path(Some(format!("/berth-{id}").into()));
+/// The container's cgroup: under `parent` (CRI's, a pod's) when given,
+/// else a top-level one of its own: a parent shared by all containers
+/// would outlive them (a runtime removes only the parents it made, and
+/// with containers made side by side no one made it alone).
+pub fn set_cgroup(spec: &mut Spec, id: &str, parent: Option<&str>) {
+    let path = match parent {
+        Some(p) => format!("/{}/berth-{id}", p.trim_matches('/')),
+        None => format!("/berth-{id}"),
+    };
+    linux(spec).set_cgroups_path(Some(path.into()));
 }
 
 #[cfg(test)]
@@ -810,7 +835,7 @@ mod tests {
         set_resources(&mut s, &c);
         set_security(&mut s, &c).unwrap();
         set_annotations(&mut s, &c.labels);
-        set_cgroup(&mut s, "abc");
+        set_cgroup(&mut s, "abc", None);
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["linux"]["resources"]["memory"]["limit"], 64 << 20);
         assert_eq!(v["linux"]["resources"]["cpu"]["quota"], 150_000);

@@ -67,3 +67,51 @@ fn a_pods_containers_share_its_namespaces_and_go_with_it() {
         "the pin remains"
     );
 }
+
+#[test]
+fn a_pod_can_share_one_pid_namespace_whose_init_reaps_and_stops() {
+    let env = Env::new();
+    env.ok(&[
+        "pod",
+        "create",
+        "--name",
+        "sp",
+        "--network",
+        "none",
+        "--share",
+        "+pid",
+    ]);
+    let a = env.run_d(&["--pod", "sp", "--name", "a"], &["sleep", "1000"]);
+    // The other container sees the first one's process, and the pod's
+    // init as pid 1.
+    let out = env.ok(&[
+        "run", "--rm", "--pod", "sp", &env.image, "ps", "-o", "pid,args",
+    ]);
+    assert!(out.contains("sleep 1000"), "{out}");
+    let first = out.lines().nth(1).unwrap_or_default();
+    assert!(
+        first.trim_start().starts_with("1 ") && first.contains("pod infra"),
+        "{out}"
+    );
+    // An orphan left in the pod is reaped by its init, not left a zombie.
+    env.ok(&["exec", "a", "sh", "-c", "sleep 0.1 & exit 0"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let zombies = env.ok(&[
+        "exec",
+        "a",
+        "sh",
+        "-c",
+        "grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l",
+    ]);
+    assert_eq!(zombies.trim(), "0", "zombies in the pod");
+    let t = std::time::Instant::now();
+    env.ok(&["pod", "stop", "-t", "1", "sp"]);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "the pod's init took {:?} to stop",
+        t.elapsed()
+    );
+    env.ok(&["pod", "rm", "-f", "sp"]);
+    assert_gone(&env, &a);
+    assert!(processes_with("--share-pid").is_empty());
+}

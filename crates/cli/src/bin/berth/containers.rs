@@ -214,11 +214,22 @@ fn engine_options(ctx: &crate::Ctx) -> Result<berth_engine::Options> {
 /// Runs the command; returns the exit code for the process.
 pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
     if let Cmd::Pod {
-        cmd: PodCmd::Infra { hostname, netns },
+        cmd:
+            PodCmd::Infra {
+                hostname,
+                netns,
+                share_pid,
+                host_ipc,
+            },
     } = &cmd
     {
         // Holds namespaces and nothing else: no store, no database.
-        berth_engine::pods::infra_main(netns.as_deref(), hostname)?;
+        berth_engine::pods::infra_main(&berth_engine::pods::Infra {
+            netns: netns.as_deref(),
+            hostname,
+            share_pid: *share_pid,
+            host_ipc: *host_ipc,
+        })?;
         return Ok(0);
     }
     if let Cmd::System {

@@ -513,6 +513,7 @@ pub fn config(f: &CreateFlags) -> Result<ContainerConfig> {
         stop_timeout: f.stop_timeout,
         devices,
         extra,
+        ..Default::default()
     })
 }
 

@@ -17,7 +17,7 @@ pub fn logs(
 ) -> Result<()> {
     use berth_monitor::logs::Reader;
     let c = e.container(key)?;
-    let path = e.log_path(&c.id);
+    let path = e.log_path(&c);
     let live = matches!(
         c.state.status,
         Status::Running | Status::Paused | Status::Created

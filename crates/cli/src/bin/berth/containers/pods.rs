@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use berth_engine::Engine;
 use berth_engine::berth_network::PortMapping;
 use berth_engine::model::{Container, Status};
@@ -26,6 +26,10 @@ pub enum PodCmd {
         network: Option<String>,
         #[arg(short, long)]
         label: Vec<String>,
+        /// Namespaces the pod's containers share: net, ipc and uts always;
+        /// `pid` (or `+pid`) adds a shared pid namespace.
+        #[arg(long)]
+        share: Option<String>,
     },
     Start {
         #[arg(required = true)]
@@ -61,6 +65,10 @@ pub enum PodCmd {
         hostname: String,
         #[arg(long)]
         netns: Option<PathBuf>,
+        #[arg(long)]
+        share_pid: bool,
+        #[arg(long)]
+        host_ipc: bool,
     },
 }
 
@@ -89,7 +97,20 @@ pub fn run(e: &Engine, cmd: PodCmd) -> Result<()> {
             publish,
             network,
             label,
+            share,
         } => {
+            let mut options = berth_engine::model::PodOptions::default();
+            if let Some(share) = &share {
+                for ns in share.trim_start_matches('+').split(',') {
+                    match ns {
+                        "pid" => options.share_pid = true,
+                        "net" | "ipc" | "uts" | "" => {}
+                        other => bail!(
+                            "--share {share}: unknown namespace {other:?} (pid, net, ipc, uts)"
+                        ),
+                    }
+                }
+            }
             let mut ports = Vec::new();
             for p in &publish {
                 ports.extend(PortMapping::parse(p)?);
@@ -100,6 +121,7 @@ pub fn run(e: &Engine, cmd: PodCmd) -> Result<()> {
                 network: parse_network(network.as_deref()),
                 ports,
                 labels: label.iter().map(|l| parse_label(l)).collect(),
+                options,
             })?;
             println!("{}", p.id);
         }
