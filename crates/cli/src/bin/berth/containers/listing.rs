@@ -167,7 +167,7 @@ fn inspect_json(e: &Engine, c: &Container) -> serde_json::Value {
             "Networks": c.networks,
             "Ports": c.config.ports,
         },
-        "LogPath": e.log_path(&c),
+        "LogPath": e.log_path(c),
         "BundlePath": e.bundle_dir(&c.id),
         "MonitorPid": c.monitor_pid,
     })
