@@ -472,9 +472,9 @@ pub(crate) async fn serve_spdy<IO>(
                 if sent {
                     let _ = w.finish().await;
                 }
-                // Whatever the client sends on an output stream is dropped.
-                while r.read().await.is_some() {}
             });
+            // Whatever the client sends on an output stream is dropped.
+            inputs.spawn(async move { while r.read().await.is_some() {} });
         }
     }
     let Some((mut error_r, mut error_w)) = error else {
