@@ -240,14 +240,23 @@ async fn serve_connection(
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(inner.config.header_read_timeout)
-        // One request per connection: these URLs are single-use anyway,
-        // and an idle keep-alive connection is one more thing to bound.
-        .keep_alive(false)
         .max_buf_size(64 * 1024)
         .serve_connection(TokioIo::new(sock), svc)
         .with_upgrades();
-    if let Err(e) = conn.await {
-        debug!(?peer, "HTTP connection ended: {e}");
+    // The HTTP part of a connection (keep-alive included) gets as long as
+    // one request head may take; only an upgraded connection lives on.
+    // (Keep-alive stays on: turning it off makes hyper answer the 101
+    // with `Connection: close`, which client-go rejects.)
+    match tokio::time::timeout(inner.config.header_read_timeout, conn).await {
+        Ok(Err(e)) => debug!(?peer, "HTTP connection ended: {e}"),
+        Ok(Ok(())) => {}
+        Err(_) => {
+            info!(
+                ?peer,
+                "HTTP connection took too long to ask for anything, closing it"
+            );
+            return;
+        }
     }
     let upgrade = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some((on_upgrade, job)) = upgrade {

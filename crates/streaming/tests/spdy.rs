@@ -26,6 +26,12 @@ async fn exec_v4_carries_stdio_and_the_exit_code() {
         Some("v4.channel.k8s.io")
     );
     assert_eq!(resp.header("Upgrade"), Some("SPDY/3.1"));
+    assert_eq!(
+        resp.header("Connection"),
+        Some("Upgrade"),
+        "{:?}",
+        resp.headers
+    );
     let mut c = resp.client.unwrap();
     // client-go's order: error, stdin, stdout, stderr.
     let err = c.open(&[("streamtype", "error")]).await;
