@@ -394,7 +394,9 @@ pub(crate) async fn serve_spdy<IO>(
             _ = &mut deadline => {
                 let missing: Vec<_> = Kind::ALL.iter().filter(|k| wanted[k.index()] && got[k.index()].is_none()).collect();
                 warn!(op = op.name(), ?missing, "timed out waiting for the client to create streams");
-                session.shutdown(cfg.close_grace).await;
+                // Long enough for the GOAWAY to go out; a client this slow
+                // gets no further grace.
+                session.shutdown(cfg.close_grace.min(std::time::Duration::from_millis(100))).await;
                 return;
             }
         };
@@ -456,21 +458,17 @@ pub(crate) async fn serve_spdy<IO>(
             let mut pipe = pipe;
             outputs.spawn(async move {
                 let mut buf = vec![0u8; 32 * 1024];
-                let mut sent = true;
                 loop {
                     match pipe.read(&mut buf).await {
-                        // The backend dropped its writer: the output ends.
-                        Ok(0) | Err(_) => break,
+                        // The backend dropped its writer: the output ends,
+                        // and its half-close waits for the status.
+                        Ok(0) | Err(_) => return Some(w),
                         Ok(n) => {
                             if w.write(&buf[..n]).await.is_err() {
-                                sent = false;
-                                break;
+                                return None;
                             }
                         }
                     }
-                }
-                if sent {
-                    let _ = w.finish().await;
                 }
             });
             // Whatever the client sends on an output stream is dropped.
@@ -493,11 +491,17 @@ pub(crate) async fn serve_spdy<IO>(
     };
     // Output the backend wrote before it ended still has to reach the
     // client, and before the status: the client reads the status last.
-    let drained = async { while outputs.join_next().await.is_some() {} };
-    tokio::select! {
-        _ = drained => {}
+    let drained = async {
+        let mut done = Vec::new();
+        while let Some(w) = outputs.join_next().await {
+            done.extend(w.ok().flatten());
+        }
+        done
+    };
+    let finished_outputs = tokio::select! {
+        w = drained => w,
         _ = &mut closed => return,
-    }
+    };
     if let Some(bytes) = status_bytes(&outcome, format)
         && let Err(e) = error_w.write(&bytes).await
     {
@@ -505,7 +509,10 @@ pub(crate) async fn serve_spdy<IO>(
         return;
     }
     let _ = error_w.finish().await;
-    for mut w in idle_writers {
+    // Outputs end after the status: a v1 client stops at the end of its
+    // output and would miss a status sent later. (v2+ clients wait for
+    // both, so the order does them no harm.)
+    for mut w in finished_outputs.into_iter().chain(idle_writers) {
         let _ = w.finish().await;
     }
     session.shutdown(cfg.close_grace).await;

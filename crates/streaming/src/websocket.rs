@@ -451,7 +451,7 @@ struct PortDispatch {
 impl Dispatch for PortDispatch {
     async fn dispatch(&mut self, ch: u8, payload: Vec<u8>) {
         match self.inbound.get((ch / 2) as usize) {
-            Some(tx) if ch % 2 == 0 => {
+            Some(tx) if ch.is_multiple_of(2) => {
                 // A port already finished has dropped its receiver.
                 let _ = tx.send(payload).await;
             }

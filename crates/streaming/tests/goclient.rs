@@ -117,11 +117,20 @@ async fn client_go_speaks_every_spdy_protocol_version() {
         // Before v4 a failure is text, and client-go cannot read a code.
         let url = h.exec(&["exit", "4"], false, false, true, false);
         let r = run(&probe, &["exec", "-url", &url, "-protocols", proto], b"").await;
-        if proto == "v4.channel.k8s.io" {
-            assert_eq!(r.code, 4, "{}", r.stderr);
-        } else {
-            assert_eq!(r.code, 125, "{proto}: {}", r.stderr);
-            assert!(r.stderr.contains("exit status 4"), "{proto}: {}", r.stderr);
+        match proto {
+            "v4.channel.k8s.io" => assert_eq!(r.code, 4, "{}", r.stderr),
+            // A v1 client returns once its output ends, racing the error
+            // stream (spdystream hands streams to different workers), so
+            // it may or may not see the failure; if it does, it is text.
+            "channel.k8s.io" => assert!(
+                r.code == 0 || r.stderr.contains("exit status 4"),
+                "{}",
+                r.stderr
+            ),
+            _ => {
+                assert_eq!(r.code, 125, "{proto}: {}", r.stderr);
+                assert!(r.stderr.contains("exit status 4"), "{proto}: {}", r.stderr);
+            }
         }
     }
     h.settled(T).await;

@@ -412,7 +412,14 @@ impl Session {
     /// The next stream the client opens; `None` once the connection is
     /// closed or [`Session::stop_accepting`] was called.
     pub(crate) async fn next_stream(&mut self) -> Option<IncomingStream> {
-        self.incoming.as_mut()?.recv().await
+        let closed = self.closed();
+        let incoming = self.incoming.as_mut()?;
+        // The reader may still be blocked on the socket after the session
+        // was closed (idleness): closing ends the wait too.
+        tokio::select! {
+            s = incoming.recv() => s,
+            _ = closed => None,
+        }
     }
 
     /// Streams opened from now on are refused.
