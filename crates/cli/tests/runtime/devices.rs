@@ -60,10 +60,10 @@ fn a_deny_all_rule_keeps_the_hosts_console_out() {
     for want in ["loop=1", "console=1", "made=1", "zero=0"] {
         assert!(out.contains(want), "{want}: {out}\n{err}");
     }
-    // An explicit rule still opens a device.
+    // An explicit rule still opens a device (and, with "m", makes one).
     let (out, _) = probe(Some(json!([
         {"allow": false, "access": "rwm"},
-        {"allow": true, "type": "b", "major": 7, "minor": 0, "access": "r"}
+        {"allow": true, "type": "b", "major": 7, "minor": 0, "access": "rm"}
     ])));
     assert!(out.contains("loop=0") && out.contains("made=0"), "{out}");
     assert!(out.contains("console=1"), "{out}");
