@@ -110,9 +110,16 @@ pub fn validate(spec: &Spec) -> Result<()> {
     }
     let ns = Namespaces::from_spec(linux)?;
     if !ns.is_new(LinuxNamespaceType::Mount) {
+        let why = if ns.contains(LinuxNamespaceType::Mount) {
+            "joins a mount namespace by path"
+        } else {
+            "lists no mount namespace, so under the runtime-spec's rule (config-linux.md, \"Namespaces\": a namespace type not listed is inherited from the runtime) the container would share the host's"
+        };
         return Err(Error::config(
             "linux.namespaces",
-            "a new mount namespace is required to set up the root filesystem",
+            format!(
+                "{why}; berth-runtime sets up the root filesystem only in a new mount namespace ({{\"type\": \"mount\"}} without a path), so that its /proc, /dev, /sys and bind mounts never land in the host's mount table (docs/runtime.md, \"Namespaces\")"
+            ),
         ));
     }
     let user_ns = ns.contains(LinuxNamespaceType::User);
@@ -130,21 +137,31 @@ pub fn validate(spec: &Spec) -> Result<()> {
             "mappings are given but there is no user namespace",
         ));
     }
-    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
-        && !ns.is_new(LinuxNamespaceType::Uts)
-    {
-        return Err(Error::config(
+    // The hostname and domainname are set in the container's UTS namespace,
+    // a new one or one joined by path; never in the runtime's own (the
+    // host's), whether inherited or joined through its path.
+    for (field, set) in [
+        (
             "hostname",
-            "setting it needs a new uts namespace",
-        ));
-    }
-    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty())
-        && !ns.is_new(LinuxNamespaceType::Uts)
-    {
-        return Err(Error::config(
+            spec.hostname().as_ref().is_some_and(|h| !h.is_empty()),
+        ),
+        (
             "domainname",
-            "setting it needs a new uts namespace",
-        ));
+            spec.domainname().as_ref().is_some_and(|h| !h.is_empty()),
+        ),
+    ] {
+        if set && !ns.contains(LinuxNamespaceType::Uts) {
+            return Err(Error::config(
+                field,
+                "setting it needs a uts namespace of the container's own (new, or joined by path)",
+            ));
+        }
+        if set && ns.joins_hosts(LinuxNamespaceType::Uts) {
+            return Err(Error::config(
+                field,
+                "the uts namespace joined by path is the runtime's own: setting it would change the host's",
+            ));
+        }
     }
     if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty())
         && !ns.is_new(LinuxNamespaceType::Time)
