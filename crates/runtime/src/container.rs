@@ -254,7 +254,9 @@ impl Runtime {
         let cg = Cgroup::from_record(st.cgroup.clone());
         match self.status(&st) {
             Status::Stopped => {}
-            Status::Created => self.kill_and_wait(&st, &cg)?,
+            // The runtime-spec: deleting a container that is not stopped
+            // must fail and change nothing; --force is the caller's word
+            // that it means the kill (containerd and podman pass it).
             Status::Creating if force => {
                 // The runtime making it goes first, then what it made.
                 if let Some((pid, start)) = st.creator {
@@ -272,7 +274,9 @@ impl Runtime {
                 return Err(bad_state(
                     id,
                     s,
-                    &format!("cannot delete container {id} that is not stopped: {s}"),
+                    &format!(
+                        "cannot delete container {id} that is not stopped: {s} (stop it first, or delete --force)"
+                    ),
                 ));
             }
         }
