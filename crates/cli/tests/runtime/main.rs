@@ -15,5 +15,6 @@ mod mounts;
 mod namespaces;
 mod peers;
 mod process;
+mod spec_runtime;
 mod terminal;
 mod v2_guest;
