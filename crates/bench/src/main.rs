@@ -18,7 +18,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// create + start + wait + delete of one bundle: berth-runtime, runc, crun.
+    /// `run`, and create + start + wait + delete, of one bundle: berth-runtime,
+    /// runc, crun.
     Runtime {
         /// Runs per runtime (after one warm-up run each).
         #[arg(short = 'n', long, default_value_t = 100)]

@@ -1,5 +1,9 @@
-//! create + start + wait + delete of the same bundle through berth-runtime,
-//! runc and crun, on tmpfs, measured per run.
+//! The same bundle through berth-runtime, runc and crun, on tmpfs, measured
+//! per run: `run` in the foreground (one invocation: create, start, wait,
+//! delete), and create + start + wait + delete as four steps.
+//!
+//! berth-runtime is measured twice: from a read-only install (no protective
+//! re-exec, see `read_only_install`) and from the writable path given.
 //!
 //! crun 1.8 refuses the hybrid cgroup layout, so it runs in a private mount
 //! namespace without /sys/fs/cgroup/unified; berth runs there too, for a
@@ -84,13 +88,57 @@ fn one_run(tool: &Tool, root: &Path, bundle: &Path, id: &str) -> Result<()> {
     Ok(())
 }
 
-fn series(tool: &Tool, work: &Path, bundle: &Path, runs: usize) -> Result<Vec<Sample>> {
-    let root = work.join(format!("root-{}", tool.label.replace([' ', '(', ')'], "")));
-    std::fs::create_dir_all(&root)?;
-    one_run(tool, &root, bundle, "warmup")?;
-    (0..runs)
-        .map(|i| measure(|| one_run(tool, &root, bundle, &format!("b{i}"))))
-        .collect()
+/// `run` in the foreground: the runtime creates, starts, waits for and
+/// deletes the container in one invocation.
+fn one_foreground_run(tool: &Tool, root: &Path, bundle: &Path, id: &str) -> Result<()> {
+    sh(Command::new(&tool.bin).arg("--root").arg(root).args([
+        "run",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        id,
+    ]))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    Run,
+    Steps,
+}
+
+/// Runs `op` `runs` times for every tool of a group, round-robin (one run
+/// of each tool in turn), so that the machine's slower and faster
+/// stretches fall on every runtime alike; one warm-up run each first.
+fn series(
+    tools: &[Tool],
+    op: Op,
+    work: &Path,
+    bundle: &Path,
+    runs: usize,
+) -> Result<Vec<Vec<Sample>>> {
+    let roots: Vec<PathBuf> = tools
+        .iter()
+        .map(|t| {
+            work.join(format!(
+                "root-{}",
+                t.label.replace([' ', '(', ')', ','], "")
+            ))
+        })
+        .collect();
+    let once = |tool: &Tool, root: &Path, id: &str| match op {
+        Op::Run => one_foreground_run(tool, root, bundle, id),
+        Op::Steps => one_run(tool, root, bundle, id),
+    };
+    for (tool, root) in tools.iter().zip(&roots) {
+        std::fs::create_dir_all(root)?;
+        once(tool, root, "warmup")?;
+    }
+    let mut samples = vec![Vec::with_capacity(runs); tools.len()];
+    for i in 0..runs {
+        for (k, (tool, root)) in tools.iter().zip(&roots).enumerate() {
+            samples[k].push(measure(|| once(tool, root, &format!("b{i}")))?);
+        }
+    }
+    Ok(samples)
 }
 
 /// Enters a private mount namespace in which the unified hierarchy is not
@@ -121,6 +169,64 @@ fn enter_v1_only() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A read-only install of berth-runtime, as docs/runtime.md recommends: a
+/// copy of the binary on a tmpfs mounted read-only, in a mount namespace of
+/// this process's own (nothing reaches the host's mount table). No
+/// container can write a binary there, so berth-runtime does not re-execute
+/// itself from a protective view (CVE-2019-5736; selfexe.rs).
+fn read_only_install(work: &Path, berth: &Path) -> Result<PathBuf> {
+    let dir = work.join("ro-install");
+    std::fs::create_dir_all(&dir)?;
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let (root, target) = (c(Path::new("/")), c(&dir));
+    // SAFETY: integer flags, and null or NUL-terminated pointers (literals
+    // or CStrings above) that outlive each call.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            bail!("unshare: {}", std::io::Error::last_os_error());
+        }
+        if libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_SLAVE,
+            std::ptr::null(),
+        ) != 0
+        {
+            bail!("make / a slave: {}", std::io::Error::last_os_error());
+        }
+        if libc::mount(
+            c"tmpfs".as_ptr(),
+            target.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            std::ptr::null(),
+        ) != 0
+        {
+            bail!("mount a tmpfs: {}", std::io::Error::last_os_error());
+        }
+    }
+    let bin = dir.join("berth-runtime");
+    std::fs::copy(berth, &bin).context("copy berth-runtime")?;
+    // SAFETY: as above.
+    if unsafe {
+        libc::mount(
+            std::ptr::null(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REMOUNT | libc::MS_RDONLY,
+            std::ptr::null(),
+        )
+    } != 0
+    {
+        bail!(
+            "make the install read-only: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(bin)
 }
 
 fn version(bin: &Path) -> String {
@@ -163,11 +269,19 @@ pub fn run(runs: usize, berth: Option<PathBuf>) -> Result<()> {
                 .map(|d| Path::new(d).join(name))
                 .find(|p| p.exists())
         };
-        let mut host = vec![Tool {
-            label: "berth-runtime",
-            bin: berth.clone(),
-            v1_only: false,
-        }];
+        let ro = read_only_install(&work, &berth)?;
+        let mut host = vec![
+            Tool {
+                label: "berth-runtime (read-only install)",
+                bin: ro.clone(),
+                v1_only: false,
+            },
+            Tool {
+                label: "berth-runtime (writable install)",
+                bin: berth.clone(),
+                v1_only: false,
+            },
+        ];
         if let Some(runc) = which("runc") {
             host.push(Tool {
                 label: "runc",
@@ -175,11 +289,18 @@ pub fn run(runs: usize, berth: Option<PathBuf>) -> Result<()> {
                 v1_only: false,
             });
         }
-        let mut v1 = vec![Tool {
-            label: "berth-runtime (v1 only)",
-            bin: berth.clone(),
-            v1_only: true,
-        }];
+        let mut v1 = vec![
+            Tool {
+                label: "berth-runtime (read-only install, v1 only)",
+                bin: ro.clone(),
+                v1_only: true,
+            },
+            Tool {
+                label: "berth-runtime (writable install, v1 only)",
+                bin: berth.clone(),
+                v1_only: true,
+            },
+        ];
         if let Some(crun) = which("crun") {
             v1.push(Tool {
                 label: "crun (v1 only)",
@@ -187,24 +308,44 @@ pub fn run(runs: usize, berth: Option<PathBuf>) -> Result<()> {
                 v1_only: true,
             });
         }
-        let mut rows: Vec<(&Tool, Vec<Sample>)> = Vec::new();
-        for tool in &host {
-            rows.push((tool, series(tool, &work, &bundle, runs)?));
-        }
+        let mut run_rows: Vec<(&Tool, Vec<Sample>)> = Vec::new();
+        let mut step_rows: Vec<(&Tool, Vec<Sample>)> = Vec::new();
+        run_rows.extend(
+            host.iter()
+                .zip(series(&host, Op::Run, &work, &bundle, runs)?),
+        );
+        step_rows.extend(
+            host.iter()
+                .zip(series(&host, Op::Steps, &work, &bundle, runs)?),
+        );
         // The rest runs in the private mount namespace: last, since this
         // process stays in it.
         enter_v1_only()?;
-        for tool in &v1 {
-            rows.push((tool, series(tool, &work, &bundle, runs)?));
-        }
-        report(&rows, runs);
+        run_rows.extend(v1.iter().zip(series(&v1, Op::Run, &work, &bundle, runs)?));
+        step_rows.extend(v1.iter().zip(series(&v1, Op::Steps, &work, &bundle, runs)?));
+        report(
+            &format!(
+                "`run` (foreground: create, start, wait, delete in one invocation) of a busybox `true` bundle on tmpfs, {runs} runs each (median)"
+            ),
+            &run_rows,
+        );
+        println!();
+        report(
+            &format!(
+                "create + start + wait + delete of a busybox `true` bundle on tmpfs, {runs} runs each (median)"
+            ),
+            &step_rows,
+        );
         Ok(())
     })();
+    let ro = std::ffi::CString::new(format!("{}/ro-install", work.display())).unwrap();
+    // SAFETY: ro is a NUL-terminated path that outlives the call.
+    unsafe { libc::umount2(ro.as_ptr(), libc::MNT_DETACH) };
     let _ = std::fs::remove_dir_all(&work);
     result
 }
 
-fn report(rows: &[(&Tool, Vec<Sample>)], runs: usize) {
+fn report(title: &str, rows: &[(&Tool, Vec<Sample>)]) {
     let med: Vec<(
         String,
         std::time::Duration,
@@ -225,9 +366,7 @@ fn report(rows: &[(&Tool, Vec<Sample>)], runs: usize) {
         .collect();
     let crun = med.iter().find(|m| m.0.starts_with("crun")).map(|m| m.1);
     let runc = med.iter().find(|m| m.0 == "runc").map(|m| m.1);
-    println!(
-        "create + start + wait + delete of a busybox `true` bundle on tmpfs, {runs} runs each (median)\n"
-    );
+    println!("{title}\n");
     println!("| runtime | wall ms | CPU ms | wall vs crun | wall vs runc | version |");
     println!("|---|---:|---:|---:|---:|---|");
     for (label, wall, cpu, _, ver) in &med {

@@ -43,7 +43,8 @@ pub fn load_bundle(dir: &Path) -> Result<Bundle> {
     }
     let raw = fs::read(&path)
         .map_err(|e| Error::os(format!("bundle {}: config.json", dir.display()), e))?;
-    let spec: Spec = parse(&raw, "config.json")?;
+    let mut spec: Spec = parse(&raw, "config.json")?;
+    absolute_destinations(&mut spec);
     let root = spec
         .root()
         .as_ref()
@@ -68,6 +69,31 @@ pub fn load_bundle(dir: &Path) -> Result<Bundle> {
         spec,
         raw,
     })
+}
+
+/// The runtime-spec (config.md, "Mounts"): a relative destination, kept
+/// for old configurations, is relative to "/".
+fn absolute_destinations(spec: &mut Spec) {
+    let Some(mounts) = spec.mounts().clone() else {
+        return;
+    };
+    let relative = |m: &oci_spec::runtime::Mount| {
+        !m.destination().is_absolute() && !m.destination().as_os_str().is_empty()
+    };
+    if !mounts.iter().any(relative) {
+        return;
+    }
+    let mounts = mounts
+        .into_iter()
+        .map(|mut m| {
+            if relative(&m) {
+                let dest = Path::new("/").join(m.destination());
+                m.set_destination(dest);
+            }
+            m
+        })
+        .collect();
+    spec.set_mounts(Some(mounts));
 }
 
 /// Parses JSON into `T`, naming the path of the offending field on error.
@@ -110,9 +136,16 @@ pub fn validate(spec: &Spec) -> Result<()> {
     }
     let ns = Namespaces::from_spec(linux)?;
     if !ns.is_new(LinuxNamespaceType::Mount) {
+        let why = if ns.contains(LinuxNamespaceType::Mount) {
+            "joins a mount namespace by path"
+        } else {
+            "lists no mount namespace, so under the runtime-spec's rule (config-linux.md, \"Namespaces\": a namespace type not listed is inherited from the runtime) the container would share the host's"
+        };
         return Err(Error::config(
             "linux.namespaces",
-            "a new mount namespace is required to set up the root filesystem",
+            format!(
+                "{why}; berth-runtime sets up the root filesystem only in a new mount namespace ({{\"type\": \"mount\"}} without a path), so that its /proc, /dev, /sys and bind mounts never land in the host's mount table (docs/runtime.md, \"Namespaces\")"
+            ),
         ));
     }
     let user_ns = ns.contains(LinuxNamespaceType::User);
@@ -130,21 +163,31 @@ pub fn validate(spec: &Spec) -> Result<()> {
             "mappings are given but there is no user namespace",
         ));
     }
-    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
-        && !ns.is_new(LinuxNamespaceType::Uts)
-    {
-        return Err(Error::config(
+    // The hostname and domainname are set in the container's UTS namespace,
+    // a new one or one joined by path; never in the runtime's own (the
+    // host's), whether inherited or joined through its path.
+    for (field, set) in [
+        (
             "hostname",
-            "setting it needs a new uts namespace",
-        ));
-    }
-    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty())
-        && !ns.is_new(LinuxNamespaceType::Uts)
-    {
-        return Err(Error::config(
+            spec.hostname().as_ref().is_some_and(|h| !h.is_empty()),
+        ),
+        (
             "domainname",
-            "setting it needs a new uts namespace",
-        ));
+            spec.domainname().as_ref().is_some_and(|h| !h.is_empty()),
+        ),
+    ] {
+        if set && !ns.contains(LinuxNamespaceType::Uts) {
+            return Err(Error::config(
+                field,
+                "setting it needs a uts namespace of the container's own (new, or joined by path)",
+            ));
+        }
+        if set && ns.joins_hosts(LinuxNamespaceType::Uts) {
+            return Err(Error::config(
+                field,
+                "the uts namespace joined by path is the runtime's own: setting it would change the host's",
+            ));
+        }
     }
     if linux.time_offsets().as_ref().is_some_and(|t| !t.is_empty())
         && !ns.is_new(LinuxNamespaceType::Time)
@@ -166,10 +209,10 @@ pub fn validate(spec: &Spec) -> Result<()> {
         check_sysctl(key, &ns)?;
     }
     for (i, m) in spec.mounts().iter().flatten().enumerate() {
-        if !m.destination().is_absolute() {
+        if m.destination().as_os_str().is_empty() {
             return Err(Error::config(
                 format!("mounts[{i}].destination"),
-                format!("{:?} is not an absolute path", m.destination()),
+                "is empty",
             ));
         }
         let bind = m.typ().as_deref() == Some("bind")
@@ -184,6 +227,25 @@ pub fn validate(spec: &Spec) -> Result<()> {
             ));
         }
     }
+    for (field, paths) in [
+        ("maskedPaths", linux.masked_paths()),
+        ("readonlyPaths", linux.readonly_paths()),
+    ] {
+        for (i, p) in paths.iter().flatten().enumerate() {
+            if !p.starts_with('/') {
+                return Err(Error::config(
+                    format!("linux.{field}[{i}]"),
+                    format!("{p:?} is not an absolute path"),
+                ));
+            }
+        }
+    }
+    for (key, _) in spec.annotations().iter().flatten() {
+        if key.is_empty() {
+            return Err(Error::config("annotations", "a key is empty"));
+        }
+    }
+    check_hooks(spec)?;
     for (i, d) in linux.devices().iter().flatten().enumerate() {
         let dotdot = d
             .path()
@@ -278,13 +340,60 @@ pub fn validate_process(
     Ok(())
 }
 
+/// ociVersion is SemVer 2.0.0 (MAJOR.MINOR.PATCH, then an optional
+/// -prerelease and +build), of major version 1.
 fn check_version(v: &str) -> Result<()> {
-    let major = v.split('.').next().unwrap_or("");
-    if major != "1" {
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    let numeric = |p: &&str| {
+        !p.is_empty()
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && (p.len() == 1 || !p.starts_with('0'))
+    };
+    if parts.len() != 3 || !parts.iter().all(numeric) {
+        return Err(Error::config(
+            "ociVersion",
+            format!("{v:?} is not a SemVer version (MAJOR.MINOR.PATCH)"),
+        ));
+    }
+    if parts[0] != "1" {
         return Err(Error::config(
             "ociVersion",
             format!("{v:?} is not a 1.x runtime-spec version"),
         ));
+    }
+    Ok(())
+}
+
+/// The runtime-spec (config.md, "POSIX-platform Hooks"): a hook's path is
+/// absolute and its timeout, when set, above zero.
+fn check_hooks(spec: &Spec) -> Result<()> {
+    let Some(h) = spec.hooks() else {
+        return Ok(());
+    };
+    let kinds = [
+        ("prestart", h.prestart()),
+        ("createRuntime", h.create_runtime()),
+        ("createContainer", h.create_container()),
+        ("startContainer", h.start_container()),
+        ("poststart", h.poststart()),
+        ("poststop", h.poststop()),
+    ];
+    for (kind, hooks) in kinds {
+        for (i, hook) in hooks.iter().flatten().enumerate() {
+            if !hook.path().is_absolute() {
+                return Err(Error::config(
+                    format!("hooks.{kind}[{i}].path"),
+                    format!("{:?} is not an absolute path", hook.path()),
+                ));
+            }
+            if let Some(t) = hook.timeout().filter(|t| *t <= 0) {
+                return Err(Error::config(
+                    format!("hooks.{kind}[{i}].timeout"),
+                    format!("{t} is not above zero"),
+                ));
+            }
+        }
     }
     Ok(())
 }

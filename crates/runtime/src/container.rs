@@ -166,6 +166,10 @@ impl Runtime {
         // it writes one byte, runs the startContainer hooks and execs, which
         // closes its end. The byte means started; the EOF means exec'd.
         let mut released = false;
+        // After the release byte, anything the init writes is the error
+        // that kept it from running the program (a startContainer hook that
+        // failed, an exec that failed); it exits, which stops the container.
+        let mut failure = Vec::new();
         // The init answers at once when it waits on the fifo; when it does
         // not (it is stuck, or not ours any more), say so instead of
         // waiting forever.
@@ -180,9 +184,13 @@ impl Runtime {
                 tv_nsec: 50_000_000,
             };
             let _ = rustix::event::poll(&mut pfd, Some(&timeout));
-            let mut b = [0u8; 1];
+            let mut b = [0u8; 4096];
             match rustix::io::read(&fifo, &mut b) {
-                Ok(1) => released = true,
+                Ok(n) if n > 0 => {
+                    let rest = if released { &b[..n] } else { &b[1..n] };
+                    released = true;
+                    failure.extend_from_slice(rest);
+                }
                 Ok(_) if released => break,
                 Ok(_) | Err(rustix::io::Errno::AGAIN) => {
                     if !released && std::time::Instant::now() > answer_by {
@@ -207,6 +215,12 @@ impl Runtime {
             }
         }
         let _ = fs::remove_file(&fifo_path);
+        if !failure.is_empty() {
+            return Err(Error::Other(format!(
+                "container {id}: {}",
+                String::from_utf8_lossy(&failure)
+            )));
+        }
         if let Ok(spec) = self.spec(id) {
             let oci = st.oci(Status::Running);
             hooks::run_warning(Kind::Poststart, spec.hooks().as_ref(), &oci);
@@ -254,7 +268,9 @@ impl Runtime {
         let cg = Cgroup::from_record(st.cgroup.clone());
         match self.status(&st) {
             Status::Stopped => {}
-            Status::Created => self.kill_and_wait(&st, &cg)?,
+            // The runtime-spec: deleting a container that is not stopped
+            // must fail and change nothing; --force is the caller's word
+            // that it means the kill (containerd and podman pass it).
             Status::Creating if force => {
                 // The runtime making it goes first, then what it made.
                 if let Some((pid, start)) = st.creator {
@@ -272,7 +288,9 @@ impl Runtime {
                 return Err(bad_state(
                     id,
                     s,
-                    &format!("cannot delete container {id} that is not stopped: {s}"),
+                    &format!(
+                        "cannot delete container {id} that is not stopped: {s} (stop it first, or delete --force)"
+                    ),
                 ));
             }
         }

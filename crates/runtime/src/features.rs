@@ -129,7 +129,11 @@ pub fn document() -> Value {
         "annotations": {
             "io.github.seccomp.libseccomp.version": libseccomp,
             "org.opencontainers.runc.checkpoint.enabled": "false",
-            "run.berth.version": env!("CARGO_PKG_VERSION")
+            "run.berth.version": env!("CARGO_PKG_VERSION"),
+            // Every type above may be new, joined by path or left out
+            // (inherited), except mount: a config must ask for a new one
+            // (docs/runtime.md, "Namespaces").
+            "run.berth.linux.namespaces.requiredNew": "mount"
         },
         "potentiallyUnsafeConfigAnnotations": []
     })

@@ -313,8 +313,15 @@ fn wait_and_exec(plan: &InitPlan) -> Result<std::convert::Infallible> {
     .ctx(|| "open the exec fifo")?;
     rustix::io::write(&fifo, b"0").ctx(|| "write the exec fifo")?;
     // The fifo stays open (close-on-exec) until the program runs: `start`
-    // waits for that EOF, so its poststart hooks follow the exec.
-    let _exec_pending = fifo;
+    // waits for that EOF, so its poststart hooks follow the exec. What
+    // fails before the exec is written to it, and `start` reports it.
+    let Err(e) = hooks_and_exec(plan);
+    let _ = rustix::io::write(&fifo, e.to_string().as_bytes());
+    Err(e)
+}
+
+/// The startContainer hooks, then the exec: returns only with an error.
+fn hooks_and_exec(plan: &InitPlan) -> Result<std::convert::Infallible> {
     let p = plan.spec.process().as_ref().expect("validated");
     let hooks = plan.spec.hooks().as_ref();
     if hooks.is_some_and(|h| !Kind::StartContainer.of(h).is_empty()) {

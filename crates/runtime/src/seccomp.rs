@@ -60,6 +60,51 @@ pub fn uses_notify(s: &LinuxSeccomp) -> bool {
             .any(|r| r.action() == LinuxSeccompAction::ScmpActNotify)
 }
 
+/// What the runtime-spec (config-linux.md, "Seccomp") requires of a
+/// profile beyond its types: an errno only with an action that returns one,
+/// at least one name per rule, metadata only with a listener.
+fn check_spec_rules(s: &LinuxSeccomp) -> Result<()> {
+    let takes_errno = |a: LinuxSeccompAction| {
+        matches!(
+            a,
+            LinuxSeccompAction::ScmpActErrno | LinuxSeccompAction::ScmpActTrace
+        )
+    };
+    if s.default_errno_ret().is_some() && !takes_errno(s.default_action()) {
+        return Err(Error::config(
+            "linux.seccomp.defaultErrnoRet",
+            format!("{:?} returns no errno", s.default_action()),
+        ));
+    }
+    for (i, rule) in s.syscalls().iter().flatten().enumerate() {
+        if rule.errno_ret().is_some() && !takes_errno(rule.action()) {
+            return Err(Error::config(
+                format!("linux.seccomp.syscalls[{i}].errnoRet"),
+                format!("{:?} returns no errno", rule.action()),
+            ));
+        }
+        if rule.names().is_empty() {
+            return Err(Error::config(
+                format!("linux.seccomp.syscalls[{i}].names"),
+                "must name at least one system call",
+            ));
+        }
+    }
+    if s.listener_metadata()
+        .as_ref()
+        .is_some_and(|m| !m.is_empty())
+        && s.listener_path()
+            .as_ref()
+            .is_none_or(|p| p.as_os_str().is_empty())
+    {
+        return Err(Error::config(
+            "linux.seccomp.listenerMetadata",
+            "is set without a listenerPath",
+        ));
+    }
+    Ok(())
+}
+
 /// Builds the filter; the runtime does this before it forks, so a bad
 /// profile is reported before anything exists, and the child only loads it.
 ///
@@ -76,6 +121,7 @@ pub fn compile(s: &LinuxSeccomp, nnp: bool) -> Result<ScmpFilterContext> {
             "SCMP_ACT_NOTIFY needs a listener to hand the notify fd to",
         ));
     }
+    check_spec_rules(s)?;
     let default = action(s.default_action(), s.default_errno_ret());
     let mut ctx = ScmpFilterContext::new(default).map_err(|e| err("create filter", e))?;
     ctx.set_ctl_nnp(nnp)
@@ -251,6 +297,8 @@ fn load_flags(s: &LinuxSeccomp) -> libc::c_uint {
 /// on every container start, loading a program microseconds. Entries hold
 /// their whole key and are used only on an exact match.
 pub fn prepare(s: &LinuxSeccomp, nnp: bool, cache: Option<&std::path::Path>) -> Result<Filter> {
+    // A cached program must not let a profile past these checks either.
+    check_spec_rules(s)?;
     if uses_notify(s) {
         return compile(s, nnp).map(Filter::Context);
     }

@@ -60,11 +60,49 @@ fn a_deny_all_rule_keeps_the_hosts_console_out() {
     for want in ["loop=1", "console=1", "made=1", "zero=0"] {
         assert!(out.contains(want), "{want}: {out}\n{err}");
     }
-    // An explicit rule still opens a device.
+    // An explicit rule still opens a device (and, with "m", makes one).
     let (out, _) = probe(Some(json!([
         {"allow": false, "access": "rwm"},
-        {"allow": true, "type": "b", "major": 7, "minor": 0, "access": "r"}
+        {"allow": true, "type": "b", "major": 7, "minor": 0, "access": "rm"}
     ])));
     assert!(out.contains("loop=0") && out.contains("made=0"), "{out}");
     assert!(out.contains("console=1"), "{out}");
+}
+
+#[test]
+fn fifo_devices_are_made_in_dev_and_get_no_device_rule() {
+    // A FIFO among linux.devices is made with its mode and owner, works as
+    // a pipe, and does not turn into a cgroup device rule (there is no "p"
+    // rule to write), in the container's own namespaces and in a user
+    // namespace (where mknod of a FIFO, unlike a device, is allowed).
+    let sb = Sandbox::new();
+    for userns in [false, true] {
+        let mut b = sb.bundle(&[
+            "sh",
+            "-c",
+            "stat -c '%F %a %u:%g' /dev/pipe0 /dev/sub/pipe1; (echo through > /dev/sub/pipe1 &); cat /dev/sub/pipe1",
+        ]);
+        b.set(
+            "/linux/devices",
+            json!([
+                {"path": "/dev/pipe0", "type": "p", "fileMode": 0o620, "uid": 1000, "gid": 1000},
+                {"path": "/dev/sub/pipe1", "type": "p", "major": 0, "minor": 0}
+            ]),
+        );
+        b.set(
+            "/linux/resources/devices",
+            json!([{"allow": false, "access": "rwm"}]),
+        );
+        if userns {
+            b.push("/linux/namespaces", json!({"type": "user"}));
+            let map = json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
+            b.set("/linux/uidMappings", map.clone());
+            b.set("/linux/gidMappings", map);
+        }
+        let out = sb.output(&b, "fifo");
+        assert_eq!(
+            out, "fifo 620 1000:1000\nfifo 666 0:0\nthrough\n",
+            "user namespace: {userns}"
+        );
+    }
 }

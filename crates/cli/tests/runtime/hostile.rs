@@ -9,17 +9,6 @@ use serde_json::json;
 
 use crate::support::*;
 
-fn create_fails(sb: &Sandbox, b: &Bundle, name: &str) -> String {
-    b.save();
-    let id = sb.id(name);
-    let out = sb.rt(&["create", "--bundle", b.path(), &id]);
-    assert!(!out.status.success(), "create succeeded");
-    assert_gone(sb, &id);
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(err.trim().lines().count(), 1, "one error line: {err}");
-    err
-}
-
 #[test]
 fn malformed_configs_name_the_field() {
     let sb = Sandbox::new();
@@ -69,11 +58,7 @@ fn malformed_configs_name_the_field() {
             json!([{"allow": true, "access": "rwx"}]),
             "linux.resources.devices[0].access",
         ),
-        (
-            "/mounts/0/destination",
-            json!("proc"),
-            "mounts[0].destination",
-        ),
+        ("/mounts/0/destination", json!(""), "mounts[0].destination"),
     ];
     for (pointer, value, field) in cases {
         let mut b = sb.bundle(&["true"]);
@@ -390,4 +375,62 @@ fn the_runtime_binary_and_host_fds_are_out_of_the_containers_reach() {
                  cat $f > /dev/null 2>&1 && echo \"read $f\"; done";
     let out = sb.ok(&["exec", &id, "sh", "-c", probe]);
     assert_eq!(out.trim(), "read /proc/self/environ");
+}
+
+#[test]
+fn a_runtime_on_a_read_only_mount_runs_as_it_is_and_stays_out_of_reach() {
+    // A binary no container can write needs no protective copy
+    // (docs/runtime.md): from a read-only install, create runs without
+    // re-executing itself, and the created init's exe, the installed file
+    // itself, cannot be opened for writing. From a writable install the
+    // init runs from the protective view instead.
+    let sb = Sandbox::new();
+    let dir = sb.dir.path().join("ro-install");
+    std::fs::create_dir(&dir).unwrap();
+    let sh = |cmd: &str| {
+        let ok = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "{cmd}");
+    };
+    let d = dir.display();
+    sh(&format!(
+        "mount -t tmpfs tmpfs {d} && cp {} {d}/ && mount -o remount,ro {d}",
+        bin()
+    ));
+    let ro = dir.join("berth-runtime");
+    let b = sb.bundle(&["true"]);
+    b.save();
+    let id = sb.id("roexe");
+    // Not through pipes: the created init keeps the runtime's stdio.
+    let err = sb.dir.path().join("ro-create.err");
+    let status = std::process::Command::new(&ro)
+        .arg("--root")
+        .arg(&sb.root)
+        .args(["create", "--bundle", b.path(), &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&err).unwrap()
+    );
+    let pid = sb.state(&id)["pid"].as_i64().unwrap();
+    let exe = format!("/proc/{pid}/exe");
+    assert_eq!(std::fs::read_link(&exe).unwrap(), ro, "re-executed");
+    let e = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&exe)
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+
+    let id = sb.id("rwexe");
+    sb.ok(&["create", "--bundle", b.path(), &id]);
+    let pid = sb.state(&id)["pid"].as_i64().unwrap();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_ne!(exe, std::path::Path::new(bin()), "not re-executed");
 }

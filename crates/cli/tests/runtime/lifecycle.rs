@@ -169,14 +169,41 @@ fn delete_force_stops_a_running_container() {
 }
 
 #[test]
-fn delete_of_a_created_container_kills_its_init() {
+fn delete_of_a_created_container_needs_force() {
+    // The runtime-spec: deleting a container that is not stopped must fail
+    // and have no effect; --force (what containerd and podman pass when
+    // they mean it) kills its init and deletes it.
     let sb = Sandbox::new();
     let b = sb.bundle(&["true"]);
     b.save();
     let id = sb.id("created");
     sb.ok(&["create", "--bundle", b.path(), &id]);
     let pid = sb.state(&id)["pid"].as_i64().unwrap();
+    let alive =
+        || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z"));
+    let out = sb.rt(&["delete", &id]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "deleted a created container");
+    assert!(
+        err.contains("not stopped") && err.contains("created"),
+        "{err}"
+    );
+    assert_eq!(sb.state(&id)["status"], "created");
+    assert!(alive(), "a refused delete killed the init");
+    assert!(
+        !cgroup_dirs(&id).is_empty(),
+        "a refused delete removed the cgroups"
+    );
+    // Still startable: the refused delete had no effect.
+    sb.ok(&["start", &id]);
+    wait_for(|| sb.state(&id)["status"] == "stopped");
     sb.ok(&["delete", &id]);
+    assert_gone(&sb, &id);
+
+    let id = sb.id("created");
+    sb.ok(&["create", "--bundle", b.path(), &id]);
+    let pid = sb.state(&id)["pid"].as_i64().unwrap();
+    sb.ok(&["delete", "--force", &id]);
     assert_gone(&sb, &id);
     let alive =
         std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z"));

@@ -15,5 +15,8 @@ mod mounts;
 mod namespaces;
 mod peers;
 mod process;
+mod spec_config;
+mod spec_config_linux;
+mod spec_runtime;
 mod terminal;
 mod v2_guest;

@@ -1,3 +1,5 @@
+use std::process::Command;
+
 use serde_json::json;
 
 use crate::support::*;
@@ -263,4 +265,207 @@ fn no_pivot_uses_move_and_chroot() {
     );
     assert!(text.contains("bin\n") && text.contains("etc\n"), "{text}");
     assert_eq!(text.lines().last(), Some("/"));
+}
+
+/// Runs mount(8), failing the test if it fails.
+fn mount_cmd(args: &[&str]) {
+    let out = Command::new("mount").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "mount {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn umount(path: &std::path::Path) {
+    let ok = Command::new("umount").arg("-l").arg(path).status().unwrap();
+    assert!(ok.success(), "umount {}", path.display());
+}
+
+/// Mounts a tmpfs over the sandbox's directory and makes it shared, as a
+/// systemd host's mounts are; bundles made afterwards live on it. The
+/// sandbox unmounts it (and whatever propagated under it) when it drops.
+fn share_sandbox(sb: &Sandbox) {
+    let dir = sb.dir.path().to_str().unwrap();
+    mount_cmd(&["-t", "tmpfs", "tmpfs", dir]);
+    mount_cmd(&["--make-shared", dir]);
+}
+
+/// Makes the bundle's rootfs a mount point of its own, as CRI runtimes
+/// give it: an overlay whose lower layer is the busybox tree.
+fn overlay_rootfs(b: &Bundle) {
+    let lower = b.dir.join("lower");
+    std::fs::rename(b.rootfs(), &lower).unwrap();
+    for d in ["upper", "work", "rootfs"] {
+        std::fs::create_dir(b.dir.join(d)).unwrap();
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        b.dir.join("upper").display(),
+        b.dir.join("work").display()
+    );
+    mount_cmd(&[
+        "-t",
+        "overlay",
+        "overlay",
+        "-o",
+        &opts,
+        b.rootfs().to_str().unwrap(),
+    ]);
+}
+
+/// Mount points of the host's mount table under `dir`.
+fn host_mounts_under(dir: &std::path::Path) -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let prefix = format!("{}/", dir.display());
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| p.starts_with(&prefix) || *p == prefix.trim_end_matches('/'))
+        .map(String::from)
+        .collect()
+}
+
+/// The propagation tags ("shared:N", "master:N", "unbindable") of the
+/// mount at `dest` in a mountinfo text.
+fn tags<'a>(mountinfo: &'a str, dest: &str) -> Vec<&'a str> {
+    let line = mountinfo
+        .lines()
+        .rfind(|l| l.split(' ').nth(4) == Some(dest))
+        .unwrap_or_else(|| panic!("no mount at {dest}:\n{mountinfo}"));
+    line.split(" - ")
+        .next()
+        .unwrap()
+        .split(' ')
+        .skip(6)
+        .collect()
+}
+
+#[test]
+fn rootfs_propagation_with_a_directory_and_a_mount_point_rootfs() {
+    let sb = Sandbox::new();
+    share_sandbox(&sb);
+    for overlay in [false, true] {
+        for prop in [
+            "private",
+            "rprivate",
+            "slave",
+            "rslave",
+            "shared",
+            "rshared",
+            "unbindable",
+            "runbindable",
+        ] {
+            let case = format!(
+                "{prop} with the rootfs a {}",
+                if overlay { "mount point" } else { "directory" }
+            );
+            let mut b = sb.bundle(&["true"]);
+            if overlay {
+                overlay_rootfs(&b);
+            }
+            b.set("/linux/rootfsPropagation", json!(prop));
+            b.save();
+            let before = host_mounts_under(&b.dir);
+            let id = sb.id("rprop");
+            let out = sb.rt(&["create", "--bundle", b.path(), &id]);
+            assert!(
+                out.status.success(),
+                "{case}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            // Nothing the runtime mounted for the container (the rootfs's
+            // self-bind, /proc, /dev, /sys...) reached the host.
+            assert_eq!(host_mounts_under(&b.dir), before, "{case}");
+            let pid = sb.state(&id)["pid"].as_i64().unwrap();
+            let inside = || std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+            let root = inside();
+            let root = tags(&root, "/");
+            let has = |t: &str| root.iter().any(|x| x.starts_with(t));
+            match prop.trim_start_matches('r') {
+                "private" => assert!(!has("shared:") && !has("master:"), "{case}: {root:?}"),
+                "slave" => assert!(has("master:") && !has("shared:"), "{case}: {root:?}"),
+                "shared" => assert!(has("shared:"), "{case}: {root:?}"),
+                "unbindable" => assert!(has("unbindable"), "{case}: {root:?}"),
+                _ => unreachable!(),
+            }
+            // A mount made on the host under the rootfs reaches a slave (or
+            // shared) root, never a private or unbindable one.
+            let from_host = b.rootfs().join("mnt");
+            std::fs::create_dir_all(&from_host).unwrap();
+            mount_cmd(&["-t", "tmpfs", "tmpfs", from_host.to_str().unwrap()]);
+            let seen = inside()
+                .lines()
+                .any(|l| l.split(' ').nth(4) == Some("/mnt"));
+            let expected = prop.contains("slave") || prop.contains("shared");
+            assert_eq!(seen, expected, "{case}: host mount seen inside");
+            umount(&from_host);
+            sb.ok(&["start", &id]);
+            sb.ok(&["delete", "--force", &id]);
+        }
+    }
+}
+
+#[test]
+fn rshared_propagates_both_ways_through_a_shared_volume() {
+    // Kubernetes' Bidirectional mount propagation: rootfsPropagation
+    // rshared, a volume bound rshared, the rootfs an overlay.
+    let sb = Sandbox::new();
+    share_sandbox(&sb);
+    // The volume lives on a shared mount of its own, as kubelet's do: the
+    // mount that holds a rootfs directory stops propagating into the
+    // container (docs/runtime.md).
+    let vols = sb.dir.path().join("vols");
+    std::fs::create_dir(&vols).unwrap();
+    mount_cmd(&["-t", "tmpfs", "tmpfs", vols.to_str().unwrap()]);
+    for overlay in [false, true] {
+        let vol = vols.join(format!("vol{}", overlay as u8));
+        std::fs::create_dir(&vol).unwrap();
+        let mut b = sb.bundle(&["sleep", "1000"]);
+        if overlay {
+            overlay_rootfs(&b);
+        }
+        b.set("/linux/rootfsPropagation", json!("rshared"));
+        b.push(
+            "/mounts",
+            json!({"destination": "/vol", "type": "bind", "source": vol, "options": ["rbind", "rshared"]}),
+        );
+        b.add_cap("CAP_SYS_ADMIN");
+        let id = sb.id("bidir");
+        sb.start(&b, &id);
+        assert!(
+            host_mounts_under(&b.dir)
+                .iter()
+                .all(|m| overlay && *m == b.rootfs().display().to_string()),
+            "the container's mounts reached the host: {:?}",
+            host_mounts_under(&b.dir)
+        );
+        // Host to container.
+        let from_host = vol.join("from-host");
+        std::fs::create_dir(&from_host).unwrap();
+        mount_cmd(&["-t", "tmpfs", "tmpfs", from_host.to_str().unwrap()]);
+        std::fs::write(from_host.join("f"), "host\n").unwrap();
+        assert_eq!(sb.ok(&["exec", &id, "cat", "/vol/from-host/f"]), "host\n");
+        // Container to host.
+        sb.ok(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "mkdir /vol/from-ctr && mount -t tmpfs none /vol/from-ctr && echo ctr > /vol/from-ctr/f",
+        ]);
+        let from_ctr = vol.join("from-ctr");
+        assert!(
+            host_mounts_under(&vol).contains(&from_ctr.display().to_string()),
+            "{:?}",
+            host_mounts_under(&vol)
+        );
+        assert_eq!(
+            std::fs::read_to_string(from_ctr.join("f")).unwrap(),
+            "ctr\n"
+        );
+        sb.ok(&["delete", "--force", &id]);
+        umount(&from_ctr);
+        umount(&from_host);
+    }
 }

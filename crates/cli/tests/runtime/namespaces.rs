@@ -288,3 +288,153 @@ fn net_devices_move_into_the_container() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("linux.netDevices.no-such-dev0"));
     assert_gone(&sb, &id);
 }
+
+/// A process holding namespaces of its own (`unshare` flags), killed when
+/// dropped.
+struct Holder(std::process::Child);
+
+impl Holder {
+    fn new(flags: &[&str]) -> Holder {
+        let child = Command::new("unshare")
+            .args(flags)
+            .args(["sleep", "1000"])
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i64;
+        let me = std::process::id() as i64;
+        wait_for(|| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+                && ns_of(pid, "uts") != ns_of(me, "uts")
+        });
+        Holder(child)
+    }
+
+    fn ns(&self, name: &str) -> String {
+        format!("/proc/{}/ns/{name}", self.0.id())
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn hostname_and_domainname_are_set_in_a_joined_uts_namespace() {
+    let sb = Sandbox::new();
+    let holder = Holder::new(&["--uts"]);
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host_domain = std::fs::read_to_string("/proc/sys/kernel/domainname").unwrap();
+    let mut b = sb.bundle(&[
+        "cat",
+        "/proc/sys/kernel/hostname",
+        "/proc/sys/kernel/domainname",
+    ]);
+    b.join_ns("uts", &holder.ns("uts"));
+    b.set("/hostname", json!("joined-host"));
+    b.set("/domainname", json!("joined.test"));
+    assert_eq!(sb.output(&b, "utsjoin"), "joined-host\njoined.test\n");
+    // They were set in the joined namespace, which keeps them...
+    let seen = Command::new("nsenter")
+        .arg(format!("--uts={}", holder.ns("uts")))
+        .args([
+            "cat",
+            "/proc/sys/kernel/hostname",
+            "/proc/sys/kernel/domainname",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&seen.stdout),
+        "joined-host\njoined.test\n"
+    );
+    // ...and not in the host's.
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        host_name
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/domainname").unwrap(),
+        host_domain
+    );
+    // Joining the runtime's own uts namespace by path would rename the
+    // host: refused, by field.
+    let mut b = sb.bundle(&["true"]);
+    b.join_ns("uts", &format!("/proc/{}/ns/uts", std::process::id()));
+    b.set("/hostname", json!("renamed-host"));
+    b.save();
+    let id = sb.id("utshost");
+    let out = sb.rt(&["create", "--bundle", b.path(), &id]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("hostname") && err.contains("runtime's own"),
+        "{err}"
+    );
+    assert_gone(&sb, &id);
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        host_name
+    );
+}
+
+#[test]
+fn a_config_without_a_mount_namespace_is_refused_citing_the_spec() {
+    // Decision (docs/runtime.md, "Namespaces"): the spec says an unlisted
+    // namespace is inherited; berth-runtime refuses to set a rootfs up in
+    // the host's mount namespace, says why, and `features` says so.
+    let sb = Sandbox::new();
+    let mut b = sb.bundle(&["true"]);
+    let ns: Vec<serde_json::Value> = b.config["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["type"] != "mount")
+        .cloned()
+        .collect();
+    b.set("/linux/namespaces", json!(ns));
+    b.save();
+    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let id = sb.id("nomnt");
+    let out = sb.rt(&["create", "--bundle", b.path(), &id]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("linux.namespaces")
+            && err.contains("config-linux.md")
+            && err.contains("\"Namespaces\"")
+            && err.contains("inherited"),
+        "{err}"
+    );
+    assert_gone(&sb, &id);
+    assert_eq!(
+        std::fs::read_to_string("/proc/self/mountinfo").unwrap(),
+        mounts_before
+    );
+    // Every other namespace may be left out: inherited from the runtime.
+    let me = std::process::id() as i64;
+    let mut b = sb.bundle(&["sleep", "1000"]);
+    b.set("/linux/namespaces", json!([{"type": "mount"}]));
+    b.set("/hostname", serde_json::Value::Null);
+    let id = sb.id("onlymnt");
+    sb.start(&b, &id);
+    let pid = sb.state(&id)["pid"].as_i64().unwrap();
+    for ns in ["pid", "net", "ipc", "uts", "cgroup"] {
+        assert_eq!(ns_of(pid, ns), ns_of(me, ns), "{ns} was not inherited");
+    }
+    assert_ne!(ns_of(pid, "mnt"), ns_of(me, "mnt"));
+    // features tells callers before they try.
+    let features: serde_json::Value = serde_json::from_str(&sb.ok(&["features"])).unwrap();
+    assert_eq!(
+        features["annotations"]["run.berth.linux.namespaces.requiredNew"],
+        "mount"
+    );
+    assert!(
+        features["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("mount"))
+    );
+}

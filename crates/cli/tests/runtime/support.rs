@@ -356,6 +356,19 @@ pub fn processes_with(needle: &str) -> Vec<i32> {
     pids
 }
 
+/// Creates a container from the bundle, expecting failure: asserts that
+/// nothing is left of it and that the error is one line, and returns it.
+pub fn create_fails(sb: &Sandbox, b: &Bundle, name: &str) -> String {
+    b.save();
+    let id = sb.id(name);
+    let out = sb.rt(&["create", "--bundle", b.path(), &id]);
+    assert!(!out.status.success(), "create succeeded");
+    assert_gone(sb, &id);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.trim().lines().count(), 1, "one error line: {err}");
+    err
+}
+
 /// Asserts that nothing of container `id` is left on the host.
 pub fn assert_gone(sb: &Sandbox, id: &str) {
     assert!(!sb.root.join(id).exists(), "state dir of {id} remains");

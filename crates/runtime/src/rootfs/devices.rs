@@ -14,17 +14,18 @@ use crate::mountcall::{clone_tree, move_mount};
 
 impl Rootfs<'_> {
     pub(super) fn create_devices(&self, devices: &[LinuxDevice]) -> Result<()> {
-        let default = |name: &str, minor| -> (PathBuf, LinuxDeviceType, i64, i64, u32, u32, u32) {
+        let default = |name: &str, minor| -> Node {
             let (major, minor) = if name == "tty" { (5, 0) } else { (1, minor) };
-            (
-                PathBuf::from(format!("/dev/{name}")),
-                LinuxDeviceType::C,
+            Node {
+                path: PathBuf::from(format!("/dev/{name}")),
+                typ: LinuxDeviceType::C,
                 major,
                 minor,
-                0o666,
-                0,
-                0,
-            )
+                mode: 0o666,
+                uid: 0,
+                gid: 0,
+                index: None,
+            }
         };
         let mut all = vec![
             default("null", 3),
@@ -34,44 +35,47 @@ impl Rootfs<'_> {
             default("urandom", 9),
             default("tty", 0),
         ];
-        for d in devices {
-            let entry = (
-                d.path().clone(),
-                d.typ(),
-                d.major(),
-                d.minor(),
-                d.file_mode().unwrap_or(0o666) & 0o7777,
-                d.uid().unwrap_or(0),
-                d.gid().unwrap_or(0),
-            );
-            match all.iter_mut().find(|x| x.0 == entry.0) {
+        for (i, d) in devices.iter().enumerate() {
+            let entry = Node {
+                path: d.path().clone(),
+                typ: d.typ(),
+                // A FIFO has no numbers (the spec makes them optional).
+                major: d.major(),
+                minor: d.minor(),
+                mode: d.file_mode().unwrap_or(0o666) & 0o7777,
+                uid: d.uid().unwrap_or(0),
+                gid: d.gid().unwrap_or(0),
+                index: Some(i),
+            };
+            match all.iter_mut().find(|x| x.path == entry.path) {
                 Some(slot) => *slot = entry,
                 None => all.push(entry),
             }
         }
-        for (path, typ, major, minor, mode, uid, gid) in all {
-            self.create_device(&path, typ, major, minor, mode, uid, gid)
-                .map_err(|e| match e {
-                    Error::Os { what, source } => {
-                        Error::os(format!("device {}: {what}", path.display()), source)
-                    }
-                    other => other,
-                })?;
+        for node in &all {
+            self.create_device(node).map_err(|e| match e {
+                Error::Os { what, source } => {
+                    Error::os(format!("device {}: {what}", node.path.display()), source)
+                }
+                other => other,
+            })?;
         }
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn create_device(
-        &self,
-        path: &Path,
-        typ: LinuxDeviceType,
-        major: i64,
-        minor: i64,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-    ) -> Result<()> {
+    fn create_device(&self, node: &Node) -> Result<()> {
+        let Node {
+            path,
+            typ,
+            major,
+            minor,
+            mode,
+            uid,
+            gid,
+            index,
+        } = node;
+        let (path, typ, major, minor, mode, uid, gid) =
+            (path.as_path(), *typ, *major, *minor, *mode, *uid, *gid);
         let kind = match typ {
             LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
             LinuxDeviceType::B => libc::S_IFBLK,
@@ -83,8 +87,9 @@ impl Rootfs<'_> {
                 ));
             }
         };
-        if self.userns {
-            // mknod is not allowed in a user namespace: bind the host's node.
+        if self.userns && kind != libc::S_IFIFO {
+            // mknod of a device is not allowed in a user namespace (of a
+            // FIFO it is): bind the host's node.
             let target = inroot::create_file(self.root(), path, 0o000).map_err(os("create"))?;
             let tree =
                 clone_tree(path, false).map_err(os(format!("clone host {}", path.display())))?;
@@ -106,6 +111,21 @@ impl Rootfs<'_> {
         match mknod() {
             Ok(()) => {}
             Err(rustix::io::Errno::EXIST) => {
+                let st = rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                    .ctx(|| "stat the existing file")?;
+                let same = st.st_mode & libc::S_IFMT == kind
+                    && (kind == libc::S_IFIFO || st.st_rdev == dev);
+                if let Some(i) = index.filter(|_| !same) {
+                    // The runtime-spec (config-linux.md, "Devices"): a file
+                    // at the path that does not match is an error.
+                    return Err(Error::config(
+                        format!("linux.devices[{i}].path"),
+                        format!(
+                            "{} exists in the rootfs and is not the requested device",
+                            path.display()
+                        ),
+                    ));
+                }
                 // What the image put there is replaced by the real device.
                 rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty())
                     .ctx(|| "remove the old node")?;
@@ -160,4 +180,17 @@ impl Rootfs<'_> {
         }
         Ok(())
     }
+}
+
+/// One node to make in the container: a default device, or the config's
+/// `linux.devices[index]`.
+struct Node {
+    path: PathBuf,
+    typ: LinuxDeviceType,
+    major: i64,
+    minor: i64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    index: Option<usize>,
 }

@@ -70,8 +70,29 @@ impl<'a> Rootfs<'a> {
         let linux = self.spec.linux().as_ref();
         let prop =
             mountopts::root_propagation(linux.and_then(|l| l.rootfs_propagation().as_deref()))?;
+        // Unbindable is put on "/" at the end (pivot::finish); until then a
+        // mount the rootfs's self-bind copies must not be unbindable.
+        let prop = if prop & libc::MS_UNBINDABLE != 0 {
+            (prop & !libc::MS_UNBINDABLE) | libc::MS_PRIVATE
+        } else {
+            prop
+        };
         mountcall::mount(None, Path::new("/"), None, prop, None)
             .map_err(os("set the propagation of /"))?;
+        let recursive_unshared = prop & libc::MS_REC != 0 && prop & libc::MS_SHARED == 0;
+        if !recursive_unshared {
+            // The mount holding the rootfs (the rootfs itself when it is a
+            // mount point, as CRI runtimes give it) may still be shared
+            // with the host's. Then the self-bind below, and every mount
+            // made under it, would show up on the host, and pivot_root
+            // refuses a new root whose parent is shared. As a slave it
+            // still receives the host's mounts but sends none back; the
+            // propagation the config asks for is put on "/" at the end
+            // (pivot::finish).
+            let holder = holding_mount(self.path);
+            mountcall::mount(None, &holder, None, libc::MS_SLAVE, None)
+                .map_err(os(format!("make {} a slave mount", holder.display())))?;
+        }
         // pivot_root needs the new root to be a mount point.
         mountcall::mount(
             Some(self.path),
@@ -339,6 +360,44 @@ impl<'a> Rootfs<'a> {
         }
         Ok(())
     }
+}
+
+/// The mount point of the mount that holds `path`: `path` itself when it is
+/// a mount point, else its nearest ancestor that is one.
+fn holding_mount(path: &Path) -> PathBuf {
+    use rustix::fs::{AtFlags, StatxAttributes, StatxFlags};
+    let mut cur = path;
+    loop {
+        match rustix::fs::statx(
+            rustix::fs::CWD,
+            cur,
+            AtFlags::empty(),
+            StatxFlags::BASIC_STATS,
+        ) {
+            Ok(st) if st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) => {
+                if st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT) {
+                    return cur.to_path_buf();
+                }
+            }
+            // A kernel without STATX_ATTR_MOUNT_ROOT: ask mountinfo.
+            _ => return holding_mount_from_mountinfo(path),
+        }
+        match cur.parent() {
+            Some(p) => cur = p,
+            None => return PathBuf::from("/"),
+        }
+    }
+}
+
+fn holding_mount_from_mountinfo(path: &Path) -> PathBuf {
+    let info =
+        crate::fsutil::read_kernel_file(Path::new("/proc/self/mountinfo")).unwrap_or_default();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| PathBuf::from(m.replace("\\040", " ")))
+        .filter(|m| path.starts_with(m))
+        .max_by_key(|m| m.as_os_str().len())
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// Puts a detached mount tree at `target` with the options' attributes and

@@ -3,7 +3,7 @@
 use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use oci_spec::runtime::Spec;
 use rustix::fs::{Mode, OFlags};
@@ -22,13 +22,12 @@ pub fn enter(rootfs: &Path, no_pivot: bool, spec: &Spec) -> Result<()> {
         .and_then(|l| l.rootfs_propagation().as_deref())
         .is_some_and(|p| p.contains("shared"));
     if shared {
-        // pivot_root refuses shared mounts around it; the propagation the
-        // config asks for is put back on "/" afterwards (finish).
-        let parent = parent_mount(rootfs);
-        for p in [Path::new("/"), parent.as_path(), rootfs] {
-            mountcall::mount(None, p, None, libc::MS_PRIVATE, None)
-                .map_err(os(format!("make {} private for pivot_root", p.display())))?;
-        }
+        // pivot_root (and a move onto "/") refuses a shared "/"; the mount
+        // holding the rootfs is no longer shared (Rootfs::prepare). The
+        // propagation the config asks for is put back on "/" afterwards
+        // (finish).
+        mountcall::mount(None, Path::new("/"), None, libc::MS_PRIVATE, None)
+            .map_err(os("make / private for pivot_root"))?;
     }
     if no_pivot {
         rustix::process::chdir(rootfs).ctx(|| "chdir to the rootfs")?;
@@ -60,19 +59,6 @@ pub fn enter(rootfs: &Path, no_pivot: bool, spec: &Spec) -> Result<()> {
     mountcall::umount(Path::new("."), libc::MNT_DETACH).map_err(os("detach the old root"))?;
     rustix::process::chdir("/").ctx(|| "chdir /")?;
     Ok(())
-}
-
-/// The mount point that holds `path` (not counting `path` itself).
-fn parent_mount(path: &Path) -> PathBuf {
-    let info =
-        crate::fsutil::read_kernel_file(Path::new("/proc/self/mountinfo")).unwrap_or_default();
-    let parent = path.parent().unwrap_or(Path::new("/"));
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|m| PathBuf::from(m.replace("\\040", " ")))
-        .filter(|m| parent.starts_with(m))
-        .max_by_key(|m| m.as_os_str().len())
-        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// After pivot_root: hide the masked paths, freeze the read-only ones and
