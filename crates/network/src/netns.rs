@@ -1,5 +1,6 @@
 //! Network namespaces pinned by a bind mount, as `ip netns add` does, so they
-//! outlive every process in them and can be named by path (CNI_NETNS).
+//! outlive every process in them and can be named by path (CNI_NETNS); and
+//! a pod's uts and ipc namespaces, pinned the same way.
 //!
 //! Nothing here changes the calling thread's namespace: new namespaces are
 //! made, and foreign ones entered, in short-lived threads. unshare(2) and
@@ -21,7 +22,7 @@ const NSFS_MAGIC: i64 = 0x6e73_6673;
 pub enum NetnsError {
     #[error("invalid netns name {0:?}: must be a single path component without NUL")]
     InvalidName(String),
-    #[error("netns pin {0} already exists")]
+    #[error("namespace pin {0} already exists")]
     Exists(PathBuf),
     #[error("{what} {path}: {source}")]
     Io {
@@ -59,48 +60,109 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 
 /// Creates a new network namespace with `lo` up, pinned at `<dir>/<name>`.
 pub fn create(dir: &Path, name: &str) -> Result<PathBuf> {
-    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
-        return Err(NetnsError::InvalidName(name.to_string()));
-    }
+    check_name(name)?;
     fs::create_dir_all(dir).map_err(io_err("creating netns directory", dir))?;
     make_shared(dir)?;
     let pin = dir.join(name);
-    // The pin is an empty file the namespace gets bind-mounted over; O_EXCL
-    // so two creators of one name cannot share (and later both remove) it.
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o444)
-        .open(&pin)
-    {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            return Err(NetnsError::Exists(pin));
-        }
-        Err(e) => return Err(io_err("creating netns pin", &pin)(e)),
+    create_pinned(&[(Kind::Net, pin.clone())], || crate::link::set_up("lo"))?;
+    Ok(pin)
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(NetnsError::InvalidName(name.to_string()));
     }
-    let target = pin.clone();
-    let made = std::thread::spawn(move || -> Result<()> {
-        // SAFETY: unshare only affects this thread, which ends right after.
-        check(unsafe { libc::unshare(libc::CLONE_NEWNET) })
-            .map_err(io_err("unshare(CLONE_NEWNET) for", &target))?;
-        crate::link::set_up("lo").map_err(io_err("bringing lo up in", &target))?;
-        bind_mount(Path::new("/proc/thread-self/ns/net"), &target)
-            .map_err(io_err("pinning netns at", &target))
-    })
-    .join()
-    .unwrap_or_else(|_| {
-        Err(NetnsError::Io {
-            what: "netns creation thread panicked for",
-            path: pin.clone(),
-            source: io::Error::other("panic"),
+    Ok(())
+}
+
+/// A kind of namespace a thread can make for itself alone (unshare(2)
+/// acts on the calling thread for these) and a bind mount can pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Net,
+    Uts,
+    Ipc,
+}
+
+impl Kind {
+    fn flag(self) -> libc::c_int {
+        match self {
+            Kind::Net => libc::CLONE_NEWNET,
+            Kind::Uts => libc::CLONE_NEWUTS,
+            Kind::Ipc => libc::CLONE_NEWIPC,
+        }
+    }
+
+    fn proc_name(self) -> &'static str {
+        match self {
+            Kind::Net => "net",
+            Kind::Uts => "uts",
+            Kind::Ipc => "ipc",
+        }
+    }
+}
+
+/// Makes one new namespace of each kind given, runs `setup` inside them
+/// (a hostname, `lo` up) and pins each at its path, so they outlive every
+/// process: a pod's namespaces without a process to hold them. The
+/// directories must exist; on error nothing is left pinned.
+pub fn create_pinned(
+    pins: &[(Kind, PathBuf)],
+    setup: impl FnOnce() -> io::Result<()> + Send,
+) -> Result<()> {
+    let mut made: Vec<&Path> = Vec::new();
+    for (_, pin) in pins {
+        // An empty file the namespace gets bind-mounted over; O_EXCL so
+        // two creators of one name cannot share (and later both remove) it.
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .open(pin)
+        {
+            Ok(_) => made.push(pin),
+            Err(e) => {
+                for p in made {
+                    let _ = remove(p);
+                }
+                return Err(match e.kind() {
+                    io::ErrorKind::AlreadyExists => NetnsError::Exists(pin.clone()),
+                    _ => io_err("creating namespace pin", pin)(e),
+                });
+            }
+        }
+    }
+    let flags = pins.iter().fold(0, |f, (k, _)| f | k.flag());
+    let first = pins.first().map(|(_, p)| p.clone()).unwrap_or_default();
+    let done = std::thread::scope(|s| {
+        s.spawn(|| -> Result<()> {
+            // SAFETY: unshare of these kinds only affects this thread,
+            // which ends right after.
+            check(unsafe { libc::unshare(flags) })
+                .map_err(io_err("unshare namespaces for", &first))?;
+            setup().map_err(io_err("setting up the namespaces of", &first))?;
+            for (kind, pin) in pins {
+                let own = PathBuf::from(format!("/proc/thread-self/ns/{}", kind.proc_name()));
+                bind_mount(&own, pin).map_err(io_err("pinning namespace at", pin))?;
+            }
+            Ok(())
+        })
+        .join()
+        .unwrap_or_else(|_| {
+            Err(NetnsError::Io {
+                what: "namespace creation thread panicked for",
+                path: first.clone(),
+                source: io::Error::other("panic"),
+            })
         })
     });
-    if let Err(e) = made {
-        let _ = remove(&pin);
+    if let Err(e) = done {
+        for (_, pin) in pins {
+            let _ = remove(pin);
+        }
         return Err(e);
     }
-    Ok(pin)
+    Ok(())
 }
 
 /// Makes `dir` a mount point with shared propagation, as `ip netns` does with
