@@ -114,6 +114,12 @@ impl Client {
         })
     }
 
+    /// The connection and what was already read from it, for a caller
+    /// that goes on with its own (asynchronous) I/O after the request.
+    pub fn into_parts(self) -> (UnixStream, Decoder) {
+        (self.sock, self.dec)
+    }
+
     pub fn send_stdin(&self, data: &[u8]) -> Result<()> {
         for chunk in data.chunks(STDIN_CHUNK) {
             self.send(&Frame::Stdin(chunk.to_vec()))?;
