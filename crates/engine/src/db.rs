@@ -185,6 +185,20 @@ impl Db {
         Err(self.lost_race(c))
     }
 
+    /// Writes what the container was created as anew (`update` changes its
+    /// resources), with the same version check as a state change.
+    pub fn update_container_spec(&self, c: &mut Container) -> Result<()> {
+        let n = self.conn().execute(
+            "UPDATE containers SET spec = ?2, version = version + 1 WHERE id = ?1 AND version = ?3",
+            params![c.id, to_json(&c.spec()), c.version],
+        )?;
+        if n == 1 {
+            c.version += 1;
+            return Ok(());
+        }
+        Err(self.lost_race(c))
+    }
+
     /// Renames the container (its name is a column of its own).
     pub fn rename_container(&self, c: &mut Container, new: &str) -> Result<()> {
         let r = self.conn().execute(

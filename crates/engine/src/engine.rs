@@ -109,9 +109,14 @@ impl Engine {
 
     /// A container's event, with its name and image.
     pub(crate) fn container_event(&self, c: &Container, action: &str) -> berth_base::events::Event {
-        berth_base::events::Event::new("container", action, &c.id)
+        let e = berth_base::events::Event::new("container", action, &c.id)
             .attr("name", c.name.as_str())
-            .attr("image", c.config.image.as_str())
+            .attr("image", c.config.image.as_str());
+        match (&c.config.owner, &c.config.pod) {
+            (Some(o), Some(p)) => e.attr("owner", o.as_str()).attr("pod", p.as_str()),
+            (Some(o), None) => e.attr("owner", o.as_str()),
+            _ => e,
+        }
     }
 
     /// The lifecycle events from now on, as they happen (any berth

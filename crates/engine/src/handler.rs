@@ -2,8 +2,9 @@
 //! process; an external one drives any runc-compatible binary by its
 //! command line. Both keep their state under berth's run root.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
 
@@ -90,18 +91,34 @@ impl Handler {
     }
 
     fn external(&self, args: &[&str]) -> Result<String> {
+        self.external_with_input(args, &[])
+    }
+
+    /// Runs the external runtime with `input` on its stdin.
+    fn external_with_input(&self, args: &[&str], input: &[u8]) -> Result<String> {
         let Handler::External { name, path, root } = self else {
             unreachable!("external only")
         };
-        let out = Command::new(path)
+        let failed = |e: std::io::Error| Error::ExternalRuntime {
+            runtime: name.clone(),
+            why: format!("cannot run {}: {e}", path.display()),
+        };
+        let mut child = Command::new(path)
             .arg("--root")
             .arg(root)
             .args(args)
-            .output()
-            .map_err(|e| Error::ExternalRuntime {
-                runtime: name.clone(),
-                why: format!("cannot run {}: {e}", path.display()),
-            })?;
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(failed)?;
+        // Small enough for the pipe: written whole before the output is
+        // read.
+        let mut stdin = child.stdin.take().expect("piped");
+        let wrote = stdin.write_all(input);
+        drop(stdin);
+        let out = child.wait_with_output().map_err(failed)?;
+        wrote.map_err(failed)?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             return Err(Error::ExternalRuntime {
@@ -201,6 +218,18 @@ impl Handler {
         match self {
             Handler::Builtin { root } => Ok(Self::builtin(root).resume(id)?),
             Handler::External { .. } => self.external(&["resume", id]).map(drop),
+        }
+    }
+
+    /// New cgroup limits for a running container.
+    pub fn update(&self, id: &str, r: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        match self {
+            Handler::Builtin { root } => Ok(Self::builtin(root).update(id, r)?),
+            Handler::External { .. } => {
+                let json = serde_json::to_vec(r).expect("resources serialize");
+                self.external_with_input(&["update", "--resources", "-", id], &json)
+                    .map(drop)
+            }
         }
     }
 

@@ -22,6 +22,7 @@ pub mod recover;
 mod seccomp;
 pub mod signals;
 pub mod spec;
+pub mod update;
 mod volumes;
 
 pub use berth_network;
@@ -29,3 +30,4 @@ pub use engine::{Engine, Options};
 pub use error::{Error, Result};
 pub use exec::{ExecRequest, ExecSession};
 pub use images::PullPolicy;
+pub use update::ResourceUpdate;

@@ -269,6 +269,7 @@ impl Engine {
         c.state.started_at = Some(now());
         c.state.finished_at = None;
         c.state.exit_code = None;
+        c.state.oom_killed = false;
         self.db.update_container(&mut c)?;
         self.emit(self.container_event(&c, "start"));
         Ok(c)
@@ -296,34 +297,53 @@ impl Engine {
             self.ensure_pod_running(p)?;
         }
         let own_netns = net::setup(self, c, &mut s)?;
-        let hostname = s.hostname().clone().unwrap_or_else(|| c.name.clone());
+        let pod = match &c.config.pod {
+            Some(p) => Some(self.db.find_pod(p)?),
+            None => None,
+        };
+        // A pod's containers go by the pod's hostname (their spec sets
+        // none: the uts namespace is the pod's).
+        let hostname = match &pod {
+            Some(p) => p.hostname.clone(),
+            None => s.hostname().clone().unwrap_or_else(|| c.name.clone()),
+        };
         let ips: Vec<String> = c.networks.iter().flat_map(|n| n.ips.clone()).collect();
+        // A file the request mounts itself (kubelet's /etc/hosts) is left
+        // as the request has it.
+        let requested = |dest: &str| {
+            c.config
+                .volumes
+                .iter()
+                .any(|v| v.destination.trim_end_matches('/') == dest)
+        };
         if c.config.network != NetworkMode::Host {
             etcfiles::write(&ud, "hosts", &etcfiles::hosts(&hostname, &c.name, &ips))?;
             etcfiles::write(&ud, "hostname", &format!("{hostname}\n"))?;
-            spec::bind_file(&mut s, "/etc/hosts", &path_str(&ud.join("hosts")), false);
-            spec::bind_file(
-                &mut s,
-                "/etc/hostname",
-                &path_str(&ud.join("hostname")),
-                false,
-            );
+            if !requested("/etc/hosts") {
+                spec::bind_file(&mut s, "/etc/hosts", &path_str(&ud.join("hosts")), false);
+            }
+            if !requested("/etc/hostname") {
+                spec::bind_file(
+                    &mut s,
+                    "/etc/hostname",
+                    &path_str(&ud.join("hostname")),
+                    false,
+                );
+            }
         }
-        let pod_dns = match &c.config.pod {
-            Some(p) => self.db.find_pod(p)?.options.dns,
-            None => None,
-        };
-        let resolv = match pod_dns {
+        let resolv = match pod.and_then(|p| p.options.dns) {
             Some(d) => d.resolv_conf(),
             None => etcfiles::resolv_conf(own_netns),
         };
         etcfiles::write(&ud, "resolv.conf", &resolv)?;
-        spec::bind_file(
-            &mut s,
-            "/etc/resolv.conf",
-            &path_str(&ud.join("resolv.conf")),
-            false,
-        );
+        if !requested("/etc/resolv.conf") {
+            spec::bind_file(
+                &mut s,
+                "/etc/resolv.conf",
+                &path_str(&ud.join("resolv.conf")),
+                false,
+            );
+        }
         write_spec(&dir, &s)?;
 
         let rundir = self.rundir(&c.id);
@@ -449,6 +469,7 @@ impl Engine {
                     Some(e) => {
                         c.state.exit_code = Some(e.exit_code);
                         c.state.finished_at = Some(e.finished_at);
+                        c.state.oom_killed = e.oom_killed;
                     }
                     None => {
                         c.state.exit_code = None;
@@ -644,7 +665,7 @@ impl Engine {
 
 /// What a request must satisfy however it came (CLI, CRI): limits that
 /// keep one container from tying up the host, values the kernel takes.
-fn check_config(c: &ContainerConfig) -> Result<()> {
+pub(crate) fn check_config(c: &ContainerConfig) -> Result<()> {
     berth_network::ports::check_count(&c.ports).map_err(|e| Error::invalid("-p", e.to_string()))?;
     if let Some(s) = &c.stop_signal {
         crate::signals::parse(s)?;

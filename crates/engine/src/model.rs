@@ -202,6 +202,10 @@ pub struct State {
     /// and must be released by cleanup.
     #[serde(default)]
     pub needs_cleanup: bool,
+    /// The kernel's OOM killer struck in the container's cgroup during the
+    /// last run.
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 impl Default for State {
@@ -213,6 +217,7 @@ impl Default for State {
             finished_at: None,
             exit_code: None,
             needs_cleanup: false,
+            oom_killed: false,
         }
     }
 }
@@ -354,6 +359,12 @@ pub struct Pod {
     #[serde(default)]
     pub infra_start: u64,
     pub netns: Option<String>,
+    /// The pod's pinned uts and ipc namespaces while it runs (a pod that
+    /// shares its pid namespace has its infra process hold them instead).
+    #[serde(default)]
+    pub uts_ns: Option<String>,
+    #[serde(default)]
+    pub ipc_ns: Option<String>,
     pub networks: Vec<Attached>,
     /// What else the pod was asked for (CRI's sandbox config).
     #[serde(default)]
@@ -421,8 +432,25 @@ impl Pod {
         })
     }
 
-    /// The infra process runs (the very one the record names).
+    /// Its namespaces are there: held by the infra process the record
+    /// names (the very one), or pinned.
     pub fn running(&self) -> bool {
-        self.infra().is_some_and(|p| p.is_alive())
+        if self.options.share_pid {
+            return self.infra().is_some_and(|p| p.is_alive());
+        }
+        self.uts_ns
+            .as_deref()
+            .is_some_and(|u| berth_network::netns::exists(std::path::Path::new(u)))
+    }
+
+    /// The path of one of its namespaces ("uts", "ipc", "pid") for a
+    /// container to join.
+    pub fn namespace(&self, kind: &str) -> Option<String> {
+        let pinned = match kind {
+            "uts" => self.uts_ns.clone(),
+            "ipc" => self.ipc_ns.clone(),
+            _ => None,
+        };
+        pinned.or_else(|| self.infra().map(|i| format!("/proc/{}/ns/{kind}", i.pid)))
     }
 }

@@ -395,12 +395,11 @@ pub fn setup(e: &Engine, c: &mut Container, s: &mut oci_spec::runtime::Spec) -> 
             if !pod.running() {
                 return Err(Error::Conflict(format!("pod {} is not running", pod.name)));
             }
-            let netns = pod
-                .netns
-                .clone()
-                .unwrap_or_else(|| format!("/proc/{}/ns/net", pod.infra_pid));
-            spec::set_network(s, NetNs::Join(&netns));
-            spec::join_pod(s, pod.infra_pid, &pod.options);
+            match &pod.netns {
+                Some(n) => spec::set_network(s, NetNs::Join(n)),
+                None => spec::set_network(s, NetNs::Host),
+            }
+            spec::join_pod(s, &pod)?;
             c.networks = pod.networks.clone();
             Ok(pod.network != NetworkMode::Host)
         }

@@ -1,7 +1,9 @@
-//! Pods: containers sharing network, ipc and uts namespaces, held by an
-//! infra process of berth's own (no image): a process that enters the
-//! pod's pinned network namespace, makes new ipc and uts namespaces, sets
-//! the pod's hostname and sleeps until told to stop.
+//! Pods: containers sharing network, ipc and uts namespaces, pinned by
+//! bind mounts as network namespaces are: no pause image, no process. Only
+//! a pod whose containers share one pid namespace has an infra process of
+//! berth's own (`berth pod infra`), that namespace's init: it enters the
+//! pod's network namespace, makes the pid, ipc and uts namespaces, sets the
+//! hostname, reaps orphans and sleeps until told to stop.
 
 use std::io::Write;
 use std::os::fd::FromRawFd;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use berth_network::{PortMapping, netns};
 
 use crate::engine::{Engine, now, path_str, poll_until};
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::ids;
 use crate::model::{Container, NetworkMode, Pod, PodOptions, Status};
 use crate::net;
@@ -61,6 +63,8 @@ impl Engine {
             infra_pid: 0,
             infra_start: 0,
             netns: None,
+            uts_ns: None,
+            ipc_ns: None,
             networks: Vec::new(),
             options: r.options,
             version: 0,
@@ -153,14 +157,44 @@ impl Engine {
                 })?)
             }
         };
+        if p.options.share_pid {
+            self.infra_launch(p, netns.as_deref())
+        } else {
+            self.pin_namespaces(p)
+        }
+    }
+
+    /// The pod's uts (with its hostname) and ipc namespaces, pinned: no
+    /// process holds them.
+    fn pin_namespaces(&self, p: &mut Pod) -> Result<()> {
+        let dir = self.run_root.join("pins");
+        std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+        let pin = |kind: &str| dir.join(format!("{}-{kind}", crate::ids::short(&p.id)));
+        let mut pins = vec![(netns::Kind::Uts, pin("uts"))];
+        if !p.options.host_ipc {
+            pins.push((netns::Kind::Ipc, pin("ipc")));
+        }
+        // Recorded before they are made: a crash leaves pins that release
+        // finds.
+        p.uts_ns = Some(path_str(&pins[0].1));
+        p.ipc_ns = pins.get(1).map(|(_, x)| path_str(x));
+        self.db.update_pod(p)?;
+        let hostname = p.hostname.clone();
+        netns::create_pinned(&pins, move || {
+            rustix::system::sethostname(hostname.as_bytes()).map_err(std::io::Error::from)
+        })
+        .map_err(|e| Error::Network(format!("pod {}: {e}", p.name)))
+    }
+
+    /// The infra process of a pod sharing one pid namespace: its init,
+    /// holding the pod's uts and ipc namespaces too.
+    fn infra_launch(&self, p: &mut Pod, netns: Option<&Path>) -> Result<()> {
         let mut cmd = Command::new(&self.berth);
         cmd.args(["pod", "infra", "--hostname", &p.hostname]);
-        if let Some(n) = &netns {
+        if let Some(n) = netns {
             cmd.arg("--netns").arg(n);
         }
-        if p.options.share_pid {
-            cmd.arg("--share-pid");
-        }
+        cmd.arg("--share-pid");
         if p.options.host_ipc {
             cmd.arg("--host-ipc");
         }
@@ -171,7 +205,8 @@ impl Engine {
         self.db.update_pod(p)
     }
 
-    /// Stops the infra process and releases the pod's network. Idempotent.
+    /// Stops the infra process, unpins the namespaces and releases the
+    /// pod's network. Idempotent.
     fn pod_release(&self, p: &mut Pod) -> Result<()> {
         // Signalled through a pidfd of the very process the record names:
         // after a reboot its pid may be another's.
@@ -184,6 +219,9 @@ impl Engine {
         }
         p.infra_pid = 0;
         p.infra_start = 0;
+        for pin in [p.uts_ns.take(), p.ipc_ns.take()].into_iter().flatten() {
+            netns::remove(Path::new(&pin)).map_err(|e| Error::Network(e.to_string()))?;
+        }
         match p.network {
             NetworkMode::Default | NetworkMode::Bridge(_) => {
                 net::detach_all(self, &p.id, &p.network, &p.ports, p.netns.as_deref())?

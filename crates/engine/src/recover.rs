@@ -277,6 +277,17 @@ pub fn sweep(e: &Engine) -> Result<Swept> {
             }
         }
     }
+    if let Ok(rd) = std::fs::read_dir(e.run_root.join("pins")) {
+        for d in rd.flatten() {
+            let name = d.file_name().to_string_lossy().into_owned();
+            let owner = name.rsplit_once('-').map_or(name.as_str(), |(o, _)| o);
+            if !shorts.contains(owner) {
+                berth_network::netns::remove(&d.path())
+                    .map_err(|err| Error::Network(err.to_string()))?;
+                out.leftovers += 1;
+            }
+        }
+    }
     for owner in gone.drain() {
         release_network(e, &owner)?;
         out.leftovers += 1;
@@ -348,6 +359,8 @@ pub(crate) fn rebuild(e: &Engine) -> Result<usize> {
                 p.infra_pid = 0;
                 p.infra_start = 0;
                 p.netns = None;
+                p.uts_ns = None;
+                p.ipc_ns = None;
                 p.networks.clear();
                 match e.db.insert_pod(&mut p) {
                     Ok(()) => n += 1,
@@ -400,6 +413,7 @@ fn rebuilt_state(e: &Engine, f: &ContainerFile) -> Result<ContainerRun> {
             {
                 Some(x) => {
                     run.state.exit_code = Some(x.exit_code);
+                    run.state.oom_killed = x.oom_killed;
                     run.state.finished_at = Some(x.finished_at);
                     Status::Exited
                 }

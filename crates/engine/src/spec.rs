@@ -199,18 +199,22 @@ pub fn set_network(spec: &mut Spec, how: NetNs) {
 /// Joins the namespaces the pod's infra process `infra` holds: uts, ipc
 /// (or the host's), pid when the pod shares one (or the host's), and the
 /// pod's sysctls.
-pub fn join_pod(spec: &mut Spec, infra: i32, o: &crate::model::PodOptions) {
-    let ns = |t: &str| format!("/proc/{infra}/ns/{t}");
-    set_namespace(spec, LinuxNamespaceType::Uts, NetNs::Join(&ns("uts")));
+pub fn join_pod(spec: &mut Spec, pod: &crate::model::Pod) -> Result<()> {
+    let o = &pod.options;
+    let ns = |t: &str| {
+        pod.namespace(t)
+            .ok_or_else(|| Error::Conflict(format!("pod {}: its {t} namespace is gone", pod.name)))
+    };
+    set_namespace(spec, LinuxNamespaceType::Uts, NetNs::Join(&ns("uts")?));
     if o.host_ipc {
         set_namespace(spec, LinuxNamespaceType::Ipc, NetNs::Host);
     } else {
-        set_namespace(spec, LinuxNamespaceType::Ipc, NetNs::Join(&ns("ipc")));
+        set_namespace(spec, LinuxNamespaceType::Ipc, NetNs::Join(&ns("ipc")?));
     }
     if o.host_pid {
         set_namespace(spec, LinuxNamespaceType::Pid, NetNs::Host);
     } else if o.share_pid {
-        set_namespace(spec, LinuxNamespaceType::Pid, NetNs::Join(&ns("pid")));
+        set_namespace(spec, LinuxNamespaceType::Pid, NetNs::Join(&ns("pid")?));
     }
     if !o.sysctls.is_empty() {
         let l = linux(spec);
@@ -223,6 +227,7 @@ pub fn join_pod(spec: &mut Spec, infra: i32, o: &crate::model::PodOptions) {
     // The pod's hostname is set by the pod; a container joining the uts
     // namespace must not set its own.
     spec.set_hostname(None);
+    Ok(())
 }
 
 fn mount(destination: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
@@ -262,6 +267,9 @@ pub fn add_volume(spec: &mut Spec, v: &VolumeMount, source: &str) -> Result<()> 
                     "ro" | "rw" | "nosuid" | "nodev" | "noexec" | "suid" | "dev" | "exec" => {
                         o.push(x)
                     }
+                    // Read-only all the way down, submounts too (CRI's
+                    // recursive_read_only; mount_setattr(2)).
+                    "rro" => o.extend(["ro", "rro"]),
                     "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => prop = x,
                     "z" | "Z" => {} // SELinux relabelling: nothing to do without SELinux.
                     other => {
@@ -518,21 +526,9 @@ fn id_maps(maps: &[(u32, u32, u32)]) -> Vec<oci_spec::runtime::LinuxIdMapping> {
         .collect()
 }
 
-/// Everything of `Extra`: kernel parameters, the rest of the resources,
-/// limits, groups, LSM labels, paths and a user namespace. Groups by name
-/// are looked up in the image's /etc/group under `rootfs`.
-pub fn set_extra(spec: &mut Spec, x: &Extra, rootfs: &std::path::Path) -> Result<()> {
-    if !x.sysctls.is_empty() {
-        let l = linux(spec);
-        let mut m = l.sysctl().clone().unwrap_or_default();
-        m.extend(x.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())));
-        l.set_sysctl(Some(m));
-    }
-    if !x.annotations.is_empty() {
-        let a = spec.annotations_mut().get_or_insert_with(Default::default);
-        a.extend(x.annotations.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
-    let r = resources(spec);
+/// The resources of `Extra` (cpu, memory beyond the limit, hugepages,
+/// cgroup v2 files).
+fn set_extra_resources(r: &mut LinuxResources, x: &Extra) {
     if x.cpu_shares.is_some()
         || x.cpu_quota.is_some()
         || x.cpu_period.is_some()
@@ -582,6 +578,40 @@ pub fn set_extra(spec: &mut Spec, x: &Extra, rootfs: &std::path::Path) -> Result
     if !x.unified.is_empty() {
         r.set_unified(Some(x.unified.clone().into_iter().collect()));
     }
+}
+
+/// The cgroup resources a container config asks for, as the runtime's
+/// `update` takes them.
+pub fn resources_of(c: &ContainerConfig) -> LinuxResources {
+    let mut s = Spec::default();
+    set_resources(&mut s, c);
+    set_extra_resources(resources(&mut s), &c.extra);
+    let mut r = s
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default();
+    // The device rules are the container's for its life, not a resource
+    // to update (Spec::default's deny-all would replace them).
+    r.set_devices(None);
+    r
+}
+
+/// Everything of `Extra`: kernel parameters, the rest of the resources,
+/// limits, groups, LSM labels, paths and a user namespace. Groups by name
+/// are looked up in the image's /etc/group under `rootfs`.
+pub fn set_extra(spec: &mut Spec, x: &Extra, rootfs: &std::path::Path) -> Result<()> {
+    if !x.sysctls.is_empty() {
+        let l = linux(spec);
+        let mut m = l.sysctl().clone().unwrap_or_default();
+        m.extend(x.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())));
+        l.set_sysctl(Some(m));
+    }
+    if !x.annotations.is_empty() {
+        let a = spec.annotations_mut().get_or_insert_with(Default::default);
+        a.extend(x.annotations.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    set_extra_resources(resources(spec), x);
     if let Some(p) = spec.process_mut() {
         if let Some(adj) = x.oom_score_adj {
             p.set_oom_score_adj(Some(adj));
