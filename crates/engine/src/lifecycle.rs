@@ -375,6 +375,9 @@ impl Engine {
             events_dir: Some(self.run_root.clone()),
             name: c.name.clone(),
             image: c.config.image.clone(),
+            // Owner and pod, so that a die read after the removal still
+            // says whose container it was.
+            event_attributes: self.container_event(c, "die").actor.attributes,
         };
         let cfg_path = ud.join("monitor.json");
         monitor_cfg

@@ -42,6 +42,9 @@ pub struct Config {
     pub name: String,
     #[serde(default)]
     pub image: String,
+    /// More attributes of its events (who manages the container, its pod).
+    #[serde(default)]
+    pub event_attributes: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -648,9 +648,11 @@ impl<'a> Monitor<'a> {
         if let Some(dir) = &self.cfg.events_dir {
             use berth_base::events::{Event, append};
             let event = |action: &str| {
-                Event::new("container", action, &self.cfg.id)
+                let mut e = Event::new("container", action, &self.cfg.id)
                     .attr("name", self.cfg.name.as_str())
-                    .attr("image", self.cfg.image.as_str())
+                    .attr("image", self.cfg.image.as_str());
+                e.actor.attributes.extend(self.cfg.event_attributes.clone());
+                e
             };
             if record.oom_killed {
                 let _ = append(dir, &event("oom"));

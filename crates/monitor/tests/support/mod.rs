@@ -109,6 +109,7 @@ impl Sandbox {
             events_dir: None,
             name: String::new(),
             image: String::new(),
+            event_attributes: Default::default(),
         };
         let path = ud.join("monitor.json");
         self.containers.borrow_mut().push((kind, id, path.clone()));
