@@ -106,7 +106,10 @@ async fn pump(client: berth_monitor::client::Client, io: Streams) -> Result<Opti
         resize,
     } = io;
 
-    // One writer to the socket; stdin and resizes feed it.
+    // One writer to the socket; stdin and resizes feed it. It keeps the
+    // write half open when they are done: dropping it would shut the
+    // socket down for writing, which the monitor takes for the client
+    // leaving, and it would end the session before the exit code is sent.
     let (tx, mut rx) = mpsc::channel::<Frame>(16);
     let writer = async move {
         let mut wire = Vec::new();
@@ -117,6 +120,8 @@ async fn pump(client: berth_monitor::client::Client, io: Streams) -> Result<Opti
                 break;
             }
         }
+        std::future::pending::<()>().await;
+        drop(wr);
     };
     let stdin_task = {
         let tx = tx.clone();
@@ -187,11 +192,10 @@ async fn pump(client: berth_monitor::client::Client, io: Streams) -> Result<Opti
     tokio::pin!(reader);
     let background = async {
         tokio::join!(writer, stdin_task, resize_task);
-        std::future::pending::<()>().await
     };
     tokio::select! {
         r = &mut reader => r,
-        _ = background => unreachable!("pending never completes"),
+        _ = background => unreachable!("the writer never completes"),
     }
 }
 
