@@ -119,6 +119,50 @@ pub fn request(
     })
 }
 
+/// `path` with the symlinks of its longest existing prefix resolved and
+/// the missing rest appended.
+fn resolve_existing(path: &Path) -> PathBuf {
+    let mut missing = Vec::new();
+    let mut at = path;
+    loop {
+        if let Ok(real) = std::fs::canonicalize(at) {
+            return missing.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_owned());
+                at = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+/// Refuses a host path outside `allowed_host_paths` (when any are set).
+fn allowed(cfg: &Config, field: &str, host: &Path, resolved: &Path) -> Result<(), Status> {
+    if cfg.allowed_host_paths.is_empty()
+        || cfg
+            .allowed_host_paths
+            .iter()
+            .any(|a| resolved.starts_with(a))
+    {
+        return Ok(());
+    }
+    Err(invalid(
+        field,
+        format!(
+            "{} (as {}) is outside the allowed host paths ({})",
+            host.display(),
+            resolved.display(),
+            cfg.allowed_host_paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    ))
+}
+
 /// A host path bind: absolute on both sides; the host path with its
 /// symlinks resolved (so what is mounted is what was checked), made as a
 /// directory when missing (as kubelet's hostPath DirectoryOrCreate and
@@ -150,6 +194,9 @@ fn mount(cfg: &Config, i: usize, m: &api::Mount) -> Result<VolumeMount, Status> 
             format!("{:?} is not an absolute path without ..", m.host_path),
         ));
     }
+    // Checked before a missing directory is made (nothing is created
+    // outside the allowed paths), and again once it exists.
+    allowed(cfg, &field("host_path"), host, &resolve_existing(host))?;
     if std::fs::symlink_metadata(host).is_err() {
         std::fs::create_dir_all(host).map_err(|e| {
             invalid(
@@ -160,26 +207,7 @@ fn mount(cfg: &Config, i: usize, m: &api::Mount) -> Result<VolumeMount, Status> 
     }
     let resolved = std::fs::canonicalize(host)
         .map_err(|e| invalid(&field("host_path"), format!("{}: {e}", host.display())))?;
-    if !cfg.allowed_host_paths.is_empty()
-        && !cfg
-            .allowed_host_paths
-            .iter()
-            .any(|a| resolved.starts_with(a))
-    {
-        return Err(invalid(
-            &field("host_path"),
-            format!(
-                "{} (as {}) is outside the allowed host paths ({})",
-                host.display(),
-                resolved.display(),
-                cfg.allowed_host_paths
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
+    allowed(cfg, &field("host_path"), host, &resolved)?;
     let mut options = Vec::new();
     if m.readonly {
         options.push("ro".to_string());
