@@ -66,7 +66,10 @@ fn main() -> ExitCode {
         eprintln!("berthd: {why}");
         return ExitCode::from(2);
     }
-    init_logging(&c);
+    if let Err(why) = init_logging(&c) {
+        eprintln!("berthd: {why}");
+        return ExitCode::from(2);
+    }
     let bins = binaries(&flags);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -139,9 +142,17 @@ fn apply(f: &Flags, c: &mut Config) {
     }
 }
 
-fn init_logging(c: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&c.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// A plain level is berth's: the HTTP/2 and gRPC libraries beneath log
+/// every frame at debug, so they stay at warn unless a filter names them.
+fn init_logging(c: &Config) -> Result<(), String> {
+    let spec = match c.log_level.as_str() {
+        l @ ("error" | "warn" | "info" | "debug" | "trace") => {
+            format!("{l},h2=warn,hyper=warn,hyper_util=warn,tower=warn,tonic=warn,loona_hpack=warn")
+        }
+        filter => filter.to_string(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec)
+        .map_err(|e| format!("log_level {:?}: {e}", c.log_level))?;
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -149,6 +160,7 @@ fn init_logging(c: &Config) {
         LogFormat::Json => b.json().init(),
         LogFormat::Text => b.init(),
     }
+    Ok(())
 }
 
 fn binaries(f: &Flags) -> berth_cri::Binaries {

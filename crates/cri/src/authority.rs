@@ -132,7 +132,9 @@ impl Rewriter {
                 return Err(bad("a header block interrupted by another frame"));
             }
             if flags & PADDED != 0 {
-                let pad = *payload.first().ok_or_else(|| bad("a padded frame without padding"))?;
+                let pad = *payload
+                    .first()
+                    .ok_or_else(|| bad("a padded frame without padding"))?;
                 if pad as usize + 1 > payload.len() {
                     return Err(bad("padding longer than the frame"));
                 }
@@ -361,11 +363,26 @@ mod tests {
         let mut wire = PREFACE.to_vec();
         // SETTINGS and DATA pass through unchanged.
         frame(0x4, 0, [0; 4], &[0, 3, 0, 0, 0, 100], &mut wire);
-        headers_frame(END_HEADERS, 1, &request(&mut enc, b"/run/berth/berthd.sock"), &mut wire);
+        headers_frame(
+            END_HEADERS,
+            1,
+            &request(&mut enc, b"/run/berth/berthd.sock"),
+            &mut wire,
+        );
         frame(0x0, 0x1, 1u32.to_be_bytes(), b"\0\0\0\0\0", &mut wire);
         // The second request refers to the first's indexed headers.
-        headers_frame(END_HEADERS, 3, &request(&mut enc, b"/run/berth/berthd.sock"), &mut wire);
-        headers_frame(END_HEADERS, 5, &request(&mut enc, b"localhost:1234"), &mut wire);
+        headers_frame(
+            END_HEADERS,
+            3,
+            &request(&mut enc, b"/run/berth/berthd.sock"),
+            &mut wire,
+        );
+        headers_frame(
+            END_HEADERS,
+            5,
+            &request(&mut enc, b"localhost:1234"),
+            &mut wire,
+        );
 
         // Fed in awkward pieces, as a socket may deliver them.
         let mut r = Rewriter::default();
@@ -376,9 +393,18 @@ mod tests {
         let blocks = decode_all(&out);
         let authorities: Vec<&[u8]> = blocks
             .iter()
-            .map(|b| b.iter().find(|h| h.0 == b":authority").unwrap().1.as_slice())
+            .map(|b| {
+                b.iter()
+                    .find(|h| h.0 == b":authority")
+                    .unwrap()
+                    .1
+                    .as_slice()
+            })
             .collect();
-        assert_eq!(authorities, [&b"localhost"[..], b"localhost", b"localhost:1234"]);
+        assert_eq!(
+            authorities,
+            [&b"localhost"[..], b"localhost", b"localhost:1234"]
+        );
         assert_eq!(blocks[1][1].1, b"/runtime.v1.RuntimeService/Version");
         // The DATA frame and SETTINGS are there byte for byte.
         let data = [&[0, 0, 5, 0, 1, 0, 0, 0, 1][..], b"\0\0\0\0\0"].concat();
@@ -405,18 +431,31 @@ mod tests {
         assert!(blocks[0].contains(&(b":authority".to_vec(), b"localhost".to_vec())));
         // The priority is kept, the padding dropped.
         assert_eq!(out[PREFACE.len() + 4], PRIORITY | END_HEADERS);
-        assert_eq!(&out[PREFACE.len() + 9..PREFACE.len() + 14], &[0, 0, 0, 0, 16]);
+        assert_eq!(
+            &out[PREFACE.len() + 9..PREFACE.len() + 14],
+            &[0, 0, 0, 0, 16]
+        );
     }
 
     #[test]
     fn garbage_closes_the_connection() {
         let mut out = Vec::new();
-        assert!(Rewriter::default().feed(b"GET / HTTP/1.1\r\n", &mut out).is_err());
+        assert!(
+            Rewriter::default()
+                .feed(b"GET / HTTP/1.1\r\n", &mut out)
+                .is_err()
+        );
         let mut wire = PREFACE.to_vec();
         headers_frame(END_HEADERS, 1, &[0xff, 0xff, 0xff, 0xff], &mut wire);
         assert!(Rewriter::default().feed(&wire, &mut out).is_err());
         let mut wire = PREFACE.to_vec();
-        frame(CONTINUATION, END_HEADERS, 1u32.to_be_bytes(), b"x", &mut wire);
+        frame(
+            CONTINUATION,
+            END_HEADERS,
+            1u32.to_be_bytes(),
+            b"x",
+            &mut wire,
+        );
         assert!(Rewriter::default().feed(&wire, &mut out).is_err());
         let mut wire = PREFACE.to_vec();
         headers_frame(PADDED | END_HEADERS, 1, &[200, 1, 2], &mut wire);

@@ -40,6 +40,9 @@ pub struct Config {
     /// Host paths containers may mount (after symlinks are resolved);
     /// empty: any.
     pub allowed_host_paths: Vec<PathBuf>,
+    /// registries.conf for pulls: short names, mirrors, insecure
+    /// registries (unset: /etc/containers/registries.conf, if present).
+    pub registries_conf: Option<PathBuf>,
     pub streaming: Streaming,
 }
 
@@ -96,6 +99,7 @@ impl Default for Config {
             network: "berth".into(),
             seccomp_default: "unconfined".into(),
             allowed_host_paths: Vec::new(),
+            registries_conf: None,
             streaming: Streaming::default(),
         }
     }

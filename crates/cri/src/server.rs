@@ -94,11 +94,13 @@ pub async fn serve(
     sc.idle_timeout = std::time::Duration::from_secs(config.streaming.idle_timeout_secs);
     let streaming = Arc::new(berth_streaming::Server::new(sc));
 
-    let registries =
-        berth_image::registries::RegistriesConf::load(None).map_err(|e| ServeError::Io {
-            what: "read registries.conf".into(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+    let registries = berth_image::registries::RegistriesConf::load(
+        config.registries_conf.as_deref(),
+    )
+    .map_err(|e| ServeError::Io {
+        what: "read registries.conf".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
     let cri = Cri {
         engine: engine.clone(),
         config: Arc::new(config.clone()),

@@ -1,0 +1,16 @@
+//! berthd end to end: a real berthd per test, with its own store, run root
+//! and CRI socket, driven over gRPC as kubelet drives it (and by crictl
+//! when installed); real pods, CNI, streaming. Run as root.
+
+#[path = "../image/support.rs"]
+#[macro_use]
+mod support;
+#[path = "../containers/env.rs"]
+mod env;
+
+mod daemon;
+mod errors;
+mod images;
+mod lifecycle;
+mod restart;
+mod streams;
