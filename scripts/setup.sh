@@ -21,8 +21,8 @@ if [ "${BERTH_SKIP_APT:-0}" != 1 ]; then
     apt-get install -y -q --no-install-recommends $(grep -v '^#' scripts/deps.txt)
 fi
 
-cargo build --release --workspace --bins
-for bin in berth-runtime berth; do
+cargo build --release -p berth-cli -p berthd --bins
+for bin in berth-runtime berth berthd; do
     install -m 0755 "target/release/$bin" "/usr/local/bin/$bin"
 done
 # berth-monitor runs once per container, so its private memory counts per
