@@ -8,6 +8,9 @@ if [ "$(id -u)" != 0 ]; then
     echo "test.sh: run as root (the tests create real containers)" >&2
     exit 1
 fi
+# The tests start every binary of the workspace (berthd, berth-monitor
+# beside berth), and nextest builds only the test targets' own.
+cargo build --workspace --bins
 if cargo nextest --version >/dev/null 2>&1; then
     exec cargo nextest run --workspace --no-fail-fast "$@"
 fi
