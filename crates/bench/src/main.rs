@@ -2,6 +2,7 @@
 //! reports medians and ratios. Timing is never asserted anywhere; this
 //! prints figures for docs/benchmarks.md.
 
+mod cri;
 mod pull;
 mod run;
 mod runtime;
@@ -49,6 +50,10 @@ enum Cmd {
         #[arg(long)]
         berth: Option<std::path::PathBuf>,
     },
+    /// Kubernetes CRI runtimes over their sockets: containerd's CRI plugin
+    /// (started by the benchmark), berthd or any other: pod lifecycle
+    /// steps, N serving pods until the first and last answer, memory.
+    Cri(cri::Opts),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,5 +61,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Runtime { runs, berth } => runtime::run(runs, berth),
         Cmd::Pull { runs, berth } => pull::run(runs, berth),
         Cmd::Run { runs, serve, berth } => run::run(runs, serve, berth),
+        Cmd::Cri(opts) => cri::run(opts),
     }
 }

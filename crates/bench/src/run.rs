@@ -17,7 +17,7 @@ use crate::stats::{Sample, measure, median, ms};
 
 /// A busybox image (static busybox, its applets, a web page) as an OCI
 /// layout with one gzip layer.
-fn busybox_layout(dir: &Path) -> Result<()> {
+pub(crate) fn busybox_layout(dir: &Path) -> Result<()> {
     let root = dir.join("rootfs");
     for d in ["bin", "etc", "tmp", "www", "proc", "sys", "dev"] {
         std::fs::create_dir_all(root.join(d))?;
