@@ -10,6 +10,7 @@ mod env;
 
 mod daemon;
 mod errors;
+mod handlers;
 mod images;
 mod lifecycle;
 mod restart;

@@ -1,0 +1,126 @@
+//! RuntimeClass handlers (runc beside the builtin runtime), kubelet's
+//! concurrent calls on one pod, and the Prometheus metrics.
+
+use std::io::{Read, Write};
+
+use berth_cri::api;
+
+use crate::daemon::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runc_pod_concurrent_creates_and_metrics() {
+    let port = crate::support::free_port();
+    let d = Daemon::start_with(&format!(
+        "metrics = \"127.0.0.1:{port}\"\n[runtimes.runc]\npath = \"runc\"\n"
+    ));
+    let (mut rt, _, _) = d.connect().await;
+
+    // Status lists the handlers; the default one also under "".
+    let st = rt
+        .status(api::StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut names: Vec<String> = st.runtime_handlers.iter().map(|h| h.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["", "berth", "runc"]);
+
+    // A pod of runc: its containers are in runc's state, under berth's run
+    // root.
+    let pc = pod_config(&d, "byrunc");
+    let pod = rt
+        .run_pod_sandbox(api::RunPodSandboxRequest {
+            config: Some(pc.clone()),
+            runtime_handler: "runc".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let id = start(
+        &mut rt,
+        &pod,
+        container_config(&d, "c", &["sleep", "300"]),
+        &pc,
+    )
+    .await;
+    let (code, out, err) = exec_sync(&mut rt, &id, &["sh", "-c", "echo $WHO"]).await;
+    assert_eq!((code, out.as_str()), (0, "c\n"), "{err}");
+    let list = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(d.run_root.join("runtime-runc"))
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains(&id),
+        "{list:?}"
+    );
+
+    // kubelet's workers call at once: eight containers created and
+    // started concurrently in one pod, listed meanwhile.
+    let pc2 = pod_config(&d, "busy");
+    let pod2 = run_pod(&mut rt, &pc2).await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (mut rt, pod2, pc2) = (rt.clone(), pod2.clone(), pc2.clone());
+        let cfg = container_config(&d, &format!("c{i}"), &["sleep", "300"]);
+        tasks.push(tokio::spawn(async move {
+            let id = start(&mut rt, &pod2, cfg, &pc2).await;
+            rt.list_containers(api::ListContainersRequest::default())
+                .await
+                .unwrap();
+            id
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    for id in &ids {
+        let st = status(&mut rt, id).await;
+        assert_eq!(
+            st.state,
+            api::ContainerState::ContainerRunning as i32,
+            "{st:?}"
+        );
+    }
+
+    // Metrics: latency histograms per method, pods and containers by state.
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    assert!(
+        text.starts_with("HTTP/1.1 200") || text.starts_with("HTTP/1.0 200"),
+        "{text}"
+    );
+    for want in [
+        "berthd_cri_request_duration_seconds_bucket{method=\"CreateContainer\",le=\"+Inf\"} 9",
+        "berthd_cri_request_duration_seconds_count{method=\"RunPodSandbox\"} 2",
+        "berthd_pod_start_duration_seconds_count 2",
+        "berthd_pods{state=\"ready\"} 2",
+        "berthd_containers{state=\"running\"} 9",
+    ] {
+        assert!(text.contains(want), "{want}:\n{text}");
+    }
+
+    for p in [pod, pod2] {
+        rt.stop_pod_sandbox(api::StopPodSandboxRequest {
+            pod_sandbox_id: p.clone(),
+        })
+        .await
+        .unwrap();
+        rt.remove_pod_sandbox(api::RemovePodSandboxRequest { pod_sandbox_id: p })
+            .await
+            .unwrap();
+    }
+    let list = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(d.run_root.join("runtime-runc"))
+        .args(["list", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "");
+    assert_eq!(d.leftovers(), Vec::<String>::new());
+}
