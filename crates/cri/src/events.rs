@@ -33,6 +33,9 @@ pub fn follow(cri: Cri) -> std::io::Result<()> {
                 let Some(kind) = kind(&e.action) else {
                     continue;
                 };
+                if kind == api::ContainerEventType::ContainerStoppedEvent {
+                    cleanup(&cri, &e);
+                }
                 if cri.events.receiver_count() == 0 {
                     continue;
                 }
@@ -42,6 +45,18 @@ pub fn follow(cri: Cri) -> std::io::Result<()> {
             }
         })
         .map(drop)
+}
+
+/// What a monitor's exit command does for the CLI: the exit recorded and
+/// the run's resources (runtime state, cgroups) released, for berthd's own
+/// containers (their monitors run no exit command).
+fn cleanup(cri: &Cri, e: &berth_base::events::Event) {
+    if e.actor.attributes.get("owner").map(String::as_str) != Some(OWNER) {
+        return;
+    }
+    if let Err(err) = cri.engine.cleanup(&e.actor.id) {
+        tracing::warn!(container = %e.actor.id, "cleanup after the exit: {err}");
+    }
 }
 
 fn kind(action: &str) -> Option<api::ContainerEventType> {

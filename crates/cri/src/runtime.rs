@@ -233,7 +233,15 @@ impl RuntimeService for Cri {
             };
             let grace = Duration::from_secs(r.timeout.max(0) as u64);
             match cri.engine.stop(&c.id, Some(grace)) {
-                Ok(_) | Err(berth_engine::Error::NotFound(_)) => Ok(api::StopContainerResponse {}),
+                Ok(_) => {
+                    // Released now rather than when the follower reads
+                    // the die event: kubelet removes the container next.
+                    if let Err(e) = cri.engine.cleanup(&c.id) {
+                        tracing::warn!(container = %c.id, "cleanup after the stop: {e}");
+                    }
+                    Ok(api::StopContainerResponse {})
+                }
+                Err(berth_engine::Error::NotFound(_)) => Ok(api::StopContainerResponse {}),
                 Err(e) => Err(from_engine(e)),
             }
         })

@@ -165,6 +165,8 @@ pub fn open_engine(config: &Config, bins: &Binaries) -> Result<Engine, ServeErro
         paths: berth_base::paths::HostPaths::with_roots(&config.root, &config.run_root),
         monitor: bins.monitor.clone(),
         berth: bins.berth.clone(),
+        // The event follower cleans up after exits (events.rs).
+        exit_command: false,
     })?)
 }
 

@@ -19,8 +19,14 @@ pub struct Options {
     pub paths: berth_base::paths::HostPaths,
     /// The berth-monitor binary.
     pub monitor: PathBuf,
-    /// The berth binary, for the monitor's exit command.
+    /// The berth binary, for the monitor's exit command and pod infra
+    /// processes.
     pub berth: PathBuf,
+    /// Whether each monitor runs `berth container cleanup` when its
+    /// container exits. Without a daemon something must; a daemon that
+    /// follows the `die` events and calls [`Engine::cleanup`] itself
+    /// spares a process per exit.
+    pub exit_command: bool,
 }
 
 pub struct Engine {
@@ -31,6 +37,7 @@ pub struct Engine {
     pub db: Db,
     pub monitor: PathBuf,
     pub berth: PathBuf,
+    pub exit_command: bool,
 }
 
 impl Engine {
@@ -54,6 +61,7 @@ impl Engine {
             db,
             monitor: o.monitor,
             berth: o.berth,
+            exit_command: o.exit_command,
         };
         if found == Found::New {
             crate::recover::rebuild(&e)?;

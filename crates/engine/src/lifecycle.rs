@@ -362,16 +362,18 @@ impl Engine {
             pid_file: ud.join("pid"),
             // Without a daemon, the exit is acted on (network released,
             // --rm honoured) by a berth the monitor starts.
-            exit_command: Some(vec![
-                path_str(&self.berth),
-                "--root".into(),
-                path_str(&self.root),
-                "--runroot".into(),
-                path_str(&self.run_root),
-                "container".into(),
-                "cleanup".into(),
-                c.id.clone(),
-            ]),
+            exit_command: self.exit_command.then(|| {
+                vec![
+                    path_str(&self.berth),
+                    "--root".into(),
+                    path_str(&self.root),
+                    "--runroot".into(),
+                    path_str(&self.run_root),
+                    "container".into(),
+                    "cleanup".into(),
+                    c.id.clone(),
+                ]
+            }),
             events_dir: Some(self.run_root.clone()),
             name: c.name.clone(),
             image: c.config.image.clone(),

@@ -147,6 +147,14 @@ async fn bad_requests_name_the_field_and_leave_nothing() {
     .await
     .unwrap();
     wait_state(&mut rt, &id, api::ContainerState::ContainerExited).await;
+    // An exit is cleaned up after by berthd (the monitors run no exit
+    // command for it): the runtime's state of the container goes.
+    let state = d.run_root.join("runtime").join(&id);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state.exists() {
+        assert!(Instant::now() < deadline, "{} remains", state.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (code, msg) = code_and_message(
         rt.start_container(api::StartContainerRequest {
             container_id: id.clone(),

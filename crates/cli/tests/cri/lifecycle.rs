@@ -189,6 +189,8 @@ async fn a_pods_containers_share_its_namespaces_and_log_in_the_cri_format() {
     );
     assert_eq!(st.reason, "Error");
     assert!(st.finished_at >= st.started_at);
+    // Released at the stop, as a shim deletes its task.
+    assert!(!d.run_root.join("runtime").join(&client).exists());
     assert_eq!(list(exited).await, std::slice::from_ref(&client));
 
     // Stopping the pod kills what still runs; removing it removes its

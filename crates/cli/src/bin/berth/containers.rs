@@ -208,6 +208,7 @@ fn engine_options(ctx: &crate::Ctx) -> Result<berth_engine::Options> {
         paths: berth_base::paths::HostPaths::with_roots(&ctx.root, &ctx.runroot),
         monitor,
         berth: me,
+        exit_command: true,
     })
 }
 
