@@ -216,7 +216,8 @@ impl Podman {
         c.arg("--runroot").arg(self.dir.join("run"));
         c.args(["--storage-driver", "overlay"]);
         c.arg("--tmpdir").arg(self.dir.join("libpod-tmp"));
-        c.arg("--runtime").arg(env!("CARGO_BIN_EXE_berth-runtime"));
+        c.arg("--runtime")
+            .arg(std::path::Path::new(env!("CARGO_BIN_EXE_berth")).with_file_name("berth-runtime"));
         c.env("CONTAINERS_CONF", self.dir.join("containers.conf"));
         c.env("TMPDIR", &self.dir);
         c.stdin(Stdio::null());

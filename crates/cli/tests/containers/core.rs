@@ -18,6 +18,7 @@ fn engine(env: &Env) -> Engine {
         paths: berth_base::paths::HostPaths::with_roots(env.sb.root(), env.runroot()),
         monitor: berth.with_file_name("berth-monitor"),
         berth,
+        exit_command: true,
     })
     .unwrap()
 }

@@ -263,6 +263,32 @@ pub async fn run_pod(rt: &mut Rt, config: &api::PodSandboxConfig) -> String {
     .pod_sandbox_id
 }
 
+pub async fn pod_status(rt: &mut Rt, pod: &str) -> api::PodSandboxStatusResponse {
+    rt.pod_sandbox_status(api::PodSandboxStatusRequest {
+        pod_sandbox_id: pod.into(),
+        verbose: false,
+    })
+    .await
+    .expect("PodSandboxStatus")
+    .into_inner()
+}
+
+pub async fn stop_pod(rt: &mut Rt, pod: &str) {
+    rt.stop_pod_sandbox(api::StopPodSandboxRequest {
+        pod_sandbox_id: pod.into(),
+    })
+    .await
+    .expect("StopPodSandbox");
+}
+
+pub async fn remove_pod(rt: &mut Rt, pod: &str) {
+    rt.remove_pod_sandbox(api::RemovePodSandboxRequest {
+        pod_sandbox_id: pod.into(),
+    })
+    .await
+    .expect("RemovePodSandbox");
+}
+
 pub async fn create(
     rt: &mut Rt,
     pod: &str,

@@ -106,14 +106,8 @@ async fn a_runc_pod_concurrent_creates_and_metrics() {
     }
 
     for p in [pod, pod2] {
-        rt.stop_pod_sandbox(api::StopPodSandboxRequest {
-            pod_sandbox_id: p.clone(),
-        })
-        .await
-        .unwrap();
-        rt.remove_pod_sandbox(api::RemovePodSandboxRequest { pod_sandbox_id: p })
-            .await
-            .unwrap();
+        stop_pod(&mut rt, &p).await;
+        remove_pod(&mut rt, &p).await;
     }
     let list = std::process::Command::new("runc")
         .arg("--root")

@@ -153,14 +153,7 @@ async fn a_pods_containers_share_its_namespaces_and_log_in_the_cri_format() {
     };
     assert_eq!(list(by_prefix).await, std::slice::from_ref(&client));
 
-    let ps = rt
-        .pod_sandbox_status(api::PodSandboxStatusRequest {
-            pod_sandbox_id: pod.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let ps = pod_status(&mut rt, &pod).await;
     let st = ps.status.unwrap();
     assert_eq!(st.state, api::PodSandboxState::SandboxReady as i32);
     let ip = st.network.unwrap().ip;
@@ -195,21 +188,10 @@ async fn a_pods_containers_share_its_namespaces_and_log_in_the_cri_format() {
 
     // Stopping the pod kills what still runs; removing it removes its
     // containers and leaves nothing on the host.
-    rt.stop_pod_sandbox(api::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
+    stop_pod(&mut rt, &pod).await;
     let st = status(&mut rt, &server).await;
     assert_eq!(st.state, S::ContainerExited as i32);
-    let ps = rt
-        .pod_sandbox_status(api::PodSandboxStatusRequest {
-            pod_sandbox_id: pod.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let ps = pod_status(&mut rt, &pod).await;
     assert_eq!(
         ps.status.unwrap().state,
         api::PodSandboxState::SandboxNotready as i32
@@ -219,11 +201,7 @@ async fn a_pods_containers_share_its_namespaces_and_log_in_the_cri_format() {
     })
     .await
     .unwrap();
-    rt.remove_pod_sandbox(api::RemovePodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
+    remove_pod(&mut rt, &pod).await;
     let pods = rt
         .list_pod_sandbox(api::ListPodSandboxRequest::default())
         .await
@@ -275,16 +253,8 @@ async fn a_host_port_reaches_the_pod_and_goes_with_it() {
         }
     }
     assert!(reply.ends_with("hello from berth\n"), "{reply}");
-    rt.stop_pod_sandbox(api::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
-    rt.remove_pod_sandbox(api::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    stop_pod(&mut rt, &pod).await;
+    remove_pod(&mut rt, &pod).await;
     let rules = std::process::Command::new("iptables-save")
         .output()
         .unwrap();

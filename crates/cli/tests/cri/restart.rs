@@ -49,14 +49,7 @@ async fn a_killed_berthd_restarts_and_finds_its_pods_as_they_are() {
     let (mut rt, _, took) = d.connect().await;
     eprintln!("berthd answered {took:?} after its restart");
 
-    let ps = rt
-        .pod_sandbox_status(api::PodSandboxStatusRequest {
-            pod_sandbox_id: pod.clone(),
-            verbose: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let ps = pod_status(&mut rt, &pod).await;
     assert_eq!(
         ps.status.unwrap().state,
         api::PodSandboxState::SandboxReady as i32
@@ -79,16 +72,8 @@ async fn a_killed_berthd_restarts_and_finds_its_pods_as_they_are() {
     assert!(String::from_utf8_lossy(&ps.stdout).contains(&long));
     d.spawn();
     let (mut rt, _, _) = d.connect().await;
-    rt.stop_pod_sandbox(api::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
-    rt.remove_pod_sandbox(api::RemovePodSandboxRequest {
-        pod_sandbox_id: pod,
-    })
-    .await
-    .unwrap();
+    stop_pod(&mut rt, &pod).await;
+    remove_pod(&mut rt, &pod).await;
     assert_eq!(d.leftovers(), Vec::<String>::new());
 }
 

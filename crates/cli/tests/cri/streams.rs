@@ -179,11 +179,7 @@ async fn exec_attach_and_port_forward_over_websocket() {
     assert_eq!(channel(&got, 1), "");
 
     // A stopped pod forwards nothing.
-    rt.stop_pod_sandbox(api::StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await
-    .unwrap();
+    stop_pod(&mut rt, &pod).await;
     let r = rt
         .port_forward(api::PortForwardRequest {
             pod_sandbox_id: pod.clone(),

@@ -270,8 +270,8 @@ fn bundles_mount_many_layers_and_run_with_berth_runtime() {
 
         // berth-runtime runs it.
         let state = sb.path().join("rt-state");
-        let rt = env!("CARGO_BIN_EXE_berth-runtime");
-        let out = std::process::Command::new(rt)
+        let rt = std::path::Path::new(env!("CARGO_BIN_EXE_berth")).with_file_name("berth-runtime");
+        let out = std::process::Command::new(&rt)
             .arg("--root")
             .arg(&state)
             .args(["run", "--bundle", dir.to_str().unwrap(), &id])

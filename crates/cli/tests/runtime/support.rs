@@ -10,8 +10,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 
+/// berth-runtime, a package of its own, built beside berth
+/// (`cargo build --workspace --bins`, as scripts/test.sh does).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_berth-runtime")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let p = Path::new(env!("CARGO_BIN_EXE_berth")).with_file_name("berth-runtime");
+        assert!(
+            p.exists(),
+            "{}: build it with cargo build --workspace --bins",
+            p.display()
+        );
+        p.to_str().expect("utf-8 path").to_string()
+    })
 }
 
 /// Skips a test that needs a tool this machine lacks, saying so.

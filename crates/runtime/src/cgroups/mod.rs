@@ -298,13 +298,19 @@ impl Cgroup {
                 }
             }
         }
+        // A cgroup whose last process was just reaped can refuse removal
+        // for a moment (the kernel drops its references after the reap):
+        // short naps first, so `delete` right after the exit does not
+        // sleep a whole 5 ms for it.
+        let mut nap = Duration::from_micros(100);
         loop {
             match fs::remove_dir(dir) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
                     self.kill_members(dir);
-                    std::thread::sleep(Duration::from_millis(5));
+                    std::thread::sleep(nap);
+                    nap = (nap * 2).min(Duration::from_millis(5));
                 }
                 Err(e) => return Err(err(format!("remove {}", dir.display()), e)),
             }
