@@ -193,6 +193,12 @@ impl Runtime {
                 }
                 Ok(_) if released => break,
                 Ok(_) | Err(rustix::io::Errno::AGAIN) => {
+                    // Nobody writes, and the init runs a program of its own:
+                    // an earlier `start` released it and died before it
+                    // recorded that (its caller was killed). It has started.
+                    if !released && init_has_execed(&st) {
+                        break;
+                    }
                     if !released && std::time::Instant::now() > answer_by {
                         return Err(Error::Other(format!(
                             "container {id}: its process did not take the start signal within {}s",
@@ -447,4 +453,11 @@ fn owner_of(dir: &Path) -> String {
         })
     });
     name.unwrap_or_else(|| format!("#{uid}"))
+}
+
+/// Whether the container's init has exec'd its program: its command name
+/// is no longer the one it waits under.
+fn init_has_execed(st: &crate::state::ContainerState) -> bool {
+    let waiting = crate::init::INIT_NAME.to_str().unwrap_or_default();
+    crate::procfs::comm(st.init_pid, st.init_start_time).is_some_and(|c| c != waiting)
 }

@@ -48,7 +48,13 @@ pub struct InitPlan<'a> {
 }
 
 /// Runs in the cloned child; never returns.
+/// The init's command name until it execs the container's program: `start`
+/// tells by it whether the init still waits to be released.
+pub(crate) const INIT_NAME: &std::ffi::CStr = c"berth-init";
+
 pub fn run(plan: &InitPlan, chan: &Channel) -> ! {
+    // Only a name for ps and for `start`; nothing depends on it failing.
+    let _ = rustix::thread::set_name(INIT_NAME);
     let err = match setup(plan, chan) {
         Ok(Stage::Exited) => spawn::exit_child(0),
         Ok(Stage::Waiting) => match wait_and_exec(plan) {

@@ -41,6 +41,19 @@ pub fn parse_stat(raw: &[u8]) -> Option<ProcStat> {
     })
 }
 
+/// The command name (field 2) of `pid`, if it is still the process that
+/// started at `start_time`.
+pub fn comm(pid: i32, start_time: u64) -> Option<String> {
+    let raw =
+        crate::fsutil::read_kernel_file(std::path::Path::new(&format!("/proc/{pid}/stat"))).ok()?;
+    if parse_stat(raw.as_bytes())?.start_time != start_time {
+        return None;
+    }
+    let open = raw.find('(')?;
+    let close = raw.rfind(')')?;
+    raw.get(open + 1..close).map(String::from)
+}
+
 /// True while `pid` is the process that started at `start_time` and has not
 /// exited (a zombie has exited: only its parent has not reaped it yet).
 pub fn is_alive(pid: i32, start_time: u64) -> bool {

@@ -92,3 +92,76 @@ async fn a_second_berthd_on_a_live_socket_refuses_to_start() {
     // The first still serves.
     let _ = d.connect().await;
 }
+
+/// kubelet's calls in flight when berthd is killed: every container is
+/// afterwards either there (and works) or not there at all, and removing
+/// the pods through the restarted berthd leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_under_load_loses_nothing_and_leaks_nothing() {
+    let mut d = Daemon::start();
+    let (rt, _, _) = d.connect().await;
+    let mut pods = Vec::new();
+    let mut tasks = Vec::new();
+    for p in 0..3 {
+        let pc = pod_config(&d, &format!("load{p}"));
+        let pod = run_pod(&mut rt.clone(), &pc).await;
+        pods.push(pod.clone());
+        for c in 0..4 {
+            let (mut rt, pod, pc) = (rt.clone(), pod.clone(), pc.clone());
+            let cfg = container_config(&d, &format!("c{c}"), &["sleep", "300"]);
+            tasks.push(tokio::spawn(async move {
+                // Errors are expected once berthd is gone.
+                if let Ok(id) = create(&mut rt, &pod, cfg, &pc).await {
+                    let _ = rt
+                        .start_container(api::StartContainerRequest { container_id: id })
+                        .await;
+                }
+            }));
+        }
+    }
+    // Killed while those calls run.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    d.signal(libc::SIGKILL);
+    for t in tasks {
+        let _ = t.await;
+    }
+    drop(rt);
+    d.spawn();
+    let (mut rt, _, _) = d.connect().await;
+
+    // What berthd lists is whole: created or running, and usable.
+    let listed = rt
+        .list_containers(api::ListContainersRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    for c in &listed {
+        match S::try_from(c.state).unwrap() {
+            S::ContainerRunning => {
+                let (code, out, err) = exec_sync(&mut rt, &c.id, &["echo", "ok"]).await;
+                assert_eq!((code, out.as_str()), (0, "ok\n"), "{err}");
+            }
+            S::ContainerCreated => {
+                rt.start_container(api::StartContainerRequest {
+                    container_id: c.id.clone(),
+                })
+                .await
+                .unwrap_or_else(|e| panic!("start {} after the restart: {e:?}\n{}", c.id, d.log()));
+                wait_state(&mut rt, &c.id, S::ContainerRunning).await;
+            }
+            other => panic!("{} is {other:?} after the restart", c.id),
+        }
+    }
+    // Containers berthd does not list do not exist for the CLI either.
+    let cli = d.berth(&["ps", "-a", "-q", "--no-trunc"]);
+    let cli = String::from_utf8_lossy(&cli.stdout);
+    assert_eq!(cli.lines().count(), listed.len(), "{cli}");
+    for pod in &pods {
+        stop_pod(&mut rt, pod).await;
+        remove_pod(&mut rt, pod).await;
+    }
+    assert_eq!(d.leftovers(), Vec::<String>::new());
+    let mounts = crate::env::mounts_under(&d.env.sb.root());
+    assert!(mounts.is_empty(), "{mounts:?}");
+}

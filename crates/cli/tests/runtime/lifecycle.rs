@@ -448,3 +448,33 @@ fn pidfd_socket_receives_a_pidfd_of_the_init() {
     let pid = sb.state(&id)["pid"].as_i64().unwrap();
     assert!(info.lines().any(|l| l == format!("Pid:\t{pid}")), "{info}");
 }
+
+#[test]
+fn a_start_whose_caller_died_after_the_release_is_finished_by_the_next() {
+    // A caller of `start` (berthd, say) killed after it released the init
+    // and before it recorded that: the next `start` must see the program
+    // running, not wait for a release that already happened.
+    let sb = Sandbox::new();
+    let b = sb.bundle(&["sh", "-c", "echo go > /tmp/started; sleep 60"]);
+    b.save();
+    let id = sb.id("halfstarted");
+    sb.ok(&["create", "--bundle", b.path(), &id]);
+    let fifo = sb.root.join(&id).join("exec.fifo");
+    {
+        // What the dead caller did: open the fifo (which releases the
+        // init), read its byte, and go.
+        let f = std::fs::File::open(&fifo).unwrap();
+        let mut byte = [0u8; 1];
+        std::io::Read::read_exact(&mut &f, &mut byte).unwrap();
+    }
+    wait_for(|| b.rootfs().join("tmp/started").exists());
+    let t0 = std::time::Instant::now();
+    sb.ok(&["start", &id]);
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(sb.state(&id)["status"], "running");
+    assert!(!fifo.exists());
+}
