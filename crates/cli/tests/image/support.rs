@@ -308,8 +308,15 @@ impl Registry {
         let out = c.output().expect("skopeo");
         assert!(
             out.status.success(),
-            "skopeo copy failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "skopeo copy failed: {}\nthe registry (pid {}) {}; its log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.child.id(),
+            if listens_on(self.child.id(), self.port) {
+                "still listens"
+            } else {
+                "no longer listens"
+            },
+            fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
         );
     }
 
