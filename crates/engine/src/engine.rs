@@ -233,7 +233,10 @@ impl Engine {
 /// Waits up to `limit` for `done`, polling with a growing interval.
 pub fn poll_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
-    let mut pause = Duration::from_millis(2);
+    // Most waits end within a few milliseconds (a monitor leaving, an exit
+    // file appearing): fine steps first, so the wait does not overshoot
+    // by more than it lasted.
+    let mut pause = Duration::from_micros(250);
     loop {
         if done() {
             return true;
@@ -242,7 +245,7 @@ pub fn poll_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
+        pause = (pause * 3 / 2).min(Duration::from_millis(20));
     }
 }
 

@@ -429,7 +429,9 @@ impl Engine {
                     Err(e) => return Err(e),
                 }
             }
-            std::thread::sleep(Duration::from_millis(10));
+            // rm holds the lock and waits for this monitor to leave, which
+            // waits for this process: see the record go quickly.
+            std::thread::sleep(Duration::from_millis(1));
         };
         let mut c = self.refresh(c)?;
         if c.state.status != Status::Exited {
