@@ -188,7 +188,12 @@ fn diff_and_commit_of_a_running_and_a_stopped_container() {
         berth(&["pull", "-q", "--tls-verify=false", &dest]).trim(),
         id
     );
-    assert_eq!(berth(&["run", "--rm", &dest, "sh", "-c", check]), expected);
+    // No network: the fresh root's own default network would outlive the
+    // test (the env removes only its own root's).
+    assert_eq!(
+        berth(&["run", "--rm", "--network", "none", &dest, "sh", "-c", check]),
+        expected
+    );
     assert!(berth(&["ps", "-a", "-q"]).is_empty());
 }
 
