@@ -229,7 +229,8 @@ fn read_only_install(work: &Path, berth: &Path) -> Result<PathBuf> {
     Ok(bin)
 }
 
-fn version(bin: &Path) -> String {
+/// A tool's `--version`, first line.
+pub(crate) fn version(bin: &Path) -> String {
     Command::new(bin)
         .arg("--version")
         .output()

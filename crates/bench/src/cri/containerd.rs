@@ -93,15 +93,5 @@ pub fn start(binary: &Path, config: &Path, procs: &Path, dir: &Path) -> Result<D
 
 /// `containerd --version`, first line.
 pub fn version(binary: &Path) -> String {
-    Command::new(binary)
-        .arg("--version")
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string()
-        })
-        .unwrap_or_default()
+    crate::runtime::version(binary)
 }
