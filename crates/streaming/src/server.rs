@@ -339,6 +339,35 @@ fn route(
         let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
         let offered = header_list(headers, header::SEC_WEBSOCKET_PROTOCOL.as_str());
         let exec = kind != "portforward";
+        if !exec
+            && offered
+                .iter()
+                .any(|p| p == websocket::SPDY_TUNNEL_PORT_FORWARD)
+        {
+            // SPDY carried in WebSocket messages: the SPDY port-forward
+            // protocol, unchanged, over a byte stream made of the socket.
+            let Pending::PortForward(r) = pending else {
+                unreachable!("kind is portforward")
+            };
+            let job: UpgradeJob = Box::new(move |up| {
+                Box::pin(async move {
+                    let tunnel = websocket::Tunnel::accept(TokioIo::new(up), &cfg).await;
+                    portforward::serve_spdy(tunnel, r, backend, cfg).await
+                })
+            });
+            let mut r = switching("websocket");
+            r.headers_mut().insert(
+                header::SEC_WEBSOCKET_ACCEPT,
+                HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
+            );
+            r.headers_mut().insert(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_static(websocket::SPDY_TUNNEL_PORT_FORWARD),
+            );
+            let on_upgrade = hyper::upgrade::on(&mut req);
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((on_upgrade, job));
+            return r;
+        }
         let protocol = match websocket::negotiate(&offered, exec) {
             Ok(p) => p,
             Err(e) => {

@@ -583,6 +583,94 @@ async fn forward_port(
     }
 }
 
+/// The subprotocol of SPDY tunnelled through a WebSocket: kubectl's
+/// and crictl's WebSocket port forwarding (client-go's
+/// `NewSPDYOverWebsocketDialer`) sends SPDY frames as binary messages.
+pub(crate) const SPDY_TUNNEL_PORT_FORWARD: &str = "SPDY/3.1+portforward.k8s.io";
+
+/// A WebSocket as a byte stream: binary messages in, binary messages out.
+/// Message boundaries mean nothing to what is carried.
+pub(crate) struct Tunnel<S> {
+    ws: WebSocketStream<S>,
+    pending: Bytes,
+}
+
+/// Largest message the tunnel sends.
+const TUNNEL_CHUNK: usize = 32 * 1024;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Tunnel<S> {
+    pub(crate) async fn accept(io: S, cfg: &Config) -> Self {
+        Tunnel {
+            ws: WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config(cfg))).await,
+            pending: Bytes::new(),
+        }
+    }
+}
+
+fn ws_io(e: tokio_tungstenite::tungstenite::Error) -> std::io::Error {
+    std::io::Error::other(e)
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Tunnel<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let me = &mut *self;
+        while me.pending.is_empty() {
+            match std::task::ready!(me.ws.poll_next_unpin(cx)) {
+                Some(Ok(Message::Binary(b))) => me.pending = b,
+                Some(Ok(Message::Close(_))) | None => return Poll::Ready(Ok(())),
+                Some(Ok(Message::Text(_))) => {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "text message in a SPDY tunnel",
+                    )));
+                }
+                // Pings are answered by tungstenite itself.
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Poll::Ready(Err(ws_io(e))),
+            }
+        }
+        let n = me.pending.len().min(buf.remaining());
+        buf.put_slice(&me.pending.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Tunnel<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::task::Poll;
+        let me = &mut *self;
+        std::task::ready!(me.ws.poll_ready_unpin(cx)).map_err(ws_io)?;
+        let n = data.len().min(TUNNEL_CHUNK);
+        me.ws
+            .start_send_unpin(Message::Binary(Bytes::copy_from_slice(&data[..n])))
+            .map_err(ws_io)?;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.ws.poll_flush_unpin(cx).map_err(ws_io)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.ws.poll_close_unpin(cx).map_err(ws_io)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

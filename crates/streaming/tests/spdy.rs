@@ -199,9 +199,17 @@ async fn a_flow_controlling_client_is_held_to_its_window() {
     c.initial_window(10_000).await;
     c.open(&[("streamtype", "error")]).await;
     let stdout = c.open(&[("streamtype", "stdout")]).await;
+    // The window's worth arrives (however slow the machine), then nothing.
     let mut got = 0usize;
+    while got < 10_000 {
+        match c.next_within(T).await {
+            Some(Ev::Data(id, d, _)) if id == stdout => got += d.len(),
+            Some(_) => {}
+            None => panic!("connection closed early"),
+        }
+    }
     loop {
-        match tokio::time::timeout(Duration::from_millis(500), c.next()).await {
+        match tokio::time::timeout(Duration::from_millis(300), c.next()).await {
             Ok(Some(Ev::Data(id, d, _))) if id == stdout => got += d.len(),
             Ok(Some(_)) => {}
             Ok(None) => panic!("connection closed early"),

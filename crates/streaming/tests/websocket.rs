@@ -262,3 +262,62 @@ async fn port_forward_failure_is_on_the_error_channel() {
     drop(ws);
     h.settled(T).await;
 }
+
+/// kubectl and newer crictl forward ports with SPDY tunnelled through a
+/// WebSocket (client-go's SPDY-over-WebSocket dialer): subprotocol
+/// `SPDY/3.1+portforward.k8s.io`, SPDY frames in binary messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_forward_through_a_spdy_tunnel() {
+    use support::spdy::{Client, Transcript};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let h = start(|_| {}).await;
+    let (port, _echo) = support::echo_server(false).await;
+    let url = h.port_forward(&[]);
+    let (ws, proto) = connect(&url, "SPDY/3.1+portforward.k8s.io").await.unwrap();
+    assert_eq!(proto.as_deref(), Some("SPDY/3.1+portforward.k8s.io"));
+    // The client's end of the tunnel: bytes to binary messages and back,
+    // in arbitrary pieces.
+    let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+    let pump = tokio::spawn(async move {
+        let (mut sink, mut source) = ws.split();
+        let mut buf = vec![0u8; 7];
+        loop {
+            tokio::select! {
+                m = source.next() => match m {
+                    Some(Ok(Message::Binary(b))) => theirs.write_all(&b).await.unwrap(),
+                    Some(Ok(_)) => {}
+                    _ => return,
+                },
+                n = theirs.read(&mut buf) => match n {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => sink.send(Message::Binary(buf[..n].to_vec().into())).await.unwrap(),
+                },
+            }
+        }
+    });
+    let (r, w) = tokio::io::split(ours);
+    let mut c = Client::new(tokio::io::BufReader::new(Box::new(r)), Box::new(w));
+    let p = port.to_string();
+    let e = c
+        .open(&[("streamtype", "error"), ("port", &p), ("requestid", "0")])
+        .await;
+    let d = c
+        .open(&[("streamtype", "data"), ("port", &p), ("requestid", "0")])
+        .await;
+    c.data(e, b"", true).await;
+    c.data(d, b"tunnelled", true).await;
+    let mut tr = Transcript::default();
+    tokio::time::timeout(T, async {
+        while !(tr.fins.contains(&d) && tr.fins.contains(&e)) {
+            tr.record(c.next().await.expect("frames"));
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(tr.text(d), "echo:tunnelled");
+    assert_eq!(tr.text(e), "");
+    drop(c);
+    pump.abort();
+    h.settled(T).await;
+}

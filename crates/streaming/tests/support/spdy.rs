@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+type Reader = BufReader<Box<dyn AsyncRead + Send + Unpin>>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
 fn dictionary() -> Vec<u8> {
     let words = "options head post put delete trace accept accept-charset accept-encoding accept-language \
@@ -82,7 +84,7 @@ pub async fn connect(addr: std::net::SocketAddr, path: &str, protocols: &[&str])
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    let client = (status == 101).then(|| Client::new(r, w));
+    let client = (status == 101).then(|| Client::new(BufReader::new(Box::new(r)), Box::new(w)));
     Response {
         status,
         headers,
@@ -102,8 +104,8 @@ pub enum Ev {
 }
 
 pub struct Client {
-    r: BufReader<OwnedReadHalf>,
-    pub w: OwnedWriteHalf,
+    r: Reader,
+    pub w: Writer,
     comp: Compress,
     decomp: Decompress,
     dict: Vec<u8>,
@@ -111,7 +113,8 @@ pub struct Client {
 }
 
 impl Client {
-    fn new(r: BufReader<OwnedReadHalf>, w: OwnedWriteHalf) -> Client {
+    /// A client over any byte stream already past its upgrade.
+    pub fn new(r: Reader, w: Writer) -> Client {
         let dict = dictionary();
         let mut comp = Compress::new(Compression::best(), true);
         comp.set_dictionary(&dict).unwrap();
