@@ -4,7 +4,10 @@
 //! the look at the FORWARD policy that decides whether the firewall plugin
 //! is needed at all.
 
+use std::collections::HashMap;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::cni::CniError;
 use crate::network::Network;
@@ -17,9 +20,46 @@ fn iptables(args: &[&str]) -> std::io::Result<std::process::Output> {
         .output()
 }
 
+/// How long what this process learnt of the host's iptables is taken as
+/// still true. Each look is an iptables run (4 ms here); a daemon starting
+/// a burst of pods looks once per burst. A rule flushed by hand comes back
+/// on the first attachment after this long, where a CLI run notices at
+/// once (every run is a new process).
+const FRESH: Duration = Duration::from_secs(10);
+
+/// The looks taken, by what was looked at, with their answer.
+static SEEN: Mutex<Option<HashMap<String, (bool, Instant)>>> = Mutex::new(None);
+
+fn seen(key: &str) -> Option<bool> {
+    let seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    match seen.as_ref()?.get(key) {
+        Some((v, at)) if at.elapsed() < FRESH => Some(*v),
+        _ => None,
+    }
+}
+
+fn remember(key: &str, value: Option<bool>) {
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let map = seen.get_or_insert_with(HashMap::new);
+    match value {
+        Some(v) => map.insert(key.to_string(), (v, Instant::now())),
+        None => map.remove(key),
+    };
+}
+
 /// True when the host forwards by default (FORWARD policy ACCEPT): then the
 /// containers' traffic passes without the firewall plugin's rules.
 pub fn forward_accepts() -> bool {
+    const KEY: &str = "FORWARD policy";
+    if let Some(v) = seen(KEY) {
+        return v;
+    }
+    let accepts = forward_policy_accepts();
+    remember(KEY, Some(accepts));
+    accepts
+}
+
+fn forward_policy_accepts() -> bool {
     match iptables(&["-S", "FORWARD"]) {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -72,19 +112,23 @@ fn failed(what: &str, net: &Network, out: &std::process::Output) -> CniError {
 /// Makes the network's masquerade rule unless it is there (it goes with a
 /// reboot, or an iptables flush).
 pub fn ensure_masquerade(net: &Network) -> Result<(), CniError> {
-    if run("-C", net)?.status.success() {
+    let key = rule(net).join(" ");
+    if seen(&key) == Some(true) {
         return Ok(());
     }
-    let out = run("-A", net)?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(failed("iptables -A", net, &out))
+    if !run("-C", net)?.status.success() {
+        let out = run("-A", net)?;
+        if !out.status.success() {
+            return Err(failed("iptables -A", net, &out));
+        }
     }
+    remember(&key, Some(true));
+    Ok(())
 }
 
 /// Removes the rule; absent is fine.
 pub fn remove_masquerade(net: &Network) -> Result<(), CniError> {
+    remember(&rule(net).join(" "), None);
     while run("-C", net)?.status.success() {
         let out = run("-D", net)?;
         if !out.status.success() {
