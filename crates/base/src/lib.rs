@@ -1,7 +1,7 @@
 //! The foundation every berth crate stands on, one of each: the name and
 //! id rules, atomic file writes, file locks with deadlines, RFC 3339
-//! times, and process identity that survives pid reuse. It depends on no
-//! other berth crate.
+//! times, process identity that survives pid reuse, and user namespaces
+//! for idmapped mounts. It depends on no other berth crate.
 
 pub mod events;
 pub mod fs;
@@ -11,3 +11,4 @@ pub mod names;
 pub mod paths;
 pub mod process;
 pub mod time;
+pub mod userns;

@@ -105,6 +105,7 @@ pub fn request(
         resources(res, &mut out, &mut warnings)?;
     }
     security(cfg, linux.security_context.as_ref(), &mut out)?;
+    idmapped_mounts(c, &out)?;
     let data = ContainerData {
         config: c.clone(),
         pod_sandbox_id: pod.id.clone(),
@@ -181,12 +182,6 @@ fn mount(cfg: &Config, i: usize, m: &api::Mount) -> Result<VolumeMount, Status> 
             field("image")
         )));
     }
-    if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
-        return Err(Status::unimplemented(format!(
-            "{}: id-mapped mounts are not supported yet",
-            field("uid_mappings")
-        )));
-    }
     let host = Path::new(&m.host_path);
     if !host.is_absolute() || host.components().any(|c| c == Component::ParentDir) {
         return Err(invalid(
@@ -238,12 +233,43 @@ fn mount(cfg: &Config, i: usize, m: &api::Mount) -> Result<VolumeMount, Status> 
     if m.selinux_relabel && selinux_enabled() {
         options.push("Z".into());
     }
+    // kubelet maps a volume of a pod in its own user namespace with the
+    // pod's maps (checked against the container's in `idmapped_mounts`).
+    if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
+        options.push("idmap".into());
+    }
     Ok(VolumeMount {
         kind: "bind".into(),
         source: resolved.to_string_lossy().into_owned(),
         destination: m.container_path.clone(),
         options,
     })
+}
+
+/// An id-mapped mount takes the container's own maps: the runtime maps it
+/// through the container's user namespace.
+fn idmapped_mounts(c: &api::ContainerConfig, out: &ContainerConfig) -> Result<(), Status> {
+    for (i, m) in c.mounts.iter().enumerate() {
+        if m.uid_mappings.is_empty() && m.gid_mappings.is_empty() {
+            continue;
+        }
+        let field = |f: &str| format!("config.mounts[{i}].{f}");
+        if out.extra.uid_map.is_empty() {
+            return Err(invalid(
+                &field("uid_mappings"),
+                "an id-mapped mount needs the container in a user namespace of its own (userns_options POD)",
+            ));
+        }
+        let uids = crate::userns::map(&field("uid_mappings"), &m.uid_mappings)?;
+        let gids = crate::userns::map(&field("gid_mappings"), &m.gid_mappings)?;
+        if uids != out.extra.uid_map || gids != out.extra.gid_map {
+            return Err(invalid(
+                &field("uid_mappings"),
+                "a mount's maps must be the container's user namespace's",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn device(i: usize, d: &api::Device) -> Result<DeviceMapping, Status> {
@@ -534,14 +560,10 @@ fn security(
                 "{F}.namespace_options.pid: TARGET (joining another container's pid namespace) is not supported yet"
             )));
         }
-        if ns
-            .userns_options
-            .as_ref()
-            .is_some_and(|u| api::NamespaceMode::try_from(u.mode) == Ok(api::NamespaceMode::Pod))
-        {
-            return Err(Status::unimplemented(format!(
-                "{F}.namespace_options.userns_options: user namespaces need id-mapped mounts, which berth does not make yet"
-            )));
+        let field = format!("{F}.namespace_options.userns_options");
+        if let Some((uids, gids)) = crate::userns::maps(&field, ns.userns_options.as_ref())? {
+            c.extra.uid_map = uids;
+            c.extra.gid_map = gids;
         }
     }
     Ok(())

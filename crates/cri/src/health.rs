@@ -71,8 +71,9 @@ fn probe_write(dir: &Path) -> std::io::Result<()> {
 }
 
 /// The handlers kubelet may name in a RuntimeClass, with their features:
-/// recursive read-only mounts where the runtime makes them (berth's own,
-/// on kernels with mount_setattr); user namespaces nowhere yet.
+/// recursive read-only mounts and user namespaces where the runtime makes
+/// them (berth's own, on kernels with mount_setattr: the rootfs's lowers
+/// and kubelet's volumes are id-mapped).
 pub fn handlers(c: &Config) -> Vec<api::RuntimeHandler> {
     c.handler_names()
         .into_iter()
@@ -82,7 +83,7 @@ pub fn handlers(c: &Config) -> Vec<api::RuntimeHandler> {
                 name: name.clone(),
                 features: Some(api::RuntimeHandlerFeatures {
                     recursive_read_only_mounts: builtin,
-                    user_namespaces: false,
+                    user_namespaces: builtin,
                 }),
             }];
             // The default handler is also listed under the empty name, as

@@ -22,6 +22,7 @@ mod stats;
 mod status;
 mod streams;
 mod time;
+mod userns;
 
 pub use k8s_cri::v1 as api;
 pub use meta::OWNER;

@@ -74,12 +74,23 @@ pub fn request(
             "a pod's network namespace is POD or NODE",
         ));
     }
-    if let Some(u) = &ns.userns_options
-        && mode(u.mode) == Some(api::NamespaceMode::Pod)
-    {
-        return Err(Status::unimplemented(
-            "config.linux.security_context.namespace_options.userns_options: user namespaces (hostUsers: false) need id-mapped mounts of the pod's files, which berth does not make yet",
-        ));
+    const USERNS: &str = "config.linux.security_context.namespace_options.userns_options";
+    if crate::userns::maps(USERNS, ns.userns_options.as_ref())?.is_some() {
+        if options.share_pid {
+            // The shared pid namespace is the infra process's, made in the
+            // host's user namespace: /proc could not be mounted in a
+            // container's own.
+            return Err(invalid(
+                USERNS,
+                "a pod sharing one pid namespace (shareProcessNamespace) cannot have its own user namespace",
+            ));
+        }
+        if ns.network == api::NamespaceMode::Node as i32 || options.host_ipc {
+            return Err(invalid(
+                USERNS,
+                "a pod with hostNetwork or hostIPC cannot have its own user namespace",
+            ));
+        }
     }
     if let Some(d) = &c.dns_config {
         options.dns = Some(check_dns(d)?);

@@ -100,6 +100,15 @@ impl Engine {
         // dir, while it is read.
         let _lock = self.lock(&c.id)?;
         let c = self.refresh(self.db.find_container(&c.id)?)?;
+        if !c.config.extra.uid_map.is_empty() {
+            // Its upper dir holds what it wrote with host ids (the lowers
+            // are id-mapped, the upper is not): a layer needs them mapped
+            // back, which the tar writer does not do yet.
+            return Err(Error::invalid(
+                format!("container {}", c.name),
+                "it runs in a user namespace: commit of its changes is not supported yet",
+            ));
+        }
         let base_id = c.image_id.parse()?;
         let base = self.images.image(&base_id)?.ok_or_else(|| {
             Error::NotFound(format!("image {} of container {}", c.image_id, c.name))

@@ -102,7 +102,8 @@ impl Engine {
     /// the record takes from the image: its command and stop signal. The
     /// spec itself is written when the container starts (`runtime_spec`).
     fn make_rootfs(&self, image: &ImageRecord, c: &mut Container) -> Result<()> {
-        bundle::create_rootfs(&self.images, image, &c.id, None)?;
+        let idmap = id_map(&c.config.extra);
+        bundle::create_rootfs(&self.images, image, &c.id, None, idmap.as_ref())?;
         // Made now, so a bad request fails here and not at start (the user,
         // the command, capabilities, devices, a seccomp profile), and kept
         // only in part.
@@ -124,7 +125,33 @@ impl Engine {
             self.volume_for_mount(&v.source)?;
         }
         let ud = self.userdata(&c.id);
-        std::fs::create_dir_all(&ud).ctx(|| format!("create {}", ud.display()))
+        std::fs::create_dir_all(&ud).ctx(|| format!("create {}", ud.display()))?;
+        if let Some(m) = &idmap {
+            self.open_to_mapped_root(&c.id, m)?;
+        }
+        Ok(())
+    }
+
+    /// The runtime sets up the container's root as the namespace's root,
+    /// a host id that the store's 0700 directories keep out: the two above
+    /// the container's own may be passed through (0711: no listing), and
+    /// the container's directory becomes that root's. The /etc files it
+    /// binds are in userdata, passed through likewise.
+    fn open_to_mapped_root(&self, id: &str, m: &berth_image::snapshots::IdMap) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let root = |r: &[berth_base::userns::IdRange], what| {
+            berth_base::userns::to_host(r, 0)
+                .ok_or_else(|| Error::invalid(what, "the map must map the container's root (id 0)"))
+        };
+        let (uid, gid) = (root(&m.uids, "--uidmap")?, root(&m.gids, "--gidmap")?);
+        let dir = self.bundle_dir(id);
+        let pass = std::fs::Permissions::from_mode(0o711);
+        let parent = dir.parent().expect("a container's directory has a parent");
+        for d in [self.images.root.as_path(), parent, &self.userdata(id)] {
+            std::fs::set_permissions(d, pass.clone()).ctx(|| format!("chmod {}", d.display()))?;
+        }
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+            .ctx(|| format!("chown {}", dir.display()))
     }
 
     /// The first stage of a container's spec: the image's defaults with the
@@ -686,13 +713,71 @@ pub(crate) fn check_config(c: &ContainerConfig) -> Result<()> {
         ));
     }
     berth_image::spec::check_env(&c.env)?;
-    if !c.extra.uid_map.is_empty() || !c.extra.gid_map.is_empty() {
-        // The mapped root cannot reach (or own) files the host's root owns
-        // under private directories: that takes id-mapped mounts of the
-        // rootfs and volumes, which berth does not make yet.
+    if c.extra.uid_map.is_empty() != c.extra.gid_map.is_empty() {
         return Err(Error::invalid(
             "--uidmap/--gidmap",
-            "user namespaces need id-mapped mounts of the container's files, which this berth does not make yet",
+            "a user namespace needs both a uid map and a gid map",
+        ));
+    }
+    for (flag, map) in [
+        ("--uidmap", &c.extra.uid_map),
+        ("--gidmap", &c.extra.gid_map),
+    ] {
+        check_id_map(flag, map)?;
+    }
+    Ok(())
+}
+
+/// The maps of the container's user namespace, for its rootfs's
+/// id-mapped lowers; None without one.
+fn id_map(x: &crate::model::Extra) -> Option<berth_image::snapshots::IdMap> {
+    let ranges = |m: &[(u32, u32, u32)]| {
+        m.iter()
+            .map(|&(inside, outside, size)| berth_base::userns::IdRange {
+                inside,
+                outside,
+                size,
+            })
+            .collect()
+    };
+    (!x.uid_map.is_empty()).then(|| berth_image::snapshots::IdMap {
+        uids: ranges(&x.uid_map),
+        gids: ranges(&x.gid_map),
+    })
+}
+
+/// A map is ranges of ids the kernel takes (none empty, none past the
+/// 32-bit id space, none overlapping another inside or on the host), one
+/// of them for the container's root.
+fn check_id_map(flag: &str, map: &[(u32, u32, u32)]) -> Result<()> {
+    const LIMIT: u64 = u32::MAX as u64;
+    for (i, &(inside, outside, size)) in map.iter().enumerate() {
+        if size == 0 || inside as u64 + size as u64 > LIMIT || outside as u64 + size as u64 > LIMIT
+        {
+            return Err(Error::invalid(
+                flag,
+                format!("{inside}:{outside}:{size} is not a range of ids"),
+            ));
+        }
+        for &(i2, o2, s2) in &map[..i] {
+            let overlap = |a: u32, b: u32, n: u32, m: u32| {
+                (a as u64) < b as u64 + m as u64 && (b as u64) < a as u64 + n as u64
+            };
+            if overlap(inside, i2, size, s2) || overlap(outside, o2, size, s2) {
+                return Err(Error::invalid(
+                    flag,
+                    format!("{inside}:{outside}:{size} overlaps {i2}:{o2}:{s2}"),
+                ));
+            }
+        }
+    }
+    if map.len() > 340 {
+        return Err(Error::invalid(flag, "the kernel takes at most 340 ranges"));
+    }
+    if !map.is_empty() && !map.iter().any(|&(inside, _, _)| inside == 0) {
+        return Err(Error::invalid(
+            flag,
+            "the map must map the container's root (id 0)",
         ));
     }
     Ok(())

@@ -272,6 +272,9 @@ pub fn add_volume(spec: &mut Spec, v: &VolumeMount, source: &str) -> Result<()> 
                     "rro" => o.extend(["ro", "rro"]),
                     "shared" | "rshared" | "slave" | "rslave" | "private" | "rprivate" => prop = x,
                     "z" | "Z" => {} // SELinux relabelling: nothing to do without SELinux.
+                    // Files shown with ids mapped as the container's user
+                    // namespace maps them (podman's `idmap`).
+                    "idmap" => o.push("idmap"),
                     other => {
                         return Err(Error::invalid(
                             format!("volume {}", v.destination),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::error::{Context, Result};
 use crate::snapshot::{self, Snapshotter};
-use crate::snapshots;
+use crate::snapshots::{self, IdMap};
 use crate::spec::{self, SpecOptions};
 use crate::store::{ImageRecord, Store};
 
@@ -51,11 +51,12 @@ pub fn create_rootfs(
     image: &ImageRecord,
     id: &str,
     snapshotter: Option<Snapshotter>,
+    idmap: Option<&IdMap>,
 ) -> Result<Rootfs> {
     snapshot::validate_id(id)?;
     let _lock = store.lock_shared()?;
     let kind = snapshotter.unwrap_or(Snapshotter::Overlay);
-    let made = match prepare(store, image, id, kind) {
+    let made = match prepare(store, image, id, kind, idmap) {
         Ok(r) => Ok(Rootfs {
             rootfs: r,
             snapshotter: kind,
@@ -64,11 +65,11 @@ pub fn create_rootfs(
         // Only where overlay cannot work at all: a failure of an overlay
         // that could work (too many layers for this kernel, say) is
         // reported, not papered over with a slow copy.
-        Err(e @ crate::Error::Unsupported { .. }) if snapshotter.is_none() => {
+        Err(e @ crate::Error::Unsupported { .. }) if snapshotter.is_none() && idmap.is_none() => {
             // No overlay here (or not on this filesystem): copy instead,
             // and say why.
             snapshots::remove_container(store, id)?;
-            prepare(store, image, id, Snapshotter::Copy).map(|r| Rootfs {
+            prepare(store, image, id, Snapshotter::Copy, idmap).map(|r| Rootfs {
                 rootfs: r,
                 snapshotter: Snapshotter::Copy,
                 fallback: Some(e.to_string()),
@@ -99,7 +100,7 @@ pub fn create_bundle(
     id: &str,
     opts: &BundleOptions,
 ) -> Result<Bundle> {
-    let r = create_rootfs(store, image, id, opts.snapshotter)?;
+    let r = create_rootfs(store, image, id, opts.snapshotter, None)?;
     match write_config(store, image, id, opts, r) {
         Ok(b) => Ok(b),
         Err(e) => {
@@ -110,8 +111,14 @@ pub fn create_bundle(
 }
 
 /// Makes the container's snapshot and mounts it on its rootfs.
-fn prepare(store: &Store, image: &ImageRecord, id: &str, kind: Snapshotter) -> Result<PathBuf> {
-    let mounts = snapshots::prepare_container(store, id, image, kind)?;
+fn prepare(
+    store: &Store,
+    image: &ImageRecord,
+    id: &str,
+    kind: Snapshotter,
+    idmap: Option<&IdMap>,
+) -> Result<PathBuf> {
+    let mounts = snapshots::prepare_container(store, id, image, kind, idmap)?;
     let rootfs = snapshot::container_dir(store, id).join("rootfs");
     std::fs::create_dir_all(&rootfs).ctx(|| format!("create {}", rootfs.display()))?;
     mounts.mount(store, &rootfs)?;

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -109,6 +110,7 @@ pub(crate) fn mount_overlay(
     upper: Option<(&Path, &Path)>,
     empty: &Path,
     target: &Path,
+    idmap: Option<&crate::snapshots::IdMap>,
     legacy: bool,
 ) -> Result<()> {
     if is_mounted(target) {
@@ -126,12 +128,29 @@ pub(crate) fn mount_overlay(
             ),
         ));
     }
-    if !legacy && !legacy_forced() {
+    if !(legacy || legacy_forced()) || idmap.is_some() {
         let mut lowers: Vec<PathBuf> = chains.iter().map(|c| store.layer_diff(c)).collect();
         if lowers.is_empty() {
             lowers.push(empty.to_path_buf());
         }
+        // Held until the overlay is made: it keeps what it needs of them.
+        let mut mapped = Vec::new();
+        if let Some(m) = idmap {
+            let ns = berth_base::userns::create(&m.uids, &m.gids)
+                .ctx(|| "make a user namespace for the rootfs's id mapping".into())?;
+            for l in &mut lowers {
+                let tree = berth_base::userns::idmapped_clone(l, &ns)
+                    .ctx(|| format!("id-mapped mount of {}", l.display()))?;
+                *l = PathBuf::from(format!("/proc/self/fd/{}", tree.as_raw_fd()));
+                mapped.push(tree);
+            }
+        }
         match mount_fsconfig(&lowers, upper, target) {
+            Err(FsErr::Unsupported) if idmap.is_some() => {
+                return Err(no_overlay(
+                    "a user namespace's rootfs needs overlay's lowerdir+ (Linux 6.8)",
+                ));
+            }
             Err(FsErr::Unsupported) => {}
             Ok(()) => return Ok(()),
             Err(FsErr::Failed(e)) => return Err(e),
@@ -461,6 +480,7 @@ mod tests {
             Some((&upper, &work)),
             &dir.join("empty"),
             &dir.join("rootfs"),
+            None,
             true,
         )
     }

@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
+use berth_base::userns::IdRange;
+
 use crate::digest::Digest;
 use crate::error::{Context, Error, Result};
 use crate::export::{Compression, ExportOptions};
@@ -104,6 +106,74 @@ pub enum Parent<'a> {
     Layers(&'a [Digest]),
 }
 
+/// The uid and gid maps of a container's user namespace, kept in its
+/// snapshot's labels so that a remount (after a reboot) maps alike.
+///
+/// Overlayfs cannot itself be mounted id-mapped, so each lower is: an
+/// id-mapped clone of the layer's directory, on which a file the layer
+/// owns as root shows as the namespace's root. The upper dir is not (the
+/// kernel refuses an id-mapped upper to a mounter outside the map): what
+/// the container writes is stored with host ids, and its root directory
+/// is made the namespace root's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdMap {
+    pub uids: Vec<IdRange>,
+    pub gids: Vec<IdRange>,
+}
+
+const UIDMAP_LABEL: &str = "berth.uidmap";
+const GIDMAP_LABEL: &str = "berth.gidmap";
+
+impl IdMap {
+    fn text(ranges: &[IdRange]) -> String {
+        ranges
+            .iter()
+            .map(|r| format!("{}:{}:{}", r.inside, r.outside, r.size))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn parse(label: &str, text: &str) -> Result<Vec<IdRange>> {
+        let bad = || {
+            Error::invalid(
+                format!("snapshot label {label}"),
+                format!("{text:?} is not a map"),
+            )
+        };
+        text.split(',')
+            .map(|r| {
+                let n: Vec<u32> = r
+                    .split(':')
+                    .map(|x| x.parse().map_err(|_| bad()))
+                    .collect::<Result<_>>()?;
+                match n[..] {
+                    [inside, outside, size] if size > 0 => Ok(IdRange {
+                        inside,
+                        outside,
+                        size,
+                    }),
+                    _ => Err(bad()),
+                }
+            })
+            .collect()
+    }
+
+    fn to_labels(&self, labels: &mut BTreeMap<String, String>) {
+        labels.insert(UIDMAP_LABEL.into(), IdMap::text(&self.uids));
+        labels.insert(GIDMAP_LABEL.into(), IdMap::text(&self.gids));
+    }
+
+    fn from_labels(labels: &BTreeMap<String, String>) -> Result<Option<IdMap>> {
+        match (labels.get(UIDMAP_LABEL), labels.get(GIDMAP_LABEL)) {
+            (Some(u), Some(g)) => Ok(Some(IdMap {
+                uids: IdMap::parse(UIDMAP_LABEL, u)?,
+                gids: IdMap::parse(GIDMAP_LABEL, g)?,
+            })),
+            _ => Ok(None),
+        }
+    }
+}
+
 /// What to mount for a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mounts {
@@ -114,6 +184,9 @@ pub enum Mounts {
         lowers: Vec<Digest>,
         upper: Option<(PathBuf, PathBuf)>,
         empty: PathBuf,
+        /// The container's user namespace maps: lowers are mounted
+        /// id-mapped through them (see `IdMap`).
+        idmap: Option<IdMap>,
     },
     /// A directory bound in place (a copy snapshot, a one-layer view).
     Bind { source: PathBuf, readonly: bool },
@@ -128,12 +201,14 @@ impl Mounts {
                 lowers,
                 upper,
                 empty,
+                idmap,
             } => snapshot::mount_overlay(
                 store,
                 lowers,
                 upper.as_ref().map(|(u, w)| (u.as_path(), w.as_path())),
                 empty,
                 target,
+                idmap.as_ref(),
                 false,
             ),
             Mounts::Bind { source, readonly } => snapshot::mount_bind(source, target, *readonly),
@@ -373,6 +448,7 @@ impl Snapshots<'_> {
                     lowers: top_first,
                     upper: None,
                     empty: self.store.root.join("tmp"),
+                    idmap: None,
                 },
             },
             Kind::View => match top_first.len() {
@@ -388,6 +464,7 @@ impl Snapshots<'_> {
                     lowers: top_first,
                     upper: None,
                     empty: dir_or("a view")?.join("empty"),
+                    idmap: None,
                 },
             },
             Kind::Active => {
@@ -401,6 +478,7 @@ impl Snapshots<'_> {
                         lowers: top_first,
                         upper: Some((dir.join("upper"), dir.join("work"))),
                         empty: dir.join("empty"),
+                        idmap: IdMap::from_labels(&info.labels)?,
                     },
                 }
             }
@@ -690,7 +768,14 @@ pub(crate) fn prepare_container(
     id: &str,
     image: &crate::store::ImageRecord,
     kind: Snapshotter,
+    idmap: Option<&IdMap>,
 ) -> Result<Mounts> {
+    if idmap.is_some() && kind != Snapshotter::Overlay {
+        return Err(Error::Unsupported {
+            what: "a user namespace's rootfs".into(),
+            why: "it needs the overlay snapshotter (id-mapped lowers)".into(),
+        });
+    }
     let chains: Vec<Digest> = image.layers.iter().map(|l| l.chain_id.clone()).collect();
     for l in &image.layers {
         if !store.has_layer(&l.chain_id) {
@@ -703,9 +788,12 @@ pub(crate) fn prepare_container(
             ));
         }
     }
-    let info = container_info(id, chains, kind.name(), now());
+    let mut info = container_info(id, chains, kind.name(), now());
+    if let Some(m) = idmap {
+        m.to_labels(&mut info.labels);
+    }
     let snaps = store.snapshots();
-    snaps.create(&info, |tx| {
+    let mounts = snaps.create(&info, |tx| {
         let n = tx.execute(
             "INSERT OR IGNORE INTO containers (id, image, snapshotter, created) VALUES (?1, ?2, ?3, ?4)",
             params![id, image.id.as_str(), kind.name(), info.created],
@@ -717,7 +805,38 @@ pub(crate) fn prepare_container(
             ));
         }
         Ok(())
-    })
+    })?;
+    if let (Some(m), Some(upper)) = (idmap, mounts.upper()) {
+        // The overlay's root directory is the upper dir's: the owner the
+        // image gives its root, as the namespace sees it.
+        let top = info.lowers.last().map(|c| store.layer_diff(c));
+        let (uid, gid) = match top.map(std::fs::metadata) {
+            Some(Ok(md)) => {
+                use std::os::unix::fs::MetadataExt;
+                (md.uid(), md.gid())
+            }
+            _ => (0, 0),
+        };
+        let host = |ranges: &[IdRange], id: u32, what: &str| {
+            berth_base::userns::to_host(ranges, id).ok_or_else(|| {
+                Error::invalid(
+                    format!("the {what} map"),
+                    format!("it does not map id {id}, which owns the image's root"),
+                )
+            })
+        };
+        let owned = host(&m.uids, uid, "uid")
+            .and_then(|u| Ok((u, host(&m.gids, gid, "gid")?)))
+            .and_then(|(u, g)| {
+                std::os::unix::fs::chown(upper, Some(u), Some(g))
+                    .ctx(|| format!("chown {}", upper.display()))
+            });
+        if let Err(e) = owned {
+            let _ = remove_container(store, id);
+            return Err(e);
+        }
+    }
+    Ok(mounts)
 }
 
 /// Removes a container's snapshot (unmounting its rootfs) and its row.

@@ -99,7 +99,8 @@ impl Runtime {
         let prepared = Prepared::new(process, linux, Some(&self.seccomp_cache()))?;
         let joins = ns.open_joins()?;
         let listener = seccomp::Listener::connect(linux)?;
-        // idmapped mounts: a user namespace per mount, made before the fork.
+        // idmapped mounts: their sources mapped before the fork, by this
+        // process, which holds the rights over them.
         let mut idmaps = Vec::new();
         for (i, m) in spec.mounts().iter().flatten().enumerate() {
             let opts = crate::mountopts::parse(
@@ -118,7 +119,12 @@ impl Runtime {
                     "an idmapped mount needs uidMappings and gidMappings (the mount's or the container's)",
                 ));
             };
-            idmaps.push((i, crate::namespaces::userns_with_maps(uids, gids)?));
+            let userns = crate::namespaces::userns_with_maps(uids, gids)?;
+            let field = format!("mounts[{i}]");
+            idmaps.push((
+                i,
+                crate::rootfs::idmapped_source(&bundle.dir, &field, m, &opts, &userns)?,
+            ));
         }
         let layout = Layout::detect().ctx(|| "read the cgroup layout")?;
 

@@ -9,7 +9,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Process};
 use crate::cgroups::Cgroup;
 use crate::container::{Runtime, write_pid_file};
 use crate::error::{Context, Error, Result};
-use crate::namespaces::{self, JOIN_ORDER};
+use crate::namespaces;
 use crate::process::{self, Prepared};
 use crate::spawn::{self, Forked};
 use crate::state::Status;
@@ -81,7 +81,7 @@ impl Runtime {
             .flatten()
             .map(|n| n.typ())
             .collect();
-        for t in JOIN_ORDER {
+        for t in namespaces::join_order() {
             if !listed.contains(&t) {
                 continue;
             }

@@ -43,7 +43,7 @@ pub struct InitPlan<'a> {
     pub direct: bool,
     /// The parent runs prestart/createRuntime hooks: stop for them.
     pub runtime_hooks: bool,
-    /// User namespaces for idmapped mounts, by mount index.
+    /// Idmapped mounts' sources, already mapped, by mount index.
     pub idmaps: &'a [(usize, OwnedFd)],
 }
 

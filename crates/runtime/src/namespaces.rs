@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespaceType};
 
 use crate::error::{Context, Error, Result};
-use crate::spawn::{self, Forked};
 
 /// The kernel's CLONE_NEW* flag for a namespace type.
 pub fn flag(t: LinuxNamespaceType) -> libc::c_int {
@@ -38,19 +37,27 @@ pub fn name(t: LinuxNamespaceType) -> &'static str {
     }
 }
 
-/// The order in which existing namespaces are joined: the user namespace
-/// first (it grants the rights to join the others), the mount namespace last
-/// (it changes how later paths resolve).
-pub const JOIN_ORDER: [LinuxNamespaceType; 8] = [
-    LinuxNamespaceType::User,
-    LinuxNamespaceType::Ipc,
-    LinuxNamespaceType::Uts,
-    LinuxNamespaceType::Network,
-    LinuxNamespaceType::Pid,
-    LinuxNamespaceType::Cgroup,
-    LinuxNamespaceType::Time,
-    LinuxNamespaceType::Mount,
-];
+/// The order in which existing namespaces are joined: the mount namespace
+/// last (it changes how later paths resolve), and the user namespace where
+/// it grants what the others need. A caller without CAP_SYS_ADMIN (rootless)
+/// joins it first: its rights there are what let it join the rest. A
+/// privileged caller joins it last: the rest may be owned by the host's
+/// user namespace (a pod's network, ipc and uts), which the container's
+/// root has no rights over, and the host's root can join them all.
+pub fn join_order() -> [LinuxNamespaceType; 8] {
+    use LinuxNamespaceType::*;
+    let privileged = caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_ADMIN,
+    )
+    .unwrap_or(false);
+    if privileged {
+        [Ipc, Uts, Network, Pid, Cgroup, Time, Mount, User]
+    } else {
+        [User, Ipc, Uts, Network, Pid, Cgroup, Time, Mount]
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Namespaces {
@@ -124,7 +131,7 @@ impl Namespaces {
     /// really is a namespace of the stated type.
     pub fn open_joins(&self) -> Result<Vec<(LinuxNamespaceType, OwnedFd)>> {
         let mut out = Vec::new();
-        for t in JOIN_ORDER {
+        for t in join_order() {
             let Some((_, Some(path))) = self.entries.iter().find(|(x, _)| *x == t) else {
                 continue;
             };
@@ -185,31 +192,17 @@ pub fn write_id_maps(pid: i32, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping])
 }
 
 /// A user namespace with these mappings, held by an fd: what an idmapped
-/// mount needs. A short-lived child creates it; the fd keeps it alive.
+/// mount needs.
 pub fn userns_with_maps(uids: &[LinuxIdMapping], gids: &[LinuxIdMapping]) -> Result<OwnedFd> {
-    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ctx(|| "pipe")?;
-    // The child only waits for the pipe to close.
-    // SAFETY: the child only closes, reads and calls exit_child: all
-    // async-signal-safe, so this holds even with other threads.
-    match unsafe { spawn::fork(libc::CLONE_NEWUSER, None) }
-        .ctx(|| "fork a user namespace holder")?
-    {
-        Forked::Child => {
-            drop(w);
-            let mut b = [0u8; 1];
-            let _ = rustix::io::read(&r, &mut b);
-            spawn::exit_child(0)
-        }
-        Forked::Parent { pid, .. } => {
-            drop(r);
-            let result = write_id_maps(pid, uids, gids).and_then(|_| {
-                File::open(format!("/proc/{pid}/ns/user"))
-                    .map(OwnedFd::from)
-                    .ctx(|| "open the mount's user namespace")
-            });
-            drop(w);
-            let _ = spawn::wait_status(pid);
-            result
-        }
-    }
+    let ranges = |maps: &[LinuxIdMapping]| -> Vec<berth_base::userns::IdRange> {
+        maps.iter()
+            .map(|m| berth_base::userns::IdRange {
+                inside: m.container_id(),
+                outside: m.host_id(),
+                size: m.size(),
+            })
+            .collect()
+    };
+    berth_base::userns::create(&ranges(uids), &ranges(gids))
+        .ctx(|| "make the mount's user namespace")
 }

@@ -288,14 +288,6 @@ fn the_settings_a_cri_request_carries_are_seen_from_inside() {
     assert!(l[5].split_whitespace().nth(1) == Some("1024"), "{out}");
     assert_eq!(l[6], "500", "{out}");
 
-    // User namespaces need id-mapped mounts berth does not make yet: a
-    // clear refusal, not a runtime's permission error.
-    let (_, err) = env.code(
-        125,
-        &["run", "--rm", "--uidmap", "0:100000:65536", &img, "true"],
-    );
-    assert!(err.contains("id-mapped"), "{err}");
-
     for (flag, value, want) in [
         ("--ulimit", "bogus=1", "bogus"),
         ("--ulimit", "nofile=20:10", "above the hard"),
@@ -306,6 +298,77 @@ fn the_settings_a_cri_request_carries_are_seen_from_inside() {
     ] {
         let (_, err) = env.code(125, &["run", "--rm", flag, value, &img, "true"]);
         assert!(err.contains(want), "{flag} {value}: {err}");
+    }
+    assert!(env.ids().is_empty());
+}
+
+#[test]
+fn a_user_namespace_maps_the_containers_root_and_its_files_follow() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let img = env.image.clone();
+    let vol = env.sb.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    std::fs::write(vol.join("f"), "x").unwrap();
+    let id = env.run_d(
+        &[
+            "--uidmap",
+            "0:100000:65536",
+            "-v",
+            &format!("{}:/data:idmap", vol.display()),
+        ],
+        &["sleep", "1000"],
+    );
+    // Inside, root is root and owns the image's files and the volume's,
+    // and can change them; on the host it is 100000.
+    let out = env.ok(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map; echo more >> /etc/passwd && touch /made /data/new && stat -c %u /etc/passwd /made /data/f /data/new",
+    ]);
+    let l: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(l[0], "0", "{out}");
+    assert_eq!(
+        l[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"],
+        "{out}"
+    );
+    assert_eq!(&l[2..], ["0", "0", "0", "0"], "{out}");
+    let pid = env.inspect(&id)["State"]["Pid"].as_u64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(uid.split_whitespace().nth(1), Some("100000"), "{status}");
+    // What it wrote: in its upper dir with the host's ids, through the
+    // id-mapped volume with the volume's own.
+    let upper = env.sb.root().join("containers").join(&id).join("upper");
+    assert_eq!(std::fs::metadata(upper.join("made")).unwrap().uid(), 100000);
+    assert_eq!(
+        std::fs::metadata(upper.join("etc/passwd")).unwrap().uid(),
+        100000
+    );
+    assert_eq!(std::fs::metadata(vol.join("new")).unwrap().uid(), 0);
+    // Its changes cannot be committed as a layer yet: a clear refusal.
+    let (_, err) = env.code(125, &["commit", &id, "localhost/userns-commit"]);
+    assert!(err.contains("user namespace"), "{err}");
+    env.ok(&["rm", "-f", &id]);
+    let left = mounts_under(&env.sb.root());
+    assert!(left.is_empty(), "{left:?}");
+
+    for (flags, want) in [
+        (&["--uidmap", "1:100000:10"][..], "container's root"),
+        (
+            &["--uidmap", "0:100000:10", "--uidmap", "5:200000:10"][..],
+            "overlaps",
+        ),
+        (&["--uidmap", "0:4294967290:65536"][..], "not a range"),
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend([img.as_str(), "true"]);
+        let (_, err) = env.code(125, &args);
+        assert!(err.contains(want), "{flags:?}: {err}");
     }
     assert!(env.ids().is_empty());
 }

@@ -30,7 +30,8 @@ pub struct Rootfs<'a> {
     pub cgroupns: bool,
     /// The container runs in a user namespace: no mknod, fewer mounts.
     pub userns: bool,
-    /// User namespaces for idmapped mounts, by index in `mounts`.
+    /// Idmapped mounts' sources, mapped before the user namespace, by
+    /// index in `mounts`.
     pub idmaps: &'a [(usize, OwnedFd)],
     root: Option<OwnedFd>,
 }
@@ -168,48 +169,41 @@ impl<'a> Rootfs<'a> {
         r.map_err(wrap)
     }
 
-    fn bind_source(&self, field: &str, m: &Mount) -> Result<PathBuf> {
-        let src = m.source().as_ref().ok_or_else(|| {
-            Error::config(format!("{field}.source"), "a bind mount needs a source")
-        })?;
-        Ok(if src.is_absolute() {
-            src.clone()
-        } else {
-            self.bundle.join(src)
-        })
-    }
-
     fn mount_bind(
         &self,
         field: &str,
         m: &Mount,
         opts: &MountOpts,
-        idmap: Option<&OwnedFd>,
+        idmapped: Option<&OwnedFd>,
     ) -> Result<()> {
-        let src = self.bind_source(field, m)?;
-        let meta = fs::metadata(&src).map_err(|e| {
-            Error::config(format!("{field}.source"), format!("{}: {e}", src.display()))
-        })?;
-        let target = if meta.is_dir() {
+        let cloned;
+        let (tree, is_dir) = match idmapped {
+            // Made before the user namespace (see `idmapped_source`); its
+            // source may be nowhere this process can reach by path now.
+            Some(tree) => {
+                let st = rustix::fs::fstat(tree).map_err(|e| os("stat the mount")(e.into()))?;
+                (
+                    tree,
+                    rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir(),
+                )
+            }
+            None => {
+                let src = bind_source(self.bundle, field, m)?;
+                let meta = fs::metadata(&src).map_err(|e| {
+                    Error::config(format!("{field}.source"), format!("{}: {e}", src.display()))
+                })?;
+                cloned = clone_tree(&src, opts.recursive)
+                    .map_err(os(format!("clone {}", src.display())))?;
+                (&cloned, meta.is_dir())
+            }
+        };
+        let target = if is_dir {
             inroot::mkdir_all(self.root(), m.destination(), 0o755)
         } else {
             inroot::create_file(self.root(), m.destination(), 0o644)
         }
         .map_err(os("create the mount point"))?;
-        let tree =
-            clone_tree(&src, opts.recursive).map_err(os(format!("clone {}", src.display())))?;
-        if let Some(userns) = idmap {
-            // Only a detached mount can take an id mapping.
-            setattr(
-                &tree,
-                opts.idmap_recursive,
-                Attrs::default(),
-                0,
-                Some(userns),
-            )
-            .map_err(os("map the mount's ids"))?;
-        }
-        attach(&tree, &target, opts)
+        attach(tree, &target, opts)
     }
 
     fn mount_fs(&self, field: &str, m: &Mount, typ: &str, opts: &MountOpts) -> Result<()> {
@@ -256,8 +250,15 @@ impl<'a> Rootfs<'a> {
                 } else {
                     "/dev/mqueue"
                 };
-                let tree =
-                    clone_tree(Path::new(host), true).map_err(os(format!("clone {host}")))?;
+                let tree = match clone_tree(Path::new(host), true) {
+                    Ok(t) => t,
+                    // A host without /dev/mqueue has no queues to show:
+                    // the mount point stays an empty directory.
+                    Err(e) if typ == "mqueue" && e.raw_os_error() == Some(libc::ENOENT) => {
+                        return Ok(());
+                    }
+                    Err(e) => return Err(os(format!("clone {host}"))(e)),
+                };
                 let mut o = opts.clone();
                 o.rec_attrs.add_set(ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC);
                 if opts.flags & libc::MS_RDONLY != 0 {
@@ -402,6 +403,42 @@ fn holding_mount_from_mountinfo(path: &Path) -> PathBuf {
 
 /// Puts a detached mount tree at `target` with the options' attributes and
 /// propagation.
+fn bind_source(bundle: &Path, field: &str, m: &Mount) -> Result<PathBuf> {
+    let src = m
+        .source()
+        .as_ref()
+        .ok_or_else(|| Error::config(format!("{field}.source"), "a bind mount needs a source"))?;
+    Ok(if src.is_absolute() {
+        src.clone()
+    } else {
+        bundle.join(src)
+    })
+}
+
+/// The source of an idmapped bind mount, cloned and mapped through
+/// `userns`. Made by the runtime before the container's user namespace:
+/// the kernel lets only a holder of CAP_SYS_ADMIN over the source's file
+/// system map its ids, which the container's root is not.
+pub fn idmapped_source(
+    bundle: &Path,
+    field: &str,
+    m: &Mount,
+    opts: &MountOpts,
+    userns: &OwnedFd,
+) -> Result<OwnedFd> {
+    let src = bind_source(bundle, field, m)?;
+    let tree = clone_tree(&src, opts.recursive).map_err(os(format!("clone {}", src.display())))?;
+    setattr(
+        &tree,
+        opts.idmap_recursive,
+        Attrs::default(),
+        0,
+        Some(userns),
+    )
+    .map_err(os(format!("{field}: map the ids of {}", src.display())))?;
+    Ok(tree)
+}
+
 fn attach(tree: &OwnedFd, target: &OwnedFd, opts: &MountOpts) -> Result<()> {
     if !opts.attrs.is_empty() {
         setattr(tree, false, opts.attrs, 0, None).map_err(os("set mount attributes"))?;
