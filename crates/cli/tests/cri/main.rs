@@ -15,3 +15,4 @@ mod images;
 mod lifecycle;
 mod restart;
 mod streams;
+mod userns;
