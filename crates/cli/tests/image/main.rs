@@ -4,6 +4,7 @@
 #[macro_use]
 mod support;
 
+mod archives;
 mod caps;
 mod crash;
 mod faults;
