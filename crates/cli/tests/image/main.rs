@@ -11,5 +11,6 @@ mod faults;
 mod hostile;
 mod load;
 mod names;
+mod prune;
 mod pull;
 mod store;

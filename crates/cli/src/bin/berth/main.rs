@@ -219,8 +219,10 @@ enum ImageCmd {
     },
     /// Remove dangling images (all unused with -a) and unreferenced data.
     Prune {
+        /// Every image no container uses, not only dangling ones.
         #[arg(short, long)]
         all: bool,
+        /// Do not ask for confirmation.
         #[arg(short, long)]
         force: bool,
     },
@@ -443,8 +445,16 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         Cmd::Image {
-            cmd: ImageCmd::Prune { all, force: _ },
+            cmd: ImageCmd::Prune { all, force },
         } => {
+            let what = if all {
+                "all images without at least one container associated with them"
+            } else {
+                "all dangling images"
+            };
+            if !force && !confirm(&format!("WARNING! This will remove {what}.\n"))? {
+                return Ok(());
+            }
             for d in images::prune(&ctx.store()?, all)? {
                 println!("{}", d.hex());
             }
