@@ -2,16 +2,22 @@
 //! (its image pulled if need be), started, and this terminal relayed to
 //! its stdio until it exits.
 
+use std::io::IsTerminal;
+
 use anyhow::{Result, bail};
 use berth_engine::Engine;
 use berth_engine::model::{Container, Status};
 
 use super::flags::{CreateFlags, ExecFlags, config};
 
-/// Makes the container the flags describe, pulling its image as --pull
-/// says.
-fn new_container(ctx: &crate::Ctx, e: &Engine, f: &CreateFlags) -> Result<Container> {
-    let cfg = config(f)?;
+/// Makes the container the flags describe (as `cfg`), pulling its image
+/// as --pull says.
+fn new_container(
+    ctx: &crate::Ctx,
+    e: &Engine,
+    f: &CreateFlags,
+    cfg: berth_engine::model::ContainerConfig,
+) -> Result<Container> {
     let policy = berth_engine::PullPolicy::parse(&f.pull)?;
     let image = e.image_for(&f.image, policy, &crate::pull_options(ctx)?, &mut |name| {
         eprintln!("Pulling {name}")
@@ -21,14 +27,25 @@ fn new_container(ctx: &crate::Ctx, e: &Engine, f: &CreateFlags) -> Result<Contai
 
 /// `create`: prints the new container's ID.
 pub fn create(ctx: &crate::Ctx, e: &Engine, flags: &CreateFlags) -> Result<()> {
-    println!("{}", new_container(ctx, e, flags)?.id);
+    println!("{}", new_container(ctx, e, flags, config(flags)?)?.id);
     Ok(())
 }
 
 /// `run`: with -d, starts the container and prints its ID; without,
 /// relays this terminal to it until it exits. Its exit code.
 pub fn run(ctx: &crate::Ctx, e: &Engine, detach: bool, flags: &CreateFlags) -> Result<i32> {
-    let c = new_container(ctx, e, flags)?;
+    let mut cfg = config(flags)?;
+    if !detach && cfg.tty && cfg.stdin && !std::io::stdin().is_terminal() {
+        // Piped input into a pty never ends: the pty has no end of file
+        // to pass on, so `printf x | run -it IMAGE cat` would wait
+        // forever. As podman does, say so and go on, here without the
+        // terminal, so the input ends where it ends.
+        eprintln!(
+            "Warning: the input device is not a TTY: running without a terminal (-t ignored)"
+        );
+        cfg.tty = false;
+    }
+    let c = new_container(ctx, e, flags, cfg)?;
     if detach {
         match e.start(&c.id) {
             Ok(c) => println!("{}", c.id),
