@@ -88,6 +88,7 @@ impl Engine {
         });
         if let Err(e) = made {
             let _ = bundle::remove_bundle(&self.images, &id);
+            self.remove_volumes_of(&c, |v| v.made);
             return Err(e);
         }
         self.emit(self.container_event(&c, "create"));
@@ -103,6 +104,12 @@ impl Engine {
     /// spec itself is written when the container starts (`runtime_spec`).
     fn make_rootfs(&self, image: &ImageRecord, c: &mut Container) -> Result<()> {
         bundle::create_rootfs(&self.images, image, &c.id, None)?;
+        // Named volumes are made with the container, as docker makes them,
+        // before the spec (which binds them) asks for them; those made now
+        // are marked, to go with it if its run fails.
+        for v in c.config.volumes.iter_mut().filter(|v| v.kind == "volume") {
+            v.made = self.volume_create(Some(&v.source), Vec::new())?.1;
+        }
         // Made now, so a bad request fails here and not at start (the user,
         // the command, capabilities, devices, a seccomp profile), and kept
         // only in part.
@@ -118,10 +125,6 @@ impl Engine {
                 .annotations()
                 .as_ref()
                 .and_then(|a| a.get("org.opencontainers.image.stopSignal").cloned());
-        }
-        // Named volumes are made with the container, as docker makes them.
-        for v in c.config.volumes.iter().filter(|v| v.kind == "volume") {
-            self.volume_for_mount(&v.source)?;
         }
         let ud = self.userdata(&c.id);
         std::fs::create_dir_all(&ud).ctx(|| format!("create {}", ud.display()))
@@ -604,6 +607,20 @@ impl Engine {
         }
         let _ = std::fs::remove_file(self.locks_dir().join(format!("{}.lock", c.id)));
         self.emit(self.container_event(c, "destroy"));
+        if c.config.auto_remove {
+            // --rm takes the anonymous volumes along, as docker's does.
+            self.remove_volumes_of(c, |v| v.anonymous);
+        }
+        Ok(())
+    }
+
+    /// Removes a container whose run failed (as `run` does when the start
+    /// fails), with every volume its creation made: a failed `run` leaves
+    /// nothing of its own behind.
+    pub fn discard(&self, key: &str) -> Result<()> {
+        let c = self.db.find_container(key)?;
+        self.remove(&c.id, true)?;
+        self.remove_volumes_of(&c, |v| v.made || v.anonymous);
         Ok(())
     }
 

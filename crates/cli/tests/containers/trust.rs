@@ -129,3 +129,141 @@ fn piped_input_with_it_runs_without_a_tty_and_sigterm_never_leaves_run_hung() {
     );
     env.ok(&["rm", "-f", "plain"]);
 }
+
+fn volume_names(env: &Env) -> Vec<String> {
+    let mut v: Vec<String> = env
+        .ok(&["volume", "ls", "-q"])
+        .lines()
+        .map(String::from)
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_failed_run_takes_the_volumes_it_made_and_rm_takes_anonymous_ones() {
+    let env = Env::new();
+    env.ok(&["volume", "create", "kept"]);
+    // A run whose start fails: the volume it made goes with it, the one
+    // that was there stays, and no container is left.
+    let (_, err) = env.code(
+        127,
+        &[
+            "run",
+            "--network",
+            "none",
+            "-v",
+            "made:/made",
+            "-v",
+            "kept:/kept",
+            "-v",
+            "/anon",
+            &env.image,
+            "no-such-command",
+        ],
+    );
+    assert_eq!(count(&err, "no-such-command"), 1, "{err}");
+    assert_eq!(volume_names(&env), ["kept"]);
+    assert!(env.ids().is_empty(), "left {:?}", env.ids());
+
+    // run --rm with an anonymous volume: it goes with the container; a
+    // named one stays (docker's rule).
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "/anon",
+        "-v",
+        "named:/named",
+        &env.image,
+        "sh",
+        "-c",
+        "echo hi > /anon/f; echo hi > /named/f; cat /anon/f",
+    ]);
+    assert_eq!(out, "hi\n");
+    assert_eq!(volume_names(&env), ["kept", "named"]);
+    // Also when --rm's container is removed in the background (-d).
+    let id = env.run_d(
+        &[
+            "--rm",
+            "--network",
+            "none",
+            "--mount",
+            "type=volume,dst=/anon",
+        ],
+        &["sleep", "1000"],
+    );
+    assert_eq!(volume_names(&env).len(), 3);
+    env.ok(&["rm", "-f", &id]);
+    assert_eq!(volume_names(&env), ["kept", "named"]);
+    // Without --rm, an anonymous volume stays until removed itself.
+    let id = env.run_d(&["--network", "none", "-v", "/anon"], &["true"]);
+    env.ok(&["wait", &id]);
+    env.ok(&["rm", &id]);
+    assert_eq!(volume_names(&env).len(), 3);
+}
+
+#[test]
+fn cp_with_a_dash_is_a_tar_stream_both_ways() {
+    let env = Env::new();
+    env.run_d(
+        &["--name", "box", "--network", "none"],
+        &[
+            "sh",
+            "-c",
+            "echo inside > /tmp/f; mkdir /tmp/in; sleep 1000",
+        ],
+    );
+    wait_for("the file", || {
+        env.berth(&["exec", "box", "sh", "-c", "test -e /tmp/in"])
+            .status
+            .success()
+    });
+    // Out: a tar of the file on stdout, no file named "-" anywhere.
+    let out = env
+        .cmd()
+        .current_dir(env.sb.path())
+        .args(["cp", "box:/tmp/f", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut a = tar::Archive::new(&out.stdout[..]);
+    let mut e = a.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(e.path().unwrap().to_str(), Some("f"));
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+    assert_eq!(text, "inside\n");
+    assert!(
+        !env.sb.path().join("-").exists(),
+        "a file named - was written"
+    );
+
+    // In: a tar on stdin unpacks into the container's directory.
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(5);
+    h.set_mode(0o644);
+    h.set_cksum();
+    tar.append_data(&mut h, "from-tar", &b"hello"[..]).unwrap();
+    let tar = tar.into_inner().unwrap();
+    let input = env.sb.path().join("in.tar");
+    std::fs::write(&input, &tar).unwrap();
+    let out = env
+        .cmd()
+        .args(["cp", "-", "box:/tmp/in"])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.ok(&["exec", "box", "cat", "/tmp/in/from-tar"]), "hello");
+}

@@ -50,9 +50,7 @@ pub fn run(ctx: &crate::Ctx, e: &Engine, detach: bool, flags: &CreateFlags) -> R
         match e.start(&c.id) {
             Ok(c) => println!("{}", c.id),
             Err(err) => {
-                if flags.rm {
-                    let _ = e.remove(&c.id, true);
-                }
+                discard(e, &c);
                 return Err(err.into());
             }
         }
@@ -70,9 +68,7 @@ pub fn run(ctx: &crate::Ctx, e: &Engine, detach: bool, flags: &CreateFlags) -> R
     let c = match started {
         Ok(c) => c,
         Err(err) => {
-            if flags.rm {
-                let _ = e.remove(&c.id, true);
-            }
+            discard(e, &c);
             return Err(err.into());
         }
     };
@@ -82,6 +78,16 @@ pub fn run(ctx: &crate::Ctx, e: &Engine, detach: bool, flags: &CreateFlags) -> R
         e.cleanup(&c.id)?;
     }
     Ok(code)
+}
+
+/// A run that failed to start leaves nothing of its own: not the
+/// container (podman's and docker's would stay, Created, and hold the
+/// name), not the volumes its creation made. The start's error is the one
+/// the user sees; a failure here is only a warning.
+fn discard(e: &Engine, c: &Container) {
+    if let Err(err) = e.discard(&c.id) {
+        eprintln!("Warning: removing {} after the failed start: {err}", c.name);
+    }
 }
 
 /// `attach`: this terminal to a running container until it exits; its
