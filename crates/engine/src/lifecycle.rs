@@ -1,6 +1,7 @@
 //! Creating, starting, stopping and removing containers, and keeping their
 //! records true to what the kernel says.
 
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -299,6 +300,9 @@ impl Engine {
         if let Some(p) = &c.config.pod {
             self.ensure_pod_running(p)?;
         }
+        // The published ports are taken before anything is made for this
+        // run: one in use refuses the start with nothing to undo.
+        let reserved = net::reserve_ports(c)?;
         let own_netns = net::setup(self, c, &mut s)?;
         let pod = match &c.config.pod {
             Some(p) => Some(self.db.find_pod(p)?),
@@ -388,7 +392,8 @@ impl Engine {
         monitor_cfg
             .save(&cfg_path)
             .map_err(|e| Error::Monitor(e.to_string()))?;
-        let started = berth_monitor::start_monitor(&self.monitor, &cfg_path)
+        let hold: Vec<_> = reserved.iter().map(|fd| fd.as_fd()).collect();
+        let started = berth_monitor::start_monitor_holding(&self.monitor, &cfg_path, &hold)
             .map_err(|e| Error::Monitor(e.to_string()))?;
         c.monitor_pid = started.process.pid;
         c.monitor_start = started.process.start_time;

@@ -267,3 +267,89 @@ fn cp_with_a_dash_is_a_tar_stream_both_ways() {
     );
     assert_eq!(env.ok(&["exec", "box", "cat", "/tmp/in/from-tar"]), "hello");
 }
+
+/// iptables rules (no counters) that mention `needle`.
+fn rules_with(needle: &str) -> Vec<String> {
+    let out = Command::new("iptables-save").output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("-A") && l.contains(needle))
+        .map(String::from)
+        .collect()
+}
+
+/// A TCP listener of this test on `ip`, on a port free now.
+fn host_listener(ip: &str) -> (std::net::TcpListener, u16) {
+    let l = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    (l, port)
+}
+
+/// Asserts that running with `-p publish` is refused as podman refuses
+/// it, and that the refusal leaves nothing: no container, no netns pin,
+/// no rule for the port beyond those there before.
+fn refused(env: &Env, publish: &str, port: u16) {
+    let dport = format!("--dport {port}");
+    let (rules, ids, pins) = (rules_with(&dport), env.ids(), netns_pins(env));
+    let (_, err) = env.code(126, &["run", "--rm", "-p", publish, &env.image, "true"]);
+    assert!(err.contains("address already in use"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let (_, err) = env.code(
+        126,
+        &[
+            "run", "-d", "--name", "late", "-p", publish, &env.image, "sleep", "1",
+        ],
+    );
+    assert!(err.contains("address already in use"), "{err}");
+    assert_eq!(env.ids(), ids, "a record remains");
+    assert_eq!(rules_with(&dport), rules, "rules remain");
+    assert_eq!(netns_pins(env), pins, "a netns pin remains");
+}
+
+fn netns_pins(env: &Env) -> usize {
+    std::fs::read_dir(env.runroot().join("netns"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_published_port_in_use_is_refused_and_leaves_nothing() {
+    let env = Env::new();
+    // A host server on 127.0.0.1 and one on every address: neither is
+    // shadowed, whichever address the container asks for.
+    let (local, port) = host_listener("127.0.0.1");
+    refused(&env, &format!("{port}:80"), port);
+    refused(&env, &format!("127.0.0.1:{port}:80"), port);
+    drop(local);
+    let (any, port) = host_listener("0.0.0.0");
+    refused(&env, &format!("127.0.0.1:{port}:80"), port);
+    refused(&env, &format!("{port}:80"), port);
+    drop(any);
+    assert_eq!(netns_pins(&env), 0, "a netns pin remains");
+
+    // Two containers on one port: the second is refused, the first keeps
+    // it, and once the first is gone the port is free again.
+    let (probe, port) = host_listener("0.0.0.0");
+    drop(probe);
+    let publish = format!("{port}:80");
+    let first = env.run_d(&["--name", "first", "-p", &publish], &["sleep", "1000"]);
+    refused(&env, &publish, port);
+    assert_eq!(env.ids(), [first.clone()]);
+    assert_eq!(env.status("first"), "running");
+    assert_eq!(netns_pins(&env), 1);
+    // The host cannot take it from the container either.
+    assert!(std::net::TcpListener::bind(("0.0.0.0", port)).is_err());
+    // Nor does the container's process hold the reservation.
+    let pid = env.inspect("first")["State"]["Pid"].as_i64().unwrap();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    assert!(fds <= 3, "the container has {fds} fds");
+    env.ok(&["rm", "-f", "first"]);
+    assert_gone(&env, &first);
+    assert_eq!(netns_pins(&env), 0);
+    let again = env.run_d(&["--rm", "-p", &publish], &["sleep", "1000"]);
+    env.ok(&["rm", "-f", &again]);
+    let l = std::net::TcpListener::bind(("0.0.0.0", port));
+    assert!(l.is_ok(), "the port stays taken after rm: {l:?}");
+}

@@ -272,14 +272,17 @@ fn main() {
 }
 
 /// docker's codes: 127 when the container's command was not found, 126
-/// when it could not be run, 125 for every other failure of berth's own.
+/// when it could not be run (podman's too for a published port in use),
+/// 125 for every other failure of berth's own.
 fn exit_code_for(e: &anyhow::Error) -> i32 {
     let text = format!("{e:#}");
     if text.contains("executable file not found")
         || text.contains("no such file or directory") && text.contains("exec")
     {
         127
-    } else if text.contains("permission denied") && text.contains("exec") {
+    } else if text.contains("permission denied") && text.contains("exec")
+        || text.contains("address already in use")
+    {
         126
     } else {
         125
