@@ -334,7 +334,7 @@ fn a_published_port_in_use_is_refused_and_leaves_nothing() {
     let publish = format!("{port}:80");
     let first = env.run_d(&["--name", "first", "-p", &publish], &["sleep", "1000"]);
     refused(&env, &publish, port);
-    assert_eq!(env.ids(), [first.clone()]);
+    assert_eq!(env.ids(), std::slice::from_ref(&first));
     assert_eq!(env.status("first"), "running");
     assert_eq!(netns_pins(&env), 1);
     // The host cannot take it from the container either.
