@@ -86,6 +86,19 @@ fn piped_input_with_it_runs_without_a_tty_and_sigterm_never_leaves_run_hung() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "x");
     assert!(err.contains("the input device is not a TTY"), "{err}");
     assert!(env.ids().is_empty(), "--rm left {:?}", env.ids());
+    // exec -it alike.
+    env.run_d(&["--name", "box", "--network", "none"], &["sleep", "1000"]);
+    let mut c = env.cmd();
+    c.args(["exec", "-it", "box", "cat"])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (out, _) = run_within(c, Duration::from_secs(30), "printf x | exec -it cat");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "x");
+    assert!(err.contains("the input device is not a TTY"), "{err}");
+    env.ok(&["rm", "-f", "box"]);
 
     // With a terminal for the container (-t), SIGTERM to the CLI ends the
     // CLI (its signals are not the container's there); the container runs

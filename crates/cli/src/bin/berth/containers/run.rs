@@ -35,16 +35,7 @@ pub fn create(ctx: &crate::Ctx, e: &Engine, flags: &CreateFlags) -> Result<()> {
 /// relays this terminal to it until it exits. Its exit code.
 pub fn run(ctx: &crate::Ctx, e: &Engine, detach: bool, flags: &CreateFlags) -> Result<i32> {
     let mut cfg = config(flags)?;
-    if !detach && cfg.tty && cfg.stdin && !std::io::stdin().is_terminal() {
-        // Piped input into a pty never ends: the pty has no end of file
-        // to pass on, so `printf x | run -it IMAGE cat` would wait
-        // forever. As podman does, say so and go on, here without the
-        // terminal, so the input ends where it ends.
-        eprintln!(
-            "Warning: the input device is not a TTY: running without a terminal (-t ignored)"
-        );
-        cfg.tty = false;
-    }
+    cfg.tty = terminal_for(cfg.tty, cfg.stdin && !detach);
     let c = new_container(ctx, e, flags, cfg)?;
     if detach {
         match e.start(&c.id) {
@@ -78,6 +69,21 @@ pub fn run(ctx: &crate::Ctx, e: &Engine, detach: bool, flags: &CreateFlags) -> R
         e.cleanup(&c.id)?;
     }
     Ok(code)
+}
+
+/// Whether a process asked for with -t (and `relayed` stdin, -i in the
+/// foreground) gets a terminal. Piped input into a pty never ends: the pty
+/// has no end of file to pass on, so `printf x | run -it IMAGE cat` would
+/// wait forever. As podman does, say so and go on, here without the
+/// terminal, so the input ends where it ends.
+fn terminal_for(tty: bool, relayed: bool) -> bool {
+    if tty && relayed && !std::io::stdin().is_terminal() {
+        eprintln!(
+            "Warning: the input device is not a TTY: running without a terminal (-t ignored)"
+        );
+        return false;
+    }
+    tty
 }
 
 /// A run that failed to start leaves nothing of its own: not the
@@ -115,6 +121,7 @@ pub fn exec(e: &Engine, f: ExecFlags) -> Result<i32> {
         container,
         command,
     } = f;
+    let tty = terminal_for(tty, interactive && !detach);
     let session = e.exec_start(
         &container,
         &berth_engine::ExecRequest {
