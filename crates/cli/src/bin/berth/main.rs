@@ -541,6 +541,12 @@ fn run(cli: Cli) -> Result<()> {
             };
             let store = ctx.store()?;
             let loaded = if input.as_os_str() == "-" {
+                use std::io::IsTerminal;
+                if std::io::stdin().is_terminal() {
+                    bail!(
+                        "load reads an archive from stdin, which is a terminal: redirect it, or give -i FILE"
+                    );
+                }
                 archive::load_stream(&store, std::io::stdin().lock(), "stdin", &opts)?
             } else {
                 archive::load(&store, &input, &opts)?
