@@ -11,12 +11,23 @@ use std::path::Path;
 /// and a crash (or power loss) right after leaves one of the two, never an
 /// empty or torn file. The temp file is removed on failure.
 pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    atomic_write_with(path, mode, |f| f.write_all(data))
+}
+
+/// `atomic_write` of what `write` puts into the file, for contents too
+/// large to hold in memory (a saved image). `write` may fail with its own
+/// error type; the new file then never appears.
+pub fn atomic_write_with<E: From<io::Error>>(
+    path: &Path,
+    mode: u32,
+    write: impl FnOnce(&mut File) -> Result<(), E>,
+) -> Result<(), E> {
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?
         .to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let write = || -> io::Result<()> {
+    let attempt = || -> Result<(), E> {
         let mut f = fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -24,14 +35,15 @@ pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
             .mode(mode)
             .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
             .open(&tmp)?;
-        f.write_all(data)?;
+        write(&mut f)?;
         f.sync_all()?;
-        fs::rename(&tmp, path)
+        fs::rename(&tmp, path)?;
+        Ok(())
     };
-    write().inspect_err(|_| {
+    attempt().inspect_err(|_| {
         let _ = fs::remove_file(&tmp);
     })?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    Ok(sync_dir(path.parent().unwrap_or(Path::new(".")))?)
 }
 
 /// Makes a rename or removal in `dir` durable.

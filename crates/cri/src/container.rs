@@ -243,6 +243,7 @@ fn mount(cfg: &Config, i: usize, m: &api::Mount) -> Result<VolumeMount, Status> 
         source: resolved.to_string_lossy().into_owned(),
         destination: m.container_path.clone(),
         options,
+        ..Default::default()
     })
 }
 

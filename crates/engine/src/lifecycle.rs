@@ -1,6 +1,7 @@
 //! Creating, starting, stopping and removing containers, and keeping their
 //! records true to what the kernel says.
 
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -88,6 +89,7 @@ impl Engine {
         });
         if let Err(e) = made {
             let _ = bundle::remove_bundle(&self.images, &id);
+            self.remove_volumes_of(&c, |v| v.made);
             return Err(e);
         }
         self.emit(self.container_event(&c, "create"));
@@ -104,6 +106,12 @@ impl Engine {
     fn make_rootfs(&self, image: &ImageRecord, c: &mut Container) -> Result<()> {
         let idmap = id_map(&c.config.extra);
         bundle::create_rootfs(&self.images, image, &c.id, None, idmap.as_ref())?;
+        // Named volumes are made with the container, as docker makes them,
+        // before the spec (which binds them) asks for them; those made now
+        // are marked, to go with it if its run fails.
+        for v in c.config.volumes.iter_mut().filter(|v| v.kind == "volume") {
+            v.made = self.volume_create(Some(&v.source), Vec::new())?.1;
+        }
         // Made now, so a bad request fails here and not at start (the user,
         // the command, capabilities, devices, a seccomp profile), and kept
         // only in part.
@@ -119,10 +127,6 @@ impl Engine {
                 .annotations()
                 .as_ref()
                 .and_then(|a| a.get("org.opencontainers.image.stopSignal").cloned());
-        }
-        // Named volumes are made with the container, as docker makes them.
-        for v in c.config.volumes.iter().filter(|v| v.kind == "volume") {
-            self.volume_for_mount(&v.source)?;
         }
         let ud = self.userdata(&c.id);
         std::fs::create_dir_all(&ud).ctx(|| format!("create {}", ud.display()))?;
@@ -323,6 +327,9 @@ impl Engine {
         if let Some(p) = &c.config.pod {
             self.ensure_pod_running(p)?;
         }
+        // The published ports are taken before anything is made for this
+        // run: one in use refuses the start with nothing to undo.
+        let reserved = net::reserve_ports(c)?;
         let own_netns = net::setup(self, c, &mut s)?;
         let pod = match &c.config.pod {
             Some(p) => Some(self.db.find_pod(p)?),
@@ -412,7 +419,8 @@ impl Engine {
         monitor_cfg
             .save(&cfg_path)
             .map_err(|e| Error::Monitor(e.to_string()))?;
-        let started = berth_monitor::start_monitor(&self.monitor, &cfg_path)
+        let hold: Vec<_> = reserved.iter().map(|fd| fd.as_fd()).collect();
+        let started = berth_monitor::start_monitor_holding(&self.monitor, &cfg_path, &hold)
             .map_err(|e| Error::Monitor(e.to_string()))?;
         c.monitor_pid = started.process.pid;
         c.monitor_start = started.process.start_time;
@@ -631,6 +639,20 @@ impl Engine {
         }
         let _ = std::fs::remove_file(self.locks_dir().join(format!("{}.lock", c.id)));
         self.emit(self.container_event(c, "destroy"));
+        if c.config.auto_remove {
+            // --rm takes the anonymous volumes along, as docker's does.
+            self.remove_volumes_of(c, |v| v.anonymous);
+        }
+        Ok(())
+    }
+
+    /// Removes a container whose run failed (as `run` does when the start
+    /// fails), with every volume its creation made: a failed `run` leaves
+    /// nothing of its own behind.
+    pub fn discard(&self, key: &str) -> Result<()> {
+        let c = self.db.find_container(key)?;
+        self.remove(&c.id, true)?;
+        self.remove_volumes_of(&c, |v| v.made || v.anonymous);
         Ok(())
     }
 

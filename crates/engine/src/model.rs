@@ -158,7 +158,7 @@ pub enum NetworkMode {
 }
 
 /// -v / --mount.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeMount {
     /// "bind", "volume" or "tmpfs".
@@ -167,6 +167,14 @@ pub struct VolumeMount {
     pub source: String,
     pub destination: String,
     pub options: Vec<String>,
+    /// An anonymous volume (`-v /path`): its name is made up, and it goes
+    /// with its container when --rm removes that (docker's rule).
+    #[serde(default)]
+    pub anonymous: bool,
+    /// Set by the engine: the volume did not exist before this container
+    /// was created, and goes with it if the container's run fails.
+    #[serde(default)]
+    pub made: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -358,6 +358,20 @@ pub(crate) fn detach_all(
     Ok(())
 }
 
+/// Reserves the container's published host ports for this run (see
+/// `berth_network::ports::reserve`): the sockets, for its monitor to hold.
+/// Only a container on bridge networks publishes; a port in use is
+/// refused with "address already in use".
+pub fn reserve_ports(c: &Container) -> Result<Vec<std::os::fd::OwnedFd>> {
+    match c.config.network {
+        NetworkMode::Default | NetworkMode::Bridge(_) => {
+            berth_network::ports::reserve(&c.config.ports)
+                .map_err(|e| Error::Conflict(e.to_string()))
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
 /// Sets up the container's network namespace for this run and points the
 /// spec at it. Returns whether the container has a namespace of its own.
 pub fn setup(e: &Engine, c: &mut Container, s: &mut oci_spec::runtime::Spec) -> Result<bool> {

@@ -763,6 +763,7 @@ mod tests {
             source: "/x".into(),
             destination: "/d".into(),
             options: vec!["bogus".into()],
+            ..Default::default()
         };
         assert!(add_volume(&mut s, &v, "/x").is_err());
     }

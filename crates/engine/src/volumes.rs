@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use crate::engine::{Engine, now, path_str};
 use crate::error::{Context, Error, Result};
 use crate::ids;
-use crate::model::Volume;
+use crate::model::{Container, Volume, VolumeMount};
 
 impl Engine {
     /// Creates the volume; an existing one of that name is returned as is.
@@ -130,6 +130,23 @@ impl Engine {
             std::fs::remove_dir_all(&doomed).ctx(|| format!("remove {}", doomed.display()))?;
         }
         Ok(())
+    }
+
+    /// Removes the volumes of removed container `c` that `which` picks,
+    /// each only while no other container uses it. Failures are warnings:
+    /// the container is gone either way.
+    pub(crate) fn remove_volumes_of(&self, c: &Container, which: impl Fn(&VolumeMount) -> bool) {
+        for v in c
+            .config
+            .volumes
+            .iter()
+            .filter(|v| v.kind == "volume" && which(v))
+        {
+            match self.volume_remove(&v.source, false) {
+                Ok(()) | Err(Error::NotFound(_)) => {}
+                Err(e) => tracing::warn!("volume {} of {}: {e}", v.source, c.name),
+            }
+        }
     }
 
     /// Removes every volume no container uses; returns their names.

@@ -6,13 +6,14 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use serde_json::json;
 
 use crate::digest::Digest;
 use crate::error::{Context, Error, Result};
-pub use crate::load::{LoadOptions, import, load};
+pub use crate::load::{LoadOptions, Loaded, import, load, load_stream};
 use crate::manifest;
 use crate::reference::{self, Reference};
 use crate::store::{ImageRecord, Store, now};
@@ -49,6 +50,12 @@ pub fn local_name(name: &str) -> Result<String> {
 
 /// Writes `images` (each with the name to give it) to `out`. Holds the
 /// store's shared lock: removal waits, so no blob goes mid-write.
+///
+/// A docker archive goes to `out` as the user gave it: a symlink is
+/// followed (as docker does); a FIFO, a character device or a socket is
+/// written to; a regular file, or a new one, is replaced whole or not at
+/// all. Nothing but a regular file is ever replaced: `-o /dev/stdout`
+/// writes to stdout rather than over the link.
 pub fn save(
     store: &Store,
     images: &[(ImageRecord, String)],
@@ -58,10 +65,93 @@ pub fn save(
     let _lock = store.lock_shared()?;
     match format {
         Format::OciDir => save_oci(store, images, out),
-        Format::DockerArchive => save_docker(store, images, out).inspect_err(|_| {
-            let _ = std::fs::remove_file(out.with_extension("partial"));
-        }),
+        Format::DockerArchive => match sink(out)? {
+            Sink::Stream(mut f) => save_docker(store, images, &mut f, &out.display().to_string()),
+            Sink::Replace(target) => {
+                let what = target.display().to_string();
+                // The archive's own error, kept apart from the file's.
+                let mut failed = None;
+                let written = berth_base::fs::atomic_write_with(&target, 0o666, |f| {
+                    save_docker(store, images, f, &what).map_err(|e| {
+                        failed = Some(e);
+                        io::Error::other("the archive was not written")
+                    })
+                });
+                match (written, failed) {
+                    (_, Some(e)) => Err(e),
+                    (r, None) => r.ctx(|| format!("write {what}")),
+                }
+            }
+        },
     }
+}
+
+/// `save` of a docker archive to a stream (stdout for `-o -`); `what`
+/// names it in errors. OCI layouts are directories and cannot go there.
+pub fn save_stream(
+    store: &Store,
+    images: &[(ImageRecord, String)],
+    out: &mut dyn io::Write,
+    what: &str,
+) -> Result<()> {
+    let _lock = store.lock_shared()?;
+    save_docker(store, images, out, what)
+}
+
+/// Where a docker archive goes: written through, or replaced atomically.
+enum Sink {
+    Stream(File),
+    Replace(std::path::PathBuf),
+}
+
+/// Decides how `out` is written, following symlinks as open(2) would.
+fn sink(out: &Path) -> Result<Sink> {
+    match std::fs::metadata(out) {
+        Ok(m) if m.is_file() => {
+            // The file a chain of links ends at is the one replaced.
+            let target = std::fs::canonicalize(out).ctx(|| format!("resolve {}", out.display()))?;
+            Ok(Sink::Replace(target))
+        }
+        Ok(m) if m.is_dir() => Err(Error::invalid(
+            format!("output {}", out.display()),
+            "is a directory (a docker archive is one file; --format oci-dir writes a directory)",
+        )),
+        Ok(_) => {
+            // A FIFO, a terminal, a socket: no temp file can stand in for
+            // it. No O_CREAT: it exists, and must stay what it is.
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(out)
+                .ctx(|| format!("open {}", out.display()))?;
+            Ok(Sink::Stream(f))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Sink::Replace(dangling_target(out)?)),
+        Err(e) => Err(e).ctx(|| format!("stat {}", out.display())),
+    }
+}
+
+/// The path a missing `out` names once its symlinks are followed: a
+/// dangling link makes its target, as open(2) with O_CREAT would.
+fn dangling_target(out: &Path) -> Result<std::path::PathBuf> {
+    let mut p = out.to_path_buf();
+    // Linux's own limit on links followed in one lookup.
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let t = std::fs::read_link(&p).ctx(|| format!("read link {}", p.display()))?;
+                // Relative to the link's directory; an absolute one as is.
+                p = p.parent().map_or_else(|| t.clone(), |d| d.join(&t));
+            }
+            Ok(_) => return Ok(p),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(p),
+            Err(e) => return Err(e).ctx(|| format!("stat {}", p.display())),
+        }
+    }
+    Err(Error::invalid(
+        format!("output {}", out.display()),
+        "too many levels of symbolic links",
+    ))
 }
 
 fn save_oci(store: &Store, images: &[(ImageRecord, String)], out: &Path) -> Result<()> {
@@ -143,10 +233,13 @@ fn copy_blob(store: &Store, d: &Digest, size: Option<u64>, blobs: &Path) -> Resu
 
 /// docker-archive: manifest.json, the config, and each layer as an
 /// uncompressed tar (what `docker load` and `podman load` read).
-fn save_docker(store: &Store, images: &[(ImageRecord, String)], out: &Path) -> Result<()> {
-    let tmp = out.with_extension("partial");
-    let f = File::create(&tmp).ctx(|| format!("create {}", tmp.display()))?;
-    let mut tar = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, f));
+fn save_docker(
+    store: &Store,
+    images: &[(ImageRecord, String)],
+    out: &mut dyn io::Write,
+    what: &str,
+) -> Result<()> {
+    let mut tar = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, out));
     let mut manifest = Vec::new();
     let mut written = std::collections::HashSet::new();
     let add =
@@ -157,7 +250,7 @@ fn save_docker(store: &Store, images: &[(ImageRecord, String)], out: &Path) -> R
             h.set_entry_type(tar::EntryType::Regular);
             h.set_mtime(0);
             tar.append_data(&mut h, name, data)
-                .ctx(|| format!("write {name} to {}", out.display()))
+                .ctx(|| format!("write {name} to {what}"))
         };
     for (img, name) in images {
         let config = store.read_blob(&img.id)?;
@@ -201,15 +294,8 @@ fn save_docker(store: &Store, images: &[(ImageRecord, String)], out: &Path) -> R
     }
     let m = serde_json::to_vec(&manifest).expect("json");
     add(&mut tar, "manifest.json", m.len() as u64, &mut m.as_slice())?;
-    let w = tar
-        .into_inner()
-        .ctx(|| format!("finish {}", out.display()))?;
-    let f = w
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .ctx(|| format!("flush {}", out.display()))?;
-    f.sync_all().ctx(|| format!("sync {}", out.display()))?;
-    std::fs::rename(&tmp, out).ctx(|| format!("rename to {}", out.display()))
+    let mut w = tar.into_inner().ctx(|| format!("finish {what}"))?;
+    io::Write::flush(&mut w).ctx(|| format!("flush {what}"))
 }
 
 /// A reader that must give exactly the `left` bytes a tar header already

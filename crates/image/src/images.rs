@@ -74,6 +74,27 @@ pub fn find(store: &Store, name: &str, conf: &RegistriesConf) -> Result<(ImageRe
     Err(not_found())
 }
 
+/// The image `name` resolves to, and the name an archive of it carries
+/// (`save`): the stored tag it matched, so that `save b:2` of an image
+/// also tagged `a:1` says `b:2`; for an ID or a digest, the image's first
+/// name, else `localhost/<short ID>:latest`.
+pub fn for_archive(
+    store: &Store,
+    name: &str,
+    conf: &RegistriesConf,
+) -> Result<(ImageRecord, String)> {
+    let (rec, matched) = find(store, name, conf)?;
+    let tag = match matched {
+        Matched::Tag(t) => t,
+        Matched::Id | Matched::Digest(_) => rec
+            .names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| format!("localhost/{}:latest", rec.id.short())),
+    };
+    Ok((rec, tag))
+}
+
 /// Gives an image another name (`berth tag`).
 pub fn tag(store: &Store, image: &ImageRecord, new_name: &str) -> Result<String> {
     let r = Reference::parse(new_name)?;

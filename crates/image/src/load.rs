@@ -28,15 +28,42 @@ pub struct LoadOptions {
     pub limits: Limits,
 }
 
-/// `load`: an OCI layout directory or a docker-archive tarball.
-pub fn load(store: &Store, input: &Path, opts: &LoadOptions) -> Result<Vec<ImageRecord>> {
+/// One image a load brought in: its record (with every name it has now)
+/// and the names the input gave it, which are what the load did.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub image: ImageRecord,
+    pub names: Vec<String>,
+}
+
+/// `load`: an OCI layout directory or a docker-archive tarball (a file, or
+/// anything that reads as one: a FIFO, a character device).
+pub fn load(store: &Store, input: &Path, opts: &LoadOptions) -> Result<Vec<Loaded>> {
+    if input.is_dir() {
+        let _lock = store.lock_shared()?;
+        let mut staging = Staging::new(store)?;
+        return load_oci(store, &mut staging, input, opts);
+    }
+    let f = File::open(input).ctx(|| format!("open {}", input.display()))?;
+    load_stream(
+        store,
+        f,
+        &format!("docker archive {}", input.display()),
+        opts,
+    )
+}
+
+/// `load` of a docker-archive tarball read once from start to end (`load
+/// -i -` reads stdin); `what` names the input in errors.
+pub fn load_stream(
+    store: &Store,
+    input: impl Read,
+    what: &str,
+    opts: &LoadOptions,
+) -> Result<Vec<Loaded>> {
     let _lock = store.lock_shared()?;
     let mut staging = Staging::new(store)?;
-    if input.is_dir() {
-        load_oci(store, &mut staging, input, opts)
-    } else {
-        load_docker(store, &mut staging, input, opts)
-    }
+    load_docker(store, &mut staging, input, what, opts)
 }
 
 fn load_oci(
@@ -44,7 +71,7 @@ fn load_oci(
     staging: &mut Staging,
     dir: &Path,
     opts: &LoadOptions,
-) -> Result<Vec<ImageRecord>> {
+) -> Result<Vec<Loaded>> {
     let layout = LayoutDir::open(dir)?;
     let what = layout.what.clone();
     let index = manifest::parse_index(&layout.read_metadata("index.json")?, &what)?;
@@ -84,15 +111,8 @@ fn load_oci(
     }
     let mut out = Vec::new();
     for (body, media_type, config, names) in planned {
-        out.push(commit_image(
-            store,
-            staging,
-            &body,
-            &media_type,
-            &config,
-            &names,
-            opts,
-        )?);
+        let image = commit_image(store, staging, &body, &media_type, &config, &names, opts)?;
+        out.push(Loaded { image, names });
     }
     Ok(out)
 }
@@ -139,11 +159,11 @@ fn oci_names(ann: Option<&HashMap<String, String>>, dir: &Path) -> Result<Vec<St
 fn load_docker(
     store: &Store,
     staging: &mut Staging,
-    file: &Path,
+    input: impl Read,
+    what: &str,
     opts: &LoadOptions,
-) -> Result<Vec<ImageRecord>> {
-    let what = format!("docker archive {}", file.display());
-    let members = stage_members(staging, file, &what)?;
+) -> Result<Vec<Loaded>> {
+    let members = stage_members(staging, input, what)?;
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Entry {
@@ -152,11 +172,11 @@ fn load_docker(
         repo_tags: Option<Vec<String>>,
         layers: Vec<String>,
     }
-    let get = |p: &str| members.get(p, &what);
+    let get = |p: &str| members.get(p, what);
     let (md, _) = get("manifest.json")?;
     let entries: Vec<Entry> =
         serde_json::from_slice(&staging.read_metadata(store, &md, "manifest.json")?)
-            .map_err(|e| Error::invalid(&what, format!("manifest.json: {e}")))?;
+            .map_err(|e| Error::invalid(what, format!("manifest.json: {e}")))?;
     let mut planned = Vec::new();
     for e in entries {
         // Names first: a bad one refuses the load before anything is
@@ -167,7 +187,7 @@ fn load_docker(
             .iter()
             .map(|n| local_name(n))
             .collect::<Result<_>>()?;
-        limits::check_layer_count(e.layers.len(), &what)?;
+        limits::check_layer_count(e.layers.len(), what)?;
         let (cd, clen) = get(&e.config)?;
         let mut layers = Vec::new();
         for l in &e.layers {
@@ -187,7 +207,7 @@ fn load_docker(
     }
     let mut out = Vec::new();
     for (body, config, names) in planned {
-        out.push(commit_image(
+        let image = commit_image(
             store,
             staging,
             &body,
@@ -195,7 +215,8 @@ fn load_docker(
             &config,
             &names,
             opts,
-        )?);
+        )?;
+        out.push(Loaded { image, names });
     }
     Ok(out)
 }
@@ -230,8 +251,7 @@ impl Members {
     }
 }
 
-fn stage_members(staging: &mut Staging, file: &Path, what: &str) -> Result<Members> {
-    let f = File::open(file).ctx(|| format!("open {}", file.display()))?;
+fn stage_members(staging: &mut Staging, f: impl Read, what: &str) -> Result<Members> {
     let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, f));
     let mut m = Members {
         files: HashMap::new(),

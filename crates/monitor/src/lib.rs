@@ -33,4 +33,4 @@ pub use crilog::Stream;
 pub use error::{Error, Result};
 pub use exit::ExitRecord;
 pub use frame::Frame;
-pub use spawn::{Started, start_detached, start_monitor};
+pub use spawn::{Started, start_detached, start_monitor, start_monitor_holding};

@@ -38,6 +38,18 @@ pub fn main(args: &[OsString]) -> i32 {
         eprintln!("berth-monitor: fd 3 (the ready pipe) is not open");
         return 1;
     };
+    // Whatever else the spawner handed over (the sockets reserving the
+    // container's published ports) is held for this process's life and
+    // passed to none it starts: the container, the runtime, the exit
+    // command.
+    // SAFETY: close_range only changes fd flags; no fd is closed.
+    if unsafe { libc::close_range(4, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) } != 0 {
+        ready.error(&format!(
+            "mark inherited fds close-on-exec: {}",
+            std::io::Error::last_os_error()
+        ));
+        return 1;
+    }
     let [_, config_path] = args else {
         ready.error("usage: berth-monitor <monitor.json>");
         return 1;

@@ -2,7 +2,7 @@
 //! with the ready pipe on fd 3, read its one line, and leave it running.
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -28,9 +28,43 @@ pub struct Started {
 /// Spawns the monitor and waits for its ready line. Returns the
 /// container's pid and the monitor, or the monitor's error message.
 pub fn start_monitor(monitor_binary: &Path, config_path: &Path) -> Result<Started> {
+    start_monitor_holding(monitor_binary, config_path, &[])
+}
+
+/// `start_monitor`, handing the monitor `hold` (the sockets that reserve
+/// a container's published ports) to keep open for its life and pass to
+/// no process it starts.
+pub fn start_monitor_holding(
+    monitor_binary: &Path,
+    config_path: &Path,
+    hold: &[BorrowedFd<'_>],
+) -> Result<Started> {
+    // Above the fds the child's setup uses (0-2, the ready pipe on 3),
+    // so that dup2 onto 3 never closes one of them.
+    let high: Vec<OwnedFd> = hold
+        .iter()
+        .map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 10))
+        .collect::<std::result::Result<_, _>>()
+        .ctx(|| "duplicate the fds the monitor holds")?;
+    let raw: Vec<i32> = high.iter().map(|fd| fd.as_raw_fd()).collect();
     let mut cmd = Command::new(monitor_binary);
     cmd.arg(config_path);
-    start_detached(cmd)
+    // SAFETY: only fcntl, which is async-signal-safe, between fork and
+    // exec; `raw` is moved into the closure.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &raw {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    // `high` stays open in this process until the monitor has them.
+    let started = start_detached(cmd);
+    drop(high);
+    started
 }
 
 /// Runs `cmd` detached with the ready pipe on fd 3 and waits (at most

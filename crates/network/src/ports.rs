@@ -2,7 +2,8 @@
 //! capability they turn into.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::OwnedFd;
 
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +53,14 @@ pub fn check_count(ports: &[PortMapping]) -> Result<(), PortError> {
 pub enum PortError {
     #[error("invalid port mapping {spec:?}: {reason}")]
     Invalid { spec: String, reason: String },
+    /// The host port is taken: by a host process, or by another
+    /// container's reservation (`reserve`).
+    #[error("cannot publish {addr}/{protocol}: bind: {error}")]
+    Taken {
+        addr: SocketAddr,
+        protocol: Protocol,
+        error: String,
+    },
     #[error("port mapping {spec:?}: no free {protocol} port on {ip}: {error}")]
     NoFreePort {
         spec: String,
@@ -128,6 +137,40 @@ impl PortMapping {
         }
         Ok(out)
     }
+}
+
+/// Binds each mapping's host port, so that nothing else on the host can:
+/// the DNAT rules alone take no port, and would silently shadow a host
+/// server on it, or another container's mapping. The sockets are the
+/// reservation; whoever holds them (the container's monitor) holds the
+/// ports. TCP ones listen with SO_REUSEADDR (as a server's would): a
+/// listening socket refuses every later bind, with SO_REUSEADDR or not,
+/// and TIME_WAIT leftovers of an earlier server do not refuse it. Traffic
+/// to the port is DNAT'd before it could reach them. A port in use is an
+/// error saying "address already in use", as podman's is.
+pub fn reserve(ports: &[PortMapping]) -> Result<Vec<OwnedFd>, PortError> {
+    ports
+        .iter()
+        .map(|p| {
+            let ip = p.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            let addr = SocketAddr::new(ip, p.host_port);
+            let bound = match p.protocol {
+                Protocol::Tcp => TcpListener::bind(addr).map(OwnedFd::from),
+                Protocol::Udp => UdpSocket::bind(addr).map(OwnedFd::from),
+            };
+            bound.map_err(|e| PortError::Taken {
+                addr,
+                protocol: p.protocol,
+                // The OS's own words start with a capital and end with
+                // "(os error 98)".
+                error: if e.kind() == std::io::ErrorKind::AddrInUse {
+                    "address already in use".into()
+                } else {
+                    e.to_string()
+                },
+            })
+        })
+        .collect()
 }
 
 /// Splits off a leading host IP when there are three colon-separated fields

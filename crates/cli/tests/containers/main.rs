@@ -15,3 +15,4 @@ mod network;
 mod pods;
 mod recovery;
 mod security;
+mod trust;

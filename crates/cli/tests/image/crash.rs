@@ -51,7 +51,7 @@ fn pulls_killed_at_random_points_leave_a_store_the_next_pull_and_prune_can_use()
     sb.ok(&pull);
     let whole = start.elapsed();
     sb.ok(&["rmi", &image]);
-    sb.ok(&["image", "prune", "-a"]);
+    sb.ok(&["image", "prune", "-a", "-f"]);
 
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -109,7 +109,7 @@ fn pulls_killed_at_random_points_leave_a_store_the_next_pull_and_prune_can_use()
     sb.ok(&["bundle", "rm", "crashtest"]);
 
     sb.ok(&["rmi", &image]);
-    sb.ok(&["image", "prune", "-a"]);
+    sb.ok(&["image", "prune", "-a", "-f"]);
     assert_eq!(sb.store_contents(), Vec::<String>::new(), "store not empty");
     let links: Vec<_> = std::fs::read_dir(sb.root().join("l")).unwrap().collect();
     assert!(links.is_empty(), "short links left: {links:?}");

@@ -4,11 +4,13 @@
 #[macro_use]
 mod support;
 
+mod archives;
 mod caps;
 mod crash;
 mod faults;
 mod hostile;
 mod load;
 mod names;
+mod prune;
 mod pull;
 mod store;

@@ -516,7 +516,7 @@ fn a_bad_partial_download_is_dropped_and_the_blob_fetched_whole() {
     sb.ok(&["rmi", &name]);
     assert!(!old.exists(), "a day-old partial is gone");
     assert!(fresh.exists(), "a recent one may still be resumed");
-    sb.ok(&["image", "prune"]);
+    sb.ok(&["image", "prune", "-f"]);
     assert_eq!(fs::read_dir(&ingest).unwrap().count(), 0);
 }
 

@@ -59,10 +59,10 @@ fn rmi_and_prune_remove_only_unreferenced_data() {
     ]);
     let err = sb.fails(&["rmi", &nb]);
     assert!(err.contains("in use by container c1"), "{err}");
-    sb.ok(&["image", "prune", "-a"]);
+    sb.ok(&["image", "prune", "-a", "-f"]);
     assert_eq!(image_list(&sb).len(), 1);
     sb.ok(&["bundle", "rm", "c1"]);
-    let out = sb.ok(&["image", "prune", "-a"]);
+    let out = sb.ok(&["image", "prune", "-a", "-f"]);
     assert!(out.contains(idb.hex()));
     assert!(image_list(&sb).is_empty());
     assert_eq!(blobs(&sb), 0);
@@ -335,7 +335,7 @@ fn digest_names_keep_images_and_rmi_takes_one_name_at_a_time() {
     );
     assert_eq!(inspect(&sb, &by_digest)["RepoTags"], json!([]));
     sb.ok(&["pull", "-q", "--tls-verify=false", &e]);
-    sb.ok(&["image", "prune"]);
+    sb.ok(&["image", "prune", "-f"]);
     assert_eq!(
         image_list(&sb).len(),
         2,
@@ -365,7 +365,7 @@ fn digest_names_keep_images_and_rmi_takes_one_name_at_a_time() {
         listed.contains(&other.hex().to_string()),
         "e is dangling now: {listed:?}"
     );
-    let out = sb.ok(&["image", "prune"]);
+    let out = sb.ok(&["image", "prune", "-f"]);
     assert!(out.contains(other.hex()), "{out}");
     let listed: Vec<String> = image_list(&sb)
         .iter()

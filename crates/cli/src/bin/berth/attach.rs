@@ -80,9 +80,31 @@ pub fn terminal_size() -> Option<(u16, u16)> {
     window_size()
 }
 
+/// Signals that end a process by default, and so end this one when they
+/// are not forwarded (or come twice).
+const ENDING: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+/// Ends this process as signal `sig` would have, the terminal given back
+/// as it was; the container runs on (with --rm, its monitor removes it
+/// when it exits).
+fn leave(saved: Option<&rustix::termios::Termios>, sig: i32) -> ! {
+    if let Some(s) = saved {
+        let _ = rustix::termios::tcsetattr(
+            std::io::stdin().as_fd(),
+            rustix::termios::OptionalActions::Now,
+            s,
+        );
+    }
+    std::process::exit(128 + sig)
+}
+
 /// Relays until the process exits; returns its exit code, or None when
 /// the monitor went away without one. `forward` takes the signals this
 /// process gets (not in tty mode, where ^C is a byte on the terminal).
+/// A signal that is not forwarded ends this process as it would without
+/// the relay, and so does a second SIGTERM (or INT, HUP, QUIT) that is:
+/// a process that ignores it (a pid 1 without a handler) must not leave
+/// the caller hung.
 pub fn relay(
     client: Client,
     stdin: bool,
@@ -90,13 +112,15 @@ pub fn relay(
     forward: Option<Box<dyn Fn(i32) + Send>>,
 ) -> Result<Option<i32>> {
     let set = block_signals(&[libc::SIGWINCH]);
-    let _raw = RawMode::enter(tty);
+    let raw = RawMode::enter(tty);
     if tty && let Some((r, c)) = window_size() {
         let _ = client.resize(r, c);
     }
     // Signals: forwarded; SIGWINCH: the new size.
     let sig_client = client.try_clone()?;
+    let saved = raw.saved.clone();
     std::thread::spawn(move || {
+        let mut ending_forwarded = 0;
         loop {
             let mut sig = 0;
             // SAFETY: sigwait with a valid set and out pointer.
@@ -107,8 +131,22 @@ pub fn relay(
                 if let Some((r, c)) = window_size() {
                     let _ = sig_client.resize(r, c);
                 }
-            } else if !tty && let Some(f) = &forward {
-                f(sig);
+                continue;
+            }
+            match &forward {
+                Some(f) if !tty => {
+                    f(sig);
+                    if ENDING.contains(&sig) {
+                        ending_forwarded += 1;
+                        if ending_forwarded > 1 {
+                            eprintln!(
+                                "Warning: signal {sig} came again: leaving, the container runs on"
+                            );
+                            leave(saved.as_ref(), sig);
+                        }
+                    }
+                }
+                _ => leave(saved.as_ref(), sig),
             }
         }
     });
@@ -133,14 +171,17 @@ pub fn relay(
         });
     }
     let mut client = client;
-    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    // Locked per frame, not for the whole relay: the signal thread may
+    // have a word to say on stderr.
     loop {
         match client.recv().context("read from the container")? {
             Some(Frame::Stdout(d)) => {
+                let mut out = std::io::stdout().lock();
                 let _ = out.write_all(&d);
                 let _ = out.flush();
             }
             Some(Frame::Stderr(d)) => {
+                let mut err = std::io::stderr().lock();
                 let _ = err.write_all(&d);
                 let _ = err.flush();
             }

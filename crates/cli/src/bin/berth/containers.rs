@@ -2,7 +2,7 @@
 //! pods, ...): their declaration, the engine they use, and the dispatch
 //! of each to the module that handles it.
 
-mod batch;
+pub(crate) mod batch;
 mod cp;
 mod flags;
 mod lifecycle;

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use berth_image::Platform;
 use berth_image::archive::{self, Format};
 use berth_image::auth::{CredentialStore, Credentials};
 use berth_image::bundle::{self, BundleOptions};
@@ -26,7 +27,6 @@ use berth_image::registries::RegistriesConf;
 use berth_image::snapshot::Snapshotter;
 use berth_image::spec::SpecOptions;
 use berth_image::store::{ImageRecord, Store};
-use berth_image::{Platform, Reference};
 use clap::{Parser, Subcommand};
 use human::{ago, human_size, table};
 
@@ -158,7 +158,9 @@ enum Cmd {
     Save {
         #[arg(required = true)]
         images: Vec<String>,
-        #[arg(short, long)]
+        /// Where to write: a file (replaced whole), a FIFO or device
+        /// (written to), a symlink (followed); `-` for stdout (the default).
+        #[arg(short, long, default_value = "-")]
         output: PathBuf,
         /// oci-dir or docker-archive.
         #[arg(long, default_value = "docker-archive")]
@@ -166,7 +168,9 @@ enum Cmd {
     },
     /// Load images from an OCI layout directory or a docker-archive tarball.
     Load {
-        #[arg(short, long)]
+        /// An OCI layout directory or a docker archive; `-` for stdin (the
+        /// default, a docker archive).
+        #[arg(short, long, default_value = "-")]
         input: PathBuf,
         #[arg(short, long)]
         quiet: bool,
@@ -215,8 +219,10 @@ enum ImageCmd {
     },
     /// Remove dangling images (all unused with -a) and unreferenced data.
     Prune {
+        /// Every image no container uses, not only dangling ones.
         #[arg(short, long)]
         all: bool,
+        /// Do not ask for confirmation.
         #[arg(short, long)]
         force: bool,
     },
@@ -256,20 +262,27 @@ fn main() {
     let cli = Cli::parse();
     warnings::init();
     if let Err(e) = run(cli) {
+        // A batch printed each of its failures as it met them.
+        if let Some(r) = e.downcast_ref::<containers::batch::Reported>() {
+            std::process::exit(r.code);
+        }
         eprintln!("Error: {e:#}");
         std::process::exit(exit_code_for(&e));
     }
 }
 
 /// docker's codes: 127 when the container's command was not found, 126
-/// when it could not be run, 125 for every other failure of berth's own.
+/// when it could not be run (podman's too for a published port in use),
+/// 125 for every other failure of berth's own.
 fn exit_code_for(e: &anyhow::Error) -> i32 {
     let text = format!("{e:#}");
     if text.contains("executable file not found")
         || text.contains("no such file or directory") && text.contains("exec")
     {
         127
-    } else if text.contains("permission denied") && text.contains("exec") {
+    } else if text.contains("permission denied") && text.contains("exec")
+        || text.contains("address already in use")
+    {
         126
     } else {
         125
@@ -407,29 +420,15 @@ fn run(cli: Cli) -> Result<()> {
             cmd: ImageCmd::Rm { images, force },
         } => {
             let store = ctx.store()?;
-            let mut failed = None;
-            for i in &images {
-                match images::remove(&store, i, force, &ctx.conf) {
-                    Ok(rs) => {
-                        for r in rs {
-                            match r {
-                                Removed::Untagged(n) => println!("Untagged: {n}"),
-                                Removed::Deleted(d) => println!("Deleted: {}", d.hex()),
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("Error: {e}");
-                        failed = Some(e);
+            containers::batch::each(&images, |i| {
+                for r in images::remove(&store, i, force, &ctx.conf)? {
+                    match r {
+                        Removed::Untagged(n) => println!("Untagged: {n}"),
+                        Removed::Deleted(d) => println!("Deleted: {}", d.hex()),
                     }
                 }
-            }
-            if let Some(e) = failed {
-                if images.len() == 1 {
-                    return Err(e.into());
-                }
-                bail!("some images were not removed");
-            }
+                Ok(())
+            })?;
         }
         Cmd::Tag { image, names } => {
             let store = ctx.store()?;
@@ -449,8 +448,16 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         Cmd::Image {
-            cmd: ImageCmd::Prune { all, force: _ },
+            cmd: ImageCmd::Prune { all, force },
         } => {
+            let what = if all {
+                "all images without at least one container associated with them"
+            } else {
+                "all dangling images"
+            };
+            if !force && !confirm(&format!("WARNING! This will remove {what}.\n"))? {
+                return Ok(());
+            }
             for d in images::prune(&ctx.store()?, all)? {
                 println!("{}", d.hex());
             }
@@ -509,46 +516,52 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let store = ctx.store()?;
             let format = Format::parse(&format)?;
-            let mut list = Vec::new();
-            for i in &images {
-                let rec = images::resolve(&store, i, &ctx.conf)?;
-                let name = match berth_image::reference::parse(i) {
-                    Ok(p) if !rec.id.hex().starts_with(i.trim_start_matches("sha256:")) => {
-                        let r = if p.qualified {
-                            p.reference
-                        } else {
-                            rec.names
-                                .iter()
-                                .find_map(|n| Reference::parse(n).ok())
-                                .unwrap_or(p.reference)
-                        };
-                        r.tagged_or_digested()
-                    }
-                    _ => rec
-                        .names
-                        .first()
-                        .cloned()
-                        .unwrap_or_else(|| format!("localhost/{}:latest", rec.id.short())),
-                };
-                list.push((rec, name));
+            let list = images
+                .iter()
+                .map(|i| images::for_archive(&store, i, &ctx.conf))
+                .collect::<Result<Vec<_>, _>>()?;
+            if output.as_os_str() == "-" {
+                use std::io::IsTerminal;
+                if format != Format::DockerArchive {
+                    bail!("an OCI layout is a directory: give it with -o DIR");
+                }
+                if std::io::stdout().is_terminal() {
+                    bail!(
+                        "not writing an image archive to a terminal: redirect stdout, or give -o FILE"
+                    );
+                }
+                archive::save_stream(&store, &list, &mut std::io::stdout().lock(), "stdout")?;
+            } else {
+                archive::save(&store, &list, format, &output)?;
             }
-            archive::save(&store, &list, format, &output)?;
         }
         Cmd::Load { input, quiet } => {
             let opts = archive::LoadOptions {
                 limits: ctx.limits.limits(),
             };
-            for rec in archive::load(&ctx.store()?, &input, &opts)? {
-                if quiet {
-                    println!("{}", rec.id.hex());
-                } else {
-                    println!(
-                        "Loaded image: {}",
-                        rec.names
-                            .first()
-                            .cloned()
-                            .unwrap_or_else(|| rec.id.hex().to_string())
+            let store = ctx.store()?;
+            let loaded = if input.as_os_str() == "-" {
+                use std::io::IsTerminal;
+                if std::io::stdin().is_terminal() {
+                    bail!(
+                        "load reads an archive from stdin, which is a terminal: redirect it, or give -i FILE"
                     );
+                }
+                archive::load_stream(&store, std::io::stdin().lock(), "stdin", &opts)?
+            } else {
+                archive::load(&store, &input, &opts)?
+            };
+            for l in loaded {
+                if quiet {
+                    println!("{}", l.image.id.hex());
+                } else if l.names.is_empty() {
+                    println!("Loaded image: {}", l.image.id.hex());
+                } else {
+                    // The names this archive gave, not whatever else the
+                    // image was called before.
+                    for n in &l.names {
+                        println!("Loaded image: {n}");
+                    }
                 }
             }
         }

@@ -1,21 +1,39 @@
 //! Commands over several names (`rm a b c`): each one tried, its failure
-//! printed, one error at the end.
+//! printed once, one exit code at the end.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
-/// Runs `f` on each name in `list`, printing each failure as it happens;
-/// then the error: the one name's own, or "some of them failed".
+/// The failures of a batch, each printed already: main prints nothing
+/// more and exits with `code`.
+#[derive(Debug)]
+pub struct Reported {
+    pub code: i32,
+}
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("some of them failed")
+    }
+}
+
+impl std::error::Error for Reported {}
+
+/// Runs `f` on each name in `list`. One name: its error as it is, for
+/// main to print. Several: each failure printed as it happens (the others
+/// still tried), then `Reported`, so that no error is printed twice.
 pub fn each(list: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<()> {
-    let mut failed = None;
+    if let [one] = list {
+        return f(one);
+    }
+    let mut code = None;
     for x in list {
         if let Err(err) = f(x) {
             eprintln!("Error: {err:#}");
-            failed = Some(err);
+            code = Some(crate::exit_code_for(&err));
         }
     }
-    match failed {
-        Some(_) if list.len() > 1 => bail!("some of them failed"),
-        Some(err) => Err(err),
+    match code {
+        Some(code) => Err(Reported { code }.into()),
         None => Ok(()),
     }
 }

@@ -209,7 +209,8 @@ fn parse_volume(v: &str) -> Result<VolumeMount> {
     if kind == "bind" && !std::path::Path::new(source).exists() {
         bail!("-v {v}: {source} does not exist");
     }
-    let source = if source.is_empty() {
+    let anonymous = source.is_empty();
+    let source = if anonymous {
         berth_engine::ids::new_id()
     } else {
         source.to_string()
@@ -223,6 +224,8 @@ fn parse_volume(v: &str) -> Result<VolumeMount> {
             .filter(|o| !o.is_empty())
             .map(String::from)
             .collect(),
+        anonymous,
+        ..Default::default()
     })
 }
 
@@ -230,9 +233,7 @@ fn parse_volume(v: &str) -> Result<VolumeMount> {
 fn parse_mount(m: &str) -> Result<VolumeMount> {
     let mut v = VolumeMount {
         kind: "volume".into(),
-        source: String::new(),
-        destination: String::new(),
-        options: Vec::new(),
+        ..Default::default()
     };
     for kv in m.split(',') {
         let (k, val) = kv.split_once('=').unwrap_or((kv, ""));
@@ -259,6 +260,7 @@ fn parse_mount(m: &str) -> Result<VolumeMount> {
     }
     if v.kind == "volume" && v.source.is_empty() {
         v.source = berth_engine::ids::new_id();
+        v.anonymous = true;
     }
     Ok(v)
 }

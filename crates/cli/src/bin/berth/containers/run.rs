@@ -2,16 +2,22 @@
 //! (its image pulled if need be), started, and this terminal relayed to
 //! its stdio until it exits.
 
+use std::io::IsTerminal;
+
 use anyhow::{Result, bail};
 use berth_engine::Engine;
 use berth_engine::model::{Container, Status};
 
 use super::flags::{CreateFlags, ExecFlags, config};
 
-/// Makes the container the flags describe, pulling its image as --pull
-/// says.
-fn new_container(ctx: &crate::Ctx, e: &Engine, f: &CreateFlags) -> Result<Container> {
-    let cfg = config(f)?;
+/// Makes the container the flags describe (as `cfg`), pulling its image
+/// as --pull says.
+fn new_container(
+    ctx: &crate::Ctx,
+    e: &Engine,
+    f: &CreateFlags,
+    cfg: berth_engine::model::ContainerConfig,
+) -> Result<Container> {
     let policy = berth_engine::PullPolicy::parse(&f.pull)?;
     let image = e.image_for(&f.image, policy, &crate::pull_options(ctx)?, &mut |name| {
         eprintln!("Pulling {name}")
@@ -21,21 +27,21 @@ fn new_container(ctx: &crate::Ctx, e: &Engine, f: &CreateFlags) -> Result<Contai
 
 /// `create`: prints the new container's ID.
 pub fn create(ctx: &crate::Ctx, e: &Engine, flags: &CreateFlags) -> Result<()> {
-    println!("{}", new_container(ctx, e, flags)?.id);
+    println!("{}", new_container(ctx, e, flags, config(flags)?)?.id);
     Ok(())
 }
 
 /// `run`: with -d, starts the container and prints its ID; without,
 /// relays this terminal to it until it exits. Its exit code.
 pub fn run(ctx: &crate::Ctx, e: &Engine, detach: bool, flags: &CreateFlags) -> Result<i32> {
-    let c = new_container(ctx, e, flags)?;
+    let mut cfg = config(flags)?;
+    cfg.tty = terminal_for(cfg.tty, cfg.stdin && !detach);
+    let c = new_container(ctx, e, flags, cfg)?;
     if detach {
         match e.start(&c.id) {
             Ok(c) => println!("{}", c.id),
             Err(err) => {
-                if flags.rm {
-                    let _ = e.remove(&c.id, true);
-                }
+                discard(e, &c);
                 return Err(err.into());
             }
         }
@@ -53,9 +59,7 @@ pub fn run(ctx: &crate::Ctx, e: &Engine, detach: bool, flags: &CreateFlags) -> R
     let c = match started {
         Ok(c) => c,
         Err(err) => {
-            if flags.rm {
-                let _ = e.remove(&c.id, true);
-            }
+            discard(e, &c);
             return Err(err.into());
         }
     };
@@ -65,6 +69,31 @@ pub fn run(ctx: &crate::Ctx, e: &Engine, detach: bool, flags: &CreateFlags) -> R
         e.cleanup(&c.id)?;
     }
     Ok(code)
+}
+
+/// Whether a process asked for with -t (and `relayed` stdin, -i in the
+/// foreground) gets a terminal. Piped input into a pty never ends: the pty
+/// has no end of file to pass on, so `printf x | run -it IMAGE cat` would
+/// wait forever. As podman does, say so and go on, here without the
+/// terminal, so the input ends where it ends.
+fn terminal_for(tty: bool, relayed: bool) -> bool {
+    if tty && relayed && !std::io::stdin().is_terminal() {
+        eprintln!(
+            "Warning: the input device is not a TTY: running without a terminal (-t ignored)"
+        );
+        return false;
+    }
+    tty
+}
+
+/// A run that failed to start leaves nothing of its own: not the
+/// container (podman's and docker's would stay, Created, and hold the
+/// name), not the volumes its creation made. The start's error is the one
+/// the user sees; a failure here is only a warning.
+fn discard(e: &Engine, c: &Container) {
+    if let Err(err) = e.discard(&c.id) {
+        eprintln!("Warning: removing {} after the failed start: {err}", c.name);
+    }
 }
 
 /// `attach`: this terminal to a running container until it exits; its
@@ -92,6 +121,7 @@ pub fn exec(e: &Engine, f: ExecFlags) -> Result<i32> {
         container,
         command,
     } = f;
+    let tty = terminal_for(tty, interactive && !detach);
     let session = e.exec_start(
         &container,
         &berth_engine::ExecRequest {

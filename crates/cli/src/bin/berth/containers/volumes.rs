@@ -33,7 +33,9 @@ pub enum VolumeCmd {
         #[arg(required = true)]
         volumes: Vec<String>,
     },
+    /// Remove every volume no container uses.
     Prune {
+        /// Do not ask for confirmation.
         #[arg(short, long)]
         force: bool,
     },
@@ -74,7 +76,14 @@ pub fn run(e: &Engine, cmd: VolumeCmd) -> Result<()> {
             println!("{v}");
             Ok(())
         })?,
-        VolumeCmd::Prune { force: _ } => {
+        VolumeCmd::Prune { force } => {
+            if !force
+                && !crate::confirm(
+                    "WARNING! This will remove all volumes not used by at least one container.\n",
+                )?
+            {
+                return Ok(());
+            }
             for v in e.volume_prune()? {
                 println!("{v}");
             }
