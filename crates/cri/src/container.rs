@@ -14,6 +14,7 @@ use tonic::Status;
 use crate::api;
 use crate::config::Config;
 use crate::meta::{self, ContainerData, OWNER, SandboxData};
+use crate::service::Cri;
 use crate::status::{invalid, required};
 use crate::time;
 
@@ -117,6 +118,33 @@ pub fn request(
         config: out,
         warnings,
     })
+}
+
+/// The container whose pid namespace a new container of `pod` joins
+/// (TARGET): one of berthd's, running, in the same pod.
+pub fn check_pid_target(cri: &Cri, pod: &Pod, target: &str) -> Result<(), Status> {
+    const F: &str = "config.linux.security_context.namespace_options.target_id";
+    let (t, d) = cri.container(target).map_err(|s| match s.code() {
+        tonic::Code::NotFound => Status::not_found(format!("{F}: container {target} not found")),
+        _ => s,
+    })?;
+    if d.pod_sandbox_id != pod.id {
+        return Err(invalid(
+            F,
+            format!(
+                "container {} is in pod sandbox {}, not in {}",
+                t.id, d.pod_sandbox_id, pod.id
+            ),
+        ));
+    }
+    if t.state.status != EngineStatus::Running {
+        return Err(Status::failed_precondition(format!(
+            "{F}: container {} is {}, not running: it has no pid namespace to join",
+            t.id,
+            t.state.status.name()
+        )));
+    }
+    Ok(())
 }
 
 /// `path` with the symlinks of its longest existing prefix resolved and
@@ -530,9 +558,9 @@ fn security(
     }
     if let Some(ns) = &s.namespace_options {
         if api::NamespaceMode::try_from(ns.pid) == Ok(api::NamespaceMode::Target) {
-            return Err(Status::unimplemented(format!(
-                "{F}.namespace_options.pid: TARGET (joining another container's pid namespace) is not supported yet"
-            )));
+            // Checked against the store by `check_pid_target`.
+            crate::service::check_id(&format!("{F}.namespace_options.target_id"), &ns.target_id)?;
+            c.extra.pid_target = Some(ns.target_id.clone());
         }
         if ns
             .userns_options

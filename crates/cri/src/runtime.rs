@@ -178,6 +178,9 @@ impl RuntimeService for Cri {
                 ))
             })?;
             let req = container::request(&cri.config, &pod, &data, &r, &image.id.to_string())?;
+            if let Some(t) = &req.config.extra.pid_target {
+                container::check_pid_target(cri, &pod, t)?;
+            }
             for w in &req.warnings {
                 tracing::warn!(pod = pod.id, "{w}");
             }

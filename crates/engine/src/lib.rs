@@ -13,6 +13,7 @@ pub mod exec;
 pub mod handler;
 pub mod ids;
 pub mod images;
+pub mod initproc;
 mod lifecycle;
 mod lock;
 pub mod model;

@@ -48,6 +48,10 @@ impl Engine {
         }
         self.handler_for(&config.runtime)?;
         self.check_network_mode(&config)?;
+        if let Some(t) = &config.extra.pid_target {
+            // By id from here on: a name may pass to another container.
+            config.extra.pid_target = Some(self.pid_target(&config.pod, t)?.id);
+        }
         check_config(&config)?;
         let id = ids::new_id();
         let name = match name {
@@ -297,6 +301,9 @@ impl Engine {
             self.ensure_pod_running(p)?;
         }
         let own_netns = net::setup(self, c, &mut s)?;
+        // Held until the monitor says the container is created: the
+        // runtime opens the namespace through this process's fd.
+        let _pid_ns = self.join_pid_target(c, &mut s)?;
         let pod = match &c.config.pod {
             Some(p) => Some(self.db.find_pod(p)?),
             None => None,

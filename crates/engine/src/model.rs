@@ -103,6 +103,9 @@ pub struct Extra {
     /// The cgroup the container's goes under (CRI's cgroup parent, a pod's);
     /// None: a top-level cgroup of its own.
     pub cgroup_parent: Option<String>,
+    /// Join the pid namespace of this container (its id), which runs in
+    /// the same pod: CRI's TARGET, what `kubectl debug --target` asks for.
+    pub pid_target: Option<String>,
 }
 
 /// --device HOST[:CONTAINER][:PERMISSIONS].

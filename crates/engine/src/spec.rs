@@ -196,6 +196,10 @@ pub fn set_network(spec: &mut Spec, how: NetNs) {
     set_namespace(spec, LinuxNamespaceType::Network, how);
 }
 
+pub fn set_pid(spec: &mut Spec, how: NetNs) {
+    set_namespace(spec, LinuxNamespaceType::Pid, how);
+}
+
 /// Joins the namespaces the pod's infra process `infra` holds: uts, ipc
 /// (or the host's), pid when the pod shares one (or the host's), and the
 /// pod's sysctls.

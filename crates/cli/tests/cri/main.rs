@@ -13,5 +13,6 @@ mod errors;
 mod handlers;
 mod images;
 mod lifecycle;
+mod pid_target;
 mod restart;
 mod streams;
