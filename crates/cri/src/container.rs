@@ -94,11 +94,7 @@ pub fn request(
     for (i, d) in c.devices.iter().enumerate() {
         out.devices.push(device(i, d)?);
     }
-    if !c.cdi_devices.is_empty() {
-        return Err(Status::unimplemented(
-            "config.cdi_devices: CDI devices are not supported; list the device nodes in config.devices",
-        ));
-    }
+    cdi_devices(cfg, c, &mut out)?;
     out.extra.annotations = c.annotations.clone().into_iter().collect();
     out.log_path = log_path(sandbox, c)?;
     let linux = c.linux.clone().unwrap_or_default();
@@ -118,6 +114,52 @@ pub fn request(
         config: out,
         warnings,
     })
+}
+
+/// Annotations through which kubelet's device plugins name CDI devices
+/// (values: comma-separated names).
+const CDI_ANNOTATION_PREFIX: &str = "cdi.k8s.io/";
+
+/// The CDI devices of `config.cdi_devices` and of the `cdi.k8s.io/*`
+/// annotations, resolved against the spec files now: an unknown one is
+/// refused with its field named.
+fn cdi_devices(
+    cfg: &Config,
+    c: &api::ContainerConfig,
+    out: &mut ContainerConfig,
+) -> Result<(), Status> {
+    let mut named: Vec<(String, String)> = c
+        .cdi_devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (format!("config.cdi_devices[{i}].name"), d.name.clone()))
+        .collect();
+    let mut keys: Vec<&String> = c
+        .annotations
+        .keys()
+        .filter(|k| k.starts_with(CDI_ANNOTATION_PREFIX))
+        .collect();
+    keys.sort();
+    for k in keys {
+        for name in c.annotations[k].split(',').map(str::trim) {
+            if !name.is_empty() {
+                named.push((format!("config.annotations[{k:?}]"), name.to_string()));
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    named.retain(|(_, n)| seen.insert(n.clone()));
+    if named.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = named.iter().map(|(_, n)| n.clone()).collect();
+    let registry = berth_engine::cdi::Registry::load(&cfg.cdi_spec_dirs);
+    let edits = registry
+        .resolve(&names)
+        .map_err(|u| invalid(&named[u.index].0, format!("CDI device {}", u.why)))?;
+    out.extra.cdi_devices = names;
+    out.extra.cdi = Some(edits);
+    Ok(())
 }
 
 /// The container whose pid namespace a new container of `pod` joins

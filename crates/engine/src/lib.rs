@@ -3,6 +3,7 @@
 //! networks, recovery after crashes and reboots. Used by the `berth` CLI
 //! (and later the CRI server). See docs/engine.md.
 
+pub mod cdi;
 pub mod commit;
 mod copy;
 pub mod db;

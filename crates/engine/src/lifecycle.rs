@@ -179,6 +179,9 @@ impl Engine {
         spec::set_security(s, &c.config)?;
         spec::set_annotations(s, &c.config.labels);
         spec::set_extra(s, &c.config.extra, &self.bundle_dir(&c.id).join("rootfs"))?;
+        if let Some(e) = &c.config.extra.cdi {
+            crate::cdi::apply(s, e)?;
+        }
         for v in &c.config.volumes {
             let source = match v.kind.as_str() {
                 "volume" => path_str(&self.volume_for_mount(&v.source)?),

@@ -106,6 +106,10 @@ pub struct Extra {
     /// Join the pid namespace of this container (its id), which runs in
     /// the same pod: CRI's TARGET, what `kubectl debug --target` asks for.
     pub pid_target: Option<String>,
+    /// CDI devices by name, and the edits they resolved to when the
+    /// container was made (applied at every start).
+    pub cdi_devices: Vec<String>,
+    pub cdi: Option<crate::cdi::Edits>,
 }
 
 /// --device HOST[:CONTAINER][:PERMISSIONS].

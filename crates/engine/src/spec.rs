@@ -397,33 +397,41 @@ pub fn set_devices(spec: &mut Spec, devices: &[DeviceMapping]) -> Result<()> {
     for (typ, major, minor) in DEFAULT_DEVICES {
         rules.push(rule(true, Some(*typ), Some(*major), *minor, "rwm"));
     }
-    let mut nodes = Vec::new();
+    resources(spec).set_devices(Some(rules));
     for d in devices {
-        let node = DeviceNode::of(&d.host)?;
-        nodes.push(
-            LinuxDeviceBuilder::default()
-                .path(d.container.as_str())
-                .typ(node.typ)
-                .major(node.major as i64)
-                .minor(node.minor as i64)
-                .file_mode(node.mode)
-                .uid(0u32)
-                .gid(0u32)
-                .build()
-                .expect("a device"),
-        );
-        rules.push(rule(
+        add_device(spec, d)?;
+    }
+    Ok(())
+}
+
+/// One host device node in the container, with its cgroup permission
+/// appended to the rules already there.
+pub fn add_device(spec: &mut Spec, d: &DeviceMapping) -> Result<()> {
+    let node = DeviceNode::of(&d.host)?;
+    let dev = LinuxDeviceBuilder::default()
+        .path(d.container.as_str())
+        .typ(node.typ)
+        .major(node.major as i64)
+        .minor(node.minor as i64)
+        .file_mode(node.mode)
+        .uid(0u32)
+        .gid(0u32)
+        .build()
+        .expect("a device");
+    let l = linux(spec);
+    let nodes = l.devices_mut().get_or_insert_with(Vec::new);
+    nodes.retain(|n| n.path() != dev.path());
+    nodes.push(dev);
+    resources(spec)
+        .devices_mut()
+        .get_or_insert_with(Vec::new)
+        .push(rule(
             true,
             Some(node.typ),
             Some(node.major as i64),
             Some(node.minor as i64),
             &d.access,
         ));
-    }
-    resources(spec).set_devices(Some(rules));
-    if !nodes.is_empty() {
-        linux(spec).set_devices(Some(nodes));
-    }
     Ok(())
 }
 

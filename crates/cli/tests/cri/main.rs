@@ -8,6 +8,7 @@ mod support;
 #[path = "../containers/env.rs"]
 mod env;
 
+mod cdi;
 mod daemon;
 mod errors;
 mod handlers;
