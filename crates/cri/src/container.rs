@@ -245,11 +245,23 @@ fn mount(cfg: &Config, i: usize, m: &api::Mount) -> Result<VolumeMount, Status> 
             format!("{:?} is not an absolute path", m.container_path),
         ));
     }
-    if m.image.is_some() {
-        return Err(Status::unimplemented(format!(
-            "{}: image volumes are not supported yet",
-            field("image")
-        )));
+    if let Some(image) = &m.image {
+        // The image's id is put in by `resolve_image_volumes`.
+        if image.image.is_empty() {
+            return Err(required(&field("image.image")));
+        }
+        if !m.host_path.is_empty() {
+            return Err(invalid(
+                &field("host_path"),
+                "an image volume has no host path",
+            ));
+        }
+        return Ok(VolumeMount {
+            kind: berth_engine::imagevol::KIND.into(),
+            source: image.image.clone(),
+            destination: m.container_path.clone(),
+            options: vec!["ro".into()],
+        });
     }
     if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
         return Err(Status::unimplemented(format!(

@@ -14,6 +14,7 @@ pub mod exec;
 pub mod handler;
 pub mod ids;
 pub mod images;
+pub mod imagevol;
 pub mod initproc;
 mod lifecycle;
 mod lock;

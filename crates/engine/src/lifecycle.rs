@@ -91,6 +91,7 @@ impl Engine {
             self.db.insert_container(&mut c)
         });
         if let Err(e) = made {
+            let _ = self.remove_image_volumes(&id);
             let _ = bundle::remove_bundle(&self.images, &id);
             return Err(e);
         }
@@ -107,6 +108,7 @@ impl Engine {
     /// spec itself is written when the container starts (`runtime_spec`).
     fn make_rootfs(&self, image: &ImageRecord, c: &mut Container) -> Result<()> {
         bundle::create_rootfs(&self.images, image, &c.id, None)?;
+        self.make_image_volumes(c)?;
         // Made now, so a bad request fails here and not at start (the user,
         // the command, capabilities, devices, a seccomp profile), and kept
         // only in part.
@@ -182,9 +184,10 @@ impl Engine {
         if let Some(e) = &c.config.extra.cdi {
             crate::cdi::apply(s, e)?;
         }
-        for v in &c.config.volumes {
+        for (i, v) in c.config.volumes.iter().enumerate() {
             let source = match v.kind.as_str() {
                 "volume" => path_str(&self.volume_for_mount(&v.source)?),
+                crate::imagevol::KIND => path_str(&self.image_volume_path(&c.id, i)?),
                 _ => v.source.clone(),
             };
             spec::add_volume(s, v, &source)?;
@@ -604,6 +607,7 @@ impl Engine {
     fn remove_locked(&self, c: &mut Container) -> Result<()> {
         self.release(c)?;
         bundle::remove_bundle(&self.images, &c.id)?;
+        self.remove_image_volumes(&c.id)?;
         // The record goes once nothing of it is left: the monitor's exit
         // command sees it gone and ends at once.
         self.db.remove_container(&c.id)?;

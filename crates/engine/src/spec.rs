@@ -263,8 +263,12 @@ pub fn bind_file(spec: &mut Spec, destination: &str, source: &str, read_only: bo
 /// -v / --mount entries, with their sources resolved (volume paths).
 pub fn add_volume(spec: &mut Spec, v: &VolumeMount, source: &str) -> Result<()> {
     match v.kind.as_str() {
-        "bind" | "volume" => {
+        "bind" | "volume" | crate::imagevol::KIND => {
             let mut o: Vec<&str> = vec!["rbind"];
+            if v.kind == crate::imagevol::KIND {
+                // An image's files are never the container's to change.
+                o.extend(["ro", "nosuid", "nodev"]);
+            }
             let mut prop = "rprivate";
             for x in &v.options {
                 match x.as_str() {

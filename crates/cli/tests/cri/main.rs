@@ -12,6 +12,7 @@ mod cdi;
 mod daemon;
 mod errors;
 mod handlers;
+mod image_volumes;
 mod images;
 mod lifecycle;
 mod pid_target;
