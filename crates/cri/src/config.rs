@@ -43,6 +43,9 @@ pub struct Config {
     /// registries.conf for pulls: short names, mirrors, insecure
     /// registries (unset: /etc/containers/registries.conf, if present).
     pub registries_conf: Option<PathBuf>,
+    /// Where CDI device specs (JSON or YAML) are read from; a later
+    /// directory's device replaces an earlier one's of the same name.
+    pub cdi_spec_dirs: Vec<PathBuf>,
     pub streaming: Streaming,
 }
 
@@ -100,6 +103,10 @@ impl Default for Config {
             seccomp_default: "unconfined".into(),
             allowed_host_paths: Vec::new(),
             registries_conf: None,
+            cdi_spec_dirs: berth_engine::cdi::DEFAULT_DIRS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
             streaming: Streaming::default(),
         }
     }

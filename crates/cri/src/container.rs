@@ -14,6 +14,7 @@ use tonic::Status;
 use crate::api;
 use crate::config::Config;
 use crate::meta::{self, ContainerData, OWNER, SandboxData};
+use crate::service::Cri;
 use crate::status::{invalid, required};
 use crate::time;
 
@@ -93,11 +94,7 @@ pub fn request(
     for (i, d) in c.devices.iter().enumerate() {
         out.devices.push(device(i, d)?);
     }
-    if !c.cdi_devices.is_empty() {
-        return Err(Status::unimplemented(
-            "config.cdi_devices: CDI devices are not supported; list the device nodes in config.devices",
-        ));
-    }
+    cdi_devices(cfg, c, &mut out)?;
     out.extra.annotations = c.annotations.clone().into_iter().collect();
     out.log_path = log_path(sandbox, c)?;
     let linux = c.linux.clone().unwrap_or_default();
@@ -118,6 +115,79 @@ pub fn request(
         config: out,
         warnings,
     })
+}
+
+/// Annotations through which kubelet's device plugins name CDI devices
+/// (values: comma-separated names).
+const CDI_ANNOTATION_PREFIX: &str = "cdi.k8s.io/";
+
+/// The CDI devices of `config.cdi_devices` and of the `cdi.k8s.io/*`
+/// annotations, resolved against the spec files now: an unknown one is
+/// refused with its field named.
+fn cdi_devices(
+    cfg: &Config,
+    c: &api::ContainerConfig,
+    out: &mut ContainerConfig,
+) -> Result<(), Status> {
+    let mut named: Vec<(String, String)> = c
+        .cdi_devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (format!("config.cdi_devices[{i}].name"), d.name.clone()))
+        .collect();
+    let mut keys: Vec<&String> = c
+        .annotations
+        .keys()
+        .filter(|k| k.starts_with(CDI_ANNOTATION_PREFIX))
+        .collect();
+    keys.sort();
+    for k in keys {
+        for name in c.annotations[k].split(',').map(str::trim) {
+            if !name.is_empty() {
+                named.push((format!("config.annotations[{k:?}]"), name.to_string()));
+            }
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    named.retain(|(_, n)| seen.insert(n.clone()));
+    if named.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = named.iter().map(|(_, n)| n.clone()).collect();
+    let registry = berth_engine::cdi::Registry::load(&cfg.cdi_spec_dirs);
+    let edits = registry
+        .resolve(&names)
+        .map_err(|u| invalid(&named[u.index].0, format!("CDI device {}", u.why)))?;
+    out.extra.cdi_devices = names;
+    out.extra.cdi = Some(edits);
+    Ok(())
+}
+
+/// The container whose pid namespace a new container of `pod` joins
+/// (TARGET): one of berthd's, running, in the same pod.
+pub fn check_pid_target(cri: &Cri, pod: &Pod, target: &str) -> Result<(), Status> {
+    const F: &str = "config.linux.security_context.namespace_options.target_id";
+    let (t, d) = cri.container(target).map_err(|s| match s.code() {
+        tonic::Code::NotFound => Status::not_found(format!("{F}: container {target} not found")),
+        _ => s,
+    })?;
+    if d.pod_sandbox_id != pod.id {
+        return Err(invalid(
+            F,
+            format!(
+                "container {} is in pod sandbox {}, not in {}",
+                t.id, d.pod_sandbox_id, pod.id
+            ),
+        ));
+    }
+    if t.state.status != EngineStatus::Running {
+        return Err(Status::failed_precondition(format!(
+            "{F}: container {} is {}, not running: it has no pid namespace to join",
+            t.id,
+            t.state.status.name()
+        )));
+    }
+    Ok(())
 }
 
 /// `path` with the symlinks of its longest existing prefix resolved and
@@ -176,11 +246,23 @@ fn mount(cfg: &Config, i: usize, m: &api::Mount) -> Result<VolumeMount, Status> 
             format!("{:?} is not an absolute path", m.container_path),
         ));
     }
-    if m.image.is_some() {
-        return Err(Status::unimplemented(format!(
-            "{}: image volumes are not supported yet",
-            field("image")
-        )));
+    if let Some(image) = &m.image {
+        // The image's id is put in by `resolve_image_volumes`.
+        if image.image.is_empty() {
+            return Err(required(&field("image.image")));
+        }
+        if !m.host_path.is_empty() {
+            return Err(invalid(
+                &field("host_path"),
+                "an image volume has no host path",
+            ));
+        }
+        return Ok(VolumeMount {
+            kind: berth_engine::imagevol::KIND.into(),
+            source: image.image.clone(),
+            destination: m.container_path.clone(),
+            options: vec!["ro".into()],
+        });
     }
     let host = Path::new(&m.host_path);
     if !host.is_absolute() || host.components().any(|c| c == Component::ParentDir) {
@@ -557,9 +639,9 @@ fn security(
     }
     if let Some(ns) = &s.namespace_options {
         if api::NamespaceMode::try_from(ns.pid) == Ok(api::NamespaceMode::Target) {
-            return Err(Status::unimplemented(format!(
-                "{F}.namespace_options.pid: TARGET (joining another container's pid namespace) is not supported yet"
-            )));
+            // Checked against the store by `check_pid_target`.
+            crate::service::check_id(&format!("{F}.namespace_options.target_id"), &ns.target_id)?;
+            c.extra.pid_target = Some(ns.target_id.clone());
         }
         let field = format!("{F}.namespace_options.userns_options");
         if let Some((uids, gids)) = crate::userns::maps(&field, ns.userns_options.as_ref())? {

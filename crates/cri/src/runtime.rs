@@ -178,6 +178,26 @@ impl RuntimeService for Cri {
                 ))
             })?;
             let req = container::request(&cri.config, &pod, &data, &r, &image.id.to_string())?;
+            let mut req = req;
+            for (i, v) in req.config.volumes.iter_mut().enumerate() {
+                if v.kind != berth_engine::imagevol::KIND {
+                    continue;
+                }
+                // As containerd: the image must have been pulled.
+                let field = format!("config.mounts[{i}].image");
+                let found = find_image(cri, &v.source)
+                    .map_err(|s| Status::new(s.code(), format!("{field}: {}", s.message())))?;
+                let image = found.ok_or_else(|| {
+                    Status::not_found(format!(
+                        "{field}: image {} is not in the store (PullImage it first)",
+                        v.source
+                    ))
+                })?;
+                v.source = image.id.to_string();
+            }
+            if let Some(t) = &req.config.extra.pid_target {
+                container::check_pid_target(cri, &pod, t)?;
+            }
             for w in &req.warnings {
                 tracing::warn!(pod = pod.id, "{w}");
             }

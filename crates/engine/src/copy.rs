@@ -9,14 +9,13 @@
 //! the host's files.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::handler::RtStatus;
 use crate::model::Status;
 
 /// Trees deeper than this are not copied (a mount loop, or a hostile one).
@@ -47,28 +46,7 @@ impl Engine {
     fn container_root(&self, key: &str) -> Result<(String, OwnedFd)> {
         let c = self.container(key)?;
         if c.state.status == Status::Running && c.state.pid > 0 {
-            let pid = c.state.pid;
-            // The pidfd holds the process's identity: the runtime then
-            // vouches that it is the container's init, and it is still
-            // alive once its root is open, so the pid was not reused.
-            let pidfd = rustix::process::Pid::from_raw(pid)
-                .and_then(|p| {
-                    rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
-                })
-                .ok_or_else(|| Error::Conflict(format!("container {} has exited", c.name)))?;
-            let (status, init) = self.handler(&c)?.state(&c.id)?;
-            if status != RtStatus::Running || init != pid {
-                return Err(Error::Conflict(format!("container {} has exited", c.name)));
-            }
-            let root = rustix::fs::open(
-                format!("/proc/{pid}/root"),
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(errno(format!("open the root of container {}", c.name)))?;
-            if exited(pidfd.as_fd()) {
-                return Err(Error::Conflict(format!("container {} has exited", c.name)));
-            }
+            let root = self.open_of_init(&c, "root", OFlags::PATH | OFlags::DIRECTORY)?;
             return Ok((c.name, root));
         }
         let rootfs = self.bundle_dir(&c.id).join("rootfs");
@@ -204,19 +182,6 @@ impl Engine {
         let data = b.into_inner().map_err(io_err("tar"))?;
         self.copy_in_tar(key, &data[..], dest)
     }
-}
-
-/// True once the process behind `pidfd` has exited (it polls readable).
-fn exited(pidfd: BorrowedFd<'_>) -> bool {
-    let mut fds = [rustix::event::PollFd::new(
-        &pidfd,
-        rustix::event::PollFlags::IN,
-    )];
-    let now = rustix::event::Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    matches!(rustix::event::poll(&mut fds, Some(&now)), Ok(n) if n > 0)
 }
 
 /// Writes the container's files into a tar stream, reading them through

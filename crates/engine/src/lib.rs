@@ -3,6 +3,7 @@
 //! networks, recovery after crashes and reboots. Used by the `berth` CLI
 //! (and later the CRI server). See docs/engine.md.
 
+pub mod cdi;
 pub mod commit;
 mod copy;
 pub mod db;
@@ -13,6 +14,8 @@ pub mod exec;
 pub mod handler;
 pub mod ids;
 pub mod images;
+pub mod imagevol;
+pub mod initproc;
 mod lifecycle;
 mod lock;
 pub mod model;

@@ -49,6 +49,10 @@ impl Engine {
         }
         self.handler_for(&config.runtime)?;
         self.check_network_mode(&config)?;
+        if let Some(t) = &config.extra.pid_target {
+            // By id from here on: a name may pass to another container.
+            config.extra.pid_target = Some(self.pid_target(&config.pod, t)?.id);
+        }
         check_config(&config)?;
         let id = ids::new_id();
         let name = match name {
@@ -88,6 +92,7 @@ impl Engine {
             self.db.insert_container(&mut c)
         });
         if let Err(e) = made {
+            let _ = self.remove_image_volumes(&id);
             let _ = bundle::remove_bundle(&self.images, &id);
             self.remove_volumes_of(&c, |v| v.made);
             return Err(e);
@@ -112,6 +117,7 @@ impl Engine {
         for v in c.config.volumes.iter_mut().filter(|v| v.kind == "volume") {
             v.made = self.volume_create(Some(&v.source), Vec::new())?.1;
         }
+        self.make_image_volumes(c)?;
         // Made now, so a bad request fails here and not at start (the user,
         // the command, capabilities, devices, a seccomp profile), and kept
         // only in part.
@@ -206,9 +212,13 @@ impl Engine {
         spec::set_security(s, &c.config)?;
         spec::set_annotations(s, &c.config.labels);
         spec::set_extra(s, &c.config.extra, &self.bundle_dir(&c.id).join("rootfs"))?;
-        for v in &c.config.volumes {
+        if let Some(e) = &c.config.extra.cdi {
+            crate::cdi::apply(s, e)?;
+        }
+        for (i, v) in c.config.volumes.iter().enumerate() {
             let source = match v.kind.as_str() {
                 "volume" => path_str(&self.volume_for_mount(&v.source)?),
+                crate::imagevol::KIND => path_str(&self.image_volume_path(&c.id, i)?),
                 _ => v.source.clone(),
             };
             spec::add_volume(s, v, &source)?;
@@ -331,6 +341,9 @@ impl Engine {
         // run: one in use refuses the start with nothing to undo.
         let reserved = net::reserve_ports(c)?;
         let own_netns = net::setup(self, c, &mut s)?;
+        // Held until the monitor says the container is created: the
+        // runtime opens the namespace through this process's fd.
+        let _pid_ns = self.join_pid_target(c, &mut s)?;
         let pod = match &c.config.pod {
             Some(p) => Some(self.db.find_pod(p)?),
             None => None,
@@ -629,6 +642,7 @@ impl Engine {
     fn remove_locked(&self, c: &mut Container) -> Result<()> {
         self.release(c)?;
         bundle::remove_bundle(&self.images, &c.id)?;
+        self.remove_image_volumes(&c.id)?;
         // The record goes once nothing of it is left: the monitor's exit
         // command sees it gone and ends at once.
         self.db.remove_container(&c.id)?;

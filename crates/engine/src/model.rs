@@ -103,6 +103,13 @@ pub struct Extra {
     /// The cgroup the container's goes under (CRI's cgroup parent, a pod's);
     /// None: a top-level cgroup of its own.
     pub cgroup_parent: Option<String>,
+    /// Join the pid namespace of this container (its id), which runs in
+    /// the same pod: CRI's TARGET, what `kubectl debug --target` asks for.
+    pub pid_target: Option<String>,
+    /// CDI devices by name, and the edits they resolved to when the
+    /// container was made (applied at every start).
+    pub cdi_devices: Vec<String>,
+    pub cdi: Option<crate::cdi::Edits>,
 }
 
 /// --device HOST[:CONTAINER][:PERMISSIONS].

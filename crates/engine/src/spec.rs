@@ -196,6 +196,10 @@ pub fn set_network(spec: &mut Spec, how: NetNs) {
     set_namespace(spec, LinuxNamespaceType::Network, how);
 }
 
+pub fn set_pid(spec: &mut Spec, how: NetNs) {
+    set_namespace(spec, LinuxNamespaceType::Pid, how);
+}
+
 /// Joins the namespaces the pod's infra process `infra` holds: uts, ipc
 /// (or the host's), pid when the pod shares one (or the host's), and the
 /// pod's sysctls.
@@ -259,8 +263,12 @@ pub fn bind_file(spec: &mut Spec, destination: &str, source: &str, read_only: bo
 /// -v / --mount entries, with their sources resolved (volume paths).
 pub fn add_volume(spec: &mut Spec, v: &VolumeMount, source: &str) -> Result<()> {
     match v.kind.as_str() {
-        "bind" | "volume" => {
+        "bind" | "volume" | crate::imagevol::KIND => {
             let mut o: Vec<&str> = vec!["rbind"];
+            if v.kind == crate::imagevol::KIND {
+                // An image's files are never the container's to change.
+                o.extend(["ro", "nosuid", "nodev"]);
+            }
             let mut prop = "rprivate";
             for x in &v.options {
                 match x.as_str() {
@@ -396,33 +404,41 @@ pub fn set_devices(spec: &mut Spec, devices: &[DeviceMapping]) -> Result<()> {
     for (typ, major, minor) in DEFAULT_DEVICES {
         rules.push(rule(true, Some(*typ), Some(*major), *minor, "rwm"));
     }
-    let mut nodes = Vec::new();
+    resources(spec).set_devices(Some(rules));
     for d in devices {
-        let node = DeviceNode::of(&d.host)?;
-        nodes.push(
-            LinuxDeviceBuilder::default()
-                .path(d.container.as_str())
-                .typ(node.typ)
-                .major(node.major as i64)
-                .minor(node.minor as i64)
-                .file_mode(node.mode)
-                .uid(0u32)
-                .gid(0u32)
-                .build()
-                .expect("a device"),
-        );
-        rules.push(rule(
+        add_device(spec, d)?;
+    }
+    Ok(())
+}
+
+/// One host device node in the container, with its cgroup permission
+/// appended to the rules already there.
+pub fn add_device(spec: &mut Spec, d: &DeviceMapping) -> Result<()> {
+    let node = DeviceNode::of(&d.host)?;
+    let dev = LinuxDeviceBuilder::default()
+        .path(d.container.as_str())
+        .typ(node.typ)
+        .major(node.major as i64)
+        .minor(node.minor as i64)
+        .file_mode(node.mode)
+        .uid(0u32)
+        .gid(0u32)
+        .build()
+        .expect("a device");
+    let l = linux(spec);
+    let nodes = l.devices_mut().get_or_insert_with(Vec::new);
+    nodes.retain(|n| n.path() != dev.path());
+    nodes.push(dev);
+    resources(spec)
+        .devices_mut()
+        .get_or_insert_with(Vec::new)
+        .push(rule(
             true,
             Some(node.typ),
             Some(node.major as i64),
             Some(node.minor as i64),
             &d.access,
         ));
-    }
-    resources(spec).set_devices(Some(rules));
-    if !nodes.is_empty() {
-        linux(spec).set_devices(Some(nodes));
-    }
     Ok(())
 }
 

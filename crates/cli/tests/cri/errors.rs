@@ -8,7 +8,7 @@ use tonic::Code;
 
 use crate::daemon::*;
 
-fn code_and_message<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (Code, String) {
+pub(crate) fn code_and_message<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (Code, String) {
     let s = r.expect_err("the request fails");
     (s.code(), s.message().to_string())
 }

@@ -8,11 +8,14 @@ mod support;
 #[path = "../containers/env.rs"]
 mod env;
 
+mod cdi;
 mod daemon;
 mod errors;
 mod handlers;
+mod image_volumes;
 mod images;
 mod lifecycle;
+mod pid_target;
 mod restart;
 mod streams;
 mod userns;

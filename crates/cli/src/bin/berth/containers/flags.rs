@@ -433,11 +433,30 @@ pub fn config(f: &CreateFlags) -> Result<ContainerConfig> {
     if let Some(sig) = &f.stop_signal {
         berth_engine::signals::parse(sig)?;
     }
-    let devices = f
+    // A CDI name (vendor.com/class=name) is no path: podman's rule.
+    let (cdi, nodes): (Vec<&String>, Vec<&String>) = f
         .device
         .iter()
+        .partition(|d| !d.starts_with('/') && d.contains('='));
+    let devices = nodes
+        .into_iter()
         .map(|d| berth_engine::model::DeviceMapping::parse(d))
         .collect::<Result<Vec<_>, _>>()?;
+    let cdi_devices: Vec<String> = cdi.into_iter().cloned().collect();
+    let cdi_edits = if cdi_devices.is_empty() {
+        None
+    } else {
+        let dirs: Vec<std::path::PathBuf> = berth_engine::cdi::DEFAULT_DIRS
+            .iter()
+            .map(std::path::PathBuf::from)
+            .collect();
+        let edits = berth_engine::cdi::Registry::load(&dirs)
+            .resolve(&cdi_devices)
+            .map_err(|u| {
+                berth_engine::Error::invalid("--device", format!("CDI device {}", u.why))
+            })?;
+        Some(edits)
+    };
     let mut volumes = Vec::new();
     for v in &f.volume {
         volumes.push(parse_volume(v)?);
@@ -448,6 +467,8 @@ pub fn config(f: &CreateFlags) -> Result<ContainerConfig> {
     let mut seccomp = None;
     let mut nnp = false;
     let mut extra = extra(f)?;
+    extra.cdi_devices = cdi_devices;
+    extra.cdi = cdi_edits;
     for o in &f.security_opt {
         match o.split_once(['=', ':']) {
             Some(("seccomp", p)) => seccomp = Some(p.to_string()),
