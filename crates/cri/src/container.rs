@@ -262,6 +262,7 @@ fn mount(cfg: &Config, i: usize, m: &api::Mount) -> Result<VolumeMount, Status> 
             source: image.image.clone(),
             destination: m.container_path.clone(),
             options: vec!["ro".into()],
+            ..Default::default()
         });
     }
     let host = Path::new(&m.host_path);
