@@ -580,11 +580,7 @@ fn security(
     c.read_only = s.readonly_rootfs;
     c.no_new_privileges = s.no_new_privs;
     if let Some(caps) = &s.capabilities {
-        if !caps.add_ambient_capabilities.is_empty() {
-            return Err(Status::unimplemented(format!(
-                "{F}.capabilities.add_ambient_capabilities: ambient capabilities are not supported"
-            )));
-        }
+        c.extra.cap_ambient = caps.add_ambient_capabilities.clone();
         c.cap_add = caps.add_capabilities.clone();
         c.cap_drop = caps.drop_capabilities.clone();
     }

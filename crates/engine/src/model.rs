@@ -94,6 +94,9 @@ pub struct Extra {
     pub shm_size: Option<u64>,
     pub apparmor: Option<String>,
     pub selinux_label: Option<String>,
+    /// Capabilities kept across an exec of a non-root user's program
+    /// (CRI's add_ambient_capabilities): also inheritable and permitted.
+    pub cap_ambient: Vec<String>,
     /// Replace the default masked and read-only paths.
     pub masked_paths: Option<Vec<String>>,
     pub readonly_paths: Option<Vec<String>>,

@@ -475,13 +475,25 @@ impl DeviceNode {
 
 /// Capabilities, privileged mode, devices, no-new-privileges and seccomp.
 pub fn set_security(spec: &mut Spec, c: &ContainerConfig) -> Result<()> {
-    let caps = capabilities(
-        berth_image::spec::CAPS,
-        &c.cap_add,
-        &c.cap_drop,
-        c.privileged,
-    )?;
+    let ambient = &c.extra.cap_ambient;
+    let add: Vec<String> = c.cap_add.iter().chain(ambient).cloned().collect();
+    let caps = capabilities(berth_image::spec::CAPS, &add, &c.cap_drop, c.privileged)?;
     set_caps(spec, &caps)?;
+    if !ambient.is_empty() {
+        // The kernel keeps an ambient capability only while it is also
+        // permitted and inheritable: added above, inheritable here.
+        let set: oci_spec::runtime::Capabilities = ambient
+            .iter()
+            .map(|a| capability(&cap_name(a)?))
+            .collect::<Result<_>>()?;
+        if let Some(p) = spec.process_mut()
+            && let Some(mut caps) = p.capabilities().clone()
+        {
+            caps.set_inheritable(Some(set.clone()));
+            caps.set_ambient(Some(set));
+            p.set_capabilities(Some(caps));
+        }
+    }
     if c.no_new_privileges
         && let Some(p) = spec.process_mut()
     {

@@ -396,3 +396,55 @@ async fn events_stats_and_resource_updates() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambient_capabilities_reach_a_non_root_process() {
+    let d = Daemon::start();
+    let (mut rt, _, _) = d.connect().await;
+    let pc = pod_config(&d, "ambient");
+    let pod = run_pod(&mut rt, &pc).await;
+    let mut c = container_config(&d, "c", &["sleep", "300"]);
+    c.linux = Some(api::LinuxContainerConfig {
+        security_context: Some(api::LinuxContainerSecurityContext {
+            run_as_user: Some(api::Int64Value { value: 1000 }),
+            capabilities: Some(api::Capability {
+                add_ambient_capabilities: vec!["NET_BIND_SERVICE".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = start(&mut rt, &pod, c, &pc).await;
+    let (code, out, err) = exec_sync(
+        &mut rt,
+        &id,
+        &["grep", "-E", "^Cap(Inh|Amb|Eff)", "/proc/self/status"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    // NET_BIND_SERVICE is bit 10: inheritable, ambient, and (through the
+    // ambient set) effective for uid 1000.
+    for l in out.lines() {
+        let v = u64::from_str_radix(l.split_whitespace().nth(1).unwrap(), 16).unwrap();
+        assert_eq!(v, 1 << 10, "{out}");
+    }
+    // An unknown one is refused by field.
+    let mut bad = container_config(&d, "bad", &["true"]);
+    bad.linux = Some(api::LinuxContainerConfig {
+        security_context: Some(api::LinuxContainerSecurityContext {
+            capabilities: Some(api::Capability {
+                add_ambient_capabilities: vec!["CAP_NOPE".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let e = create(&mut rt, &pod, bad, &pc).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("NOPE"), "{e:?}");
+    stop_pod(&mut rt, &pod).await;
+    remove_pod(&mut rt, &pod).await;
+    assert_eq!(d.leftovers(), Vec::<String>::new());
+}
