@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use berth_image::auth::Credentials;
+use berth_image::client::Token;
 use berth_image::pull::PullOptions;
 use berth_image::store::{ImageRecord, Store};
 use tonic::{Request, Response, Status};
@@ -139,6 +140,7 @@ impl Cri {
             ..PullOptions::default()
         };
         opts.transport.creds_override = credentials(r.auth.as_ref())?;
+        opts.transport.token = token(r.auth.as_ref())?;
         let store = Arc::new(Store::open(&self.engine.root).map_err(from_image)?);
         let rec = berth_image::pull::pull(store, &name, &opts)
             .await
@@ -150,14 +152,24 @@ impl Cri {
     }
 }
 
+/// A token kubelet passes from the pod's image pull secrets (a registry's
+/// bearer token, or an identity token to exchange for one).
+fn token(a: Option<&api::AuthConfig>) -> Result<Option<Token>, Status> {
+    let Some(a) = a else { return Ok(None) };
+    match (a.registry_token.is_empty(), a.identity_token.is_empty()) {
+        (true, true) => Ok(None),
+        (false, true) => Ok(Some(Token::Registry(a.registry_token.clone()))),
+        (true, false) => Ok(Some(Token::Identity(a.identity_token.clone()))),
+        (false, false) => Err(invalid(
+            "auth.registry_token",
+            "give a registry token or an identity token, not both",
+        )),
+    }
+}
+
 /// The credentials kubelet passes from the pod's image pull secrets.
 fn credentials(a: Option<&api::AuthConfig>) -> Result<Option<Credentials>, Status> {
     let Some(a) = a else { return Ok(None) };
-    if !a.identity_token.is_empty() || !a.registry_token.is_empty() {
-        return Err(Status::unimplemented(
-            "auth: identity and registry tokens are not supported; give username and password",
-        ));
-    }
     if !a.username.is_empty() || !a.password.is_empty() {
         return Ok(Some(Credentials {
             username: a.username.clone(),
@@ -269,9 +281,20 @@ mod tests {
             registry_token: "t".into(),
             ..Default::default()
         };
+        assert_eq!(token(Some(&a)).unwrap(), Some(Token::Registry("t".into())));
+        let a = api::AuthConfig {
+            identity_token: "i".into(),
+            ..Default::default()
+        };
+        assert_eq!(token(Some(&a)).unwrap(), Some(Token::Identity("i".into())));
+        let a = api::AuthConfig {
+            identity_token: "i".into(),
+            registry_token: "t".into(),
+            ..Default::default()
+        };
         assert_eq!(
-            credentials(Some(&a)).unwrap_err().code(),
-            tonic::Code::Unimplemented
+            token(Some(&a)).unwrap_err().code(),
+            tonic::Code::InvalidArgument
         );
     }
 }

@@ -31,7 +31,29 @@ pub struct TransportOptions {
     pub credentials: CredentialStore,
     /// Explicit credentials (`--creds`), used before the stores.
     pub creds_override: Option<Credentials>,
+    /// A token given in place of credentials (CRI's auth config).
+    pub token: Option<Token>,
     pub timeouts: Timeouts,
+}
+
+/// A token a client is given for a registry with token authentication
+/// (Docker's distribution token spec).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Token {
+    /// A bearer token sent to the registry as it is.
+    Registry(String),
+    /// An OAuth2 refresh token, exchanged at the challenge's realm for an
+    /// access token per scope (grant_type=refresh_token).
+    Identity(String),
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Token::Registry(_) => "Token::Registry(***)",
+            Token::Identity(_) => "Token::Identity(***)",
+        })
+    }
 }
 
 /// How long a registry may keep us waiting. There is no limit on a whole
@@ -62,6 +84,7 @@ impl Default for TransportOptions {
             tls_verify: None,
             credentials: CredentialStore::default(),
             creds_override: None,
+            token: None,
             timeouts: Timeouts::default(),
         }
     }
@@ -87,6 +110,7 @@ pub struct RegistryClient {
     scheme: Mutex<Option<&'static str>>,
     allow_http: bool,
     creds: Option<Credentials>,
+    token: Option<Token>,
     challenge: Mutex<Option<Challenge>>,
     /// Authorization header value per scope set.
     tokens: Mutex<HashMap<String, String>>,
@@ -129,6 +153,7 @@ impl RegistryClient {
             scheme: Mutex::new(None),
             allow_http: insecure,
             creds,
+            token: opts.token.clone(),
             challenge: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
         })
@@ -269,9 +294,16 @@ impl RegistryClient {
     async fn authenticate(&self, scopes: &[String]) -> Result<()> {
         let challenge = self.challenge.lock().unwrap().clone();
         let key = scopes.join(" ");
-        let value = match challenge {
-            None => return Err(self.err("401 Unauthorized without a WWW-Authenticate challenge")),
-            Some(Challenge::Basic) => {
+        let value = match (challenge, &self.token) {
+            (None, _) => {
+                return Err(self.err("401 Unauthorized without a WWW-Authenticate challenge"));
+            }
+            (Some(Challenge::Basic), Some(_)) => {
+                return Err(self
+                    .err("the registry asks for a username and password, and a token was given"));
+            }
+            (Some(Challenge::Bearer { .. }), Some(Token::Registry(t))) => format!("Bearer {t}"),
+            (Some(Challenge::Basic), None) => {
                 let c = self.creds.as_ref().ok_or_else(|| {
                     self.err(format!(
                         "authentication required: run `berth login {}`",
@@ -280,7 +312,7 @@ impl RegistryClient {
                 })?;
                 basic(c)
             }
-            Some(Challenge::Bearer { realm, service }) => {
+            (Some(Challenge::Bearer { realm, service }), _) => {
                 let mut q: Vec<(&str, &str)> = Vec::new();
                 if let Some(s) = &service {
                     q.push(("service", s));
@@ -292,12 +324,41 @@ impl RegistryClient {
                     .iter()
                     .map(|(k, v)| format!("{k}={}", urlencode(v)))
                     .collect();
-                let sep = if realm.contains('?') { '&' } else { '?' };
-                let url = format!("{realm}{sep}{}", query.join("&"));
-                let mut req = self.http.get(&url);
-                if let Some(c) = &self.creds {
-                    req = req.header(reqwest::header::AUTHORIZATION, basic(c));
-                }
+                let req = match &self.token {
+                    // OAuth2's refresh grant: a POSTed form, the scopes in
+                    // one space-separated value.
+                    Some(Token::Identity(t)) => {
+                        let mut form = vec![
+                            ("grant_type", "refresh_token".to_string()),
+                            ("refresh_token", t.clone()),
+                            ("client_id", "berth".to_string()),
+                            ("scope", scopes.join(" ")),
+                        ];
+                        if let Some(s) = &service {
+                            form.push(("service", s.clone()));
+                        }
+                        let body: Vec<String> = form
+                            .iter()
+                            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+                            .collect();
+                        self.http
+                            .post(&realm)
+                            .header(
+                                reqwest::header::CONTENT_TYPE,
+                                "application/x-www-form-urlencoded",
+                            )
+                            .body(body.join("&"))
+                    }
+                    _ => {
+                        let sep = if realm.contains('?') { '&' } else { '?' };
+                        let url = format!("{realm}{sep}{}", query.join("&"));
+                        let mut req = self.http.get(&url);
+                        if let Some(c) = &self.creds {
+                            req = req.header(reqwest::header::AUTHORIZATION, basic(c));
+                        }
+                        req
+                    }
+                };
                 let resp = self
                     .with_retries(|| {
                         req.try_clone()
@@ -316,14 +377,14 @@ impl RegistryClient {
                     return Err(self.err(format!("token from {realm}: {status}{hint}")));
                 }
                 #[derive(serde::Deserialize)]
-                struct Token {
+                struct Answer {
                     token: Option<String>,
                     access_token: Option<String>,
                 }
                 let body = read_limited(resp, 1 << 20, "token")
                     .await
                     .map_err(|e| self.err(e))?;
-                let t: Token = serde_json::from_slice(&body)
+                let t: Answer = serde_json::from_slice(&body)
                     .map_err(|e| self.err(format!("token from {realm}: {e}")))?;
                 let t = t.token.or(t.access_token).ok_or_else(|| {
                     self.err(format!("token from {realm}: no token in the answer"))
@@ -826,6 +887,7 @@ mod tests {
                 username: "u".into(),
                 password: "p".into(),
             }),
+            token: None,
             timeouts: Timeouts::default(),
         };
         RegistryClient::new(host, true, "r", &opts).unwrap()

@@ -163,3 +163,115 @@ async fn images_are_pulled_listed_and_removed() {
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument, "{bad:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_from_a_pull_secret_open_a_token_authenticated_registry() {
+    let reg = Registry::start();
+    let proxy = crate::support::Proxy::start(reg.port);
+    *proxy.gate.lock().unwrap() = Some(crate::support::Gate {
+        access: "access-42".into(),
+        identity: "refresh-7".into(),
+    });
+    let conf = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        conf.path(),
+        format!(
+            "[[registry]]\nlocation = \"{}\"\ninsecure = true\n",
+            proxy.host()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start_with(&format!(
+        "registries_conf = {:?}",
+        conf.path().to_str().unwrap()
+    ));
+    let (_, mut img, _) = d.connect().await;
+    // The image reaches the registry behind the gate's back.
+    let out = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("docker://{}", d.env.image))
+        .arg(format!("docker://{}/gated:1", reg.host()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gated = format!("{}/gated:1", proxy.host());
+    let pull = |auth: api::AuthConfig| {
+        let mut img = img.clone();
+        let gated = gated.clone();
+        async move {
+            img.pull_image(api::PullImageRequest {
+                image: spec(&gated),
+                auth: Some(auth),
+                sandbox_config: None,
+            })
+            .await
+        }
+    };
+    let remove = |id: String| {
+        let mut img = img.clone();
+        async move {
+            img.remove_image(api::RemoveImageRequest { image: spec(&id) })
+                .await
+                .unwrap();
+        }
+    };
+    // A registry token is sent as it is; a wrong one is refused.
+    let bad = pull(api::AuthConfig {
+        registry_token: "nope".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(bad.message().contains("401"), "{bad:?}");
+    let id = pull(api::AuthConfig {
+        registry_token: "access-42".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .image_ref;
+    remove(id).await;
+    // An identity token is traded at the realm for the access token.
+    let id = pull(api::AuthConfig {
+        identity_token: "refresh-7".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .image_ref;
+    assert!(id.starts_with("sha256:"), "{id}");
+    let posts = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("POST /token "))
+        .count();
+    assert!(posts >= 1, "{:?}", proxy.requests());
+    let bad = pull(api::AuthConfig {
+        identity_token: "stale".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert!(bad.message().contains("token"), "{bad:?}");
+    // Both at once is a request kubelet never makes: refused by field.
+    let both = pull(api::AuthConfig {
+        identity_token: "refresh-7".into(),
+        registry_token: "access-42".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(both.code(), Code::InvalidArgument);
+    assert!(both.message().contains("auth.registry_token"), "{both:?}");
+}

@@ -665,7 +665,19 @@ pub struct Proxy {
     pub refuse: Arc<AtomicBool>,
     /// What is done to one blob's responses.
     pub fault: Arc<Mutex<Option<Fault>>>,
+    /// Token authentication in front of the registry, when set.
+    pub gate: Arc<Mutex<Option<Gate>>>,
     stop: Arc<AtomicBool>,
+}
+
+/// Docker's token authentication, as a registry with a token server does
+/// it: a request without `Bearer <access>` gets a 401 naming the realm
+/// (this proxy's /token), which trades `identity` (an OAuth2 refresh
+/// token, grant_type=refresh_token) for `access`.
+#[derive(Clone)]
+pub struct Gate {
+    pub access: String,
+    pub identity: String,
 }
 
 /// A misbehaviour of the registry, for the responses to GETs of the blob
@@ -700,6 +712,7 @@ impl Proxy {
             cut_after: Default::default(),
             refuse: Default::default(),
             fault: Default::default(),
+            gate: Default::default(),
             stop: Default::default(),
         };
         let (log, bytes, cut, refuse, stop) = (
@@ -710,6 +723,7 @@ impl Proxy {
             p.stop.clone(),
         );
         let fault = p.fault.clone();
+        let gate = p.gate.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 match l.accept() {
@@ -720,9 +734,17 @@ impl Proxy {
                         }
                         let (log, bytes, cut, refuse) =
                             (log.clone(), bytes.clone(), cut.clone(), refuse.clone());
-                        let (fault, stop) = (fault.clone(), stop.clone());
+                        let (fault, stop, gate) = (fault.clone(), stop.clone(), gate.clone());
                         std::thread::spawn(move || {
-                            serve(c, upstream, log, bytes, cut, refuse, (fault, stop))
+                            serve(
+                                c,
+                                (upstream, port),
+                                log,
+                                bytes,
+                                cut,
+                                refuse,
+                                (fault, stop, gate),
+                            )
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
@@ -753,12 +775,16 @@ impl Drop for Proxy {
 /// After a cut, every new connection is refused until the test says.
 fn serve(
     mut c: TcpStream,
-    upstream: u16,
+    (upstream, port): (u16, u16),
     log: Arc<Mutex<Vec<String>>>,
     bytes: Arc<AtomicU64>,
     cut: Arc<Mutex<Option<u64>>>,
     refuse: Arc<AtomicBool>,
-    (fault, stop): (Arc<Mutex<Option<Fault>>>, Arc<AtomicBool>),
+    (fault, stop, gate): (
+        Arc<Mutex<Option<Fault>>>,
+        Arc<AtomicBool>,
+        Arc<Mutex<Option<Gate>>>,
+    ),
 ) {
     let Ok(mut u) = TcpStream::connect(("127.0.0.1", upstream)) else {
         return;
@@ -786,6 +812,15 @@ fn serve(
             .map(|r| format!(" range={r}"))
             .unwrap_or_default();
         log.lock().unwrap().push(format!("{line}{range}"));
+        let g = gate.lock().unwrap().clone();
+        if let Some(g) = g {
+            if let Some(answer) = gatekeep(&g, port, &line, &text, &body) {
+                if c.write_all(answer.as_bytes()).is_err() {
+                    return;
+                }
+                continue;
+            }
+        }
         let is_blob_get = line.starts_with("GET ") && line.contains("/blobs/sha256:");
         if u.write_all(&head).and_then(|_| u.write_all(&body)).is_err() {
             return;
@@ -848,6 +883,45 @@ fn serve(
             left -= n as u64;
         }
     }
+}
+
+/// The gate's answer to a request it does not let through: the token
+/// endpoint's, or a 401 with the challenge.
+fn gatekeep(g: &Gate, port: u16, line: &str, head: &str, body: &[u8]) -> Option<String> {
+    let reply = |status: &str, extra: &str, body: &str| {
+        format!(
+            "HTTP/1.1 {status}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    if line.starts_with("POST /token ") {
+        let form = String::from_utf8_lossy(body);
+        let field = |k: &str| {
+            form.split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")).map(str::to_string))
+        };
+        let ok = field("grant_type").as_deref() == Some("refresh_token")
+            && field("refresh_token").as_deref() == Some(g.identity.as_str());
+        return Some(if ok {
+            reply(
+                "200 OK",
+                "",
+                &format!("{{\"access_token\":\"{}\"}}", g.access),
+            )
+        } else {
+            reply("401 Unauthorized", "", "{}")
+        });
+    }
+    if header_of(head, "authorization").as_deref() == Some(&format!("Bearer {}", g.access)) {
+        return None;
+    }
+    Some(reply(
+        "401 Unauthorized",
+        &format!(
+            "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"gate\"\r\n"
+        ),
+        "{\"errors\":[{\"code\":\"UNAUTHORIZED\"}]}",
+    ))
 }
 
 /// Forwards one blob response with `kind` done to it; the connection is

@@ -340,6 +340,7 @@ impl Ctx {
             tls_verify: net.tls_verify,
             credentials: CredentialStore::with_auth_file(self.authfile.clone()),
             creds_override,
+            token: None,
             timeouts: Timeouts {
                 connect: self.limits.connect_timeout,
                 idle: self.limits.idle_timeout,
