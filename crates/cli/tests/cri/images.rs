@@ -185,7 +185,7 @@ async fn tokens_from_a_pull_secret_open_a_token_authenticated_registry() {
         "registries_conf = {:?}",
         conf.path().to_str().unwrap()
     ));
-    let (_, mut img, _) = d.connect().await;
+    let (_, img, _) = d.connect().await;
     // The image reaches the registry behind the gate's back.
     let out = std::process::Command::new("skopeo")
         .args([

@@ -715,37 +715,27 @@ impl Proxy {
             gate: Default::default(),
             stop: Default::default(),
         };
-        let (log, bytes, cut, refuse, stop) = (
-            p.log.clone(),
-            p.blob_bytes.clone(),
-            p.cut_after.clone(),
-            p.refuse.clone(),
-            p.stop.clone(),
-        );
-        let fault = p.fault.clone();
-        let gate = p.gate.clone();
+        let shared = Shared {
+            upstream,
+            port,
+            log: p.log.clone(),
+            bytes: p.blob_bytes.clone(),
+            cut: p.cut_after.clone(),
+            refuse: p.refuse.clone(),
+            fault: p.fault.clone(),
+            gate: p.gate.clone(),
+            stop: p.stop.clone(),
+        };
         std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
+            while !shared.stop.load(Ordering::Relaxed) {
                 match l.accept() {
                     Ok((c, _)) => {
-                        if refuse.load(Ordering::Relaxed) {
+                        if shared.refuse.load(Ordering::Relaxed) {
                             drop(c);
                             continue;
                         }
-                        let (log, bytes, cut, refuse) =
-                            (log.clone(), bytes.clone(), cut.clone(), refuse.clone());
-                        let (fault, stop, gate) = (fault.clone(), stop.clone(), gate.clone());
-                        std::thread::spawn(move || {
-                            serve(
-                                c,
-                                (upstream, port),
-                                log,
-                                bytes,
-                                cut,
-                                refuse,
-                                (fault, stop, gate),
-                            )
-                        });
+                        let shared = shared.clone();
+                        std::thread::spawn(move || serve(c, shared));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -773,19 +763,32 @@ impl Drop for Proxy {
 /// forwards the request, then the response, counting and maybe cutting a
 /// blob body.
 /// After a cut, every new connection is refused until the test says.
-fn serve(
-    mut c: TcpStream,
-    (upstream, port): (u16, u16),
+/// What every connection of a proxy shares with it.
+#[derive(Clone)]
+struct Shared {
+    upstream: u16,
+    port: u16,
     log: Arc<Mutex<Vec<String>>>,
     bytes: Arc<AtomicU64>,
     cut: Arc<Mutex<Option<u64>>>,
     refuse: Arc<AtomicBool>,
-    (fault, stop, gate): (
-        Arc<Mutex<Option<Fault>>>,
-        Arc<AtomicBool>,
-        Arc<Mutex<Option<Gate>>>,
-    ),
-) {
+    fault: Arc<Mutex<Option<Fault>>>,
+    gate: Arc<Mutex<Option<Gate>>>,
+    stop: Arc<AtomicBool>,
+}
+
+fn serve(mut c: TcpStream, sh: Shared) {
+    let Shared {
+        upstream,
+        port,
+        log,
+        bytes,
+        cut,
+        refuse,
+        fault,
+        gate,
+        stop,
+    } = sh;
     let Ok(mut u) = TcpStream::connect(("127.0.0.1", upstream)) else {
         return;
     };
@@ -813,13 +816,11 @@ fn serve(
             .unwrap_or_default();
         log.lock().unwrap().push(format!("{line}{range}"));
         let g = gate.lock().unwrap().clone();
-        if let Some(g) = g {
-            if let Some(answer) = gatekeep(&g, port, &line, &text, &body) {
-                if c.write_all(answer.as_bytes()).is_err() {
-                    return;
-                }
-                continue;
+        if let Some(answer) = g.and_then(|g| gatekeep(&g, port, &line, &text, &body)) {
+            if c.write_all(answer.as_bytes()).is_err() {
+                return;
             }
+            continue;
         }
         let is_blob_get = line.starts_with("GET ") && line.contains("/blobs/sha256:");
         if u.write_all(&head).and_then(|_| u.write_all(&body)).is_err() {
