@@ -281,6 +281,21 @@ impl Engine {
         let c = self.db.find_container(key)?;
         let _lock = self.lock(&c.id)?;
         let mut c = self.refresh(self.db.find_container(&c.id)?)?;
+        if c.state.stopped_by_user || !matches!(c.state.status, Status::Running | Status::Paused) {
+            // The user's start: the policy counts from here.
+            c.state.stopped_by_user = false;
+            c.state.restart_count = 0;
+            c.state.restart_backoff_ms = 0;
+        }
+        self.start_locked(c, before_start)
+    }
+
+    /// `start` of a container whose lock the caller holds.
+    fn start_locked(
+        &self,
+        mut c: Container,
+        before_start: &mut dyn FnMut(&Container) -> Result<()>,
+    ) -> Result<Container> {
         match c.state.status {
             Status::Running | Status::Paused => return Ok(c),
             Status::Created if c.state.pid > 0 => {
@@ -490,8 +505,36 @@ impl Engine {
         }
         if c.config.auto_remove {
             self.remove_locked(&mut c)?;
+        } else if let Some(wait) = restart_due(&c) {
+            c.state.restart_count += 1;
+            c.state.restart_backoff_ms = wait.as_millis() as u64;
+            self.db.update_container(&mut c)?;
+            let count = c.state.restart_count;
+            drop(_lock);
+            // Without the lock: a stop or rm meanwhile wins.
+            std::thread::sleep(wait);
+            self.restart_by_policy(&c.id, count)?;
         }
         Ok(())
+    }
+
+    /// The policy's start, unless the container changed while it waited
+    /// (stopped, started or removed by someone else).
+    fn restart_by_policy(&self, id: &str, count: u32) -> Result<()> {
+        let _lock = self.lock(id)?;
+        let c = match self.db.find_container(id) {
+            Ok(c) => self.refresh(c)?,
+            Err(Error::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if c.state.status != Status::Exited
+            || c.state.stopped_by_user
+            || c.state.restart_count != count
+        {
+            return Ok(());
+        }
+        self.emit(self.container_event(&c, "restart"));
+        self.start_locked(c, &mut |_| Ok(())).map(|_| ())
     }
 
     /// Brings the record in line with the runtime and the exit file. The
@@ -564,6 +607,17 @@ impl Engine {
     /// Stops the container: its stop signal, then SIGKILL after `timeout`.
     pub fn stop(&self, key: &str, timeout: Option<Duration>) -> Result<Container> {
         let c = self.container(key)?;
+        // Marked before the signal: the exit it causes must not look like
+        // one the restart policy answers.
+        let c = {
+            let _lock = self.lock(&c.id)?;
+            let mut c = self.db.find_container(&c.id)?;
+            if !c.state.stopped_by_user {
+                c.state.stopped_by_user = true;
+                self.db.update_container(&mut c)?;
+            }
+            c
+        };
         let timeout = timeout
             .or(c.config.stop_timeout.map(Duration::from_secs))
             .unwrap_or(Duration::from_secs(10));
@@ -596,6 +650,13 @@ impl Engine {
             }),
             Err(e) => Err(e),
         }
+    }
+
+    /// `stop`, then `start`: the user's own restart (the policy counts
+    /// from here).
+    pub fn restart(&self, key: &str, timeout: Option<Duration>) -> Result<Container> {
+        let c = self.stop(key, timeout)?;
+        self.start(&c.id)
     }
 
     /// Removes the container; a running one only with `force` (killed).
@@ -749,6 +810,12 @@ pub(crate) fn check_config(c: &ContainerConfig) -> Result<()> {
         ));
     }
     berth_image::spec::check_env(&c.env)?;
+    if c.auto_remove && c.restart != crate::model::RestartPolicy::No {
+        return Err(Error::invalid(
+            "--restart",
+            "a container removed when it exits (--rm) cannot be restarted",
+        ));
+    }
     if c.extra.uid_map.is_empty() != c.extra.gid_map.is_empty() {
         return Err(Error::invalid(
             "--uidmap/--gidmap",
@@ -762,6 +829,39 @@ pub(crate) fn check_config(c: &ContainerConfig) -> Result<()> {
         check_id_map(flag, map)?;
     }
     Ok(())
+}
+
+/// When the restart policy starts an exited container again: after this
+/// wait (docker's backoff), or never.
+fn restart_due(c: &Container) -> Option<Duration> {
+    use crate::model::RestartPolicy as P;
+    if c.config.owner.is_some() || c.state.stopped_by_user || c.state.status != Status::Exited {
+        return None;
+    }
+    let wanted = match c.config.restart {
+        P::No => false,
+        P::Always | P::UnlessStopped => true,
+        P::OnFailure { max_retries } => {
+            c.state.exit_code != Some(0)
+                && (max_retries == 0 || c.state.restart_count < max_retries)
+        }
+    };
+    if !wanted {
+        return None;
+    }
+    let ran = match (&c.state.started_at, &c.state.finished_at) {
+        (Some(a), Some(b)) => berth_base::time::parse_rfc3339(b)
+            .zip(berth_base::time::parse_rfc3339(a))
+            .and_then(|(b, a)| b.duration_since(a).ok()),
+        _ => None,
+    };
+    let ms = match (ran, c.state.restart_backoff_ms) {
+        // A run of ten seconds counts as a success: the backoff starts over.
+        (Some(r), _) if r >= Duration::from_secs(10) => 100,
+        (_, 0) => 100,
+        (_, prev) => (prev * 2).min(60_000),
+    };
+    Some(Duration::from_millis(ms))
 }
 
 /// The maps of the container's user namespace, for its rootfs's

@@ -61,6 +61,59 @@ pub struct ContainerConfig {
     /// config as given), opaque to the engine.
     #[serde(default)]
     pub manager_data: Option<serde_json::Value>,
+    /// What happens when the container's process ends (--restart).
+    #[serde(default)]
+    pub restart: RestartPolicy,
+}
+
+/// docker's restart policies, run without a daemon: the monitor's exit
+/// command (`container cleanup`) starts the container again after the
+/// backoff, and the first use of berth after a boot starts those that
+/// `always` (and `unless-stopped`) come back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "name")]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    Always,
+    /// Restart after a non-zero exit, at most `max_retries` times (0: no
+    /// limit).
+    OnFailure {
+        #[serde(rename = "maximumRetryCount", default)]
+        max_retries: u32,
+    },
+    UnlessStopped,
+}
+
+impl RestartPolicy {
+    /// `no`, `always`, `on-failure[:N]` or `unless-stopped`.
+    pub fn parse(s: &str) -> Result<RestartPolicy, String> {
+        match s.split_once(':') {
+            None => match s {
+                "no" | "" => Ok(RestartPolicy::No),
+                "always" => Ok(RestartPolicy::Always),
+                "on-failure" => Ok(RestartPolicy::OnFailure { max_retries: 0 }),
+                "unless-stopped" => Ok(RestartPolicy::UnlessStopped),
+                other => Err(format!(
+                    "{other:?}: expected no, always, on-failure[:N] or unless-stopped"
+                )),
+            },
+            Some(("on-failure", n)) => n
+                .parse()
+                .map(|max_retries| RestartPolicy::OnFailure { max_retries })
+                .map_err(|_| format!("{n:?} is not a number of retries")),
+            Some(_) => Err(format!("{s:?}: only on-failure takes a count")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RestartPolicy::No => "no",
+            RestartPolicy::Always => "always",
+            RestartPolicy::OnFailure { .. } => "on-failure",
+            RestartPolicy::UnlessStopped => "unless-stopped",
+        }
+    }
 }
 
 /// Resource, kernel and security settings beyond docker's everyday flags.
@@ -224,6 +277,17 @@ pub struct State {
     /// last run.
     #[serde(default)]
     pub oom_killed: bool,
+    /// Starts made by the restart policy since the user's last start.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// The wait before the next start by the policy (docker's: doubling
+    /// from 100 ms to a minute, back to 100 ms after a run of 10 s).
+    #[serde(default)]
+    pub restart_backoff_ms: u64,
+    /// Stopped by `stop`: no policy starts it again (`unless-stopped` not
+    /// even after a boot).
+    #[serde(default)]
+    pub stopped_by_user: bool,
 }
 
 impl Default for State {
@@ -236,6 +300,9 @@ impl Default for State {
             exit_code: None,
             needs_cleanup: false,
             oom_killed: false,
+            restart_count: 0,
+            restart_backoff_ms: 0,
+            stopped_by_user: false,
         }
     }
 }

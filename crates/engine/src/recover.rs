@@ -318,7 +318,29 @@ pub(crate) fn after_boot(e: &Engine) -> Result<()> {
     }
     sweep(e)?;
     berth_base::fs::atomic_write(&marker, boot.as_bytes(), 0o600)
-        .ctx(|| format!("write {}", marker.display()))
+        .ctx(|| format!("write {}", marker.display()))?;
+    restart_after_boot(e);
+    Ok(())
+}
+
+/// What docker's daemon does when it starts: containers whose policy is
+/// `always` come back (even ones the user stopped), and `unless-stopped`
+/// ones the user did not stop. A start that fails leaves its container
+/// exited, as any failed start does; the
+/// others still come back.
+fn restart_after_boot(e: &Engine) {
+    use crate::model::RestartPolicy as P;
+    let Ok(all) = e.containers() else { return };
+    for c in all {
+        let wanted = match c.config.restart {
+            P::Always => true,
+            P::UnlessStopped => !c.state.stopped_by_user,
+            P::No | P::OnFailure { .. } => false,
+        };
+        if wanted && c.config.owner.is_none() && c.state.status == crate::model::Status::Exited {
+            let _ = e.start(&c.id);
+        }
+    }
 }
 
 /// Makes the records again from their copies on disk, into a database that

@@ -14,5 +14,6 @@ mod lifecycle;
 mod network;
 mod pods;
 mod recovery;
+mod restart;
 mod security;
 mod trust;

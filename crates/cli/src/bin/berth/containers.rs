@@ -54,6 +54,13 @@ pub enum Cmd {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Stop containers, then start them again.
+    Restart {
+        #[arg(short, long)]
+        time: Option<u64>,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// Send a signal to containers.
     Kill {
         #[arg(short, long, default_value = "KILL")]
@@ -255,6 +262,7 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
         Cmd::Create { flags } => run::create(ctx, &e, &flags)?,
         Cmd::Start { containers } => lifecycle::start(&e, &containers)?,
         Cmd::Stop { time, containers } => lifecycle::stop(&e, time, &containers)?,
+        Cmd::Restart { time, containers } => lifecycle::restart(&e, time, &containers)?,
         Cmd::Kill { signal, containers } => lifecycle::kill(&e, &signal, &containers)?,
         Cmd::Rm { force, containers } => lifecycle::rm(&e, force, &containers)?,
         Cmd::Ps {

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use berth_engine::berth_network::PortMapping;
-use berth_engine::model::{ContainerConfig, NetworkMode, VolumeMount};
+use berth_engine::model::{ContainerConfig, NetworkMode, RestartPolicy, VolumeMount};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct CreateFlags {
@@ -139,6 +139,10 @@ pub struct CreateFlags {
     /// Seconds to wait for the stop signal before SIGKILL.
     #[arg(long)]
     pub stop_timeout: Option<u64>,
+    /// When the container's process ends: no, always, on-failure[:N]
+    /// (at most N restarts) or unless-stopped.
+    #[arg(long, default_value = "no")]
+    pub restart: String,
     pub image: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -536,6 +540,7 @@ pub fn config(f: &CreateFlags) -> Result<ContainerConfig> {
         stop_timeout: f.stop_timeout,
         devices,
         extra,
+        restart: RestartPolicy::parse(&f.restart).map_err(|e| anyhow!("--restart {e}"))?,
         ..Default::default()
     })
 }

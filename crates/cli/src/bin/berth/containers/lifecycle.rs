@@ -24,6 +24,14 @@ pub fn stop(e: &Engine, time: Option<u64>, containers: &[String]) -> Result<()> 
     })
 }
 
+pub fn restart(e: &Engine, time: Option<u64>, containers: &[String]) -> Result<()> {
+    each(containers, |c| {
+        e.restart(c, stop_timeout(time))?;
+        println!("{c}");
+        Ok(())
+    })
+}
+
 pub fn kill(e: &Engine, signal: &str, containers: &[String]) -> Result<()> {
     let sig = berth_engine::signals::parse(signal)?;
     each(containers, |c| {

@@ -161,6 +161,16 @@ fn inspect_json(e: &Engine, c: &Container) -> serde_json::Value {
             "StartedAt": c.state.started_at,
             "FinishedAt": c.state.finished_at,
         },
+        "RestartCount": c.state.restart_count,
+        "HostConfig": {
+            "RestartPolicy": {
+                "Name": c.config.restart.name(),
+                "MaximumRetryCount": match c.config.restart {
+                    berth_engine::model::RestartPolicy::OnFailure { max_retries } => max_retries,
+                    _ => 0,
+                },
+            },
+        },
         "Config": c.config,
         "NetworkSettings": {
             "SandboxKey": c.netns,
