@@ -45,6 +45,9 @@ pub struct Config {
     /// More attributes of its events (who manages the container, its pod).
     #[serde(default)]
     pub event_attributes: std::collections::BTreeMap<String, String>,
+    /// The healthcheck the monitor runs, if any.
+    #[serde(default)]
+    pub health: Option<crate::health::HealthConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,6 +17,7 @@ pub mod exit;
 pub mod frame;
 mod fsutil;
 mod handler;
+pub mod health;
 pub mod logs;
 pub mod monitor;
 mod pio;

@@ -14,6 +14,7 @@ use crate::crilog::{LogWriter, Stream};
 use crate::exit::ExitRecord;
 use crate::frame::{self, Frame};
 use crate::handler::{self, Io, Launched};
+use crate::health::Checker;
 use crate::pio::Pio;
 use crate::protocol::{Hello, Reply, Request};
 use crate::ready::Ready;
@@ -213,6 +214,7 @@ struct Monitor<'a> {
     sessions: Vec<Session>,
     /// The container's memory cgroup OOM counter and its count at start.
     oom: Option<(berth_runtime::cgroups::oom::OomCounter, u64)>,
+    health: Option<Checker>,
 }
 
 impl<'a> Monitor<'a> {
@@ -241,6 +243,7 @@ impl<'a> Monitor<'a> {
             exit_pid: None,
             sessions: Vec::new(),
             oom,
+            health: cfg.health.clone().map(|h| Checker::new(h, Instant::now())),
         }
     }
 
@@ -272,6 +275,9 @@ impl<'a> Monitor<'a> {
                 exit_code = Some(self.finish());
             }
             self.end_sessions(now);
+            if exit_code.is_none() && self.init_status.is_none() {
+                self.start_check(now);
+            }
             // Clients whose last frame went out are closed.
             self.server.drop_done();
             if exit_code.is_some() && self.exit_pid.is_none() {
@@ -336,12 +342,18 @@ impl<'a> Monitor<'a> {
                 (None, Some(_)) => drain_until.map(|d| d.min(last_output + DRAIN_QUIET)),
                 _ => None,
             };
+            let check = self
+                .health
+                .as_ref()
+                .filter(|_| self.init_status.is_none())
+                .and_then(Checker::deadline);
             for d in self
                 .sessions
                 .iter()
                 .flat_map(|s| [s.deadline.filter(|_| s.status.is_none()), s.drain_until])
                 .flatten()
                 .chain(hello_deadline)
+                .chain(check)
             {
                 deadline = Some(deadline.map_or(d, |x| x.min(d)));
             }
@@ -454,6 +466,9 @@ impl<'a> Monitor<'a> {
         let Some(io) = &mut sess.io else { return };
         if let crate::pio::Read::Data(n) = io.read(i, buf) {
             sess.last_output = Instant::now();
+            if let Some(h) = self.health.as_mut().filter(|h| h.is_check(sess.pid)) {
+                h.output(&buf[..n]);
+            }
             let kind = if i == 0 { frame::STDOUT } else { frame::STDERR };
             if let Some(id) = sess.client
                 && let Some(c) = self.server.client(id)
@@ -600,6 +615,13 @@ impl<'a> Monitor<'a> {
             }
             let s = self.sessions.swap_remove(i);
             let code = ExitRecord::from_wait_status(status, SystemTime::now()).exit_code;
+            if let Some(h) = self.health.as_mut().filter(|h| h.is_check(s.pid)) {
+                // A check killed at its timeout failed, whatever its code.
+                let changed = h.finished(if s.timed_out { -1 } else { code }, now);
+                if let Some(status) = changed.map(str::to_string) {
+                    self.emit(self.event("health_status").attr("healthStatus", status));
+                }
+            }
             if let Some(c) = s.client.and_then(|id| self.server.client(id)) {
                 if s.timed_out {
                     c.queue(frame::TIMED_OUT, &[]);
@@ -657,23 +679,13 @@ impl<'a> Monitor<'a> {
         // Nobody to tell if this fails: the engine sees no exit file and
         // the container stopped, as after a crash of the monitor.
         let _ = record.write(&self.cfg.exit_file);
-        if let Some(dir) = &self.cfg.events_dir {
-            use berth_base::events::{Event, append};
-            let event = |action: &str| {
-                let mut e = Event::new("container", action, &self.cfg.id)
-                    .attr("name", self.cfg.name.as_str())
-                    .attr("image", self.cfg.image.as_str());
-                e.actor.attributes.extend(self.cfg.event_attributes.clone());
-                e
-            };
-            if record.oom_killed {
-                let _ = append(dir, &event("oom"));
-            }
-            let _ = append(
-                dir,
-                &event("die").attr("exitCode", record.exit_code.to_string()),
-            );
+        if record.oom_killed {
+            self.emit(self.event("oom"));
         }
+        self.emit(
+            self.event("die")
+                .attr("exitCode", record.exit_code.to_string()),
+        );
         self.server.exit(record.exit_code);
         if let Some(argv) = &self.cfg.exit_command {
             let spawned = Command::new(&argv[0])
@@ -686,6 +698,51 @@ impl<'a> Monitor<'a> {
             self.exit_pid = spawned.ok().map(|c| c.id() as i32);
         }
         record.exit_code
+    }
+}
+
+impl Monitor<'_> {
+    /// An event of this container, with its name, image and the engine's
+    /// attributes (owner, pod).
+    fn event(&self, action: &str) -> berth_base::events::Event {
+        let mut e = berth_base::events::Event::new("container", action, &self.cfg.id)
+            .attr("name", self.cfg.name.as_str())
+            .attr("image", self.cfg.image.as_str());
+        e.actor.attributes.extend(self.cfg.event_attributes.clone());
+        e
+    }
+
+    /// Appended to the engine's event log, when it has one.
+    fn emit(&self, e: berth_base::events::Event) {
+        if let Some(dir) = &self.cfg.events_dir {
+            // Nobody to tell if this fails.
+            let _ = berth_base::events::append(dir, &e);
+        }
+    }
+
+    /// Starts the healthcheck when one is due.
+    fn start_check(&mut self, now: Instant) {
+        let Some(req) = self.health.as_ref().and_then(|h| h.due(now)) else {
+            return;
+        };
+        match crate::session::start(self.cfg, &req) {
+            Ok(s) => {
+                if let Some(h) = &mut self.health {
+                    h.started(s.pid);
+                }
+                self.sessions.push(s);
+            }
+            Err(e) => {
+                let changed = self
+                    .health
+                    .as_mut()
+                    .and_then(|h| h.failed_to_start(&e.to_string(), now))
+                    .map(str::to_string);
+                if let Some(status) = changed {
+                    self.emit(self.event("health_status").attr("healthStatus", status));
+                }
+            }
+        }
     }
 }
 
