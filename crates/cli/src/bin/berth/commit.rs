@@ -2,6 +2,7 @@
 //! out; the engine reads the container's snapshot and makes the image.
 
 use anyhow::Result;
+use berth_engine::Engine;
 use berth_engine::commit::CommitOptions;
 use berth_image::export::Compression;
 
@@ -28,7 +29,7 @@ pub struct CommitArgs {
     name: Option<String>,
 }
 
-pub fn commit(ctx: &crate::Ctx, a: CommitArgs) -> Result<()> {
+pub fn commit(e: &Engine, a: CommitArgs) -> Result<()> {
     let names = a
         .name
         .as_deref()
@@ -44,14 +45,12 @@ pub fn commit(ctx: &crate::Ctx, a: CommitArgs) -> Result<()> {
         names,
         compression: Compression::parse(&a.compression)?,
     };
-    let e = crate::containers::engine(ctx)?;
     let rec = e.commit(&a.container, &opts)?;
     println!("{}", rec.id.hex());
     Ok(())
 }
 
-pub fn diff(ctx: &crate::Ctx, container: &str) -> Result<()> {
-    let e = crate::containers::engine(ctx)?;
+pub fn diff(e: &Engine, container: &str) -> Result<()> {
     for c in e.diff(container)? {
         println!("{c}");
     }

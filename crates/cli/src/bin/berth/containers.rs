@@ -27,8 +27,10 @@ use pods::PodCmd;
 use system::SystemCmd;
 use volumes::VolumeCmd;
 
+/// The container commands: each is both `berth X` and, as docker's and
+/// podman's are, `berth container X`, so a command added here is both.
 #[derive(Subcommand)]
-pub enum Cmd {
+pub enum Verb {
     /// Create a container from an image and start it.
     Run {
         /// Run in the background and print the container's ID.
@@ -69,19 +71,7 @@ pub enum Cmd {
         containers: Vec<String>,
     },
     /// List containers.
-    Ps {
-        /// Also stopped ones.
-        #[arg(short, long)]
-        all: bool,
-        /// Only IDs.
-        #[arg(short, long)]
-        quiet: bool,
-        /// table or json.
-        #[arg(long, default_value = "table")]
-        format: String,
-        #[arg(long)]
-        no_trunc: bool,
-    },
+    Ps(PsArgs),
     /// Show containers' records as JSON.
     Inspect {
         #[arg(required = true)]
@@ -108,26 +98,6 @@ pub enum Cmd {
     Exec {
         #[command(flatten)]
         flags: ExecFlags,
-    },
-    /// Container management.
-    Container {
-        #[command(subcommand)]
-        cmd: ContainerCmd,
-    },
-    /// Named volumes.
-    Volume {
-        #[command(subcommand)]
-        cmd: VolumeCmd,
-    },
-    /// Networks (CNI bridges).
-    Network {
-        #[command(subcommand)]
-        cmd: NetworkCmd,
-    },
-    /// Pods: containers sharing network, ipc and uts namespaces.
-    Pod {
-        #[command(subcommand)]
-        cmd: PodCmd,
     },
     /// Attach this terminal to a running container.
     Attach {
@@ -161,6 +131,46 @@ pub enum Cmd {
     Top {
         container: String,
     },
+    /// Resource usage (once: --no-stream is the only mode).
+    Stats {
+        #[arg(long)]
+        no_stream: bool,
+        containers: Vec<String>,
+    },
+    /// Make an image of a container's image and its changes; prints its ID.
+    Commit(crate::commit::CommitArgs),
+    /// Show what a container changed in its filesystem (A, C, D lines).
+    Diff {
+        container: String,
+    },
+}
+
+/// The commands of this module: the container commands, and the groups
+/// (volumes, networks, pods, system) and events.
+#[derive(Subcommand)]
+pub enum Cmd {
+    #[command(flatten)]
+    Verb(Box<Verb>),
+    /// Container management.
+    Container {
+        #[command(subcommand)]
+        cmd: ContainerCmd,
+    },
+    /// Named volumes.
+    Volume {
+        #[command(subcommand)]
+        cmd: VolumeCmd,
+    },
+    /// Networks (CNI bridges).
+    Network {
+        #[command(subcommand)]
+        cmd: NetworkCmd,
+    },
+    /// Pods: containers sharing network, ipc and uts namespaces.
+    Pod {
+        #[command(subcommand)]
+        cmd: PodCmd,
+    },
     /// Lifecycle events: past ones (--since) and, as they happen, new ones.
     Events(crate::events::Args),
     /// System-wide upkeep.
@@ -168,24 +178,35 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: SystemCmd,
     },
-    /// Resource usage (once: --no-stream is the only mode).
-    Stats {
-        #[arg(long)]
-        no_stream: bool,
-        containers: Vec<String>,
-    },
+}
+
+/// `ps`, and `container ls` (which is the same command under docker's
+/// name for it).
+#[derive(clap::Args)]
+pub struct PsArgs {
+    /// Also stopped ones.
+    #[arg(short, long)]
+    all: bool,
+    /// Only IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    /// table or json.
+    #[arg(long, default_value = "table")]
+    format: String,
+    #[arg(long)]
+    no_trunc: bool,
 }
 
 #[derive(Subcommand)]
 pub enum ContainerCmd {
+    /// List containers (`berth ps`).
+    #[command(alias = "list")]
+    Ls(PsArgs),
+    #[command(flatten)]
+    Verb(Box<Verb>),
     /// Release a stopped container's resources (the monitor runs this).
     #[command(hide = true)]
     Cleanup { container: String },
-    #[command(alias = "list")]
-    Ls {
-        #[arg(short, long)]
-        all: bool,
-    },
 }
 
 /// The engine, on the roots the global flags name.
@@ -242,46 +263,19 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
     }
     let e = engine(ctx)?;
     match cmd {
-        Cmd::Exec { flags } => return run::exec(&e, flags),
-        Cmd::Run { detach, flags } => return run::run(ctx, &e, detach, &flags),
-        Cmd::Attach { container } => return run::attach(&e, &container),
-        Cmd::Logs {
-            follow,
-            tail,
-            since,
-            timestamps,
-            container,
-        } => logs::logs(&e, &container, follow, tail, since.as_deref(), timestamps)?,
-        Cmd::Create { flags } => run::create(ctx, &e, &flags)?,
-        Cmd::Start { containers } => lifecycle::start(&e, &containers)?,
-        Cmd::Stop { time, containers } => lifecycle::stop(&e, time, &containers)?,
-        Cmd::Kill { signal, containers } => lifecycle::kill(&e, &signal, &containers)?,
-        Cmd::Rm { force, containers } => lifecycle::rm(&e, force, &containers)?,
-        Cmd::Ps {
-            all,
-            quiet,
-            format,
-            no_trunc,
-        } => listing::ps(&e, all, quiet, &format, no_trunc)?,
+        Cmd::Verb(v)
+        | Cmd::Container {
+            cmd: ContainerCmd::Verb(v),
+        } => return verb(ctx, &e, *v),
         Cmd::Container {
-            cmd: ContainerCmd::Ls { all },
-        } => listing::ps(&e, all, false, "table", false)?,
-        Cmd::Inspect { containers } => listing::inspect(&e, &containers)?,
-        Cmd::Wait { containers } => lifecycle::wait(&e, &containers)?,
-        Cmd::Pause { containers } => lifecycle::pause(&e, &containers)?,
-        Cmd::Unpause { containers } => lifecycle::unpause(&e, &containers)?,
-        Cmd::Rename { container, name } => {
-            e.rename(&container, &name)?;
-        }
+            cmd: ContainerCmd::Ls(a),
+        } => return verb(ctx, &e, Verb::Ps(a)),
         Cmd::Container {
             cmd: ContainerCmd::Cleanup { container },
         } => e.cleanup(&container)?,
         Cmd::Volume { cmd } => volumes::run(&e, cmd)?,
         Cmd::Network { cmd } => networks::run(&e, cmd)?,
         Cmd::Pod { cmd } => pods::run(&e, cmd)?,
-        Cmd::Port { container } => stats::port(&e, &container)?,
-        Cmd::Cp { src, dest } => cp::cp(&e, &src, &dest)?,
-        Cmd::Top { container } => stats::top(&e, &container)?,
         Cmd::Events(a) => crate::events::run(&e, a)?,
         Cmd::System {
             cmd:
@@ -294,10 +288,50 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
         Cmd::System {
             cmd: SystemCmd::Repair,
         } => unreachable!("handled before the engine is opened"),
-        Cmd::Stats {
+    }
+    Ok(0)
+}
+
+/// Runs a container command, given as `berth X` or `berth container X`.
+fn verb(ctx: &crate::Ctx, e: &Engine, v: Verb) -> Result<i32> {
+    match v {
+        Verb::Exec { flags } => return run::exec(e, flags),
+        Verb::Run { detach, flags } => return run::run(ctx, e, detach, &flags),
+        Verb::Attach { container } => return run::attach(e, &container),
+        Verb::Logs {
+            follow,
+            tail,
+            since,
+            timestamps,
+            container,
+        } => logs::logs(e, &container, follow, tail, since.as_deref(), timestamps)?,
+        Verb::Create { flags } => run::create(ctx, e, &flags)?,
+        Verb::Start { containers } => lifecycle::start(e, &containers)?,
+        Verb::Stop { time, containers } => lifecycle::stop(e, time, &containers)?,
+        Verb::Kill { signal, containers } => lifecycle::kill(e, &signal, &containers)?,
+        Verb::Rm { force, containers } => lifecycle::rm(e, force, &containers)?,
+        Verb::Ps(PsArgs {
+            all,
+            quiet,
+            format,
+            no_trunc,
+        }) => listing::ps(e, all, quiet, &format, no_trunc)?,
+        Verb::Inspect { containers } => listing::inspect(e, &containers)?,
+        Verb::Wait { containers } => lifecycle::wait(e, &containers)?,
+        Verb::Pause { containers } => lifecycle::pause(e, &containers)?,
+        Verb::Unpause { containers } => lifecycle::unpause(e, &containers)?,
+        Verb::Rename { container, name } => {
+            e.rename(&container, &name)?;
+        }
+        Verb::Port { container } => stats::port(e, &container)?,
+        Verb::Cp { src, dest } => cp::cp(e, &src, &dest)?,
+        Verb::Top { container } => stats::top(e, &container)?,
+        Verb::Stats {
             no_stream: _,
             containers,
-        } => stats::stats(&e, &containers)?,
+        } => stats::stats(e, &containers)?,
+        Verb::Commit(a) => crate::commit::commit(e, a)?,
+        Verb::Diff { container } => crate::commit::diff(e, &container)?,
     }
     Ok(0)
 }

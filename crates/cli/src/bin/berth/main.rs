@@ -98,6 +98,50 @@ struct Net {
 
 #[derive(Subcommand)]
 enum Cmd {
+    #[command(flatten)]
+    Containers(Box<containers::Cmd>),
+    #[command(flatten)]
+    ImageVerb(ImageVerb),
+    /// List images.
+    Images(ImagesArgs),
+    /// Remove images.
+    Rmi {
+        #[arg(required = true)]
+        images: Vec<String>,
+        /// Remove the image even if it has other names.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Image management.
+    Image {
+        #[command(subcommand)]
+        cmd: ImageCmd,
+    },
+    /// Store registry credentials in the auth file.
+    Login {
+        registry: String,
+        #[arg(short, long)]
+        username: Option<String>,
+        #[arg(short, long)]
+        password: Option<String>,
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// Remove registry credentials from the auth file.
+    Logout { registry: String },
+    /// OCI bundles from images, for a runtime (plumbing).
+    Bundle {
+        #[command(subcommand)]
+        cmd: BundleCmd,
+    },
+}
+
+/// The image commands that are both `berth X` and, as docker's and
+/// podman's are, `berth image X`.
+#[derive(Subcommand)]
+enum ImageVerb {
     /// Pull an image from a registry.
     Pull {
         image: String,
@@ -119,41 +163,12 @@ enum Cmd {
         #[command(flatten)]
         net: Net,
     },
-    /// List images.
-    Images(ImagesArgs),
-    /// Remove images.
-    Rmi {
-        #[arg(required = true)]
-        images: Vec<String>,
-        /// Remove the image even if it has other names.
-        #[arg(short, long)]
-        force: bool,
-    },
     /// Add names to an image.
     Tag {
         image: String,
         #[arg(required = true)]
         names: Vec<String>,
     },
-    /// Image management.
-    Image {
-        #[command(subcommand)]
-        cmd: ImageCmd,
-    },
-    /// Store registry credentials in the auth file.
-    Login {
-        registry: String,
-        #[arg(short, long)]
-        username: Option<String>,
-        #[arg(short, long)]
-        password: Option<String>,
-        #[arg(long)]
-        password_stdin: bool,
-        #[command(flatten)]
-        net: Net,
-    },
-    /// Remove registry credentials from the auth file.
-    Logout { registry: String },
     /// Write images to an OCI layout directory or a docker-archive tarball.
     Save {
         #[arg(required = true)]
@@ -183,17 +198,6 @@ enum Cmd {
         #[arg(long)]
         cmd: Option<String>,
     },
-    /// Make an image of a container's image and its changes; prints its ID.
-    Commit(commit::CommitArgs),
-    /// Show what a container changed in its filesystem (A, C, D lines).
-    Diff { container: String },
-    /// OCI bundles from images, for a runtime (plumbing).
-    Bundle {
-        #[command(subcommand)]
-        cmd: BundleCmd,
-    },
-    #[command(flatten)]
-    Containers(Box<containers::Cmd>),
 }
 
 #[derive(clap::Args)]
@@ -226,6 +230,8 @@ enum ImageCmd {
         #[arg(short, long)]
         force: bool,
     },
+    #[command(flatten)]
+    Verb(ImageVerb),
     #[command(alias = "list")]
     Ls(ImagesArgs),
     Rm {
@@ -358,59 +364,10 @@ fn run(cli: Cli) -> Result<()> {
         limits: cli.limits,
     };
     match cli.cmd {
-        Cmd::Pull {
-            image,
-            platform,
-            quiet,
-            net,
-        } => {
-            let store = Arc::new(ctx.store()?);
-            let opts = PullOptions {
-                platform: platform.as_deref().map(Platform::parse).transpose()?,
-                transport: ctx.transport(&net)?,
-                registries: ctx.conf.clone(),
-                progress: Arc::new(progress::Bars::new(quiet)),
-                limits: ctx.limits.limits(),
-                ..PullOptions::default()
-            };
-            let rec = runtime()?.block_on(pull::pull(store, &image, &opts))?;
-            if !quiet {
-                eprintln!("Writing manifest to image destination");
-            }
-            println!("{}", rec.id.hex());
-        }
-        Cmd::Push {
-            image,
-            destination,
-            quiet,
-            net,
-        } => {
-            let store = ctx.store()?;
-            let rec = images::resolve(&store, &image, &ctx.conf)?;
-            let dest = match destination {
-                Some(d) => d,
-                None => {
-                    let p = berth_image::reference::parse(&image)?;
-                    if !p.qualified {
-                        bail!(
-                            "{image}: say where to push (a name with a registry, or a destination)"
-                        );
-                    }
-                    p.reference.to_string()
-                }
-            };
-            let opts = PushOptions {
-                transport: ctx.transport(&net)?,
-                registries: ctx.conf.clone(),
-                progress: Arc::new(progress::Bars::new(quiet)),
-                ..PushOptions::default()
-            };
-            let d = runtime()?.block_on(push::push(&store, &rec, &dest, &opts))?;
-            if !quiet {
-                eprintln!("Pushed {dest}");
-            }
-            println!("{d}");
-        }
+        Cmd::ImageVerb(v)
+        | Cmd::Image {
+            cmd: ImageCmd::Verb(v),
+        } => image_verb(&ctx, v)?,
         Cmd::Images(a)
         | Cmd::Image {
             cmd: ImageCmd::Ls(a),
@@ -429,13 +386,6 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 Ok(())
             })?;
-        }
-        Cmd::Tag { image, names } => {
-            let store = ctx.store()?;
-            let rec = images::resolve(&store, &image, &ctx.conf)?;
-            for n in names {
-                images::tag(&store, &rec, &n)?;
-            }
         }
         Cmd::Image {
             cmd: ImageCmd::Inspect { images },
@@ -509,7 +459,107 @@ fn run(cli: Cli) -> Result<()> {
             }
             println!("Removed login credentials for {host}");
         }
-        Cmd::Save {
+        Cmd::Bundle {
+            cmd:
+                BundleCmd::Create {
+                    image,
+                    id,
+                    snapshotter,
+                    args,
+                },
+        } => {
+            let store = ctx.store()?;
+            let rec = images::resolve(&store, &image, &ctx.conf)?;
+            let opts = BundleOptions {
+                snapshotter: snapshotter.as_deref().map(Snapshotter::parse).transpose()?,
+                spec: SpecOptions {
+                    args: (!args.is_empty()).then_some(args),
+                    ..SpecOptions::default()
+                },
+            };
+            let b = bundle::create_bundle(&store, &rec, &id, &opts)?;
+            if let Some(why) = &b.fallback {
+                eprintln!("warning: {why}; using the copy snapshotter");
+            }
+            println!("{}", b.dir.display());
+        }
+        Cmd::Bundle {
+            cmd: BundleCmd::Rm { id },
+        } => bundle::remove_bundle(&ctx.store()?, &id)?,
+        Cmd::Containers(cmd) => {
+            let code = containers::run(&ctx, *cmd)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs an image command, given as `berth X` or `berth image X`.
+fn image_verb(ctx: &Ctx, v: ImageVerb) -> Result<()> {
+    match v {
+        ImageVerb::Pull {
+            image,
+            platform,
+            quiet,
+            net,
+        } => {
+            let store = Arc::new(ctx.store()?);
+            let opts = PullOptions {
+                platform: platform.as_deref().map(Platform::parse).transpose()?,
+                transport: ctx.transport(&net)?,
+                registries: ctx.conf.clone(),
+                progress: Arc::new(progress::Bars::new(quiet)),
+                limits: ctx.limits.limits(),
+                ..PullOptions::default()
+            };
+            let rec = runtime()?.block_on(pull::pull(store, &image, &opts))?;
+            if !quiet {
+                eprintln!("Writing manifest to image destination");
+            }
+            println!("{}", rec.id.hex());
+        }
+        ImageVerb::Push {
+            image,
+            destination,
+            quiet,
+            net,
+        } => {
+            let store = ctx.store()?;
+            let rec = images::resolve(&store, &image, &ctx.conf)?;
+            let dest = match destination {
+                Some(d) => d,
+                None => {
+                    let p = berth_image::reference::parse(&image)?;
+                    if !p.qualified {
+                        bail!(
+                            "{image}: say where to push (a name with a registry, or a destination)"
+                        );
+                    }
+                    p.reference.to_string()
+                }
+            };
+            let opts = PushOptions {
+                transport: ctx.transport(&net)?,
+                registries: ctx.conf.clone(),
+                progress: Arc::new(progress::Bars::new(quiet)),
+                ..PushOptions::default()
+            };
+            let d = runtime()?.block_on(push::push(&store, &rec, &dest, &opts))?;
+            if !quiet {
+                eprintln!("Pushed {dest}");
+            }
+            println!("{d}");
+        }
+        ImageVerb::Tag { image, names } => {
+            let store = ctx.store()?;
+            let rec = images::resolve(&store, &image, &ctx.conf)?;
+            for n in names {
+                images::tag(&store, &rec, &n)?;
+            }
+        }
+        ImageVerb::Save {
             images,
             output,
             format,
@@ -535,7 +585,7 @@ fn run(cli: Cli) -> Result<()> {
                 archive::save(&store, &list, format, &output)?;
             }
         }
-        Cmd::Load { input, quiet } => {
+        ImageVerb::Load { input, quiet } => {
             let opts = archive::LoadOptions {
                 limits: ctx.limits.limits(),
             };
@@ -565,7 +615,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Import { tarball, name, cmd } => {
+        ImageVerb::Import { tarball, name, cmd } => {
             let cmd = cmd.map(|c| match serde_json::from_str::<Vec<String>>(&c) {
                 Ok(v) => v,
                 Err(_) => vec!["/bin/sh".into(), "-c".into(), c],
@@ -575,41 +625,6 @@ fn run(cli: Cli) -> Result<()> {
             };
             let rec = archive::import(&ctx.store()?, &tarball, name.as_deref(), cmd, &opts)?;
             println!("{}", rec.id.hex());
-        }
-        Cmd::Bundle {
-            cmd:
-                BundleCmd::Create {
-                    image,
-                    id,
-                    snapshotter,
-                    args,
-                },
-        } => {
-            let store = ctx.store()?;
-            let rec = images::resolve(&store, &image, &ctx.conf)?;
-            let opts = BundleOptions {
-                snapshotter: snapshotter.as_deref().map(Snapshotter::parse).transpose()?,
-                spec: SpecOptions {
-                    args: (!args.is_empty()).then_some(args),
-                    ..SpecOptions::default()
-                },
-            };
-            let b = bundle::create_bundle(&store, &rec, &id, &opts)?;
-            if let Some(why) = &b.fallback {
-                eprintln!("warning: {why}; using the copy snapshotter");
-            }
-            println!("{}", b.dir.display());
-        }
-        Cmd::Bundle {
-            cmd: BundleCmd::Rm { id },
-        } => bundle::remove_bundle(&ctx.store()?, &id)?,
-        Cmd::Commit(a) => commit::commit(&ctx, a)?,
-        Cmd::Diff { container } => commit::diff(&ctx, &container)?,
-        Cmd::Containers(cmd) => {
-            let code = containers::run(&ctx, *cmd)?;
-            if code != 0 {
-                std::process::exit(code);
-            }
         }
     }
     Ok(())
