@@ -24,6 +24,7 @@ pub struct CommitArgs {
     /// gzip or zstd, for the new layer.
     #[arg(long, default_value = "gzip")]
     compression: String,
+    /// The container, by name or ID.
     container: String,
     /// REPOSITORY[:TAG] for the image (a short name is localhost/NAME).
     name: Option<String>,

@@ -46,27 +46,35 @@ pub enum Verb {
     },
     /// Start containers.
     Start {
+        /// Containers to start, by name or ID.
         #[arg(required = true)]
         containers: Vec<String>,
     },
     /// Stop containers: their stop signal, then SIGKILL after the timeout.
     Stop {
+        /// Seconds to wait before SIGKILL (default: the container's
+        /// --stop-timeout, else 10).
         #[arg(short, long)]
         time: Option<u64>,
+        /// Containers to stop, by name or ID.
         #[arg(required = true)]
         containers: Vec<String>,
     },
     /// Send a signal to containers.
     Kill {
+        /// The signal, by name (HUP, SIGTERM) or number.
         #[arg(short, long, default_value = "KILL")]
         signal: String,
+        /// Containers to signal, by name or ID.
         #[arg(required = true)]
         containers: Vec<String>,
     },
     /// Remove containers.
     Rm {
+        /// Remove running containers too (killed).
         #[arg(short, long)]
         force: bool,
+        /// Containers to remove, by name or ID.
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -74,24 +82,33 @@ pub enum Verb {
     Ps(PsArgs),
     /// Show containers' records as JSON.
     Inspect {
+        /// Containers to show, by name or ID.
         #[arg(required = true)]
         containers: Vec<String>,
     },
     /// Wait for containers to exit; print their exit codes.
     Wait {
+        /// Containers to wait for, by name or ID.
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Freeze every process of containers.
     Pause {
+        /// Containers to pause, by name or ID.
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Thaw paused containers.
     Unpause {
+        /// Containers to unpause, by name or ID.
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Give a container a new name.
     Rename {
+        /// The container, by name or ID.
         container: String,
+        /// Its new name.
         name: String,
     },
     /// Run a command in a running container.
@@ -101,10 +118,12 @@ pub enum Verb {
     },
     /// Attach this terminal to a running container.
     Attach {
+        /// The container, by name or ID.
         container: String,
     },
     /// Show a container's output.
     Logs {
+        /// Keep printing new output until the container exits.
         #[arg(short, long)]
         follow: bool,
         /// Only the last N lines.
@@ -113,34 +132,43 @@ pub enum Verb {
         /// Only since a time (RFC 3339) or a duration ago (10m).
         #[arg(long)]
         since: Option<String>,
+        /// Prefix each line with the time it was written.
         #[arg(short, long)]
         timestamps: bool,
+        /// The container, by name or ID.
         container: String,
     },
     /// Copy files between a container and the host: CONTAINER:PATH HOSTPATH
     /// or HOSTPATH CONTAINER:PATH.
     Cp {
+        /// CONTAINER:PATH, a host path, or - (a tar stream on stdin).
         src: String,
+        /// CONTAINER:PATH, a host path, or - (a tar stream on stdout).
         dest: String,
     },
     /// A container's published ports.
     Port {
+        /// The container, by name or ID.
         container: String,
     },
     /// A container's processes.
     Top {
+        /// The container, by name or ID.
         container: String,
     },
     /// Resource usage (once: --no-stream is the only mode).
     Stats {
+        /// Print once and exit (what berth does in any case).
         #[arg(long)]
         no_stream: bool,
+        /// Containers to show (default: every running one).
         containers: Vec<String>,
     },
     /// Make an image of a container's image and its changes; prints its ID.
     Commit(crate::commit::CommitArgs),
     /// Show what a container changed in its filesystem (A, C, D lines).
     Diff {
+        /// The container, by name or ID.
         container: String,
     },
 }
@@ -193,6 +221,7 @@ pub struct PsArgs {
     /// table or json.
     #[arg(long, default_value = "table")]
     format: String,
+    /// Show whole IDs and commands.
     #[arg(long)]
     no_trunc: bool,
 }
