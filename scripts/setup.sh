@@ -36,10 +36,24 @@ for bin in berth-monitor berth-runtime; do
     install -m 0755 "target/static/x86_64-unknown-linux-gnu/release/$bin" "/usr/local/bin/$bin"
 done
 
-# An image from Debian's busybox-static (there is no registry to pull
-# from on an offline machine), then a container from it.
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+
+# Shell completions and man pages, made by the berth just installed from
+# the definitions that parse its command line. Made in $work first, so a
+# failure leaves the installed ones as they were; a rerun replaces them.
+berth completion bash >"$work/berth.bash"
+berth completion zsh >"$work/_berth"
+berth completion fish >"$work/berth.fish"
+berth generate-man "$work/man1"
+install -D -m 0644 "$work/berth.bash" /usr/share/bash-completion/completions/berth
+install -D -m 0644 "$work/_berth" /usr/share/zsh/vendor-completions/_berth
+install -D -m 0644 "$work/berth.fish" /usr/share/fish/vendor_completions.d/berth.fish
+install -d /usr/local/share/man/man1
+install -m 0644 "$work"/man1/*.1 /usr/local/share/man/man1/
+
+# An image from Debian's busybox-static (there is no registry to pull
+# from on an offline machine), then a container from it.
 scripts/make-bundle.sh "$work/bundle" >/dev/null
 tar -C "$work/bundle/rootfs" -cf "$work/busybox.tar" .
 berth import --cmd sh "$work/busybox.tar" localhost/busybox:latest >/dev/null

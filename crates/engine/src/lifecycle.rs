@@ -442,6 +442,7 @@ impl Engine {
             // Owner and pod, so that a die read after the removal still
             // says whose container it was.
             event_attributes: self.container_event(c, "die").actor.attributes,
+            health: None,
         };
         let cfg_path = ud.join("monitor.json");
         monitor_cfg

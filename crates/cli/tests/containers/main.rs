@@ -6,6 +6,7 @@
 #[macro_use]
 mod support;
 
+mod cli;
 mod commit;
 mod core;
 mod env;

@@ -2,6 +2,7 @@
 //! out; the engine reads the container's snapshot and makes the image.
 
 use anyhow::Result;
+use berth_engine::Engine;
 use berth_engine::commit::CommitOptions;
 use berth_image::export::Compression;
 
@@ -23,12 +24,13 @@ pub struct CommitArgs {
     /// gzip or zstd, for the new layer.
     #[arg(long, default_value = "gzip")]
     compression: String,
+    /// The container, by name or ID.
     container: String,
     /// REPOSITORY[:TAG] for the image (a short name is localhost/NAME).
     name: Option<String>,
 }
 
-pub fn commit(ctx: &crate::Ctx, a: CommitArgs) -> Result<()> {
+pub fn commit(e: &Engine, a: CommitArgs) -> Result<()> {
     let names = a
         .name
         .as_deref()
@@ -44,14 +46,12 @@ pub fn commit(ctx: &crate::Ctx, a: CommitArgs) -> Result<()> {
         names,
         compression: Compression::parse(&a.compression)?,
     };
-    let e = crate::containers::engine(ctx)?;
     let rec = e.commit(&a.container, &opts)?;
     println!("{}", rec.id.hex());
     Ok(())
 }
 
-pub fn diff(ctx: &crate::Ctx, container: &str) -> Result<()> {
-    let e = crate::containers::engine(ctx)?;
+pub fn diff(e: &Engine, container: &str) -> Result<()> {
     for c in e.diff(container)? {
         println!("{c}");
     }

@@ -27,8 +27,10 @@ use pods::PodCmd;
 use system::SystemCmd;
 use volumes::VolumeCmd;
 
+/// The container commands: each is both `berth X` and, as docker's and
+/// podman's are, `berth container X`, so a command added here is both.
 #[derive(Subcommand)]
-pub enum Cmd {
+pub enum Verb {
     /// Create a container from an image and start it.
     Run {
         /// Run in the background and print the container's ID.
@@ -44,71 +46,79 @@ pub enum Cmd {
     },
     /// Start containers.
     Start {
+        /// Containers to start, by name or ID.
         #[arg(required = true)]
         containers: Vec<String>,
     },
     /// Stop containers: their stop signal, then SIGKILL after the timeout.
     Stop {
+        /// Seconds to wait before SIGKILL (default: the container's
+        /// --stop-timeout, else 10).
         #[arg(short, long)]
         time: Option<u64>,
+        /// Containers to stop, by name or ID.
         #[arg(required = true)]
         containers: Vec<String>,
     },
     /// Stop containers, then start them again.
     Restart {
+        /// Seconds to wait before SIGKILL (default: the container's
+        /// --stop-timeout, else 10).
         #[arg(short, long)]
         time: Option<u64>,
+        /// Containers to restart, by name or ID.
         #[arg(required = true)]
         containers: Vec<String>,
     },
     /// Send a signal to containers.
     Kill {
+        /// The signal, by name (HUP, SIGTERM) or number.
         #[arg(short, long, default_value = "KILL")]
         signal: String,
+        /// Containers to signal, by name or ID.
         #[arg(required = true)]
         containers: Vec<String>,
     },
     /// Remove containers.
     Rm {
+        /// Remove running containers too (killed).
         #[arg(short, long)]
         force: bool,
+        /// Containers to remove, by name or ID.
         #[arg(required = true)]
         containers: Vec<String>,
     },
     /// List containers.
-    Ps {
-        /// Also stopped ones.
-        #[arg(short, long)]
-        all: bool,
-        /// Only IDs.
-        #[arg(short, long)]
-        quiet: bool,
-        /// table or json.
-        #[arg(long, default_value = "table")]
-        format: String,
-        #[arg(long)]
-        no_trunc: bool,
-    },
+    Ps(PsArgs),
     /// Show containers' records as JSON.
     Inspect {
+        /// Containers to show, by name or ID.
         #[arg(required = true)]
         containers: Vec<String>,
     },
     /// Wait for containers to exit; print their exit codes.
     Wait {
+        /// Containers to wait for, by name or ID.
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Freeze every process of containers.
     Pause {
+        /// Containers to pause, by name or ID.
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Thaw paused containers.
     Unpause {
+        /// Containers to unpause, by name or ID.
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    /// Give a container a new name.
     Rename {
+        /// The container, by name or ID.
         container: String,
+        /// Its new name.
         name: String,
     },
     /// Run a command in a running container.
@@ -116,6 +126,69 @@ pub enum Cmd {
         #[command(flatten)]
         flags: ExecFlags,
     },
+    /// Attach this terminal to a running container.
+    Attach {
+        /// The container, by name or ID.
+        container: String,
+    },
+    /// Show a container's output.
+    Logs {
+        /// Keep printing new output until the container exits.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+        /// Only since a time (RFC 3339) or a duration ago (10m).
+        #[arg(long)]
+        since: Option<String>,
+        /// Prefix each line with the time it was written.
+        #[arg(short, long)]
+        timestamps: bool,
+        /// The container, by name or ID.
+        container: String,
+    },
+    /// Copy files between a container and the host: CONTAINER:PATH HOSTPATH
+    /// or HOSTPATH CONTAINER:PATH.
+    Cp {
+        /// CONTAINER:PATH, a host path, or - (a tar stream on stdin).
+        src: String,
+        /// CONTAINER:PATH, a host path, or - (a tar stream on stdout).
+        dest: String,
+    },
+    /// A container's published ports.
+    Port {
+        /// The container, by name or ID.
+        container: String,
+    },
+    /// A container's processes.
+    Top {
+        /// The container, by name or ID.
+        container: String,
+    },
+    /// Resource usage (once: --no-stream is the only mode).
+    Stats {
+        /// Print once and exit (what berth does in any case).
+        #[arg(long)]
+        no_stream: bool,
+        /// Containers to show (default: every running one).
+        containers: Vec<String>,
+    },
+    /// Make an image of a container's image and its changes; prints its ID.
+    Commit(crate::commit::CommitArgs),
+    /// Show what a container changed in its filesystem (A, C, D lines).
+    Diff {
+        /// The container, by name or ID.
+        container: String,
+    },
+}
+
+/// The commands of this module: the container commands, and the groups
+/// (volumes, networks, pods, system) and events.
+#[derive(Subcommand)]
+pub enum Cmd {
+    #[command(flatten)]
+    Verb(Box<Verb>),
     /// Container management.
     Container {
         #[command(subcommand)]
@@ -136,38 +209,6 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: PodCmd,
     },
-    /// Attach this terminal to a running container.
-    Attach {
-        container: String,
-    },
-    /// Show a container's output.
-    Logs {
-        #[arg(short, long)]
-        follow: bool,
-        /// Only the last N lines.
-        #[arg(long)]
-        tail: Option<usize>,
-        /// Only since a time (RFC 3339) or a duration ago (10m).
-        #[arg(long)]
-        since: Option<String>,
-        #[arg(short, long)]
-        timestamps: bool,
-        container: String,
-    },
-    /// Copy files between a container and the host: CONTAINER:PATH HOSTPATH
-    /// or HOSTPATH CONTAINER:PATH.
-    Cp {
-        src: String,
-        dest: String,
-    },
-    /// A container's published ports.
-    Port {
-        container: String,
-    },
-    /// A container's processes.
-    Top {
-        container: String,
-    },
     /// Lifecycle events: past ones (--since) and, as they happen, new ones.
     Events(crate::events::Args),
     /// System-wide upkeep.
@@ -175,24 +216,36 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: SystemCmd,
     },
-    /// Resource usage (once: --no-stream is the only mode).
-    Stats {
-        #[arg(long)]
-        no_stream: bool,
-        containers: Vec<String>,
-    },
+}
+
+/// `ps`, and `container ls` (which is the same command under docker's
+/// name for it).
+#[derive(clap::Args)]
+pub struct PsArgs {
+    /// Also stopped ones.
+    #[arg(short, long)]
+    all: bool,
+    /// Only IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    /// table or json.
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// Show whole IDs and commands.
+    #[arg(long)]
+    no_trunc: bool,
 }
 
 #[derive(Subcommand)]
 pub enum ContainerCmd {
+    /// List containers (`berth ps`).
+    #[command(alias = "list")]
+    Ls(PsArgs),
+    #[command(flatten)]
+    Verb(Box<Verb>),
     /// Release a stopped container's resources (the monitor runs this).
     #[command(hide = true)]
     Cleanup { container: String },
-    #[command(alias = "list")]
-    Ls {
-        #[arg(short, long)]
-        all: bool,
-    },
 }
 
 /// The engine, on the roots the global flags name.
@@ -249,47 +302,19 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
     }
     let e = engine(ctx)?;
     match cmd {
-        Cmd::Exec { flags } => return run::exec(&e, flags),
-        Cmd::Run { detach, flags } => return run::run(ctx, &e, detach, &flags),
-        Cmd::Attach { container } => return run::attach(&e, &container),
-        Cmd::Logs {
-            follow,
-            tail,
-            since,
-            timestamps,
-            container,
-        } => logs::logs(&e, &container, follow, tail, since.as_deref(), timestamps)?,
-        Cmd::Create { flags } => run::create(ctx, &e, &flags)?,
-        Cmd::Start { containers } => lifecycle::start(&e, &containers)?,
-        Cmd::Stop { time, containers } => lifecycle::stop(&e, time, &containers)?,
-        Cmd::Restart { time, containers } => lifecycle::restart(&e, time, &containers)?,
-        Cmd::Kill { signal, containers } => lifecycle::kill(&e, &signal, &containers)?,
-        Cmd::Rm { force, containers } => lifecycle::rm(&e, force, &containers)?,
-        Cmd::Ps {
-            all,
-            quiet,
-            format,
-            no_trunc,
-        } => listing::ps(&e, all, quiet, &format, no_trunc)?,
+        Cmd::Verb(v)
+        | Cmd::Container {
+            cmd: ContainerCmd::Verb(v),
+        } => return verb(ctx, &e, *v),
         Cmd::Container {
-            cmd: ContainerCmd::Ls { all },
-        } => listing::ps(&e, all, false, "table", false)?,
-        Cmd::Inspect { containers } => listing::inspect(&e, &containers)?,
-        Cmd::Wait { containers } => lifecycle::wait(&e, &containers)?,
-        Cmd::Pause { containers } => lifecycle::pause(&e, &containers)?,
-        Cmd::Unpause { containers } => lifecycle::unpause(&e, &containers)?,
-        Cmd::Rename { container, name } => {
-            e.rename(&container, &name)?;
-        }
+            cmd: ContainerCmd::Ls(a),
+        } => return verb(ctx, &e, Verb::Ps(a)),
         Cmd::Container {
             cmd: ContainerCmd::Cleanup { container },
         } => e.cleanup(&container)?,
         Cmd::Volume { cmd } => volumes::run(&e, cmd)?,
         Cmd::Network { cmd } => networks::run(&e, cmd)?,
         Cmd::Pod { cmd } => pods::run(&e, cmd)?,
-        Cmd::Port { container } => stats::port(&e, &container)?,
-        Cmd::Cp { src, dest } => cp::cp(&e, &src, &dest)?,
-        Cmd::Top { container } => stats::top(&e, &container)?,
         Cmd::Events(a) => crate::events::run(&e, a)?,
         Cmd::System {
             cmd:
@@ -302,10 +327,51 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
         Cmd::System {
             cmd: SystemCmd::Repair,
         } => unreachable!("handled before the engine is opened"),
-        Cmd::Stats {
+    }
+    Ok(0)
+}
+
+/// Runs a container command, given as `berth X` or `berth container X`.
+fn verb(ctx: &crate::Ctx, e: &Engine, v: Verb) -> Result<i32> {
+    match v {
+        Verb::Exec { flags } => return run::exec(e, flags),
+        Verb::Run { detach, flags } => return run::run(ctx, e, detach, &flags),
+        Verb::Attach { container } => return run::attach(e, &container),
+        Verb::Logs {
+            follow,
+            tail,
+            since,
+            timestamps,
+            container,
+        } => logs::logs(e, &container, follow, tail, since.as_deref(), timestamps)?,
+        Verb::Create { flags } => run::create(ctx, e, &flags)?,
+        Verb::Start { containers } => lifecycle::start(e, &containers)?,
+        Verb::Stop { time, containers } => lifecycle::stop(e, time, &containers)?,
+        Verb::Restart { time, containers } => lifecycle::restart(e, time, &containers)?,
+        Verb::Kill { signal, containers } => lifecycle::kill(e, &signal, &containers)?,
+        Verb::Rm { force, containers } => lifecycle::rm(e, force, &containers)?,
+        Verb::Ps(PsArgs {
+            all,
+            quiet,
+            format,
+            no_trunc,
+        }) => listing::ps(e, all, quiet, &format, no_trunc)?,
+        Verb::Inspect { containers } => listing::inspect(e, &containers)?,
+        Verb::Wait { containers } => lifecycle::wait(e, &containers)?,
+        Verb::Pause { containers } => lifecycle::pause(e, &containers)?,
+        Verb::Unpause { containers } => lifecycle::unpause(e, &containers)?,
+        Verb::Rename { container, name } => {
+            e.rename(&container, &name)?;
+        }
+        Verb::Port { container } => stats::port(e, &container)?,
+        Verb::Cp { src, dest } => cp::cp(e, &src, &dest)?,
+        Verb::Top { container } => stats::top(e, &container)?,
+        Verb::Stats {
             no_stream: _,
             containers,
-        } => stats::stats(&e, &containers)?,
+        } => stats::stats(e, &containers)?,
+        Verb::Commit(a) => crate::commit::commit(e, a)?,
+        Verb::Diff { container } => crate::commit::diff(e, &container)?,
     }
     Ok(0)
 }

@@ -4,6 +4,7 @@
 mod attach;
 mod commit;
 mod containers;
+mod docs;
 mod events;
 mod human;
 mod progress;
@@ -30,23 +31,27 @@ use berth_image::store::{ImageRecord, Store};
 use clap::{Parser, Subcommand};
 use human::{ago, human_size, table};
 
+/// The heading that keeps the global flags apart from each command's own
+/// in `--help`.
+const GLOBAL: &str = "Global options";
+
 #[derive(Parser)]
 #[command(name = "berth", version, about = "Containers and images, daemonless")]
 struct Cli {
     /// Where images, layers and containers are stored.
-    #[arg(long, global = true, default_value = berth_base::paths::SYSTEM_ROOT)]
+    #[arg(long, global = true, help_heading = GLOBAL, default_value = berth_base::paths::SYSTEM_ROOT)]
     root: PathBuf,
     /// Volatile state: runtime state, locks, network namespaces, sockets.
-    #[arg(long, global = true, default_value = berth_base::paths::SYSTEM_RUN_ROOT)]
+    #[arg(long, global = true, help_heading = GLOBAL, default_value = berth_base::paths::SYSTEM_RUN_ROOT)]
     runroot: PathBuf,
     /// registries.conf (default /etc/containers/registries.conf).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     registries_conf: Option<PathBuf>,
     /// Directory of per-registry CAs: <dir>/<host:port>/*.crt.
-    #[arg(long, global = true, default_value = berth_image::tls::DEFAULT_CERTS_DIR)]
+    #[arg(long, global = true, help_heading = GLOBAL, default_value = berth_image::tls::DEFAULT_CERTS_DIR)]
     certs_dir: PathBuf,
     /// Credentials file (default: podman's auth.json).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     authfile: Option<PathBuf>,
     #[command(flatten)]
     limits: LimitArgs,
@@ -58,17 +63,17 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct LimitArgs {
     /// Largest unpacked size of one layer (bytes, or with K, M, G, T).
-    #[arg(long, global = true, value_name = "SIZE", default_value = "16G", value_parser = parse_size)]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "SIZE", default_value = "16G", value_parser = parse_size)]
     max_layer_size: u64,
     /// Largest unpacked size of all of an image's layers.
-    #[arg(long, global = true, value_name = "SIZE", default_value = "64G", value_parser = parse_size)]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "SIZE", default_value = "64G", value_parser = parse_size)]
     max_image_size: u64,
     /// How long to wait for a connection to a registry.
-    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     connect_timeout: std::time::Duration,
     /// How long a registry may send nothing before a download is retried
     /// (and, a few retries later, given up).
-    #[arg(long, global = true, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     idle_timeout: std::time::Duration,
 }
 
@@ -98,8 +103,76 @@ struct Net {
 
 #[derive(Subcommand)]
 enum Cmd {
+    #[command(flatten)]
+    Containers(Box<containers::Cmd>),
+    #[command(flatten)]
+    ImageVerb(ImageVerb),
+    /// List images.
+    Images(ImagesArgs),
+    /// Remove images.
+    Rmi {
+        /// Images to remove, by name or ID.
+        #[arg(required = true)]
+        images: Vec<String>,
+        /// Remove the image even if it has other names.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Image management.
+    Image {
+        #[command(subcommand)]
+        cmd: ImageCmd,
+    },
+    /// Store registry credentials in the auth file.
+    Login {
+        /// The registry, as HOST[:PORT].
+        registry: String,
+        /// The user name.
+        #[arg(short, long)]
+        username: Option<String>,
+        /// The password (visible in the process list: prefer --password-stdin).
+        #[arg(short, long)]
+        password: Option<String>,
+        /// Read the password from stdin.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        net: Net,
+    },
+    /// Remove registry credentials from the auth file.
+    Logout {
+        /// The registry, as HOST[:PORT].
+        registry: String,
+    },
+    /// Print a shell completion script.
+    ///
+    /// For example `berth completion bash >
+    /// /usr/share/bash-completion/completions/berth` (setup.sh installs
+    /// bash's, zsh's and fish's).
+    Completion {
+        /// The shell the script is for.
+        shell: clap_complete::Shell,
+    },
+    /// Write a man page per command into DIR (setup.sh installs them).
+    #[command(hide = true)]
+    GenerateMan {
+        /// Where to write berth.1, berth-run.1, ...
+        dir: PathBuf,
+    },
+    /// OCI bundles from images, for a runtime (plumbing).
+    Bundle {
+        #[command(subcommand)]
+        cmd: BundleCmd,
+    },
+}
+
+/// The image commands that are both `berth X` and, as docker's and
+/// podman's are, `berth image X`.
+#[derive(Subcommand)]
+enum ImageVerb {
     /// Pull an image from a registry.
     Pull {
+        /// The image: NAME[:TAG] or NAME@DIGEST.
         image: String,
         /// os/arch[/variant] (default: this host's).
         #[arg(long)]
@@ -112,50 +185,28 @@ enum Cmd {
     },
     /// Push an image to a registry.
     Push {
+        /// The local image to push.
         image: String,
+        /// Where to push it (default: the image's own name, which must then
+        /// name a registry).
         destination: Option<String>,
+        /// Print only the manifest digest, no progress.
         #[arg(short, long)]
         quiet: bool,
         #[command(flatten)]
         net: Net,
     },
-    /// List images.
-    Images(ImagesArgs),
-    /// Remove images.
-    Rmi {
-        #[arg(required = true)]
-        images: Vec<String>,
-        /// Remove the image even if it has other names.
-        #[arg(short, long)]
-        force: bool,
-    },
     /// Add names to an image.
     Tag {
+        /// The image to name, by name or ID.
         image: String,
+        /// The new names: NAME[:TAG].
         #[arg(required = true)]
         names: Vec<String>,
     },
-    /// Image management.
-    Image {
-        #[command(subcommand)]
-        cmd: ImageCmd,
-    },
-    /// Store registry credentials in the auth file.
-    Login {
-        registry: String,
-        #[arg(short, long)]
-        username: Option<String>,
-        #[arg(short, long)]
-        password: Option<String>,
-        #[arg(long)]
-        password_stdin: bool,
-        #[command(flatten)]
-        net: Net,
-    },
-    /// Remove registry credentials from the auth file.
-    Logout { registry: String },
     /// Write images to an OCI layout directory or a docker-archive tarball.
     Save {
+        /// Images to write, by name or ID.
         #[arg(required = true)]
         images: Vec<String>,
         /// Where to write: a file (replaced whole), a FIFO or device
@@ -172,28 +223,20 @@ enum Cmd {
         /// default, a docker archive).
         #[arg(short, long, default_value = "-")]
         input: PathBuf,
+        /// Print only the IDs of the loaded images.
         #[arg(short, long)]
         quiet: bool,
     },
     /// Make an image from a rootfs tarball.
     Import {
+        /// A tarball of a root filesystem.
         tarball: PathBuf,
+        /// NAME[:TAG] for the image (default: none, only an ID).
         name: Option<String>,
         /// The image's default command (JSON array or a shell line).
         #[arg(long)]
         cmd: Option<String>,
     },
-    /// Make an image of a container's image and its changes; prints its ID.
-    Commit(commit::CommitArgs),
-    /// Show what a container changed in its filesystem (A, C, D lines).
-    Diff { container: String },
-    /// OCI bundles from images, for a runtime (plumbing).
-    Bundle {
-        #[command(subcommand)]
-        cmd: BundleCmd,
-    },
-    #[command(flatten)]
-    Containers(Box<containers::Cmd>),
 }
 
 #[derive(clap::Args)]
@@ -201,11 +244,13 @@ struct ImagesArgs {
     /// table or json.
     #[arg(long, default_value = "table")]
     format: String,
+    /// Show the manifest digests.
     #[arg(long)]
     digests: bool,
     /// Only IDs.
     #[arg(short, long)]
     quiet: bool,
+    /// Show whole image IDs.
     #[arg(long)]
     no_trunc: bool,
 }
@@ -214,6 +259,7 @@ struct ImagesArgs {
 enum ImageCmd {
     /// Show an image's record, manifest and config as JSON.
     Inspect {
+        /// Images to show, by name or ID.
         #[arg(required = true)]
         images: Vec<String>,
     },
@@ -226,11 +272,17 @@ enum ImageCmd {
         #[arg(short, long)]
         force: bool,
     },
+    #[command(flatten)]
+    Verb(ImageVerb),
+    /// List images (`berth images`).
     #[command(alias = "list")]
     Ls(ImagesArgs),
+    /// Remove images (`berth rmi`).
     Rm {
+        /// Images to remove, by name or ID.
         #[arg(required = true)]
         images: Vec<String>,
+        /// Remove the image even if it has other names.
         #[arg(short, long)]
         force: bool,
     },
@@ -241,7 +293,9 @@ enum BundleCmd {
     /// Make <root>/containers/ID with a rootfs and config.json; prints the
     /// bundle directory.
     Create {
+        /// The image to make the bundle from.
         image: String,
+        /// The bundle's (and container's) ID.
         id: String,
         /// overlay or copy (default: overlay, copy where it cannot mount).
         #[arg(long)]
@@ -251,7 +305,10 @@ enum BundleCmd {
         args: Vec<String>,
     },
     /// Unmount and delete a bundle.
-    Rm { id: String },
+    Rm {
+        /// The bundle's ID.
+        id: String,
+    },
 }
 
 fn main() {
@@ -259,7 +316,7 @@ fn main() {
     // SAFETY: first thing in main, before any thread exists; SIG_DFL
     // installs no handler code.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| usage_error(e));
     warnings::init();
     if let Err(e) = run(cli) {
         // A batch printed each of its failures as it met them.
@@ -269,6 +326,14 @@ fn main() {
         eprintln!("Error: {e:#}");
         std::process::exit(exit_code_for(&e));
     }
+}
+
+/// Prints clap's message and exits: 125 for a usage error (an unknown
+/// flag, a missing argument, a bad value), as podman and docker do, where
+/// clap would exit 2; 0 for --help and --version, which are not errors.
+fn usage_error(e: clap::Error) -> ! {
+    let _ = e.print();
+    std::process::exit(if e.use_stderr() { 125 } else { 0 });
 }
 
 /// docker's codes: 127 when the container's command was not found, 126
@@ -350,6 +415,13 @@ impl Ctx {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // Made from the definitions alone: no configuration is read, so a
+    // broken registries.conf does not break completion.
+    match &cli.cmd {
+        Cmd::Completion { shell } => return docs::completion(*shell),
+        Cmd::GenerateMan { dir } => return docs::man_pages(dir),
+        _ => {}
+    }
     let ctx = Ctx {
         root: cli.root,
         runroot: cli.runroot,
@@ -359,59 +431,10 @@ fn run(cli: Cli) -> Result<()> {
         limits: cli.limits,
     };
     match cli.cmd {
-        Cmd::Pull {
-            image,
-            platform,
-            quiet,
-            net,
-        } => {
-            let store = Arc::new(ctx.store()?);
-            let opts = PullOptions {
-                platform: platform.as_deref().map(Platform::parse).transpose()?,
-                transport: ctx.transport(&net)?,
-                registries: ctx.conf.clone(),
-                progress: Arc::new(progress::Bars::new(quiet)),
-                limits: ctx.limits.limits(),
-                ..PullOptions::default()
-            };
-            let rec = runtime()?.block_on(pull::pull(store, &image, &opts))?;
-            if !quiet {
-                eprintln!("Writing manifest to image destination");
-            }
-            println!("{}", rec.id.hex());
-        }
-        Cmd::Push {
-            image,
-            destination,
-            quiet,
-            net,
-        } => {
-            let store = ctx.store()?;
-            let rec = images::resolve(&store, &image, &ctx.conf)?;
-            let dest = match destination {
-                Some(d) => d,
-                None => {
-                    let p = berth_image::reference::parse(&image)?;
-                    if !p.qualified {
-                        bail!(
-                            "{image}: say where to push (a name with a registry, or a destination)"
-                        );
-                    }
-                    p.reference.to_string()
-                }
-            };
-            let opts = PushOptions {
-                transport: ctx.transport(&net)?,
-                registries: ctx.conf.clone(),
-                progress: Arc::new(progress::Bars::new(quiet)),
-                ..PushOptions::default()
-            };
-            let d = runtime()?.block_on(push::push(&store, &rec, &dest, &opts))?;
-            if !quiet {
-                eprintln!("Pushed {dest}");
-            }
-            println!("{d}");
-        }
+        Cmd::ImageVerb(v)
+        | Cmd::Image {
+            cmd: ImageCmd::Verb(v),
+        } => image_verb(&ctx, v)?,
         Cmd::Images(a)
         | Cmd::Image {
             cmd: ImageCmd::Ls(a),
@@ -430,13 +453,6 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 Ok(())
             })?;
-        }
-        Cmd::Tag { image, names } => {
-            let store = ctx.store()?;
-            let rec = images::resolve(&store, &image, &ctx.conf)?;
-            for n in names {
-                images::tag(&store, &rec, &n)?;
-            }
         }
         Cmd::Image {
             cmd: ImageCmd::Inspect { images },
@@ -510,7 +526,110 @@ fn run(cli: Cli) -> Result<()> {
             }
             println!("Removed login credentials for {host}");
         }
-        Cmd::Save {
+        Cmd::Bundle {
+            cmd:
+                BundleCmd::Create {
+                    image,
+                    id,
+                    snapshotter,
+                    args,
+                },
+        } => {
+            let store = ctx.store()?;
+            let rec = images::resolve(&store, &image, &ctx.conf)?;
+            let opts = BundleOptions {
+                snapshotter: snapshotter.as_deref().map(Snapshotter::parse).transpose()?,
+                spec: SpecOptions {
+                    args: (!args.is_empty()).then_some(args),
+                    ..SpecOptions::default()
+                },
+            };
+            let b = bundle::create_bundle(&store, &rec, &id, &opts)?;
+            if let Some(why) = &b.fallback {
+                eprintln!("warning: {why}; using the copy snapshotter");
+            }
+            println!("{}", b.dir.display());
+        }
+        Cmd::Bundle {
+            cmd: BundleCmd::Rm { id },
+        } => bundle::remove_bundle(&ctx.store()?, &id)?,
+        Cmd::Completion { .. } | Cmd::GenerateMan { .. } => {
+            unreachable!("handled before the configuration is read")
+        }
+        Cmd::Containers(cmd) => {
+            let code = containers::run(&ctx, *cmd)?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs an image command, given as `berth X` or `berth image X`.
+fn image_verb(ctx: &Ctx, v: ImageVerb) -> Result<()> {
+    match v {
+        ImageVerb::Pull {
+            image,
+            platform,
+            quiet,
+            net,
+        } => {
+            let store = Arc::new(ctx.store()?);
+            let opts = PullOptions {
+                platform: platform.as_deref().map(Platform::parse).transpose()?,
+                transport: ctx.transport(&net)?,
+                registries: ctx.conf.clone(),
+                progress: Arc::new(progress::Bars::new(quiet)),
+                limits: ctx.limits.limits(),
+                ..PullOptions::default()
+            };
+            let rec = runtime()?.block_on(pull::pull(store, &image, &opts))?;
+            if !quiet {
+                eprintln!("Writing manifest to image destination");
+            }
+            println!("{}", rec.id.hex());
+        }
+        ImageVerb::Push {
+            image,
+            destination,
+            quiet,
+            net,
+        } => {
+            let store = ctx.store()?;
+            let rec = images::resolve(&store, &image, &ctx.conf)?;
+            let dest = match destination {
+                Some(d) => d,
+                None => {
+                    let p = berth_image::reference::parse(&image)?;
+                    if !p.qualified {
+                        bail!(
+                            "{image}: say where to push (a name with a registry, or a destination)"
+                        );
+                    }
+                    p.reference.to_string()
+                }
+            };
+            let opts = PushOptions {
+                transport: ctx.transport(&net)?,
+                registries: ctx.conf.clone(),
+                progress: Arc::new(progress::Bars::new(quiet)),
+                ..PushOptions::default()
+            };
+            let d = runtime()?.block_on(push::push(&store, &rec, &dest, &opts))?;
+            if !quiet {
+                eprintln!("Pushed {dest}");
+            }
+            println!("{d}");
+        }
+        ImageVerb::Tag { image, names } => {
+            let store = ctx.store()?;
+            let rec = images::resolve(&store, &image, &ctx.conf)?;
+            for n in names {
+                images::tag(&store, &rec, &n)?;
+            }
+        }
+        ImageVerb::Save {
             images,
             output,
             format,
@@ -536,7 +655,7 @@ fn run(cli: Cli) -> Result<()> {
                 archive::save(&store, &list, format, &output)?;
             }
         }
-        Cmd::Load { input, quiet } => {
+        ImageVerb::Load { input, quiet } => {
             let opts = archive::LoadOptions {
                 limits: ctx.limits.limits(),
             };
@@ -566,7 +685,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Cmd::Import { tarball, name, cmd } => {
+        ImageVerb::Import { tarball, name, cmd } => {
             let cmd = cmd.map(|c| match serde_json::from_str::<Vec<String>>(&c) {
                 Ok(v) => v,
                 Err(_) => vec!["/bin/sh".into(), "-c".into(), c],
@@ -576,41 +695,6 @@ fn run(cli: Cli) -> Result<()> {
             };
             let rec = archive::import(&ctx.store()?, &tarball, name.as_deref(), cmd, &opts)?;
             println!("{}", rec.id.hex());
-        }
-        Cmd::Bundle {
-            cmd:
-                BundleCmd::Create {
-                    image,
-                    id,
-                    snapshotter,
-                    args,
-                },
-        } => {
-            let store = ctx.store()?;
-            let rec = images::resolve(&store, &image, &ctx.conf)?;
-            let opts = BundleOptions {
-                snapshotter: snapshotter.as_deref().map(Snapshotter::parse).transpose()?,
-                spec: SpecOptions {
-                    args: (!args.is_empty()).then_some(args),
-                    ..SpecOptions::default()
-                },
-            };
-            let b = bundle::create_bundle(&store, &rec, &id, &opts)?;
-            if let Some(why) = &b.fallback {
-                eprintln!("warning: {why}; using the copy snapshotter");
-            }
-            println!("{}", b.dir.display());
-        }
-        Cmd::Bundle {
-            cmd: BundleCmd::Rm { id },
-        } => bundle::remove_bundle(&ctx.store()?, &id)?,
-        Cmd::Commit(a) => commit::commit(&ctx, a)?,
-        Cmd::Diff { container } => commit::diff(&ctx, &container)?,
-        Cmd::Containers(cmd) => {
-            let code = containers::run(&ctx, *cmd)?;
-            if code != 0 {
-                std::process::exit(code);
-            }
         }
     }
     Ok(())

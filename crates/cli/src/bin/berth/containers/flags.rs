@@ -38,17 +38,19 @@ pub struct CreateFlags {
     /// DEST[:OPTIONS]: a tmpfs.
     #[arg(long)]
     pub tmpfs: Vec<String>,
-    /// [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]
+    /// Publish a port: [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp].
     #[arg(short, long = "publish")]
     pub publish: Vec<String>,
     /// bridge, host, none, container:NAME, or network names.
     #[arg(long, alias = "net")]
     pub network: Option<String>,
+    /// The container's host name (default: its short ID).
     #[arg(long)]
     pub hostname: Option<String>,
     /// USER[:GROUP], by name or number.
     #[arg(short, long)]
     pub user: Option<String>,
+    /// The working directory of the command.
     #[arg(short, long)]
     pub workdir: Option<String>,
     /// Override the image's entrypoint ("" clears it).
@@ -57,19 +59,26 @@ pub struct CreateFlags {
     /// Memory limit (e.g. 512m, 1g).
     #[arg(short, long)]
     pub memory: Option<String>,
+    /// How many CPUs' time the container may use (e.g. 1.5).
     #[arg(long)]
     pub cpus: Option<f64>,
+    /// Most processes the container may have (-1: no limit).
     #[arg(long)]
     pub pids_limit: Option<i64>,
+    /// A capability to add (e.g. NET_ADMIN, or ALL).
     #[arg(long)]
     pub cap_add: Vec<String>,
+    /// A capability to drop (e.g. CHOWN, or ALL).
     #[arg(long)]
     pub cap_drop: Vec<String>,
+    /// Every capability and device, no seccomp filter, no masked or
+    /// read-only paths.
     #[arg(long)]
     pub privileged: bool,
     /// HOST[:CONTAINER][:PERMISSIONS]: a host device for the container.
     #[arg(long)]
     pub device: Vec<String>,
+    /// Mount the container's root filesystem read-only.
     #[arg(long)]
     pub read_only: bool,
     /// seccomp=unconfined|PROFILE.json, no-new-privileges.
@@ -78,6 +87,7 @@ pub struct CreateFlags {
     /// KEY=VALUE
     #[arg(short, long)]
     pub label: Vec<String>,
+    /// Join this pod (its network, ipc and uts namespaces).
     #[arg(long)]
     pub pod: Option<String>,
     /// berth (builtin), runc, crun or a runtime binary.
@@ -134,6 +144,7 @@ pub struct CreateFlags {
     /// CONTAINER_ID:HOST_ID:SIZE: its gid mapping (the uid map's if none).
     #[arg(long)]
     pub gidmap: Vec<String>,
+    /// The signal `stop` sends first (default: the image's, else TERM).
     #[arg(long)]
     pub stop_signal: Option<String>,
     /// Seconds to wait for the stop signal before SIGKILL.
@@ -143,28 +154,39 @@ pub struct CreateFlags {
     /// (at most N restarts) or unless-stopped.
     #[arg(long, default_value = "no")]
     pub restart: String,
+    /// The image, by name or ID; pulled when missing (see --pull).
     pub image: String,
+    /// The command and its arguments (default: the image's).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
 }
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct ExecFlags {
+    /// Keep stdin open and hand it to the process.
     #[arg(short, long)]
     pub interactive: bool,
+    /// Allocate a pseudo-terminal.
     #[arg(short, long)]
     pub tty: bool,
+    /// Run in the background.
     #[arg(short, long)]
     pub detach: bool,
+    /// KEY=VALUE for the process's environment.
     #[arg(short, long = "env")]
     pub env: Vec<String>,
+    /// USER[:GROUP], by name or number.
     #[arg(short, long)]
     pub user: Option<String>,
+    /// The working directory of the process.
     #[arg(short, long)]
     pub workdir: Option<String>,
+    /// Every capability for the process.
     #[arg(long)]
     pub privileged: bool,
+    /// The container, by name or ID.
     pub container: String,
+    /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub command: Vec<String>,
 }

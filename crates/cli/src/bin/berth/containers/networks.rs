@@ -11,33 +11,45 @@ use crate::human::table;
 
 #[derive(Subcommand)]
 pub enum NetworkCmd {
+    /// Create a network: a bridge with a subnet.
     Create {
+        /// The network's name.
         name: String,
         /// e.g. 10.77.42.0/24 (default: the next free /24 of 10.77.0.0/16).
         #[arg(long)]
         subnet: Option<ipnet::Ipv4Net>,
+        /// The gateway address (default: the subnet's first).
         #[arg(long)]
         gateway: Option<std::net::Ipv4Addr>,
         /// No route out: containers reach each other and the host only.
         #[arg(long)]
         internal: bool,
+        /// KEY=VALUE
         #[arg(short, long)]
         label: Vec<String>,
     },
+    /// List networks.
     #[command(alias = "list")]
     Ls {
+        /// Only names.
         #[arg(short, long)]
         quiet: bool,
+        /// table or json.
         #[arg(long, default_value = "table")]
         format: String,
     },
+    /// Show networks' records as JSON.
     Inspect {
+        /// Networks to show, by name.
         #[arg(required = true)]
         networks: Vec<String>,
     },
+    /// Remove networks.
     Rm {
+        /// Remove it with the containers that use it.
         #[arg(short, long)]
         force: bool,
+        /// Networks to remove, by name.
         #[arg(required = true)]
         networks: Vec<String>,
     },

@@ -15,15 +15,21 @@ use crate::human::{ago, table};
 
 #[derive(Subcommand)]
 pub enum PodCmd {
+    /// Create a pod.
     Create {
+        /// The pod's name (default: a generated one).
         #[arg(long)]
         name: Option<String>,
+        /// The host name of the pod's containers.
         #[arg(long)]
         hostname: Option<String>,
+        /// Publish a port for the pod: [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp].
         #[arg(short, long = "publish")]
         publish: Vec<String>,
+        /// bridge, host, none, or network names.
         #[arg(long, alias = "net")]
         network: Option<String>,
+        /// KEY=VALUE
         #[arg(short, long)]
         label: Vec<String>,
         /// Namespaces the pod's containers share: net, ipc and uts always;
@@ -31,42 +37,59 @@ pub enum PodCmd {
         #[arg(long)]
         share: Option<String>,
     },
+    /// Start pods' containers.
     Start {
+        /// Pods to start, by name or ID.
         #[arg(required = true)]
         pods: Vec<String>,
     },
+    /// Stop pods' containers.
     Stop {
+        /// Seconds to wait before SIGKILL.
         #[arg(short, long)]
         time: Option<u64>,
+        /// Pods to stop, by name or ID.
         #[arg(required = true)]
         pods: Vec<String>,
     },
+    /// Remove pods.
     Rm {
+        /// Remove it even with running containers (killed).
         #[arg(short, long)]
         force: bool,
+        /// Pods to remove, by name or ID.
         #[arg(required = true)]
         pods: Vec<String>,
     },
+    /// List pods.
     #[command(alias = "ls", alias = "list")]
     Ps {
+        /// Only IDs.
         #[arg(short, long)]
         quiet: bool,
+        /// table or json.
         #[arg(long, default_value = "table")]
         format: String,
     },
+    /// Show pods' records as JSON.
     Inspect {
+        /// Pods to show, by name or ID.
         #[arg(required = true)]
         pods: Vec<String>,
     },
     /// The process that holds a pod's namespaces (berth runs it).
     #[command(hide = true)]
     Infra {
+        /// The pod's host name.
         #[arg(long)]
         hostname: String,
+        /// The network namespace to join.
         #[arg(long)]
         netns: Option<PathBuf>,
+        /// Hold a pid namespace too.
         #[arg(long)]
         share_pid: bool,
+        /// Keep the host's ipc namespace.
         #[arg(long)]
         host_ipc: bool,
     },

@@ -11,25 +11,36 @@ use crate::human::table;
 
 #[derive(Subcommand)]
 pub enum VolumeCmd {
+    /// Create a named volume.
     Create {
+        /// The volume's name (default: a generated one).
         name: Option<String>,
+        /// KEY=VALUE
         #[arg(short, long)]
         label: Vec<String>,
     },
+    /// List volumes.
     #[command(alias = "list")]
     Ls {
+        /// Only names.
         #[arg(short, long)]
         quiet: bool,
+        /// table or json.
         #[arg(long, default_value = "table")]
         format: String,
     },
+    /// Show volumes' records as JSON.
     Inspect {
+        /// Volumes to show, by name.
         #[arg(required = true)]
         volumes: Vec<String>,
     },
+    /// Remove volumes.
     Rm {
+        /// Remove them with the containers that use them.
         #[arg(short, long)]
         force: bool,
+        /// Volumes to remove, by name.
         #[arg(required = true)]
         volumes: Vec<String>,
     },
