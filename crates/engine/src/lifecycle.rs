@@ -118,6 +118,14 @@ impl Engine {
             v.made = self.volume_create(Some(&v.source), Vec::new())?.1;
         }
         self.make_image_volumes(c)?;
+        let raw = self.images.read_blob(&image.id)?;
+        let image_check = serde_json::from_slice(&raw)
+            .ok()
+            .and_then(|v| crate::health::from_image(&v));
+        c.config.healthcheck = crate::health::merge(c.config.healthcheck.take(), image_check);
+        if let Some(h) = &c.config.healthcheck {
+            crate::health::args(&h.test)?;
+        }
         // Made now, so a bad request fails here and not at start (the user,
         // the command, capabilities, devices, a seccomp profile), and kept
         // only in part.
@@ -442,7 +450,7 @@ impl Engine {
             // Owner and pod, so that a die read after the removal still
             // says whose container it was.
             event_attributes: self.container_event(c, "die").actor.attributes,
-            health: None,
+            health: self.health_config(c)?,
         };
         let cfg_path = ud.join("monitor.json");
         monitor_cfg

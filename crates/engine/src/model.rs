@@ -64,6 +64,22 @@ pub struct ContainerConfig {
     /// What happens when the container's process ends (--restart).
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// The healthcheck: the flags' over the image's (health.rs); a test
+    /// of `["NONE"]` turns the image's off.
+    #[serde(default)]
+    pub healthcheck: Option<HealthCheck>,
+}
+
+/// docker's HEALTHCHECK: `test` is `["CMD", args..]`, `["CMD-SHELL",
+/// command]` or `["NONE"]`; a zero duration or count is the default's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct HealthCheck {
+    pub test: Vec<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub start_period_ms: u64,
+    pub retries: u32,
 }
 
 /// docker's restart policies, run without a daemon: the monitor's exit

@@ -27,7 +27,7 @@ pub struct Env {
     pub image: String,
 }
 
-fn busybox_layer() -> Vec<u8> {
+pub fn busybox_layer() -> Vec<u8> {
     let busybox = std::fs::read("/bin/busybox").expect("busybox-static is installed");
     let mut entries = vec![
         E::Dir("bin", 0o755),

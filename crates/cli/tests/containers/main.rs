@@ -10,6 +10,7 @@ mod cli;
 mod commit;
 mod core;
 mod env;
+mod health;
 mod hostile;
 mod lifecycle;
 mod network;

@@ -211,10 +211,25 @@ pub enum Cmd {
     },
     /// Lifecycle events: past ones (--since) and, as they happen, new ones.
     Events(crate::events::Args),
+    /// Healthchecks (run by each container's monitor on its own timer).
+    Healthcheck {
+        #[command(subcommand)]
+        cmd: HealthcheckCmd,
+    },
     /// System-wide upkeep.
     System {
         #[command(subcommand)]
         cmd: SystemCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum HealthcheckCmd {
+    /// Run a container's healthcheck once, now: prints healthy (exit 0)
+    /// or unhealthy (exit 1) with the check's output.
+    Run {
+        /// The container, by name or ID.
+        container: String,
     },
 }
 
@@ -316,6 +331,14 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
         Cmd::Network { cmd } => networks::run(&e, cmd)?,
         Cmd::Pod { cmd } => pods::run(&e, cmd)?,
         Cmd::Events(a) => crate::events::run(&e, a)?,
+        Cmd::Healthcheck {
+            cmd: HealthcheckCmd::Run { container },
+        } => {
+            let (healthy, output) = e.healthcheck_run(&container)?;
+            print!("{output}");
+            println!("{}", if healthy { "healthy" } else { "unhealthy" });
+            return Ok(if healthy { 0 } else { 1 });
+        }
         Cmd::System {
             cmd:
                 SystemCmd::Prune {

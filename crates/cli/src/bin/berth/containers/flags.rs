@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use berth_engine::berth_network::PortMapping;
-use berth_engine::model::{ContainerConfig, NetworkMode, RestartPolicy, VolumeMount};
+use berth_engine::model::{ContainerConfig, HealthCheck, NetworkMode, RestartPolicy, VolumeMount};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct CreateFlags {
@@ -154,6 +154,25 @@ pub struct CreateFlags {
     /// (at most N restarts) or unless-stopped.
     #[arg(long, default_value = "no")]
     pub restart: String,
+    /// A command the container's monitor runs in it to check its health
+    /// (as HEALTHCHECK CMD-SHELL); over the image's.
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    /// Time between checks (default 30s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub health_interval: Option<std::time::Duration>,
+    /// Longest a check may run before it counts as failed (default 30s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub health_timeout: Option<std::time::Duration>,
+    /// Failures in a row that make the container unhealthy (default 3).
+    #[arg(long)]
+    pub health_retries: Option<u32>,
+    /// A first stretch in which failures do not count (default 0s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub health_start_period: Option<std::time::Duration>,
+    /// No healthcheck, not even the image's.
+    #[arg(long, conflicts_with = "health_cmd")]
+    pub no_healthcheck: bool,
     /// The image, by name or ID; pulled when missing (see --pull).
     pub image: String,
     /// The command and its arguments (default: the image's).
@@ -563,6 +582,7 @@ pub fn config(f: &CreateFlags) -> Result<ContainerConfig> {
         devices,
         extra,
         restart: RestartPolicy::parse(&f.restart).map_err(|e| anyhow!("--restart {e}"))?,
+        healthcheck: healthcheck(f),
         ..Default::default()
     })
 }
@@ -570,4 +590,23 @@ pub fn config(f: &CreateFlags) -> Result<ContainerConfig> {
 /// --time: seconds to wait before SIGKILL.
 pub fn stop_timeout(t: Option<u64>) -> Option<Duration> {
     t.map(Duration::from_secs)
+}
+
+/// The --health-* flags, to go over the image's HEALTHCHECK (the engine
+/// merges them); None when none is given.
+fn healthcheck(f: &CreateFlags) -> Option<HealthCheck> {
+    let ms = |d: Option<std::time::Duration>| d.map_or(0, |d| d.as_millis() as u64);
+    let test = match (&f.health_cmd, f.no_healthcheck) {
+        (_, true) => vec!["NONE".to_string()],
+        (Some(cmd), _) => vec!["CMD-SHELL".to_string(), cmd.clone()],
+        (None, _) => Vec::new(),
+    };
+    let h = HealthCheck {
+        test,
+        interval_ms: ms(f.health_interval),
+        timeout_ms: ms(f.health_timeout),
+        start_period_ms: ms(f.health_start_period),
+        retries: f.health_retries.unwrap_or(0),
+    };
+    (h != HealthCheck::default()).then_some(h)
 }

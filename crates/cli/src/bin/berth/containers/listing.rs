@@ -7,11 +7,18 @@ use berth_engine::model::{Container, Status};
 
 use crate::human::{ago, since, table};
 
-/// The STATUS column: "Up 3 minutes", "Exited (0) 2 hours ago".
-fn status_text(c: &Container) -> String {
+/// The STATUS column: "Up 3 minutes (healthy)", "Exited (0) 2 hours ago".
+fn status_text(e: &Engine, c: &Container) -> String {
     match c.state.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", since(c.state.started_at.as_deref())),
+        Status::Running => {
+            let up = format!("Up {}", since(c.state.started_at.as_deref()));
+            match e.health(c).map(|h| h.status) {
+                Some(s) if s == "starting" => format!("{up} (health: starting)"),
+                Some(s) => format!("{up} ({s})"),
+                None => up,
+            }
+        }
         Status::Paused => format!("Up {} (paused)", since(c.state.started_at.as_deref())),
         Status::Exited => match c.state.exit_code {
             Some(code) => format!("Exited ({code}) {}", ago(c.state.finished_at.as_deref())),
@@ -62,7 +69,7 @@ pub fn ps(e: &Engine, all: bool, quiet: bool, format: &str, no_trunc: bool) -> R
     }
     match format {
         "json" => {
-            let v: Vec<serde_json::Value> = list.iter().map(ps_json).collect();
+            let v: Vec<serde_json::Value> = list.iter().map(|c| ps_json(e, c)).collect();
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         "table" => {
@@ -89,7 +96,7 @@ pub fn ps(e: &Engine, all: bool, quiet: bool, format: &str, no_trunc: bool) -> R
                         c.config.image.clone(),
                         cmd,
                         ago(Some(&c.created)),
-                        status_text(c),
+                        status_text(e, c),
                         ports_text(c),
                         c.name.clone(),
                     ]
@@ -113,7 +120,7 @@ pub fn ps(e: &Engine, all: bool, quiet: bool, format: &str, no_trunc: bool) -> R
     Ok(())
 }
 
-fn ps_json(c: &Container) -> serde_json::Value {
+fn ps_json(e: &Engine, c: &Container) -> serde_json::Value {
     serde_json::json!({
         "Id": c.id,
         "Names": [c.name],
@@ -122,7 +129,7 @@ fn ps_json(c: &Container) -> serde_json::Value {
         "Command": c.command,
         "Created": c.created,
         "State": c.state.status.name(),
-        "Status": status_text(c),
+        "Status": status_text(e, c),
         "ExitCode": c.state.exit_code,
         "Pid": c.state.pid,
         "Ports": c.config.ports,
@@ -160,6 +167,7 @@ fn inspect_json(e: &Engine, c: &Container) -> serde_json::Value {
             "ExitCode": c.state.exit_code,
             "StartedAt": c.state.started_at,
             "FinishedAt": c.state.finished_at,
+            "Health": e.health(c),
         },
         "RestartCount": c.state.restart_count,
         "HostConfig": {
