@@ -108,9 +108,9 @@ impl Sandbox {
             exit_command: None,
             events_dir: None,
             name: String::new(),
+            image: String::new(),
             event_attributes: Default::default(),
             health: None,
-            event_attributes: Default::default(),
         };
         let path = ud.join("monitor.json");
         self.containers.borrow_mut().push((kind, id, path.clone()));
