@@ -50,6 +50,30 @@ pub fn resolv_conf(own_netns: bool) -> String {
         .collect()
 }
 
+/// `base` (a resolv.conf) with the parts `dns` gives replacing its own:
+/// nameservers, search domains, options, each on its own (docker's rule).
+pub fn resolv_with(base: &str, dns: &crate::model::Dns) -> String {
+    let kept = |key: &str, given: &[String]| {
+        given.is_empty().then(|| {
+            base.lines()
+                .filter(|l| l.split_whitespace().next() == Some(key))
+                .flat_map(|l| {
+                    l.split_whitespace()
+                        .skip(1)
+                        .map(String::from)
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        })
+    };
+    crate::model::Dns {
+        servers: kept("nameserver", &dns.servers).unwrap_or_else(|| dns.servers.clone()),
+        searches: kept("search", &dns.searches).unwrap_or_else(|| dns.searches.clone()),
+        options: kept("options", &dns.options).unwrap_or_else(|| dns.options.clone()),
+    }
+    .resolv_conf()
+}
+
 pub fn write(dir: &Path, file: &str, content: &str) -> Result<()> {
     let path = dir.join(file);
     let tmp = dir.join(format!(".{file}.tmp"));
@@ -59,6 +83,21 @@ pub fn write(dir: &Path, file: &str, content: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn given_dns_parts_replace_the_hosts_and_the_rest_stay() {
+        let base = "nameserver 10.0.0.1\nsearch corp.example\noptions ndots:1\n";
+        let d = crate::model::Dns {
+            servers: vec!["192.0.2.53".into()],
+            searches: vec![],
+            options: vec!["ndots:5".into()],
+        };
+        let r = super::resolv_with(base, &d);
+        assert!(r.contains("nameserver 192.0.2.53"), "{r}");
+        assert!(!r.contains("10.0.0.1"), "{r}");
+        assert!(r.contains("search corp.example"), "{r}");
+        assert!(r.contains("ndots:5") && !r.contains("ndots:1"), "{r}");
+    }
+
     use super::*;
 
     #[test]

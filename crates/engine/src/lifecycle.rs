@@ -119,9 +119,11 @@ impl Engine {
         }
         self.make_image_volumes(c)?;
         let raw = self.images.read_blob(&image.id)?;
-        let image_check = serde_json::from_slice(&raw)
-            .ok()
-            .and_then(|v| crate::health::from_image(&v));
+        let image_config: Option<serde_json::Value> = serde_json::from_slice(&raw).ok();
+        if c.config.extra.publish_all {
+            publish_exposed(c, image_config.as_ref())?;
+        }
+        let image_check = image_config.as_ref().and_then(crate::health::from_image);
         c.config.healthcheck = crate::health::merge(c.config.healthcheck.take(), image_check);
         if let Some(h) = &c.config.healthcheck {
             crate::health::args(&h.test)?;
@@ -387,7 +389,22 @@ impl Engine {
                 .any(|v| v.destination.trim_end_matches('/') == dest)
         };
         if c.config.network != NetworkMode::Host {
-            etcfiles::write(&ud, "hosts", &etcfiles::hosts(&hostname, &c.name, &ips))?;
+            let mut hosts = etcfiles::hosts(&hostname, &c.name, &ips);
+            let gateway = c.networks.iter().find_map(|n| n.gateway.clone());
+            for (name, ip) in &c.config.extra.extra_hosts {
+                let ip = match (ip.as_str(), &gateway) {
+                    ("host-gateway", Some(g)) => g.as_str(),
+                    ("host-gateway", None) => {
+                        return Err(Error::invalid(
+                            "--add-host",
+                            format!("{name}: host-gateway needs a bridge network"),
+                        ));
+                    }
+                    (ip, _) => ip,
+                };
+                hosts.push_str(&format!("{ip}\t{name}\n"));
+            }
+            etcfiles::write(&ud, "hosts", &hosts)?;
             etcfiles::write(&ud, "hostname", &format!("{hostname}\n"))?;
             if !requested("/etc/hosts") {
                 spec::bind_file(&mut s, "/etc/hosts", &path_str(&ud.join("hosts")), false);
@@ -401,9 +418,10 @@ impl Engine {
                 );
             }
         }
-        let resolv = match pod.and_then(|p| p.options.dns) {
-            Some(d) => d.resolv_conf(),
-            None => etcfiles::resolv_conf(own_netns),
+        let resolv = match (pod.and_then(|p| p.options.dns), &c.config.extra.dns) {
+            (Some(d), _) => d.resolv_conf(),
+            (None, Some(d)) => etcfiles::resolv_with(&etcfiles::resolv_conf(own_netns), d),
+            (None, None) => etcfiles::resolv_conf(own_netns),
         };
         etcfiles::write(&ud, "resolv.conf", &resolv)?;
         if !requested("/etc/resolv.conf") {
@@ -425,8 +443,8 @@ impl Engine {
             tty: c.config.tty,
             stdin: c.config.stdin,
             log_path: self.log_path(c),
-            log_max_size: 10 * 1024 * 1024,
-            log_max_files: 1,
+            log_max_size: c.config.extra.log_max_size.unwrap_or(10 * 1024 * 1024),
+            log_max_files: c.config.extra.log_max_files.unwrap_or(1),
             exit_file: self.exit_file(&c.id),
             attach_socket: self.attach_socket(&c.id),
             pid_file: ud.join("pid"),
@@ -836,6 +854,29 @@ pub(crate) fn check_config(c: &ContainerConfig) -> Result<()> {
         ("--gidmap", &c.extra.gid_map),
     ] {
         check_id_map(flag, map)?;
+    }
+    Ok(())
+}
+
+/// -P: each port the image exposes and no -p publishes, on a free host
+/// port (docker's rule; the ports are then the container's as if given).
+fn publish_exposed(c: &mut Container, image_config: Option<&serde_json::Value>) -> Result<()> {
+    let exposed = image_config
+        .and_then(|v| v.get("config")?.get("ExposedPorts")?.as_object().cloned())
+        .unwrap_or_default();
+    for port in exposed.keys() {
+        let mapped = berth_network::PortMapping::parse(port)
+            .map_err(|e| Error::invalid("-P", format!("the image exposes {port}: {e}")))?;
+        for m in mapped {
+            let taken = c
+                .config
+                .ports
+                .iter()
+                .any(|p| p.container_port == m.container_port && p.protocol == m.protocol);
+            if !taken {
+                c.config.ports.push(m);
+            }
+        }
     }
     Ok(())
 }

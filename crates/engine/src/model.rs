@@ -163,6 +163,16 @@ pub struct Extra {
     pub shm_size: Option<u64>,
     pub apparmor: Option<String>,
     pub selinux_label: Option<String>,
+    /// -P: every port the image exposes published on a free host port
+    /// (resolved into `ports` at create).
+    pub publish_all: bool,
+    /// --add-host: (name, IP or `host-gateway`) lines of /etc/hosts.
+    pub extra_hosts: Vec<(String, String)>,
+    /// --dns*: the parts given replace the host's resolv.conf's.
+    pub dns: Option<Dns>,
+    /// --log-opt max-size / max-file (default 10 MiB, one file).
+    pub log_max_size: Option<u64>,
+    pub log_max_files: Option<u32>,
     /// Capabilities kept across an exec of a non-root user's program
     /// (CRI's add_ambient_capabilities): also inheritable and permitted.
     pub cap_ambient: Vec<String>,

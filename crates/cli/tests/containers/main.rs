@@ -17,5 +17,6 @@ mod network;
 mod pods;
 mod recovery;
 mod restart;
+mod runflags;
 mod security;
 mod trust;

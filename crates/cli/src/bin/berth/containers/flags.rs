@@ -41,6 +41,22 @@ pub struct CreateFlags {
     /// Publish a port: [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp].
     #[arg(short, long = "publish")]
     pub publish: Vec<String>,
+    /// Publish every port the image exposes, each on a free host port.
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// HOST:IP in the container's /etc/hosts (IP `host-gateway`: the
+    /// network's gateway, the host).
+    #[arg(long)]
+    pub add_host: Vec<String>,
+    /// A nameserver for the container's resolv.conf (replaces the host's).
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// A search domain for its resolv.conf (replaces the host's).
+    #[arg(long)]
+    pub dns_search: Vec<String>,
+    /// A resolv.conf option (ndots:2, ...; replaces the host's).
+    #[arg(long)]
+    pub dns_option: Vec<String>,
     /// bridge, host, none, container:NAME, or network names.
     #[arg(long, alias = "net")]
     pub network: Option<String>,
@@ -87,6 +103,25 @@ pub struct CreateFlags {
     /// KEY=VALUE
     #[arg(short, long)]
     pub label: Vec<String>,
+    /// A file of labels, KEY=VALUE a line (# comments).
+    #[arg(long)]
+    pub label_file: Vec<std::path::PathBuf>,
+    /// Write the container's ID to this file (which must not exist).
+    #[arg(long)]
+    pub cidfile: Option<std::path::PathBuf>,
+    /// The cgroup the container's goes under.
+    #[arg(long)]
+    pub cgroup_parent: Option<String>,
+    /// The image's platform, OS/ARCH: only this host's runs here.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Log options: max-size=SIZE (rotate at it), max-file=N (rotated
+    /// files kept).
+    #[arg(long)]
+    pub log_opt: Vec<String>,
+    /// The user namespace: host (the default), or use --uidmap.
+    #[arg(long)]
+    pub userns: Option<String>,
     /// Join this pod (its network, ipc and uts namespaces).
     #[arg(long)]
     pub pod: Option<String>,
@@ -452,8 +487,99 @@ fn extra(f: &CreateFlags) -> Result<berth_engine::model::Extra> {
         shm_size: bytes("--shm-size", &f.shm_size)?.map(|n| n.max(0) as u64),
         uid_map,
         gid_map,
+        cgroup_parent: f.cgroup_parent.clone(),
+        publish_all: f.publish_all,
+        extra_hosts: f
+            .add_host
+            .iter()
+            .map(|h| parse_add_host(h))
+            .collect::<Result<_>>()?,
+        dns: dns(f)?,
+        log_max_size: log_opt(f, "max-size")?
+            .map(|v| parse_bytes(&v))
+            .transpose()?
+            .map(|n| n.max(0) as u64),
+        log_max_files: log_opt(f, "max-file")?
+            .map(|v| {
+                v.parse()
+                    .with_context(|| format!("--log-opt max-file={v}: not a number"))
+            })
+            .transpose()?,
         ..Default::default()
     })
+}
+
+/// --add-host HOST:IP (docker's; `HOST=IP` too, as podman takes it).
+fn parse_add_host(h: &str) -> Result<(String, String)> {
+    let (host, ip) = h
+        .split_once([':', '='])
+        .with_context(|| format!("--add-host {h}: expected HOST:IP"))?;
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        bail!("--add-host {h}: {host:?} is not a host name");
+    }
+    if ip != "host-gateway" && ip.parse::<std::net::IpAddr>().is_err() {
+        bail!("--add-host {h}: {ip:?} is not an IP address (or host-gateway)");
+    }
+    Ok((host.to_string(), ip.to_string()))
+}
+
+/// --dns, --dns-search, --dns-option; None when none is given (the host's
+/// resolv.conf, as docker's).
+fn dns(f: &CreateFlags) -> Result<Option<berth_engine::model::Dns>> {
+    for d in &f.dns {
+        if d.parse::<std::net::IpAddr>().is_err() {
+            bail!("--dns {d}: not an IP address");
+        }
+    }
+    if f.dns.is_empty() && f.dns_search.is_empty() && f.dns_option.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(berth_engine::model::Dns {
+        servers: f.dns.clone(),
+        searches: f.dns_search.clone(),
+        options: f.dns_option.clone(),
+    }))
+}
+
+/// The value of one --log-opt key; unknown keys are refused.
+fn log_opt(f: &CreateFlags, key: &str) -> Result<Option<String>> {
+    let mut found = None;
+    for o in &f.log_opt {
+        match o.split_once('=') {
+            Some((k, v)) if k == key => found = Some(v.to_string()),
+            Some(("max-size" | "max-file", _)) => {}
+            _ => bail!("--log-opt {o}: expected max-size=SIZE or max-file=N"),
+        }
+    }
+    Ok(found)
+}
+
+/// --label-file: KEY=VALUE lines; blank lines and # comments skipped.
+fn label_file_lines(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--label-file {}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect())
+}
+
+/// --platform: this host's (OS/ARCH[/VARIANT]) or a clear refusal; berth
+/// runs no emulator.
+fn check_platform(p: &str) -> Result<()> {
+    let here = berth_image::Platform::host();
+    let mut parts = p.split('/');
+    let (os, arch) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    if os == here.os && (arch.is_empty() || arch == here.architecture) {
+        return Ok(());
+    }
+    bail!(
+        "--platform {p}: this host runs {}/{} only (no emulation)",
+        here.os,
+        here.architecture
+    )
 }
 
 /// --cpus: a positive number no larger than this host's CPUs, as docker
@@ -539,13 +665,28 @@ pub fn config(f: &CreateFlags) -> Result<ContainerConfig> {
             ),
         }
     }
-    let entrypoint = f.entrypoint.as_ref().map(|e| {
-        if e.is_empty() {
-            Vec::new()
-        } else {
-            vec![e.clone()]
-        }
-    });
+    // A JSON array is the exec form (docker's); anything else one path.
+    let entrypoint = match f.entrypoint.as_deref() {
+        None => None,
+        Some("") => Some(Vec::new()),
+        Some(e) if e.trim_start().starts_with('[') => Some(
+            serde_json::from_str::<Vec<String>>(e)
+                .with_context(|| format!("--entrypoint {e}: not a JSON array of strings"))?,
+        ),
+        Some(e) => Some(vec![e.to_string()]),
+    };
+    if let Some(p) = &f.platform {
+        check_platform(p)?;
+    }
+    match f.userns.as_deref() {
+        None | Some("" | "host") => {}
+        Some(u) => bail!("--userns {u}: only host is supported; map ids with --uidmap/--gidmap"),
+    }
+    let mut label_lines = Vec::new();
+    for path in &f.label_file {
+        label_lines.extend(label_file_lines(path)?);
+    }
+    label_lines.extend(f.label.iter().cloned());
     Ok(ContainerConfig {
         image: f.image.clone(),
         entrypoint,
@@ -563,7 +704,7 @@ pub fn config(f: &CreateFlags) -> Result<ContainerConfig> {
         cap_drop: f.cap_drop.clone(),
         no_new_privileges: nnp,
         seccomp,
-        labels: f.label.iter().map(|l| parse_label(l)).collect(),
+        labels: label_lines.iter().map(|l| parse_label(l)).collect(),
         memory: f.memory.as_deref().map(parse_bytes).transpose()?,
         cpus: parse_cpus(f.cpus)?,
         pids_limit: f.pids_limit,

@@ -18,11 +18,33 @@ fn new_container(
     f: &CreateFlags,
     cfg: berth_engine::model::ContainerConfig,
 ) -> Result<Container> {
+    // Refused before anything is made: an existing file is another
+    // container's, maybe running (docker's check).
+    if let Some(p) = &f.cidfile
+        && p.exists()
+    {
+        anyhow::bail!(
+            "--cidfile {}: the file exists; make sure its container is not running, or delete it",
+            p.display()
+        );
+    }
     let policy = berth_engine::PullPolicy::parse(&f.pull)?;
     let image = e.image_for(&f.image, policy, &crate::pull_options(ctx)?, &mut |name| {
         eprintln!("Pulling {name}")
     })?;
-    Ok(e.create(&image, f.name.as_deref(), cfg)?)
+    let c = e.create(&image, f.name.as_deref(), cfg)?;
+    if let Some(p) = &f.cidfile {
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(p)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, c.id.as_bytes()));
+        if let Err(err) = written {
+            let _ = e.remove(&c.id, true);
+            anyhow::bail!("--cidfile {}: {err}", p.display());
+        }
+    }
+    Ok(c)
 }
 
 /// `create`: prints the new container's ID.

@@ -1,0 +1,169 @@
+//! docker's everyday `run` flags: -P, --add-host, --dns*, --label-file,
+//! --cidfile, --cgroup-parent, --platform, a JSON --entrypoint, --log-opt,
+//! --userns; each seen from inside the container or on the host.
+
+use std::io::{Read, Write};
+
+use serde_json::json;
+
+use crate::env::*;
+use crate::support::Layout;
+
+fn http_get(port: u16) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[test]
+fn publish_all_takes_the_images_exposed_ports() {
+    let env = Env::new();
+    let dir = env.sb.path().join("layout-web");
+    let mut l = Layout::new(&dir);
+    let (desc, _) = l.image(
+        &[busybox_layer()],
+        true,
+        "amd64",
+        json!({"Cmd": ["httpd", "-f", "-p", "80", "-h", "/www"], "Env": ["PATH=/bin"],
+               "ExposedPorts": {"80/tcp": {}}}),
+    );
+    l.tag(desc, "latest");
+    env.reg
+        .push_layout(&dir, "latest", "web:latest", "oci", false);
+    let image = format!("{}/web:latest", env.reg.host());
+    env.ok(&["pull", "-q", "--tls-verify=false", &image]);
+    let id = env.ok(&["run", "-d", "-P", &image]).trim().to_string();
+    let port = env.ok(&["port", &id]);
+    let host_port: u16 = port
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{port}"));
+    assert!(port.starts_with("80/tcp"), "{port}");
+    wait_for("the published port answering", || {
+        http_get(host_port).is_some_and(|r| r.contains("hello from berth"))
+    });
+    env.ok(&["rm", "-f", &id]);
+}
+
+#[test]
+fn hosts_dns_labels_cidfile_cgroup_platform_entrypoint_and_logs() {
+    let env = Env::new();
+    let img = env.image.clone();
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "db.test:10.1.2.3",
+        "--add-host",
+        "gw.test:host-gateway",
+        "--dns",
+        "192.0.2.53",
+        "--dns-search",
+        "ex.test",
+        "--dns-option",
+        "ndots:3",
+        &img,
+        "sh",
+        "-c",
+        "cat /etc/hosts /etc/resolv.conf; ip route | grep default",
+    ]);
+    assert!(out.contains("10.1.2.3\tdb.test"), "{out}");
+    let gw = out
+        .lines()
+        .find(|l| l.starts_with("default"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap();
+    assert!(out.contains(&format!("{gw}\tgw.test")), "{out}");
+    assert!(out.contains("nameserver 192.0.2.53"), "{out}");
+    assert!(out.contains("search ex.test"), "{out}");
+    assert!(out.contains("ndots:3"), "{out}");
+
+    let labels = env.sb.path().join("labels");
+    std::fs::write(&labels, "# team labels\ntier=web\n\nowner=ops\n").unwrap();
+    let cid = env.sb.path().join("cid");
+    let parent = format!("berth-test-parent-{}", std::process::id());
+    let id = env.run_d(
+        &[
+            "--label-file",
+            labels.to_str().unwrap(),
+            "-l",
+            "owner=dev",
+            "--cidfile",
+            cid.to_str().unwrap(),
+            "--cgroup-parent",
+            &parent,
+            "--platform",
+            "linux/amd64",
+            "--entrypoint",
+            r#"["sh", "-c", "for i in $(seq 1 300); do echo line-$i-0123456789; done; sleep 1000"]"#,
+            "--log-opt",
+            "max-size=2k",
+            "--log-opt",
+            "max-file=2",
+        ],
+        &[],
+    );
+    assert_eq!(std::fs::read_to_string(&cid).unwrap(), id);
+    let v = env.inspect(&id);
+    let labels: Vec<(String, String)> =
+        serde_json::from_value(v["Config"]["labels"].clone()).unwrap();
+    assert!(
+        labels.contains(&("tier".into(), "web".into())),
+        "{labels:?}"
+    );
+    assert!(
+        labels.contains(&("owner".into(), "dev".into())),
+        "the flag goes last: {labels:?}"
+    );
+    let pid = v["State"]["Pid"].as_u64().unwrap();
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert!(cg.contains(&parent), "{cg}");
+    // Rotated at 2 KiB, two old files kept at most.
+    let log = std::path::PathBuf::from(v["LogPath"].as_str().unwrap());
+    wait_for("the log rotated", || log.with_extension("log.1").exists());
+    wait_for("the output written", || {
+        env.ok(&["logs", &id]).contains("line-300-")
+    });
+    assert!(!log.with_extension("log.3").exists());
+    assert!(std::fs::metadata(&log).unwrap().len() <= 4096);
+
+    // The same cidfile again: refused before anything is made.
+    let before = env.ids().len();
+    let (_, err) = env.code(
+        125,
+        &[
+            "run",
+            "-d",
+            "--cidfile",
+            cid.to_str().unwrap(),
+            &img,
+            "true",
+        ],
+    );
+    assert!(err.contains("exists"), "{err}");
+    assert_eq!(env.ids().len(), before);
+    env.ok(&["rm", "-f", &id]);
+
+    for (flags, want) in [
+        (&["--platform", "linux/arm64"][..], "linux/amd64 only"),
+        (&["--userns", "auto"][..], "--uidmap"),
+        (&["--add-host", "nohost"][..], "HOST:IP"),
+        (&["--add-host", "a:not-an-ip"][..], "not an IP"),
+        (&["--dns", "resolver"][..], "not an IP"),
+        (&["--log-opt", "compress=true"][..], "max-size"),
+        (&["--entrypoint", "[\"sh\""][..], "JSON array"),
+    ] {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend([img.as_str(), "true"]);
+        let (_, err) = env.code(125, &args);
+        assert!(err.contains(want), "{flags:?}: {err}");
+    }
+    assert!(env.ids().is_empty());
+}
