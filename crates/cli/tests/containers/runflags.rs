@@ -167,3 +167,30 @@ fn hosts_dns_labels_cidfile_cgroup_platform_entrypoint_and_logs() {
     }
     assert!(env.ids().is_empty());
 }
+
+#[test]
+fn icmp_echo_sockets_are_open_to_every_group_without_net_raw() {
+    let env = Env::new();
+    let img = env.image.clone();
+    let range = |flags: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend([img.as_str(), "cat", "/proc/sys/net/ipv4/ping_group_range"]);
+        env.ok(&args)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // ping's datagram sockets need no capability with this range (docker's
+    // default); NET_RAW stays out of the default set.
+    assert_eq!(range(&[]), "0 2147483647");
+    assert_eq!(range(&["--network", "none"]), "0 2147483647");
+    assert_eq!(range(&["--sysctl", "net.ipv4.ping_group_range=0 0"]), "0 0");
+    let host = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
+    let host = host.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(
+        range(&["--network", "host"]),
+        host,
+        "the host's own is left alone"
+    );
+}
