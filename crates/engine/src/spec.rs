@@ -442,6 +442,44 @@ pub fn add_device(spec: &mut Spec, d: &DeviceMapping) -> Result<()> {
     Ok(())
 }
 
+/// Every device node under the host's `dir`, at the same path (podman's
+/// --privileged): the runtime makes them (or binds them, in a user
+/// namespace). The file systems /dev carries of its own (pts, shm,
+/// mqueue) are the container's, not walked.
+fn add_host_devices(spec: &mut Spec, dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            if !matches!(e.file_name().to_str(), Some("pts" | "shm" | "mqueue")) {
+                add_host_devices(spec, &path);
+            }
+            continue;
+        }
+        let Some(p) = path.to_str() else { continue };
+        let Ok(node) = DeviceNode::of(p) else {
+            continue;
+        };
+        let dev = LinuxDeviceBuilder::default()
+            .path(p)
+            .typ(node.typ)
+            .major(node.major as i64)
+            .minor(node.minor as i64)
+            .file_mode(node.mode)
+            .uid(0u32)
+            .gid(0u32)
+            .build()
+            .expect("a device");
+        let nodes = linux(spec).devices_mut().get_or_insert_with(Vec::new);
+        if !nodes.iter().any(|n| n.path() == dev.path()) {
+            nodes.push(dev);
+        }
+    }
+}
+
 /// A host device node, as `--device` names it (symlinks such as
 /// /dev/disk/by-id/... followed, as docker does).
 struct DeviceNode {
@@ -514,6 +552,7 @@ pub fn set_security(spec: &mut Spec, c: &ContainerConfig) -> Result<()> {
                 o.retain(|x| x != "ro");
             }
         }
+        add_host_devices(spec, std::path::Path::new("/dev"));
         return Ok(());
     }
     set_devices(spec, &c.devices)?;

@@ -194,3 +194,22 @@ fn icmp_echo_sockets_are_open_to_every_group_without_net_raw() {
         "the host's own is left alone"
     );
 }
+
+#[test]
+fn privileged_gets_the_hosts_devices() {
+    use std::os::unix::fs::FileTypeExt;
+    let env = Env::new();
+    let img = env.image.clone();
+    // A block device of the host's (a disk, a loop device).
+    let dev = std::fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_type().is_ok_and(|t| t.is_block_device()))
+        .map(|e| e.path().display().to_string())
+        .expect("a block device in /dev");
+    let look = format!("test -b {dev} && echo present || echo absent");
+    let seen = env.ok(&["run", "--rm", "--privileged", &img, "sh", "-c", &look]);
+    assert_eq!(seen.trim(), "present", "{dev}");
+    let seen = env.ok(&["run", "--rm", &img, "sh", "-c", &look]);
+    assert_eq!(seen.trim(), "absent", "{dev}");
+}
