@@ -20,6 +20,7 @@ pub mod initproc;
 mod lifecycle;
 mod lock;
 pub mod model;
+mod names;
 mod net;
 pub mod pods;
 pub mod recover;

@@ -410,7 +410,7 @@ impl Engine {
                 };
                 hosts.push_str(&format!("{ip}\t{name}\n"));
             }
-            etcfiles::write(&ud, "hosts", &hosts)?;
+            self.publish_names(c, &hosts)?;
             etcfiles::write(&ud, "hostname", &format!("{hostname}\n"))?;
             if !requested("/etc/hosts") {
                 spec::bind_file(&mut s, "/etc/hosts", &path_str(&ud.join("hosts")), false);
@@ -497,6 +497,8 @@ impl Engine {
     pub(crate) fn release(&self, c: &mut Container) -> Result<()> {
         let handler = self.handler(c)?;
         handler.delete(&c.id)?;
+        // Out of its peers' /etc/hosts before its addresses go back.
+        let _ = self.withdraw_names(c);
         net::teardown(self, c)?;
         let _ = std::fs::remove_dir_all(self.rundir(&c.id));
         c.state.needs_cleanup = false;

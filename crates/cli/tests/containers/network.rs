@@ -200,3 +200,54 @@ fn free_tcp_port() -> u16 {
         .unwrap()
         .port()
 }
+
+#[test]
+fn containers_on_a_user_network_find_each_other_by_name() {
+    let env = Env::new();
+    let net = format!("names{}", std::process::id());
+    env.ok(&["network", "create", &net]);
+    let web = env.run_d(
+        &["--name", "web", "--network", &net],
+        &["httpd", "-f", "-p", "80", "-h", "/www"],
+    );
+    let client = env.run_d(&["--name", "client", "--network", &net], &["sleep", "1000"]);
+    let lone = env.run_d(&["--name", "lone"], &["sleep", "1000"]);
+    let hosts = |id: &str| env.ok(&["exec", id, "cat", "/etc/hosts"]);
+    let ip_of = |id: &str| {
+        env.inspect(id)["NetworkSettings"]["Networks"][0]["ips"][0]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    // Each sees the other, added when the second one started.
+    assert!(
+        hosts(&client).contains(&format!("{}\tweb", ip_of(&web))),
+        "{}",
+        hosts(&client)
+    );
+    assert!(
+        hosts(&web).contains(&format!("{}\tclient", ip_of(&client))),
+        "{}",
+        hosts(&web)
+    );
+    let page = env.ok(&["exec", &client, "wget", "-qO-", "http://web/"]);
+    assert!(page.contains("hello from berth"), "{page}");
+    // The default network resolves no names (docker's rule).
+    assert!(!hosts(&lone).contains("web"), "{}", hosts(&lone));
+    // A stopped peer goes from the others' files.
+    env.ok(&["stop", "-t", "1", &web]);
+    assert!(!hosts(&client).contains("\tweb"), "{}", hosts(&client));
+    env.ok(&["start", &web]);
+    assert!(
+        hosts(&client).contains(&format!("{}\tweb", ip_of(&web))),
+        "{}",
+        hosts(&client)
+    );
+    for id in [&web, &client, &lone] {
+        env.ok(&["rm", "-f", id]);
+    }
+    env.ok(&["network", "rm", &net]);
+}

@@ -1,0 +1,102 @@
+//! Container names on user networks, as docker resolves them: each
+//! container's /etc/hosts lists the running containers it shares a
+//! network with (other than the default one), kept current as they start
+//! and stop. No DNS server: the hosts file is bound into each container
+//! and rewritten in place (a rename would leave the bind mount on the old
+//! file), under one lock per network.
+
+use std::io::Write;
+
+use crate::engine::Engine;
+use crate::error::{Context, Result};
+use crate::model::{Container, Status};
+
+/// What the engine writes of a container's /etc/hosts itself; the peers
+/// are added after it.
+const BASE: &str = "hosts.base";
+
+impl Engine {
+    /// Writes the container's own /etc/hosts (`base`, then its peers) and
+    /// adds it to its peers'. `c` is the container being started, its
+    /// networks attached.
+    pub(crate) fn publish_names(&self, c: &Container, base: &str) -> Result<()> {
+        let ud = self.userdata(&c.id);
+        crate::etcfiles::write(&ud, BASE, base)?;
+        crate::etcfiles::write(&ud, "hosts", base)?;
+        if user_networks(c).is_empty() {
+            return Ok(());
+        }
+        self.rewrite_names(c, true)
+    }
+
+    /// Takes the container out of its peers' /etc/hosts (it stopped).
+    pub(crate) fn withdraw_names(&self, c: &Container) -> Result<()> {
+        if user_networks(c).is_empty() {
+            return Ok(());
+        }
+        self.rewrite_names(c, false)
+    }
+
+    /// Rewrites the hosts file of every running container on `c`'s user
+    /// networks (and `c`'s own, when it is `running`).
+    fn rewrite_names(&self, c: &Container, running: bool) -> Result<()> {
+        let nets = user_networks(c);
+        let _locks: Vec<_> = nets
+            .iter()
+            .map(|n| self.lock(&format!("names-{n}")))
+            .collect::<Result<_>>()?;
+        let mut members: Vec<Container> = self
+            .db
+            .containers()?
+            .into_iter()
+            .filter(|o| o.id != c.id)
+            .filter(|o| matches!(o.state.status, Status::Running | Status::Paused))
+            .filter(|o| user_networks(o).iter().any(|n| nets.contains(n)))
+            .collect();
+        if running {
+            members.push(c.clone());
+        }
+        for m in &members {
+            let mine = user_networks(m);
+            let mut lines = String::new();
+            for p in members.iter().filter(|p| p.id != m.id) {
+                for a in p.networks.iter().filter(|a| mine.contains(&a.network)) {
+                    for ip in &a.ips {
+                        let ip = ip.split('/').next().unwrap_or(ip);
+                        lines.push_str(&format!("{ip}\t{}\n", p.name));
+                    }
+                }
+            }
+            self.write_hosts(m, &lines)?;
+        }
+        Ok(())
+    }
+
+    /// The container's hosts file, rewritten in place: its base, then the
+    /// peers' lines.
+    fn write_hosts(&self, c: &Container, peers: &str) -> Result<()> {
+        let ud = self.userdata(&c.id);
+        let hosts = ud.join("hosts");
+        let Ok(base) = std::fs::read_to_string(ud.join(BASE)) else {
+            // Made before names were kept, or removed meanwhile.
+            return Ok(());
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&hosts)
+            .ctx(|| format!("open {}", hosts.display()))?;
+        f.write_all(format!("{base}{peers}").as_bytes())
+            .ctx(|| format!("write {}", hosts.display()))
+    }
+}
+
+/// The networks whose members see each other by name: all but the
+/// default one (docker's rule for its default bridge).
+fn user_networks(c: &Container) -> Vec<String> {
+    c.networks
+        .iter()
+        .map(|a| a.network.clone())
+        .filter(|n| n != berth_network::network::DEFAULT_NAME)
+        .collect()
+}
