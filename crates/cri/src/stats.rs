@@ -106,34 +106,7 @@ pub fn swap(s: &Sample) -> api::SwapUsage {
     }
 }
 
-/// Bytes and inodes under `dir` (the container's writable layer), not
-/// following symlinks nor leaving its filesystem.
-pub fn disk_usage(dir: &Path) -> (u64, u64) {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(top) = std::fs::symlink_metadata(dir) else {
-        return (0, 0);
-    };
-    let dev = top.dev();
-    let (mut bytes, mut inodes) = (0u64, 0u64);
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            if m.dev() != dev {
-                continue;
-            }
-            inodes += 1;
-            bytes += m.blocks() * 512;
-            if m.is_dir() {
-                stack.push(e.path());
-            }
-        }
-    }
-    (bytes, inodes)
-}
+pub use berth_base::fs::disk_usage;
 
 pub fn writable_layer(dir: &Path) -> api::FilesystemUsage {
     let (bytes, inodes) = disk_usage(dir);

@@ -28,6 +28,7 @@ mod seccomp;
 pub mod signals;
 pub mod spec;
 pub mod update;
+pub mod usage;
 mod volumes;
 
 pub use berth_network;

@@ -9,6 +9,7 @@ mod support;
 mod cli;
 mod commit;
 mod core;
+mod daily;
 mod env;
 mod health;
 mod hostile;

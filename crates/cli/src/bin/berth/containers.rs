@@ -142,6 +142,9 @@ pub enum Verb {
         /// Only since a time (RFC 3339) or a duration ago (10m).
         #[arg(long)]
         since: Option<String>,
+        /// Only until a time (RFC 3339) or a duration ago (10m).
+        #[arg(long)]
+        until: Option<String>,
         /// Prefix each line with the time it was written.
         #[arg(short, long)]
         timestamps: bool,
@@ -160,6 +163,8 @@ pub enum Verb {
     Port {
         /// The container, by name or ID.
         container: String,
+        /// Only this container port: PORT[/tcp|udp].
+        port: Option<String>,
     },
     /// A container's processes.
     Top {
@@ -168,7 +173,8 @@ pub enum Verb {
     },
     /// Resource usage (once: --no-stream is the only mode).
     Stats {
-        /// Print once and exit (what berth does in any case).
+        /// Print once and exit (default: redraw every second until
+        /// interrupted).
         #[arg(long)]
         no_stream: bool,
         /// Containers to show (default: every running one).
@@ -258,6 +264,12 @@ pub enum ContainerCmd {
     Ls(PsArgs),
     #[command(flatten)]
     Verb(Box<Verb>),
+    /// Remove every stopped container (asks first; -f does not).
+    Prune {
+        /// Do not ask.
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Release a stopped container's resources (the monitor runs this).
     #[command(hide = true)]
     Cleanup { container: String },
@@ -327,6 +339,9 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
         Cmd::Container {
             cmd: ContainerCmd::Cleanup { container },
         } => e.cleanup(&container)?,
+        Cmd::Container {
+            cmd: ContainerCmd::Prune { force },
+        } => system::container_prune(&e, force)?,
         Cmd::Volume { cmd } => volumes::run(&e, cmd)?,
         Cmd::Network { cmd } => networks::run(&e, cmd)?,
         Cmd::Pod { cmd } => pods::run(&e, cmd)?,
@@ -350,6 +365,9 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
         Cmd::System {
             cmd: SystemCmd::Repair,
         } => unreachable!("handled before the engine is opened"),
+        Cmd::System {
+            cmd: SystemCmd::Df { format },
+        } => system::df(&e, &format)?,
     }
     Ok(0)
 }
@@ -364,9 +382,18 @@ fn verb(ctx: &crate::Ctx, e: &Engine, v: Verb) -> Result<i32> {
             follow,
             tail,
             since,
+            until,
             timestamps,
             container,
-        } => logs::logs(e, &container, follow, tail, since.as_deref(), timestamps)?,
+        } => logs::logs(
+            e,
+            &container,
+            follow,
+            tail,
+            since.as_deref(),
+            until.as_deref(),
+            timestamps,
+        )?,
         Verb::Create { flags } => run::create(ctx, e, &flags)?,
         Verb::Start { containers } => lifecycle::start(e, &containers)?,
         Verb::Stop { time, containers } => lifecycle::stop(e, time, &containers)?,
@@ -386,13 +413,13 @@ fn verb(ctx: &crate::Ctx, e: &Engine, v: Verb) -> Result<i32> {
         Verb::Rename { container, name } => {
             e.rename(&container, &name)?;
         }
-        Verb::Port { container } => stats::port(e, &container)?,
+        Verb::Port { container, port } => stats::port(e, &container, port.as_deref())?,
         Verb::Cp { src, dest } => cp::cp(e, &src, &dest)?,
         Verb::Top { container } => stats::top(e, &container)?,
         Verb::Stats {
-            no_stream: _,
+            no_stream,
             containers,
-        } => stats::stats(e, &containers)?,
+        } => stats::stats(e, &containers, !no_stream)?,
         Verb::Commit(a) => crate::commit::commit(e, a)?,
         Verb::Diff { container } => crate::commit::diff(e, &container)?,
     }

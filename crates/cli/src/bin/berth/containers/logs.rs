@@ -1,7 +1,7 @@
 //! `berth logs`: a container's recorded output, the last lines (--tail),
 //! from a time on (--since), and with -f as it comes.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use berth_engine::Engine;
 use berth_engine::model::Status;
 
@@ -13,6 +13,7 @@ pub fn logs(
     follow: bool,
     tail: Option<usize>,
     since: Option<&str>,
+    until: Option<&str>,
     stamps: bool,
 ) -> Result<()> {
     use berth_monitor::logs::Reader;
@@ -33,11 +34,13 @@ pub fn logs(
         }
     };
     if let Some(s) = since {
-        let t = humantime::parse_rfc3339_weak(s)
-            .or_else(|_| humantime::parse_duration(s).map(|d| std::time::SystemTime::now() - d))
-            .with_context(|| format!("--since {s}: a time (RFC 3339) or a duration (10m)"))?;
-        reader = reader.since(t);
+        reader = reader.since(crate::events::parse_time("--since", s)?);
     }
+    let until = until
+        .map(|u| crate::events::parse_time("--until", u))
+        .transpose()?;
+    // Records are in time order: the first past --until ends the output.
+    let before_until = |r: &berth_monitor::logs::Record| until.is_none_or(|u| r.time <= u);
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
     let mut print = |r: berth_monitor::logs::Record| {
         use std::io::Write;
@@ -55,7 +58,7 @@ pub fn logs(
         let _ = w.flush();
     };
     if let Some(n) = tail {
-        for r in reader.tail(n)? {
+        for r in reader.tail(n)?.into_iter().take_while(before_until) {
             print(r);
         }
         if !follow || !live {
@@ -63,7 +66,11 @@ pub fn logs(
         }
     }
     for r in reader {
-        print(r?);
+        let r = r?;
+        if !before_until(&r) {
+            break;
+        }
+        print(r);
     }
     Ok(())
 }

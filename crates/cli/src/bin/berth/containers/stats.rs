@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use berth_engine::Engine;
 use berth_engine::model::{Container, Status};
 
@@ -11,21 +11,43 @@ use crate::human::{human_size, table};
 
 /// `port`: CONTAINER_PORT/PROTO -> HOST_IP:HOST_PORT lines (the pod's,
 /// for a container in one).
-pub fn port(e: &Engine, key: &str) -> Result<()> {
+pub fn port(e: &Engine, key: &str, only: Option<&str>) -> Result<()> {
     let c = e.container(key)?;
     let ports = match &c.config.pod {
         Some(p) => e.pod(p)?.ports,
         None => c.config.ports.clone(),
     };
+    // docker's `port CTR 80[/tcp]`: that one, host side only.
+    let wanted = match only {
+        None => None,
+        Some(o) => {
+            let (num, proto) = o.split_once('/').unwrap_or((o, "tcp"));
+            let num: u16 = num
+                .parse()
+                .with_context(|| format!("{o}: expected PORT[/tcp|udp]"))?;
+            Some((num, proto.to_string()))
+        }
+    };
+    let mut found = false;
     for p in ports {
         let ip = p
             .host_ip
             .map(|i| i.to_string())
             .unwrap_or_else(|| "0.0.0.0".into());
-        println!(
-            "{}/{} -> {ip}:{}",
-            p.container_port, p.protocol, p.host_port
-        );
+        match &wanted {
+            None => println!(
+                "{}/{} -> {ip}:{}",
+                p.container_port, p.protocol, p.host_port
+            ),
+            Some((n, proto)) if *n == p.container_port && *proto == p.protocol.to_string() => {
+                found = true;
+                println!("{ip}:{}", p.host_port);
+            }
+            Some(_) => {}
+        }
+    }
+    if let (Some(o), false) = (only, found) {
+        bail!("no public port {o} published for {}", c.name);
     }
     Ok(())
 }
@@ -71,50 +93,157 @@ pub fn top(e: &Engine, key: &str) -> Result<()> {
     Ok(())
 }
 
-/// `stats`: CPU over half a second, memory and pids of the containers
-/// named (of every running one if none is).
-pub fn stats(e: &Engine, keys: &[String]) -> Result<()> {
-    let cs: Vec<Container> = if keys.is_empty() {
-        e.containers()?
-            .into_iter()
-            .filter(|c| c.state.status == Status::Running)
-            .collect()
-    } else {
-        keys.iter()
-            .map(|k| Ok(e.container(k)?))
-            .collect::<Result<_>>()?
-    };
-    let sample = |c: &Container| -> Result<serde_json::Value> { Ok(e.handler(c)?.stats(&c.id)?) };
-    let first: Vec<serde_json::Value> = cs.iter().map(sample).collect::<Result<_>>()?;
-    let t0 = std::time::Instant::now();
-    std::thread::sleep(Duration::from_millis(500));
-    let mut rows = Vec::new();
-    for (c, a) in cs.iter().zip(first) {
-        let b = sample(c)?;
-        let cpu = |v: &serde_json::Value| v["cpu"]["usage"]["total"].as_u64().unwrap_or(0);
-        let pct = (cpu(&b).saturating_sub(cpu(&a))) as f64 / t0.elapsed().as_nanos() as f64 * 100.0;
-        let used = b["memory"]["usage"]["usage"].as_u64().unwrap_or(0);
-        let limit = b["memory"]["usage"]["limit"].as_u64().unwrap_or(0);
-        let host = host_memory();
-        let limit = if limit == 0 || limit > host {
-            host
+/// `stats`: CPU, memory, network and block I/O and pids of the containers
+/// named (of every running one if none is): once, or redrawn every second
+/// (docker's default) until interrupted.
+pub fn stats(e: &Engine, keys: &[String], stream: bool) -> Result<()> {
+    let pick = || -> Result<Vec<Container>> {
+        Ok(if keys.is_empty() {
+            e.containers()?
+                .into_iter()
+                .filter(|c| c.state.status == Status::Running)
+                .collect()
         } else {
-            limit
-        };
-        rows.push([
-            berth_engine::ids::short(&c.id).to_string(),
-            c.name.clone(),
-            format!("{pct:.2}%"),
-            format!("{} / {}", human_size(used), human_size(limit)),
-            format!("{:.2}%", used as f64 / limit.max(1) as f64 * 100.0),
-            b["pids"]["current"].as_u64().unwrap_or(0).to_string(),
-        ]);
+            keys.iter()
+                .map(|k| Ok(e.container(k)?))
+                .collect::<Result<_>>()?
+        })
+    };
+    let sample = |c: &Container| -> Result<Sample> {
+        Ok(Sample {
+            cgroup: e.handler(c)?.stats(&c.id)?,
+            net: net_bytes(c.state.pid),
+            at: std::time::Instant::now(),
+        })
+    };
+    let mut cs = pick()?;
+    let mut before: Vec<Sample> = cs.iter().map(sample).collect::<Result<_>>()?;
+    std::thread::sleep(Duration::from_millis(500));
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    loop {
+        let now: Vec<Sample> = cs.iter().map(sample).collect::<Result<_>>()?;
+        let rows: Vec<[String; 8]> = cs
+            .iter()
+            .zip(before.iter().zip(&now))
+            .map(|(c, (a, b))| row(c, a, b))
+            .collect();
+        if stream && tty {
+            // Home and clear, as docker's redraw.
+            print!("\x1b[H\x1b[2J");
+        }
+        table(
+            &[
+                "CONTAINER ID",
+                "NAME",
+                "CPU %",
+                "MEM USAGE / LIMIT",
+                "MEM %",
+                "NET I/O",
+                "BLOCK I/O",
+                "PIDS",
+            ],
+            &rows,
+        );
+        if !stream {
+            return Ok(());
+        }
+        std::io::Write::flush(&mut std::io::stdout())?;
+        std::thread::sleep(Duration::from_secs(1));
+        if keys.is_empty() {
+            // Containers come and go while it streams.
+            let fresh = pick()?;
+            before = fresh
+                .iter()
+                .map(|c| match cs.iter().position(|o| o.id == c.id) {
+                    Some(i) => Ok(now[i].clone()),
+                    None => sample(c),
+                })
+                .collect::<Result<_>>()?;
+            cs = fresh;
+        } else {
+            before = now;
+        }
     }
-    table(
-        &["ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"],
-        &rows,
-    );
-    Ok(())
+}
+
+#[derive(Clone)]
+struct Sample {
+    cgroup: serde_json::Value,
+    /// Received and sent bytes of the container's network namespace.
+    net: (u64, u64),
+    at: std::time::Instant,
+}
+
+fn row(c: &Container, a: &Sample, b: &Sample) -> [String; 8] {
+    let cpu = |v: &serde_json::Value| v["cpu"]["usage"]["total"].as_u64().unwrap_or(0);
+    let span = b.at.duration_since(a.at).as_nanos().max(1) as f64;
+    let pct = cpu(&b.cgroup).saturating_sub(cpu(&a.cgroup)) as f64 / span * 100.0;
+    let used = b.cgroup["memory"]["usage"]["usage"].as_u64().unwrap_or(0);
+    let limit = b.cgroup["memory"]["usage"]["limit"].as_u64().unwrap_or(0);
+    let host = host_memory();
+    let limit = if limit == 0 || limit > host {
+        host
+    } else {
+        limit
+    };
+    let (read, write) = block_bytes(&b.cgroup);
+    [
+        berth_engine::ids::short(&c.id).to_string(),
+        c.name.clone(),
+        format!("{pct:.2}%"),
+        format!("{} / {}", human_size(used), human_size(limit)),
+        format!("{:.2}%", used as f64 / limit.max(1) as f64 * 100.0),
+        format!("{} / {}", human_size(b.net.0), human_size(b.net.1)),
+        format!("{} / {}", human_size(read), human_size(write)),
+        b.cgroup["pids"]["current"]
+            .as_u64()
+            .unwrap_or(0)
+            .to_string(),
+    ]
+}
+
+/// Bytes received and sent on every interface but lo of the network
+/// namespace `pid` is in (zeros when it is gone).
+fn net_bytes(pid: i32) -> (u64, u64) {
+    if pid <= 0 {
+        return (0, 0);
+    }
+    let Ok(dev) = std::fs::read_to_string(format!("/proc/{pid}/net/dev")) else {
+        return (0, 0);
+    };
+    dev.lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            if name.trim() == "lo" {
+                return None;
+            }
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            Some((*f.first()?, *f.get(8)?))
+        })
+        .fold((0, 0), |(r, t), (a, b)| (r + a, t + b))
+}
+
+/// Bytes read and written by the container's cgroup, from its blkio (or
+/// io) counters.
+fn block_bytes(stats: &serde_json::Value) -> (u64, u64) {
+    let mut out = (0, 0);
+    for e in stats["blkio"]["ioServiceBytesRecursive"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let v = e["value"].as_u64().unwrap_or(0);
+        match e["op"].as_str().map(str::to_ascii_lowercase).as_deref() {
+            Some("read") => out.0 += v,
+            Some("write") => out.1 += v,
+            _ => {}
+        }
+    }
+    out
 }
 
 /// MemTotal in bytes (u64::MAX if /proc/meminfo cannot say).

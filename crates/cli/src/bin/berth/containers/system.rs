@@ -3,7 +3,6 @@
 
 use anyhow::Result;
 use berth_engine::Engine;
-use berth_engine::model::Status;
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -24,6 +23,60 @@ pub enum SystemCmd {
     /// Move a damaged state database aside and rebuild the records from
     /// the containers, pods, volumes and networks on disk.
     Repair,
+    /// Disk space used by images, containers and volumes, and what
+    /// removing the unused would free.
+    Df {
+        /// table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+}
+
+/// `system df`.
+pub fn df(e: &Engine, format: &str) -> Result<()> {
+    let u = e.disk_usage()?;
+    if format == "json" {
+        println!("{}", serde_json::to_string_pretty(&u)?);
+        return Ok(());
+    }
+    if format != "table" {
+        anyhow::bail!("--format {format}: expected table or json");
+    }
+    let row = |kind: &str, d: &berth_engine::usage::DiskUsage| {
+        let pct = (d.reclaimable * 100).checked_div(d.size).unwrap_or(0);
+        [
+            kind.to_string(),
+            d.total.to_string(),
+            d.active.to_string(),
+            crate::human::human_size(d.size),
+            format!("{} ({pct}%)", crate::human::human_size(d.reclaimable)),
+        ]
+    };
+    crate::human::table(
+        &["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+        &[
+            row("Images", &u.images),
+            row("Containers", &u.containers),
+            row("Local Volumes", &u.volumes),
+        ],
+    );
+    Ok(())
+}
+
+/// `container prune`: stopped containers, after asking (or with -f).
+pub fn container_prune(e: &Engine, force: bool) -> Result<()> {
+    if !force && !crate::confirm("WARNING! This will remove all stopped containers.\n")? {
+        return Ok(());
+    }
+    let (removed, failed) = e.container_prune()?;
+    removed.iter().for_each(|id| println!("{id}"));
+    for (name, err) in &failed {
+        eprintln!("Error: {name}: {err}");
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("{} containers could not be removed", failed.len());
+    }
+    Ok(())
 }
 
 /// `system repair`, run before the engine is opened (its database may be
@@ -70,14 +123,9 @@ pub fn prune(ctx: &crate::Ctx, e: &Engine, all: bool, volumes: bool, force: bool
     {
         return Ok(());
     }
-    let mut stopped = Vec::new();
-    for c in e.containers()? {
-        if matches!(c.state.status, Status::Exited | Status::Created) && c.state.pid == 0 {
-            match e.remove(&c.id, false) {
-                Ok(()) => stopped.push(c.id),
-                Err(err) => eprintln!("Error: {}: {err}", c.name),
-            }
-        }
+    let (stopped, failed) = e.container_prune()?;
+    for (name, err) in failed {
+        eprintln!("Error: {name}: {err}");
     }
     let swept = e.recover()?;
     let mut networks = Vec::new();

@@ -1,0 +1,100 @@
+//! The everyday commands around containers: stats with network and block
+//! I/O, logs --until, port CTR PORT, container prune, system df.
+
+use crate::env::*;
+
+#[test]
+fn stats_show_network_and_block_io_once_or_streaming() {
+    let env = Env::new();
+    let id = env.run_d(
+        &[],
+        &[
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/tmp/f bs=1k count=64 2>/dev/null; sync; sleep 1000",
+        ],
+    );
+    // Some traffic on its interface: the gateway answers ARP at least.
+    let _ = env.berth(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "wget -T 1 -qO- http://$(ip route | awk '/default/{print $3}')/ || true",
+    ]);
+    let out = env.ok(&["stats", "--no-stream", &id]);
+    let header = out.lines().next().unwrap();
+    for col in ["CPU %", "MEM USAGE / LIMIT", "NET I/O", "BLOCK I/O", "PIDS"] {
+        assert!(header.contains(col), "{out}");
+    }
+    let row = out.lines().nth(1).unwrap();
+    assert!(row.contains(&id[..12]), "{out}");
+    // Received bytes: the interface saw its own traffic.
+    assert!(!row.contains("0B / 0B"), "{out}");
+    // Streaming redraws until stopped.
+    let mut child = env
+        .cmd()
+        .args(["stats", &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2300));
+    // SAFETY: kill(2) of the child this test spawned and has not reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.matches("NET I/O").count() >= 2, "{text}");
+    env.ok(&["rm", "-f", &id]);
+}
+
+#[test]
+fn logs_until_port_filter_prune_and_df() {
+    let env = Env::new();
+    let img = env.image.clone();
+    let talker = env.run_d(
+        &[],
+        &["sh", "-c", "echo early; sleep 2; echo late; sleep 1000"],
+    );
+    wait_for("the late line", || {
+        env.ok(&["logs", &talker]).contains("late")
+    });
+    let early = env.ok(&["logs", "--until", "1s", &talker]);
+    assert_eq!(early, "early\n");
+    assert!(env.ok(&["logs", &talker]).contains("late"));
+
+    let web = env.run_d(&["-p", "127.0.0.1::80", "-p", "53/udp"], &["sleep", "1000"]);
+    let tcp = env.ok(&["port", &web, "80"]);
+    assert!(tcp.starts_with("127.0.0.1:"), "{tcp}");
+    assert!(env.ok(&["port", &web, "53/udp"]).starts_with("0.0.0.0:"));
+    let (_, err) = env.code(125, &["port", &web, "8080"]);
+    assert!(err.contains("no public port 8080"), "{err}");
+
+    // Two stopped, one running: prune takes the stopped ones only, after
+    // asking (refused without a terminal unless -f).
+    let a = env.ok(&["create", &img, "true"]).trim().to_string();
+    let b = env.ok(&["run", "-d", &img, "true"]).trim().to_string();
+    wait_for("b exited", || env.status(&b) == "exited");
+    let (_, err) = env.code(125, &["container", "prune"]);
+    assert!(err.contains("--force"), "{err}");
+    let out = env.ok(&["container", "prune", "-f"]);
+    let mut gone: Vec<&str> = out.lines().collect();
+    gone.sort();
+    let mut want = vec![a.as_str(), b.as_str()];
+    want.sort();
+    assert_eq!(gone, want);
+    let left = env.ids();
+    assert!(left.contains(&talker) && left.contains(&web), "{left:?}");
+
+    let df: serde_json::Value =
+        serde_json::from_str(&env.ok(&["system", "df", "--format", "json"])).unwrap();
+    assert_eq!(df["Containers"]["Total"], 2, "{df}");
+    assert_eq!(df["Containers"]["Active"], 2, "{df}");
+    assert_eq!(df["Images"]["Total"], 1, "{df}");
+    assert_eq!(df["Images"]["Active"], 1, "{df}");
+    assert!(df["Images"]["Size"].as_u64().unwrap() > 1_000_000, "{df}");
+    let table = env.ok(&["system", "df"]);
+    assert!(table.contains("Local Volumes"), "{table}");
+    for id in [&talker, &web] {
+        env.ok(&["rm", "-f", id]);
+    }
+}

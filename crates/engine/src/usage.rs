@@ -1,0 +1,93 @@
+//! What the engine's records take on disk (`system df`), and the removal
+//! of stopped containers (`container prune`, part of `system prune`).
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::model::Status;
+
+/// One row of `system df`: how many, how many in use, their size and what
+/// removing the unused would free.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DiskUsage {
+    pub total: usize,
+    pub active: usize,
+    pub size: u64,
+    pub reclaimable: u64,
+}
+
+/// `system df`'s three rows.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Usage {
+    pub images: DiskUsage,
+    pub containers: DiskUsage,
+    pub volumes: DiskUsage,
+}
+
+/// What a prune removed (IDs), and what it could not (names, why).
+pub type Pruned = (Vec<String>, Vec<(String, Error)>);
+
+fn stopped(s: Status) -> bool {
+    matches!(s, Status::Exited | Status::Created)
+}
+
+impl Engine {
+    /// Images (their layers counted once per image, as docker does),
+    /// containers (their writable layers) and volumes.
+    pub fn disk_usage(&self) -> Result<Usage> {
+        let containers = self.containers()?;
+        let mut u = Usage::default();
+        for i in self.images.images()? {
+            let used = containers.iter().any(|c| c.image_id == i.id.to_string());
+            u.images.total += 1;
+            u.images.size += i.size();
+            if used {
+                u.images.active += 1;
+            } else {
+                u.images.reclaimable += i.size();
+            }
+        }
+        for c in &containers {
+            let (bytes, _) = berth_base::fs::disk_usage(&self.bundle_dir(&c.id).join("upper"));
+            u.containers.total += 1;
+            u.containers.size += bytes;
+            if stopped(c.state.status) {
+                u.containers.reclaimable += bytes;
+            } else {
+                u.containers.active += 1;
+            }
+        }
+        for v in self.volumes()? {
+            let (bytes, _) = berth_base::fs::disk_usage(std::path::Path::new(&v.mountpoint));
+            u.volumes.total += 1;
+            u.volumes.size += bytes;
+            if self.volume_users(&v.name)?.is_empty() {
+                u.volumes.reclaimable += bytes;
+            } else {
+                u.volumes.active += 1;
+            }
+        }
+        Ok(u)
+    }
+
+    /// Removes every stopped container berth's users made (kubelet's are
+    /// kubelet's to remove): the IDs removed, and what could not be.
+    pub fn container_prune(&self) -> Result<Pruned> {
+        let (mut removed, mut failed) = (Vec::new(), Vec::new());
+        for c in self.containers()? {
+            // A created container with a pid has a process waiting to be
+            // started: not stopped. An exited one may still have its pid
+            // until its cleanup ran; removal releases it.
+            let waiting = c.state.status == Status::Created && c.state.pid > 0;
+            if c.config.owner.is_some() || !stopped(c.state.status) || waiting {
+                continue;
+            }
+            match self.remove(&c.id, false) {
+                Ok(()) => removed.push(c.id),
+                Err(e) => failed.push((c.name, e)),
+            }
+        }
+        Ok((removed, failed))
+    }
+}
