@@ -32,7 +32,7 @@ fn stats_show_network_and_block_io_once_or_streaming() {
     // Received bytes: the interface saw its own traffic.
     assert!(!row.contains("0B / 0B"), "{out}");
     // Streaming redraws until stopped.
-    let mut child = env
+    let child = env
         .cmd()
         .args(["stats", &id])
         .stdout(std::process::Stdio::piped())
