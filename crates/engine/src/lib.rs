@@ -10,6 +10,7 @@ pub mod engine;
 pub mod error;
 mod etcfiles;
 pub mod exec;
+pub mod filters;
 pub mod handler;
 pub mod ids;
 pub mod images;

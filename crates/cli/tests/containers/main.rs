@@ -9,6 +9,7 @@ mod support;
 mod commit;
 mod core;
 mod env;
+mod format;
 mod hostile;
 mod lifecycle;
 mod network;

@@ -76,14 +76,23 @@ pub enum Cmd {
         /// Only IDs.
         #[arg(short, long)]
         quiet: bool,
-        /// table or json.
+        /// table, json, or a Go template: '{{.ID}} {{.Names}}',
+        /// 'table {{.Names}}\t{{.Status}}'.
         #[arg(long, default_value = "table")]
         format: String,
         #[arg(long)]
         no_trunc: bool,
+        /// KEY=VALUE: name, label, status, ancestor, id, exited
+        /// (repeatable: different keys must all match, the same key's
+        /// values are alternatives).
+        #[arg(short, long = "filter")]
+        filter: Vec<String>,
     },
     /// Show containers' records as JSON.
     Inspect {
+        /// A Go template over each record: '{{.State.Status}}'.
+        #[arg(short, long)]
+        format: Option<String>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -262,11 +271,32 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
             quiet,
             format,
             no_trunc,
-        } => listing::ps(&e, all, quiet, &format, no_trunc)?,
+            filter,
+        } => listing::ps(
+            &e,
+            &listing::PsArgs {
+                all,
+                quiet,
+                no_trunc,
+                filters: &filter,
+            },
+            &format,
+        )?,
         Cmd::Container {
             cmd: ContainerCmd::Ls { all },
-        } => listing::ps(&e, all, false, "table", false)?,
-        Cmd::Inspect { containers } => listing::inspect(&e, &containers)?,
+        } => listing::ps(
+            &e,
+            &listing::PsArgs {
+                all,
+                quiet: false,
+                no_trunc: false,
+                filters: &[],
+            },
+            "table",
+        )?,
+        Cmd::Inspect { containers, format } => {
+            listing::inspect(&e, &containers, format.as_deref())?
+        }
         Cmd::Wait { containers } => lifecycle::wait(&e, &containers)?,
         Cmd::Pause { containers } => lifecycle::pause(&e, &containers)?,
         Cmd::Unpause { containers } => lifecycle::unpause(&e, &containers)?,
