@@ -474,3 +474,85 @@ fn podman_and_berth_agree_on_templates_and_filters() {
         assert_eq!(ours, theirs, "berth and podman differ on {args:?}");
     }
 }
+
+#[test]
+fn volumes_networks_pods_stats_and_events_take_templates() {
+    let env = Env::new();
+    env.ok(&["volume", "create", "--label", "k=v", "fmtvol"]);
+    let out = env.ok(&[
+        "volume",
+        "ls",
+        "--format",
+        "{{.Name}} {{.Driver}} {{index .Labels \"k\"}}",
+    ]);
+    assert_eq!(out, "fmtvol local v\n");
+    let out = env.ok(&["volume", "ls", "--format", "table {{.Name}}\\t{{.Driver}}"]);
+    assert_eq!(out, "VOLUME NAME   DRIVER\nfmtvol        local\n");
+    // inspect -f reads the records as inspect prints them.
+    let out = env.ok(&[
+        "volume",
+        "inspect",
+        "-f",
+        "{{.name}} {{len .mountpoint}}",
+        "fmtvol",
+    ]);
+    assert!(out.starts_with("fmtvol ") && out.trim().len() > 8, "{out}");
+
+    env.ok(&["network", "create", "--label", "team=a", "fmtnet"]);
+    let out = env.ok(&[
+        "network",
+        "ls",
+        "--format",
+        "{{.Name}} {{.Driver}} {{.Internal}} {{.Labels}}",
+    ]);
+    assert!(
+        out.lines().any(|l| l == "fmtnet bridge false map[team:a]"),
+        "{out}"
+    );
+    let out = env.ok(&["network", "ls", "--format", "table {{.ID}}\\t{{.Name}}"]);
+    assert!(out.starts_with("NETWORK ID     NAME\n"), "{out}");
+    let out = env.ok(&["network", "inspect", "-f", "{{.name}}", "fmtnet"]);
+    assert_eq!(out, "fmtnet\n");
+
+    env.ok(&["pod", "create", "--name", "fmtpod"]);
+    let out = env.ok(&["pod", "ps", "--format", "{{.Name}}:{{.NumberOfContainers}}"]);
+    assert_eq!(out, "fmtpod:0\n");
+    let out = env.ok(&["pod", "inspect", "-f", "{{.Pod.name}}", "fmtpod"]);
+    assert_eq!(out, "fmtpod\n");
+
+    env.run_d(&["--network", "none", "--name", "busy"], &["sleep", "1000"]);
+    let out = env.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}} {{printf \"%.1s\" .CPUPerc}}",
+        "busy",
+    ]);
+    assert!(out.starts_with("busy 1 ") && out.ends_with('\n'), "{out}");
+    let out = env.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "table {{.Name}}\\t{{.MemPerc}}",
+        "busy",
+    ]);
+    assert!(out.starts_with("NAME      MEM %\nbusy      "), "{out}");
+
+    let out = env.ok(&[
+        "events",
+        "--since",
+        "5m",
+        "--until",
+        "0s",
+        "--filter",
+        "container=busy",
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{if eq .ID .Actor.ID}}same{{end}}",
+    ]);
+    assert!(
+        out.lines().any(|l| l == "container start busy same"),
+        "{out}"
+    );
+    let (_, err) = env.code(125, &["events", "--until", "0s", "--format", "{{.Nope"]);
+    assert!(err.contains("template: :1:0: unclosed action"), "{err}");
+}

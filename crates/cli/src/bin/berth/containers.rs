@@ -181,6 +181,9 @@ pub enum Cmd {
     Stats {
         #[arg(long)]
         no_stream: bool,
+        /// table, json, or a Go template: '{{.Name}} {{.CPUPerc}}'.
+        #[arg(long, default_value = "table")]
+        format: String,
         containers: Vec<String>,
     },
 }
@@ -326,8 +329,9 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
         } => unreachable!("handled before the engine is opened"),
         Cmd::Stats {
             no_stream: _,
+            format,
             containers,
-        } => stats::stats(&e, &containers)?,
+        } => stats::stats(&e, &containers, &format)?,
     }
     Ok(0)
 }

@@ -1,7 +1,7 @@
 //! How records are shown: `ps`'s table and JSON, `inspect`'s JSON, and the
 //! -q / json / table choice every `ls` shares.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use berth_engine::Engine;
 use berth_engine::filters::ContainerFilter;
 use berth_engine::model::{Container, Status};
@@ -238,25 +238,51 @@ fn inspect_json(e: &Engine, c: &Container) -> serde_json::Value {
     })
 }
 
+/// How an `ls` shows its records under a template: each record as a row
+/// of docker's field names, and the header words of its columns.
+pub struct Rows<'a, T> {
+    pub row: &'a dyn Fn(&T) -> serde_json::Value,
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
 /// `ls` output as every kind has it: names only with -q, the records as
-/// JSON with --format json, else `table`.
+/// JSON with --format json, a template's rows, else `table`.
 pub fn ls<T: serde::Serialize>(
     items: &[T],
     quiet: bool,
     format: &str,
     name: impl Fn(&T) -> &String,
+    rows: Rows<T>,
     table: impl FnOnce(&[T]),
 ) -> Result<()> {
+    let format = Format::parse(format)?;
     if quiet {
         for i in items {
             println!("{}", name(i));
         }
-    } else if format == "json" {
-        println!("{}", serde_json::to_string_pretty(items)?);
-    } else if format == "table" {
-        table(items);
-    } else {
-        bail!("--format {format}: expected table or json");
+        return Ok(());
+    }
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(items)?),
+        Format::Table => table(items),
+        Format::Template(t) => {
+            let values: Vec<serde_json::Value> = items.iter().map(rows.row).collect();
+            let opts = Options {
+                methods: &[],
+                headers: rows.headers,
+            };
+            print_rows(&t, &values, &opts)?;
+        }
     }
     Ok(())
+}
+
+/// Labels as a map: templates index them (`{{index .Labels "k"}}`).
+pub fn label_map(labels: &[(String, String)]) -> serde_json::Value {
+    serde_json::Value::Object(
+        labels
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect(),
+    )
 }

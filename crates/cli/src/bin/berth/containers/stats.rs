@@ -7,6 +7,7 @@ use anyhow::{Result, bail};
 use berth_engine::Engine;
 use berth_engine::model::{Container, Status};
 
+use crate::format::{Format, print_rows};
 use crate::human::{human_size, table};
 
 /// `port`: CONTAINER_PORT/PROTO -> HOST_IP:HOST_PORT lines (the pod's,
@@ -73,7 +74,8 @@ pub fn top(e: &Engine, key: &str) -> Result<()> {
 
 /// `stats`: CPU over half a second, memory and pids of the containers
 /// named (of every running one if none is).
-pub fn stats(e: &Engine, keys: &[String]) -> Result<()> {
+pub fn stats(e: &Engine, keys: &[String], format: &str) -> Result<()> {
+    let format = Format::parse(format)?;
     let cs: Vec<Container> = if keys.is_empty() {
         e.containers()?
             .into_iter()
@@ -101,21 +103,58 @@ pub fn stats(e: &Engine, keys: &[String]) -> Result<()> {
         } else {
             limit
         };
-        rows.push([
-            berth_engine::ids::short(&c.id).to_string(),
-            c.name.clone(),
-            format!("{pct:.2}%"),
-            format!("{} / {}", human_size(used), human_size(limit)),
-            format!("{:.2}%", used as f64 / limit.max(1) as f64 * 100.0),
-            b["pids"]["current"].as_u64().unwrap_or(0).to_string(),
-        ]);
+        rows.push(serde_json::json!({
+            "Container": berth_engine::ids::short(&c.id),
+            "ID": c.id,
+            "Name": c.name,
+            "CPUPerc": format!("{pct:.2}%"),
+            "MemUsage": format!("{} / {}", human_size(used), human_size(limit)),
+            "MemPerc": format!("{:.2}%", used as f64 / limit.max(1) as f64 * 100.0),
+            "PIDs": b["pids"]["current"].as_u64().unwrap_or(0).to_string(),
+        }));
     }
-    table(
-        &["ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"],
-        &rows,
-    );
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+        Format::Template(t) => print_rows(&t, &rows, &STATS_OPTIONS)?,
+        Format::Table => {
+            let text =
+                |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or_default().to_string();
+            let cells: Vec<[String; 6]> = rows
+                .iter()
+                .map(|r| {
+                    [
+                        "Container",
+                        "Name",
+                        "CPUPerc",
+                        "MemUsage",
+                        "MemPerc",
+                        "PIDs",
+                    ]
+                    .map(|k| text(r, k))
+                })
+                .collect();
+            table(
+                &["ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"],
+                &cells,
+            );
+        }
+    }
     Ok(())
 }
+
+/// docker stats' column names (its StatsContext headers). Network and
+/// block I/O are not measured yet, so NetIO and BlockIO are absent.
+const STATS_OPTIONS: berth_template::Options = berth_template::Options {
+    methods: &[],
+    headers: &[
+        ("Container", "CONTAINER"),
+        ("ID", "CONTAINER ID"),
+        ("CPUPerc", "CPU %"),
+        ("MemUsage", "MEM USAGE / LIMIT"),
+        ("MemPerc", "MEM %"),
+        ("PIDs", "PIDS"),
+    ],
+};
 
 /// MemTotal in bytes (u64::MAX if /proc/meminfo cannot say).
 fn host_memory() -> u64 {
