@@ -134,3 +134,92 @@ fn is_ancestor(a: &str, c: &Container) -> bool {
             && a_id.chars().all(|ch| ch.is_ascii_hexdigit())
             && id.starts_with(a_id))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ContainerConfig, ContainerRun, ContainerSpec, State};
+
+    fn ctr(name: &str, status: Status, code: Option<i32>, labels: &[(&str, &str)]) -> Container {
+        let spec = ContainerSpec {
+            image_id: "sha256:abcdef0123456789".into(),
+            created: "2026-01-01T00:00:00Z".into(),
+            config: ContainerConfig {
+                image: "127.0.0.1:5000/busybox:latest".into(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Default::default()
+            },
+            command: vec!["sh".into()],
+        };
+        let run = ContainerRun {
+            state: State {
+                status,
+                exit_code: code,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Container::assemble(format!("{name}0123456789"), name.into(), spec, run, 0)
+    }
+
+    fn f(specs: &[&str]) -> ContainerFilter {
+        ContainerFilter::parse(&specs.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn same_key_is_any_different_keys_are_all() {
+        let web = ctr("web", Status::Running, None, &[("app", "web")]);
+        let job = ctr(
+            "job",
+            Status::Exited,
+            Some(3),
+            &[("app", "web"), ("t", "b")],
+        );
+        assert!(f(&["name=web", "name=job"]).matches(&web));
+        assert!(f(&["name=web", "name=job"]).matches(&job));
+        assert!(!f(&["name=web", "status=exited"]).matches(&web));
+        assert!(f(&["status=running", "status=exited"]).matches(&job));
+        // Labels: every one given must be there.
+        assert!(!f(&["label=app=web", "label=t"]).matches(&web));
+        assert!(f(&["label=app=web", "label=t=b"]).matches(&job));
+        assert!(f(&["exited=3"]).matches(&job) && !f(&["exited=3"]).matches(&web));
+        assert!(f(&["name=^/?web$"]).matches(&web) && f(&["name=^/web$"]).matches(&web));
+        assert!(f(&["id=web01"]).matches(&web) && !f(&["id=01"]).matches(&web));
+    }
+
+    #[test]
+    fn ancestor_by_reference_short_name_or_id() {
+        let c = ctr("a", Status::Running, None, &[]);
+        for a in [
+            "127.0.0.1:5000/busybox:latest",
+            "127.0.0.1:5000/busybox",
+            "busybox",
+            "busybox:latest",
+            "abcdef01",
+            "sha256:abcdef",
+        ] {
+            assert!(f(&[&format!("ancestor={a}")]).matches(&c), "{a}");
+        }
+        for a in ["busy", "alpine", "abc", "busybox:1"] {
+            assert!(!f(&[&format!("ancestor={a}")]).matches(&c), "{a}");
+        }
+    }
+
+    #[test]
+    fn bad_filters_are_refused_with_their_text() {
+        let err = |s: &str| {
+            ContainerFilter::parse(&[s.to_string()])
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("colour=red").contains("--filter colour=red: unknown filter \"colour\""));
+        assert!(err("status=asleep").contains("status is one of"));
+        assert!(err("exited=x").contains("exit code"));
+        assert!(err("name=(").contains("not a regular expression"));
+        assert!(err("name").contains("expected KEY=VALUE"));
+        assert!(f(&["status=exited"]).wants_stopped() && !f(&["name=x"]).wants_stopped());
+    }
+}

@@ -206,6 +206,18 @@ fn ps_filters_and_across_keys_or_within_one() {
     let id = env.inspect("web2")["Id"].as_str().unwrap().to_string();
     assert_eq!(all(&[&format!("id={}", &id[..8])]), ["web2"]);
 
+    // `container ls` is the same command.
+    let out = env.ok(&[
+        "container",
+        "ls",
+        "-a",
+        "--filter",
+        "exited=3",
+        "--format",
+        "{{.Names}}",
+    ]);
+    assert_eq!(out, "job\n");
+
     let (_, err) = env.code(125, &["ps", "--filter", "colour=red"]);
     assert!(
         err.contains("--filter colour=red: unknown filter \"colour\""),

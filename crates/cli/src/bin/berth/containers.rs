@@ -69,25 +69,7 @@ pub enum Cmd {
         containers: Vec<String>,
     },
     /// List containers.
-    Ps {
-        /// Also stopped ones.
-        #[arg(short, long)]
-        all: bool,
-        /// Only IDs.
-        #[arg(short, long)]
-        quiet: bool,
-        /// table, json, or a Go template: '{{.ID}} {{.Names}}',
-        /// 'table {{.Names}}\t{{.Status}}'.
-        #[arg(long, default_value = "table")]
-        format: String,
-        #[arg(long)]
-        no_trunc: bool,
-        /// KEY=VALUE: name, label, status, ancestor, id, exited
-        /// (repeatable: different keys must all match, the same key's
-        /// values are alternatives).
-        #[arg(short, long = "filter")]
-        filter: Vec<String>,
-    },
+    Ps(listing::PsFlags),
     /// Show containers' records as JSON.
     Inspect {
         /// A Go template over each record: '{{.State.Status}}'.
@@ -193,11 +175,9 @@ pub enum ContainerCmd {
     /// Release a stopped container's resources (the monitor runs this).
     #[command(hide = true)]
     Cleanup { container: String },
-    #[command(alias = "list")]
-    Ls {
-        #[arg(short, long)]
-        all: bool,
-    },
+    /// List containers (as `ps`).
+    #[command(alias = "list", alias = "ps")]
+    Ls(listing::PsFlags),
 }
 
 /// The engine, on the roots the global flags name.
@@ -269,34 +249,10 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
         Cmd::Stop { time, containers } => lifecycle::stop(&e, time, &containers)?,
         Cmd::Kill { signal, containers } => lifecycle::kill(&e, &signal, &containers)?,
         Cmd::Rm { force, containers } => lifecycle::rm(&e, force, &containers)?,
-        Cmd::Ps {
-            all,
-            quiet,
-            format,
-            no_trunc,
-            filter,
-        } => listing::ps(
-            &e,
-            &listing::PsArgs {
-                all,
-                quiet,
-                no_trunc,
-                filters: &filter,
-            },
-            &format,
-        )?,
-        Cmd::Container {
-            cmd: ContainerCmd::Ls { all },
-        } => listing::ps(
-            &e,
-            &listing::PsArgs {
-                all,
-                quiet: false,
-                no_trunc: false,
-                filters: &[],
-            },
-            "table",
-        )?,
+        Cmd::Ps(flags)
+        | Cmd::Container {
+            cmd: ContainerCmd::Ls(flags),
+        } => listing::ps(&e, &flags)?,
         Cmd::Inspect { containers, format } => {
             listing::inspect(&e, &containers, format.as_deref())?
         }

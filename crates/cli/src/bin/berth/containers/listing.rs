@@ -43,21 +43,35 @@ fn ports_text(c: &Container) -> String {
         .join(", ")
 }
 
-/// What `ps` was asked for besides its format.
-pub struct PsArgs<'a> {
-    pub all: bool,
-    pub quiet: bool,
-    pub no_trunc: bool,
-    pub filters: &'a [String],
+/// `ps`'s flags (and `container ls`'s, the same command).
+#[derive(clap::Args)]
+pub struct PsFlags {
+    /// Also stopped ones.
+    #[arg(short, long)]
+    all: bool,
+    /// Only IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    /// table, json, or a Go template: '{{.ID}} {{.Names}}',
+    /// 'table {{.Names}}\t{{.Status}}'.
+    #[arg(long, default_value = "table")]
+    format: String,
+    #[arg(long)]
+    no_trunc: bool,
+    /// KEY=VALUE: name, label, status, ancestor, id, exited (repeatable:
+    /// different keys must all match, the same key's values are
+    /// alternatives).
+    #[arg(short, long = "filter")]
+    filter: Vec<String>,
 }
 
 /// `ps`: running containers (all with -a, or when filtering on state),
 /// those the filters match, as IDs, a table, JSON or a template's rows.
-pub fn ps(e: &Engine, a: &PsArgs, format: &str) -> Result<()> {
-    let filter = ContainerFilter::parse(a.filters)?;
+pub fn ps(e: &Engine, a: &PsFlags) -> Result<()> {
+    let filter = ContainerFilter::parse(&a.filter)?;
     // Parsed before any listing, so a bad template fails the same with
     // or without containers.
-    let format = Format::parse(format)?;
+    let format = Format::parse(&a.format)?;
     let all = a.all || filter.wants_stopped();
     let list: Vec<Container> = e
         .containers()?
