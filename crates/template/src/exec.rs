@@ -271,6 +271,9 @@ impl State<'_> {
                 .map_err(|e| self.exec_error(pos, &text, format!("error calling {name}: {e}")));
         }
         let msg = match v {
+            Value::Object(o) if o.contains_key(name) => {
+                format!("can't give argument to non-function {text}")
+            }
             Value::Null => format!("nil pointer evaluating interface {{}}.{name}"),
             _ => format!("can't evaluate field {name} in type {}", type_name(v)),
         };

@@ -204,7 +204,11 @@ fn methods_take_arguments() {
         .unwrap()
         .execute(&ctr(), &opts)
         .unwrap_err();
-    assert!(e.to_string().contains("can't evaluate field Names"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("can't give argument to non-function .Names"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -250,4 +254,26 @@ fn tabwriter_blocks_are_sized_on_their_own() {
         crate::tabwrite("a\tb\tc\nx\n0123456789abc\ty\n"),
         "a         b         c\nx\n0123456789abc   y\n"
     );
+}
+
+#[test]
+fn parentheses_strings_with_braces_and_piped_printf() {
+    assert_eq!(
+        run("{{(index .Config.Labels \"app\") | upper}}", ctr()),
+        "DB"
+    );
+    assert_eq!(run("{{\"}}\"}}", ctr()), "}}");
+    assert_eq!(run("{{.State.Status | printf \"%s!\"}}", ctr()), "running!");
+    assert_eq!(
+        run(
+            "{{if .State.Running}}{{range .Config.Env}}{{.}};{{end}}{{end}}",
+            ctr()
+        ),
+        "A=1;B=2;"
+    );
+    assert_eq!(
+        err("{{else}}", ctr()),
+        "template: :1:0: unexpected {{else}}"
+    );
+    assert!(err("{{.Names | .ID}}", ctr()).contains("can't give argument to non-function"));
 }
