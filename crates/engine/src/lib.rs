@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 mod etcfiles;
 pub mod exec;
+pub mod filters;
 pub mod handler;
 pub mod health;
 pub mod ids;

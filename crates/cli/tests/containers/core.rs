@@ -23,8 +23,13 @@ fn engine(env: &Env) -> Engine {
     .unwrap()
 }
 
-/// This process's children, by every thread.
-fn children() -> Vec<String> {
+/// This process's children, by every thread, that are of the engine's
+/// making for container `id`: copies of this process (a fork of the
+/// caller) or processes naming the container. Other tests in this process
+/// start and stop children of their own (registries, berth commands) at
+/// any moment: counting those made this test fail by chance.
+fn children(id: &str) -> Vec<String> {
+    let me = std::fs::read_link("/proc/self/exe").unwrap();
     let mut v: Vec<String> = std::fs::read_dir("/proc/self/task")
         .unwrap()
         .flatten()
@@ -34,6 +39,11 @@ fn children() -> Vec<String> {
                 .split_whitespace()
                 .map(String::from)
                 .collect::<Vec<_>>()
+        })
+        .filter(|pid| {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            exe.as_ref() == Some(&me) || String::from_utf8_lossy(&cmd).contains(id)
         })
         .collect();
     v.sort();
@@ -46,7 +56,7 @@ fn twenty_threads_exec_and_one_copies_without_forking_the_caller() {
     let id = env.run_d(&["--network", "none"], &["sleep", "1000"]);
     let e = engine(&env);
     // (This process has children of its own: the test's registry.)
-    let before = children();
+    let before = children(&id);
     let t = Instant::now();
     std::thread::scope(|s| {
         let mut handles = Vec::new();
@@ -95,7 +105,7 @@ fn twenty_threads_exec_and_one_copies_without_forking_the_caller() {
         .unwrap();
     assert!(f.timed_out && f.exit_code == Some(137), "{f:?}");
     // Nothing of those execs is a child of this process.
-    assert_eq!(children(), before);
+    assert_eq!(children(&id), before);
     drop(e);
     env.ok(&["rm", "-f", &id]);
     assert_gone(&env, &id);

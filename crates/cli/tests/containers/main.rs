@@ -11,6 +11,7 @@ mod commit;
 mod core;
 mod daily;
 mod env;
+mod format;
 mod health;
 mod hostile;
 mod lifecycle;

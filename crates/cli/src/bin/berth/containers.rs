@@ -89,9 +89,12 @@ pub enum Verb {
         containers: Vec<String>,
     },
     /// List containers.
-    Ps(PsArgs),
+    Ps(listing::PsFlags),
     /// Show containers' records as JSON.
     Inspect {
+        /// A Go template over each record: '{{.State.Status}}'.
+        #[arg(short, long)]
+        format: Option<String>,
         /// Containers to show, by name or ID.
         #[arg(required = true)]
         containers: Vec<String>,
@@ -177,6 +180,9 @@ pub enum Verb {
         /// interrupted).
         #[arg(long)]
         no_stream: bool,
+        /// table, json, or a Go template: '{{.Name}} {{.CPUPerc}}'.
+        #[arg(long, default_value = "table")]
+        format: String,
         /// Containers to show (default: every running one).
         containers: Vec<String>,
     },
@@ -239,29 +245,11 @@ pub enum HealthcheckCmd {
     },
 }
 
-/// `ps`, and `container ls` (which is the same command under docker's
-/// name for it).
-#[derive(clap::Args)]
-pub struct PsArgs {
-    /// Also stopped ones.
-    #[arg(short, long)]
-    all: bool,
-    /// Only IDs.
-    #[arg(short, long)]
-    quiet: bool,
-    /// table or json.
-    #[arg(long, default_value = "table")]
-    format: String,
-    /// Show whole IDs and commands.
-    #[arg(long)]
-    no_trunc: bool,
-}
-
 #[derive(Subcommand)]
 pub enum ContainerCmd {
     /// List containers (`berth ps`).
     #[command(alias = "list")]
-    Ls(PsArgs),
+    Ls(listing::PsFlags),
     #[command(flatten)]
     Verb(Box<Verb>),
     /// Remove every stopped container (asks first; -f does not).
@@ -400,13 +388,10 @@ fn verb(ctx: &crate::Ctx, e: &Engine, v: Verb) -> Result<i32> {
         Verb::Restart { time, containers } => lifecycle::restart(e, time, &containers)?,
         Verb::Kill { signal, containers } => lifecycle::kill(e, &signal, &containers)?,
         Verb::Rm { force, containers } => lifecycle::rm(e, force, &containers)?,
-        Verb::Ps(PsArgs {
-            all,
-            quiet,
-            format,
-            no_trunc,
-        }) => listing::ps(e, all, quiet, &format, no_trunc)?,
-        Verb::Inspect { containers } => listing::inspect(e, &containers)?,
+        Verb::Ps(flags) => listing::ps(e, &flags)?,
+        Verb::Inspect { containers, format } => {
+            listing::inspect(e, &containers, format.as_deref())?
+        }
         Verb::Wait { containers } => lifecycle::wait(e, &containers)?,
         Verb::Pause { containers } => lifecycle::pause(e, &containers)?,
         Verb::Unpause { containers } => lifecycle::unpause(e, &containers)?,
@@ -418,8 +403,9 @@ fn verb(ctx: &crate::Ctx, e: &Engine, v: Verb) -> Result<i32> {
         Verb::Top { container } => stats::top(e, &container)?,
         Verb::Stats {
             no_stream,
+            format,
             containers,
-        } => stats::stats(e, &containers, !no_stream)?,
+        } => stats::stats(e, &containers, !no_stream, &format)?,
         Verb::Commit(a) => crate::commit::commit(e, a)?,
         Verb::Diff { container } => crate::commit::diff(e, &container)?,
     }

@@ -20,7 +20,8 @@ pub struct Args {
     /// (repeat a key for any of its values).
     #[arg(short, long)]
     filter: Vec<String>,
-    /// text (docker's lines) or json (one object per line).
+    /// text (docker's lines), json (one object per line), or a Go
+    /// template: '{{.Type}} {{.Action}} {{.Actor.Attributes.name}}'.
     #[arg(long, default_value = "text")]
     format: String,
 }
@@ -74,8 +75,43 @@ impl Filters {
     }
 }
 
+/// How each event prints.
+enum Output {
+    Text,
+    Json,
+    Template(berth_template::Template),
+}
+
+/// An event under docker's template names (its events.Message): the JSON
+/// shape, with Scope, Time and TimeNano capitalized, and the older
+/// Status/ID/From fields docker still fills.
+fn event_row(ev: &Event) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(ev)?;
+    if let Some(o) = v.as_object_mut() {
+        o.insert("Scope".into(), ev.scope.clone().into());
+        o.insert("Time".into(), ev.time.into());
+        o.insert("TimeNano".into(), ev.time_nano.into());
+        o.insert("Status".into(), ev.action.clone().into());
+        o.insert("ID".into(), ev.actor.id.clone().into());
+        let from = ev
+            .actor
+            .attributes
+            .get("image")
+            .cloned()
+            .unwrap_or_default();
+        o.insert("From".into(), from.into());
+    }
+    Ok(v)
+}
+
 pub fn run(e: &Engine, a: Args) -> Result<()> {
     let filters = Filters::parse(&a.filter)?;
+    // Parsed before waiting for events, so a bad template fails at once.
+    let output = match a.format.as_str() {
+        "text" => Output::Text,
+        "json" => Output::Json,
+        t => Output::Template(berth_template::Template::parse(t)?),
+    };
     let since = a
         .since
         .as_deref()
@@ -90,10 +126,13 @@ pub fn run(e: &Engine, a: Args) -> Result<()> {
         if !filters.matches(ev) {
             return Ok(());
         }
-        match a.format.as_str() {
-            "json" => println!("{}", serde_json::to_string(ev)?),
-            "text" => println!("{}", ev.text()),
-            other => bail!("--format {other}: expected text or json"),
+        match &output {
+            Output::Json => println!("{}", serde_json::to_string(ev)?),
+            Output::Text => println!("{}", ev.text()),
+            Output::Template(t) => {
+                let opts = berth_template::Options::default();
+                crate::format::print_rows(t, &[event_row(ev)?], &opts)?;
+            }
         }
         Ok(())
     };

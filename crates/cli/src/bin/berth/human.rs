@@ -84,3 +84,22 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
     let days = era * 146_097 + doe - 719_468;
     Some(days * 86400 + hh * 3600 + mm * 60 + ss)
 }
+
+/// An RFC 3339 time as docker's templates print one (Go's time.Time):
+/// "2026-12-04 21:40:05 +0000 UTC"; the text as it is if it is not one.
+pub fn docker_time(t: &str) -> String {
+    let (Some(date), Some(clock)) = (t.get(0..10), t.get(11..19)) else {
+        return t.to_string();
+    };
+    let rest = &t[19..];
+    // Fractions of a second go; the zone is what follows them.
+    let zone = rest.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+    let zone = match zone {
+        "Z" | "" => "+0000 UTC".to_string(),
+        z => {
+            let z = z.replace(':', "");
+            format!("{z} {z}")
+        }
+    };
+    format!("{date} {clock} {zone}")
+}

@@ -6,6 +6,7 @@ mod commit;
 mod containers;
 mod docs;
 mod events;
+mod format;
 mod human;
 mod progress;
 mod warnings;
@@ -241,7 +242,7 @@ enum ImageVerb {
 
 #[derive(clap::Args)]
 struct ImagesArgs {
-    /// table or json.
+    /// table, json, or a Go template: '{{.Repository}}:{{.Tag}}'.
     #[arg(long, default_value = "table")]
     format: String,
     /// Show the manifest digests.
@@ -259,6 +260,9 @@ struct ImagesArgs {
 enum ImageCmd {
     /// Show an image's record, manifest and config as JSON.
     Inspect {
+        /// A Go template over each record: '{{.Config.Cmd}}'.
+        #[arg(short, long)]
+        format: Option<String>,
         /// Images to show, by name or ID.
         #[arg(required = true)]
         images: Vec<String>,
@@ -455,14 +459,14 @@ fn run(cli: Cli) -> Result<()> {
             })?;
         }
         Cmd::Image {
-            cmd: ImageCmd::Inspect { images },
+            cmd: ImageCmd::Inspect { images, format },
         } => {
             let store = ctx.store()?;
             let mut out = Vec::new();
             for i in &images {
                 out.push(inspect(&store, &images::resolve(&store, i, &ctx.conf)?)?);
             }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            format::print_inspect(format.as_deref(), &out)?;
         }
         Cmd::Image {
             cmd: ImageCmd::Prune { all, force },
@@ -716,8 +720,9 @@ fn pull_options(ctx: &Ctx) -> Result<PullOptions> {
 }
 
 fn list(store: &Store, a: &ImagesArgs) -> Result<()> {
+    let format = format::Format::parse(&a.format)?;
     let imgs = store.images()?;
-    if a.format == "json" {
+    if let format::Format::Json = format {
         let v: Vec<serde_json::Value> = imgs
             .iter()
             .map(|i| {
@@ -734,50 +739,74 @@ fn list(store: &Store, a: &ImagesArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    if a.format != "table" {
-        bail!("--format {}: expected table or json", a.format);
-    }
     if a.quiet {
         for i in &imgs {
             println!("{}", if a.no_trunc { i.id.hex() } else { i.id.short() });
         }
         return Ok(());
     }
+    let rows: Vec<serde_json::Value> = imgs
+        .iter()
+        .flat_map(|i| image_rows(i, a.no_trunc))
+        .collect();
+    if let format::Format::Template(t) = format {
+        return format::print_rows(&t, &rows, &IMAGE_OPTIONS);
+    }
     let mut header = vec!["REPOSITORY", "TAG"];
     if a.digests {
         header.push("DIGEST");
     }
     header.extend(["IMAGE ID", "CREATED", "SIZE"]);
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    for i in &imgs {
-        let names: Vec<(String, String)> = if i.names.is_empty() {
-            vec![("<none>".into(), "<none>".into())]
-        } else {
-            i.names
-                .iter()
-                .map(|n| match n.rsplit_once(':') {
-                    Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
-                    _ => (n.clone(), "<none>".into()),
-                })
-                .collect()
-        };
-        for (repo, tag) in names {
-            let mut row = vec![repo, tag];
+    let text = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or_default().to_string();
+    let table_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut row = vec![text(r, "Repository"), text(r, "Tag")];
             if a.digests {
-                row.push(i.manifest_digest.to_string());
+                row.push(text(r, "Digest"));
             }
-            row.push(if a.no_trunc {
-                i.id.to_string()
-            } else {
-                i.id.short().to_string()
-            });
-            row.push(ago(i.created.as_deref()));
-            row.push(human_size(i.size()));
-            rows.push(row);
-        }
-    }
-    table(&header, &rows);
+            row.extend([text(r, "ID"), text(r, "CreatedSince"), text(r, "Size")]);
+            row
+        })
+        .collect();
+    table(&header, &table_rows);
     Ok(())
+}
+
+/// docker images' column names where they are not the field's name.
+const IMAGE_OPTIONS: berth_template::Options = berth_template::Options {
+    methods: &[],
+    headers: &[("ID", "IMAGE ID"), ("CreatedSince", "CREATED")],
+};
+
+/// An image's rows under docker's template names (one per name it has,
+/// `<none>` for an untagged one), which the table shows too.
+fn image_rows(i: &ImageRecord, no_trunc: bool) -> Vec<serde_json::Value> {
+    let names: Vec<(String, String)> = if i.names.is_empty() {
+        vec![("<none>".into(), "<none>".into())]
+    } else {
+        i.names
+            .iter()
+            .map(|n| match n.rsplit_once(':') {
+                Some((r, t)) if !t.contains('/') => (r.to_string(), t.to_string()),
+                _ => (n.clone(), "<none>".into()),
+            })
+            .collect()
+    };
+    names
+        .into_iter()
+        .map(|(repo, tag)| {
+            serde_json::json!({
+                "Repository": repo,
+                "Tag": tag,
+                "ID": if no_trunc { i.id.to_string() } else { i.id.short().to_string() },
+                "Digest": i.manifest_digest.to_string(),
+                "CreatedSince": ago(i.created.as_deref()),
+                "CreatedAt": i.created.as_deref().map(human::docker_time).unwrap_or_default(),
+                "Size": human_size(i.size()),
+            })
+        })
+        .collect()
 }
 
 fn inspect(store: &Store, rec: &ImageRecord) -> Result<serde_json::Value> {

@@ -1,11 +1,14 @@
 //! How records are shown: `ps`'s table and JSON, `inspect`'s JSON, and the
 //! -q / json / table choice every `ls` shares.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use berth_engine::Engine;
+use berth_engine::filters::ContainerFilter;
 use berth_engine::model::{Container, Status};
+use berth_template::Options;
 
-use crate::human::{ago, since, table};
+use crate::format::{Format, print_inspect, print_rows};
+use crate::human::{ago, docker_time, since, table};
 
 /// The STATUS column: "Up 3 minutes (healthy)", "Exited (0) 2 hours ago".
 fn status_text(e: &Engine, c: &Container) -> String {
@@ -47,78 +50,155 @@ fn ports_text(c: &Container) -> String {
         .join(", ")
 }
 
-/// `ps`: running containers (all with -a), as IDs, a table or JSON.
-pub fn ps(e: &Engine, all: bool, quiet: bool, format: &str, no_trunc: bool) -> Result<()> {
+/// `ps`'s flags (and `container ls`'s, the same command).
+#[derive(clap::Args)]
+pub struct PsFlags {
+    /// Also stopped ones.
+    #[arg(short, long)]
+    all: bool,
+    /// Only IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    /// table, json, or a Go template: '{{.ID}} {{.Names}}',
+    /// 'table {{.Names}}\t{{.Status}}'.
+    #[arg(long, default_value = "table")]
+    format: String,
+    #[arg(long)]
+    no_trunc: bool,
+    /// KEY=VALUE: name, label, status, ancestor, id, exited (repeatable:
+    /// different keys must all match, the same key's values are
+    /// alternatives).
+    #[arg(short, long = "filter")]
+    filter: Vec<String>,
+}
+
+/// `ps`: running containers (all with -a, or when filtering on state),
+/// those the filters match, as IDs, a table, JSON or a template's rows.
+pub fn ps(e: &Engine, a: &PsFlags) -> Result<()> {
+    let filter = ContainerFilter::parse(&a.filter)?;
+    // Parsed before any listing, so a bad template fails the same with
+    // or without containers.
+    let format = Format::parse(&a.format)?;
+    let all = a.all || filter.wants_stopped();
     let list: Vec<Container> = e
         .containers()?
         .into_iter()
         .filter(|c| all || matches!(c.state.status, Status::Running | Status::Paused))
+        .filter(|c| filter.matches(c))
         .collect();
-    if quiet {
+    if a.quiet {
         for c in &list {
-            println!(
-                "{}",
-                if no_trunc {
-                    &c.id
-                } else {
-                    berth_engine::ids::short(&c.id)
-                }
-            );
+            println!("{}", id_text(c, a.no_trunc));
         }
         return Ok(());
     }
     match format {
-        "json" => {
+        Format::Json => {
             let v: Vec<serde_json::Value> = list.iter().map(|c| ps_json(e, c)).collect();
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
-        "table" => {
-            let rows: Vec<[String; 7]> = list
-                .iter()
-                .map(|c| {
-                    let id = if no_trunc {
-                        c.id.clone()
-                    } else {
-                        berth_engine::ids::short(&c.id).to_string()
-                    };
-                    let mut cmd = c.command.join(" ");
-                    if !no_trunc && cmd.len() > 20 {
-                        cmd.truncate(
-                            cmd.char_indices()
-                                .nth(19)
-                                .map(|(i, _)| i)
-                                .unwrap_or(cmd.len()),
-                        );
-                        cmd.push('…');
-                    }
-                    [
-                        id,
-                        c.config.image.clone(),
-                        cmd,
-                        ago(Some(&c.created)),
-                        status_text(e, c),
-                        ports_text(c),
-                        c.name.clone(),
-                    ]
-                })
-                .collect();
-            table(
-                &[
-                    "CONTAINER ID",
-                    "IMAGE",
-                    "COMMAND",
-                    "CREATED",
-                    "STATUS",
-                    "PORTS",
-                    "NAMES",
-                ],
-                &rows,
-            );
+        Format::Table => ps_table(e, &list, a.no_trunc),
+        Format::Template(t) => {
+            let rows: Vec<serde_json::Value> =
+                list.iter().map(|c| ps_row(e, c, a.no_trunc)).collect();
+            print_rows(&t, &rows, &PS_OPTIONS)?;
         }
-        other => bail!("--format {other}: expected table or json"),
     }
     Ok(())
 }
+
+fn id_text(c: &Container, no_trunc: bool) -> String {
+    if no_trunc {
+        c.id.clone()
+    } else {
+        berth_engine::ids::short(&c.id).to_string()
+    }
+}
+
+/// The COMMAND column: the command line, cut to 20 characters unless
+/// --no-trunc.
+fn command_text(c: &Container, no_trunc: bool) -> String {
+    let mut cmd = c.command.join(" ");
+    if !no_trunc && cmd.chars().count() > 20 {
+        cmd = cmd.chars().take(19).collect();
+        cmd.push('…');
+    }
+    cmd
+}
+
+fn ps_table(e: &Engine, list: &[Container], no_trunc: bool) {
+    let rows: Vec<[String; 7]> = list
+        .iter()
+        .map(|c| {
+            [
+                id_text(c, no_trunc),
+                c.config.image.clone(),
+                command_text(c, no_trunc),
+                ago(Some(&c.created)),
+                status_text(e, c),
+                ports_text(c),
+                c.name.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES",
+        ],
+        &rows,
+    );
+}
+
+/// `ps`'s template fields: docker's names (ContainerContext), with the
+/// values docker's table shows. Labels are a map (podman's shape), so
+/// `{{index .Labels "k"}}` and docker's `{{.Label "k"}}` both read them.
+/// Size is left out: berth does not measure a container's writable layer
+/// yet, and an empty or zero size would be a wrong answer.
+fn ps_row(e: &Engine, c: &Container, no_trunc: bool) -> serde_json::Value {
+    let labels: std::collections::BTreeMap<_, _> = c.config.labels.iter().cloned().collect();
+    serde_json::json!({
+        "ID": id_text(c, no_trunc),
+        "Image": c.config.image,
+        "Command": format!("\"{}\"", command_text(c, no_trunc)),
+        "CreatedAt": docker_time(&c.created),
+        "RunningFor": ago(Some(&c.created)),
+        "Status": status_text(e, c),
+        "State": c.state.status.name(),
+        "Ports": ports_text(c),
+        "Names": c.name,
+        "Labels": labels,
+        "Mounts": c.config.volumes.iter().map(|v| v.source.as_str()).collect::<Vec<_>>().join(","),
+        "Networks": c.networks.iter().map(|n| n.network.as_str()).collect::<Vec<_>>().join(","),
+        "Pod": c.config.pod.clone().unwrap_or_default(),
+        "ExitCode": c.state.exit_code,
+    })
+}
+
+/// docker's `{{.Label "key"}}`: the value of one label, "" without it.
+fn label_method(
+    row: &serde_json::Value,
+    args: &[serde_json::Value],
+) -> Result<serde_json::Value, String> {
+    let [serde_json::Value::String(key)] = args else {
+        return Err("Label takes one string: the label's key".into());
+    };
+    Ok(row["Labels"]
+        .get(key)
+        .cloned()
+        .unwrap_or_else(|| serde_json::Value::String(String::new())))
+}
+
+/// docker ps's column names where they are not the field's name.
+const PS_OPTIONS: Options = Options {
+    methods: &[("Label", label_method)],
+    headers: &[("ID", "CONTAINER ID"), ("RunningFor", "CREATED")],
+};
 
 fn ps_json(e: &Engine, c: &Container) -> serde_json::Value {
     serde_json::json!({
@@ -139,15 +219,15 @@ fn ps_json(e: &Engine, c: &Container) -> serde_json::Value {
     })
 }
 
-/// `inspect`: the containers' records as a JSON array.
-pub fn inspect(e: &Engine, containers: &[String]) -> Result<()> {
+/// `inspect`: the containers' records as a JSON array, or a template's
+/// output for each (`-f`).
+pub fn inspect(e: &Engine, containers: &[String], format: Option<&str>) -> Result<()> {
     let mut out = Vec::new();
     super::batch::each(containers, |c| {
         out.push(inspect_json(e, &e.container(c)?));
         Ok(())
     })?;
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
+    print_inspect(format, &out)
 }
 
 fn inspect_json(e: &Engine, c: &Container) -> serde_json::Value {
@@ -191,25 +271,51 @@ fn inspect_json(e: &Engine, c: &Container) -> serde_json::Value {
     })
 }
 
+/// How an `ls` shows its records under a template: each record as a row
+/// of docker's field names, and the header words of its columns.
+pub struct Rows<'a, T> {
+    pub row: &'a dyn Fn(&T) -> serde_json::Value,
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
 /// `ls` output as every kind has it: names only with -q, the records as
-/// JSON with --format json, else `table`.
+/// JSON with --format json, a template's rows, else `table`.
 pub fn ls<T: serde::Serialize>(
     items: &[T],
     quiet: bool,
     format: &str,
     name: impl Fn(&T) -> &String,
+    rows: Rows<T>,
     table: impl FnOnce(&[T]),
 ) -> Result<()> {
+    let format = Format::parse(format)?;
     if quiet {
         for i in items {
             println!("{}", name(i));
         }
-    } else if format == "json" {
-        println!("{}", serde_json::to_string_pretty(items)?);
-    } else if format == "table" {
-        table(items);
-    } else {
-        bail!("--format {format}: expected table or json");
+        return Ok(());
+    }
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(items)?),
+        Format::Table => table(items),
+        Format::Template(t) => {
+            let values: Vec<serde_json::Value> = items.iter().map(rows.row).collect();
+            let opts = Options {
+                methods: &[],
+                headers: rows.headers,
+            };
+            print_rows(&t, &values, &opts)?;
+        }
     }
     Ok(())
+}
+
+/// Labels as a map: templates index them (`{{index .Labels "k"}}`).
+pub fn label_map(labels: &[(String, String)]) -> serde_json::Value {
+    serde_json::Value::Object(
+        labels
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect(),
+    )
 }

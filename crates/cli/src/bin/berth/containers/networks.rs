@@ -6,7 +6,8 @@ use clap::Subcommand;
 
 use super::batch::each;
 use super::flags::parse_label;
-use super::listing::ls;
+use super::listing::{Rows, ls};
+use crate::format::print_inspect;
 use crate::human::table;
 
 #[derive(Subcommand)]
@@ -34,12 +35,15 @@ pub enum NetworkCmd {
         /// Only names.
         #[arg(short, long)]
         quiet: bool,
-        /// table or json.
+        /// table, json, or a Go template: '{{.Name}} {{.Driver}}'.
         #[arg(long, default_value = "table")]
         format: String,
     },
     /// Show networks' records as JSON.
     Inspect {
+        /// A Go template over each record.
+        #[arg(short, long)]
+        format: Option<String>,
         /// Networks to show, by name.
         #[arg(required = true)]
         networks: Vec<String>,
@@ -78,6 +82,10 @@ pub fn run(e: &Engine, cmd: NetworkCmd) -> Result<()> {
             quiet,
             &format,
             |n| &n.name,
+            Rows {
+                row: &network_row,
+                headers: &[("ID", "NETWORK ID")],
+            },
             |list| {
                 let rows: Vec<[String; 5]> = list
                     .iter()
@@ -94,13 +102,13 @@ pub fn run(e: &Engine, cmd: NetworkCmd) -> Result<()> {
                 table(&["NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE"], &rows);
             },
         )?,
-        NetworkCmd::Inspect { networks } => {
+        NetworkCmd::Inspect { networks, format } => {
             let mut out = Vec::new();
             each(&networks, |n| {
-                out.push(e.network(n)?);
+                out.push(serde_json::to_value(e.network(n)?)?);
                 Ok(())
             })?;
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            print_inspect(format.as_deref(), &out)?;
         }
         NetworkCmd::Rm { force, networks } => each(&networks, |n| {
             e.network_remove(n, force)?;
@@ -109,4 +117,22 @@ pub fn run(e: &Engine, cmd: NetworkCmd) -> Result<()> {
         })?,
     }
     Ok(())
+}
+
+/// A network under docker's template names (network ls's NetworkContext),
+/// with berth's subnet, gateway and bridge besides.
+fn network_row(n: &berth_engine::berth_network::Network) -> serde_json::Value {
+    serde_json::json!({
+        "ID": berth_engine::ids::short(&n.id),
+        "Name": n.name,
+        "Driver": n.driver,
+        "Scope": "local",
+        "IPv6": false,
+        "Internal": n.internal,
+        "Labels": n.labels,
+        "CreatedAt": crate::human::docker_time(&n.created),
+        "Subnet": n.subnet.to_string(),
+        "Gateway": n.gateway.to_string(),
+        "Bridge": n.bridge,
+    })
 }

@@ -11,7 +11,8 @@ use clap::Subcommand;
 
 use super::batch::each;
 use super::flags::{parse_label, parse_network, stop_timeout};
-use crate::human::{ago, table};
+use crate::format::{Format, print_inspect, print_rows};
+use crate::human::{ago, docker_time, table};
 
 #[derive(Subcommand)]
 pub enum PodCmd {
@@ -67,12 +68,15 @@ pub enum PodCmd {
         /// Only IDs.
         #[arg(short, long)]
         quiet: bool,
-        /// table or json.
+        /// table, json, or a Go template: '{{.Name}} {{.Status}}'.
         #[arg(long, default_value = "table")]
         format: String,
     },
     /// Show pods' records as JSON.
     Inspect {
+        /// A Go template over each record.
+        #[arg(short, long)]
+        format: Option<String>,
         /// Pods to show, by name or ID.
         #[arg(required = true)]
         pods: Vec<String>,
@@ -163,43 +167,8 @@ pub fn run(e: &Engine, cmd: PodCmd) -> Result<()> {
             println!("{p}");
             Ok(())
         })?,
-        PodCmd::Ps { quiet, format } => {
-            let pods = e.pods()?;
-            if quiet {
-                for (p, _) in &pods {
-                    println!("{}", berth_engine::ids::short(&p.id));
-                }
-            } else if format == "json" {
-                let v: Vec<serde_json::Value> = pods
-                    .iter()
-                    .map(|(p, cs)| {
-                        serde_json::json!({
-                            "Id": p.id, "Name": p.name, "Status": pod_status(e, p, cs),
-                            "Created": p.created, "Containers": cs.iter().map(|c| &c.name).collect::<Vec<_>>(),
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                let rows: Vec<[String; 5]> = pods
-                    .iter()
-                    .map(|(p, cs)| {
-                        [
-                            berth_engine::ids::short(&p.id).to_string(),
-                            p.name.clone(),
-                            pod_status(e, p, cs).to_string(),
-                            ago(Some(&p.created)),
-                            cs.len().to_string(),
-                        ]
-                    })
-                    .collect();
-                table(
-                    &["POD ID", "NAME", "STATUS", "CREATED", "# OF CONTAINERS"],
-                    &rows,
-                );
-            }
-        }
-        PodCmd::Inspect { pods } => {
+        PodCmd::Ps { quiet, format } => pod_ps(e, quiet, &format)?,
+        PodCmd::Inspect { pods, format } => {
             let mut out = Vec::new();
             each(&pods, |key| {
                 let p = e.pod(key)?;
@@ -214,9 +183,77 @@ pub fn run(e: &Engine, cmd: PodCmd) -> Result<()> {
                 );
                 Ok(())
             })?;
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            print_inspect(format.as_deref(), &out)?;
         }
         PodCmd::Infra { .. } => unreachable!("handled before the engine opens"),
     }
     Ok(())
+}
+
+/// `pod ps`: IDs, JSON, a table or a template's rows.
+fn pod_ps(e: &Engine, quiet: bool, format: &str) -> Result<()> {
+    let format = Format::parse(format)?;
+    let pods = e.pods()?;
+    if quiet {
+        for (p, _) in &pods {
+            println!("{}", berth_engine::ids::short(&p.id));
+        }
+        return Ok(());
+    }
+    match format {
+        Format::Json => {
+            let v: Vec<serde_json::Value> = pods
+                .iter()
+                .map(|(p, cs)| {
+                    serde_json::json!({
+                        "Id": p.id, "Name": p.name, "Status": pod_status(e, p, cs),
+                        "Created": p.created, "Containers": cs.iter().map(|c| &c.name).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Template(t) => {
+            let rows: Vec<serde_json::Value> =
+                pods.iter().map(|(p, cs)| pod_row(e, p, cs)).collect();
+            let opts = berth_template::Options {
+                methods: &[],
+                headers: &[("ID", "POD ID"), ("NumberOfContainers", "# OF CONTAINERS")],
+            };
+            print_rows(&t, &rows, &opts)?;
+        }
+        Format::Table => {
+            let rows: Vec<[String; 5]> = pods
+                .iter()
+                .map(|(p, cs)| {
+                    [
+                        berth_engine::ids::short(&p.id).to_string(),
+                        p.name.clone(),
+                        pod_status(e, p, cs).to_string(),
+                        ago(Some(&p.created)),
+                        cs.len().to_string(),
+                    ]
+                })
+                .collect();
+            table(
+                &["POD ID", "NAME", "STATUS", "CREATED", "# OF CONTAINERS"],
+                &rows,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A pod under podman's `pod ps` template names.
+fn pod_row(e: &Engine, p: &berth_engine::model::Pod, cs: &[Container]) -> serde_json::Value {
+    serde_json::json!({
+        "ID": berth_engine::ids::short(&p.id),
+        "Name": p.name,
+        "Status": pod_status(e, p, cs),
+        "Created": ago(Some(&p.created)),
+        "CreatedAt": docker_time(&p.created),
+        "NumberOfContainers": cs.len(),
+        "ContainerNames": cs.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(","),
+        "Labels": super::listing::label_map(&p.labels),
+    })
 }

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use berth_engine::Engine;
 use berth_engine::model::{Container, Status};
 
+use crate::format::{Format, print_rows};
 use crate::human::{human_size, table};
 
 /// `port`: CONTAINER_PORT/PROTO -> HOST_IP:HOST_PORT lines (the pod's,
@@ -96,7 +97,8 @@ pub fn top(e: &Engine, key: &str) -> Result<()> {
 /// `stats`: CPU, memory, network and block I/O and pids of the containers
 /// named (of every running one if none is): once, or redrawn every second
 /// (docker's default) until interrupted.
-pub fn stats(e: &Engine, keys: &[String], stream: bool) -> Result<()> {
+pub fn stats(e: &Engine, keys: &[String], stream: bool, format: &str) -> Result<()> {
+    let format = Format::parse(format)?;
     let pick = || -> Result<Vec<Container>> {
         Ok(if keys.is_empty() {
             e.containers()?
@@ -122,7 +124,7 @@ pub fn stats(e: &Engine, keys: &[String], stream: bool) -> Result<()> {
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
     loop {
         let now: Vec<Sample> = cs.iter().map(sample).collect::<Result<_>>()?;
-        let rows: Vec<[String; 8]> = cs
+        let rows: Vec<serde_json::Value> = cs
             .iter()
             .zip(before.iter().zip(&now))
             .map(|(c, (a, b))| row(c, a, b))
@@ -131,19 +133,7 @@ pub fn stats(e: &Engine, keys: &[String], stream: bool) -> Result<()> {
             // Home and clear, as docker's redraw.
             print!("\x1b[H\x1b[2J");
         }
-        table(
-            &[
-                "CONTAINER ID",
-                "NAME",
-                "CPU %",
-                "MEM USAGE / LIMIT",
-                "MEM %",
-                "NET I/O",
-                "BLOCK I/O",
-                "PIDS",
-            ],
-            &rows,
-        );
+        print_stats(&format, &rows)?;
         if !stream {
             return Ok(());
         }
@@ -174,7 +164,8 @@ struct Sample {
     at: std::time::Instant,
 }
 
-fn row(c: &Container, a: &Sample, b: &Sample) -> [String; 8] {
+/// One container's row, under docker's template field names.
+fn row(c: &Container, a: &Sample, b: &Sample) -> serde_json::Value {
     let cpu = |v: &serde_json::Value| v["cpu"]["usage"]["total"].as_u64().unwrap_or(0);
     let span = b.at.duration_since(a.at).as_nanos().max(1) as f64;
     let pct = cpu(&b.cgroup).saturating_sub(cpu(&a.cgroup)) as f64 / span * 100.0;
@@ -187,19 +178,54 @@ fn row(c: &Container, a: &Sample, b: &Sample) -> [String; 8] {
         limit
     };
     let (read, write) = block_bytes(&b.cgroup);
-    [
-        berth_engine::ids::short(&c.id).to_string(),
-        c.name.clone(),
-        format!("{pct:.2}%"),
-        format!("{} / {}", human_size(used), human_size(limit)),
-        format!("{:.2}%", used as f64 / limit.max(1) as f64 * 100.0),
-        format!("{} / {}", human_size(b.net.0), human_size(b.net.1)),
-        format!("{} / {}", human_size(read), human_size(write)),
-        b.cgroup["pids"]["current"]
-            .as_u64()
-            .unwrap_or(0)
-            .to_string(),
-    ]
+    serde_json::json!({
+        "Container": berth_engine::ids::short(&c.id),
+        "ID": c.id,
+        "Name": c.name,
+        "CPUPerc": format!("{pct:.2}%"),
+        "MemUsage": format!("{} / {}", human_size(used), human_size(limit)),
+        "MemPerc": format!("{:.2}%", used as f64 / limit.max(1) as f64 * 100.0),
+        "NetIO": format!("{} / {}", human_size(b.net.0), human_size(b.net.1)),
+        "BlockIO": format!("{} / {}", human_size(read), human_size(write)),
+        "PIDs": b.cgroup["pids"]["current"].as_u64().unwrap_or(0).to_string(),
+    })
+}
+
+fn print_stats(format: &Format, rows: &[serde_json::Value]) -> Result<()> {
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(rows)?),
+        Format::Template(t) => print_rows(t, rows, &STATS_OPTIONS)?,
+        Format::Table => {
+            const KEYS: [&str; 8] = [
+                "Container",
+                "Name",
+                "CPUPerc",
+                "MemUsage",
+                "MemPerc",
+                "NetIO",
+                "BlockIO",
+                "PIDs",
+            ];
+            let cells: Vec<[String; 8]> = rows
+                .iter()
+                .map(|r| KEYS.map(|k| r[k].as_str().unwrap_or_default().to_string()))
+                .collect();
+            table(
+                &[
+                    "CONTAINER ID",
+                    "NAME",
+                    "CPU %",
+                    "MEM USAGE / LIMIT",
+                    "MEM %",
+                    "NET I/O",
+                    "BLOCK I/O",
+                    "PIDS",
+                ],
+                &cells,
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Bytes received and sent on every interface but lo of the network
@@ -245,6 +271,20 @@ fn block_bytes(stats: &serde_json::Value) -> (u64, u64) {
     }
     out
 }
+
+/// docker stats' column names (its StatsContext headers). Network and
+/// block I/O are not measured yet, so NetIO and BlockIO are absent.
+const STATS_OPTIONS: berth_template::Options = berth_template::Options {
+    methods: &[],
+    headers: &[
+        ("Container", "CONTAINER"),
+        ("ID", "CONTAINER ID"),
+        ("CPUPerc", "CPU %"),
+        ("MemUsage", "MEM USAGE / LIMIT"),
+        ("MemPerc", "MEM %"),
+        ("PIDs", "PIDS"),
+    ],
+};
 
 /// MemTotal in bytes (u64::MAX if /proc/meminfo cannot say).
 fn host_memory() -> u64 {

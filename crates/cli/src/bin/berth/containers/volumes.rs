@@ -6,7 +6,8 @@ use clap::Subcommand;
 
 use super::batch::each;
 use super::flags::parse_label;
-use super::listing::ls;
+use super::listing::{Rows, label_map, ls};
+use crate::format::print_inspect;
 use crate::human::table;
 
 #[derive(Subcommand)]
@@ -25,12 +26,15 @@ pub enum VolumeCmd {
         /// Only names.
         #[arg(short, long)]
         quiet: bool,
-        /// table or json.
+        /// table, json, or a Go template: '{{.Name}} {{.Mountpoint}}'.
         #[arg(long, default_value = "table")]
         format: String,
     },
     /// Show volumes' records as JSON.
     Inspect {
+        /// A Go template over each record.
+        #[arg(short, long)]
+        format: Option<String>,
         /// Volumes to show, by name.
         #[arg(required = true)]
         volumes: Vec<String>,
@@ -66,6 +70,10 @@ pub fn run(e: &Engine, cmd: VolumeCmd) -> Result<()> {
             quiet,
             &format,
             |v| &v.name,
+            Rows {
+                row: &volume_row,
+                headers: &[("Name", "VOLUME NAME")],
+            },
             |vs| {
                 let rows: Vec<[String; 2]> = vs
                     .iter()
@@ -74,13 +82,13 @@ pub fn run(e: &Engine, cmd: VolumeCmd) -> Result<()> {
                 table(&["DRIVER", "VOLUME NAME"], &rows);
             },
         )?,
-        VolumeCmd::Inspect { volumes } => {
+        VolumeCmd::Inspect { volumes, format } => {
             let mut out = Vec::new();
             each(&volumes, |v| {
-                out.push(e.volume(v)?);
+                out.push(serde_json::to_value(e.volume(v)?)?);
                 Ok(())
             })?;
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            print_inspect(format.as_deref(), &out)?;
         }
         VolumeCmd::Rm { force, volumes } => each(&volumes, |v| {
             e.volume_remove(v, force)?;
@@ -101,4 +109,16 @@ pub fn run(e: &Engine, cmd: VolumeCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A volume under docker's template names (volume ls's VolumeContext).
+fn volume_row(v: &berth_engine::model::Volume) -> serde_json::Value {
+    serde_json::json!({
+        "Name": v.name,
+        "Driver": "local",
+        "Scope": "local",
+        "Mountpoint": v.mountpoint,
+        "Labels": label_map(&v.labels),
+        "CreatedAt": crate::human::docker_time(&v.created),
+    })
 }
