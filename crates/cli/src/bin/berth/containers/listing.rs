@@ -63,6 +63,7 @@ pub struct PsFlags {
     /// 'table {{.Names}}\t{{.Status}}'.
     #[arg(long, default_value = "table")]
     format: String,
+    /// Show whole IDs and commands.
     #[arg(long)]
     no_trunc: bool,
     /// KEY=VALUE: name, label, status, ancestor, id, exited (repeatable:
