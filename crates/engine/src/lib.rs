@@ -18,6 +18,7 @@ pub mod ids;
 pub mod images;
 pub mod imagevol;
 pub mod initproc;
+mod inspect;
 mod lifecycle;
 mod lock;
 pub mod model;

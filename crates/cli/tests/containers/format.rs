@@ -479,6 +479,13 @@ fn podman_and_berth_agree_on_templates_and_filters() {
             "{{printf \"%-10s|\" .Name}}{{len .Name}}",
             "cmp-up",
         ],
+        // docker's shape of the record, as scripts read it.
+        &[
+            "inspect",
+            "-f",
+            "{{.Config.Labels.app}} {{index .Config.Cmd 0}} {{.Config.Image}} {{.Config.Tty}} {{.RestartCount}} {{.HostConfig.Privileged}} {{.HostConfig.NetworkMode}} {{.HostConfig.ReadonlyRootfs}} {{len .Mounts}} {{.State.OOMKilled}} [{{.NetworkSettings.IPAddress}}]",
+            "cmp-up",
+        ],
     ];
     for args in checks {
         let ours = sorted(&env.ok(args));

@@ -17,11 +17,10 @@ fn rules_with(needle: &str) -> Vec<String> {
 
 fn ip_of(env: &Env, c: &str) -> String {
     let i = env.inspect(c);
-    let ip = i["NetworkSettings"]["Networks"][0]["ips"][0]
+    i["NetworkSettings"]["IPAddress"]
         .as_str()
         .unwrap()
-        .to_string();
-    ip.split('/').next().unwrap().to_string()
+        .to_string()
 }
 
 #[test]
@@ -214,11 +213,8 @@ fn containers_on_a_user_network_find_each_other_by_name() {
     let lone = env.run_d(&["--name", "lone"], &["sleep", "1000"]);
     let hosts = |id: &str| env.ok(&["exec", id, "cat", "/etc/hosts"]);
     let ip_of = |id: &str| {
-        env.inspect(id)["NetworkSettings"]["Networks"][0]["ips"][0]
+        env.inspect(id)["NetworkSettings"]["Networks"][&net]["IPAddress"]
             .as_str()
-            .unwrap()
-            .split('/')
-            .next()
             .unwrap()
             .to_string()
     };

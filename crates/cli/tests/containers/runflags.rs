@@ -111,16 +111,9 @@ fn hosts_dns_labels_cidfile_cgroup_platform_entrypoint_and_logs() {
     );
     assert_eq!(std::fs::read_to_string(&cid).unwrap(), id);
     let v = env.inspect(&id);
-    let labels: Vec<(String, String)> =
-        serde_json::from_value(v["Config"]["labels"].clone()).unwrap();
-    assert!(
-        labels.contains(&("tier".into(), "web".into())),
-        "{labels:?}"
-    );
-    assert!(
-        labels.contains(&("owner".into(), "dev".into())),
-        "the flag goes last: {labels:?}"
-    );
+    let labels = &v["Config"]["Labels"];
+    assert_eq!(labels["tier"], "web", "{labels}");
+    assert_eq!(labels["owner"], "dev", "the flag goes last: {labels}");
     let pid = v["State"]["Pid"].as_u64().unwrap();
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(cg.contains(&parent), "{cg}");

@@ -225,51 +225,10 @@ fn ps_json(e: &Engine, c: &Container) -> serde_json::Value {
 pub fn inspect(e: &Engine, containers: &[String], format: Option<&str>) -> Result<()> {
     let mut out = Vec::new();
     super::batch::each(containers, |c| {
-        out.push(inspect_json(e, &e.container(c)?));
+        out.push(e.inspect(&e.container(c)?));
         Ok(())
     })?;
     print_inspect(format, &out)
-}
-
-fn inspect_json(e: &Engine, c: &Container) -> serde_json::Value {
-    serde_json::json!({
-        "Id": c.id,
-        "Name": c.name,
-        "Created": c.created,
-        "Image": c.image_id,
-        "ImageName": c.config.image,
-        "Path": c.command.first(),
-        "Args": c.command.iter().skip(1).collect::<Vec<_>>(),
-        "State": {
-            "Status": c.state.status.name(),
-            "Running": c.state.status == Status::Running,
-            "Paused": c.state.status == Status::Paused,
-            "Pid": c.state.pid,
-            "ExitCode": c.state.exit_code,
-            "StartedAt": c.state.started_at,
-            "FinishedAt": c.state.finished_at,
-            "Health": e.health(c),
-        },
-        "RestartCount": c.state.restart_count,
-        "HostConfig": {
-            "RestartPolicy": {
-                "Name": c.config.restart.name(),
-                "MaximumRetryCount": match c.config.restart {
-                    berth_engine::model::RestartPolicy::OnFailure { max_retries } => max_retries,
-                    _ => 0,
-                },
-            },
-        },
-        "Config": c.config,
-        "NetworkSettings": {
-            "SandboxKey": c.netns,
-            "Networks": c.networks,
-            "Ports": c.config.ports,
-        },
-        "LogPath": e.log_path(c),
-        "BundlePath": e.bundle_dir(&c.id),
-        "MonitorPid": c.monitor_pid,
-    })
 }
 
 /// How an `ls` shows its records under a template: each record as a row
