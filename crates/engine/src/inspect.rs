@@ -216,3 +216,33 @@ fn network_mode(c: &Container) -> String {
         N::Container(other) => format!("container:{other}"),
     }
 }
+
+/// A volume as `docker volume inspect` shows one.
+pub fn volume(v: &crate::model::Volume) -> Value {
+    json!({
+        "Name": v.name,
+        "Driver": "local",
+        "Mountpoint": v.mountpoint,
+        "CreatedAt": v.created,
+        "Labels": v.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+        "Scope": "local",
+        "Options": {},
+    })
+}
+
+/// A network as `docker network inspect` (and podman's) shows one.
+pub fn network(n: &berth_network::Network) -> Value {
+    let subnet = json!({"Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string()});
+    json!({
+        "Name": n.name,
+        "Id": n.id,
+        "Created": n.created,
+        "Driver": n.driver,
+        "NetworkInterface": n.bridge,
+        "Subnets": [subnet.clone()],
+        "IPAM": {"Driver": "default", "Config": [subnet]},
+        "Internal": n.internal,
+        "Labels": n.labels,
+        "Scope": "local",
+    })
+}

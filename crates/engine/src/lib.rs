@@ -18,7 +18,7 @@ pub mod ids;
 pub mod images;
 pub mod imagevol;
 pub mod initproc;
-mod inspect;
+pub mod inspect;
 mod lifecycle;
 mod lock;
 pub mod model;

@@ -512,7 +512,7 @@ fn volumes_networks_pods_stats_and_events_take_templates() {
         "volume",
         "inspect",
         "-f",
-        "{{.name}} {{len .mountpoint}}",
+        "{{.Name}} {{len .Mountpoint}}",
         "fmtvol",
     ]);
     assert!(out.starts_with("fmtvol ") && out.trim().len() > 8, "{out}");
@@ -530,8 +530,22 @@ fn volumes_networks_pods_stats_and_events_take_templates() {
     );
     let out = env.ok(&["network", "ls", "--format", "table {{.ID}}\\t{{.Name}}"]);
     assert!(out.starts_with("NETWORK ID     NAME\n"), "{out}");
-    let out = env.ok(&["network", "inspect", "-f", "{{.name}}", "fmtnet"]);
-    assert_eq!(out, "fmtnet\n");
+    let out = env.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{.Name}} {{.Driver}} {{range .Subnets}}{{.Subnet}}{{end}}",
+        "fmtnet",
+    ]);
+    assert!(out.starts_with("fmtnet bridge 10.77."), "{out}");
+    let out = env.ok(&[
+        "volume",
+        "inspect",
+        "-f",
+        "{{.Name}} {{.Driver}} {{.Labels.k}}",
+        "fmtvol",
+    ]);
+    assert_eq!(out, "fmtvol local v\n");
 
     env.ok(&["pod", "create", "--name", "fmtpod"]);
     let out = env.ok(&["pod", "ps", "--format", "{{.Name}}:{{.NumberOfContainers}}"]);

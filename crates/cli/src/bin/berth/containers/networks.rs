@@ -105,7 +105,7 @@ pub fn run(e: &Engine, cmd: NetworkCmd) -> Result<()> {
         NetworkCmd::Inspect { networks, format } => {
             let mut out = Vec::new();
             each(&networks, |n| {
-                out.push(serde_json::to_value(e.network(n)?)?);
+                out.push(berth_engine::inspect::network(&e.network(n)?));
                 Ok(())
             })?;
             print_inspect(format.as_deref(), &out)?;

@@ -85,7 +85,7 @@ pub fn run(e: &Engine, cmd: VolumeCmd) -> Result<()> {
         VolumeCmd::Inspect { volumes, format } => {
             let mut out = Vec::new();
             each(&volumes, |v| {
-                out.push(serde_json::to_value(e.volume(v)?)?);
+                out.push(berth_engine::inspect::volume(&e.volume(v)?));
                 Ok(())
             })?;
             print_inspect(format.as_deref(), &out)?;
