@@ -162,12 +162,28 @@ impl Engine {
         Ok(())
     }
 
-    /// Copies `src` on the host into the container's directory `dest`.
+    /// Copies `src` on the host into the container: into `dest` when it
+    /// is a directory there, else as `dest` (a new name in an existing
+    /// directory, or a file it replaces), as docker's cp does.
     pub fn copy_in(&self, key: &str, src: &Path, dest: &str) -> Result<()> {
-        let name = src
-            .file_name()
-            .map(PathBuf::from)
-            .ok_or_else(|| Error::invalid(format!("cp {}", src.display()), "no file name"))?;
+        let (into, name) = if self.is_container_dir(key, dest)? {
+            let name = src
+                .file_name()
+                .map(PathBuf::from)
+                .ok_or_else(|| Error::invalid(format!("cp {}", src.display()), "no file name"))?;
+            (dest.to_string(), name)
+        } else {
+            let d = Path::new(dest);
+            let name = d
+                .file_name()
+                .map(PathBuf::from)
+                .ok_or_else(|| Error::invalid(format!("cp to {dest}"), "no file name"))?;
+            let parent = d
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("/"));
+            (parent.display().to_string(), name)
+        };
         let mut b = tar::Builder::new(Vec::new());
         b.follow_symlinks(false);
         let meta =
@@ -180,7 +196,24 @@ impl Engine {
         r.and_then(|_| b.finish())
             .map_err(io_err(format!("read {}", src.display())))?;
         let data = b.into_inner().map_err(io_err("tar"))?;
-        self.copy_in_tar(key, &data[..], dest)
+        self.copy_in_tar(key, &data[..], &into)
+    }
+
+    /// Whether `path` in the container is a directory (its symlinks
+    /// resolved inside the container's root); false when it is missing.
+    fn is_container_dir(&self, key: &str, path: &str) -> Result<bool> {
+        let (name, root) = self.container_root(key)?;
+        match rustix::fs::openat2(
+            &root,
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            IN_ROOT,
+        ) {
+            Ok(_) => Ok(true),
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => Ok(false),
+            Err(e) => Err(errno(format!("cp to {name}:{path}"))(e)),
+        }
     }
 }
 

@@ -63,9 +63,15 @@ impl Engine {
             Vec::new()
         };
         let (rows, cols) = r.size.unwrap_or((0, 0));
+        let mut env = r.env.clone();
+        // A terminal says what it is, as for `run -t` (docker's xterm),
+        // unless the caller does.
+        if r.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
         let req = berth_monitor::protocol::ExecRequest {
             args: r.args.clone(),
-            env: r.env.clone(),
+            env,
             cwd: r.workdir.clone(),
             user,
             additional_gids: Vec::new(),

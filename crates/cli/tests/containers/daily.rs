@@ -98,3 +98,47 @@ fn logs_until_port_filter_prune_and_df() {
         env.ok(&["rm", "-f", id]);
     }
 }
+
+#[test]
+fn cp_to_a_new_name_exec_term_and_top_with_ps_options() {
+    let env = Env::new();
+    let id = env.run_d(&["--network", "none"], &["sleep", "1000"]);
+    let src = env.sb.path().join("note.txt");
+    std::fs::write(&src, "hello\n").unwrap();
+    // A new name in an existing directory, then over a file there.
+    env.ok(&["cp", src.to_str().unwrap(), &format!("{id}:/tmp/renamed")]);
+    assert_eq!(env.ok(&["exec", &id, "cat", "/tmp/renamed"]), "hello\n");
+    std::fs::write(&src, "again\n").unwrap();
+    env.ok(&["cp", src.to_str().unwrap(), &format!("{id}:/tmp/renamed")]);
+    assert_eq!(env.ok(&["exec", &id, "cat", "/tmp/renamed"]), "again\n");
+    // Into a directory it keeps its own name.
+    env.ok(&["cp", src.to_str().unwrap(), &format!("{id}:/tmp")]);
+    assert_eq!(env.ok(&["exec", &id, "cat", "/tmp/note.txt"]), "again\n");
+    // A missing directory is named, once.
+    let (_, err) = env.code(
+        125,
+        &["cp", src.to_str().unwrap(), &format!("{id}:/nodir/x")],
+    );
+    assert!(err.contains("/nodir"), "{err}");
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+
+    assert_eq!(
+        env.ok(&["exec", "-t", &id, "sh", "-c", "echo $TERM"])
+            .trim(),
+        "xterm"
+    );
+    assert_eq!(
+        env.ok(&["exec", &id, "sh", "-c", "echo ${TERM:-none}"])
+            .trim(),
+        "none"
+    );
+
+    let top = env.ok(&["top", &id, "-eo", "pid,args"]);
+    let lines: Vec<&str> = top.lines().collect();
+    assert!(lines[0].contains("PID"), "{top}");
+    assert_eq!(lines.len(), 2, "only the container's process: {top}");
+    assert!(lines[1].ends_with("sleep 1000"), "{top}");
+    let (_, err) = env.code(125, &["top", &id, "-o", "comm"]);
+    assert!(err.contains("PID column"), "{err}");
+    env.ok(&["rm", "-f", &id]);
+}

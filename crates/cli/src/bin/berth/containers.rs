@@ -173,6 +173,10 @@ pub enum Verb {
     Top {
         /// The container, by name or ID.
         container: String,
+        /// ps(1) options (`-eo pid,user,args`): the host's ps, its rows
+        /// kept to the container's processes, as docker's top.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_options: Vec<String>,
     },
     /// Resource usage (once: --no-stream is the only mode).
     Stats {
@@ -400,7 +404,10 @@ fn verb(ctx: &crate::Ctx, e: &Engine, v: Verb) -> Result<i32> {
         }
         Verb::Port { container, port } => stats::port(e, &container, port.as_deref())?,
         Verb::Cp { src, dest } => cp::cp(e, &src, &dest)?,
-        Verb::Top { container } => stats::top(e, &container)?,
+        Verb::Top {
+            container,
+            ps_options,
+        } => stats::top(e, &container, &ps_options)?,
         Verb::Stats {
             no_stream,
             format,

@@ -327,9 +327,27 @@ fn main() {
         if let Some(r) = e.downcast_ref::<containers::batch::Reported>() {
             std::process::exit(r.code);
         }
-        eprintln!("Error: {e:#}");
+        eprintln!("Error: {}", error_text(&e));
         std::process::exit(exit_code_for(&e));
     }
+}
+
+/// An error and its causes, each said once: a cause whose text its
+/// context already quotes (an OS error in "open x: No such file") is not
+/// repeated.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if text.contains(&s) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&s);
+    }
+    text
 }
 
 /// Prints clap's message and exits: 125 for a usage error (an unknown

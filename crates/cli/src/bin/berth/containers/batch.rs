@@ -28,7 +28,7 @@ pub fn each(list: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<()
     let mut code = None;
     for x in list {
         if let Err(err) = f(x) {
-            eprintln!("Error: {err:#}");
+            eprintln!("Error: {}", crate::error_text(&err));
             code = Some(crate::exit_code_for(&err));
         }
     }

@@ -54,12 +54,15 @@ pub fn port(e: &Engine, key: &str, only: Option<&str>) -> Result<()> {
 }
 
 /// `top`: a table of the container's processes from /proc.
-pub fn top(e: &Engine, key: &str) -> Result<()> {
+pub fn top(e: &Engine, key: &str, ps_options: &[String]) -> Result<()> {
     let c = e.container(key)?;
     if c.state.status != Status::Running && c.state.status != Status::Paused {
         bail!("container {} is not running", c.name);
     }
     let pids = e.handler(&c)?.pids(&c.id)?;
+    if !ps_options.is_empty() {
+        return top_with_ps(&pids, ps_options);
+    }
     let rows: Vec<[String; 4]> = pids
         .iter()
         .filter_map(|pid| {
@@ -91,6 +94,44 @@ pub fn top(e: &Engine, key: &str) -> Result<()> {
         })
         .collect();
     table(&["PID", "USER", "TIME", "COMMAND"], &rows);
+    Ok(())
+}
+
+/// `top CTR OPTIONS`: the host's ps with those options, its header and
+/// the rows of the container's processes (found by the PID column, which
+/// the options must show).
+fn top_with_ps(pids: &[i32], options: &[String]) -> Result<()> {
+    let out = std::process::Command::new("ps")
+        .args(options)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("run ps (procps)")?;
+    if !out.status.success() {
+        bail!(
+            "ps {}: {}",
+            options.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let Some(col) = header.split_whitespace().position(|h| h == "PID") else {
+        bail!(
+            "ps {}: the options must show the PID column",
+            options.join(" ")
+        );
+    };
+    println!("{header}");
+    for l in lines {
+        let pid = l
+            .split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            println!("{l}");
+        }
+    }
     Ok(())
 }
 
