@@ -17,6 +17,7 @@ pub mod health;
 pub mod ids;
 pub mod images;
 pub mod imagevol;
+pub mod info;
 pub mod initproc;
 pub mod inspect;
 mod lifecycle;

@@ -142,3 +142,32 @@ fn cp_to_a_new_name_exec_term_and_top_with_ps_options() {
     assert!(err.contains("PID column"), "{err}");
     env.ok(&["rm", "-f", &id]);
 }
+
+#[test]
+fn info_and_version_say_what_this_host_and_store_are() {
+    let env = Env::new();
+    let id = env.run_d(&["--network", "none"], &["sleep", "1000"]);
+    let info: serde_json::Value =
+        serde_json::from_str(&env.ok(&["info", "--format", "json"])).unwrap();
+    assert_eq!(info["Store"]["Containers"], 1, "{info}");
+    assert_eq!(info["Store"]["Running"], 1, "{info}");
+    assert_eq!(info["Store"]["Images"], 1, "{info}");
+    assert_eq!(
+        info["Store"]["GraphRoot"],
+        env.sb.root().display().to_string()
+    );
+    let cg = info["Host"]["CgroupVersion"].as_str().unwrap();
+    let unified = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    assert_eq!(cg == "v2", unified, "{info}");
+    assert!(info["Host"]["Runtimes"][0] == "berth", "{info}");
+    let text = env.ok(&["info"]);
+    assert!(text.contains("GraphDriver: overlay"), "{text}");
+    assert_eq!(env.ok(&["info", "-f", "{{.Store.Running}}"]), "1\n");
+
+    let banner = env.ok(&["--version"]);
+    let v = env.ok(&["version", "-f", "{{.Version}}"]);
+    assert!(banner.contains(v.trim()), "{banner} vs {v}");
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert!(env.ok(&["version"]).contains(kernel.trim()));
+    env.ok(&["rm", "-f", &id]);
+}

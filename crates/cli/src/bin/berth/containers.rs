@@ -227,6 +227,18 @@ pub enum Cmd {
     },
     /// Lifecycle events: past ones (--since) and, as they happen, new ones.
     Events(crate::events::Args),
+    /// This host and store: kernel, cgroups, runtimes, counts, registries.
+    Info {
+        /// json, or a Go template: '{{.Host.CgroupVersion}}' (default: text).
+        #[arg(short, long)]
+        format: Option<String>,
+    },
+    /// berth's version, this host's platform and kernel.
+    Version {
+        /// json, or a Go template: '{{.Version}}' (default: text).
+        #[arg(short, long)]
+        format: Option<String>,
+    },
     /// Healthchecks (run by each container's monitor on its own timer).
     Healthcheck {
         #[command(subcommand)]
@@ -319,6 +331,11 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
         system::repair(ctx)?;
         return Ok(0);
     }
+    if let Cmd::Version { format } = &cmd {
+        let v = serde_json::to_value(berth_engine::info::version())?;
+        print_record(format.as_deref(), &v)?;
+        return Ok(0);
+    }
     let e = engine(ctx)?;
     match cmd {
         Cmd::Verb(v)
@@ -338,6 +355,11 @@ pub fn run(ctx: &crate::Ctx, cmd: Cmd) -> Result<i32> {
         Cmd::Network { cmd } => networks::run(&e, cmd)?,
         Cmd::Pod { cmd } => pods::run(&e, cmd)?,
         Cmd::Events(a) => crate::events::run(&e, a)?,
+        Cmd::Info { format } => {
+            let info = e.info(ctx.conf.search_registries())?;
+            print_record(format.as_deref(), &serde_json::to_value(info)?)?;
+        }
+        Cmd::Version { format } => unreachable!("answered before the engine is opened: {format:?}"),
         Cmd::Healthcheck {
             cmd: HealthcheckCmd::Run { container },
         } => {
@@ -417,4 +439,48 @@ fn verb(ctx: &crate::Ctx, e: &Engine, v: Verb) -> Result<i32> {
         Verb::Diff { container } => crate::commit::diff(e, &container)?,
     }
     Ok(0)
+}
+
+/// One record (info, version): `Key: value` lines, nested ones indented
+/// (podman's text), JSON, or a template.
+fn print_record(format: Option<&str>, v: &serde_json::Value) -> Result<()> {
+    match format {
+        None => {
+            let mut out = String::new();
+            text_lines(v, 0, &mut out);
+            print!("{out}");
+            Ok(())
+        }
+        Some("json") => {
+            println!("{}", serde_json::to_string_pretty(v)?);
+            Ok(())
+        }
+        Some(_) => crate::format::print_inspect(format, std::slice::from_ref(v)),
+    }
+}
+
+fn text_lines(v: &serde_json::Value, depth: usize, out: &mut String) {
+    let pad = "  ".repeat(depth);
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                match x {
+                    serde_json::Value::Object(_) => {
+                        out.push_str(&format!("{pad}{k}:\n"));
+                        text_lines(x, depth + 1, out);
+                    }
+                    serde_json::Value::Array(items) => {
+                        let items: Vec<String> = items
+                            .iter()
+                            .map(|i| i.as_str().map_or_else(|| i.to_string(), String::from))
+                            .collect();
+                        out.push_str(&format!("{pad}{k}: [{}]\n", items.join(", ")));
+                    }
+                    serde_json::Value::String(s) => out.push_str(&format!("{pad}{k}: {s}\n")),
+                    other => out.push_str(&format!("{pad}{k}: {other}\n")),
+                }
+            }
+        }
+        other => out.push_str(&format!("{pad}{other}\n")),
+    }
 }
