@@ -203,10 +203,25 @@ impl RegistryClient {
                 Err(e) => last = Some(e),
             }
         }
+        if !self.allow_http && self.speaks_plain_http().await {
+            return Err(self.err(format!(
+                "pinging over HTTPS: server gave HTTP response to HTTPS client; to allow plain HTTP, pass --tls-verify=false or set insecure = true for {} in registries.conf",
+                self.host
+            )));
+        }
         Err(self.err(format!(
             "cannot reach the registry: {}",
             last.map(|e| error_chain(&e)).unwrap_or_default()
         )))
+    }
+
+    /// Whether the host answers plain HTTP, asked only after HTTPS failed
+    /// and only to word the error (the answer is never used): a TLS
+    /// handshake met by an HTTP reply fails with an opaque "corrupt
+    /// message", which says nothing about the fix.
+    async fn speaks_plain_http(&self) -> bool {
+        let url = format!("http://{}/v2/", self.api_host());
+        self.http.get(&url).send().await.is_ok()
     }
 
     async fn with_retries<F, Fut>(&self, mut f: F) -> Result<Response, reqwest::Error>

@@ -13,4 +13,5 @@ mod load;
 mod names;
 mod prune;
 mod pull;
+mod registries;
 mod store;
