@@ -9,6 +9,7 @@ mod caps;
 mod crash;
 mod faults;
 mod hostile;
+mod listing;
 mod load;
 mod names;
 mod prune;

@@ -90,9 +90,10 @@ pub enum Verb {
     },
     /// List containers.
     Ps(PsArgs),
-    /// Show containers' records as JSON.
+    /// Show containers' (or, for a name no container has, images') records
+    /// as JSON.
     Inspect {
-        /// Containers to show, by name or ID.
+        /// Containers or images to show, by name or ID.
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -379,7 +380,7 @@ fn verb(ctx: &crate::Ctx, e: &Engine, v: Verb) -> Result<i32> {
             format,
             no_trunc,
         }) => listing::ps(e, all, quiet, &format, no_trunc)?,
-        Verb::Inspect { containers } => listing::inspect(e, &containers)?,
+        Verb::Inspect { containers } => listing::inspect(ctx, e, &containers)?,
         Verb::Wait { containers } => lifecycle::wait(e, &containers)?,
         Verb::Pause { containers } => lifecycle::pause(e, &containers)?,
         Verb::Unpause { containers } => lifecycle::unpause(e, &containers)?,
