@@ -215,13 +215,22 @@ impl RegistryClient {
         )))
     }
 
-    /// Whether the host answers plain HTTP, asked only after HTTPS failed
-    /// and only to word the error (the answer is never used): a TLS
-    /// handshake met by an HTTP reply fails with an opaque "corrupt
-    /// message", which says nothing about the fix.
+    /// Whether the host is a registry on plain HTTP, asked only after
+    /// HTTPS failed and only to word the error (the answer is never used):
+    /// a TLS handshake met by an HTTP reply fails with an opaque "corrupt
+    /// message", which says nothing about the fix. A TLS server answers
+    /// plain HTTP too, with a 400, so only a registry's answer to /v2/
+    /// (200, 401, or its API version header) counts.
     async fn speaks_plain_http(&self) -> bool {
         let url = format!("http://{}/v2/", self.api_host());
-        self.http.get(&url).send().await.is_ok()
+        match self.http.get(&url).send().await {
+            Ok(r) => {
+                r.status().is_success()
+                    || r.status() == StatusCode::UNAUTHORIZED
+                    || r.headers().contains_key("docker-distribution-api-version")
+            }
+            Err(_) => false,
+        }
     }
 
     async fn with_retries<F, Fut>(&self, mut f: F) -> Result<Response, reqwest::Error>
