@@ -8,6 +8,7 @@ mod archives;
 mod caps;
 mod crash;
 mod faults;
+mod formats;
 mod hostile;
 mod listing;
 mod load;

@@ -220,7 +220,8 @@ enum ImageVerb {
         #[arg(required = true)]
         names: Vec<String>,
     },
-    /// Write images to an OCI layout directory or a docker-archive tarball.
+    /// Write images to a docker-archive or oci-archive tarball, or an OCI
+    /// layout directory.
     Save {
         /// Images to write, by name or ID.
         #[arg(required = true)]
@@ -229,14 +230,15 @@ enum ImageVerb {
         /// (written to), a symlink (followed); `-` for stdout (the default).
         #[arg(short, long, default_value = "-")]
         output: PathBuf,
-        /// oci-dir or docker-archive.
+        /// docker-archive, oci-archive or oci-dir.
         #[arg(long, default_value = "docker-archive")]
         format: String,
     },
-    /// Load images from an OCI layout directory or a docker-archive tarball.
+    /// Load images from a docker-archive or oci-archive tarball, an OCI
+    /// layout directory or a docker dir (skopeo's `dir:`).
     Load {
-        /// An OCI layout directory or a docker archive; `-` for stdin (the
-        /// default, a docker archive).
+        /// The archive or directory; `-` for stdin (the default; either
+        /// kind of archive).
         #[arg(short, long, default_value = "-")]
         input: PathBuf,
         /// Print only the IDs of the loaded images.
@@ -678,15 +680,18 @@ fn image_verb(ctx: &Ctx, v: ImageVerb) -> Result<()> {
                 .collect::<Result<Vec<_>, _>>()?;
             if output.as_os_str() == "-" {
                 use std::io::IsTerminal;
-                if format != Format::DockerArchive {
-                    bail!("an OCI layout is a directory: give it with -o DIR");
-                }
                 if std::io::stdout().is_terminal() {
                     bail!(
                         "not writing an image archive to a terminal: redirect stdout, or give -o FILE"
                     );
                 }
-                archive::save_stream(&store, &list, &mut std::io::stdout().lock(), "stdout")?;
+                archive::save_stream(
+                    &store,
+                    &list,
+                    format,
+                    &mut std::io::stdout().lock(),
+                    "stdout",
+                )?;
             } else {
                 archive::save(&store, &list, format, &output)?;
             }
