@@ -156,3 +156,58 @@ fn an_oci_archive_with_a_blob_missing_is_refused_naming_it() {
     );
     assert!(image_list(&sb).is_empty());
 }
+
+#[test]
+fn podman_loads_berths_oci_archive_and_berth_loads_podmans() {
+    require!("podman");
+    let sb = Sandbox::new();
+    let src = sb.path().join("src");
+    let id = layout(&src);
+    sb.ok(&["load", "-q", "-i", src.to_str().unwrap()]);
+    sb.ok(&["tag", id.hex(), "app:1"]);
+    let ours = sb.path().join("berth.tar");
+    sb.ok(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        ours.to_str().unwrap(),
+        "app:1",
+    ]);
+    // A podman of its own under the sandbox (vfs: nothing to mount).
+    let podman = |args: &[&str]| {
+        let out = Command::new("podman")
+            .arg("--root")
+            .arg(sb.path().join("podman-root"))
+            .arg("--runroot")
+            .arg(sb.path().join("podman-run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .env("CONTAINERS_REGISTRIES_CONF", sb.conf())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    podman(&["load", "-q", "-i", ours.to_str().unwrap()]);
+    let pid = podman(&["image", "inspect", "--format", "{{.Id}}", "localhost/app:1"]);
+    assert_eq!(pid.trim(), id.hex());
+    let theirs = sb.path().join("podman.tar");
+    podman(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        theirs.to_str().unwrap(),
+        "localhost/app:1",
+    ]);
+    let sb2 = Sandbox::new();
+    sb2.ok(&["load", "-q", "-i", theirs.to_str().unwrap()]);
+    let list = image_list(&sb2);
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["Id"], json!(id.hex()));
+}
