@@ -199,6 +199,28 @@ fn a_plain_http_registry_over_https_says_how_to_allow_it() {
             "{host}: {err}"
         );
     }
+    // run and create pull with the same flag (the image is not there, so
+    // nothing is created either way).
+    let run = sb.path().join("run");
+    let image = format!("127.0.0.1:{port}/x:1");
+    for verb in ["create", "run"] {
+        let args = ["--runroot", run.to_str().unwrap(), verb, &image, "true"];
+        let err = sb.fails(&args);
+        assert!(
+            err.contains("server gave HTTP response to HTTPS client"),
+            "{verb}: {err}"
+        );
+        let args = [
+            "--runroot",
+            run.to_str().unwrap(),
+            verb,
+            "--tls-verify=false",
+            &image,
+            "true",
+        ];
+        let err = sb.fails(&args);
+        assert!(!err.contains("HTTP response to HTTPS"), "{verb}: {err}");
+    }
     // Told so in registries.conf, plain HTTP is used (the image is not
     // there: the registry's own answer).
     sb.write_conf(&format!(
