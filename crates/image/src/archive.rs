@@ -21,6 +21,8 @@ use crate::store::{ImageRecord, Store, now};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     OciDir,
+    /// An OCI layout as a tar stream (skopeo's and podman's oci-archive).
+    OciArchive,
     DockerArchive,
 }
 
@@ -28,10 +30,11 @@ impl Format {
     pub fn parse(s: &str) -> Result<Format> {
         match s {
             "oci-dir" | "oci" => Ok(Format::OciDir),
+            "oci-archive" => Ok(Format::OciArchive),
             "docker-archive" | "docker" => Ok(Format::DockerArchive),
             _ => Err(Error::invalid(
                 format!("format {s:?}"),
-                "expected oci-dir or docker-archive",
+                "expected oci-dir, oci-archive or docker-archive",
             )),
         }
     }
@@ -65,14 +68,16 @@ pub fn save(
     let _lock = store.lock_shared()?;
     match format {
         Format::OciDir => save_oci(store, images, out),
-        Format::DockerArchive => match sink(out)? {
-            Sink::Stream(mut f) => save_docker(store, images, &mut f, &out.display().to_string()),
+        Format::DockerArchive | Format::OciArchive => match sink(out)? {
+            Sink::Stream(mut f) => {
+                save_tar(store, images, format, &mut f, &out.display().to_string())
+            }
             Sink::Replace(target) => {
                 let what = target.display().to_string();
                 // The archive's own error, kept apart from the file's.
                 let mut failed = None;
                 let written = berth_base::fs::atomic_write_with(&target, 0o666, |f| {
-                    save_docker(store, images, f, &what).map_err(|e| {
+                    save_tar(store, images, format, f, &what).map_err(|e| {
                         failed = Some(e);
                         io::Error::other("the archive was not written")
                     })
@@ -86,16 +91,38 @@ pub fn save(
     }
 }
 
-/// `save` of a docker archive to a stream (stdout for `-o -`); `what`
-/// names it in errors. OCI layouts are directories and cannot go there.
-pub fn save_stream(
+/// One of the tar formats, to any writer.
+fn save_tar(
     store: &Store,
     images: &[(ImageRecord, String)],
+    format: Format,
     out: &mut dyn io::Write,
     what: &str,
 ) -> Result<()> {
+    match format {
+        Format::OciArchive => save_oci_archive(store, images, out, what),
+        _ => save_docker(store, images, out, what),
+    }
+}
+
+/// `save` of a docker or OCI archive to a stream (stdout for `-o -`);
+/// `what` names it in errors. OCI layouts are directories and cannot go
+/// there.
+pub fn save_stream(
+    store: &Store,
+    images: &[(ImageRecord, String)],
+    format: Format,
+    out: &mut dyn io::Write,
+    what: &str,
+) -> Result<()> {
+    if format == Format::OciDir {
+        return Err(Error::invalid(
+            what.to_string(),
+            "an OCI layout is a directory: give it with -o DIR, or use oci-archive",
+        ));
+    }
     let _lock = store.lock_shared()?;
-    save_docker(store, images, out, what)
+    save_tar(store, images, format, out, what)
 }
 
 /// Where a docker archive goes: written through, or replaced atomically.
@@ -154,13 +181,16 @@ fn dangling_target(out: &Path) -> Result<std::path::PathBuf> {
     ))
 }
 
-fn save_oci(store: &Store, images: &[(ImageRecord, String)], out: &Path) -> Result<()> {
-    let blobs = out.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).ctx(|| format!("create {}", blobs.display()))?;
-    std::fs::write(out.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
-        .ctx(|| format!("write {}/oci-layout", out.display()))?;
+/// What an OCI layout of `images` holds: the blobs (each once, with the
+/// size the record gives, when it gives one) and index.json, naming each
+/// image by `io.containerd.image.name` and its tag.
+fn oci_layout(
+    store: &Store,
+    images: &[(ImageRecord, String)],
+) -> (Vec<(Digest, Option<u64>)>, Vec<u8>) {
     let mut manifests = Vec::new();
-    let mut copied = std::collections::HashSet::new();
+    let mut blobs = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (img, name) in images {
         let mut all = vec![
             (img.manifest_digest.clone(), None),
@@ -168,8 +198,8 @@ fn save_oci(store: &Store, images: &[(ImageRecord, String)], out: &Path) -> Resu
         ];
         all.extend(img.layers.iter().map(|l| (l.digest.clone(), Some(l.size))));
         for (d, size) in all {
-            if copied.insert(d.clone()) {
-                copy_blob(store, &d, size, &blobs)?;
+            if seen.insert(d.clone()) {
+                blobs.push((d, size));
             }
         }
         let tag = Reference::parse(name)
@@ -188,11 +218,69 @@ fn save_oci(store: &Store, images: &[(ImageRecord, String)], out: &Path) -> Resu
     }
     let index =
         json!({ "schemaVersion": 2, "mediaType": manifest::OCI_INDEX, "manifests": manifests });
-    std::fs::write(
-        out.join("index.json"),
-        serde_json::to_vec(&index).expect("json"),
-    )
-    .ctx(|| format!("write {}/index.json", out.display()))
+    (blobs, serde_json::to_vec(&index).expect("json"))
+}
+
+const OCI_LAYOUT_FILE: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+fn save_oci(store: &Store, images: &[(ImageRecord, String)], out: &Path) -> Result<()> {
+    let blobs = out.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).ctx(|| format!("create {}", blobs.display()))?;
+    std::fs::write(out.join("oci-layout"), OCI_LAYOUT_FILE)
+        .ctx(|| format!("write {}/oci-layout", out.display()))?;
+    let (all, index) = oci_layout(store, images);
+    for (d, size) in all {
+        copy_blob(store, &d, size, &blobs)?;
+    }
+    std::fs::write(out.join("index.json"), index)
+        .ctx(|| format!("write {}/index.json", out.display()))
+}
+
+/// oci-archive: the same layout as `save_oci` writes, as a tar stream
+/// (blobs first, index.json last, so a reader that sees the index has
+/// every blob it names).
+fn save_oci_archive(
+    store: &Store,
+    images: &[(ImageRecord, String)],
+    out: &mut dyn io::Write,
+    what: &str,
+) -> Result<()> {
+    let mut tar = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, out));
+    let (all, index) = oci_layout(store, images);
+    let mut add = |name: &str, size: u64, data: &mut dyn Read| -> Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mtime(0);
+        tar.append_data(&mut h, name, data)
+            .ctx(|| format!("write {name} to {what}"))
+    };
+    add(
+        "oci-layout",
+        OCI_LAYOUT_FILE.len() as u64,
+        &mut &*OCI_LAYOUT_FILE,
+    )?;
+    for (d, size) in all {
+        let f = File::open(store.blob_path(&d)).ctx(|| format!("open blob {d}"))?;
+        let have = f.metadata().ctx(|| format!("stat blob {d}"))?.len();
+        if let Some(want) = size.filter(|&w| w != have) {
+            return Err(Error::invalid(
+                format!("blob {d} in the store"),
+                format!("{have} bytes, the image record says {want}: pull the image again"),
+            ));
+        }
+        // Exactly the length the header says, even if the file changed.
+        let mut exact = Exact {
+            inner: f.take(have),
+            left: have,
+            what: format!("blob {d} has"),
+        };
+        add(&format!("blobs/sha256/{}", d.hex()), have, &mut exact)?;
+    }
+    add("index.json", index.len() as u64, &mut index.as_slice())?;
+    let mut w = tar.into_inner().ctx(|| format!("finish {what}"))?;
+    io::Write::flush(&mut w).ctx(|| format!("flush {what}"))
 }
 
 /// Copies blob `d` into `blobs` (an OCI layout's blobs/sha256): a copy,

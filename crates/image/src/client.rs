@@ -203,10 +203,34 @@ impl RegistryClient {
                 Err(e) => last = Some(e),
             }
         }
+        if !self.allow_http && self.speaks_plain_http().await {
+            return Err(self.err(format!(
+                "pinging over HTTPS: server gave HTTP response to HTTPS client; to allow plain HTTP, pass --tls-verify=false or set insecure = true for {} in registries.conf",
+                self.host
+            )));
+        }
         Err(self.err(format!(
             "cannot reach the registry: {}",
             last.map(|e| error_chain(&e)).unwrap_or_default()
         )))
+    }
+
+    /// Whether the host is a registry on plain HTTP, asked only after
+    /// HTTPS failed and only to word the error (the answer is never used):
+    /// a TLS handshake met by an HTTP reply fails with an opaque "corrupt
+    /// message", which says nothing about the fix. A TLS server answers
+    /// plain HTTP too, with a 400, so only a registry's answer to /v2/
+    /// (200, 401, or its API version header) counts.
+    async fn speaks_plain_http(&self) -> bool {
+        let url = format!("http://{}/v2/", self.api_host());
+        match self.http.get(&url).send().await {
+            Ok(r) => {
+                r.status().is_success()
+                    || r.status() == StatusCode::UNAUTHORIZED
+                    || r.headers().contains_key("docker-distribution-api-version")
+            }
+            Err(_) => false,
+        }
     }
 
     async fn with_retries<F, Fut>(&self, mut f: F) -> Result<Response, reqwest::Error>

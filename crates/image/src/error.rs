@@ -37,6 +37,11 @@ pub enum Error {
     #[error("blob {digest} {why}")]
     BlobSize { digest: String, why: String },
 
+    /// A short name that registries.conf does not let resolve; worded as
+    /// podman's.
+    #[error("{0}")]
+    ShortName(String),
+
     #[error("{0}: image not known")]
     NotFound(String),
 

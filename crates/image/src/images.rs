@@ -53,14 +53,7 @@ pub fn find(store: &Store, name: &str, conf: &RegistriesConf) -> Result<(ImageRe
     let candidates: Vec<Reference> = if parsed.qualified {
         vec![parsed.reference]
     } else {
-        let mut v: Vec<Reference> = conf
-            .search_registries()
-            .iter()
-            .map(|r| parsed.reference.with_registry(r))
-            .collect();
-        // Images made here (import, load, commit) are named localhost/.
-        v.push(parsed.reference.with_registry("localhost"));
-        v
+        conf.local_candidates(&parsed.reference)
     };
     for r in candidates {
         let (key, matched): (String, fn(String) -> Matched) = match &r.digest {
@@ -190,7 +183,7 @@ pub fn prune(store: &Store, all: bool) -> Result<Vec<Digest>> {
     }
     let mut removed = Vec::new();
     for img in store.images()? {
-        let dangling = img.names.is_empty() && img.digest_names.is_empty();
+        let dangling = img.is_dangling();
         if (all || dangling) && !used.contains(&img.id) {
             store.delete_image(&img.id)?;
             removed.push(img.id);

@@ -13,6 +13,8 @@ pub mod commit;
 pub mod digest;
 pub mod error;
 pub mod export;
+pub mod filter;
+pub mod history;
 pub mod images;
 pub mod ingest;
 pub mod leases;

@@ -36,55 +36,180 @@ pub struct Loaded {
     pub names: Vec<String>,
 }
 
-/// `load`: an OCI layout directory or a docker-archive tarball (a file, or
-/// anything that reads as one: a FIFO, a character device).
+/// `load`: an OCI layout directory, a docker dir (skopeo's `dir:`), or a
+/// docker-archive or oci-archive tarball (a file, or anything that reads
+/// as one: a FIFO, a character device).
 pub fn load(store: &Store, input: &Path, opts: &LoadOptions) -> Result<Vec<Loaded>> {
     if input.is_dir() {
         let _lock = store.lock_shared()?;
         let mut staging = Staging::new(store)?;
-        return load_oci(store, &mut staging, input, opts);
+        let mut layout = LayoutDir::open(input)?;
+        if input.join("index.json").exists() {
+            let base = base_name(input);
+            return load_oci(store, &mut staging, &Source::Dir(&layout), &base, opts);
+        }
+        if input.join("manifest.json").exists() {
+            layout.what = format!("docker dir {}", input.display());
+            return load_docker_dir(store, &mut staging, &layout, opts);
+        }
+        return Err(Error::invalid(
+            input.display().to_string(),
+            "neither an OCI layout (no index.json) nor a docker dir (no manifest.json)",
+        ));
     }
     let f = File::open(input).ctx(|| format!("open {}", input.display()))?;
-    load_stream(
+    load_tar(
         store,
         f,
-        &format!("docker archive {}", input.display()),
+        &format!("archive {}", input.display()),
+        &base_name(input),
         opts,
     )
 }
 
-/// `load` of a docker-archive tarball read once from start to end (`load
-/// -i -` reads stdin); `what` names the input in errors.
+/// `load` of a docker-archive or oci-archive tarball read once from start
+/// to end (`load -i -` reads stdin); `what` names the input in errors.
 pub fn load_stream(
     store: &Store,
     input: impl Read,
     what: &str,
     opts: &LoadOptions,
 ) -> Result<Vec<Loaded>> {
+    load_tar(store, input, what, "image", opts)
+}
+
+/// Stages every member, then reads it as what it holds: manifest.json
+/// makes a docker archive, index.json an OCI one. `base` names an OCI
+/// image that has only a tag (as the layout directory's name does).
+fn load_tar(
+    store: &Store,
+    input: impl Read,
+    what: &str,
+    base: &str,
+    opts: &LoadOptions,
+) -> Result<Vec<Loaded>> {
     let _lock = store.lock_shared()?;
     let mut staging = Staging::new(store)?;
-    load_docker(store, &mut staging, input, what, opts)
+    let members = stage_members(&mut staging, input, what)?;
+    if members.files.contains_key("manifest.json") {
+        load_docker(store, &mut staging, &members, what, opts)
+    } else if members.files.contains_key("index.json") {
+        let src = Source::Tar(&members, what);
+        load_oci(store, &mut staging, &src, base, opts)
+    } else {
+        Err(Error::invalid(
+            what,
+            "neither a docker archive (no manifest.json) nor an OCI archive (no index.json)",
+        ))
+    }
+}
+
+/// A lower-case name from a path's last component, without `.tar`: what
+/// an OCI image with only a tag is called.
+fn base_name(p: &Path) -> String {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_else(|| "image".into());
+    name.strip_suffix(".tar").unwrap_or(&name).to_string()
+}
+
+/// Where an OCI layout's files are: a directory, or an oci-archive whose
+/// members are staged already (by content, so a blob's path only says
+/// which staged file to check against its descriptor).
+enum Source<'a> {
+    Dir(&'a LayoutDir),
+    Tar(&'a Members, &'a str),
+}
+
+impl Source<'_> {
+    fn what(&self) -> String {
+        match self {
+            Source::Dir(l) => l.what.clone(),
+            Source::Tar(_, what) => what.to_string(),
+        }
+    }
+
+    fn read_metadata(&self, store: &Store, staging: &Staging, rel: &str) -> Result<Vec<u8>> {
+        match self {
+            Source::Dir(l) => l.read_metadata(rel),
+            Source::Tar(m, what) => {
+                let (d, len) = m.get(rel, what)?;
+                if len > MAX_METADATA {
+                    return Err(Error::invalid(
+                        format!("{what}: {rel}"),
+                        format!("larger than {}", crate::limits::human(MAX_METADATA)),
+                    ));
+                }
+                staging.read_metadata(store, &d, &format!("{what}: {rel}"))
+            }
+        }
+    }
+
+    /// Stages blob `d` of declared `size` unless the store has it: its
+    /// length and digest must be the descriptor's.
+    fn stage(
+        &self,
+        store: &Store,
+        staging: &mut Staging,
+        d: &Digest,
+        size: u64,
+        max: Option<u64>,
+    ) -> Result<()> {
+        if store.has_blob(d) {
+            return Ok(());
+        }
+        let (l, what) = match self {
+            Source::Dir(l) => return l.stage_blob(staging, d, size, max),
+            Source::Tar(m, what) => (m, what),
+        };
+        let what = format!("{what}: blob {d}");
+        if let Some(max) = max.filter(|&m| size > m) {
+            return Err(Error::invalid(
+                what,
+                format!(
+                    "declares {size} bytes; more than {} are refused for a manifest or config",
+                    crate::limits::human(max)
+                ),
+            ));
+        }
+        let (got, len) = l.get(&format!("blobs/sha256/{}", d.hex()), &what)?;
+        if len > size {
+            return Err(crate::ingest::too_long(d, size));
+        }
+        if len < size {
+            return Err(crate::ingest::too_short(d, len, size));
+        }
+        if &got != d {
+            return Err(Error::DigestMismatch {
+                what,
+                expected: d.to_string(),
+                actual: got.to_string(),
+            });
+        }
+        Ok(())
+    }
 }
 
 fn load_oci(
     store: &Store,
     staging: &mut Staging,
-    dir: &Path,
+    src: &Source,
+    base: &str,
     opts: &LoadOptions,
 ) -> Result<Vec<Loaded>> {
-    let layout = LayoutDir::open(dir)?;
-    let what = layout.what.clone();
-    let index = manifest::parse_index(&layout.read_metadata("index.json")?, &what)?;
+    let what = src.what();
+    let index = manifest::parse_index(&src.read_metadata(store, staging, "index.json")?, &what)?;
     // Names first: a bad one refuses the load before a byte is copied.
     let mut names = Vec::new();
     for desc in index.manifests() {
-        names.push(oci_names(desc.annotations().as_ref(), dir)?);
+        names.push(oci_names(desc.annotations().as_ref(), base)?);
     }
     let meta = Some(MAX_METADATA);
     let mut planned = Vec::new();
     for (desc, names) in index.manifests().iter().zip(names) {
         let d = manifest::digest_of(desc.digest(), &what)?;
-        stage(store, &layout, staging, &d, desc.size(), meta)?;
+        src.stage(store, staging, &d, desc.size(), meta)?;
         let body = staging.read_metadata(store, &d, &what)?;
         let (kind, mt) = manifest::classify(&body, desc.media_type().as_ref(), &what)?;
         let (body, media_type) = match kind {
@@ -92,7 +217,7 @@ fn load_oci(
             manifest::Kind::Index => {
                 let idx = manifest::parse_index(&body, &what)?;
                 let (d, size) = manifest::choose(&idx, &Platform::host(), &what)?;
-                stage(store, &layout, staging, &d, size, meta)?;
+                src.stage(store, staging, &d, size, meta)?;
                 let body = staging.read_metadata(store, &d, &what)?;
                 (body, manifest::OCI_MANIFEST.to_string())
             }
@@ -101,10 +226,10 @@ fn load_oci(
         limits::check_layer_count(m.layers().len(), &what)?;
         let c = m.config();
         let cd = manifest::digest_of(c.digest(), &what)?;
-        stage(store, &layout, staging, &cd, c.size(), meta)?;
+        src.stage(store, staging, &cd, c.size(), meta)?;
         for l in m.layers() {
             let ld = manifest::digest_of(l.digest(), &what)?;
-            stage(store, &layout, staging, &ld, l.size(), None)?;
+            src.stage(store, staging, &ld, l.size(), None)?;
         }
         let config = staging.read_metadata(store, &cd, &format!("config {cd}"))?;
         planned.push((body, media_type, config, names));
@@ -117,26 +242,49 @@ fn load_oci(
     Ok(out)
 }
 
-/// Stages a blob of the layout unless the store has it.
-fn stage(
+/// A docker dir, as `skopeo copy ... dir:DIR` writes it: manifest.json is
+/// the image's manifest (docker schema 2 or OCI, one platform), each blob
+/// a file named by its hex digest. It carries no name: the image is
+/// loaded by ID only.
+fn load_docker_dir(
     store: &Store,
-    layout: &LayoutDir,
     staging: &mut Staging,
-    d: &Digest,
-    size: u64,
-    max: Option<u64>,
-) -> Result<()> {
-    if store.has_blob(d) {
-        return Ok(());
+    layout: &LayoutDir,
+    opts: &LoadOptions,
+) -> Result<Vec<Loaded>> {
+    let what = layout.what.clone();
+    let body = layout.read_metadata("manifest.json")?;
+    let (kind, media_type) = manifest::classify(&body, "", &what)?;
+    if kind != manifest::Kind::Manifest {
+        return Err(Error::invalid(
+            what,
+            "manifest.json is a list of platforms' images: copy one platform (skopeo copy without --all)",
+        ));
     }
-    layout.stage_blob(staging, d, size, max)
+    let m = manifest::parse_manifest(&body, &what)?;
+    limits::check_layer_count(m.layers().len(), &what)?;
+    let mut blobs = vec![(m.config().digest(), m.config().size(), Some(MAX_METADATA))];
+    blobs.extend(m.layers().iter().map(|l| (l.digest(), l.size(), None)));
+    for (d, size, max) in blobs {
+        let d = manifest::digest_of(d, &what)?;
+        if !store.has_blob(&d) {
+            layout.stage_blob_at(staging, d.hex(), &d, size, max)?;
+        }
+    }
+    let cd = manifest::digest_of(m.config().digest(), &what)?;
+    let config = staging.read_metadata(store, &cd, &format!("config {cd}"))?;
+    let image = commit_image(store, staging, &body, &media_type, &config, &[], opts)?;
+    Ok(vec![Loaded {
+        image,
+        names: Vec::new(),
+    }])
 }
 
 /// The names an index entry gives its image: `io.containerd.image.name`
 /// (which must parse), else the layout directory's name with the
 /// `org.opencontainers.image.ref.name` tag, a guess dropped when it is no
 /// valid name.
-fn oci_names(ann: Option<&HashMap<String, String>>, dir: &Path) -> Result<Vec<String>> {
+fn oci_names(ann: Option<&HashMap<String, String>>, base: &str) -> Result<Vec<String>> {
     let Some(ann) = ann else {
         return Ok(Vec::new());
     };
@@ -145,13 +293,7 @@ fn oci_names(ann: Option<&HashMap<String, String>>, dir: &Path) -> Result<Vec<St
     }
     Ok(ann
         .get("org.opencontainers.image.ref.name")
-        .and_then(|t| {
-            let base = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().to_lowercase())
-                .unwrap_or_else(|| "image".into());
-            local_name(&format!("{base}:{t}")).ok()
-        })
+        .and_then(|t| local_name(&format!("{base}:{t}")).ok())
         .into_iter()
         .collect())
 }
@@ -159,11 +301,10 @@ fn oci_names(ann: Option<&HashMap<String, String>>, dir: &Path) -> Result<Vec<St
 fn load_docker(
     store: &Store,
     staging: &mut Staging,
-    input: impl Read,
+    members: &Members,
     what: &str,
     opts: &LoadOptions,
 ) -> Result<Vec<Loaded>> {
-    let members = stage_members(staging, input, what)?;
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Entry {

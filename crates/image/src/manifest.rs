@@ -15,6 +15,7 @@ pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Manifest,
     Index,

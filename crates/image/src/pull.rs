@@ -31,6 +31,9 @@ pub struct PullOptions {
     pub concurrency: usize,
     /// Unpacked-size caps per layer and per image.
     pub limits: Limits,
+    /// Whether a person is at a terminal (short-name-mode enforcing would
+    /// have podman ask them).
+    pub terminal: bool,
 }
 
 impl Default for PullOptions {
@@ -42,6 +45,7 @@ impl Default for PullOptions {
             progress: Arc::new(crate::progress::Quiet),
             concurrency: 6,
             limits: Limits::default(),
+            terminal: false,
         }
     }
 }
@@ -53,10 +57,7 @@ pub async fn pull(store: Arc<Store>, name: &str, opts: &PullOptions) -> Result<I
         vec![parsed.reference.clone()]
     } else {
         opts.registries
-            .search_registries()
-            .iter()
-            .map(|r| parsed.reference.with_registry(r))
-            .collect()
+            .remote_candidates(&parsed.reference, name, opts.terminal)?
     };
     let _lock = {
         let s = store.clone();

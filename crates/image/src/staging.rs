@@ -203,6 +203,19 @@ impl LayoutDir {
         size: u64,
         max: Option<u64>,
     ) -> Result<()> {
+        self.stage_blob_at(staging, &format!("blobs/sha256/{}", d.hex()), d, size, max)
+    }
+
+    /// `stage_blob` of the file at `rel` (a docker dir names blobs by their
+    /// hex digest alone).
+    pub fn stage_blob_at(
+        &self,
+        staging: &mut Staging,
+        rel: &str,
+        d: &Digest,
+        size: u64,
+        max: Option<u64>,
+    ) -> Result<()> {
         let what = format!("{}: blob {d}", self.what);
         if let Some(max) = max.filter(|&m| size > m) {
             return Err(Error::invalid(
@@ -216,7 +229,7 @@ impl LayoutDir {
         if staging.size(d) == Some(size) {
             return Ok(());
         }
-        let f = self.open_file(&format!("blobs/sha256/{}", d.hex()), &format!("blob {d}"))?;
+        let f = self.open_file(rel, &format!("blob {d}"))?;
         let (got, len) = staging.add(&mut f.take(size.saturating_add(1)))?;
         if len > size {
             return Err(crate::ingest::too_long(d, size));

@@ -82,6 +82,12 @@ impl ImageRecord {
         self.layers.iter().map(|l| l.unpacked).sum()
     }
 
+    /// No tag and not pulled by digest: what `image prune` removes and
+    /// `images --filter dangling=true` lists (as in podman).
+    pub fn is_dangling(&self) -> bool {
+        self.names.is_empty() && self.digest_names.is_empty()
+    }
+
     pub fn top_layer(&self) -> Option<&Digest> {
         self.layers.last().map(|l| &l.chain_id)
     }

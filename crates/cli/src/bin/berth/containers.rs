@@ -90,12 +90,13 @@ pub enum Verb {
     },
     /// List containers.
     Ps(listing::PsFlags),
-    /// Show containers' records as JSON.
+    /// Show containers' (or, for a name no container has, images') records
+    /// as JSON.
     Inspect {
         /// A Go template over each record: '{{.State.Status}}'.
         #[arg(short, long)]
         format: Option<String>,
-        /// Containers to show, by name or ID.
+        /// Containers or images to show, by name or ID.
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -416,7 +417,7 @@ fn verb(ctx: &crate::Ctx, e: &Engine, v: Verb) -> Result<i32> {
         Verb::Rm { force, containers } => lifecycle::rm(e, force, &containers)?,
         Verb::Ps(flags) => listing::ps(e, &flags)?,
         Verb::Inspect { containers, format } => {
-            listing::inspect(e, &containers, format.as_deref())?
+            listing::inspect(ctx, e, &containers, format.as_deref())?
         }
         Verb::Wait { containers } => lifecycle::wait(e, &containers)?,
         Verb::Pause { containers } => lifecycle::pause(e, &containers)?,

@@ -21,6 +21,8 @@ use berth_image::archive::{self, Format};
 use berth_image::auth::{CredentialStore, Credentials};
 use berth_image::bundle::{self, BundleOptions};
 use berth_image::client::{RegistryClient, Timeouts, TransportOptions};
+use berth_image::filter;
+use berth_image::history::{self, Step};
 use berth_image::images::{self, Removed};
 use berth_image::limits::Limits;
 use berth_image::pull::{self, PullOptions};
@@ -197,6 +199,20 @@ enum ImageVerb {
         #[command(flatten)]
         net: Net,
     },
+    /// Show an image's build steps, newest first.
+    History {
+        /// The image, by name or ID.
+        image: String,
+        /// Do not shorten IDs and commands.
+        #[arg(long)]
+        no_trunc: bool,
+        /// Print only the IDs (`<missing>` for steps without an image).
+        #[arg(short, long)]
+        quiet: bool,
+        /// table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
     /// Add names to an image.
     Tag {
         /// The image to name, by name or ID.
@@ -205,7 +221,8 @@ enum ImageVerb {
         #[arg(required = true)]
         names: Vec<String>,
     },
-    /// Write images to an OCI layout directory or a docker-archive tarball.
+    /// Write images to a docker-archive or oci-archive tarball, or an OCI
+    /// layout directory.
     Save {
         /// Images to write, by name or ID.
         #[arg(required = true)]
@@ -214,14 +231,15 @@ enum ImageVerb {
         /// (written to), a symlink (followed); `-` for stdout (the default).
         #[arg(short, long, default_value = "-")]
         output: PathBuf,
-        /// oci-dir or docker-archive.
+        /// docker-archive, oci-archive or oci-dir.
         #[arg(long, default_value = "docker-archive")]
         format: String,
     },
-    /// Load images from an OCI layout directory or a docker-archive tarball.
+    /// Load images from a docker-archive or oci-archive tarball, an OCI
+    /// layout directory or a docker dir (skopeo's `dir:`).
     Load {
-        /// An OCI layout directory or a docker archive; `-` for stdin (the
-        /// default, a docker archive).
+        /// The archive or directory; `-` for stdin (the default; either
+        /// kind of archive).
         #[arg(short, long, default_value = "-")]
         input: PathBuf,
         /// Print only the IDs of the loaded images.
@@ -254,6 +272,11 @@ struct ImagesArgs {
     /// Show whole image IDs.
     #[arg(long)]
     no_trunc: bool,
+    /// KEY=VALUE: dangling=true|false, reference=PATTERN (docker's glob),
+    /// label=KEY[=VALUE], before=IMAGE, since=IMAGE. Repeated keys: any
+    /// may match; different keys: all must.
+    #[arg(short, long)]
+    filter: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -460,7 +483,11 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Images(a)
         | Cmd::Image {
             cmd: ImageCmd::Ls(a),
-        } => list(&ctx.store()?, &a)?,
+        } => {
+            let store = ctx.store()?;
+            let imgs = filter::filter_images(&store, store.images()?, &a.filter, &ctx.conf)?;
+            list(imgs, &a)?
+        }
         Cmd::Rmi { images, force }
         | Cmd::Image {
             cmd: ImageCmd::Rm { images, force },
@@ -604,6 +631,7 @@ fn image_verb(ctx: &Ctx, v: ImageVerb) -> Result<()> {
                 registries: ctx.conf.clone(),
                 progress: Arc::new(progress::Bars::new(quiet)),
                 limits: ctx.limits.limits(),
+                terminal: std::io::IsTerminal::is_terminal(&std::io::stdin()),
                 ..PullOptions::default()
             };
             let rec = runtime()?.block_on(pull::pull(store, &image, &opts))?;
@@ -644,6 +672,16 @@ fn image_verb(ctx: &Ctx, v: ImageVerb) -> Result<()> {
             }
             println!("{d}");
         }
+        ImageVerb::History {
+            image,
+            no_trunc,
+            quiet,
+            format,
+        } => {
+            let store = ctx.store()?;
+            let rec = images::resolve(&store, &image, &ctx.conf)?;
+            print_history(&history::history(&store, &rec)?, no_trunc, quiet, &format)?;
+        }
         ImageVerb::Tag { image, names } => {
             let store = ctx.store()?;
             let rec = images::resolve(&store, &image, &ctx.conf)?;
@@ -664,15 +702,18 @@ fn image_verb(ctx: &Ctx, v: ImageVerb) -> Result<()> {
                 .collect::<Result<Vec<_>, _>>()?;
             if output.as_os_str() == "-" {
                 use std::io::IsTerminal;
-                if format != Format::DockerArchive {
-                    bail!("an OCI layout is a directory: give it with -o DIR");
-                }
                 if std::io::stdout().is_terminal() {
                     bail!(
                         "not writing an image archive to a terminal: redirect stdout, or give -o FILE"
                     );
                 }
-                archive::save_stream(&store, &list, &mut std::io::stdout().lock(), "stdout")?;
+                archive::save_stream(
+                    &store,
+                    &list,
+                    format,
+                    &mut std::io::stdout().lock(),
+                    "stdout",
+                )?;
             } else {
                 archive::save(&store, &list, format, &output)?;
             }
@@ -723,23 +764,24 @@ fn image_verb(ctx: &Ctx, v: ImageVerb) -> Result<()> {
 }
 
 /// How `run` and `create` pull a missing image: quietly, with this
-/// berth's registries, certificates, credentials and limits.
-fn pull_options(ctx: &Ctx) -> Result<PullOptions> {
+/// berth's registries, certificates, credentials and limits, and their
+/// `--tls-verify`.
+fn pull_options(ctx: &Ctx, tls_verify: Option<bool>) -> Result<PullOptions> {
     Ok(PullOptions {
         transport: ctx.transport(&Net {
-            tls_verify: None,
+            tls_verify,
             creds: None,
         })?,
         registries: ctx.conf.clone(),
         progress: Arc::new(progress::Bars::new(true)),
         limits: ctx.limits.limits(),
+        terminal: std::io::IsTerminal::is_terminal(&std::io::stdin()),
         ..PullOptions::default()
     })
 }
 
-fn list(store: &Store, a: &ImagesArgs) -> Result<()> {
+fn list(imgs: Vec<ImageRecord>, a: &ImagesArgs) -> Result<()> {
     let format = format::Format::parse(&a.format)?;
-    let imgs = store.images()?;
     if let format::Format::Json = format {
         let v: Vec<serde_json::Value> = imgs
             .iter()
@@ -825,6 +867,65 @@ fn image_rows(i: &ImageRecord, no_trunc: bool) -> Vec<serde_json::Value> {
             })
         })
         .collect()
+}
+
+/// `history`: docker's columns, or JSON with podman's keys.
+fn print_history(steps: &[Step], no_trunc: bool, quiet: bool, format: &str) -> Result<()> {
+    let id = |s: &Step| match &s.image {
+        Some(hex) if no_trunc => format!("sha256:{hex}"),
+        Some(hex) => hex[..12].to_string(),
+        None => "<missing>".to_string(),
+    };
+    if quiet {
+        for s in steps {
+            println!("{}", id(s));
+        }
+        return Ok(());
+    }
+    match format {
+        "json" => {
+            let v: Vec<serde_json::Value> = steps
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "id": s.image.clone().unwrap_or_else(|| "<missing>".into()),
+                        "created": s.created,
+                        "createdBy": s.created_by,
+                        "size": s.size,
+                        "comment": s.comment,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        "table" => {
+            let rows: Vec<Vec<String>> = steps
+                .iter()
+                .map(|s| {
+                    // docker's width: 45 characters, the last three dots.
+                    let by = if no_trunc || s.created_by.chars().count() <= 45 {
+                        s.created_by.clone()
+                    } else {
+                        let head: String = s.created_by.chars().take(42).collect();
+                        format!("{head}...")
+                    };
+                    vec![
+                        id(s),
+                        ago(s.created.as_deref()),
+                        by,
+                        human_size(s.size),
+                        s.comment.clone(),
+                    ]
+                })
+                .collect();
+            table(
+                &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+                &rows,
+            );
+        }
+        other => bail!("--format {other}: expected table or json"),
+    }
+    Ok(())
 }
 
 fn inspect(store: &Store, rec: &ImageRecord) -> Result<serde_json::Value> {

@@ -134,6 +134,10 @@ pub struct CreateFlags {
     /// When to pull the image: always, missing (not in the store) or never.
     #[arg(long, default_value = "missing")]
     pub pull: String,
+    /// When pulling: require HTTPS with a verified certificate (false: any
+    /// certificate, plain HTTP allowed), as pull's own flag.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = clap::value_parser!(bool))]
+    pub tls_verify: Option<bool>,
     /// NAME=VALUE: a namespaced kernel parameter.
     #[arg(long)]
     pub sysctl: Vec<String>,

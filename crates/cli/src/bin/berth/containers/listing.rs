@@ -220,12 +220,31 @@ fn ps_json(e: &Engine, c: &Container) -> serde_json::Value {
     })
 }
 
-/// `inspect`: the containers' records as a JSON array, or a template's
-/// output for each (`-f`).
-pub fn inspect(e: &Engine, containers: &[String], format: Option<&str>) -> Result<()> {
+/// `inspect`: the records as a JSON array, or a template's output for
+/// each (`-f`). Each name is looked up as a container, then as an image,
+/// as docker does.
+pub fn inspect(ctx: &crate::Ctx, e: &Engine, names: &[String], format: Option<&str>) -> Result<()> {
     let mut out = Vec::new();
-    super::batch::each(containers, |c| {
-        out.push(e.inspect(&e.container(c)?));
+    super::batch::each(names, |c| {
+        match e.container(c) {
+            Ok(found) => out.push(e.inspect(&found)),
+            Err(berth_engine::Error::NotFound(_)) => {
+                let store = ctx.store()?;
+                let rec =
+                    berth_image::images::resolve(&store, c, &ctx.conf).map_err(
+                        |err| match err {
+                            berth_image::Error::NotFound(_) => {
+                                anyhow::anyhow!(
+                                    "no such object: {c:?} (neither a container nor an image)"
+                                )
+                            }
+                            other => other.into(),
+                        },
+                    )?;
+                out.push(crate::inspect(&store, &rec)?);
+            }
+            Err(err) => return Err(err.into()),
+        }
         Ok(())
     })?;
     print_inspect(format, &out)

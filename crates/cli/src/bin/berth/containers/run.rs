@@ -29,9 +29,12 @@ fn new_container(
         );
     }
     let policy = berth_engine::PullPolicy::parse(&f.pull)?;
-    let image = e.image_for(&f.image, policy, &crate::pull_options(ctx)?, &mut |name| {
-        eprintln!("Pulling {name}")
-    })?;
+    let image = e.image_for(
+        &f.image,
+        policy,
+        &crate::pull_options(ctx, f.tls_verify)?,
+        &mut |name| eprintln!("Pulling {name}"),
+    )?;
     let c = e.create(&image, f.name.as_deref(), cfg)?;
     if let Some(p) = &f.cidfile {
         let written = std::fs::OpenOptions::new()
