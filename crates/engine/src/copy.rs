@@ -49,40 +49,39 @@ impl Engine {
             let root = self.open_of_init(&c, "root", OFlags::PATH | OFlags::DIRECTORY)?;
             return Ok((c.name, root));
         }
+        let root = self.rootfs_dir(&c)?;
+        Ok((c.name, root))
+    }
+
+    /// A directory fd of the container's root filesystem itself (its
+    /// snapshot, mounted again if a reboot took the mount), without what
+    /// its processes mount over it (/proc, /sys, volumes).
+    fn rootfs_dir(&self, c: &crate::model::Container) -> Result<OwnedFd> {
         let rootfs = self.bundle_dir(&c.id).join("rootfs");
         if !berth_image::snapshot::is_mounted(&rootfs) {
             berth_image::bundle::remount_bundle(&self.images, &c.id)?;
         }
-        let root = rustix::fs::open(
+        rustix::fs::open(
             &rootfs,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
             Mode::empty(),
         )
-        .map_err(errno(format!("open {}", rootfs.display())))?;
-        Ok((c.name, root))
+        .map_err(errno(format!("open {}", rootfs.display())))
     }
 
     /// Writes `src` (in the container) as a tar stream: a directory with
     /// everything below it, under its own name.
     pub fn copy_out_tar(&self, key: &str, src: &str, out: impl Write) -> Result<()> {
         let (name, root) = self.container_root(key)?;
-        let what = format!("cp {name}:{src}");
-        let fd = rustix::fs::openat2(
-            &root,
-            src,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-            IN_ROOT,
-        )
-        .map_err(errno(what.clone()))?;
-        let top = Path::new(src)
-            .file_name()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("."));
-        let mut b = tar::Builder::new(out);
-        let mut w = Walker { b: &mut b };
-        w.entry(fd, None, &top, 0).map_err(io_err(what.clone()))?;
-        b.finish().map_err(io_err(what))
+        tar_of(&root, src, out, &format!("cp {name}:{src}"))
+    }
+
+    /// The container's root filesystem as a tar stream (`export`): its
+    /// image and its changes, not what its processes mount over them.
+    pub fn export(&self, key: &str, out: impl Write) -> Result<()> {
+        let c = self.container(key)?;
+        let root = self.rootfs_dir(&c)?;
+        tar_of(&root, "/", out, &format!("export {}", c.name))
     }
 
     /// Copies `src` (in the container) to `dest` on the host: into `dest`
@@ -215,6 +214,27 @@ impl Engine {
             Err(e) => Err(errno(format!("cp to {name}:{path}"))(e)),
         }
     }
+}
+
+/// `src` below `root` (a directory fd) as a tar stream, under its own
+/// name (`.` for the root itself); `what` names it in errors.
+fn tar_of(root: &OwnedFd, src: &str, out: impl Write, what: &str) -> Result<()> {
+    let fd = rustix::fs::openat2(
+        root,
+        src,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        IN_ROOT,
+    )
+    .map_err(errno(what))?;
+    let top = Path::new(src)
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let mut b = tar::Builder::new(out);
+    let mut w = Walker { b: &mut b };
+    w.entry(fd, None, &top, 0).map_err(io_err(what))?;
+    b.finish().map_err(io_err(what))
 }
 
 /// Writes the container's files into a tar stream, reading them through

@@ -54,11 +54,7 @@ pub fn local_name(name: &str) -> Result<String> {
 /// Writes `images` (each with the name to give it) to `out`. Holds the
 /// store's shared lock: removal waits, so no blob goes mid-write.
 ///
-/// A docker archive goes to `out` as the user gave it: a symlink is
-/// followed (as docker does); a FIFO, a character device or a socket is
-/// written to; a regular file, or a new one, is replaced whole or not at
-/// all. Nothing but a regular file is ever replaced: `-o /dev/stdout`
-/// writes to stdout rather than over the link.
+/// A tar archive goes to `out` as `write_as_given` writes.
 pub fn save(
     store: &Store,
     images: &[(ImageRecord, String)],
@@ -68,26 +64,39 @@ pub fn save(
     let _lock = store.lock_shared()?;
     match format {
         Format::OciDir => save_oci(store, images, out),
-        Format::DockerArchive | Format::OciArchive => match sink(out)? {
-            Sink::Stream(mut f) => {
-                save_tar(store, images, format, &mut f, &out.display().to_string())
+        Format::DockerArchive | Format::OciArchive => {
+            write_as_given(out, |f, what| save_tar(store, images, format, f, what))
+        }
+    }
+}
+
+/// Writes what `write` makes to `out` as the user gave it: a symlink is
+/// followed (as docker does); a FIFO, a character device or a socket is
+/// written to; a regular file, or a new one, is replaced whole or not at
+/// all. Nothing but a regular file is ever replaced: `-o /dev/stdout`
+/// writes to stdout rather than over the link. `write` gets the writer and
+/// a name for `out` for its errors.
+pub fn write_as_given(
+    out: &Path,
+    mut write: impl FnMut(&mut dyn io::Write, &str) -> Result<()>,
+) -> Result<()> {
+    match sink(out)? {
+        Sink::Stream(mut f) => write(&mut f, &out.display().to_string()),
+        Sink::Replace(target) => {
+            let what = target.display().to_string();
+            // The writer's own error, kept apart from the file's.
+            let mut failed = None;
+            let written = berth_base::fs::atomic_write_with(&target, 0o666, |f| {
+                write(f, &what).map_err(|e| {
+                    failed = Some(e);
+                    io::Error::other("the output was not written")
+                })
+            });
+            match (written, failed) {
+                (_, Some(e)) => Err(e),
+                (r, None) => r.ctx(|| format!("write {what}")),
             }
-            Sink::Replace(target) => {
-                let what = target.display().to_string();
-                // The archive's own error, kept apart from the file's.
-                let mut failed = None;
-                let written = berth_base::fs::atomic_write_with(&target, 0o666, |f| {
-                    save_tar(store, images, format, f, &what).map_err(|e| {
-                        failed = Some(e);
-                        io::Error::other("the archive was not written")
-                    })
-                });
-                match (written, failed) {
-                    (_, Some(e)) => Err(e),
-                    (r, None) => r.ctx(|| format!("write {what}")),
-                }
-            }
-        },
+        }
     }
 }
 
@@ -141,7 +150,7 @@ fn sink(out: &Path) -> Result<Sink> {
         }
         Ok(m) if m.is_dir() => Err(Error::invalid(
             format!("output {}", out.display()),
-            "is a directory (a docker archive is one file; --format oci-dir writes a directory)",
+            "is a directory: this output is one file (save --format oci-dir writes a directory)",
         )),
         Ok(_) => {
             // A FIFO, a terminal, a socket: no temp file can stand in for

@@ -171,3 +171,36 @@ fn info_and_version_say_what_this_host_and_store_are() {
     assert!(env.ok(&["version"]).contains(kernel.trim()));
     env.ok(&["rm", "-f", &id]);
 }
+
+#[test]
+fn export_writes_the_containers_filesystem_as_tar() {
+    let env = Env::new();
+    let id = env.run_d(
+        &["--network", "none"],
+        &["sh", "-c", "echo made > /made; sleep 1000"],
+    );
+    wait_for("the file made", || {
+        env.berth(&["exec", &id, "cat", "/made"]).status.success()
+    });
+    let out = env.sb.path().join("fs.tar");
+    env.ok(&["export", "-o", out.to_str().unwrap(), &id]);
+    let list = std::process::Command::new("tar")
+        .arg("tf")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&list.stdout);
+    for want in ["made", "bin/busybox", "etc/passwd"] {
+        assert!(names.lines().any(|l| l == want), "{want} in {names}");
+    }
+    // To stdout, and the same through `container export`.
+    let piped = env.berth(&["container", "export", &id]);
+    assert!(piped.status.success());
+    assert_eq!(
+        piped.stdout.len() as u64,
+        std::fs::metadata(&out).unwrap().len()
+    );
+    let (_, err) = env.code(125, &["export", "-o", env.sb.path().to_str().unwrap(), &id]);
+    assert!(err.contains("is a directory"), "{err}");
+    env.ok(&["rm", "-f", &id]);
+}

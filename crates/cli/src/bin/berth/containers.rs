@@ -193,6 +193,15 @@ pub enum Verb {
     },
     /// Make an image of a container's image and its changes; prints its ID.
     Commit(crate::commit::CommitArgs),
+    /// Write a container's filesystem as a tar stream.
+    Export {
+        /// Where: a file (replaced whole), a FIFO or device (written to),
+        /// `-` for stdout (the default).
+        #[arg(short, long, default_value = "-")]
+        output: PathBuf,
+        /// The container, by name or ID.
+        container: String,
+    },
     /// Show what a container changed in its filesystem (A, C, D lines).
     Diff {
         /// The container, by name or ID.
@@ -437,6 +446,7 @@ fn verb(ctx: &crate::Ctx, e: &Engine, v: Verb) -> Result<i32> {
             containers,
         } => stats::stats(e, &containers, !no_stream, &format)?,
         Verb::Commit(a) => crate::commit::commit(e, a)?,
+        Verb::Export { output, container } => cp::export(e, &container, &output)?,
         Verb::Diff { container } => crate::commit::diff(e, &container)?,
     }
     Ok(0)

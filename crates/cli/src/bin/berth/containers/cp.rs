@@ -21,3 +21,22 @@ pub fn cp(e: &Engine, src: &str, dest: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// `export CTR [-o FILE]`: the container's filesystem as a tar stream, to
+/// stdout (never a terminal) or to the path as given.
+pub fn export(e: &Engine, container: &str, output: &std::path::Path) -> Result<()> {
+    if output.as_os_str() == "-" {
+        let stdout = std::io::stdout();
+        if std::io::IsTerminal::is_terminal(&stdout) {
+            bail!("not writing a tar stream to a terminal: redirect it or give -o FILE");
+        }
+        e.export(container, stdout.lock())?;
+        return Ok(());
+    }
+    berth_image::archive::write_as_given(output, |w, _| {
+        e.export(container, w).map_err(|err| {
+            berth_image::Error::invalid(format!("export {container}"), err.to_string())
+        })
+    })?;
+    Ok(())
+}
