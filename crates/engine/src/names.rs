@@ -23,24 +23,43 @@ impl Engine {
         let ud = self.userdata(&c.id);
         crate::etcfiles::write(&ud, BASE, base)?;
         crate::etcfiles::write(&ud, "hosts", base)?;
-        if user_networks(c).is_empty() {
+        let nets = user_networks(c);
+        if nets.is_empty() {
             return Ok(());
         }
-        self.rewrite_names(c, true)
+        self.rewrite_names(c, &nets, true)
+    }
+
+    /// Rewrites the hosts files on `c`'s user networks and on `also` (one
+    /// it just left): after a `network connect` or `disconnect`.
+    pub(crate) fn refresh_names(&self, c: &Container, also: &[String]) -> Result<()> {
+        let mut nets = user_networks(c);
+        for n in also {
+            if n != berth_network::network::DEFAULT_NAME && !nets.contains(n) {
+                nets.push(n.clone());
+            }
+        }
+        let running = matches!(c.state.status, Status::Running | Status::Paused);
+        self.rewrite_names(c, &nets, running)
     }
 
     /// Takes the container out of its peers' /etc/hosts (it stopped).
     pub(crate) fn withdraw_names(&self, c: &Container) -> Result<()> {
-        if user_networks(c).is_empty() {
+        let nets = user_networks(c);
+        if nets.is_empty() {
             return Ok(());
         }
-        self.rewrite_names(c, false)
+        self.rewrite_names(c, &nets, false)
     }
 
-    /// Rewrites the hosts file of every running container on `c`'s user
-    /// networks (and `c`'s own, when it is `running`).
-    fn rewrite_names(&self, c: &Container, running: bool) -> Result<()> {
-        let nets = user_networks(c);
+    /// Rewrites the hosts file of every running container on `nets` (and
+    /// `c`'s own, when it is `running`).
+    fn rewrite_names(&self, c: &Container, nets: &[String], running: bool) -> Result<()> {
+        // Each network's lock once, in one order: a flock taken twice by
+        // one process waits on itself.
+        let mut nets = nets.to_vec();
+        nets.sort();
+        nets.dedup();
         let _locks: Vec<_> = nets
             .iter()
             .map(|n| self.lock(&format!("names-{n}")))

@@ -317,6 +317,17 @@ pub(crate) fn attach_all(
     Ok(path)
 }
 
+/// The interface a network is on in the namespace: as recorded (a
+/// network connected later, or one disconnected before it, moves the
+/// others' places), else by its place in the list.
+fn interface_of(attached: &[Attached], network: &str, index: usize) -> String {
+    attached
+        .iter()
+        .find(|a| a.network == network)
+        .map(|a| a.interface.clone())
+        .unwrap_or_else(|| format!("eth{index}"))
+}
+
 fn attached_from(a: berth_network::Attachment) -> Attached {
     Attached {
         network: a.network,
@@ -336,6 +347,7 @@ pub(crate) fn detach_all(
     owner_id: &str,
     mode: &NetworkMode,
     ports: &[PortMapping],
+    attached: &[Attached],
     netns_path: Option<&str>,
 ) -> Result<()> {
     let c = cni(e);
@@ -346,7 +358,7 @@ pub(crate) fn detach_all(
         let p = if i == 0 { ports } else { &[] };
         let fallback = net.as_ref().map(|net| (net, p));
         if let Some(w) = c
-            .detach(n, owner_id, &path, &format!("eth{i}"), fallback)
+            .detach(n, owner_id, &path, &interface_of(attached, n, i), fallback)
             .map_err(neterr)?
         {
             tracing::warn!("{}: {w}", crate::ids::short(owner_id));
@@ -442,10 +454,113 @@ pub fn teardown(e: &Engine, c: &mut Container) -> Result<()> {
             &c.id,
             &c.config.network,
             &c.config.ports,
+            &c.networks,
             c.netns.as_deref(),
         )?;
     }
     c.networks.clear();
     c.netns = None;
     Ok(())
+}
+
+impl Engine {
+    /// Connects the container to another network: in its record, and, when
+    /// it runs, on a new interface of its namespace (docker's `network
+    /// connect`).
+    pub fn network_connect(&self, name: &str, key: &str) -> Result<Container> {
+        let net = network(self, name)?;
+        let c = self.db.find_container(key)?;
+        let _lock = self.lock(&c.id)?;
+        let mut c = self.refresh(self.db.find_container(&c.id)?)?;
+        let mut names = match &c.config.network {
+            NetworkMode::Default | NetworkMode::Bridge(_) => configured_networks(&c.config.network),
+            _ => {
+                return Err(Error::invalid(
+                    format!("container {}", c.name),
+                    "it is not on bridge networks (host, none, a pod's or another container's)",
+                ));
+            }
+        };
+        if names.iter().any(|n| n == &net.name) {
+            return Err(Error::Conflict(format!(
+                "container {} is already connected to network {}",
+                c.name, net.name
+            )));
+        }
+        names.push(net.name.clone());
+        c.config.network = NetworkMode::Bridge(names.clone());
+        let running = matches!(c.state.status, Status::Running | Status::Paused);
+        if running && let Some(ns) = c.netns.clone() {
+            // A name no interface of the namespace has yet.
+            let taken: Vec<&str> = c.networks.iter().map(|a| a.interface.as_str()).collect();
+            let ifname = (0..)
+                .map(|i| format!("eth{i}"))
+                .find(|n| !taken.contains(&n.as_str()))
+                .expect("a free name");
+            let args = [("IgnoreUnknown".to_string(), "1".to_string())];
+            let a = cni(self)
+                .attach(&net, &c.id, Path::new(&ns), &ifname, &[], &args)
+                .map_err(neterr)?;
+            c.networks.push(attached_from(a));
+        }
+        // The network list is the container's spec (kept for its next
+        // start); the attachment, its state.
+        self.db.update_container_spec(&mut c)?;
+        self.db.update_container(&mut c)?;
+        if running {
+            self.refresh_names(&c, &[net.name.clone()])?;
+        }
+        self.emit(
+            berth_base::events::Event::new("network", "connect", &net.id)
+                .attr("name", net.name.as_str())
+                .attr("container", c.id.as_str()),
+        );
+        Ok(c)
+    }
+
+    /// Disconnects the container from a network: its interface there goes
+    /// (when it runs) and the network leaves its record.
+    pub fn network_disconnect(&self, name: &str, key: &str) -> Result<Container> {
+        let name = canonical(name).to_string();
+        let c = self.db.find_container(key)?;
+        let _lock = self.lock(&c.id)?;
+        let mut c = self.refresh(self.db.find_container(&c.id)?)?;
+        let names = configured_networks(&c.config.network);
+        let Some(i) = names.iter().position(|n| *n == name) else {
+            return Err(Error::NotFound(format!(
+                "container {} is not connected to network {name}",
+                c.name
+            )));
+        };
+        if let Some(ns) = c.netns.clone()
+            && let Some(at) = c.networks.iter().position(|a| a.network == name)
+        {
+            let net = self.db.network::<Network>(&name)?;
+            let ports: &[PortMapping] = if i == 0 { &c.config.ports } else { &[] };
+            let fallback = net.as_ref().map(|n| (n, ports));
+            let ifname = c.networks[at].interface.clone();
+            if let Some(w) = cni(self)
+                .detach(&name, &c.id, Path::new(&ns), &ifname, fallback)
+                .map_err(neterr)?
+            {
+                tracing::warn!("{}: {w}", crate::ids::short(&c.id));
+            }
+            c.networks.remove(at);
+        }
+        let rest: Vec<String> = names.into_iter().filter(|n| *n != name).collect();
+        c.config.network = if rest.is_empty() {
+            NetworkMode::None
+        } else {
+            NetworkMode::Bridge(rest)
+        };
+        self.db.update_container_spec(&mut c)?;
+        self.db.update_container(&mut c)?;
+        self.refresh_names(&c, &[name.clone()])?;
+        self.emit(
+            berth_base::events::Event::new("network", "disconnect", &name)
+                .attr("name", name.as_str())
+                .attr("container", c.id.as_str()),
+        );
+        Ok(c)
+    }
 }

@@ -223,9 +223,14 @@ impl Engine {
             netns::remove(Path::new(&pin)).map_err(|e| Error::Network(e.to_string()))?;
         }
         match p.network {
-            NetworkMode::Default | NetworkMode::Bridge(_) => {
-                net::detach_all(self, &p.id, &p.network, &p.ports, p.netns.as_deref())?
-            }
+            NetworkMode::Default | NetworkMode::Bridge(_) => net::detach_all(
+                self,
+                &p.id,
+                &p.network,
+                &p.ports,
+                &p.networks,
+                p.netns.as_deref(),
+            )?,
             _ => {
                 if let Some(n) = &p.netns {
                     netns::remove(Path::new(n)).map_err(|e| Error::Network(e.to_string()))?;

@@ -131,6 +131,8 @@ impl Client {
 
 pub struct Server {
     path: PathBuf,
+    /// The socket file it bound (device, inode), to remove only that.
+    bound_file: Option<(u64, u64)>,
     listener: UnixListener,
     pub clients: Vec<Client>,
     /// Set once the container has exited: late attach clients get it at
@@ -160,8 +162,10 @@ impl Server {
         listener
             .set_nonblocking(true)
             .ctx(|| "make the attach socket non-blocking")?;
+        let bound_file = file_id(path);
         Ok(Server {
             path: path.to_path_buf(),
+            bound_file,
             listener,
             clients: Vec::new(),
             exit_code: None,
@@ -245,8 +249,20 @@ impl Server {
         self.clients.iter().all(|c| c.out.is_empty())
     }
 
-    /// Removes the socket: no client can come any more.
+    /// Removes the socket: no client can come any more. Only if the path
+    /// is still this monitor's socket: a container started again at once
+    /// has a new monitor whose socket has the same path.
     pub fn remove(&self) {
-        let _ = std::fs::remove_file(&self.path);
+        if self.bound_file.is_some() && file_id(&self.path) == self.bound_file {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
+}
+
+/// The file at `path`, by device and inode.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }

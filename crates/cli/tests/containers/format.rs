@@ -248,14 +248,15 @@ fn inspect_format_reads_the_inspect_record() {
         "a",
         "b",
     ]);
-    assert_eq!(out, "a running true <nil>\nb exited false 7\n");
-    let out = env.ok(&["inspect", "--format", "{{json .Config.env}}", "a"]);
+    // docker's: a running container's exit code reads 0.
+    assert_eq!(out, "a running true 0\nb exited false 7\n");
+    let out = env.ok(&["inspect", "--format", "{{json .Config.Env}}", "a"]);
     let envs: Vec<String> = serde_json::from_str(out.trim()).unwrap();
     assert!(envs.contains(&"FOO=bar".to_string()), "{out}");
     let out = env.ok(&[
         "inspect",
         "-f",
-        "{{range .Config.env}}{{if eq . \"FOO=bar\"}}found{{end}}{{end}}",
+        "{{range .Config.Env}}{{if eq . \"FOO=bar\"}}found{{end}}{{end}}",
         "a",
     ]);
     assert_eq!(out, "found\n");

@@ -247,3 +247,50 @@ fn containers_on_a_user_network_find_each_other_by_name() {
     }
     env.ok(&["network", "rm", &net]);
 }
+
+#[test]
+fn a_running_container_connects_to_and_disconnects_from_networks() {
+    let env = Env::new();
+    let net = format!("conn{}", std::process::id());
+    env.ok(&["network", "create", &net]);
+    let peer = env.run_d(
+        &["--name", "peer", "--network", &net],
+        &["httpd", "-f", "-p", "80", "-h", "/www"],
+    );
+    let app = env.run_d(&["--name", "app"], &["sleep", "1000"]);
+    let links = |id: &str| env.ok(&["exec", id, "ip", "-o", "addr"]);
+    assert!(!links(&app).contains("eth1"), "{}", links(&app));
+    env.ok(&["network", "connect", &net, &app]);
+    // A second interface at once, and the peer by name through it.
+    assert!(links(&app).contains("eth1"), "{}", links(&app));
+    let page = env.ok(&["exec", &app, "wget", "-qO-", "http://peer/"]);
+    assert!(page.contains("hello from berth"), "{page}");
+    let v = env.inspect(&app);
+    assert!(
+        v["NetworkSettings"]["Networks"][&net]["IPAddress"].is_string(),
+        "{v}"
+    );
+    let (_, err) = env.code(125, &["network", "connect", &net, &app]);
+    assert!(err.contains("already connected"), "{err}");
+    // Removing the network is refused while the container uses it.
+    let (_, err) = env.code(125, &["network", "rm", &net]);
+    assert!(err.contains("in use"), "{err}");
+
+    env.ok(&["network", "disconnect", &net, &app]);
+    assert!(!links(&app).contains("eth1"), "{}", links(&app));
+    assert!(
+        !env.ok(&["exec", &app, "cat", "/etc/hosts"])
+            .contains("peer")
+    );
+    let (_, err) = env.code(125, &["network", "disconnect", &net, &app]);
+    assert!(err.contains("not connected"), "{err}");
+    // Its first network still works, and a stop and start keep the change.
+    env.ok(&["restart", "-t", "1", &app]);
+    assert!(links(&app).contains("eth0") && !links(&app).contains("eth1"));
+    let (_, err) = env.code(125, &["network", "connect", &net, "nosuch"]);
+    assert!(err.contains("nosuch"), "{err}");
+    for id in [&peer, &app] {
+        env.ok(&["rm", "-f", id]);
+    }
+    env.ok(&["network", "rm", &net]);
+}

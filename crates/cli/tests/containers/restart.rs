@@ -50,6 +50,10 @@ fn on_failure_restarts_up_to_its_count_and_always_until_stopped() {
     assert_eq!(v["State"]["Status"], "running");
     assert_ne!(v["State"]["Pid"], pid);
     assert_ne!(v["State"]["StartedAt"], before);
+    // The old monitor, leaving after the new one bound the same socket
+    // path, leaves that socket alone: exec reaches the new one.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    env.ok(&["exec", &web, "true"]);
 
     for (flags, want) in [
         (&["--rm", "--restart", "always"][..], "--rm"),

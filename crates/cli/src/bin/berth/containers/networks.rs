@@ -57,6 +57,21 @@ pub enum NetworkCmd {
         #[arg(required = true)]
         networks: Vec<String>,
     },
+    /// Connect a container to a network (a running one at once, on a new
+    /// interface).
+    Connect {
+        /// The network, by name.
+        network: String,
+        /// The container, by name or ID.
+        container: String,
+    },
+    /// Disconnect a container from a network.
+    Disconnect {
+        /// The network, by name.
+        network: String,
+        /// The container, by name or ID.
+        container: String,
+    },
 }
 
 pub fn run(e: &Engine, cmd: NetworkCmd) -> Result<()> {
@@ -115,6 +130,12 @@ pub fn run(e: &Engine, cmd: NetworkCmd) -> Result<()> {
             println!("{n}");
             Ok(())
         })?,
+        NetworkCmd::Connect { network, container } => {
+            e.network_connect(&network, &container)?;
+        }
+        NetworkCmd::Disconnect { network, container } => {
+            e.network_disconnect(&network, &container)?;
+        }
     }
     Ok(())
 }
