@@ -508,7 +508,7 @@ impl Engine {
         self.db.update_container_spec(&mut c)?;
         self.db.update_container(&mut c)?;
         if running {
-            self.refresh_names(&c, &[net.name.clone()])?;
+            self.refresh_names(&c, std::slice::from_ref(&net.name))?;
         }
         self.emit(
             berth_base::events::Event::new("network", "connect", &net.id)
@@ -555,7 +555,7 @@ impl Engine {
         };
         self.db.update_container_spec(&mut c)?;
         self.db.update_container(&mut c)?;
-        self.refresh_names(&c, &[name.clone()])?;
+        self.refresh_names(&c, std::slice::from_ref(&name))?;
         self.emit(
             berth_base::events::Event::new("network", "disconnect", &name)
                 .attr("name", name.as_str())
