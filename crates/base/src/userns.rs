@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 /// One line of a uid or gid map: `size` ids from `inside` (in the
@@ -159,6 +159,49 @@ struct MountAttr {
 }
 
 const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+/// mount_setattr(2) on the mount behind `fd` (its whole tree when
+/// `recursive`): attributes set and cleared, a propagation type, and an
+/// id mapping through `userns` (a detached mount only).
+pub fn mount_setattr(
+    fd: BorrowedFd<'_>,
+    recursive: bool,
+    (attr_set, attr_clr): (u64, u64),
+    propagation: u64,
+    userns: Option<BorrowedFd<'_>>,
+) -> io::Result<()> {
+    let mut a = MountAttr {
+        attr_set,
+        attr_clr,
+        propagation,
+        userns_fd: 0,
+    };
+    if let Some(ns) = userns {
+        a.attr_set |= MOUNT_ATTR_IDMAP;
+        a.userns_fd = ns.as_raw_fd() as u64;
+    }
+    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    // SAFETY: fd and the userns fd in `a` are borrowed for the call; `a` is
+    // a mount_attr of the size given and the path an empty C string.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &mut a as *mut MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 /// A detached clone of the mount tree at `path` whose ids are mapped
 /// through `userns` (files owned by id N on disk show as the host id N
@@ -171,27 +214,7 @@ pub fn idmapped_clone(path: &Path, userns: &OwnedFd) -> io::Result<OwnedFd> {
         rustix::mount::OpenTreeFlags::OPEN_TREE_CLONE
             | rustix::mount::OpenTreeFlags::OPEN_TREE_CLOEXEC,
     )?;
-    let mut a = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    // SAFETY: the tree and userns fds are open for the call; `a` is a
-    // mount_attr of the size given and the path an empty C string.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH as libc::c_uint,
-            &mut a as *mut MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    mount_setattr(tree.as_fd(), false, (0, 0), 0, Some(userns.as_fd()))?;
     Ok(tree)
 }
 

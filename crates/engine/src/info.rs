@@ -138,7 +138,8 @@ fn on_path(name: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
 }
 
-fn mem_total() -> u64 {
+/// The host's memory in bytes (MemTotal; 0 if /proc/meminfo cannot say).
+pub fn mem_total() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {

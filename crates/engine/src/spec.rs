@@ -415,16 +415,7 @@ pub fn set_devices(spec: &mut Spec, devices: &[DeviceMapping]) -> Result<()> {
 /// appended to the rules already there.
 pub fn add_device(spec: &mut Spec, d: &DeviceMapping) -> Result<()> {
     let node = DeviceNode::of(&d.host)?;
-    let dev = LinuxDeviceBuilder::default()
-        .path(d.container.as_str())
-        .typ(node.typ)
-        .major(node.major as i64)
-        .minor(node.minor as i64)
-        .file_mode(node.mode)
-        .uid(0u32)
-        .gid(0u32)
-        .build()
-        .expect("a device");
+    let dev = node.at(&d.container);
     let l = linux(spec);
     let nodes = l.devices_mut().get_or_insert_with(Vec::new);
     nodes.retain(|n| n.path() != dev.path());
@@ -463,16 +454,7 @@ fn add_host_devices(spec: &mut Spec, dir: &std::path::Path) {
         let Ok(node) = DeviceNode::of(p) else {
             continue;
         };
-        let dev = LinuxDeviceBuilder::default()
-            .path(p)
-            .typ(node.typ)
-            .major(node.major as i64)
-            .minor(node.minor as i64)
-            .file_mode(node.mode)
-            .uid(0u32)
-            .gid(0u32)
-            .build()
-            .expect("a device");
+        let dev = node.at(p);
         let nodes = linux(spec).devices_mut().get_or_insert_with(Vec::new);
         if !nodes.iter().any(|n| n.path() == dev.path()) {
             nodes.push(dev);
@@ -490,6 +472,20 @@ struct DeviceNode {
 }
 
 impl DeviceNode {
+    /// The node made at `path` in the container, root's.
+    fn at(&self, path: &str) -> oci_spec::runtime::LinuxDevice {
+        LinuxDeviceBuilder::default()
+            .path(path)
+            .typ(self.typ)
+            .major(self.major as i64)
+            .minor(self.minor as i64)
+            .file_mode(self.mode)
+            .uid(0u32)
+            .gid(0u32)
+            .build()
+            .expect("a device")
+    }
+
     fn of(host: &str) -> Result<DeviceNode> {
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
         let bad = |why: String| Error::invalid(format!("--device {host}"), why);

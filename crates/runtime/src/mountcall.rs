@@ -93,14 +93,6 @@ pub fn move_mount(tree: &impl AsFd, target: &impl AsFd) -> io::Result<()> {
     .map(|_| ())
 }
 
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 /// mount_setattr(2) on the mount behind `fd` (and its whole tree when
 /// `recursive`): attributes, a propagation type, or an id mapping.
 pub fn setattr(
@@ -110,34 +102,13 @@ pub fn setattr(
     propagation: MsFlags,
     userns: Option<&OwnedFd>,
 ) -> io::Result<()> {
-    let mut a = MountAttr {
-        attr_set: attrs.set,
-        attr_clr: attrs.clr,
-        propagation: propagation & !libc::MS_REC,
-        userns_fd: 0,
-    };
-    if let Some(ns) = userns {
-        a.attr_set |= 0x100000; // MOUNT_ATTR_IDMAP
-        a.userns_fd = ns.as_raw_fd() as u64;
-    }
-    let mut flags = libc::AT_EMPTY_PATH as libc::c_uint;
-    if recursive {
-        flags |= AT_RECURSIVE;
-    }
-    let empty = c"";
-    // SAFETY: fd and the userns fd in `a` are borrowed for the call; `a` is
-    // a valid mount_attr of the size given and the path an empty string.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_fd().as_raw_fd(),
-            empty.as_ptr(),
-            flags,
-            &mut a as *mut MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    })
-    .map(|_| ())
+    berth_base::userns::mount_setattr(
+        fd.as_fd(),
+        recursive,
+        (attrs.set, attrs.clr),
+        propagation & !libc::MS_REC,
+        userns.map(|u| u.as_fd()),
+    )
 }
 
 /// A new filesystem of `fstype` with the string `options`, mounted nowhere

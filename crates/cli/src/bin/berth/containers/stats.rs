@@ -329,16 +329,8 @@ const STATS_OPTIONS: berth_template::Options = berth_template::Options {
 
 /// MemTotal in bytes (u64::MAX if /proc/meminfo cannot say).
 fn host_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<u64>()
-                .ok()
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(u64::MAX)
+    match berth_engine::info::mem_total() {
+        0 => u64::MAX,
+        n => n,
+    }
 }
