@@ -204,3 +204,72 @@ fn export_writes_the_containers_filesystem_as_tar() {
     assert!(err.contains("is a directory"), "{err}");
     env.ok(&["rm", "-f", &id]);
 }
+
+/// Runs berth on a terminal (script(1)), typing `keys` after a while;
+/// its exit status.
+fn on_a_terminal(env: &Env, args: &[&str], keys: &[u8]) -> std::process::ExitStatus {
+    use std::io::Write;
+    let line = format!(
+        "{} {}",
+        env.cmd_line(),
+        args.iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    stdin.write_all(keys).unwrap();
+    stdin.flush().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("berth {args:?} did not detach");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn detach_keys_leave_the_container_running() {
+    if !crate::support::have("script") {
+        eprintln!("SKIPPED: script (bsdutils) is not installed");
+        return;
+    }
+    let env = Env::new();
+    let img = env.image.clone();
+    // ctrl-p ctrl-q: run -it returns 0, the container runs on.
+    let st = on_a_terminal(
+        &env,
+        &["run", "-it", "--name", "det", &img, "sh"],
+        b"\x10\x11",
+    );
+    assert!(st.success(), "{st:?}");
+    assert_eq!(env.status("det"), "running");
+    // attach, then its own keys.
+    let st = on_a_terminal(
+        &env,
+        &["attach", "--detach-keys", "ctrl-a,x", "det"],
+        b"\x01x",
+    );
+    assert!(st.success(), "{st:?}");
+    assert_eq!(env.status("det"), "running");
+    // exec -it likewise, its process left running.
+    let st = on_a_terminal(&env, &["exec", "-it", "det", "sleep", "300"], b"\x10\x11");
+    assert!(st.success(), "{st:?}");
+    let ps = env.ok(&["top", "det"]);
+    assert!(ps.contains("sleep 300"), "{ps}");
+    let (_, err) = env.code(125, &["attach", "--detach-keys", "ctrl-1", "det"]);
+    assert!(err.contains("ctrl-1"), "{err}");
+    env.ok(&["rm", "-f", "det"]);
+}

@@ -98,6 +98,92 @@ fn leave(saved: Option<&rustix::termios::Termios>, sig: i32) -> ! {
     std::process::exit(128 + sig)
 }
 
+/// docker's default detach sequence: ctrl-p ctrl-q.
+pub const DEFAULT_DETACH_KEYS: &str = "ctrl-p,ctrl-q";
+
+/// `--detach-keys`: docker's comma-separated keys, each a character or
+/// `ctrl-X` (X a letter or one of @[\]^_); an empty string turns
+/// detaching off.
+pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>> {
+    if s.is_empty() {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|k| {
+            let b = k.as_bytes();
+            match b {
+                [c] => Ok(*c),
+                [b'c', b't', b'r', b'l', b'-', c] => match c.to_ascii_lowercase() {
+                    l @ b'a'..=b'z' => Ok(l - b'a' + 1),
+                    b'@' => Ok(0),
+                    x @ (b'[' | b'\\' | b']' | b'^' | b'_') => Ok(x - b'@'),
+                    _ => anyhow::bail!("--detach-keys {s}: {k:?} is no control key"),
+                },
+                _ => anyhow::bail!("--detach-keys {s}: {k:?} is neither a character nor ctrl-X"),
+            }
+        })
+        .collect()
+}
+
+/// Finds the detach sequence in the input, holding back a part of it
+/// until the next byte says whether the rest follows.
+struct DetachKeys {
+    keys: Vec<u8>,
+    held: usize,
+}
+
+impl DetachKeys {
+    fn new(keys: &[u8]) -> DetachKeys {
+        DetachKeys {
+            keys: keys.to_vec(),
+            held: 0,
+        }
+    }
+
+    /// What to pass on of `input`, and whether the sequence is complete.
+    fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        if self.keys.is_empty() {
+            return (input.to_vec(), false);
+        }
+        let mut out = Vec::with_capacity(input.len());
+        for &b in input {
+            if b == self.keys[self.held] {
+                self.held += 1;
+                if self.held == self.keys.len() {
+                    return (out, true);
+                }
+                continue;
+            }
+            // Not the sequence after all: what was held is input.
+            out.extend_from_slice(&self.keys[..self.held]);
+            self.held = 0;
+            if b == self.keys[0] {
+                self.held = 1;
+                if self.keys.len() == 1 {
+                    return (out, true);
+                }
+            } else {
+                out.push(b);
+            }
+        }
+        (out, false)
+    }
+}
+
+/// The user typed the detach keys: the terminal as it was, the container
+/// running on, this process done (exit 0, as docker's).
+fn detached(saved: Option<&rustix::termios::Termios>) -> ! {
+    if let Some(t) = saved {
+        let _ = rustix::termios::tcsetattr(
+            std::io::stdin().as_fd(),
+            rustix::termios::OptionalActions::Now,
+            t,
+        );
+    }
+    eprintln!();
+    std::process::exit(0)
+}
+
 /// Relays until the process exits; returns its exit code, or None when
 /// the monitor went away without one. `forward` takes the signals this
 /// process gets (not in tty mode, where ^C is a byte on the terminal).
@@ -109,6 +195,7 @@ pub fn relay(
     client: Client,
     stdin: bool,
     tty: bool,
+    detach_keys: &[u8],
     forward: Option<Box<dyn Fn(i32) + Send>>,
 ) -> Result<Option<i32>> {
     let set = block_signals(&[libc::SIGWINCH]);
@@ -152,6 +239,8 @@ pub fn relay(
     });
     if stdin {
         let in_client = client.try_clone()?;
+        let saved = raw.saved.clone();
+        let mut keys = DetachKeys::new(if tty { detach_keys } else { &[] });
         std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
             let mut input = std::io::stdin().lock();
@@ -162,8 +251,12 @@ pub fn relay(
                         return;
                     }
                     Ok(n) => {
-                        if in_client.send_stdin(&buf[..n]).is_err() {
+                        let (pass, detach) = keys.feed(&buf[..n]);
+                        if !pass.is_empty() && in_client.send_stdin(&pass).is_err() {
                             return;
+                        }
+                        if detach {
+                            detached(saved.as_ref());
                         }
                     }
                 }
@@ -189,5 +282,25 @@ pub fn relay(
             Some(_) => {}
             None => return Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sequence_detaches_and_its_false_starts_pass_on() {
+        assert_eq!(parse_detach_keys(DEFAULT_DETACH_KEYS).unwrap(), [16, 17]);
+        assert_eq!(parse_detach_keys("ctrl-a,x").unwrap(), [1, b'x']);
+        assert!(parse_detach_keys("ctrl-1").is_err());
+        assert!(parse_detach_keys("abc").is_err());
+        let mut k = DetachKeys::new(&[16, 17]);
+        assert_eq!(k.feed(b"ab\x10"), (b"ab".to_vec(), false));
+        assert_eq!(k.feed(b"c"), (b"\x10c".to_vec(), false));
+        assert_eq!(k.feed(b"\x10\x10"), (b"\x10".to_vec(), false));
+        assert_eq!(k.feed(b"\x11rest"), (Vec::new(), true));
+        let mut off = DetachKeys::new(&[]);
+        assert_eq!(off.feed(b"\x10\x11"), (b"\x10\x11".to_vec(), false));
     }
 }

@@ -132,6 +132,9 @@ pub enum Verb {
     },
     /// Attach this terminal to a running container.
     Attach {
+        /// Keys that detach, leaving the container running.
+        #[arg(long, default_value = crate::attach::DEFAULT_DETACH_KEYS)]
+        detach_keys: String,
         /// The container, by name or ID.
         container: String,
     },
@@ -401,7 +404,10 @@ fn verb(ctx: &crate::Ctx, e: &Engine, v: Verb) -> Result<i32> {
     match v {
         Verb::Exec { flags } => return run::exec(e, flags),
         Verb::Run { detach, flags } => return run::run(ctx, e, detach, &flags),
-        Verb::Attach { container } => return run::attach(e, &container),
+        Verb::Attach {
+            container,
+            detach_keys,
+        } => return run::attach(e, &container, &detach_keys),
         Verb::Logs {
             follow,
             tail,

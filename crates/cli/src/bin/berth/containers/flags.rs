@@ -212,6 +212,10 @@ pub struct CreateFlags {
     /// No healthcheck, not even the image's.
     #[arg(long, conflicts_with = "health_cmd")]
     pub no_healthcheck: bool,
+    /// Keys that detach from `run -it`, leaving the container running:
+    /// comma-separated characters or ctrl-X ("" turns detaching off).
+    #[arg(long, default_value = crate::attach::DEFAULT_DETACH_KEYS)]
+    pub detach_keys: String,
     /// The image, by name or ID; pulled when missing (see --pull).
     pub image: String,
     /// The command and its arguments (default: the image's).
@@ -242,6 +246,9 @@ pub struct ExecFlags {
     /// Every capability for the process.
     #[arg(long)]
     pub privileged: bool,
+    /// Keys that detach from the process, leaving it running (with -it).
+    #[arg(long, default_value = crate::attach::DEFAULT_DETACH_KEYS)]
+    pub detach_keys: String,
     /// The container, by name or ID.
     pub container: String,
     /// The command and its arguments.

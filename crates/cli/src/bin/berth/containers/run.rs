@@ -59,6 +59,7 @@ pub fn create(ctx: &crate::Ctx, e: &Engine, flags: &CreateFlags) -> Result<()> {
 /// `run`: with -d, starts the container and prints its ID; without,
 /// relays this terminal to it until it exits. Its exit code.
 pub fn run(ctx: &crate::Ctx, e: &Engine, detach: bool, flags: &CreateFlags) -> Result<i32> {
+    let keys = crate::attach::parse_detach_keys(&flags.detach_keys)?;
     let mut cfg = config(flags)?;
     cfg.tty = terminal_for(cfg.tty, cfg.stdin && !detach);
     let c = new_container(ctx, e, flags, cfg)?;
@@ -88,7 +89,7 @@ pub fn run(ctx: &crate::Ctx, e: &Engine, detach: bool, flags: &CreateFlags) -> R
             return Err(err.into());
         }
     };
-    let code = relay_container(e, &c, client.expect("attached"))?;
+    let code = relay_container(e, &c, client.expect("attached"), &keys)?;
     if flags.rm {
         // The monitor's cleanup removes it too; whoever comes first.
         e.cleanup(&c.id)?;
@@ -123,13 +124,14 @@ fn discard(e: &Engine, c: &Container) {
 
 /// `attach`: this terminal to a running container until it exits; its
 /// exit code.
-pub fn attach(e: &Engine, container: &str) -> Result<i32> {
+pub fn attach(e: &Engine, container: &str, detach_keys: &str) -> Result<i32> {
+    let keys = crate::attach::parse_detach_keys(detach_keys)?;
     let c = e.container(container)?;
     if c.state.status != Status::Running {
         bail!("container {} is not running", c.name);
     }
     let client = berth_monitor::client::Client::attach(&e.attach_socket(&c.id))?;
-    relay_container(e, &c, client)
+    relay_container(e, &c, client, &keys)
 }
 
 /// `exec`: a command in a running container; with -d, left running (0),
@@ -143,9 +145,11 @@ pub fn exec(e: &Engine, f: ExecFlags) -> Result<i32> {
         user,
         workdir,
         privileged,
+        detach_keys,
         container,
         command,
     } = f;
+    let keys = crate::attach::parse_detach_keys(&detach_keys)?;
     let tty = terminal_for(tty, interactive && !detach);
     let session = e.exec_start(
         &container,
@@ -169,7 +173,7 @@ pub fn exec(e: &Engine, f: ExecFlags) -> Result<i32> {
     let Some(client) = session.client else {
         return Ok(0);
     };
-    match crate::attach::relay(client, interactive, tty, None)? {
+    match crate::attach::relay(client, interactive, tty, &keys, None)? {
         Some(code) => Ok(code),
         None => bail!("the container's monitor went away before the process ended"),
     }
@@ -181,13 +185,20 @@ fn relay_container(
     e: &Engine,
     c: &Container,
     client: berth_monitor::client::Client,
+    detach_keys: &[u8],
 ) -> Result<i32> {
     let handler = e.handler(c)?;
     let id = c.id.clone();
     let forward: Box<dyn Fn(i32) + Send> = Box::new(move |sig| {
         let _ = handler.kill(&id, sig, false);
     });
-    match crate::attach::relay(client, c.config.stdin, c.config.tty, Some(forward))? {
+    match crate::attach::relay(
+        client,
+        c.config.stdin,
+        c.config.tty,
+        detach_keys,
+        Some(forward),
+    )? {
         Some(code) => Ok(code),
         // The monitor went away without a word: ask the records.
         None => Ok(e.wait(&c.id, None)?),
