@@ -86,6 +86,32 @@ pub fn too_short(digest: &Digest, got: u64, size: u64) -> Error {
     }
 }
 
+/// Checks what was read of the blob `expected` (`got`, `len` bytes)
+/// against its descriptor: its size first, then its digest; `what` names
+/// it in the digest error.
+pub fn check_read(
+    expected: &Digest,
+    size: u64,
+    got: &Digest,
+    len: u64,
+    what: String,
+) -> Result<()> {
+    if len > size {
+        return Err(too_long(expected, size));
+    }
+    if len < size {
+        return Err(too_short(expected, len, size));
+    }
+    if got != expected {
+        return Err(Error::DigestMismatch {
+            what,
+            expected: expected.to_string(),
+            actual: got.to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// Hashes what passes through (the uncompressed stream) and counts it
 /// against the unpacked-size caps, so decompression stops as soon as one
 /// is crossed.

@@ -174,20 +174,7 @@ impl Source<'_> {
             ));
         }
         let (got, len) = l.get(&format!("blobs/sha256/{}", d.hex()), &what)?;
-        if len > size {
-            return Err(crate::ingest::too_long(d, size));
-        }
-        if len < size {
-            return Err(crate::ingest::too_short(d, len, size));
-        }
-        if &got != d {
-            return Err(Error::DigestMismatch {
-                what,
-                expected: d.to_string(),
-                actual: got.to_string(),
-            });
-        }
-        Ok(())
+        crate::ingest::check_read(d, size, &got, len, what)
     }
 }
 

@@ -231,20 +231,7 @@ impl LayoutDir {
         }
         let f = self.open_file(rel, &format!("blob {d}"))?;
         let (got, len) = staging.add(&mut f.take(size.saturating_add(1)))?;
-        if len > size {
-            return Err(crate::ingest::too_long(d, size));
-        }
-        if len < size {
-            return Err(crate::ingest::too_short(d, len, size));
-        }
-        if &got != d {
-            return Err(Error::DigestMismatch {
-                what,
-                expected: d.to_string(),
-                actual: got.to_string(),
-            });
-        }
-        Ok(())
+        crate::ingest::check_read(d, size, &got, len, what)
     }
 
     /// A small file of the layout (index.json) read whole.

@@ -2,8 +2,7 @@
 //! them, and as a new image that runs, pushes and pulls; the same changes
 //! made in podman give the same diff lines and the same layer entries.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -197,65 +196,6 @@ fn diff_and_commit_of_a_running_and_a_stopped_container() {
     assert!(berth(&["ps", "-a", "-q"]).is_empty());
 }
 
-/// A podman with its own storage under `dir`, running containers with
-/// berth-runtime (podman's crun refuses this host's hybrid cgroups).
-struct Podman {
-    dir: PathBuf,
-}
-
-impl Podman {
-    fn new(dir: PathBuf) -> Podman {
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("containers.conf"),
-            "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
-             [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
-        )
-        .unwrap();
-        Podman { dir }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("podman");
-        c.arg("--root").arg(self.dir.join("storage"));
-        c.arg("--runroot").arg(self.dir.join("run"));
-        c.args(["--storage-driver", "overlay"]);
-        c.arg("--tmpdir").arg(self.dir.join("libpod-tmp"));
-        c.arg("--runtime")
-            .arg(std::path::Path::new(env!("CARGO_BIN_EXE_berth")).with_file_name("berth-runtime"));
-        c.env("CONTAINERS_CONF", self.dir.join("containers.conf"));
-        c.env("TMPDIR", &self.dir);
-        c.stdin(Stdio::null());
-        c
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd().args(args).output().expect("run podman");
-        assert!(
-            out.status.success(),
-            "podman {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        let _ = self.cmd().args(["rm", "-af", "-t", "0"]).output();
-        let _ = self.cmd().args(["rmi", "-af"]).output();
-        crate::support::umount_under(&self.dir);
-        // podman's cgroupfs manager leaves its parents behind (removed
-        // only when empty: another test's podman may be in them).
-        if let Ok(hs) = std::fs::read_dir("/sys/fs/cgroup") {
-            for h in hs.flatten() {
-                let _ = std::fs::remove_dir(h.path().join("libpod_parent/conmon"));
-                let _ = std::fs::remove_dir(h.path().join("libpod_parent"));
-            }
-        }
-    }
-}
-
 fn have(cmd: &str) -> bool {
     crate::support::have(cmd)
 }
@@ -335,7 +275,10 @@ fn diff_and_commit_match_podman() {
     }
     let env = Env::new();
     let base = env.image_with("base", base_layer());
-    let p = Podman::new(env.sb.path().join("podman"));
+    // podman's crun refuses this host's hybrid cgroups: berth-runtime runs
+    // its containers.
+    let runtime = std::path::Path::new(env!("CARGO_BIN_EXE_berth")).with_file_name("berth-runtime");
+    let p = Podman::new(env.sb.path().join("podman"), runtime.to_str().unwrap());
     p.ok(&["pull", "-q", "--tls-verify=false", &base]);
     p.ok(&[
         "run",

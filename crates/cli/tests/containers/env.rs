@@ -269,3 +269,70 @@ pub fn assert_gone(env: &Env, id: &str) {
         "its directory remains"
     );
 }
+
+/// A podman with its own storage, run root and containers.conf under
+/// `dir` (cgroupfs, file events: no systemd here; rlimits a container may
+/// set), running containers with `runtime`; removed with everything it
+/// made.
+pub struct Podman {
+    dir: PathBuf,
+    runtime: String,
+}
+
+impl Podman {
+    pub fn new(dir: PathBuf, runtime: &str) -> Podman {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("containers.conf"),
+            "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
+             [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
+        )
+        .unwrap();
+        Podman {
+            dir,
+            runtime: runtime.to_string(),
+        }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new("podman");
+        c.arg("--root").arg(self.dir.join("storage"));
+        c.arg("--runroot").arg(self.dir.join("run"));
+        c.arg("--tmpdir").arg(self.dir.join("libpod-tmp"));
+        c.args(["--storage-driver", "overlay", "--runtime", &self.runtime]);
+        c.env("CONTAINERS_CONF", self.dir.join("containers.conf"));
+        c.env("TMPDIR", &self.dir);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().expect("run podman");
+        assert!(
+            out.status.success(),
+            "podman {args:?} failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.cmd().args(["rm", "-af", "-t", "0"]).output();
+        let _ = self.cmd().args(["rmi", "-af"]).output();
+        crate::support::umount_under(&self.dir);
+        // podman's cgroupfs manager leaves its parent cgroups behind; a
+        // parent another test's podman still uses is not empty and stays.
+        for h in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let parent = h.path().join("libpod_parent");
+            let _ = std::fs::remove_dir(parent.join("conmon"));
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}

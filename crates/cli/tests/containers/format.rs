@@ -3,11 +3,7 @@
 //! combined, and the same templates through podman on equivalent
 //! containers.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-
 use crate::env::*;
-use crate::support::umount_under;
 
 /// Output lines, sorted (ps lists in no order a test should rely on).
 fn sorted(out: &str) -> Vec<String> {
@@ -300,73 +296,12 @@ fn images_format_and_image_inspect_format() {
     assert_eq!(out, format!("[sh] {}\n", env.image));
 }
 
-/// A podman with its own storage, run root and containers.conf (cgroupfs,
-/// file events: no systemd here; rlimits a container may set; runc, as crun
-/// refuses this host's hybrid cgroups), removed with everything it made.
-struct Podman {
-    dir: PathBuf,
-}
-
-impl Podman {
-    fn new(env: &Env) -> Podman {
-        let dir = env.sb.path().join("podman");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("containers.conf"),
-            "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
-             [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
-        )
-        .unwrap();
-        Podman { dir }
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("podman");
-        c.arg("--root").arg(self.dir.join("storage"));
-        c.arg("--runroot").arg(self.dir.join("run"));
-        c.arg("--tmpdir").arg(self.dir.join("libpod-tmp"));
-        c.args(["--storage-driver", "overlay", "--runtime", "runc"]);
-        c.env("CONTAINERS_CONF", self.dir.join("containers.conf"));
-        c.env("TMPDIR", &self.dir);
-        c.stdin(Stdio::null());
-        c
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd().args(args).output().expect("run podman");
-        assert!(
-            out.status.success(),
-            "podman {args:?} failed:\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Podman {
-    fn drop(&mut self) {
-        let _ = self.cmd().args(["rm", "-af", "-t", "0"]).output();
-        umount_under(&self.dir);
-        // podman's cgroupfs manager leaves its parent cgroups behind; a
-        // parent some other podman still uses is not empty and stays.
-        for h in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let parent = h.path().join("libpod_parent");
-            let _ = std::fs::remove_dir(parent.join("conmon"));
-            let _ = std::fs::remove_dir(parent);
-        }
-    }
-}
-
 #[test]
 fn podman_and_berth_agree_on_templates_and_filters() {
     require!("podman", "conmon", "runc");
     let env = Env::new();
-    let p = Podman::new(&env);
+    // runc: crun refuses this host's hybrid cgroups.
+    let p = Podman::new(env.sb.path().join("podman"), "runc");
     p.ok(&["pull", "-q", "--tls-verify=false", &env.image]);
     // The same three containers in each: running, exited 3, created.
     let script: &[&[&str]] = &[
