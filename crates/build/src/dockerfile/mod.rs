@@ -3,5 +3,12 @@
 //! and `.dockerignore` patterns (ignore.rs).
 
 pub mod ast;
+mod flags;
+mod lines;
+mod mount;
+pub mod parse;
+pub mod words;
 
 pub use ast::*;
+pub use parse::{ParseError, parse, parse_instruction};
+pub use words::split_words;
