@@ -11,4 +11,4 @@ pub mod words;
 
 pub use ast::*;
 pub use parse::{ParseError, parse, parse_instruction};
-pub use words::split_words;
+pub use words::{ExpandError, expand, expand_text, split_words};
