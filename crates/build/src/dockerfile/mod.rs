@@ -4,11 +4,13 @@
 
 pub mod ast;
 mod flags;
+pub mod ignore;
 mod lines;
 mod mount;
 pub mod parse;
 pub mod words;
 
 pub use ast::*;
+pub use ignore::{Ignore, IgnoreError};
 pub use parse::{ParseError, parse, parse_instruction};
 pub use words::{ExpandError, expand, expand_text, split_words};
