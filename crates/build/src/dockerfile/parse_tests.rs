@@ -844,3 +844,47 @@ CMD [\"/app/run.sh\"]
     );
     assert_eq!(ins[4].pos, Pos { line: 17, col: 1 });
 }
+
+#[test]
+fn windows_dockerfile_with_backtick_escape() {
+    let text = r#"# escape=`
+FROM mcr.microsoft.com/windows/servercore:ltsc2022
+SHELL ["powershell", "-Command"]
+RUN New-Item -ItemType Directory C:\app ; `
+    Set-Location C:\app
+COPY . C:\app\
+HEALTHCHECK --interval=30s --retries=5 CMD ["powershell", "-Command", "exit 0"]
+ONBUILD COPY . C:\src\
+"#;
+    let df = parse(text).unwrap();
+    assert_eq!(df.escape, '`');
+    let ins = &df.stages[0].instructions;
+    assert_eq!(ins.len(), 5);
+    assert_eq!(
+        ins[1].kind,
+        Kind::Run(run(Command::Shell(s(
+            r"New-Item -ItemType Directory C:\app ;     Set-Location C:\app"
+        ))))
+    );
+    assert_eq!(ins[2].kind, Kind::Copy(copy(&["."], r"C:\app\")));
+    assert_eq!(ins[2].pos, Pos { line: 6, col: 1 });
+    let Kind::Healthcheck(Health::Check {
+        test,
+        interval,
+        retries,
+        ..
+    }) = &ins[3].kind
+    else {
+        panic!("{:?}", ins[3].kind)
+    };
+    assert_eq!(
+        *test,
+        Command::Exec(strings(&["powershell", "-Command", "exit 0"]))
+    );
+    assert_eq!((interval.as_deref(), *retries), (Some("30s"), Some(5)));
+    let Kind::Onbuild(trigger) = &ins[4].kind else {
+        panic!()
+    };
+    let trigger = parse_instruction(trigger, df.escape).unwrap();
+    assert_eq!(trigger.kind, Kind::Copy(copy(&["."], r"C:\src\")));
+}
