@@ -2,6 +2,7 @@
 //! reports medians and ratios. Timing is never asserted anywhere; this
 //! prints figures for docs/benchmarks.md.
 
+mod build;
 mod cri;
 mod pull;
 mod run;
@@ -54,6 +55,14 @@ enum Cmd {
     /// (started by the benchmark), berthd or any other: pod lifecycle
     /// steps, N serving pods until the first and last answer, memory.
     Cri(cri::Opts),
+    /// Image builds: berth build against buildah bud --layers, cold, with
+    /// nothing changed, and after a one-line change.
+    Build {
+        #[arg(short = 'n', long, default_value_t = 5)]
+        runs: usize,
+        #[arg(long)]
+        berth: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,5 +71,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Pull { runs, berth } => pull::run(runs, berth),
         Cmd::Run { runs, serve, berth } => run::run(runs, serve, berth),
         Cmd::Cri(opts) => cri::run(opts),
+        Cmd::Build { runs, berth } => build::run(runs, berth),
     }
 }

@@ -19,6 +19,12 @@ use crate::stats::{Sample, measure, median, ms};
 /// layout with one gzip layer.
 pub(crate) fn busybox_layout(dir: &Path) -> Result<()> {
     let root = dir.join("rootfs");
+    busybox_rootfs(&root)?;
+    layout_of_rootfs(&root, &dir.join("layout"))
+}
+
+/// Static busybox, its applets, a web page, /etc/passwd and group.
+pub(crate) fn busybox_rootfs(root: &Path) -> Result<()> {
     for d in ["bin", "etc", "tmp", "www", "proc", "sys", "dev"] {
         std::fs::create_dir_all(root.join(d))?;
     }
@@ -30,7 +36,12 @@ pub(crate) fn busybox_layout(dir: &Path) -> Result<()> {
     std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
     std::fs::write(root.join("etc/group"), "root:x:0:\n")?;
     std::fs::write(root.join("www/index.html"), "hello\n")?;
-    let layout = dir.join("layout");
+    Ok(())
+}
+
+/// `root` as an OCI layout at `layout` with one gzip layer, tagged latest.
+pub(crate) fn layout_of_rootfs(root: &Path, layout: &Path) -> Result<()> {
+    let dir = layout.parent().context("a layout has a parent")?;
     std::fs::create_dir_all(layout.join("blobs/sha256"))?;
     std::fs::write(
         layout.join("oci-layout"),
@@ -39,7 +50,7 @@ pub(crate) fn busybox_layout(dir: &Path) -> Result<()> {
     let tar = dir.join("layer.tar");
     sh(Command::new("tar")
         .arg("-C")
-        .arg(&root)
+        .arg(root)
         .arg("-cf")
         .arg(&tar)
         .arg("."))?;
@@ -47,19 +58,20 @@ pub(crate) fn busybox_layout(dir: &Path) -> Result<()> {
     let diff_id = format!("sha256:{}", diff_id.split_whitespace().next().unwrap_or(""));
     sh(Command::new("gzip").arg("-f").arg(&tar))?;
     let gz = dir.join("layer.tar.gz");
-    let (ld, ll) = crate::pull::blob(&layout, &gz)?;
+    let (ld, ll) = crate::pull::blob(layout, &gz)?;
+    std::fs::remove_file(&gz)?;
     let cfg = json!({
         "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": ["sh"], "Env": ["PATH=/bin"]},
+        "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"]},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
     });
-    let (cd, cl) = write_blob(&layout, &serde_json::to_vec(&cfg)?)?;
+    let (cd, cl) = write_blob(layout, &serde_json::to_vec(&cfg)?)?;
     let m = json!({
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cl},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": ld, "size": ll}],
     });
-    let (md, ml) = write_blob(&layout, &serde_json::to_vec(&m)?)?;
+    let (md, ml) = write_blob(layout, &serde_json::to_vec(&m)?)?;
     let idx = json!({"schemaVersion": 2, "manifests": [{
         "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ml,
         "annotations": {"org.opencontainers.image.ref.name": "latest"}}]});
@@ -68,14 +80,14 @@ pub(crate) fn busybox_layout(dir: &Path) -> Result<()> {
 }
 
 /// One tool's command line, with its stores under `base`.
-struct Tool {
-    name: &'static str,
-    prefix: Vec<String>,
-    env: Vec<(String, String)>,
+pub(crate) struct Tool {
+    pub(crate) name: &'static str,
+    pub(crate) prefix: Vec<String>,
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Tool {
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.prefix[0]);
         c.args(&self.prefix[1..]).args(args);
         for (k, v) in &self.env {

@@ -133,6 +133,38 @@ impl Engine {
         res
     }
 
+    /// The container's changes as a new layer on `parent` (the top chain
+    /// ID of the layers it was made from): a builder's step. The layer
+    /// and its blob are put in `lease` before the store's shared lock goes,
+    /// so no collection takes them before the builder records them.
+    pub fn changes_layer(
+        &self,
+        key: &str,
+        parent: Option<&berth_image::digest::Digest>,
+        lease: &str,
+        compression: Compression,
+    ) -> Result<berth_image::store::LayerInfo> {
+        use berth_image::leases::Resource;
+        let c = self.db.find_container(key)?;
+        let _lock = self.lock(&c.id)?;
+        let (upper, _) = self.upper_of(&c)?;
+        let _store = self.images.lock_shared()?;
+        let layer = berth_image::export::export_layer(
+            &self.images,
+            &upper,
+            parent,
+            &ExportOptions {
+                compression,
+                exclude: self.mount_points(&c),
+            },
+        )?;
+        self.images
+            .lease_add(lease, &Resource::Layer(layer.chain_id.clone()))?;
+        self.images
+            .lease_add(lease, &Resource::Blob(layer.digest.clone()))?;
+        Ok(layer)
+    }
+
     fn commit_paused(
         &self,
         c: &Container,

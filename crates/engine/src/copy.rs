@@ -165,7 +165,7 @@ impl Engine {
     /// is a directory there, else as `dest` (a new name in an existing
     /// directory, or a file it replaces), as docker's cp does.
     pub fn copy_in(&self, key: &str, src: &Path, dest: &str) -> Result<()> {
-        let (into, name) = if self.is_container_dir(key, dest)? {
+        let (into, name) = if self.is_dir_in(key, dest)? {
             let name = src
                 .file_name()
                 .map(PathBuf::from)
@@ -198,9 +198,60 @@ impl Engine {
         self.copy_in_tar(key, &data[..], &into)
     }
 
-    /// Whether `path` in the container is a directory (its symlinks
-    /// resolved inside the container's root); false when it is missing.
-    fn is_container_dir(&self, key: &str, path: &str) -> Result<bool> {
+    /// Makes directory `path` in the container and the missing ones on
+    /// the way (0755, owned by `owner`), each component's symlink resolved
+    /// inside the container's root: a builder's WORKDIR and COPY
+    /// destinations.
+    pub fn mkdir_in(&self, key: &str, path: &str, owner: (u32, u32)) -> Result<()> {
+        let (name, root) = self.container_root(key)?;
+        let what = format!("mkdir {name}:{path}");
+        let mut prefix = String::new();
+        for part in Path::new(path).components() {
+            let Component::Normal(part) = part else {
+                continue;
+            };
+            let parent = if prefix.is_empty() { "/" } else { &prefix };
+            let dir = rustix::fs::openat2(
+                &root,
+                parent,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                IN_ROOT,
+            )
+            .map_err(errno(what.clone()))?;
+            prefix = format!("{prefix}/{}", part.to_string_lossy());
+            match rustix::fs::openat2(
+                &root,
+                &prefix,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                IN_ROOT,
+            ) {
+                Ok(_) => continue,
+                Err(rustix::io::Errno::NOENT) => {}
+                Err(rustix::io::Errno::NOTDIR) => {
+                    return Err(Error::invalid(
+                        &what,
+                        format!("{prefix} is not a directory"),
+                    ));
+                }
+                Err(e) => return Err(errno(what)(e)),
+            }
+            rustix::fs::mkdirat(&dir, part, Mode::from_raw_mode(0o755))
+                .map_err(errno(what.clone()))?;
+            rustix::fs::chownat(
+                &dir,
+                part,
+                Some(rustix::fs::Uid::from_raw(owner.0)),
+                Some(rustix::fs::Gid::from_raw(owner.1)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(errno(what.clone()))?;
+        }
+        Ok(())
+    }
+
+    pub fn is_dir_in(&self, key: &str, path: &str) -> Result<bool> {
         let (name, root) = self.container_root(key)?;
         match rustix::fs::openat2(
             &root,
@@ -451,6 +502,7 @@ fn unpack_entry<R: Read>(dest: &OwnedFd, e: &mut tar::Entry<'_, R>) -> io::Resul
                 Some(rustix::fs::Gid::from_raw(h.gid().unwrap_or(0) as u32)),
             );
             rustix::fs::fchmod(&f, mode)?;
+            set_mtime(&dir, last, &h);
             return Ok(());
         }
         tar::EntryType::Symlink => {
@@ -473,5 +525,28 @@ fn unpack_entry<R: Read>(dest: &OwnedFd, e: &mut tar::Entry<'_, R>) -> io::Resul
         Some(rustix::fs::Gid::from_raw(gid as u32)),
         AtFlags::SYMLINK_NOFOLLOW,
     );
+    if h.entry_type() == tar::EntryType::Directory {
+        // mkdirat went through the umask, and an existing directory
+        // takes the archive's mode as tar gives it.
+        rustix::fs::chmodat(&dir, *last, mode, AtFlags::empty())?;
+    }
+    set_mtime(&dir, last, &h);
     Ok(())
+}
+
+/// The entry's modification time, as docker's cp and COPY keep it (a
+/// failure leaves the time of the copy: not worth failing the copy for).
+fn set_mtime(dir: &OwnedFd, name: &std::ffi::OsStr, h: &tar::Header) {
+    let Ok(secs) = h.mtime() else {
+        return;
+    };
+    let t = rustix::fs::Timespec {
+        tv_sec: secs as i64,
+        tv_nsec: 0,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: t,
+        last_modification: t,
+    };
+    let _ = rustix::fs::utimensat(dir, name, &times, AtFlags::SYMLINK_NOFOLLOW);
 }

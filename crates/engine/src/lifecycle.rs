@@ -131,7 +131,7 @@ impl Engine {
         // Made now, so a bad request fails here and not at start (the user,
         // the command, capabilities, devices, a seccomp profile), and kept
         // only in part.
-        let mut s = self.image_spec(image, c)?;
+        let mut s = self.image_spec(&image.id, c)?;
         self.apply_policy(&mut s, c)?;
         c.command = s
             .process()
@@ -176,7 +176,7 @@ impl Engine {
 
     /// The first stage of a container's spec: the image's defaults with the
     /// request's overrides (berth_image::spec).
-    fn image_spec(&self, image: &ImageRecord, c: &Container) -> Result<Spec> {
+    fn image_spec(&self, image: &berth_image::Digest, c: &Container) -> Result<Spec> {
         let cfg = &c.config;
         let hostname = cfg
             .hostname
@@ -192,7 +192,8 @@ impl Engine {
             terminal: cfg.tty,
             readonly_rootfs: cfg.read_only,
         };
-        let config = bundle::image_config(&self.images, image)?;
+        let raw = self.images.read_blob(image)?;
+        let config = berth_image::manifest::parse_config(&raw, &format!("config {image}"))?;
         let rootfs = self.bundle_dir(&c.id).join("rootfs");
         Ok(berth_image::spec::generate(&config, &rootfs, &c.id, &opts)?)
     }
@@ -204,11 +205,15 @@ impl Engine {
             .image_id
             .parse()
             .map_err(|e| Error::invalid(format!("container {}", c.name), format!("{e}")))?;
-        let image = self
-            .images
-            .image(&digest)?
-            .ok_or_else(|| Error::NotFound(format!("the image of container {} is gone", c.name)))?;
-        let mut s = self.image_spec(&image, c)?;
+        // The config is all the spec needs of the image: a builder's
+        // working container has no image record, only the config blob.
+        if !self.images.has_blob(&digest) {
+            return Err(Error::NotFound(format!(
+                "the image of container {} is gone",
+                c.name
+            )));
+        }
+        let mut s = self.image_spec(&digest, c)?;
         self.apply_policy(&mut s, c)?;
         Ok(s)
     }

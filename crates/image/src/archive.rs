@@ -429,7 +429,7 @@ impl<R: Read> Read for Exact<R> {
     }
 }
 
-pub(crate) fn decoder<R: io::BufRead + 'static>(mut r: R) -> io::Result<Box<dyn Read>> {
+pub fn decoder<R: io::BufRead + 'static>(mut r: R) -> io::Result<Box<dyn Read>> {
     let head = r.fill_buf()?;
     Ok(if head.starts_with(&[0x1f, 0x8b]) {
         Box::new(flate2::bufread::MultiGzDecoder::new(r))

@@ -63,50 +63,82 @@ pub fn image_with_layer(
     store: &Store,
     base: &ImageRecord,
     layer: LayerInfo,
-    mut config: Value,
+    config: Value,
     names: &[String],
 ) -> Result<ImageRecord> {
     let mut layers = base.layers.clone();
     let docker = base.manifest_media_type == manifest::DOCKER_MANIFEST
         && layer.media_type == manifest::OCI_LAYER_GZIP;
     layers.push(layer);
-    for l in &mut layers {
-        l.media_type = layer_type(&l.media_type, docker).to_string();
-    }
-    crate::limits::check_layer_count(layers.len(), &format!("image {}", base.id))?;
-    config["rootfs"] = json!({
-        "type": "layers",
-        "diff_ids": layers.iter().map(|l| l.diff_id.as_str()).collect::<Vec<_>>(),
-    });
-    let config_bytes = serde_json::to_vec(&config).expect("json");
-    let config_digest = Digest::of(&config_bytes);
-    let (manifest_type, config_type) = if docker {
-        (manifest::DOCKER_MANIFEST, DOCKER_CONFIG)
-    } else {
-        (manifest::OCI_MANIFEST, manifest::OCI_CONFIG)
-    };
+    image_of_layers(store, layers, config, docker, names)
+}
+
+/// Records the image of `layers` with `config` (its `rootfs` set here),
+/// as a docker schema 2 or an OCI image, under `names`.
+pub fn image_of_layers(
+    store: &Store,
+    layers: Vec<LayerInfo>,
+    config: Value,
+    docker: bool,
+    names: &[String],
+) -> Result<ImageRecord> {
+    let (mut rec, config_bytes) = unrecorded(layers, config, docker)?;
     let m = json!({
         "schemaVersion": 2,
-        "mediaType": manifest_type,
+        "mediaType": rec.manifest_media_type,
         "config": {
-            "mediaType": config_type,
-            "digest": config_digest,
+            "mediaType": if docker { DOCKER_CONFIG } else { manifest::OCI_CONFIG },
+            "digest": rec.id,
             "size": config_bytes.len(),
         },
-        "layers": layers.iter().map(|l| json!({
+        "layers": rec.layers.iter().map(|l| json!({
             "mediaType": l.media_type,
             "digest": l.digest,
             "size": l.size,
         })).collect::<Vec<_>>(),
     });
     let manifest_bytes = serde_json::to_vec(&m).expect("json");
-    let manifest_digest = Digest::of(&manifest_bytes);
-    store.put_blob(&config_bytes, &config_digest)?;
-    store.put_blob(&manifest_bytes, &manifest_digest)?;
+    rec.manifest_digest = Digest::of(&manifest_bytes);
+    store.put_blob(&config_bytes, &rec.id)?;
+    store.put_blob(&manifest_bytes, &rec.manifest_digest)?;
+    store.put_image(&rec, names, &[], &[])
+}
+
+/// An image that is only its config blob (stored) and its layers, with no
+/// manifest and no record: what a builder runs a step's container on. The
+/// caller holds the config blob (a lease) until the container is made.
+pub fn working_image(store: &Store, layers: Vec<LayerInfo>, config: Value) -> Result<ImageRecord> {
+    let (rec, config_bytes) = unrecorded(layers, config, false)?;
+    store.put_blob(&config_bytes, &rec.id)?;
+    Ok(rec)
+}
+
+/// The record of `layers` and `config` (rootfs set to match), and the
+/// config's bytes; the manifest digest is the config's until one is made.
+fn unrecorded(
+    mut layers: Vec<LayerInfo>,
+    mut config: Value,
+    docker: bool,
+) -> Result<(ImageRecord, Vec<u8>)> {
+    for l in &mut layers {
+        l.media_type = layer_type(&l.media_type, docker).to_string();
+    }
+    crate::limits::check_layer_count(layers.len(), "the new image")?;
+    config["rootfs"] = json!({
+        "type": "layers",
+        "diff_ids": layers.iter().map(|l| l.diff_id.as_str()).collect::<Vec<_>>(),
+    });
+    let config_bytes = serde_json::to_vec(&config).expect("json");
+    let id = Digest::of(&config_bytes);
     let rec = ImageRecord {
-        id: config_digest,
-        manifest_digest,
-        manifest_media_type: manifest_type.to_string(),
+        manifest_digest: id.clone(),
+        id,
+        manifest_media_type: if docker {
+            manifest::DOCKER_MANIFEST
+        } else {
+            manifest::OCI_MANIFEST
+        }
+        .to_string(),
         config_size: config_bytes.len() as u64,
         layers,
         created: config["created"].as_str().map(String::from),
@@ -116,7 +148,7 @@ pub fn image_with_layer(
         repo_digests: Vec::new(),
         digest_names: Vec::new(),
     };
-    store.put_image(&rec, names, &[], &[])
+    Ok((rec, config_bytes))
 }
 
 #[cfg(test)]

@@ -193,6 +193,13 @@ pub fn prune(store: &Store, all: bool) -> Result<Vec<Digest>> {
     Ok(removed)
 }
 
+/// Garbage collection on its own (after a builder's cache lets go of
+/// layers): what no image, container, snapshot or live lease reaches.
+pub fn collect(store: &Store) -> Result<GcStats> {
+    let _lock = store.lock_exclusive()?;
+    gc_locked(store, Partials::Stale)
+}
+
 /// Which partial downloads garbage collection removes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Partials {

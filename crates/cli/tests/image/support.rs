@@ -579,12 +579,18 @@ impl Layout {
             let d = self.blob(&data);
             descs.push(json!({ "mediaType": mt, "digest": d, "size": data.len() }));
         }
+        // One history entry per layer, as real images have (buildah
+        // refuses a base whose history and layers disagree).
+        let history: Vec<Value> = (0..layers.len())
+            .map(|i| json!({"created": "2024-01-02T03:04:05Z", "created_by": format!("layer {i}")}))
+            .collect();
         let cfg = json!({
             "created": "2024-01-02T03:04:05Z",
             "architecture": arch,
             "os": "linux",
             "config": config,
             "rootfs": { "type": "layers", "diff_ids": diff_ids },
+            "history": history,
         });
         let cfg = serde_json::to_vec(&cfg).unwrap();
         let cd = self.blob(&cfg);

@@ -2,6 +2,7 @@
 //! work is done by berth-image and berth-engine.
 
 mod attach;
+mod build;
 mod commit;
 mod containers;
 mod docs;
@@ -110,6 +111,13 @@ enum Cmd {
     Containers(Box<containers::Cmd>),
     #[command(flatten)]
     ImageVerb(ImageVerb),
+    /// Build an image from a Dockerfile.
+    Build(Box<build::BuildArgs>),
+    /// Manage the build cache.
+    Builder {
+        #[command(subcommand)]
+        cmd: build::BuilderCmd,
+    },
     /// List images.
     Images(ImagesArgs),
     /// Remove images.
@@ -605,6 +613,8 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Completion { .. } | Cmd::GenerateMan { .. } => {
             unreachable!("handled before the configuration is read")
         }
+        Cmd::Build(a) => build::build(&ctx, *a)?,
+        Cmd::Builder { cmd } => build::builder(&ctx, cmd)?,
         Cmd::Containers(cmd) => {
             let code = containers::run(&ctx, *cmd)?;
             if code != 0 {

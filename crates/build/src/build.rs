@@ -1,0 +1,434 @@
+//! A build: the Dockerfile parsed, the stages the target needs planned and
+//! built in order, each instruction a step on the stage's state (its layers
+//! and image config), the target's result recorded as an image.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use berth_engine::{Engine, PullPolicy};
+use berth_image::pull::PullOptions;
+use berth_image::store::{ImageRecord, LayerInfo};
+use serde_json::{Value, json};
+
+use crate::cache::Cache;
+use crate::context::Tree;
+use crate::dockerfile::{self, Dockerfile, Instruction, Kind, Pos};
+use crate::error::{Error, Result};
+use crate::plan::{self, Ref};
+use crate::progress::Progress;
+use crate::stage::StageState;
+
+/// What `berth build` asks for.
+pub struct BuildOptions {
+    /// The Dockerfile's text, and its name for messages.
+    pub dockerfile: String,
+    pub dockerfile_name: String,
+    /// The context directory; None when there is none (`build -`).
+    pub context: Option<PathBuf>,
+    /// The context's `.dockerignore`, as read.
+    pub ignore: Option<String>,
+    /// Names for the image (`-t`), as given.
+    pub tags: Vec<String>,
+    /// `--build-arg NAME[=VALUE]`: without a value, taken from the
+    /// environment (left unset when it has none).
+    pub build_args: Vec<(String, Option<String>)>,
+    pub target: Option<String>,
+    /// `--label`: on the final image.
+    pub labels: Vec<(String, String)>,
+    pub no_cache: bool,
+    /// `--pull`: how base images are fetched.
+    pub pull: PullPolicy,
+    pub pull_options: PullOptions,
+    /// `--network` for every RUN: default, none, host, or a network.
+    pub network: Option<String>,
+    /// `--secret id=ID,src=PATH`.
+    pub secrets: Vec<(String, PathBuf)>,
+    /// `--platform`: only this host's.
+    pub platform: Option<String>,
+}
+
+/// What a built stage left: its layers and image config.
+#[derive(Clone)]
+pub struct StageOut {
+    pub layers: Vec<LayerInfo>,
+    pub config: Value,
+}
+
+pub struct Builder<'a> {
+    pub(crate) engine: &'a Engine,
+    pub(crate) opts: &'a BuildOptions,
+    pub(crate) progress: &'a dyn Progress,
+    pub(crate) cancel: &'a AtomicBool,
+    pub(crate) df: Dockerfile,
+    pub(crate) cache: Cache,
+    /// This build's lease: the config blobs and layers it made, until
+    /// the image or the cache holds them.
+    pub(crate) lease: String,
+    pub(crate) context: Option<Tree>,
+    /// Build args with their values (from the command line or the
+    /// environment).
+    pub(crate) args: HashMap<String, String>,
+    /// The global ARGs' values.
+    pub(crate) globals: Vec<(String, String)>,
+    pub(crate) built: HashMap<usize, StageOut>,
+    pub(crate) step: usize,
+}
+
+/// Builds what `opts` asks; the image, named as `-t` says.
+pub fn build(
+    engine: &Engine,
+    opts: &BuildOptions,
+    progress: &dyn Progress,
+    cancel: &AtomicBool,
+) -> Result<ImageRecord> {
+    if let Some(p) = &opts.platform
+        && !crate::platform::is_host(p)
+    {
+        return Err(Error::invalid(
+            format!("--platform {p}"),
+            format!(
+                "berth builds for this host's platform only ({})",
+                crate::platform::host_string()
+            ),
+        ));
+    }
+    let df = dockerfile::parse(&opts.dockerfile).map_err(|e| Error::Dockerfile {
+        file: opts.dockerfile_name.clone(),
+        pos: e.pos,
+        message: e.message,
+    })?;
+    let context = match &opts.context {
+        Some(dir) => {
+            let ignore = match &opts.ignore {
+                Some(text) => Some(
+                    dockerfile::ignore::Ignore::parse(text)
+                        .map_err(|e| Error::invalid(".dockerignore", e.to_string()))?,
+                ),
+                None => None,
+            };
+            Some(Tree::context(dir, ignore)?)
+        }
+        None => None,
+    };
+    let args: HashMap<String, String> = opts
+        .build_args
+        .iter()
+        .filter_map(|(k, v)| {
+            v.clone()
+                .or_else(|| std::env::var(k).ok())
+                .map(|v| (k.clone(), v))
+        })
+        .collect();
+    let lease = engine
+        .images
+        .lease_create(
+            [("berth.build".to_string(), "running".to_string())].into(),
+            // A crashed build's lease lets go by itself.
+            Some(std::time::Duration::from_secs(24 * 3600)),
+        )?
+        .id;
+    let mut b = Builder {
+        engine,
+        opts,
+        progress,
+        cancel,
+        df,
+        cache: Cache::open(&engine.images)?,
+        lease: lease.clone(),
+        context,
+        args,
+        globals: Vec::new(),
+        built: HashMap::new(),
+        step: 0,
+    };
+    let res = b.run();
+    let _ = engine.images.lease_release(&lease);
+    res
+}
+
+impl Builder<'_> {
+    fn run(&mut self) -> Result<ImageRecord> {
+        self.globals = self.global_args()?;
+        let df = &self.df;
+        let order = plan::order(df, self.opts.target.as_deref(), &|_, word| {
+            self.expand_global(word).map_err(|m| plan::PlanError {
+                pos: Pos::default(),
+                message: m,
+            })
+        })
+        .map_err(|e| Error::Dockerfile {
+            file: self.opts.dockerfile_name.clone(),
+            pos: e.pos,
+            message: e.message,
+        })?;
+        let target = *order.last().expect("the target is in the plan");
+        for &i in &order {
+            self.check_cancel()?;
+            let out = self.build_stage(i)?;
+            self.built.insert(i, out);
+        }
+        let out = self.built.remove(&target).expect("the target was built");
+        self.commit(out)
+    }
+
+    pub(crate) fn check_cancel(&self) -> Result<()> {
+        if self.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
+        Ok(())
+    }
+
+    /// ARGs before the first FROM, with the automatic platform ones.
+    fn global_args(&self) -> Result<Vec<(String, String)>> {
+        let mut vals: Vec<(String, String)> = crate::platform::automatic_args();
+        for a in &self.df.global_args {
+            let v = match (self.args.get(&a.name), &a.default) {
+                (Some(v), _) => v.clone(),
+                (None, Some(d)) => {
+                    let lookup = |n: &str| lookup_in(&vals, n);
+                    dockerfile::words::expand(d, &lookup, self.df.escape)
+                        .map_err(|e| Error::invalid(format!("ARG {}", a.name), e.to_string()))?
+                }
+                (None, None) => continue,
+            };
+            vals.retain(|(k, _)| k != &a.name);
+            vals.push((a.name.clone(), v));
+        }
+        Ok(vals)
+    }
+
+    /// A word of a FROM line, with the global ARGs.
+    pub(crate) fn expand_global(&self, word: &str) -> std::result::Result<String, String> {
+        let lookup = |n: &str| lookup_in(&self.globals, n);
+        dockerfile::words::expand(word, &lookup, self.df.escape).map_err(|e| e.to_string())
+    }
+
+    fn build_stage(&mut self, i: usize) -> Result<StageOut> {
+        let stage = self.df.stages[i].clone();
+        let base = self
+            .expand_global(&stage.base)
+            .map_err(|why| step_error(stage.pos, &stage.original, why))?;
+        if let Some(p) = &stage.platform {
+            let p = self
+                .expand_global(p)
+                .map_err(|why| step_error(stage.pos, &stage.original, why))?;
+            if !crate::platform::is_host(&p) {
+                return Err(step_error(
+                    stage.pos,
+                    &stage.original,
+                    format!(
+                        "platform {p}: berth builds for this host's platform only ({})",
+                        crate::platform::host_string()
+                    ),
+                ));
+            }
+        }
+        let total = stage.instructions.len() + 1;
+        let label = plan::stage_label(&self.df, i);
+        let n = self.next_step(&format!("[{label} 1/{total}] {}", stage.original));
+        let started = Instant::now();
+        let from = match plan::resolve(&self.df, &base, i) {
+            Ref::Scratch => StageOut {
+                layers: Vec::new(),
+                config: scratch_config(),
+            },
+            Ref::Stage(s) => self.built.get(&s).cloned().expect("planned before"),
+            Ref::Image(name) => {
+                let img = self
+                    .image(&name, n)
+                    .map_err(|e| step_error(stage.pos, &stage.original, e.to_string()))?;
+                StageOut {
+                    layers: img.layers.clone(),
+                    config: berth_image::commit::base_config(&self.engine.images, &img)?,
+                }
+            }
+        };
+        self.progress.done(n, started.elapsed());
+        let mut st = StageState::new(from, &label);
+        let triggers = st.take_triggers();
+        for (k, t) in triggers.iter().enumerate() {
+            let ins = crate::onbuild::parse_trigger(t).map_err(|why| {
+                step_error(stage.pos, &stage.original, format!("ONBUILD {t}: {why}"))
+            })?;
+            let title = format!("[{label} 1/{total}] ONBUILD {}", ins.original);
+            self.instruction(&mut st, &ins, &title, k)?;
+        }
+        for (k, ins) in stage.instructions.iter().enumerate() {
+            self.check_cancel()?;
+            let title = format!("[{label} {}/{total}] {}", k + 2, ins.original);
+            self.instruction(&mut st, ins, &title, k)?;
+        }
+        self.flush_dirs(&mut st)?;
+        Ok(st.into_out())
+    }
+
+    pub(crate) fn next_step(&mut self, title: &str) -> usize {
+        self.step += 1;
+        self.progress.step(self.step, title);
+        self.step
+    }
+
+    /// A base image or a `--from` image, pulled as --pull says.
+    pub(crate) fn image(&self, name: &str, n: usize) -> Result<ImageRecord> {
+        let progress = self.progress;
+        Ok(self
+            .engine
+            .image_for(name, self.opts.pull, &self.opts.pull_options, &mut |what| {
+                progress.note(n, &format!("pulling {what}"))
+            })?)
+    }
+
+    fn instruction(
+        &mut self,
+        st: &mut StageState,
+        ins: &Instruction,
+        title: &str,
+        _k: usize,
+    ) -> Result<()> {
+        let n = self.next_step(title);
+        let started = Instant::now();
+        let res = match &ins.kind {
+            Kind::Run(r) => self.run_step(st, ins, r, n),
+            Kind::Copy(c) => self.copy_step(st, ins, c, n),
+            _ => st
+                .apply(ins, &self.globals, self.df.escape, &self.args)
+                .map_err(|why| step_error(ins.pos, &ins.original, why)),
+        };
+        res?;
+        self.progress.done(n, started.elapsed());
+        Ok(())
+    }
+
+    /// Directories WORKDIR named that no step has made yet: one layer
+    /// makes them at the end of a stage.
+    fn flush_dirs(&mut self, st: &mut StageState) -> Result<()> {
+        if st.pending_dirs.is_empty() {
+            return Ok(());
+        }
+        let parent = st.top().cloned();
+        let key = crate::cache::key(&json!({
+            "op": "mkdir",
+            "parent": parent,
+            "dirs": st.pending_dirs,
+        }));
+        if let Some(e) = self.cached(&key)? {
+            st.push_layer(e.layer, &e.created, "WORKDIR", None);
+            st.pending_dirs.clear();
+            return Ok(());
+        }
+        let w = crate::working::Working::create(
+            self.engine,
+            &self.lease,
+            &st.layers,
+            &st.config,
+            st.container_config(berth_engine::model::NetworkMode::None),
+        )?;
+        self.make_dirs(&w, st)?;
+        let layer = w.layer(parent.as_ref(), &self.lease)?;
+        let created = crate::stage::now();
+        self.remember(&key, &layer, &created)?;
+        st.push_layer(layer, &created, "WORKDIR", None);
+        Ok(())
+    }
+
+    /// Makes the pending WORKDIRs in a working container.
+    pub(crate) fn make_dirs(
+        &self,
+        w: &crate::working::Working<'_>,
+        st: &mut StageState,
+    ) -> Result<()> {
+        for d in std::mem::take(&mut st.pending_dirs) {
+            self.engine.mkdir_in(&w.id, &d, (0, 0))?;
+        }
+        Ok(())
+    }
+
+    /// The cache's entry for `key`, unless --no-cache.
+    pub(crate) fn cached(
+        &self,
+        key: &berth_image::digest::Digest,
+    ) -> Result<Option<crate::cache::Entry>> {
+        if self.opts.no_cache {
+            return Ok(None);
+        }
+        self.cache.get(&self.engine.images, key)
+    }
+
+    pub(crate) fn remember(
+        &self,
+        key: &berth_image::digest::Digest,
+        layer: &LayerInfo,
+        created: &str,
+    ) -> Result<()> {
+        self.cache.put(
+            &self.engine.images,
+            key,
+            &crate::cache::Entry {
+                layer: layer.clone(),
+                created: created.to_string(),
+                used: berth_image::store::now(),
+            },
+        )
+    }
+
+    /// The target's result as an image, named as `-t` says.
+    fn commit(&mut self, out: StageOut) -> Result<ImageRecord> {
+        let mut config = out.config;
+        if !self.opts.labels.is_empty() {
+            let labels = crate::stage::object_at(&mut config, "Labels");
+            for (k, v) in &self.opts.labels {
+                labels.insert(k.clone(), json!(v));
+            }
+        }
+        let created = config["history"]
+            .as_array()
+            .and_then(|h| h.last())
+            .and_then(|e| e["created"].as_str())
+            .map(String::from)
+            .unwrap_or_else(crate::stage::now);
+        config["created"] = json!(created);
+        let names = self
+            .opts
+            .tags
+            .iter()
+            .map(|t| berth_image::archive::local_name(t))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let _l = self.engine.images.lock_shared()?;
+        Ok(berth_image::commit::image_of_layers(
+            &self.engine.images,
+            out.layers,
+            config,
+            false,
+            &names,
+        )?)
+    }
+}
+
+pub(crate) fn lookup_in(vals: &[(String, String)], name: &str) -> Option<String> {
+    vals.iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
+
+pub(crate) fn step_error(pos: Pos, original: &str, why: impl Into<String>) -> Error {
+    Error::Step {
+        pos,
+        instruction: original.to_string(),
+        why: why.into(),
+    }
+}
+
+/// The config of an image with nothing in it.
+fn scratch_config() -> Value {
+    let (os, arch) = crate::platform::host();
+    json!({
+        "architecture": arch,
+        "os": os,
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "history": [],
+    })
+}

@@ -1,0 +1,175 @@
+//! A step's working container: made by the engine on the stage's layers
+//! (as buildah's working containers are), run through its monitor while
+//! the builder relays its output, its changes exported as one layer, and
+//! removed whatever happens.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use berth_engine::Engine;
+use berth_engine::model::ContainerConfig;
+use berth_image::digest::Digest;
+use berth_image::export::Compression;
+use berth_image::leases::Resource;
+use berth_image::store::LayerInfo;
+use berth_monitor::frame::Frame;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+
+/// Lines of a failed RUN's output its error quotes.
+const TAIL_LINES: usize = 10;
+
+pub struct Working<'e> {
+    engine: &'e Engine,
+    pub id: String,
+}
+
+/// How a process in a working container ended.
+pub struct Ran {
+    pub code: i32,
+    /// Its last lines of output.
+    pub tail: String,
+}
+
+impl<'e> Working<'e> {
+    /// A container of `layers` with `config` (an image config), not
+    /// started. The config's blob is held by `lease` while it is made.
+    pub fn create(
+        engine: &'e Engine,
+        lease: &str,
+        layers: &[LayerInfo],
+        config: &Value,
+        container: ContainerConfig,
+    ) -> Result<Working<'e>> {
+        let store = &engine.images;
+        let image = {
+            let _l = store.lock_shared()?;
+            let image = berth_image::commit::working_image(store, layers.to_vec(), config.clone())?;
+            store.lease_add(lease, &Resource::Blob(image.id.clone()))?;
+            image
+        };
+        let c = engine.create(&image, None, container)?;
+        Ok(Working { engine, id: c.id })
+    }
+
+    pub fn rootfs(&self) -> std::path::PathBuf {
+        self.engine.bundle_dir(&self.id).join("rootfs")
+    }
+
+    /// Starts the container and relays its output to `progress` (step
+    /// `n`) until it exits; `stdin`, when given, is its whole input.
+    /// `cancel` kills it.
+    pub fn run(
+        &self,
+        stdin: Option<&[u8]>,
+        progress: &dyn Progress,
+        n: usize,
+        cancel: &AtomicBool,
+    ) -> Result<Ran> {
+        let mut client = None;
+        self.engine.start_with(&self.id, &mut |c| {
+            let sock = self.engine.attach_socket(&c.id);
+            client =
+                Some(berth_monitor::client::Client::attach(&sock).map_err(|e| {
+                    berth_engine::Error::Monitor(format!("attach to {}: {e}", c.name))
+                })?);
+            Ok(())
+        })?;
+        let mut client = client.expect("attached before the start");
+        if let Some(data) = stdin {
+            client
+                .send_stdin(data)
+                .and_then(|()| client.close_stdin())
+                .map_err(|e| Error::invalid("the step's input", e.to_string()))?;
+        }
+        // Woken now and then to see whether the build was interrupted.
+        client
+            .set_read_timeout(Some(Duration::from_millis(250)))
+            .map_err(|e| Error::invalid("the step's output", e.to_string()))?;
+        let mut tail = Tail::default();
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                let c = self.engine.container(&self.id)?;
+                let _ = self
+                    .engine
+                    .handler(&c)?
+                    .kill(&self.id, libc_sigkill(), true);
+                return Err(Error::Interrupted);
+            }
+            match client.recv() {
+                Ok(Some(Frame::Stdout(d) | Frame::Stderr(d))) => {
+                    tail.push(&d);
+                    progress.output(n, &d);
+                }
+                Ok(Some(Frame::Exit(code))) => {
+                    return Ok(Ran {
+                        code,
+                        tail: tail.text(),
+                    });
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    // The monitor went without an exit frame: the records
+                    // have the code.
+                    let code = self.engine.wait(&self.id, Some(Duration::from_secs(10)))?;
+                    return Ok(Ran {
+                        code,
+                        tail: tail.text(),
+                    });
+                }
+                Err(berth_monitor::Error::Io { source, .. })
+                    if matches!(
+                        source.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(Error::invalid("the step's output", e.to_string())),
+            }
+        }
+    }
+
+    /// What the container changed, as a layer on `parent`, held by
+    /// `lease`.
+    pub fn layer(&self, parent: Option<&Digest>, lease: &str) -> Result<LayerInfo> {
+        Ok(self
+            .engine
+            .changes_layer(&self.id, parent, lease, Compression::Gzip)?)
+    }
+}
+
+impl Drop for Working<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.engine.remove(&self.id, true) {
+            tracing::warn!("removing build container {}: {e}", self.id);
+        }
+    }
+}
+
+fn libc_sigkill() -> i32 {
+    rustix::process::Signal::KILL.as_raw()
+}
+
+/// The last lines of a stream.
+#[derive(Default)]
+struct Tail {
+    buf: Vec<u8>,
+}
+
+impl Tail {
+    fn push(&mut self, d: &[u8]) {
+        self.buf.extend_from_slice(d);
+        // Bounded: only the end is ever shown.
+        if self.buf.len() > 64 * 1024 {
+            let cut = self.buf.len() - 16 * 1024;
+            self.buf.drain(..cut);
+        }
+    }
+
+    fn text(&self) -> String {
+        let s = String::from_utf8_lossy(&self.buf);
+        let lines: Vec<&str> = s.trim_end().lines().collect();
+        let from = lines.len().saturating_sub(TAIL_LINES);
+        lines[from..].join("\n")
+    }
+}

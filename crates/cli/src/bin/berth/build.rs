@@ -1,0 +1,339 @@
+//! `berth build` and `berth builder prune`: the flags parsed, the
+//! Dockerfile and context found, progress printed as BuildKit prints it;
+//! the build itself is berth_build's.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use berth_build::{BuildOptions, Progress};
+use clap::Subcommand;
+
+#[derive(clap::Args)]
+pub struct BuildArgs {
+    /// The build context: a directory, or `-` to read the Dockerfile from
+    /// stdin with no context.
+    context: String,
+    /// The Dockerfile (default: CONTEXT/Containerfile, else
+    /// CONTEXT/Dockerfile); `-` reads it from stdin.
+    #[arg(short, long, value_name = "PATH")]
+    file: Option<String>,
+    /// A name for the image, NAME[:TAG] (repeatable).
+    #[arg(short, long = "tag", value_name = "NAME")]
+    tags: Vec<String>,
+    /// NAME[=VALUE]: a build argument (without a value, taken from the
+    /// environment).
+    #[arg(long = "build-arg", value_name = "NAME[=VALUE]")]
+    build_args: Vec<String>,
+    /// Build up to this stage.
+    #[arg(long)]
+    target: Option<String>,
+    /// KEY=VALUE: a label on the image (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Build every step again, the cache unused.
+    #[arg(long)]
+    no_cache: bool,
+    /// When to pull base images: always (the flag alone), missing, never.
+    #[arg(long, num_args = 0..=1, default_missing_value = "always", value_name = "POLICY")]
+    pull: Option<String>,
+    /// The platform to build for (only this host's: os/arch).
+    #[arg(long)]
+    platform: Option<String>,
+    /// Write the image ID to this file.
+    #[arg(long, value_name = "FILE")]
+    iidfile: Option<PathBuf>,
+    /// Print only the image ID.
+    #[arg(short, long)]
+    quiet: bool,
+    /// auto, plain or tty.
+    #[arg(long, default_value = "auto")]
+    progress: String,
+    /// The network of RUN steps: default, none, host, or a network's name.
+    #[arg(long)]
+    network: Option<String>,
+    /// id=ID,src=PATH: a secret for RUN --mount=type=secret.
+    #[arg(long = "secret", value_name = "id=ID,src=PATH")]
+    secrets: Vec<String>,
+    /// Require HTTPS with a verified certificate for pulls.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = clap::value_parser!(bool))]
+    tls_verify: Option<bool>,
+}
+
+#[derive(Subcommand)]
+pub enum BuilderCmd {
+    /// Remove the build cache.
+    Prune {
+        /// Remove all of it (the default: berth's cache has no shared
+        /// or internal parts to keep).
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask.
+        #[arg(short, long)]
+        force: bool,
+        /// Keep this much of the most recently used cache (bytes, or with
+        /// K, M, G).
+        #[arg(long, value_name = "SIZE", value_parser = crate::parse_size)]
+        keep_storage: Option<u64>,
+    },
+    /// Show how much the build cache holds.
+    Du,
+}
+
+pub fn build(ctx: &crate::Ctx, a: BuildArgs) -> Result<()> {
+    let (context, mut dockerfile_text, dockerfile_name, dockerfile_path) = inputs(&a)?;
+    if dockerfile_text.starts_with('\u{feff}') {
+        dockerfile_text.remove(0);
+    }
+    let ignore = match &context {
+        Some(dir) => ignore_file(dir, dockerfile_path.as_deref())?,
+        None => None,
+    };
+    let opts = BuildOptions {
+        dockerfile: dockerfile_text,
+        dockerfile_name,
+        context,
+        ignore,
+        tags: a.tags.clone(),
+        build_args: a
+            .build_args
+            .iter()
+            .map(|b| match b.split_once('=') {
+                Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                None => (b.clone(), None),
+            })
+            .collect(),
+        target: a.target.clone(),
+        labels: a
+            .labels
+            .iter()
+            .map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .ok_or_else(|| anyhow::anyhow!("--label {l:?}: KEY=VALUE is needed"))
+            })
+            .collect::<Result<_>>()?,
+        no_cache: a.no_cache,
+        pull: match &a.pull {
+            Some(p) => berth_engine::PullPolicy::parse(p)?,
+            None => berth_engine::PullPolicy::Missing,
+        },
+        pull_options: crate::pull_options(ctx, a.tls_verify)?,
+        network: a.network.clone(),
+        secrets: a
+            .secrets
+            .iter()
+            .map(|s| parse_secret(s))
+            .collect::<Result<_>>()?,
+        platform: a.platform.clone(),
+    };
+    let engine = crate::containers::engine(ctx)?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    watch_signals(cancel.clone());
+    let progress: Box<dyn Progress> = if a.quiet {
+        Box::new(berth_build::progress::Quiet)
+    } else {
+        Box::new(Plain::new())
+    };
+    let img = berth_build::build(&engine, &opts, progress.as_ref(), &cancel)?;
+    if let Some(f) = &a.iidfile {
+        std::fs::write(f, img.id.to_string()).with_context(|| format!("write {}", f.display()))?;
+    }
+    if !a.quiet {
+        eprintln!("writing image {}", img.id);
+        for n in &img.names {
+            eprintln!("naming to {n}");
+        }
+    }
+    println!("{}", img.id.hex());
+    Ok(())
+}
+
+/// The context directory (None for `-`) and the Dockerfile's text, name
+/// and path.
+#[allow(clippy::type_complexity)]
+fn inputs(a: &BuildArgs) -> Result<(Option<PathBuf>, String, String, Option<PathBuf>)> {
+    let stdin_text = || -> Result<String> {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("read the Dockerfile from stdin")?;
+        Ok(s)
+    };
+    if a.context == "-" {
+        if a.file.is_some() {
+            bail!("build -: the Dockerfile comes from stdin; -f has nothing to name");
+        }
+        return Ok((None, stdin_text()?, "Dockerfile (stdin)".into(), None));
+    }
+    let dir = PathBuf::from(&a.context);
+    if !dir.is_dir() {
+        bail!("context {}: not a directory", dir.display());
+    }
+    let path = match a.file.as_deref() {
+        Some("-") => return Ok((Some(dir), stdin_text()?, "Dockerfile (stdin)".into(), None)),
+        Some(f) => PathBuf::from(f),
+        None => ["Containerfile", "Dockerfile"]
+            .iter()
+            .map(|n| dir.join(n))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no Containerfile or Dockerfile in {}: name one with -f",
+                    dir.display()
+                )
+            })?,
+    };
+    let meta =
+        std::fs::metadata(&path).with_context(|| format!("Dockerfile {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("Dockerfile {}: not a regular file", path.display());
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("read the Dockerfile {}", path.display()))?;
+    Ok((Some(dir), text, path.display().to_string(), Some(path)))
+}
+
+/// `<Dockerfile>.dockerignore` beside the Dockerfile, else the context's
+/// `.containerignore` or `.dockerignore`.
+fn ignore_file(
+    dir: &std::path::Path,
+    dockerfile: Option<&std::path::Path>,
+) -> Result<Option<String>> {
+    let mut candidates = Vec::new();
+    if let Some(d) = dockerfile {
+        candidates.push(PathBuf::from(format!("{}.dockerignore", d.display())));
+    }
+    candidates.push(dir.join(".containerignore"));
+    candidates.push(dir.join(".dockerignore"));
+    for c in candidates {
+        match std::fs::read_to_string(&c) {
+            Ok(s) => return Ok(Some(s)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("read {}", c.display())),
+        }
+    }
+    Ok(None)
+}
+
+fn parse_secret(s: &str) -> Result<(String, PathBuf)> {
+    let (mut id, mut src) = (None, None);
+    for part in s.split(',') {
+        match part.split_once('=') {
+            Some(("id", v)) => id = Some(v.to_string()),
+            Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+            Some(("type", "file")) => {}
+            _ => bail!("--secret {s:?}: expected id=ID,src=PATH"),
+        }
+    }
+    let id = id.ok_or_else(|| anyhow::anyhow!("--secret {s:?}: id= is missing"))?;
+    let src = src.ok_or_else(|| anyhow::anyhow!("--secret {s:?}: src= is missing"))?;
+    if !src.is_file() {
+        bail!("--secret {s:?}: {} is not a file", src.display());
+    }
+    Ok((id, src))
+}
+
+/// SIGINT and SIGTERM stop the build (its working container killed and
+/// removed, nothing half-made kept) rather than this process at once.
+fn watch_signals(cancel: Arc<AtomicBool>) {
+    // SAFETY: a zeroed sigset_t is initialised by sigemptyset; the calls
+    // take valid pointers to it. Blocked before any thread starts, so
+    // every thread has them blocked and only the watcher takes them.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    std::thread::spawn(move || {
+        let mut sig = 0;
+        // SAFETY: `set` is an initialised signal set; `sig` is a valid out
+        // pointer.
+        while unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+            if cancel.swap(true, Ordering::Relaxed) {
+                // A second one: leave now.
+                std::process::exit(128 + sig);
+            }
+            eprintln!("interrupted: stopping the build");
+        }
+    });
+}
+
+pub fn builder(ctx: &crate::Ctx, cmd: BuilderCmd) -> Result<()> {
+    let store = ctx.store()?;
+    let cache = berth_build::cache::Cache::open(&store)?;
+    match cmd {
+        BuilderCmd::Prune {
+            all: _,
+            force,
+            keep_storage,
+        } => {
+            if !force && !crate::confirm("WARNING! This will remove the build cache.\n")? {
+                return Ok(());
+            }
+            let p = cache.prune(&store, keep_storage)?;
+            println!(
+                "Deleted {} cache entries\nTotal reclaimed space: {}",
+                p.entries,
+                crate::human::human_size(p.bytes)
+            );
+        }
+        BuilderCmd::Du => {
+            let (bytes, n) = cache.usage()?;
+            println!("Entries: {n}\nTotal: {}", crate::human::human_size(bytes));
+        }
+    }
+    Ok(())
+}
+
+/// BuildKit's plain progress: `#N` lines per step on stderr.
+struct Plain {
+    started: std::time::Instant,
+    out: std::sync::Mutex<std::io::Stderr>,
+    tty: bool,
+}
+
+impl Plain {
+    fn new() -> Plain {
+        Plain {
+            started: std::time::Instant::now(),
+            out: std::sync::Mutex::new(std::io::stderr()),
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn line(&self, s: &str) {
+        let mut o = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(o, "{s}");
+    }
+}
+
+impl Progress for Plain {
+    fn step(&self, n: usize, title: &str) {
+        self.line(&format!("#{n} {title}"));
+    }
+    fn cached(&self, n: usize) {
+        self.line(&format!("#{n} CACHED"));
+    }
+    fn output(&self, n: usize, data: &[u8]) {
+        let t = self.started.elapsed().as_secs_f64();
+        let text = String::from_utf8_lossy(data);
+        for l in text.lines() {
+            self.line(&format!("#{n} {t:.3} {l}"));
+        }
+        let _ = self.tty;
+    }
+    fn note(&self, n: usize, line: &str) {
+        self.line(&format!("#{n} {line}"));
+    }
+    fn done(&self, n: usize, took: Duration) {
+        self.line(&format!("#{n} DONE {:.1}s", took.as_secs_f64()));
+    }
+}

@@ -1,0 +1,4 @@
+set -ex
+test "$(cat /shell-name)" = /bin/sh
+test ! -e /triggered
+echo ok
