@@ -113,7 +113,12 @@ impl Tree {
         } else if has_wildcards(&clean) {
             let parts: Vec<&str> = clean.split('/').collect();
             self.glob(String::new(), &parts, &mut paths)?;
-        } else if !self.excluded(&clean) {
+        } else if self.excluded(&clean) {
+            return Err(Error::invalid(
+                format!("COPY source {pattern:?}"),
+                format!("not found in {} (.dockerignore excludes it)", self.name),
+            ));
+        } else {
             paths.push(clean.clone());
         }
         let mut out = Vec::new();
@@ -649,7 +654,7 @@ mod tests {
             .collect();
         assert_eq!(got, ["src/a.c", "src/b.c"]);
         let err = t.select("secret.key").err().unwrap().to_string();
-        assert!(err.contains("not found"), "{err}");
+        assert!(err.contains(".dockerignore excludes it"), "{err}");
         let err = t.select("escape").err().unwrap().to_string();
         assert!(err.contains("outside the build context"), "{err}");
         let inside = t.select("inside").unwrap();
