@@ -33,6 +33,10 @@ pub struct ExecRequest {
 
 /// A started exec session: its process and the connection to its stdio.
 pub struct ExecSession {
+    /// The session's ID (64 hex digits, as podman's), which `exec -d`
+    /// prints and the `exec_start` event carries as `execID` (docker's
+    /// attribute), so the session can be told apart from others.
+    pub id: String,
     pub pid: i32,
     /// None for a detached exec.
     pub client: Option<Client>,
@@ -87,12 +91,15 @@ impl Engine {
         };
         let (client, pid) = Client::exec(&self.attach_socket(&c.id), req)
             .map_err(|e| Error::Monitor(format!("exec in {}: {e}", c.name)))?;
+        let id = crate::ids::new_id();
         self.emit(
             self.container_event(&c, "exec_start")
+                .attr("execID", id.as_str())
                 .attr("execCommand", r.args.join(" "))
                 .attr("pid", pid.to_string()),
         );
         Ok(ExecSession {
+            id,
             pid,
             client: (!r.detach).then_some(client),
         })

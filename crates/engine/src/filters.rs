@@ -1,7 +1,10 @@
 //! `ps --filter KEY=VALUE` as docker reads it: filters of different keys
 //! must all match, values of the same key are alternatives.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use berth_image::registries::RegistriesConf;
+use berth_image::store::{ImageRecord, Store};
 
 use crate::error::{Error, Result};
 use crate::model::{Container, Status};
@@ -16,6 +19,9 @@ pub struct ContainerFilter {
     labels: Vec<(String, Option<String>)>,
     statuses: Vec<String>,
     ancestors: Vec<String>,
+    /// IDs of the stored images an `ancestor` value names and of every
+    /// image built on one of them (`resolve_ancestors`).
+    descendants: BTreeSet<String>,
     ids: Vec<String>,
     exited: Vec<i32>,
 }
@@ -89,6 +95,60 @@ impl ContainerFilter {
         !self.exited.is_empty() || !self.statuses.is_empty()
     }
 
+    /// Finds the images each `ancestor` value names in the store (as
+    /// `run` would resolve it, or by the short name `is_ancestor` reads)
+    /// and every stored image built on one of them: one whose layers
+    /// start with all of the named image's layers, as a `commit` or a
+    /// build on top of it makes. docker follows the parent images it
+    /// records; berth records no parents, and the layers are the same
+    /// relation: an image made on top of another keeps its layers.
+    pub fn resolve_ancestors(&mut self, store: &Store, conf: &RegistriesConf) -> Result<()> {
+        if self.ancestors.is_empty() {
+            return Ok(());
+        }
+        let images = store.images()?;
+        let mut bases: Vec<&ImageRecord> = Vec::new();
+        for a in &self.ancestors {
+            bases.extend(
+                images
+                    .iter()
+                    .filter(|i| i.names.iter().any(|n| names_image(a, n))),
+            );
+            match berth_image::images::resolve(store, a, conf) {
+                Ok(r) => {
+                    if let Some(i) = images.iter().find(|i| i.id == r.id) {
+                        bases.push(i);
+                    }
+                }
+                // Not an image here (or not one image: an ambiguous ID
+                // prefix, a malformed name): only the names of the
+                // containers' images can match it.
+                Err(
+                    berth_image::Error::NotFound(_)
+                    | berth_image::Error::Reference { .. }
+                    | berth_image::Error::Invalid { .. },
+                ) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for i in &images {
+            // An image without layers is the start of every chain, and
+            // the ancestor of nothing.
+            let built_on = |b: &&ImageRecord| {
+                !b.layers.is_empty()
+                    && i.layers.len() >= b.layers.len()
+                    && b.layers
+                        .iter()
+                        .zip(&i.layers)
+                        .all(|(x, y)| x.chain_id == y.chain_id)
+            };
+            if bases.iter().any(built_on) {
+                self.descendants.insert(i.id.to_string());
+            }
+        }
+        Ok(())
+    }
+
     pub fn matches(&self, c: &Container) -> bool {
         let labels: BTreeMap<&str, &str> = c
             .config
@@ -105,7 +165,8 @@ impl ContainerFilter {
                 None => labels.contains_key(k.as_str()),
             })
             && any_or_none(&self.statuses, |s| s == c.state.status.name())
-            && any_or_none(&self.ancestors, |a| is_ancestor(a, c))
+            && (any_or_none(&self.ancestors, |a| is_ancestor(a, c))
+                || self.descendants.contains(&c.image_id))
             && any_or_none(&self.ids, |p| c.id.starts_with(p.as_str()))
             && any_or_none(&self.exited, |code| {
                 c.state.status == Status::Exited && c.state.exit_code == Some(*code)
@@ -118,21 +179,25 @@ fn any_or_none<T>(values: &[T], f: impl FnMut(&T) -> bool) -> bool {
     values.is_empty() || values.iter().any(f)
 }
 
-/// Whether `a` names the container's image: its reference as given (with
-/// or without the default `:latest`), the reference's last path part as a
-/// user types a short name (`busybox`, `busybox:latest`), or a prefix of
-/// the image's ID.
+/// Whether `a` names the container's image: its reference, or a prefix
+/// of the image's ID.
 fn is_ancestor(a: &str, c: &Container) -> bool {
-    let image = c.config.image.as_str();
-    let untagged = image.strip_suffix(":latest").unwrap_or(image);
-    let short = image.rsplit('/').next().unwrap_or(image);
-    let short_untagged = short.strip_suffix(":latest").unwrap_or(short);
     let id = c.image_id.strip_prefix("sha256:").unwrap_or(&c.image_id);
     let a_id = a.strip_prefix("sha256:").unwrap_or(a);
-    [image, untagged, short, short_untagged].contains(&a)
+    names_image(a, &c.config.image)
         || (a_id.len() >= 4
             && a_id.chars().all(|ch| ch.is_ascii_hexdigit())
             && id.starts_with(a_id))
+}
+
+/// Whether `a` is the image reference `image` as given (with or without
+/// the default `:latest`), or its last path part as a user types a short
+/// name (`busybox`, `busybox:latest`).
+fn names_image(a: &str, image: &str) -> bool {
+    let untagged = image.strip_suffix(":latest").unwrap_or(image);
+    let short = image.rsplit('/').next().unwrap_or(image);
+    let short_untagged = short.strip_suffix(":latest").unwrap_or(short);
+    [image, untagged, short, short_untagged].contains(&a)
 }
 
 #[cfg(test)]

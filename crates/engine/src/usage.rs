@@ -1,9 +1,12 @@
 //! What the engine's records take on disk (`system df`), and the removal
 //! of stopped containers (`container prune`, part of `system prune`).
 
+use berth_image::Digest;
+use berth_image::snapshots::{self, Mounts};
+
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::model::Status;
+use crate::model::{Container, Status};
 
 /// One row of `system df`: how many, how many in use, their size and what
 /// removing the unused would free.
@@ -23,6 +26,17 @@ pub struct Usage {
     pub images: DiskUsage,
     pub containers: DiskUsage,
     pub volumes: DiskUsage,
+}
+
+/// A container's size as docker's `ps --size` gives it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerSize {
+    /// What its writable layer holds (docker's SizeRw).
+    pub rw_size: u64,
+    /// That and its image's layers under it: the "virtual" size (docker's
+    /// SizeRootFs).
+    pub root_fs_size: u64,
 }
 
 /// What a prune removed (IDs), and what it could not (names, why).
@@ -49,7 +63,7 @@ impl Engine {
             }
         }
         for c in &containers {
-            let (bytes, _) = berth_base::fs::disk_usage(&self.bundle_dir(&c.id).join("upper"));
+            let bytes = self.container_size(c)?.rw_size;
             u.containers.total += 1;
             u.containers.size += bytes;
             if stopped(c.state.status) {
@@ -69,6 +83,46 @@ impl Engine {
             }
         }
         Ok(u)
+    }
+
+    /// The container's writable layer and virtual size, files counted as
+    /// docker counts them (`fs::apparent_size`). An overlay's writable
+    /// layer is its upper dir; a copy snapshot's is the whole copy, which
+    /// is also its root (the image's files were copied into it). A
+    /// container without a snapshot (being made, or half removed) has
+    /// written nothing.
+    pub fn container_size(&self, c: &Container) -> Result<ContainerSize> {
+        let image = match c.image_id.parse::<Digest>() {
+            Ok(d) => self.images.image(&d)?.map(|i| i.size()).unwrap_or(0),
+            Err(_) => 0,
+        };
+        let key = snapshots::container_key(&c.id);
+        Ok(match self.images.snapshots().mounts(&key) {
+            Ok(Mounts::Overlay {
+                upper: Some((upper, _)),
+                ..
+            }) => {
+                let rw = berth_base::fs::apparent_size(&upper);
+                ContainerSize {
+                    rw_size: rw,
+                    root_fs_size: rw + image,
+                }
+            }
+            Ok(Mounts::Bind { source, .. }) => {
+                let all = berth_base::fs::apparent_size(&source);
+                ContainerSize {
+                    rw_size: all,
+                    root_fs_size: all,
+                }
+            }
+            Ok(Mounts::Overlay { upper: None, .. }) | Err(berth_image::Error::NotFound(_)) => {
+                ContainerSize {
+                    rw_size: 0,
+                    root_fs_size: image,
+                }
+            }
+            Err(e) => return Err(e.into()),
+        })
     }
 
     /// Removes every stopped container berth's users made (kubelet's are

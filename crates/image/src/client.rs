@@ -784,7 +784,11 @@ fn range_start(content_range: &str) -> Option<u64> {
     first.trim().parse().ok()
 }
 
-async fn read_limited(mut resp: Response, max: usize, what: &str) -> Result<Bytes, String> {
+pub(crate) async fn read_limited(
+    mut resp: Response,
+    max: usize,
+    what: &str,
+) -> Result<Bytes, String> {
     let mut buf = Vec::new();
     while let Some(chunk) = resp
         .chunk()

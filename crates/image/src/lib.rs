@@ -28,6 +28,7 @@ pub mod push;
 pub mod reference;
 pub mod registries;
 pub mod remove;
+pub mod search;
 pub mod snapshot;
 pub mod snapshots;
 pub mod spec;

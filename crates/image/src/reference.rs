@@ -98,6 +98,14 @@ impl fmt::Debug for Reference {
     }
 }
 
+/// The registry a name starts with, and the rest, by docker's rule: the
+/// part before the first '/' when it has a '.' or a ':' or is
+/// `localhost` (`team/app` is a path on the default registry).
+pub fn split_registry(name: &str) -> Option<(&str, &str)> {
+    let (first, rest) = name.split_once('/')?;
+    (first.contains('.') || first.contains(':') || first == "localhost").then_some((first, rest))
+}
+
 pub fn parse(s: &str) -> Result<Parsed> {
     let bad = |why: &str| Error::Reference {
         reference: s.to_string(),
@@ -130,13 +138,9 @@ pub fn parse(s: &str) -> Result<Parsed> {
             "a tag is 1-128 characters of [A-Za-z0-9_.-], not starting with '.' or '-'",
         ));
     }
-    let (registry, path, qualified) = match name.split_once('/') {
-        Some((first, path))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
-            (first.to_string(), path.to_string(), true)
-        }
-        _ => (DOCKER_HUB.to_string(), name.to_string(), false),
+    let (registry, path, qualified) = match split_registry(name) {
+        Some((first, path)) => (first.to_string(), path.to_string(), true),
+        None => (DOCKER_HUB.to_string(), name.to_string(), false),
     };
     if !valid_host(&registry) {
         return Err(bad("invalid registry host"));

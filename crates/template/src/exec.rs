@@ -167,6 +167,15 @@ impl State<'_> {
     }
 
     fn cmd(&mut self, c: &Cmd, dot: &Value, piped: Option<Value>) -> Result<Value, Error> {
+        // Only functions, fields and chains (methods) take arguments; Go
+        // says so before it evaluates any of them.
+        let callable = matches!(
+            c.args[0],
+            Arg::Func { .. } | Arg::Field { .. } | Arg::Chain { .. }
+        );
+        if !callable && (c.args.len() > 1 || piped.is_some()) {
+            return Err(self.not_a_function(c));
+        }
         let mut rest = Vec::new();
         for a in &c.args[1..] {
             rest.push(self.arg(a, dot, c)?);
@@ -186,16 +195,31 @@ impl State<'_> {
                 // `.Label "key"` on docker's records.
                 self.method(*pos, var.as_deref(), names, &rest, dot, c)
             }
+            Arg::Chain {
+                node, names, at, ..
+            } if !rest.is_empty() => {
+                // `(pipeline).Label "key"`: the last field is the method.
+                let (last, init) = names.split_last().expect("a chain has fields");
+                if let Some(h) = self.header {
+                    return Ok(Value::String(h(last)));
+                }
+                let recv = self.chain(node, init, at, dot, c)?;
+                self.step(at.0, &recv, last, &at.1, &rest)
+            }
             first if rest.is_empty() => self.arg(first, dot, c),
-            _ => Err(self.exec_error(
-                c.pos,
-                &c.text,
-                format!(
-                    "can't give argument to non-function {}",
-                    c.args[0].describe()
-                ),
-            )),
+            _ => Err(self.not_a_function(c)),
         }
+    }
+
+    fn not_a_function(&self, c: &Cmd) -> Error {
+        self.exec_error(
+            c.pos,
+            &c.text,
+            format!(
+                "can't give argument to non-function {}",
+                c.args[0].describe()
+            ),
+        )
     }
 
     fn arg(&mut self, a: &Arg, dot: &Value, c: &Cmd) -> Result<Value, Error> {
@@ -207,6 +231,14 @@ impl State<'_> {
             Arg::Bool(b) => Value::Bool(*b),
             Arg::Nil => Value::Null,
             Arg::Pipe(p) => self.pipe_value(p, dot)?,
+            Arg::Chain {
+                node, names, at, ..
+            } => {
+                if let (Some(h), Some(last)) = (self.header, names.last()) {
+                    return Ok(Value::String(h(last)));
+                }
+                self.chain(node, names, at, dot, c)?
+            }
             Arg::Func { pos, name } => {
                 // A function as an operand is called with no arguments.
                 funcs::call(name, &[]).map_err(|e| {
@@ -242,22 +274,21 @@ impl State<'_> {
             None => dot.clone(),
         };
         for (i, name) in names.iter().enumerate() {
-            v = self.step(pos, &v, name, &names[..=i], &[])?;
+            v = self.step(pos, &v, name, &format!(".{}", names[..=i].join(".")), &[])?;
         }
         Ok(v)
     }
 
     /// One `.Name` step: the object's key, else the row's method of that
-    /// name with no arguments.
+    /// name (with `args`). Errors point at `pos`, showing `text`.
     fn step(
         &self,
         pos: usize,
         v: &Value,
         name: &str,
-        path: &[String],
+        text: &str,
         args: &[Value],
     ) -> Result<Value, Error> {
-        let text = format!(".{}", path.join("."));
         if let Value::Object(o) = v
             && args.is_empty()
             && let Some(x) = o.get(name)
@@ -268,7 +299,7 @@ impl State<'_> {
             && matches!(v, Value::Object(_))
         {
             return m(v, args)
-                .map_err(|e| self.exec_error(pos, &text, format!("error calling {name}: {e}")));
+                .map_err(|e| self.exec_error(pos, text, format!("error calling {name}: {e}")));
         }
         let msg = match v {
             Value::Object(o) if o.contains_key(name) => {
@@ -277,7 +308,7 @@ impl State<'_> {
             Value::Null => format!("nil pointer evaluating interface {{}}.{name}"),
             _ => format!("can't evaluate field {name} in type {}", type_name(v)),
         };
-        Err(self.exec_error(pos, &text, msg))
+        Err(self.exec_error(pos, text, msg))
     }
 
     fn method(
@@ -300,7 +331,24 @@ impl State<'_> {
             return Ok(Value::String(h(last)));
         }
         let recv = self.field(pos, var, init, dot)?;
-        self.step(pos, &recv, last, names, args)
+        self.step(pos, &recv, last, &format!(".{}", names.join(".")), args)
+    }
+
+    /// `(pipeline).A.B`: the term's value, then each field of it. Errors
+    /// along the fields point where Go's do, at the term's last operand.
+    fn chain(
+        &mut self,
+        node: &Arg,
+        names: &[String],
+        at: &(usize, String),
+        dot: &Value,
+        c: &Cmd,
+    ) -> Result<Value, Error> {
+        let mut v = self.arg(node, dot, c)?;
+        for name in names {
+            v = self.step(at.0, &v, name, &at.1, &[])?;
+        }
+        Ok(v)
     }
 
     fn exec_error(&self, pos: usize, at: &str, msg: impl std::fmt::Display) -> Error {
@@ -341,6 +389,7 @@ impl Arg {
             Arg::Bool(b) => b.to_string(),
             Arg::Nil => "nil".into(),
             Arg::Pipe(_) => "(pipeline)".into(),
+            Arg::Chain { text, .. } => text.clone(),
             Arg::Func { name, .. } => name.clone(),
         }
     }

@@ -5,7 +5,8 @@
 //!
 //! What is covered: text and actions, `{{- -}}` trims, comments, fields
 //! and nested fields (`.State.Status`), variables (`$`, `$x :=`,
-//! `range $i, $e :=`), pipes, parenthesized pipelines, `if`/`else if`/
+//! `range $i, $e :=`), pipes, parenthesized pipelines and the fields of
+//! their values (`(index .Ports 0).HostPort`, Go's chains), `if`/`else if`/
 //! `else`, `range`, `with`, Go's builtins (`and or not len index print
 //! printf println eq ne lt le gt ge`) and docker's (`json split join title
 //! lower upper pad truncate`), and docker's `table` prefix with its

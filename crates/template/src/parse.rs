@@ -37,6 +37,8 @@ pub struct Cmd {
     pub pos: usize,
     /// Its source text, for errors ("at <truncate .ID>").
     pub text: String,
+    /// Where its last operand starts.
+    pub last: usize,
     pub args: Vec<Arg>,
 }
 
@@ -58,6 +60,19 @@ pub enum Arg {
     Bool(bool),
     Nil,
     Pipe(Pipe),
+    /// `(pipeline).A.B`, or a function's result `json.A`: fields of what
+    /// the term yields (Go's ChainNode). Only a term written right
+    /// against its fields is one: `(.X) .Y` is two operands, as in Go.
+    Chain {
+        node: Box<Arg>,
+        names: Vec<String>,
+        /// The whole chain's source text.
+        text: String,
+        /// Where Go's errors for a field along the chain point: the last
+        /// operand evaluated in the term (`0` in `(index .P 0).X`), since
+        /// Go reports the last node it visited.
+        at: (usize, String),
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -438,10 +453,12 @@ impl Parser<'_> {
             return Err(error_at(self.src, pos, "missing command in pipeline"));
         };
         let mut args = Vec::new();
+        let mut last = start;
         let mut k = 0;
         while k < toks.len() {
             let (p, t) = &toks[k];
-            args.push(match t {
+            last = *p;
+            let arg = match t {
                 Tok::Field(var, names) => Arg::Field {
                     pos: *p,
                     var: var.clone(),
@@ -477,8 +494,20 @@ impl Parser<'_> {
                 Tok::Declare | Tok::Comma | Tok::Bar => {
                     return Err(error_at(self.src, *p, "unexpected token in operand"));
                 }
-            });
-            k += 1;
+            };
+            // The term ends where its last token ends (its `)` for a
+            // pipeline); fields written right after it are a chain.
+            let end = toks[k].0 + self.token_len(toks[k].0);
+            match toks.get(k + 1) {
+                Some((fp, Tok::Field(None, names))) if *fp == end && !names.is_empty() => {
+                    args.push(self.chain(*p, arg, *fp, names)?);
+                    k += 2;
+                }
+                _ => {
+                    args.push(arg);
+                    k += 1;
+                }
+            }
         }
         let end = toks
             .last()
@@ -486,9 +515,55 @@ impl Parser<'_> {
             .unwrap_or(start);
         Ok(Cmd {
             pos: start,
+            last,
             text: self.src[start..end.max(start)].trim().to_string(),
             args,
         })
+    }
+
+    /// `term.A.B`, the term starting at `start` and its fields at `fpos`.
+    /// A literal has no fields (Go's "unexpected . after term").
+    fn chain(&self, start: usize, node: Arg, fpos: usize, names: &[String]) -> Result<Arg, Error> {
+        if matches!(
+            node,
+            Arg::Str(_) | Arg::Int(_) | Arg::Float(_) | Arg::Bool(_) | Arg::Nil
+        ) {
+            return Err(error_at(
+                self.src,
+                fpos,
+                format!("unexpected . after term {:?}", &self.src[start..fpos]),
+            ));
+        }
+        let end = fpos + self.token_len(fpos);
+        let at = self.last_operand(start, &node);
+        Ok(Arg::Chain {
+            node: Box::new(node),
+            names: names.to_vec(),
+            text: self.src[start..end].to_string(),
+            at,
+        })
+    }
+
+    /// The last operand evaluating `a` visits, and its text: a pipeline's
+    /// last command's last operand, looked into when that is a pipeline
+    /// or a chain itself.
+    fn last_operand(&self, pos: usize, a: &Arg) -> (usize, String) {
+        match a {
+            Arg::Pipe(p) => match p.cmds.last() {
+                Some(c) => match c.args.last() {
+                    Some(last @ (Arg::Pipe(_) | Arg::Chain { .. })) => {
+                        self.last_operand(c.last, last)
+                    }
+                    _ => (
+                        c.last,
+                        self.src[c.last..c.last + self.token_len(c.last)].to_string(),
+                    ),
+                },
+                None => (pos, String::new()),
+            },
+            Arg::Chain { at, .. } => at.clone(),
+            _ => (pos, self.src[pos..pos + self.token_len(pos)].to_string()),
+        }
     }
 
     /// The length of the token at `p`, re-lexed (tokens keep no end).

@@ -277,3 +277,82 @@ fn parentheses_strings_with_braces_and_piped_printf() {
     );
     assert!(err("{{.Names | .ID}}", ctr()).contains("can't give argument to non-function"));
 }
+
+/// Go's ChainNode: fields of what a parenthesized pipeline (or a
+/// function) yields, checked against Go 1.19's text/template.
+#[test]
+fn fields_of_a_parenthesized_pipeline() {
+    let data = json!({
+        "Names": "web",
+        "Ports": [{"HostPort": 8080, "Proto": "tcp"}, {"HostPort": 53, "Proto": "udp"}],
+        "Config": {"Labels": {"app": "db"}},
+    });
+    assert_eq!(run("{{(index .Ports 0).HostPort}}", data.clone()), "8080");
+    assert_eq!(run("{{(index .Ports 1).Proto}}", data.clone()), "udp");
+    assert_eq!(run("{{(.Config).Labels.app}}", data.clone()), "db");
+    assert_eq!(
+        run("{{$x := .Config}}{{($x).Labels.app}}", data.clone()),
+        "db"
+    );
+    // The chain's value goes on down a pipe and into blocks.
+    assert_eq!(
+        run("{{(index .Ports 1).Proto | upper}}", data.clone()),
+        "UDP"
+    );
+    assert_eq!(run("{{(.Config).Labels.app | len}}", data.clone()), "2");
+    assert_eq!(
+        run(
+            "{{with (index .Ports 0).Proto}}{{.}}{{end}}{{if (index .Ports 1).HostPort}}!{{end}}",
+            data.clone()
+        ),
+        "tcp!"
+    );
+    assert_eq!(run("{{((index .Ports 0)).Proto}}", data.clone()), "tcp");
+    // Go's wording and place: the term's last operand.
+    assert_eq!(
+        err("{{(json .).x}}", data.clone()),
+        "template: :1:8: executing \"\" at <.>: can't evaluate field x in type string"
+    );
+    assert_eq!(
+        err("{{(printf \"%s\" .Names).X}}", data.clone()),
+        "template: :1:15: executing \"\" at <.Names>: can't evaluate field X in type string"
+    );
+    assert_eq!(
+        err("{{ (index .Ports 0).HostPort.Z }}", data.clone()),
+        "template: :1:17: executing \"\" at <0>: can't evaluate field Z in type int"
+    );
+    // An error inside the pipeline is the pipeline's own.
+    assert_eq!(
+        err("{{(index .Ports 5).HostPort}}", data.clone()),
+        "template: :1:3: executing \"\" at <index .Ports 5>: error calling index: index out of range: 5"
+    );
+    // A literal has no fields; a space makes two operands, as in Go.
+    assert_eq!(
+        err("{{\"abc\".X}}", data.clone()),
+        "template: :1:7: unexpected . after term \"\\\"abc\\\"\""
+    );
+    assert!(err("{{nil.X}}", data.clone()).contains("unexpected . after term \"nil\""));
+    let e = err("{{(.Config) .Labels}}", data.clone());
+    assert!(e.contains("can't give argument to non-function"), "{e}");
+}
+
+#[test]
+fn a_chain_heads_its_column_and_calls_methods() {
+    fn label(obj: &Value, args: &[Value]) -> Result<Value, String> {
+        let key = args.first().and_then(Value::as_str).ok_or("want a key")?;
+        Ok(obj["Labels"].get(key).cloned().unwrap_or(json!("")))
+    }
+    let methods: &[(&str, Method)] = &[("Label", label)];
+    let opts = Options {
+        methods,
+        headers: &[],
+    };
+    let rows = vec![json!({"Items": [{"Labels": {"k": "v"}, "HostPort": 1}]})];
+    let t =
+        Template::parse("table {{(index .Items 0).HostPort}}\\t{{(index .Items 0).Label \"k\"}}")
+            .unwrap();
+    assert_eq!(
+        t.render(&rows, &opts).unwrap(),
+        "HOST PORT   LABEL\n1           v\n"
+    );
+}

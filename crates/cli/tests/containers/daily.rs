@@ -144,6 +144,64 @@ fn cp_to_a_new_name_exec_term_and_top_with_ps_options() {
 }
 
 #[test]
+fn exec_detached_prints_its_session_id_and_leaves_the_process_running() {
+    let env = Env::new();
+    let id = env.run_d(&["--network", "none"], &["sleep", "1000"]);
+    let started = std::time::Instant::now();
+    let out = env.ok(&[
+        "exec",
+        "-d",
+        &id,
+        "sh",
+        "-c",
+        "echo $$ > /tmp/exec.pid; exec sleep 777",
+    ]);
+    // Back at once, the process not waited for.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let session = out.trim();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        session.len() == 64 && session.chars().all(|c| c.is_ascii_hexdigit()),
+        "a session ID: {out:?}"
+    );
+    // Still running after exec returned: top lists it, under the pid it
+    // wrote.
+    wait_for("the exec'd sleep in top", || {
+        env.ok(&["top", &id, "-eo", "pid,args"])
+            .contains("sleep 777")
+    });
+    let pid = env.ok(&["exec", &id, "cat", "/tmp/exec.pid"]);
+    let top = env.ok(&["top", &id, "-eo", "pid,args"]);
+    assert!(top.lines().any(|l| l.ends_with("sleep 777")), "{top}");
+    assert!(!pid.trim().is_empty(), "{pid:?}");
+    // The ID is the session's: its exec_start event carries it, and a
+    // second session has another.
+    let other = env.ok(&["exec", "-d", &id, "true"]).trim().to_string();
+    assert_ne!(other, session);
+    let events = env.ok(&[
+        "events",
+        "--since",
+        "5m",
+        "--until",
+        "0s",
+        "--filter",
+        "event=exec_start",
+        "--format",
+        "{{.Actor.Attributes.execID}} {{.Actor.Attributes.execCommand}}",
+    ]);
+    assert!(
+        events.contains(&format!("{session} sh -c echo $$")),
+        "{events}"
+    );
+    assert!(events.contains(&format!("{other} true")), "{events}");
+    env.ok(&["rm", "-f", &id]);
+}
+
+#[test]
 fn info_and_version_say_what_this_host_and_store_are() {
     let env = Env::new();
     let id = env.run_d(&["--network", "none"], &["sleep", "1000"]);

@@ -17,6 +17,7 @@ mod hostile;
 mod lifecycle;
 mod network;
 mod pods;
+mod ps;
 mod recovery;
 mod restart;
 mod runflags;

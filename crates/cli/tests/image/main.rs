@@ -16,4 +16,5 @@ mod names;
 mod prune;
 mod pull;
 mod registries;
+mod search;
 mod store;

@@ -430,7 +430,7 @@ fn verb(ctx: &crate::Ctx, e: &Engine, v: Verb) -> Result<i32> {
         Verb::Restart { time, containers } => lifecycle::restart(e, time, &containers)?,
         Verb::Kill { signal, containers } => lifecycle::kill(e, &signal, &containers)?,
         Verb::Rm { force, containers } => lifecycle::rm(e, force, &containers)?,
-        Verb::Ps(flags) => listing::ps(e, &flags)?,
+        Verb::Ps(flags) => listing::ps(ctx, e, &flags)?,
         Verb::Inspect { containers, format } => {
             listing::inspect(ctx, e, &containers, format.as_deref())?
         }

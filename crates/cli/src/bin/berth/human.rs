@@ -46,6 +46,52 @@ pub fn human_size(n: u64) -> String {
     }
 }
 
+/// docker's sizes (go-units' HumanSizeWithPrecision(n, 3), as `ps -s`
+/// shows them): SI units, three significant digits, no space: "12B",
+/// "4.26MB", "1e+03kB" where Go's %.3g rounds up to a thousand.
+pub fn docker_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < units.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    format!("{}{}", go_g3(v), units[u])
+}
+
+/// Go's `%.3g` of a value in [0, 1000]: three significant digits without
+/// trailing zeros, or Go's exponent form when rounding reaches 1000.
+fn go_g3(v: f64) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    // Rust's exponent form rounds exactly as Go's does (on the binary
+    // value): "4.26e0".
+    let e = format!("{v:.2e}");
+    let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let trim = |s: String| {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    };
+    if !(-4..3).contains(&exp) {
+        let m = trim(format!("{}.{}", &digits[..1], &digits[1..]));
+        return format!("{m}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
+    }
+    if exp >= 0 {
+        let point = exp as usize + 1;
+        trim(format!("{}.{}", &digits[..point], &digits[point..]))
+    } else {
+        let zeros = "0".repeat((-exp - 1) as usize);
+        trim(format!("0.{zeros}{digits}"))
+    }
+}
+
 /// "3 hours ago" from an RFC 3339 time.
 pub fn ago(created: Option<&str>) -> String {
     let Some(t) = created.and_then(parse_rfc3339) else {
@@ -102,4 +148,29 @@ pub fn docker_time(t: &str) -> String {
         }
     };
     format!("{date} {clock} {zone}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::docker_size;
+
+    /// What Go's fmt gives for units.HumanSizeWithPrecision(n, 3).
+    #[test]
+    fn sizes_as_docker_prints_them() {
+        for (n, want) in [
+            (0, "0B"),
+            (12, "12B"),
+            (999, "999B"),
+            (1000, "1kB"),
+            (1234, "1.23kB"),
+            (4_265_984, "4.27MB"),
+            (4_300_000, "4.3MB"),
+            (10_000_000, "10MB"),
+            (123_456_789, "123MB"),
+            (999_600, "1e+03kB"),
+            (2_500_000_000, "2.5GB"),
+        ] {
+            assert_eq!(docker_size(n), want, "{n}");
+        }
+    }
 }

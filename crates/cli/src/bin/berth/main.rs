@@ -10,6 +10,7 @@ mod events;
 mod format;
 mod human;
 mod progress;
+mod search;
 mod warnings;
 
 use std::io::Read;
@@ -134,6 +135,10 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ImageCmd,
     },
+    /// Search registries' catalogs for repositories, or list a
+    /// repository's tags (where the registry serves its catalog: Docker
+    /// Hub does not).
+    Search(search::Args),
     /// Store registry credentials in the auth file.
     Login {
         /// The registry, as HOST[:PORT].
@@ -573,6 +578,7 @@ fn run(cli: Cli) -> Result<()> {
             t.credentials.store(&host, &creds)?;
             println!("Login Succeeded!");
         }
+        Cmd::Search(a) => search::run(&ctx, a)?,
         Cmd::Logout { registry } => {
             let host = registry
                 .trim_start_matches("https://")

@@ -5,10 +5,11 @@ use anyhow::Result;
 use berth_engine::Engine;
 use berth_engine::filters::ContainerFilter;
 use berth_engine::model::{Container, Status};
+use berth_engine::usage::ContainerSize;
 use berth_template::Options;
 
 use crate::format::{Format, print_inspect, print_rows};
-use crate::human::{ago, docker_time, since, table};
+use crate::human::{ago, docker_size, docker_time, since, table};
 
 /// The STATUS column: "Up 3 minutes (healthy)", "Exited (0) 2 hours ago".
 fn status_text(e: &Engine, c: &Container) -> String {
@@ -66,17 +67,22 @@ pub struct PsFlags {
     /// Show whole IDs and commands.
     #[arg(long)]
     no_trunc: bool,
-    /// KEY=VALUE: name, label, status, ancestor, id, exited (repeatable:
-    /// different keys must all match, the same key's values are
-    /// alternatives).
+    /// KEY=VALUE: name, label, status, ancestor (the image or one built
+    /// on it), id, exited (repeatable: different keys must all match, the
+    /// same key's values are alternatives).
     #[arg(short, long = "filter")]
     filter: Vec<String>,
+    /// Show each container's size: its writable layer's, and with its
+    /// image's under it (virtual). A template with `.Size` measures too.
+    #[arg(short, long)]
+    size: bool,
 }
 
 /// `ps`: running containers (all with -a, or when filtering on state),
 /// those the filters match, as IDs, a table, JSON or a template's rows.
-pub fn ps(e: &Engine, a: &PsFlags) -> Result<()> {
-    let filter = ContainerFilter::parse(&a.filter)?;
+pub fn ps(ctx: &crate::Ctx, e: &Engine, a: &PsFlags) -> Result<()> {
+    let mut filter = ContainerFilter::parse(&a.filter)?;
+    filter.resolve_ancestors(&e.images, &ctx.conf)?;
     // Parsed before any listing, so a bad template fails the same with
     // or without containers.
     let format = Format::parse(&a.format)?;
@@ -93,19 +99,49 @@ pub fn ps(e: &Engine, a: &PsFlags) -> Result<()> {
         }
         return Ok(());
     }
+    // Measuring walks each writable layer: only when asked for, by -s or,
+    // as docker decides it, by a template that reads .Size.
+    let measure = a.size || matches!(format, Format::Template(_)) && a.format.contains(".Size");
+    let sizes = |c: &Container| -> Result<Option<ContainerSize>> {
+        Ok(if measure {
+            Some(e.container_size(c)?)
+        } else {
+            None
+        })
+    };
     match format {
         Format::Json => {
-            let v: Vec<serde_json::Value> = list.iter().map(|c| ps_json(e, c)).collect();
+            let mut v = Vec::new();
+            for c in &list {
+                v.push(ps_json(e, c, sizes(c)?));
+            }
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
-        Format::Table => ps_table(e, &list, a.no_trunc),
+        Format::Table => {
+            let mut rows = Vec::new();
+            for c in &list {
+                rows.push((c, sizes(c)?));
+            }
+            ps_table(e, &rows, a.no_trunc);
+        }
         Format::Template(t) => {
-            let rows: Vec<serde_json::Value> =
-                list.iter().map(|c| ps_row(e, c, a.no_trunc)).collect();
+            let mut rows = Vec::new();
+            for c in &list {
+                rows.push(ps_row(e, c, a.no_trunc, sizes(c)?));
+            }
             print_rows(&t, &rows, &PS_OPTIONS)?;
         }
     }
     Ok(())
+}
+
+/// The SIZE column as docker writes it: "12B (virtual 4.27MB)".
+fn size_text(s: &ContainerSize) -> String {
+    format!(
+        "{} (virtual {})",
+        docker_size(s.rw_size),
+        docker_size(s.root_fs_size)
+    )
 }
 
 fn id_text(c: &Container, no_trunc: bool) -> String {
@@ -127,11 +163,25 @@ fn command_text(c: &Container, no_trunc: bool) -> String {
     cmd
 }
 
-fn ps_table(e: &Engine, list: &[Container], no_trunc: bool) {
-    let rows: Vec<[String; 7]> = list
+/// docker's table; with sizes measured, its SIZE column last.
+fn ps_table(e: &Engine, list: &[(&Container, Option<ContainerSize>)], no_trunc: bool) {
+    let mut header = vec![
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ];
+    let sized = list.iter().any(|(_, s)| s.is_some());
+    if sized {
+        header.push("SIZE");
+    }
+    let rows: Vec<Vec<String>> = list
         .iter()
-        .map(|c| {
-            [
+        .map(|(c, size)| {
+            let mut row = vec![
                 id_text(c, no_trunc),
                 c.config.image.clone(),
                 command_text(c, no_trunc),
@@ -139,31 +189,28 @@ fn ps_table(e: &Engine, list: &[Container], no_trunc: bool) {
                 status_text(e, c),
                 ports_text(c),
                 c.name.clone(),
-            ]
+            ];
+            row.extend(size.as_ref().map(size_text));
+            row
         })
         .collect();
-    table(
-        &[
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "CREATED",
-            "STATUS",
-            "PORTS",
-            "NAMES",
-        ],
-        &rows,
-    );
+    table(&header, &rows);
 }
 
 /// `ps`'s template fields: docker's names (ContainerContext), with the
 /// values docker's table shows. Labels are a map (podman's shape), so
 /// `{{index .Labels "k"}}` and docker's `{{.Label "k"}}` both read them.
-/// Size is left out: berth does not measure a container's writable layer
-/// yet, and an empty or zero size would be a wrong answer.
-fn ps_row(e: &Engine, c: &Container, no_trunc: bool) -> serde_json::Value {
+/// Size is there when it was measured (docker's rule: a template that
+/// reads it, or -s); without, `.Size` is an unknown field, never a made-up
+/// zero.
+fn ps_row(
+    e: &Engine,
+    c: &Container,
+    no_trunc: bool,
+    size: Option<ContainerSize>,
+) -> serde_json::Value {
     let labels: std::collections::BTreeMap<_, _> = c.config.labels.iter().cloned().collect();
-    serde_json::json!({
+    let mut row = serde_json::json!({
         "ID": id_text(c, no_trunc),
         "Image": c.config.image,
         "Command": format!("\"{}\"", command_text(c, no_trunc)),
@@ -178,7 +225,11 @@ fn ps_row(e: &Engine, c: &Container, no_trunc: bool) -> serde_json::Value {
         "Networks": c.networks.iter().map(|n| n.network.as_str()).collect::<Vec<_>>().join(","),
         "Pod": c.config.pod.clone().unwrap_or_default(),
         "ExitCode": c.state.exit_code,
-    })
+    });
+    if let Some(s) = size {
+        row["Size"] = serde_json::Value::String(size_text(&s));
+    }
+    row
 }
 
 /// docker's `{{.Label "key"}}`: the value of one label, "" without it.
@@ -201,8 +252,10 @@ const PS_OPTIONS: Options = Options {
     headers: &[("ID", "CONTAINER ID"), ("RunningFor", "CREATED")],
 };
 
-fn ps_json(e: &Engine, c: &Container) -> serde_json::Value {
-    serde_json::json!({
+/// podman's JSON; with sizes measured, its `Size` object (rwSize,
+/// rootFsSize, in bytes).
+fn ps_json(e: &Engine, c: &Container, size: Option<ContainerSize>) -> serde_json::Value {
+    let mut v = serde_json::json!({
         "Id": c.id,
         "Names": [c.name],
         "Image": c.config.image,
@@ -217,7 +270,11 @@ fn ps_json(e: &Engine, c: &Container) -> serde_json::Value {
         "Networks": c.networks.iter().map(|n| n.network.clone()).collect::<Vec<_>>(),
         "Pod": c.config.pod,
         "Labels": c.config.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-    })
+    });
+    if let Some(s) = size {
+        v["Size"] = serde_json::json!(s);
+    }
+    v
 }
 
 /// `inspect`: the records as a JSON array, or a template's output for

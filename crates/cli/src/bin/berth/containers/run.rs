@@ -134,8 +134,9 @@ pub fn attach(e: &Engine, container: &str, detach_keys: &str) -> Result<i32> {
     relay_container(e, &c, client, &keys)
 }
 
-/// `exec`: a command in a running container; with -d, left running (0),
-/// else relayed until it exits, its exit code.
+/// `exec`: a command in a running container; with -d, left running and
+/// its session ID printed (podman's; docker prints nothing), else relayed
+/// until it exits, its exit code.
 pub fn exec(e: &Engine, f: ExecFlags) -> Result<i32> {
     let ExecFlags {
         interactive,
@@ -171,6 +172,7 @@ pub fn exec(e: &Engine, f: ExecFlags) -> Result<i32> {
         },
     )?;
     let Some(client) = session.client else {
+        println!("{}", session.id);
         return Ok(0);
     };
     match crate::attach::relay(client, interactive, tty, &keys, None)? {
