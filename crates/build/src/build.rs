@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::plan::{self, Ref};
 use crate::progress::Progress;
 use crate::stage::StageState;
+use crate::working::Workspace;
 
 /// What `berth build` asks for.
 pub struct BuildOptions {
@@ -148,7 +149,7 @@ pub fn build(
     res
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
     fn run(&mut self) -> Result<ImageRecord> {
         self.globals = self.global_args()?;
         let df = &self.df;
@@ -318,14 +319,12 @@ impl Builder<'_> {
             st.pending_dirs.clear();
             return Ok(());
         }
-        let w = crate::working::Working::create(
-            self.engine,
-            &self.lease,
+        let w = self.workspace(
             &st.layers,
             &st.config,
             st.container_config(berth_engine::model::NetworkMode::None),
         )?;
-        self.make_dirs(&w, st)?;
+        self.make_dirs(w.as_ref(), st)?;
         let layer = w.layer(parent.as_ref(), &self.lease)?;
         let created = crate::stage::now();
         self.remember(&key, &layer, &created)?;
@@ -333,14 +332,28 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// Makes the pending WORKDIRs in a working container.
-    pub(crate) fn make_dirs(
+    /// A workspace holding `layers`, for a step with `config` (an image
+    /// config) and `container` (what the step adds: its command, user,
+    /// mounts, network).
+    pub(crate) fn workspace(
         &self,
-        w: &crate::working::Working<'_>,
-        st: &mut StageState,
-    ) -> Result<()> {
+        layers: &[LayerInfo],
+        config: &Value,
+        container: berth_engine::model::ContainerConfig,
+    ) -> Result<Box<dyn Workspace + 'a>> {
+        Ok(Box::new(crate::working::Working::create(
+            self.engine,
+            &self.lease,
+            layers,
+            config,
+            container,
+        )?))
+    }
+
+    /// Makes the pending WORKDIRs in a workspace.
+    pub(crate) fn make_dirs(&self, w: &dyn Workspace, st: &mut StageState) -> Result<()> {
         for d in std::mem::take(&mut st.pending_dirs) {
-            self.engine.mkdir_in(&w.id, &d, (0, 0))?;
+            w.mkdir(&d, (0, 0))?;
         }
         Ok(())
     }

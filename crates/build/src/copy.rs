@@ -13,7 +13,7 @@ use crate::context::{Item, Kind, Source, Tree};
 use crate::dockerfile::{Copy, Instruction};
 use crate::error::{Error, Result};
 use crate::stage::StageState;
-use crate::working::Working;
+use crate::working::Workspace;
 
 /// A file given inline.
 struct Inline {
@@ -67,7 +67,7 @@ impl<'a> Builder<'a> {
             .transpose()
             .map_err(fail)?;
         // Where the files come from.
-        let mut holder: Option<Working<'a>> = None;
+        let mut holder: Option<Box<dyn Workspace + 'a>> = None;
         let mut from_key = json!(null);
         let own_tree;
         let tree: &Tree = match &cp.from {
@@ -77,7 +77,7 @@ impl<'a> Builder<'a> {
             Some(f) => {
                 let f = st.expand(f, esc).map_err(fail)?;
                 let (w, top) = self.root_of(st, &f, ins)?;
-                own_tree = Tree::image_root(&w.rootfs(), format!("--from={f}"))?;
+                own_tree = Tree::image_root(&w.root(), format!("--from={f}"))?;
                 holder = Some(w);
                 from_key = top;
                 &own_tree
@@ -161,17 +161,15 @@ impl<'a> Builder<'a> {
             st.push_layer(e.layer, &e.created, &created_by, None);
             return Ok(());
         }
-        let w = Working::create(
-            self.engine,
-            &self.lease,
+        let w = self.workspace(
             &st.layers,
             &st.config,
             st.container_config(berth_engine::model::NetworkMode::None),
         )?;
-        self.make_dirs(&w, st)?;
+        self.make_dirs(w.as_ref(), st)?;
         let owner = match &chown {
             Some(c) => {
-                let u = berth_image::spec::resolve_user(&w.rootfs(), c)
+                let u = berth_image::spec::resolve_user(&w.root(), c)
                     .map_err(|e| fail(format!("--chown={c}: {e}")))?;
                 (u.uid, u.gid)
             }
@@ -186,7 +184,7 @@ impl<'a> Builder<'a> {
                 && sources.len() == 1
                 && sources[0].kind != Kind::Dir
                 || (sources.is_empty() && inline.len() == 1));
-        let into = if single_file && !self.engine.is_dir_in(&w.id, &dest)? {
+        let into = if single_file && !w.is_dir(&dest)? {
             let (dir, name) = dest.rsplit_once('/').expect("absolute");
             let name = name.to_string();
             if let Some(i) = items.first_mut() {
@@ -203,14 +201,14 @@ impl<'a> Builder<'a> {
         } else {
             dest.clone()
         };
-        self.engine.mkdir_in(&w.id, &into, owner)?;
-        let tar = self.tar_of(tree, &sources, &items, &inline, owner, chmod)?;
-        self.engine.copy_in_tar(&w.id, tar, &into)?;
+        w.mkdir(&into, owner)?;
+        let mut tar = self.tar_of(tree, &sources, &items, &inline, owner, chmod)?;
+        w.copy_in(&mut tar, &into)?;
         for a in &archives {
             let f = tree.open_item(&sources, a)?;
-            let r = berth_image::archive::decoder(std::io::BufReader::new(f))
+            let mut r = berth_image::archive::decoder(std::io::BufReader::new(f))
                 .map_err(Error::io(format!("read archive {}", a.dest)))?;
-            self.engine.copy_in_tar(&w.id, r, &into)?;
+            w.copy_in(&mut r, &into)?;
         }
         let layer = w.layer(parent.as_ref(), &self.lease)?;
         drop(w);

@@ -11,7 +11,7 @@ use crate::build::{Builder, step_error};
 use crate::dockerfile::{Command, Instruction, MountType, Run, RunMount};
 use crate::error::{Error, Result};
 use crate::stage::StageState;
-use crate::working::Working;
+use crate::working::Workspace;
 
 /// What a RUN's mounts give its container.
 #[derive(Default)]
@@ -24,7 +24,7 @@ struct Mounts<'e> {
     key: Vec<Value>,
     /// Containers whose roots are bound (`from=`), kept until the step
     /// ends.
-    holders: Vec<Working<'e>>,
+    holders: Vec<Box<dyn Workspace + 'e>>,
 }
 
 impl<'a> Builder<'a> {
@@ -82,9 +82,10 @@ impl<'a> Builder<'a> {
         cfg.volumes = mounts.volumes.clone();
         cfg.tmpfs = mounts.tmpfs.clone();
         cfg.stdin = stdin.is_some();
-        let w = Working::create(self.engine, &self.lease, &st.layers, &st.config, cfg)
+        let w = self
+            .workspace(&st.layers, &st.config, cfg)
             .map_err(|e| fail(e.to_string()))?;
-        self.make_dirs(&w, st)?;
+        self.make_dirs(w.as_ref(), st)?;
         let started = Instant::now();
         let ran = w.run(
             stdin.as_ref().map(|s| s.as_bytes()),
@@ -154,10 +155,8 @@ impl<'a> Builder<'a> {
                         }
                         Some(f) => {
                             let (w, top) = self.root_of(st, f, ins)?;
-                            let tree = crate::context::Tree::image_root(
-                                &w.rootfs(),
-                                format!("--from={f}"),
-                            )?;
+                            let tree =
+                                crate::context::Tree::image_root(&w.root(), format!("--from={f}"))?;
                             let host = tree.real_path(&source).map_err(|e| fail(e.to_string()))?;
                             out.holders.push(w);
                             (host, json!({"from": top, "source": source}))
@@ -292,7 +291,7 @@ impl<'a> Builder<'a> {
         st: &StageState,
         from: &str,
         ins: &Instruction,
-    ) -> Result<(Working<'a>, Value)> {
+    ) -> Result<(Box<dyn Workspace + 'a>, Value)> {
         let fail = |why: String| step_error(ins.pos, &ins.original, why);
         let (layers, config) = match crate::plan::resolve_any(&self.df, from) {
             crate::plan::Ref::Stage(i) => {
@@ -318,13 +317,7 @@ impl<'a> Builder<'a> {
             return Err(fail(format!("--from={from}: it has no files")));
         }
         let top = json!(layers.last().map(|l| l.chain_id.clone()));
-        let w = Working::create(
-            self.engine,
-            &self.lease,
-            &layers,
-            &config,
-            st.container_config(NetworkMode::None),
-        )?;
+        let w = self.workspace(&layers, &config, st.container_config(NetworkMode::None))?;
         Ok((w, top))
     }
 }

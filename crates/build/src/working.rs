@@ -1,7 +1,9 @@
-//! A step's working container: made by the engine on the stage's layers
-//! (as buildah's working containers are), run through its monitor while
-//! the builder relays its output, its changes exported as one layer, and
-//! removed whatever happens.
+//! Where a step runs: a workspace holding the stage's files, in which a
+//! RUN's process runs and COPY writes, whose changes become one layer.
+//! `Working` is the default one: a working container the engine makes on
+//! the stage's layers (as buildah's working containers are), run through
+//! its monitor while the builder relays its output, its changes exported
+//! from its overlay upper dir, and removed whatever happens.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -24,6 +26,30 @@ const TAIL_LINES: usize = 10;
 pub struct Working<'e> {
     engine: &'e Engine,
     pub id: String,
+}
+
+/// A step's workspace.
+pub trait Workspace {
+    /// Its root filesystem as a host directory (a `--chown` user is looked
+    /// up in its /etc/passwd; a `--from` tree is read from it).
+    fn root(&self) -> std::path::PathBuf;
+    /// Makes directory `path` and the missing ones on the way, owned by
+    /// `owner`, symlinks resolved inside the root.
+    fn mkdir(&self, path: &str, owner: (u32, u32)) -> Result<()>;
+    /// Whether `path` (symlinks resolved inside the root) is a directory.
+    fn is_dir(&self, path: &str) -> Result<bool>;
+    /// Unpacks a tar stream into directory `dest`.
+    fn copy_in(&self, tar: &mut dyn std::io::Read, dest: &str) -> Result<()>;
+    /// Runs the step's process; its output to `progress`.
+    fn run(
+        &self,
+        stdin: Option<&[u8]>,
+        progress: &dyn Progress,
+        n: usize,
+        cancel: &AtomicBool,
+    ) -> Result<Ran>;
+    /// What the step changed, as a layer on `parent`, held by `lease`.
+    fn layer(&self, parent: Option<&Digest>, lease: &str) -> Result<LayerInfo>;
 }
 
 /// How a process in a working container ended.
@@ -53,15 +79,29 @@ impl<'e> Working<'e> {
         let c = engine.create(&image, None, container)?;
         Ok(Working { engine, id: c.id })
     }
+}
 
-    pub fn rootfs(&self) -> std::path::PathBuf {
+impl Workspace for Working<'_> {
+    fn root(&self) -> std::path::PathBuf {
         self.engine.bundle_dir(&self.id).join("rootfs")
+    }
+
+    fn mkdir(&self, path: &str, owner: (u32, u32)) -> Result<()> {
+        Ok(self.engine.mkdir_in(&self.id, path, owner)?)
+    }
+
+    fn is_dir(&self, path: &str) -> Result<bool> {
+        Ok(self.engine.is_dir_in(&self.id, path)?)
+    }
+
+    fn copy_in(&self, tar: &mut dyn std::io::Read, dest: &str) -> Result<()> {
+        Ok(self.engine.copy_in_tar(&self.id, tar, dest)?)
     }
 
     /// Starts the container and relays its output to `progress` (step
     /// `n`) until it exits; `stdin`, when given, is its whole input.
     /// `cancel` kills it.
-    pub fn run(
+    fn run(
         &self,
         stdin: Option<&[u8]>,
         progress: &dyn Progress,
@@ -129,9 +169,8 @@ impl<'e> Working<'e> {
         }
     }
 
-    /// What the container changed, as a layer on `parent`, held by
-    /// `lease`.
-    pub fn layer(&self, parent: Option<&Digest>, lease: &str) -> Result<LayerInfo> {
+    /// What the container changed (its upper dir), as a layer.
+    fn layer(&self, parent: Option<&Digest>, lease: &str) -> Result<LayerInfo> {
         Ok(self
             .engine
             .changes_layer(&self.id, parent, lease, Compression::Gzip)?)
