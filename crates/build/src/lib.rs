@@ -12,6 +12,7 @@ pub mod copy;
 pub mod dockerfile;
 pub mod error;
 pub mod onbuild;
+pub mod output;
 pub mod plan;
 pub mod platform;
 pub mod progress;
