@@ -28,7 +28,10 @@ fn output_writes_archives_files_and_the_iidfile() {
             iid.to_str().unwrap(),
         ],
     );
-    assert_eq!(std::fs::read_to_string(&iid).unwrap(), format!("sha256:{id}"));
+    assert_eq!(
+        std::fs::read_to_string(&iid).unwrap(),
+        format!("sha256:{id}")
+    );
     if have("skopeo") {
         let o = Command::new("skopeo")
             .args(["inspect", "--config"])
@@ -49,7 +52,14 @@ fn output_writes_archives_files_and_the_iidfile() {
     let base = format!("BASE={}", e.image);
     let o = e
         .cmd()
-        .args(["build", "-q", "--build-arg", &base, "--output", "type=tar,dest=-"])
+        .args([
+            "build",
+            "-q",
+            "--build-arg",
+            &base,
+            "--output",
+            "type=tar,dest=-",
+        ])
         .arg(&dir)
         .output()
         .unwrap();
@@ -60,14 +70,20 @@ fn output_writes_archives_files_and_the_iidfile() {
         .unwrap()
         .map(|e| e.unwrap().path().unwrap().display().to_string())
         .collect();
-    assert!(names.iter().any(|n| n.ends_with("usr/local/bin/app")), "{names:?}");
+    assert!(
+        names.iter().any(|n| n.ends_with("usr/local/bin/app")),
+        "{names:?}"
+    );
     // A docker archive loads into another store and runs there.
     let docker = out.join("image.docker.tar");
     build(
         &e,
         &dir,
         "outs",
-        &["--output", &format!("type=docker,dest={}", docker.display())],
+        &[
+            "--output",
+            &format!("type=docker,dest={}", docker.display()),
+        ],
     );
     let other = crate::support::Sandbox::new();
     other.ok(&["load", "-i", docker.to_str().unwrap()]);
@@ -85,6 +101,9 @@ fn push_sends_the_image_to_its_registry() {
     let out = e.ok(&["run", "--rm", &name, "cat", "/joined"]);
     assert_eq!(out.trim(), "one two three");
     // A name without a registry cannot be pushed.
-    let (_, err) = e.code(125, &["build", "--push", "-t", "plain", dir.to_str().unwrap()]);
+    let (_, err) = e.code(
+        125,
+        &["build", "--push", "-t", "plain", dir.to_str().unwrap()],
+    );
     assert!(err.contains("which registry"), "{err}");
 }
