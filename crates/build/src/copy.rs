@@ -51,7 +51,7 @@ fn unix_now() -> u64 {
 
 impl<'a> Builder<'a> {
     pub(crate) fn copy_step(
-        &mut self,
+        &self,
         st: &mut StageState,
         ins: &Instruction,
         cp: &Copy,

@@ -29,7 +29,7 @@ struct Mounts<'e> {
 
 impl<'a> Builder<'a> {
     pub(crate) fn run_step(
-        &mut self,
+        &self,
         st: &mut StageState,
         ins: &Instruction,
         run: &Run,
@@ -295,7 +295,8 @@ impl<'a> Builder<'a> {
         let fail = |why: String| step_error(ins.pos, &ins.original, why);
         let (layers, config) = match crate::plan::resolve_any(&self.df, from) {
             crate::plan::Ref::Stage(i) => {
-                let out = self.built.get(&i).ok_or_else(|| {
+                let built = self.built.lock().expect("no builder panicked");
+                let out = built.get(&i).ok_or_else(|| {
                     fail(format!(
                         "--from={from}: stage not built (is it after this one?)"
                     ))
@@ -307,7 +308,7 @@ impl<'a> Builder<'a> {
             }
             crate::plan::Ref::Image(name) => {
                 let img = self
-                    .image(&name, self.step)
+                    .image(&name, self.step.load(std::sync::atomic::Ordering::Relaxed))
                     .map_err(|e| fail(e.to_string()))?;
                 let cfg = berth_image::commit::base_config(&self.engine.images, &img)?;
                 (img.layers.clone(), cfg)

@@ -237,3 +237,32 @@ fn add_fetches_a_url_with_its_checksum_and_time() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("ADD does"), "{err}");
 }
+
+#[test]
+fn independent_stages_build_at_the_same_time() {
+    // Each stage waits for the other to have started, through a cache
+    // mount they share: built one after the other, the first would give
+    // up and fail the build.
+    let e = Env::new();
+    let dir = e.sb.path().join("parallel");
+    std::fs::create_dir_all(&dir).unwrap();
+    let wait = |me: &str, other: &str| {
+        format!(
+            "RUN --mount=type=cache,id=rendezvous,target=/sync touch /sync/{me} && \
+             for i in $(seq 150); do [ -e /sync/{other} ] && break; sleep 0.1; done && \
+             [ -e /sync/{other} ] && echo {me} > /{me}"
+        )
+    };
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "ARG BASE\nFROM $BASE AS a\n{}\nFROM $BASE AS b\n{}\nFROM $BASE\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+            wait("a", "b"),
+            wait("b", "a")
+        ),
+    )
+    .unwrap();
+    build(&e, &dir, "parallel", &[]);
+    let out = e.ok(&["run", "--rm", "parallel", "cat", "/a", "/b"]);
+    assert_eq!(out, "a\nb\n");
+}
