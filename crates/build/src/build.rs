@@ -49,6 +49,10 @@ pub struct BuildOptions {
     pub secrets: Vec<(String, PathBuf)>,
     /// `--platform`: only this host's.
     pub platform: Option<String>,
+    /// `--cache-from REF`: registries' build caches to import first.
+    pub cache_from: Vec<String>,
+    /// `--cache-to REF`: where this build's cache goes.
+    pub cache_to: Option<String>,
 }
 
 /// What a built stage left: its layers and image config.
@@ -56,6 +60,8 @@ pub struct BuildOptions {
 pub struct StageOut {
     pub layers: Vec<LayerInfo>,
     pub config: Value,
+    /// The cache keys of the layers this stage made.
+    pub keys: Vec<crate::stage::CacheKey>,
 }
 
 pub struct Builder<'a> {
@@ -171,14 +177,20 @@ impl<'a> Builder<'a> {
             message: e.message,
         })?;
         let target = *plan.order.last().expect("the target is in the plan");
+        self.import_cache()?;
         self.build_stages(&plan)?;
-        let out = self
-            .built
-            .lock()
-            .expect("no builder panicked")
-            .remove(&target)
+        let stages: Vec<(usize, StageOut)> = {
+            let built = self.built.lock().expect("no builder panicked");
+            plan.order.iter().map(|i| (*i, built[i].clone())).collect()
+        };
+        let out = stages
+            .iter()
+            .find(|(i, _)| *i == target)
+            .map(|(_, o)| o.clone())
             .expect("the target was built");
-        self.commit(out)
+        let img = self.commit(out)?;
+        self.export_cache(target, &stages)?;
+        Ok(img)
     }
 
     /// Builds the planned stages, each once the stages it reads are
@@ -285,6 +297,7 @@ impl<'a> Builder<'a> {
             Ref::Scratch => StageOut {
                 layers: Vec::new(),
                 config: scratch_config(),
+                keys: Vec::new(),
             },
             Ref::Stage(s) => self
                 .built
@@ -300,6 +313,7 @@ impl<'a> Builder<'a> {
                 StageOut {
                     layers: img.layers.clone(),
                     config: berth_image::commit::base_config(&self.engine.images, &img)?,
+                    keys: Vec::new(),
                 }
             }
         };
@@ -372,7 +386,7 @@ impl<'a> Builder<'a> {
             "dirs": st.pending_dirs,
         }));
         if let Some(e) = self.cached(&key)? {
-            st.push_layer(e.layer, &e.created, "WORKDIR", None);
+            st.push_layer(e.layer, &e.created, "WORKDIR", &key);
             st.pending_dirs.clear();
             return Ok(());
         }
@@ -385,7 +399,7 @@ impl<'a> Builder<'a> {
         let layer = w.layer(parent.as_ref(), &self.lease)?;
         let created = crate::stage::now();
         self.remember(&key, &layer, &created)?;
-        st.push_layer(layer, &created, "WORKDIR", None);
+        st.push_layer(layer, &created, "WORKDIR", &key);
         Ok(())
     }
 

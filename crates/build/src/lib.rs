@@ -16,6 +16,7 @@ pub mod output;
 pub mod plan;
 pub mod platform;
 pub mod progress;
+pub mod remote_cache;
 pub mod run;
 pub mod stage;
 pub mod working;

@@ -71,7 +71,7 @@ impl<'a> Builder<'a> {
         if let Some(e) = self.cached(&key)? {
             self.progress.cached(n);
             st.pending_dirs.clear();
-            st.push_layer(e.layer, &e.created, &created_by, None);
+            st.push_layer(e.layer, &e.created, &created_by, &key);
             return Ok(());
         }
         let mut cfg = st.container_config(mode);
@@ -107,7 +107,7 @@ impl<'a> Builder<'a> {
         drop(mounts);
         let created = crate::stage::now();
         self.remember(&key, &layer, &created)?;
-        st.push_layer(layer, &created, &created_by, None);
+        st.push_layer(layer, &created, &created_by, &key);
         Ok(())
     }
 

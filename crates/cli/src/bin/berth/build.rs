@@ -58,6 +58,14 @@ pub struct BuildArgs {
     /// id=ID,src=PATH: a secret for RUN --mount=type=secret.
     #[arg(long = "secret", value_name = "id=ID,src=PATH")]
     secrets: Vec<String>,
+    /// A registry's build cache to use: REF, or type=registry,ref=REF
+    /// (repeatable).
+    #[arg(long = "cache-from", value_name = "REF")]
+    cache_from: Vec<String>,
+    /// Push this build's cache to a registry: REF, or
+    /// type=registry,ref=REF.
+    #[arg(long = "cache-to", value_name = "REF")]
+    cache_to: Option<String>,
     /// Where else the result goes: type=docker|oci|tar|local,dest=PATH
     /// (`-` for stdout), or a directory for its files (type=local).
     #[arg(short, long, value_name = "type=TYPE,dest=PATH")]
@@ -136,6 +144,12 @@ pub fn build(ctx: &crate::Ctx, a: BuildArgs) -> Result<()> {
             .map(|s| parse_secret(s))
             .collect::<Result<_>>()?,
         platform: a.platform.clone(),
+        cache_from: a
+            .cache_from
+            .iter()
+            .map(|c| cache_ref(c))
+            .collect::<Result<_>>()?,
+        cache_to: a.cache_to.as_deref().map(cache_ref).transpose()?,
     };
     let output = a.output.as_deref().map(Output::parse).transpose()?;
     if a.push {
@@ -340,6 +354,25 @@ fn ignore_file(
         }
     }
     Ok(None)
+}
+
+/// `REF` or `type=registry,ref=REF` (BuildKit's form; other cache types
+/// need a daemon or a local directory berth does not keep).
+fn cache_ref(s: &str) -> Result<String> {
+    if !s.contains('=') {
+        return Ok(s.to_string());
+    }
+    let mut r = None;
+    for part in s.split(',') {
+        match part.split_once('=') {
+            Some(("type", "registry")) => {}
+            Some(("type", t)) => bail!("cache {s:?}: type={t} is not supported, only registry"),
+            Some(("ref", v)) => r = Some(v.to_string()),
+            Some(("mode", "max" | "min")) => {}
+            _ => bail!("cache {s:?}: expected REF or type=registry,ref=REF"),
+        }
+    }
+    r.ok_or_else(|| anyhow::anyhow!("cache {s:?}: ref= is missing"))
 }
 
 fn parse_secret(s: &str) -> Result<(String, PathBuf)> {
