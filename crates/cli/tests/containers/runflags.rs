@@ -85,7 +85,11 @@ fn hosts_dns_labels_cidfile_cgroup_platform_entrypoint_and_logs() {
     assert!(out.contains("ndots:3"), "{out}");
 
     let labels = env.sb.path().join("labels");
-    std::fs::write(&labels, "# team labels\ntier=web\n\nowner=ops\n").unwrap();
+    std::fs::write(
+        &labels,
+        "# team labels\ntier=web\n\n  owner=ops\nnote=two  spaces  \n",
+    )
+    .unwrap();
     let cid = env.sb.path().join("cid");
     let parent = format!("berth-test-parent-{}", std::process::id());
     let id = env.run_d(
@@ -114,6 +118,8 @@ fn hosts_dns_labels_cidfile_cgroup_platform_entrypoint_and_logs() {
     let labels = &v["Config"]["Labels"];
     assert_eq!(labels["tier"], "web", "{labels}");
     assert_eq!(labels["owner"], "dev", "the flag goes last: {labels}");
+    // Trailing spaces are the value's, as docker and podman read the file.
+    assert_eq!(labels["note"], "two  spaces  ", "{labels}");
     let pid = v["State"]["Pid"].as_u64().unwrap();
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(cg.contains(&parent), "{cg}");
