@@ -146,13 +146,18 @@ impl Sandbox {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Runs berth expecting failure; returns stderr.
+    /// Runs berth expecting failure (125); returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
+        self.fails_with(125, args)
+    }
+
+    /// Runs berth expecting exit code `code`; returns stderr.
+    pub fn fails_with(&self, code: i32, args: &[&str]) -> String {
         let out = self.berth(args);
         assert_eq!(
             out.status.code(),
-            Some(125),
-            "berth {args:?} should fail with 125; stdout: {}\nstderr: {}",
+            Some(code),
+            "berth {args:?} should fail with {code}; stdout: {}\nstderr: {}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );

@@ -493,7 +493,7 @@ fn run(cli: Cli) -> Result<()> {
             cmd: ImageCmd::Rm { images, force },
         } => {
             let store = ctx.store()?;
-            containers::batch::each(&images, |i| {
+            containers::batch::removals(&images, force, |i| {
                 for r in images::remove(&store, i, force, &ctx.conf)? {
                     match r {
                         Removed::Untagged(n) => println!("Untagged: {n}"),

@@ -766,7 +766,14 @@ mod tests {
         .unwrap();
         assert_eq!(
             super::key_value_file("--env-file", &f).unwrap(),
-            ["LEAD=x", "TRAIL=a b  ", "TAB=\tx\t", "Q=\"q\"", "BARE", "EMPTY="]
+            [
+                "LEAD=x",
+                "TRAIL=a b  ",
+                "TAB=\tx\t",
+                "Q=\"q\"",
+                "BARE",
+                "EMPTY="
+            ]
         );
     }
 }
