@@ -231,7 +231,11 @@ fn an_oci_ref_name_is_a_tag_or_a_whole_name() {
     ] {
         let dir = sb.path().join(dir);
         let mut l = Layout::new(&dir);
-        let layers = [layer_tar(&[E::File("f", 0o644, ref_name.as_bytes().to_vec())])];
+        let layers = [layer_tar(&[E::File(
+            "f",
+            0o644,
+            ref_name.as_bytes().to_vec(),
+        )])];
         let (desc, _) = l.image(&layers, true, "amd64", json!({"Cmd": ["sh"]}));
         l.tag(desc, ref_name);
         let out = sb.ok(&["load", "-i", dir.to_str().unwrap()]);
