@@ -96,7 +96,7 @@ fn json_of_dot_and_of_a_field() {
     assert_eq!(run("{{json .State.Status}}", ctr()), r#""running""#);
     assert_eq!(
         run("{{json .}}", json!({"a": "<&>"})),
-        r#"{"a":"\u003c\u0026\u003e"}"#
+        r#"{"a":"<&>"}"#
     );
 }
 
