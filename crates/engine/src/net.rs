@@ -392,10 +392,6 @@ pub fn setup(e: &Engine, c: &mut Container, s: &mut oci_spec::runtime::Spec) -> 
             spec::set_network(s, NetNs::Host);
             Ok(false)
         }
-        NetworkMode::None => {
-            spec::set_network(s, NetNs::New);
-            Ok(true)
-        }
         NetworkMode::Container(other) => {
             let o = e.container(&other)?;
             if o.state.status != Status::Running {
@@ -429,17 +425,41 @@ pub fn setup(e: &Engine, c: &mut Container, s: &mut oci_spec::runtime::Spec) -> 
             c.networks = pod.networks.clone();
             Ok(pod.network != NetworkMode::Host)
         }
-        mode @ (NetworkMode::Default | NetworkMode::Bridge(_)) => {
+        // `none` too is a namespace made here (no network attached): its
+        // `lo` up, as docker's and podman's, and its defaults set.
+        mode @ (NetworkMode::None | NetworkMode::Default | NetworkMode::Bridge(_)) => {
             let (id, ports) = (c.id.clone(), c.config.ports.clone());
             let path = attach_all(e, &id, &mode, &ports, |ns, at| {
                 c.netns = ns;
                 c.networks = at;
                 e.db.update_container(c)
             })?;
+            set_default_sysctls(&path, c.config.owner.as_deref(), &c.config.extra.sysctls)?;
             spec::set_network(s, NetNs::Join(&path_str(&path)));
             Ok(true)
         }
     }
+}
+
+/// What a namespace berth made for a container or pod of its own (not
+/// one kubelet manages) gets before anything runs in it: ICMP echo
+/// sockets for every group, so that `ping` works without NET_RAW
+/// (docker's default; podman's opens them to root's group only). Written
+/// here as the host's root, not left to the runtime through the spec: the
+/// runtime writes sysctls from inside the container, which in a user
+/// namespace may not write them, and a namespace joined from another
+/// container (`--network container:`) is not the joiner's to change. A
+/// `--sysctl` of the same key is the runtime's to set, after this.
+pub(crate) fn set_default_sysctls(
+    path: &Path,
+    owner: Option<&str>,
+    given: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    const PING: (&str, &str) = ("net.ipv4.ping_group_range", "0 2147483647");
+    if owner.is_some() || given.contains_key(PING.0) {
+        return Ok(());
+    }
+    netns::set_sysctl(path, PING.0, PING.1).map_err(neterr)
 }
 
 /// Releases what `setup` made; idempotent, and works after a crash or a
@@ -447,7 +467,7 @@ pub fn setup(e: &Engine, c: &mut Container, s: &mut oci_spec::runtime::Spec) -> 
 pub fn teardown(e: &Engine, c: &mut Container) -> Result<()> {
     if matches!(
         c.config.network,
-        NetworkMode::Default | NetworkMode::Bridge(_)
+        NetworkMode::None | NetworkMode::Default | NetworkMode::Bridge(_)
     ) {
         detach_all(
             e,

@@ -454,7 +454,7 @@ fn rebuilt_state(e: &Engine, f: &ContainerFile) -> Result<ContainerRun> {
     let pin = e.netns_dir().join(Engine::netns_name(&f.id));
     let own_network = matches!(
         f.spec.config.network,
-        NetworkMode::Default | NetworkMode::Bridge(_)
+        NetworkMode::None | NetworkMode::Default | NetworkMode::Bridge(_)
     );
     if own_network && berth_network::netns::exists(&pin) {
         run.netns = Some(pin.to_string_lossy().into_owned());
