@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use berth_network::{Cni, Network, PortMapping, netns};
+use berth_network::{Network, PortMapping, netns};
 
 use crate::engine::{Engine, path_str};
 use crate::error::{Error, Result};
@@ -13,10 +13,6 @@ use crate::spec::{self, NetNs};
 
 fn neterr(e: impl std::fmt::Display) -> Error {
     Error::Network(e.to_string())
-}
-
-fn cni(e: &Engine) -> Cni {
-    Cni::new(e.network_state_dir())
 }
 
 /// The network of `name`; the default one (`berth`, also called `bridge`)
@@ -132,7 +128,7 @@ impl Engine {
                 self.remove(&c.id, true)?;
             }
         }
-        cni(self).remove_network(&n).map_err(neterr)?;
+        self.cni().remove_network(&n).map_err(neterr)?;
         self.db.remove_network(&n.name)?;
         crate::recover::remove_network_file(self, &n.name);
         self.emit(
@@ -302,7 +298,7 @@ pub(crate) fn attach_all(
     let mut attached = Vec::new();
     record(pin.clone(), attached.clone())?;
     let path = netns::create(&e.netns_dir(), &pin_name).map_err(neterr)?;
-    let c = cni(e);
+    let c = e.cni();
     for (i, n) in nets.iter().enumerate() {
         let ifname = format!("eth{i}");
         // Ports go through the first network.
@@ -350,7 +346,7 @@ pub(crate) fn detach_all(
     attached: &[Attached],
     netns_path: Option<&str>,
 ) -> Result<()> {
-    let c = cni(e);
+    let c = e.cni();
     let path = netns_path.map(PathBuf::from).unwrap_or_default();
     let names = configured_networks(mode);
     for (i, n) in names.iter().enumerate().rev() {
@@ -518,7 +514,8 @@ impl Engine {
                 .find(|n| !taken.contains(&n.as_str()))
                 .expect("a free name");
             let args = [("IgnoreUnknown".to_string(), "1".to_string())];
-            let a = cni(self)
+            let a = self
+                .cni()
                 .attach(&net, &c.id, Path::new(&ns), &ifname, &[], &args)
                 .map_err(neterr)?;
             c.networks.push(attached_from(a));
@@ -559,7 +556,8 @@ impl Engine {
             let ports: &[PortMapping] = if i == 0 { &c.config.ports } else { &[] };
             let fallback = net.as_ref().map(|n| (n, ports));
             let ifname = c.networks[at].interface.clone();
-            if let Some(w) = cni(self)
+            if let Some(w) = self
+                .cni()
                 .detach(&name, &c.id, Path::new(&ns), &ifname, fallback)
                 .map_err(neterr)?
             {
