@@ -295,3 +295,88 @@ fn privileged_gets_the_hosts_devices() {
     let seen = env.ok(&["run", "--rm", &img, "sh", "-c", &look]);
     assert_eq!(seen.trim(), "absent", "{dev}");
 }
+
+/// --pull never|missing|always, --memory-swap and --cpuset-cpus, each seen
+/// where it acts: which image ran, the cgroup's limits, the CPUs allowed.
+#[test]
+fn pull_policies_memory_swap_and_cpuset() {
+    use crate::support::{E, layer_tar};
+    let env = Env::new();
+    let img = env.image.clone();
+    // never: a missing image is refused, nothing made.
+    let (_, err) = env.code(
+        125,
+        &[
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "localhost/not-here:1",
+            "true",
+        ],
+    );
+    assert!(err.contains("never"), "{err}");
+    assert!(env.ids().is_empty());
+    // The registry's tag moves to an image with /marker: missing runs the
+    // one in the store, always pulls the new one first.
+    env.image_with(
+        "moved",
+        layer_tar(&[E::File("marker", 0o644, b"new\n".to_vec())]),
+    );
+    env.reg.push_layout(
+        &env.sb.path().join("layout-moved"),
+        "latest",
+        "busybox:latest",
+        "oci",
+        false,
+    );
+    let cat = |policy: &str| {
+        env.berth(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--pull",
+            policy,
+            "--tls-verify=false",
+            &img,
+            "cat",
+            "/marker",
+        ])
+    };
+    assert!(
+        !cat("missing").status.success(),
+        "the stored image has no marker"
+    );
+    assert!(!cat("never").status.success());
+    let out = cat("always");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "new\n", "{out:?}");
+    // Memory and swap together (docker's --memory-swap is their sum), and
+    // the CPUs the process may run on.
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-m",
+        "64m",
+        "--memory-swap",
+        "128m",
+        "--cpuset-cpus",
+        "0",
+        &img,
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes 2>/dev/null \
+         || cat /sys/fs/cgroup/memory.swap.max; grep Cpus_allowed_list /proc/self/status",
+    ]);
+    let mut lines = out.lines();
+    let swap = lines.next().unwrap();
+    // v1: memory and swap together; v2: swap alone.
+    assert!(swap == "134217728" || swap == "67108864", "{out}");
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().last(),
+        Some("0"),
+        "{out}"
+    );
+}
