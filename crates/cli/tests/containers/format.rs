@@ -307,9 +307,7 @@ fn images_format_and_image_inspect_format() {
 fn podman_and_berth_agree_on_templates_and_filters() {
     require!("podman", "conmon", "runc");
     let env = Env::new();
-    // runc: crun refuses this host's hybrid cgroups.
-    let p = Podman::new(env.sb.path().join("podman"), "runc");
-    p.ok(&["pull", "-q", "--tls-verify=false", &env.image]);
+    let p = env.podman_beside();
     // The same three containers in each: running, exited 3, created.
     let script: &[&[&str]] = &[
         &[
