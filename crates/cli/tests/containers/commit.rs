@@ -112,9 +112,9 @@ fn diff_and_commit_of_a_running_and_a_stopped_container() {
     let i = &json(&env.ok(&["image", "inspect", img]))[0];
     assert_eq!(i["Id"], id.as_str());
     let base_i = &json(&env.ok(&["image", "inspect", &base]))[0];
-    let base_layers = base_i["RootFS"]["diff_ids"].as_array().unwrap().len();
+    let base_layers = base_i["RootFS"]["Layers"].as_array().unwrap().len();
     assert_eq!(
-        i["RootFS"]["diff_ids"].as_array().unwrap().len(),
+        i["RootFS"]["Layers"].as_array().unwrap().len(),
         base_layers + 1
     );
     let base_history = base_i["History"].as_array().map_or(0, |h| h.len());
