@@ -63,7 +63,11 @@ fn gcc_layout(dir: &Path) -> Result<()> {
     busybox_rootfs(&root)?;
     // Debian's merged /usr: the packages list /lib/... paths that live in
     // /usr/lib.
-    for (link, target) in [("lib", "usr/lib"), ("lib64", "usr/lib64"), ("sbin", "usr/sbin")] {
+    for (link, target) in [
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+        ("sbin", "usr/sbin"),
+    ] {
         std::fs::create_dir_all(root.join(target))?;
         std::os::unix::fs::symlink(target, root.join(link))?;
     }

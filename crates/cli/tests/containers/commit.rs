@@ -334,7 +334,10 @@ fn diff_and_commit_match_podman() {
     let cmd_of = |dir: &std::path::Path| -> serde_json::Value {
         let index: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
-        let blob = |d: &str| dir.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+        let blob = |d: &str| {
+            dir.join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:"))
+        };
         let m: serde_json::Value = serde_json::from_slice(
             &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
         )
