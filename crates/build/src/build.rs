@@ -291,7 +291,12 @@ impl<'a> Builder<'a> {
         }
         let total = stage.instructions.len() + 1;
         let label = plan::stage_label(&self.df, i);
-        let n = self.next_step(&format!("[{label} 1/{total}] {}", stage.original));
+        // The base as it resolved, as BuildKit shows it.
+        let from = match &stage.name {
+            Some(name) => format!("FROM {base} AS {name}"),
+            None => format!("FROM {base}"),
+        };
+        let n = self.next_step(&format!("[{label} 1/{total}] {from}"));
         let started = Instant::now();
         let from = match plan::resolve(&self.df, &base, i) {
             Ref::Scratch => StageOut {
@@ -366,10 +371,13 @@ impl<'a> Builder<'a> {
             Kind::Copy(c) => self.copy_step(st, ins, c, n),
             _ => st
                 .apply(ins, &self.globals, self.df.escape, &self.args)
+                .map(|()| false)
                 .map_err(|why| step_error(ins.pos, &ins.original, why)),
         };
-        res?;
-        self.progress.done(n, started.elapsed());
+        // A cached step has said so; BuildKit gives it no time.
+        if !res? {
+            self.progress.done(n, started.elapsed());
+        }
         Ok(())
     }
 

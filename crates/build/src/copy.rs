@@ -56,7 +56,7 @@ impl<'a> Builder<'a> {
         ins: &Instruction,
         cp: &Copy,
         n: usize,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let word = if cp.add { "ADD" } else { "COPY" };
         let fail = |why: String| step_error(ins.pos, &ins.original, why);
         let esc = self.df.escape;
@@ -217,7 +217,7 @@ impl<'a> Builder<'a> {
             self.progress.cached(n);
             st.pending_dirs.clear();
             st.push_layer(e.layer, &e.created, &created_by, &key);
-            return Ok(());
+            return Ok(true);
         }
         let w = self.workspace(
             &st.layers,
@@ -274,7 +274,7 @@ impl<'a> Builder<'a> {
         let created = crate::stage::now();
         self.remember(&key, &layer, &created)?;
         st.push_layer(layer, &created, &created_by, &key);
-        Ok(())
+        Ok(false)
     }
 
     /// The items as one tar stream (in a temporary file of the store: a

@@ -34,7 +34,7 @@ impl<'a> Builder<'a> {
         ins: &Instruction,
         run: &Run,
         n: usize,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let fail = |why: String| step_error(ins.pos, &ins.original, why);
         let (argv, stdin) = run_argv(st, run).map_err(fail)?;
         let network = run
@@ -72,7 +72,7 @@ impl<'a> Builder<'a> {
             self.progress.cached(n);
             st.pending_dirs.clear();
             st.push_layer(e.layer, &e.created, &created_by, &key);
-            return Ok(());
+            return Ok(true);
         }
         let mut cfg = st.container_config(mode);
         cfg.cmd = Some(argv);
@@ -108,7 +108,7 @@ impl<'a> Builder<'a> {
         let created = crate::stage::now();
         self.remember(&key, &layer, &created)?;
         st.push_layer(layer, &created, &created_by, &key);
-        Ok(())
+        Ok(false)
     }
 
     fn run_mounts(

@@ -107,3 +107,53 @@ fn push_sends_the_image_to_its_registry() {
     );
     assert!(err.contains("which registry"), "{err}");
 }
+
+#[test]
+fn progress_plain_tty_and_quiet() {
+    let e = Env::new();
+    let dir = case(&e, "escape");
+    let base = format!("BASE={}", e.image);
+    let run = |mode: &str| {
+        let out = e
+            .cmd()
+            .args(["build", "--progress", mode, "--build-arg", &base])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // plain: numbered lines, the RUN's output, DONE with a time.
+    let plain = run("plain");
+    assert!(plain.contains(&format!("#1 [stage-0 1/4] FROM {}", e.image)), "{plain}");
+    assert!(plain.contains("#2 [stage-0 2/4] RUN echo one"), "{plain}");
+    assert!(plain.lines().any(|l| l.starts_with("#2 DONE ")), "{plain}");
+    // Again: cached steps say CACHED and nothing else.
+    let plain = run("plain");
+    assert!(plain.contains("#2 CACHED"), "{plain}");
+    assert!(!plain.contains("#2 DONE"), "{plain}");
+    // tty: a line per step, ended in place.
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "ARG BASE\nFROM $BASE\nRUN echo fresh-output\n",
+    )
+    .unwrap();
+    let tty = run("tty");
+    assert!(
+        tty.contains("fresh-output") && tty.contains("\x1b[J"),
+        "{tty:?}"
+    );
+    assert!(tty.contains("=> CACHED") || tty.contains("s\n"), "{tty:?}");
+    let tty = run("tty");
+    assert!(
+        tty.contains("=> CACHED [stage-0 2/2] RUN echo fresh-output"),
+        "{tty:?}"
+    );
+    assert!(run("quiet").trim().is_empty());
+    let o = e.berth(&["build", "--progress", "fancy", dir.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--progress fancy"));
+}

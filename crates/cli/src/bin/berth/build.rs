@@ -49,7 +49,9 @@ pub struct BuildArgs {
     /// Print only the image ID.
     #[arg(short, long)]
     quiet: bool,
-    /// auto, plain or tty.
+    /// auto (tty on a terminal, else plain), plain (every line of every
+    /// step, numbered), tty (a line per step, a RUN's output shown while it
+    /// runs and folded away when it is done) or quiet.
     #[arg(long, default_value = "auto")]
     progress: String,
     /// The network of RUN steps: default, none, host, or a network's name.
@@ -165,10 +167,14 @@ pub fn build(ctx: &crate::Ctx, a: BuildArgs) -> Result<()> {
     let engine = crate::containers::engine(ctx)?;
     let cancel = Arc::new(AtomicBool::new(false));
     watch_signals(cancel.clone());
-    let progress: Box<dyn Progress> = if a.quiet {
-        Box::new(berth_build::progress::Quiet)
-    } else {
-        Box::new(Plain::new())
+    let quiet = a.quiet || a.progress == "quiet";
+    let progress: Box<dyn Progress> = match (quiet, a.progress.as_str()) {
+        (true, _) => Box::new(berth_build::progress::Quiet),
+        (_, "plain") => Box::new(Plain::new()),
+        (_, "tty") => Box::new(Tty::default()),
+        (_, "auto") if std::io::stderr().is_terminal() => Box::new(Tty::default()),
+        (_, "auto") => Box::new(Plain::new()),
+        (_, other) => bail!("--progress {other}: expected auto, plain, tty or quiet"),
     };
     let img = berth_build::build(&engine, &opts, progress.as_ref(), &cancel)?;
     if let Some(o) = &output {
@@ -181,13 +187,13 @@ pub fn build(ctx: &crate::Ctx, a: BuildArgs) -> Result<()> {
                 creds: None,
             })?,
             registries: ctx.conf.clone(),
-            progress: Arc::new(crate::progress::Bars::new(a.quiet)),
+            progress: Arc::new(crate::progress::Bars::new(quiet)),
             ..Default::default()
         };
         let rt = crate::runtime()?;
         for t in &a.tags {
             let d = rt.block_on(berth_image::push::push(&engine.images, &img, t, &opts))?;
-            if !a.quiet {
+            if !quiet {
                 eprintln!("pushed {t}@{d}");
             }
         }
@@ -195,7 +201,7 @@ pub fn build(ctx: &crate::Ctx, a: BuildArgs) -> Result<()> {
     if let Some(f) = &a.iidfile {
         std::fs::write(f, img.id.to_string()).with_context(|| format!("write {}", f.display()))?;
     }
-    if !a.quiet {
+    if !quiet {
         eprintln!("writing image {}", img.id);
         for n in &img.names {
             eprintln!("naming to {n}");
@@ -449,11 +455,92 @@ pub fn builder(ctx: &crate::Ctx, cmd: BuilderCmd) -> Result<()> {
     Ok(())
 }
 
+/// BuildKit's tty progress, without its redrawn block: a line per step,
+/// rewritten with its time (or CACHED) when it ends, the output of a RUN
+/// shown dimmed meanwhile and folded away when the step ends, as long as
+/// nothing else was printed since (stages in parallel interleave).
+#[derive(Default)]
+struct Tty {
+    state: std::sync::Mutex<TtyState>,
+}
+
+#[derive(Default)]
+struct TtyState {
+    titles: std::collections::HashMap<usize, String>,
+    /// The step whose lines are the last on screen, and how many lines
+    /// (its title included).
+    last: Option<(usize, usize)>,
+}
+
+impl Tty {
+    fn with(&self, f: impl FnOnce(&mut TtyState, &mut std::io::Stderr)) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut err = std::io::stderr();
+        f(&mut st, &mut err);
+        let _ = err.flush();
+    }
+
+    /// Replaces step `n`'s lines with `line` when they are the last on
+    /// screen; else adds it.
+    fn end(&self, n: usize, line: impl FnOnce(&str) -> String) {
+        self.with(|st, err| {
+            let title = st.titles.remove(&n).unwrap_or_default();
+            if let Some((last, lines)) = st.last
+                && last == n
+            {
+                // Up to the step's title, and everything below it gone.
+                let _ = write!(err, "\x1b[{lines}F\x1b[J");
+            }
+            let _ = writeln!(err, "{}", line(&title));
+            st.last = None;
+        });
+    }
+}
+
+impl Progress for Tty {
+    fn step(&self, n: usize, title: &str) {
+        self.with(|st, err| {
+            st.titles.insert(n, title.to_string());
+            let _ = writeln!(err, "\x1b[34m=> {title}\x1b[0m");
+            st.last = Some((n, 1));
+        });
+    }
+    fn cached(&self, n: usize) {
+        self.end(n, |t| format!("=> CACHED {t}"));
+    }
+    fn output(&self, n: usize, data: &[u8]) {
+        self.with(|st, err| {
+            let text = String::from_utf8_lossy(data);
+            let count = text.lines().count();
+            for l in text.lines() {
+                let _ = writeln!(err, "\x1b[2m   {l}\x1b[0m");
+            }
+            st.last = match st.last {
+                Some((last, lines)) if last == n => Some((n, lines + count)),
+                _ => None,
+            };
+        });
+    }
+    fn note(&self, n: usize, line: &str) {
+        self.output(n, format!("{line}\n").as_bytes());
+    }
+    fn done(&self, n: usize, took: Duration) {
+        // A cached step has already ended.
+        let known = self
+            .state
+            .lock()
+            .map(|s| s.titles.contains_key(&n))
+            .unwrap_or(false);
+        if known {
+            self.end(n, |t| format!("=> {t}  {:.1}s", took.as_secs_f64()));
+        }
+    }
+}
+
 /// BuildKit's plain progress: `#N` lines per step on stderr.
 struct Plain {
     started: std::time::Instant,
     out: std::sync::Mutex<std::io::Stderr>,
-    tty: bool,
 }
 
 impl Plain {
@@ -461,7 +548,6 @@ impl Plain {
         Plain {
             started: std::time::Instant::now(),
             out: std::sync::Mutex::new(std::io::stderr()),
-            tty: std::io::stderr().is_terminal(),
         }
     }
 
@@ -484,7 +570,6 @@ impl Progress for Plain {
         for l in text.lines() {
             self.line(&format!("#{n} {t:.3} {l}"));
         }
-        let _ = self.tty;
     }
     fn note(&self, n: usize, line: &str) {
         self.line(&format!("#{n} {line}"));
