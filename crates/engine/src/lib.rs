@@ -27,6 +27,7 @@ mod names;
 mod net;
 pub mod pods;
 pub mod recover;
+pub mod rootfd;
 mod seccomp;
 pub mod signals;
 pub mod spec;
