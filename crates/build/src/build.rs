@@ -48,6 +48,8 @@ pub struct BuildOptions {
     pub secrets: Vec<(String, PathBuf)>,
     /// `--platform`: only this host's.
     pub platform: Option<String>,
+    /// `--isolation`: where steps run (rootfs/: in this process's root).
+    pub isolation: crate::rootfs::Isolation,
 }
 
 /// What a built stage left: its layers and image config.
@@ -75,6 +77,8 @@ pub struct Builder<'a> {
     pub(crate) globals: Vec<(String, String)>,
     pub(crate) built: HashMap<usize, StageOut>,
     pub(crate) step: usize,
+    /// In rootfs isolation: the root every step runs in.
+    pub(crate) rootfs: Option<std::sync::Arc<crate::rootfs::RootLock>>,
 }
 
 /// Builds what `opts` asks; the image, named as `-t` says.
@@ -122,6 +126,7 @@ pub fn build(
                 .map(|v| (k.clone(), v))
         })
         .collect();
+    let rootfs = crate::rootfs::for_build(&engine.root, &engine.run_root, opts)?;
     let lease = engine
         .images
         .lease_create(
@@ -143,6 +148,7 @@ pub fn build(
         globals: Vec::new(),
         built: HashMap::new(),
         step: 0,
+        rootfs,
     };
     let res = b.run();
     let _ = engine.images.lease_release(&lease);
@@ -341,6 +347,15 @@ impl<'a> Builder<'a> {
         config: &Value,
         container: berth_engine::model::ContainerConfig,
     ) -> Result<Box<dyn Workspace + 'a>> {
+        if let Some(root) = &self.rootfs {
+            return Ok(Box::new(crate::rootfs::RootfsWorkspace::create(
+                root.clone(),
+                &self.engine.images,
+                layers,
+                config,
+                container,
+            )?));
+        }
         Ok(Box::new(crate::working::Working::create(
             self.engine,
             &self.lease,

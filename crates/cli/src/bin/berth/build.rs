@@ -58,6 +58,12 @@ pub struct BuildArgs {
     /// id=ID,src=PATH: a secret for RUN --mount=type=secret.
     #[arg(long = "secret", value_name = "id=ID,src=PATH")]
     secrets: Vec<String>,
+    /// Where steps run: container (a working container per step, on
+    /// overlay snapshots) or rootfs (in this process's own root, as
+    /// Kaniko does: for building inside an unprivileged container). The
+    /// default is container where this process can mount, else rootfs.
+    #[arg(long, value_name = "container|rootfs")]
+    isolation: Option<String>,
     /// Require HTTPS with a verified certificate for pulls.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = clap::value_parser!(bool))]
     tls_verify: Option<bool>,
@@ -92,7 +98,7 @@ pub fn build(ctx: &crate::Ctx, a: BuildArgs) -> Result<()> {
         Some(dir) => ignore_file(dir, dockerfile_path.as_deref())?,
         None => None,
     };
-    let opts = BuildOptions {
+    let mut opts = BuildOptions {
         dockerfile: dockerfile_text,
         dockerfile_name,
         context,
@@ -129,8 +135,20 @@ pub fn build(ctx: &crate::Ctx, a: BuildArgs) -> Result<()> {
             .map(|s| parse_secret(s))
             .collect::<Result<_>>()?,
         platform: a.platform.clone(),
+        isolation: match &a.isolation {
+            Some(i) => berth_build::Isolation::parse(i)?,
+            None => berth_build::Isolation::Container,
+        },
     };
     let engine = crate::containers::engine(ctx)?;
+    if a.isolation.is_none() {
+        let (isolation, why) =
+            berth_build::Isolation::detect(&engine.run_root.join("isolation-probe"));
+        if let Some(why) = why {
+            eprintln!("note: {why}: building with --isolation rootfs (steps run in this root)");
+        }
+        opts.isolation = isolation;
+    }
     let cancel = Arc::new(AtomicBool::new(false));
     watch_signals(cancel.clone());
     let progress: Box<dyn Progress> = if a.quiet {
