@@ -15,3 +15,4 @@ mod buildah;
 mod cache;
 mod corpus;
 mod errors;
+mod rootfs;
