@@ -45,13 +45,51 @@ impl Isolation {
         }
     }
 
-    /// The isolation this process can have, when none was asked for:
-    /// `container` where it can mount, else `rootfs`, with why.
-    pub fn detect(probe_dir: &std::path::Path) -> (Isolation, Option<String>) {
-        match can_mount(probe_dir) {
-            Ok(()) => (Isolation::Container, None),
-            Err(why) => (Isolation::Rootfs, Some(why)),
-        }
+    /// The isolation of a build: `--isolation` when given, else
+    /// `$BERTH_ISOLATION` (berth's builder image sets `rootfs`, as
+    /// buildah's image sets BUILDAH_ISOLATION), else `container`. Where
+    /// this process cannot mount, `container` cannot work, but `rootfs`
+    /// is not chosen for it unasked: it empties this container's root,
+    /// which in a container someone works in is their work. Returns a
+    /// note to show when the environment chose.
+    pub fn choose(
+        flag: Option<&str>,
+        env: Option<&str>,
+        probe_dir: &std::path::Path,
+    ) -> Result<(Isolation, Option<String>)> {
+        decide(flag, env, || can_mount(probe_dir))
+    }
+}
+
+/// `Isolation::choose`, with the mount probe given.
+fn decide(
+    flag: Option<&str>,
+    env: Option<&str>,
+    can_mount: impl FnOnce() -> std::result::Result<(), String>,
+) -> Result<(Isolation, Option<String>)> {
+    if let Some(f) = flag {
+        return Ok((Isolation::parse(f)?, None));
+    }
+    if let Some(e) = env.filter(|e| !e.is_empty()) {
+        let i = Isolation::parse(e).map_err(|_| {
+            Error::invalid(
+                format!("BERTH_ISOLATION={e}"),
+                "expected container or rootfs",
+            )
+        })?;
+        let note = (i == Isolation::Rootfs).then(|| {
+            "building with --isolation rootfs (from BERTH_ISOLATION): steps run in this container's own root".to_string()
+        });
+        return Ok((i, note));
+    }
+    match can_mount() {
+        Ok(()) => Ok((Isolation::Container, None)),
+        Err(why) => Err(Error::invalid(
+            "berth build",
+            format!(
+                "{why}, so no working container can be made here; inside a builder container, --isolation rootfs (or BERTH_ISOLATION=rootfs, which berth's builder image sets) runs the steps in this container's own root instead, deleting everything in it but /proc, /sys, /dev, its mounts and berth's own paths"
+            ),
+        )),
     }
 }
 
@@ -106,6 +144,42 @@ mod tests {
         assert_eq!(Isolation::parse("container").unwrap(), Isolation::Container);
         let e = Isolation::parse("vm").unwrap_err().to_string();
         assert!(e.contains("--isolation vm") && e.contains("rootfs"), "{e}");
+    }
+
+    #[test]
+    fn the_flag_then_the_environment_choose_and_rootfs_is_never_guessed() {
+        let cannot = || Err("this process lacks CAP_SYS_ADMIN, so it cannot mount".to_string());
+        let can = || Ok(());
+        let pick = |f, e, m: &dyn Fn() -> std::result::Result<(), String>| {
+            decide(f, e, m).map(|(i, n)| (i, n.is_some()))
+        };
+        assert_eq!(
+            pick(Some("rootfs"), None, &cannot).unwrap(),
+            (Isolation::Rootfs, false)
+        );
+        assert_eq!(
+            pick(Some("container"), Some("rootfs"), &can).unwrap(),
+            (Isolation::Container, false)
+        );
+        assert_eq!(
+            pick(None, Some("rootfs"), &cannot).unwrap(),
+            (Isolation::Rootfs, true)
+        );
+        assert_eq!(
+            pick(None, None, &can).unwrap(),
+            (Isolation::Container, false)
+        );
+        assert_eq!(
+            pick(None, Some(""), &can).unwrap(),
+            (Isolation::Container, false)
+        );
+        let e = pick(None, None, &cannot).unwrap_err().to_string();
+        assert!(
+            e.contains("lacks CAP_SYS_ADMIN") && e.contains("--isolation rootfs"),
+            "{e}"
+        );
+        let e = pick(None, Some("vm"), &can).unwrap_err().to_string();
+        assert!(e.contains("BERTH_ISOLATION=vm"), "{e}");
     }
 
     #[test]

@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 
 use crate::buildah::{berth_files, comparable};
 use crate::corpus::{case, image_config};
-use crate::env::Env;
-use crate::support::{E, layer_tar};
+use serde_json::json;
+
+use crate::env::{Env, busybox_layer};
+use crate::support::{E, Layout, layer_tar};
 
 /// The files the berth binary links, from ldd: `(path, content)`.
 fn linked_libraries(bin: &Path) -> Vec<(String, Vec<u8>)> {
@@ -39,7 +41,8 @@ fn leak(s: String) -> &'static str {
 }
 
 /// busybox, and berth as /berth/berth with its libraries where ldd
-/// found them: the image a builder pod runs.
+/// found them, BERTH_ISOLATION=rootfs in its Env: the image a builder
+/// pod runs.
 fn builder_image(e: &Env) -> String {
     let bin = PathBuf::from(crate::support::berth_bin());
     let mut entries = vec![
@@ -59,7 +62,23 @@ fn builder_image(e: &Env) -> String {
         }
         entries.push(E::File(leak(rel.to_string()), 0o755, data));
     }
-    e.image_with("berth-builder", layer_tar(&entries))
+    let dir = e.sb.path().join("layout-builder");
+    let mut l = Layout::new(&dir);
+    let (desc, _) = l.image(
+        &[busybox_layer(), layer_tar(&entries)],
+        true,
+        "amd64",
+        json!({
+            "Cmd": ["sh"],
+            "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "BERTH_ISOLATION=rootfs"],
+        }),
+    );
+    l.tag(desc, "latest");
+    e.reg
+        .push_layout(&dir, "latest", "berth-builder:latest", "oci", false);
+    let image = format!("{}/berth-builder:latest", e.reg.host());
+    e.ok(&["pull", "-q", "--tls-verify=false", &image]);
+    image
 }
 
 /// The builder's run: `berth build` of `context` inside a container of
@@ -72,19 +91,25 @@ fn build_inside(
     store: &Path,
     extra: &[&str],
 ) -> std::process::Output {
+    build_inside_with(e, builder, context, store, &[], extra)
+}
+
+/// `build_inside`, with `run` flags.
+fn build_inside_with(
+    e: &Env,
+    builder: &str,
+    context: &Path,
+    store: &Path,
+    run_flags: &[&str],
+    extra: &[&str],
+) -> std::process::Output {
     std::fs::create_dir_all(store).unwrap();
-    let ctx = format!("{}:/workspace:ro", context.display());
+    let ctx = format!("{}:/berth/context:ro", context.display());
     let st = format!("{}:/var/lib/berth", store.display());
     let base = format!("BASE={}", e.image);
-    let mut args = vec![
-        "run",
-        "--rm",
-        "--network",
-        "host",
-        "-v",
-        &ctx,
-        "-v",
-        &st,
+    let mut args = vec!["run", "--rm", "--network", "host", "-v", &ctx, "-v", &st];
+    args.extend(run_flags);
+    args.extend([
         builder,
         "/berth/berth",
         "--root",
@@ -95,9 +120,9 @@ fn build_inside(
         &base,
         "-t",
         "out",
-    ];
+    ]);
     args.extend(extra);
-    args.push("/workspace");
+    args.push("/berth/context");
     e.berth(&args)
 }
 
@@ -133,8 +158,11 @@ fn rootfs_case(name: &str) {
     let out = build_inside(&e, &builder, &dir, &store, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{name} inside: {stderr}");
-    // No mount could be made: the mode was chosen for that reason.
-    assert!(stderr.contains("--isolation rootfs"), "{stderr}");
+    // The builder image's environment chose the mode, and said so.
+    assert!(
+        stderr.contains("--isolation rootfs (from BERTH_ISOLATION)"),
+        "{stderr}"
+    );
     let tag = format!("rootfs-{name}");
     take_out(&e, &store, &tag);
     let script = std::fs::read_to_string(dir.join("check.sh")).unwrap();
@@ -220,6 +248,25 @@ fn rootfs_refuses_run_mounts_clearly() {
     assert!(!err.contains("#2 DONE"), "{err}");
 }
 
+/// Where it cannot mount, berth build does not guess rootfs isolation
+/// (it would empty the container's root): without the builder image's
+/// BERTH_ISOLATION it says what to ask for, and its root is untouched.
+#[test]
+fn rootfs_is_never_chosen_unasked() {
+    let e = Env::new();
+    let builder = builder_image(&e);
+    let ctx = e.sb.path().join("ctx-unasked");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "ARG BASE\nFROM $BASE\nRUN true\n").unwrap();
+    let store = e.sb.path().join("builder-store");
+    let out = build_inside_with(&e, &builder, &ctx, &store, &["-e", "BERTH_ISOLATION="], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("cannot mount"), "{err}");
+    assert!(err.contains("--isolation rootfs"), "{err}");
+    assert!(err.contains("BERTH_ISOLATION=rootfs"), "{err}");
+}
+
 /// A stage reset empties `/` but for the kept paths: a file the builder
 /// image had is gone when the stage runs, while the context, the store
 /// and berth itself are untouched.
@@ -237,7 +284,7 @@ fn rootfs_reset_keeps_only_the_builders_own_paths() {
          FROM $BASE AS first\n\
          RUN test -x /berth/berth && echo berth-kept >> /seen; \
              test -e /lib64 || echo builder-libs-gone >> /seen; \
-             test -e /workspace/sub/data && echo context-visible >> /seen; \
+             test -e /berth/context/sub/data && echo context-visible >> /seen; \
              test -d /var/lib/berth/layers && echo store-visible >> /seen; \
              echo from-run > /made-by-run\n\
          FROM $BASE\n\
@@ -266,7 +313,7 @@ fn rootfs_reset_keeps_only_the_builders_own_paths() {
     assert!(seen.contains("store-visible"), "{seen}");
     // Not in the image: the kept paths are not the image's.
     let listing = e.ok(&["run", "--rm", "reset-first", "ls", "-a", "/"]);
-    for kept in ["berth", "workspace"] {
+    for kept in ["berth", "var"] {
         assert!(
             !listing.split_whitespace().any(|n| n == kept),
             "{kept} in the image: {listing}"

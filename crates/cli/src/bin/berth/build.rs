@@ -60,8 +60,8 @@ pub struct BuildArgs {
     secrets: Vec<String>,
     /// Where steps run: container (a working container per step, on
     /// overlay snapshots) or rootfs (in this process's own root, as
-    /// Kaniko does: for building inside an unprivileged container). The
-    /// default is container where this process can mount, else rootfs.
+    /// Kaniko does: for building inside an unprivileged container; it
+    /// empties that root). Default: $BERTH_ISOLATION, else container.
     #[arg(long, value_name = "container|rootfs")]
     isolation: Option<String>,
     /// Require HTTPS with a verified certificate for pulls.
@@ -135,20 +135,18 @@ pub fn build(ctx: &crate::Ctx, a: BuildArgs) -> Result<()> {
             .map(|s| parse_secret(s))
             .collect::<Result<_>>()?,
         platform: a.platform.clone(),
-        isolation: match &a.isolation {
-            Some(i) => berth_build::Isolation::parse(i)?,
-            None => berth_build::Isolation::Container,
-        },
+        isolation: berth_build::Isolation::Container,
     };
     let engine = crate::containers::engine(ctx)?;
-    if a.isolation.is_none() {
-        let (isolation, why) =
-            berth_build::Isolation::detect(&engine.run_root.join("isolation-probe"));
-        if let Some(why) = why {
-            eprintln!("note: {why}: building with --isolation rootfs (steps run in this root)");
-        }
-        opts.isolation = isolation;
+    let (isolation, note) = berth_build::Isolation::choose(
+        a.isolation.as_deref(),
+        std::env::var("BERTH_ISOLATION").ok().as_deref(),
+        &engine.run_root.join("isolation-probe"),
+    )?;
+    if let Some(n) = note {
+        eprintln!("note: {n}");
     }
+    opts.isolation = isolation;
     let cancel = Arc::new(AtomicBool::new(false));
     watch_signals(cancel.clone());
     let progress: Box<dyn Progress> = if a.quiet {
