@@ -542,7 +542,8 @@ impl<'a> Builder<'a> {
                 "--network={network}: {why}; RUN steps share the builder's own network"
             ));
         }
-        if let Some(s) = &run.security {
+        // `sandbox` is the default; `insecure` is refused in any mode.
+        if let Some(s) = run.security.as_ref().filter(|s| *s != "sandbox") {
             return Err(format!(
                 "--security={s}: {why}; RUN steps have the builder's own confinement"
             ));

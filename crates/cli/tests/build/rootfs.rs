@@ -227,7 +227,7 @@ fn rootfs_builds_multistage_inside_an_unprivileged_container() {
 }
 
 #[test]
-fn rootfs_refuses_run_mounts_clearly() {
+fn rootfs_refuses_run_mounts_and_networks_clearly() {
     let e = Env::new();
     let builder = builder_image(&e);
     let ctx = e.sb.path().join("ctx-mount");
@@ -246,6 +246,23 @@ fn rootfs_refuses_run_mounts_clearly() {
     assert!(err.contains("line 3"), "names the line: {err}");
     // Refused before anything ran: no layer was made.
     assert!(!err.contains("#2 DONE"), "{err}");
+    // Nor a network of its own (--security=insecure is refused in any
+    // mode).
+    for (flag, says) in [
+        ("--network=none", "share the builder's own network"),
+        ("--network=host", "share the builder's own network"),
+    ] {
+        std::fs::write(
+            ctx.join("Dockerfile"),
+            format!("ARG BASE\nFROM $BASE\nRUN {flag} true\n"),
+        )
+        .unwrap();
+        let out = build_inside(&e, &builder, &ctx, &store, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains(flag) && err.contains(says), "{flag}: {err}");
+        assert!(err.contains("rootfs isolation"), "{err}");
+    }
 }
 
 /// Where it cannot mount, berth build does not guess rootfs isolation
