@@ -156,3 +156,104 @@ pub fn run(
         tail: tail.text(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<u8>>);
+
+    impl Progress for Seen {
+        fn step(&self, _: usize, _: &str) {}
+        fn cached(&self, _: usize) {}
+        fn output(&self, _: usize, d: &[u8]) {
+            self.0.lock().unwrap().extend_from_slice(d);
+        }
+        fn note(&self, _: usize, _: &str) {}
+        fn done(&self, _: usize, _: Duration) {}
+    }
+
+    fn spec(script: &str) -> Spec {
+        Spec {
+            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            env: vec!["PATH=/usr/bin:/bin".into(), "GREETING=hi".into()],
+            cwd: "/".into(),
+            uid: rustix::process::getuid().as_raw(),
+            gid: rustix::process::getgid().as_raw(),
+            groups: vec![rustix::process::getgid().as_raw()],
+        }
+    }
+
+    fn root() -> bool {
+        // setgroups needs root, as the builder is in rootfs isolation.
+        rustix::process::geteuid().is_root()
+    }
+
+    #[test]
+    fn output_env_input_and_the_exit_code() {
+        if !root() {
+            eprintln!("not root: skipped");
+            return;
+        }
+        let p = Seen::default();
+        let no = AtomicBool::new(false);
+        let ran = run(
+            &spec("echo $GREETING; echo err >&2; cat; echo \"home=$HOME\"; exit 3"),
+            Some(b"from stdin\n"),
+            &p,
+            1,
+            &no,
+        )
+        .unwrap();
+        assert_eq!(ran.code, 3);
+        let out = String::from_utf8(p.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(out, "hi\nerr\nfrom stdin\nhome=\n", "only the step's env");
+        assert_eq!(ran.tail, "hi\nerr\nfrom stdin\nhome=");
+    }
+
+    #[test]
+    fn cancel_kills_it_and_what_it_left_ends_with_the_step() {
+        if !root() {
+            eprintln!("not root: skipped");
+            return;
+        }
+        let p = Seen::default();
+        let cancel = AtomicBool::new(false);
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(300));
+                cancel.store(true, Ordering::Relaxed);
+            });
+            let r = run(&spec("sleep 30"), None, &p, 1, &cancel);
+            assert!(matches!(r, Err(Error::Interrupted)), "{:?}", r.err());
+        });
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // A daemon holding the output pipe: the step still ends when its
+        // process does, and the daemon with it.
+        let no = AtomicBool::new(false);
+        let started = Instant::now();
+        let ran = run(
+            &spec("sleep 30 & echo $! > /dev/stderr; exit 0"),
+            None,
+            &p,
+            1,
+            &no,
+        )
+        .unwrap();
+        assert_eq!(ran.code, 0);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let pid: i32 = ran.tail.lines().last().unwrap().trim().parse().unwrap();
+        // Reaped by nobody but gone from the group: signal 0 fails once
+        // it is dead or a zombie of init's.
+        std::thread::sleep(Duration::from_millis(200));
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            state.is_empty() || state.split_whitespace().nth(2) == Some("Z"),
+            "the background sleep lives on: {state}"
+        );
+    }
+}
