@@ -61,6 +61,16 @@ fn gcc_files() -> Result<Vec<String>> {
 fn gcc_layout(dir: &Path) -> Result<()> {
     let root = dir.join("gcc-rootfs");
     busybox_rootfs(&root)?;
+    // Debian's merged /usr: the packages list /lib/... paths that live in
+    // /usr/lib.
+    for (link, target) in [
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+        ("sbin", "usr/sbin"),
+    ] {
+        std::fs::create_dir_all(root.join(target))?;
+        std::os::unix::fs::symlink(target, root.join(link))?;
+    }
     let list = dir.join("gcc-files");
     std::fs::write(&list, gcc_files()?.join("\n"))?;
     // /bin/sh and friends stay busybox's.
@@ -170,6 +180,9 @@ fn measure_all(berth: &Path, base: &Path, runs: usize) -> Result<()> {
         "bud",
         "-q",
         "--layers",
+        // crun refuses this host's hybrid cgroups.
+        "--runtime",
+        "runc",
         "--network",
         "host",
         "--build-arg",

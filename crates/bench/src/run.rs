@@ -59,11 +59,12 @@ pub(crate) fn layout_of_rootfs(root: &Path, layout: &Path) -> Result<()> {
     sh(Command::new("gzip").arg("-f").arg(&tar))?;
     let gz = dir.join("layer.tar.gz");
     let (ld, ll) = crate::pull::blob(layout, &gz)?;
-    std::fs::remove_file(&gz)?;
     let cfg = json!({
         "architecture": "amd64", "os": "linux",
         "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"]},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        // As real images have (buildah refuses a base without it).
+        "history": [{"created_by": "berth-bench"}],
     });
     let (cd, cl) = write_blob(layout, &serde_json::to_vec(&cfg)?)?;
     let m = json!({

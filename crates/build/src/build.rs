@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use berth_engine::{Engine, PullPolicy};
@@ -50,6 +51,10 @@ pub struct BuildOptions {
     pub platform: Option<String>,
     /// `--isolation`: where steps run (rootfs/: in this process's root).
     pub isolation: crate::rootfs::Isolation,
+    /// `--cache-from REF`: registries' build caches to import first.
+    pub cache_from: Vec<String>,
+    /// `--cache-to REF`: where this build's cache goes.
+    pub cache_to: Option<String>,
 }
 
 /// What a built stage left: its layers and image config.
@@ -57,6 +62,8 @@ pub struct BuildOptions {
 pub struct StageOut {
     pub layers: Vec<LayerInfo>,
     pub config: Value,
+    /// The cache keys of the layers this stage made.
+    pub keys: Vec<crate::stage::CacheKey>,
 }
 
 pub struct Builder<'a> {
@@ -75,8 +82,12 @@ pub struct Builder<'a> {
     pub(crate) args: HashMap<String, String>,
     /// The global ARGs' values.
     pub(crate) globals: Vec<(String, String)>,
-    pub(crate) built: HashMap<usize, StageOut>,
-    pub(crate) step: usize,
+    /// Stages built so far (stages build in parallel where they can).
+    pub(crate) built: Mutex<HashMap<usize, StageOut>>,
+    /// The last step number given out.
+    pub(crate) step: AtomicUsize,
+    /// A stage failed: the others stop at their next step.
+    pub(crate) failed: AtomicBool,
     /// In rootfs isolation: the root every step runs in.
     pub(crate) rootfs: Option<std::sync::Arc<crate::rootfs::RootLock>>,
 }
@@ -146,8 +157,9 @@ pub fn build(
         context,
         args,
         globals: Vec::new(),
-        built: HashMap::new(),
-        step: 0,
+        built: Mutex::new(HashMap::new()),
+        step: AtomicUsize::new(0),
+        failed: AtomicBool::new(false),
         rootfs,
     };
     let res = b.run();
@@ -159,7 +171,7 @@ impl<'a> Builder<'a> {
     fn run(&mut self) -> Result<ImageRecord> {
         self.globals = self.global_args()?;
         let df = &self.df;
-        let order = plan::order(df, self.opts.target.as_deref(), &|_, word| {
+        let plan = plan::order(df, self.opts.target.as_deref(), &|_, word| {
             self.expand_global(word).map_err(|m| plan::PlanError {
                 pos: Pos::default(),
                 message: m,
@@ -170,18 +182,75 @@ impl<'a> Builder<'a> {
             pos: e.pos,
             message: e.message,
         })?;
-        let target = *order.last().expect("the target is in the plan");
-        for &i in &order {
-            self.check_cancel()?;
-            let out = self.build_stage(i)?;
-            self.built.insert(i, out);
+        let target = *plan.order.last().expect("the target is in the plan");
+        self.import_cache()?;
+        self.build_stages(&plan)?;
+        let stages: Vec<(usize, StageOut)> = {
+            let built = self.built.lock().expect("no builder panicked");
+            plan.order.iter().map(|i| (*i, built[i].clone())).collect()
+        };
+        let out = stages
+            .iter()
+            .find(|(i, _)| *i == target)
+            .map(|(_, o)| o.clone())
+            .expect("the target was built");
+        let img = self.commit(out)?;
+        self.export_cache(target, &stages)?;
+        Ok(img)
+    }
+
+    /// Builds the planned stages, each once the stages it reads are
+    /// built; those that are ready together build in parallel (each
+    /// step's work is mostly waiting on processes and the disk).
+    fn build_stages(&self, plan: &plan::Plan) -> Result<()> {
+        let mut left: Vec<usize> = plan.order.clone();
+        // Rootfs isolation has one root: stages in parallel would empty
+        // it for each other at every step.
+        let width = if self.rootfs.is_some() {
+            1
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .max(2)
+        };
+        while !left.is_empty() {
+            let ready: Vec<usize> = {
+                let built = self.built.lock().expect("no builder panicked");
+                left.iter()
+                    .copied()
+                    .filter(|i| plan.deps[*i].iter().all(|d| built.contains_key(d)))
+                    .take(width)
+                    .collect()
+            };
+            left.retain(|i| !ready.contains(i));
+            let results: Vec<Result<(usize, StageOut)>> = if ready.len() == 1 {
+                vec![self.build_stage(ready[0]).map(|o| (ready[0], o))]
+            } else {
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = ready
+                        .iter()
+                        .map(|&i| s.spawn(move || self.build_stage(i).map(|o| (i, o))))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("a stage's thread does not panic"))
+                        .collect()
+                })
+            };
+            for r in results {
+                let (i, out) = r.inspect_err(|_| self.failed.store(true, Ordering::Relaxed))?;
+                self.built
+                    .lock()
+                    .expect("no builder panicked")
+                    .insert(i, out);
+            }
         }
-        let out = self.built.remove(&target).expect("the target was built");
-        self.commit(out)
+        Ok(())
     }
 
     pub(crate) fn check_cancel(&self) -> Result<()> {
-        if self.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.cancel.load(Ordering::Relaxed) || self.failed.load(Ordering::Relaxed) {
             return Err(Error::Interrupted);
         }
         Ok(())
@@ -212,7 +281,7 @@ impl<'a> Builder<'a> {
         dockerfile::words::expand(word, &lookup, self.df.escape).map_err(|e| e.to_string())
     }
 
-    fn build_stage(&mut self, i: usize) -> Result<StageOut> {
+    fn build_stage(&self, i: usize) -> Result<StageOut> {
         let stage = self.df.stages[i].clone();
         let base = self
             .expand_global(&stage.base)
@@ -240,8 +309,15 @@ impl<'a> Builder<'a> {
             Ref::Scratch => StageOut {
                 layers: Vec::new(),
                 config: scratch_config(),
+                keys: Vec::new(),
             },
-            Ref::Stage(s) => self.built.get(&s).cloned().expect("planned before"),
+            Ref::Stage(s) => self
+                .built
+                .lock()
+                .expect("no builder panicked")
+                .get(&s)
+                .cloned()
+                .expect("planned before"),
             Ref::Image(name) => {
                 let img = self
                     .image(&name, n)
@@ -249,6 +325,7 @@ impl<'a> Builder<'a> {
                 StageOut {
                     layers: img.layers.clone(),
                     config: berth_image::commit::base_config(&self.engine.images, &img)?,
+                    keys: Vec::new(),
                 }
             }
         };
@@ -271,10 +348,10 @@ impl<'a> Builder<'a> {
         Ok(st.into_out())
     }
 
-    pub(crate) fn next_step(&mut self, title: &str) -> usize {
-        self.step += 1;
-        self.progress.step(self.step, title);
-        self.step
+    pub(crate) fn next_step(&self, title: &str) -> usize {
+        let n = self.step.fetch_add(1, Ordering::Relaxed) + 1;
+        self.progress.step(n, title);
+        n
     }
 
     /// A base image or a `--from` image, pulled as --pull says.
@@ -288,7 +365,7 @@ impl<'a> Builder<'a> {
     }
 
     fn instruction(
-        &mut self,
+        &self,
         st: &mut StageState,
         ins: &Instruction,
         title: &str,
@@ -310,7 +387,7 @@ impl<'a> Builder<'a> {
 
     /// Directories WORKDIR named that no step has made yet: one layer
     /// makes them at the end of a stage.
-    fn flush_dirs(&mut self, st: &mut StageState) -> Result<()> {
+    fn flush_dirs(&self, st: &mut StageState) -> Result<()> {
         if st.pending_dirs.is_empty() {
             return Ok(());
         }
@@ -321,7 +398,7 @@ impl<'a> Builder<'a> {
             "dirs": st.pending_dirs,
         }));
         if let Some(e) = self.cached(&key)? {
-            st.push_layer(e.layer, &e.created, "WORKDIR", None);
+            st.push_layer(e.layer, &e.created, "WORKDIR", &key);
             st.pending_dirs.clear();
             return Ok(());
         }
@@ -334,7 +411,7 @@ impl<'a> Builder<'a> {
         let layer = w.layer(parent.as_ref(), &self.lease)?;
         let created = crate::stage::now();
         self.remember(&key, &layer, &created)?;
-        st.push_layer(layer, &created, "WORKDIR", None);
+        st.push_layer(layer, &created, "WORKDIR", &key);
         Ok(())
     }
 

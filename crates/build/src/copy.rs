@@ -15,15 +15,43 @@ use crate::error::{Error, Result};
 use crate::stage::StageState;
 use crate::working::Workspace;
 
-/// A file given inline.
+/// A file given inline (a heredoc) or fetched (ADD of a URL).
 struct Inline {
     name: String,
-    content: Vec<u8>,
+    content: Content,
+    mode: u32,
+    mtime: u64,
+    digest: berth_image::digest::Digest,
+}
+
+enum Content {
+    Bytes(Vec<u8>),
+    /// A temporary file of the store, removed with the step.
+    File(TempFile),
+}
+
+/// Removed when dropped.
+struct TempFile {
+    path: std::path::PathBuf,
+    size: u64,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl<'a> Builder<'a> {
     pub(crate) fn copy_step(
-        &mut self,
+        &self,
         st: &mut StageState,
         ins: &Instruction,
         cp: &Copy,
@@ -35,10 +63,15 @@ impl<'a> Builder<'a> {
         if cp.parents {
             return Err(fail(format!("{word} --parents is not supported")));
         }
-        if cp.checksum.is_some() || cp.keep_git_dir {
+        if cp.keep_git_dir {
             return Err(fail(format!(
-                "{word} --checksum and --keep-git-dir go with URLs and git sources, which berth build does not fetch"
+                "{word} --keep-git-dir goes with git sources, which berth build does not fetch"
             )));
+        }
+        if cp.checksum.is_some() && !cp.add {
+            return Err(fail(
+                "COPY --checksum: only ADD fetches what it checks".into(),
+            ));
         }
         let dest_raw = st.expand(&cp.dest, esc).map_err(fail)?;
         let dir_hint = dest_raw.ends_with('/') || dest_raw == "." || dest_raw.ends_with("/.");
@@ -84,16 +117,37 @@ impl<'a> Builder<'a> {
             }
         };
         let mut sources: Vec<Source> = Vec::new();
+        let mut inline = Vec::new();
         for s in &cp.sources {
             let s = st.expand(s, esc).map_err(fail)?;
-            if s.contains("://") || s.starts_with("git@") {
+            if s.starts_with("git@") || s.ends_with(".git") && s.contains("://") {
                 return Err(fail(format!(
-                    "{word} {s}: URLs and git sources are not fetched by berth build"
+                    "{word} {s}: berth build does not fetch git sources"
                 )));
+            }
+            if s.contains("://") {
+                if !cp.add {
+                    return Err(fail(format!(
+                        "COPY {s}: COPY does not fetch URLs; ADD does"
+                    )));
+                }
+                let checksum = cp
+                    .checksum
+                    .as_ref()
+                    .map(|c| st.expand(c, esc))
+                    .transpose()
+                    .map_err(fail)?;
+                inline.push(
+                    self.fetch(&s, checksum.as_deref())
+                        .map_err(|e| fail(e.to_string()))?,
+                );
+                continue;
+            }
+            if cp.checksum.is_some() {
+                return Err(fail("ADD --checksum goes with a URL".into()));
             }
             sources.extend(tree.select(&s).map_err(|e| fail(e.to_string()))?);
         }
-        let mut inline = Vec::new();
         for h in &cp.heredocs {
             let content = if h.expand {
                 let lookup = |n: &str| st.lookup(n);
@@ -102,9 +156,13 @@ impl<'a> Builder<'a> {
             } else {
                 h.content.clone()
             };
+            let content = content.into_bytes();
             inline.push(Inline {
                 name: h.name.clone(),
-                content: content.into_bytes(),
+                digest: berth_image::digest::Digest::of(&content),
+                content: Content::Bytes(content),
+                mode: 0o644,
+                mtime: unix_now(),
             });
         }
         let many = sources.len() + inline.len() > 1;
@@ -151,14 +209,14 @@ impl<'a> Builder<'a> {
             "chmod": chmod,
             "items": items.iter().map(item_key).collect::<Vec<_>>(),
             "archives": archives.iter().map(item_key).collect::<Vec<_>>(),
-            "inline": inline.iter().map(|i| json!([i.name, berth_image::digest::Digest::of(&i.content)])).collect::<Vec<_>>(),
+            "inline": inline.iter().map(|i| json!([i.name, i.digest, i.mode])).collect::<Vec<_>>(),
             "dirs": st.pending_dirs,
         }));
         let created_by = format!("{} # buildkit", ins.original);
         if let Some(e) = self.cached(&key)? {
             self.progress.cached(n);
             st.pending_dirs.clear();
-            st.push_layer(e.layer, &e.created, &created_by, None);
+            st.push_layer(e.layer, &e.created, &created_by, &key);
             return Ok(());
         }
         let w = self.workspace(
@@ -215,7 +273,7 @@ impl<'a> Builder<'a> {
         drop(holder);
         let created = crate::stage::now();
         self.remember(&key, &layer, &created)?;
-        st.push_layer(layer, &created, &created_by, None);
+        st.push_layer(layer, &created, &created_by, &key);
         Ok(())
     }
 
@@ -269,24 +327,75 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
         for f in inline {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(tar::EntryType::Regular);
             h.set_uid(owner.0 as u64);
             h.set_gid(owner.1 as u64);
-            h.set_mode(chmod.unwrap_or(0o644));
-            h.set_mtime(now);
-            h.set_size(f.content.len() as u64);
-            b.append_data(&mut h, &f.name, &f.content[..]).map_err(io)?;
+            h.set_mode(chmod.unwrap_or(f.mode));
+            h.set_mtime(f.mtime);
+            match &f.content {
+                Content::Bytes(data) => {
+                    h.set_size(data.len() as u64);
+                    b.append_data(&mut h, &f.name, &data[..]).map_err(io)?;
+                }
+                Content::File(t) => {
+                    h.set_size(t.size);
+                    let file = std::fs::File::open(&t.path)
+                        .map_err(Error::io(format!("open {}", t.path.display())))?;
+                    b.append_data(&mut h, &f.name, file.take(t.size))
+                        .map_err(io)?;
+                }
+            }
         }
         let mut file = b.into_inner().map_err(io)?;
         file.flush().map_err(io)?;
         file.rewind().map_err(io)?;
         Ok(file)
+    }
+}
+
+impl Builder<'_> {
+    /// ADD's URL, fetched into the store's temporary space: named by the
+    /// URL's last path part, mode 0600 as docker gives it, the server's
+    /// Last-Modified as its time; `--checksum` checked.
+    fn fetch(&self, url: &str, checksum: Option<&str>) -> Result<Inline> {
+        let path = self.engine.images.temp_path("build-add");
+        let mut tmp = TempFile { path, size: 0 };
+        let got = berth_image::fetch::fetch(
+            url,
+            &tmp.path,
+            &self.opts.pull_options.transport,
+            self.opts.pull_options.limits.layer,
+        )?;
+        if let Some(want) = checksum
+            && want != got.digest.as_str()
+        {
+            return Err(Error::invalid(
+                format!("ADD --checksum={want}"),
+                format!("{url} has {}", got.digest),
+            ));
+        }
+        tmp.size = got.size;
+        let name = url
+            .split(['?', '#'])
+            .next()
+            .and_then(|u| u.trim_end_matches('/').rsplit('/').next())
+            .filter(|n| !n.is_empty() && !n.contains(':'))
+            .unwrap_or("__unnamed__")
+            .to_string();
+        let mtime = got
+            .modified
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+            .unwrap_or_else(unix_now);
+        Ok(Inline {
+            name,
+            content: Content::File(tmp),
+            mode: 0o600,
+            mtime,
+            digest: got.digest,
+        })
     }
 }
 

@@ -44,6 +44,15 @@ pub struct PlanError {
     pub message: String,
 }
 
+/// The stages a build needs, and what each reads.
+#[derive(Debug)]
+pub struct Plan {
+    /// Each after the stages it reads; the target last.
+    pub order: Vec<usize>,
+    /// For every stage of the file, the stages it reads.
+    pub deps: Vec<Vec<usize>>,
+}
+
 /// The stages to build for `target` (the last stage by default), each
 /// after those it reads. `expand` gives a reference's value (FROM words
 /// and --from flags may hold ARGs).
@@ -51,7 +60,7 @@ pub fn order(
     df: &Dockerfile,
     target: Option<&str>,
     expand: &dyn Fn(usize, &str) -> Result<String, PlanError>,
-) -> Result<Vec<usize>, PlanError> {
+) -> Result<Plan, PlanError> {
     let target = match target {
         None => df.stages.len() - 1,
         Some(t) => {
@@ -102,7 +111,7 @@ pub fn order(
     let mut state = vec![0u8; df.stages.len()]; // 0 new, 1 on the path, 2 done
     let mut path = Vec::new();
     visit(df, &deps, target, &mut state, &mut path, &mut out)?;
-    Ok(out)
+    Ok(Plan { order: out, deps })
 }
 
 /// A `--from` name against every stage: it may name a later stage (a FROM

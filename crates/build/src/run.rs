@@ -29,7 +29,7 @@ struct Mounts<'e> {
 
 impl<'a> Builder<'a> {
     pub(crate) fn run_step(
-        &mut self,
+        &self,
         st: &mut StageState,
         ins: &Instruction,
         run: &Run,
@@ -72,7 +72,7 @@ impl<'a> Builder<'a> {
         if let Some(e) = self.cached(&key)? {
             self.progress.cached(n);
             st.pending_dirs.clear();
-            st.push_layer(e.layer, &e.created, &created_by, None);
+            st.push_layer(e.layer, &e.created, &created_by, &key);
             return Ok(());
         }
         let mut cfg = st.container_config(mode);
@@ -108,7 +108,7 @@ impl<'a> Builder<'a> {
         drop(mounts);
         let created = crate::stage::now();
         self.remember(&key, &layer, &created)?;
-        st.push_layer(layer, &created, &created_by, None);
+        st.push_layer(layer, &created, &created_by, &key);
         Ok(())
     }
 
@@ -296,7 +296,8 @@ impl<'a> Builder<'a> {
         let fail = |why: String| step_error(ins.pos, &ins.original, why);
         let (layers, config) = match crate::plan::resolve_any(&self.df, from) {
             crate::plan::Ref::Stage(i) => {
-                let out = self.built.get(&i).ok_or_else(|| {
+                let built = self.built.lock().expect("no builder panicked");
+                let out = built.get(&i).ok_or_else(|| {
                     fail(format!(
                         "--from={from}: stage not built (is it after this one?)"
                     ))
@@ -308,7 +309,7 @@ impl<'a> Builder<'a> {
             }
             crate::plan::Ref::Image(name) => {
                 let img = self
-                    .image(&name, self.step)
+                    .image(&name, self.step.load(std::sync::atomic::Ordering::Relaxed))
                     .map_err(|e| fail(e.to_string()))?;
                 let cfg = berth_image::commit::base_config(&self.engine.images, &img)?;
                 (img.layers.clone(), cfg)

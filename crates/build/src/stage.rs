@@ -23,9 +23,20 @@ pub struct StageState {
     /// The time of the stage's last layer (history entries of config-only
     /// steps take it, so a build from cache is the same image).
     pub created: String,
+    /// The cache keys of the stage's own layers (what `--cache-to`
+    /// exports).
+    pub keys: Vec<CacheKey>,
     /// Whether this stage set CMD (an ENTRYPOINT then keeps it).
     cmd_set: bool,
     pub label: String,
+}
+
+/// A layer step's cache key, and which of the stage's layers it made.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CacheKey {
+    pub key: Digest,
+    pub layer: usize,
+    pub created: String,
 }
 
 pub fn now() -> String {
@@ -72,6 +83,7 @@ impl StageState {
             args: Vec::new(),
             shell,
             pending_dirs: Vec::new(),
+            keys: Vec::new(),
             created,
             cmd_set: false,
             label: label.to_string(),
@@ -82,6 +94,7 @@ impl StageState {
         StageOut {
             layers: self.layers,
             config: self.config,
+            keys: self.keys,
         }
     }
 
@@ -187,25 +200,20 @@ impl StageState {
         }
     }
 
-    /// A step that made `layer`.
-    pub fn push_layer(
-        &mut self,
-        layer: LayerInfo,
-        created: &str,
-        created_by: &str,
-        comment: Option<&str>,
-    ) {
+    /// A step that made `layer`, cached under `key`.
+    pub fn push_layer(&mut self, layer: LayerInfo, created: &str, created_by: &str, key: &Digest) {
         self.layers.push(layer);
         self.created = created.to_string();
-        let mut e = json!({
+        self.keys.push(CacheKey {
+            key: key.clone(),
+            layer: self.layers.len() - 1,
+            created: created.to_string(),
+        });
+        self.history(json!({
             "created": created,
             "created_by": created_by,
-            "comment": comment.unwrap_or("buildkit.dockerfile.v0"),
-        });
-        if comment.is_none() {
-            e["comment"] = json!("buildkit.dockerfile.v0");
-        }
-        self.history(e);
+            "comment": "buildkit.dockerfile.v0",
+        }));
     }
 
     fn history(&mut self, e: Value) {

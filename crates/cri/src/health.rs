@@ -28,7 +28,7 @@ pub fn runtime_condition(cri: &Cri) -> api::RuntimeCondition {
 
 /// Pods can get a network: the CNI plugins the berth network runs exist.
 pub fn network_condition(cri: &Cri) -> api::RuntimeCondition {
-    let cni = berth_engine::berth_network::Cni::new(cri.engine.network_state_dir());
+    let cni = cri.engine.cni();
     let missing: Vec<&str> = PLUGINS
         .iter()
         .copied()

@@ -114,6 +114,7 @@ impl Engine {
             Error::NotFound(format!("image {} of container {}", c.image_id, c.name))
         })?;
         let mut config = berth_image::commit::base_config(&self.images, &base)?;
+        container_command(&mut config, &c);
         for change in &opts.changes {
             apply_change(&mut config, change)?;
         }
@@ -209,6 +210,25 @@ impl Engine {
             config,
             &opts.names,
         )?)
+    }
+}
+
+/// The container's own command, where its run gave one, becomes the
+/// image's (docker's and podman's rule): a new entrypoint without a
+/// command drops the image's Cmd, as it did for the run.
+fn container_command(config: &mut Value, c: &Container) {
+    if !config["config"].is_object() {
+        config["config"] = json!({});
+    }
+    let cfg = &mut config["config"];
+    if let Some(e) = &c.config.entrypoint {
+        cfg["Entrypoint"] = if e.is_empty() { Value::Null } else { json!(e) };
+        if c.config.cmd.is_none() {
+            cfg["Cmd"] = Value::Null;
+        }
+    }
+    if let Some(cmd) = &c.config.cmd {
+        cfg["Cmd"] = json!(cmd);
     }
 }
 

@@ -38,6 +38,10 @@ pub struct Engine {
     pub monitor: PathBuf,
     pub berth: PathBuf,
     pub exit_command: bool,
+    /// The CNI runner, one for the engine's life: its memo of what
+    /// iptables said lasts that long (a burst of pods in berthd looks
+    /// once).
+    cni: berth_network::Cni,
 }
 
 impl Engine {
@@ -53,7 +57,9 @@ impl Engine {
             std::os::unix::fs::PermissionsExt::from_mode(0o700),
         );
         let (db, found) = Db::open(&Self::db_path(&root))?;
+        let cni = berth_network::Cni::new(root.join("network"));
         let e = Engine {
+            cni,
             root,
             run_root,
             paths: o.paths,
@@ -177,6 +183,11 @@ impl Engine {
     /// results each detach needs, also after a reboot.
     pub fn network_state_dir(&self) -> PathBuf {
         self.root.join("network")
+    }
+
+    /// The engine's CNI runner (state in `network_state_dir`).
+    pub fn cni(&self) -> &berth_network::Cni {
+        &self.cni
     }
 
     pub fn volumes_dir(&self) -> PathBuf {

@@ -226,17 +226,6 @@ impl Engine {
         spec::set_resources(s, &c.config);
         spec::set_security(s, &c.config)?;
         spec::set_annotations(s, &c.config.labels);
-        if c.config.owner.is_none()
-            && c.config.network != NetworkMode::Host
-            && c.config.extra.uid_map.is_empty()
-        {
-            // ping without NET_RAW: ICMP echo sockets for every group, in
-            // the container's own network namespace (docker's default;
-            // podman's allows root's group only). --sysctl overrides it.
-            // Not in a user namespace: the network namespace is the
-            // host's user namespace's, whose sysctls its root cannot set.
-            spec::set_default_sysctl(s, "net.ipv4.ping_group_range", "0 2147483647");
-        }
         spec::set_extra(s, &c.config.extra, &self.bundle_dir(&c.id).join("rootfs"))?;
         if let Some(e) = &c.config.extra.cdi {
             crate::cdi::apply(s, e)?;

@@ -22,11 +22,11 @@ impl Engine {
     pub(crate) fn publish_names(&self, c: &Container, base: &str) -> Result<()> {
         let ud = self.userdata(&c.id);
         crate::etcfiles::write(&ud, BASE, base)?;
-        crate::etcfiles::write(&ud, "hosts", base)?;
         let nets = user_networks(c);
         if nets.is_empty() {
-            return Ok(());
+            return crate::etcfiles::write(&ud, "hosts", base);
         }
+        // Its own file is written with its peers' lines, once, as theirs.
         self.rewrite_names(c, &nets, true)
     }
 
@@ -100,8 +100,11 @@ impl Engine {
             // Made before names were kept, or removed meanwhile.
             return Ok(());
         };
+        // Made here on a container's first start; rewritten in place
+        // after (a running one has it bound in).
         let mut f = std::fs::OpenOptions::new()
             .write(true)
+            .create(true)
             .truncate(true)
             .open(&hosts)
             .ctx(|| format!("open {}", hosts.display()))?;

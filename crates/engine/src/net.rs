@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use berth_network::{Cni, Network, PortMapping, netns};
+use berth_network::{Network, PortMapping, netns};
 
 use crate::engine::{Engine, path_str};
 use crate::error::{Error, Result};
@@ -13,10 +13,6 @@ use crate::spec::{self, NetNs};
 
 fn neterr(e: impl std::fmt::Display) -> Error {
     Error::Network(e.to_string())
-}
-
-fn cni(e: &Engine) -> Cni {
-    Cni::new(e.network_state_dir())
 }
 
 /// The network of `name`; the default one (`berth`, also called `bridge`)
@@ -132,7 +128,7 @@ impl Engine {
                 self.remove(&c.id, true)?;
             }
         }
-        cni(self).remove_network(&n).map_err(neterr)?;
+        self.cni().remove_network(&n).map_err(neterr)?;
         self.db.remove_network(&n.name)?;
         crate::recover::remove_network_file(self, &n.name);
         self.emit(
@@ -302,7 +298,7 @@ pub(crate) fn attach_all(
     let mut attached = Vec::new();
     record(pin.clone(), attached.clone())?;
     let path = netns::create(&e.netns_dir(), &pin_name).map_err(neterr)?;
-    let c = cni(e);
+    let c = e.cni();
     for (i, n) in nets.iter().enumerate() {
         let ifname = format!("eth{i}");
         // Ports go through the first network.
@@ -350,7 +346,7 @@ pub(crate) fn detach_all(
     attached: &[Attached],
     netns_path: Option<&str>,
 ) -> Result<()> {
-    let c = cni(e);
+    let c = e.cni();
     let path = netns_path.map(PathBuf::from).unwrap_or_default();
     let names = configured_networks(mode);
     for (i, n) in names.iter().enumerate().rev() {
@@ -392,10 +388,6 @@ pub fn setup(e: &Engine, c: &mut Container, s: &mut oci_spec::runtime::Spec) -> 
             spec::set_network(s, NetNs::Host);
             Ok(false)
         }
-        NetworkMode::None => {
-            spec::set_network(s, NetNs::New);
-            Ok(true)
-        }
         NetworkMode::Container(other) => {
             let o = e.container(&other)?;
             if o.state.status != Status::Running {
@@ -429,17 +421,41 @@ pub fn setup(e: &Engine, c: &mut Container, s: &mut oci_spec::runtime::Spec) -> 
             c.networks = pod.networks.clone();
             Ok(pod.network != NetworkMode::Host)
         }
-        mode @ (NetworkMode::Default | NetworkMode::Bridge(_)) => {
+        // `none` too is a namespace made here (no network attached): its
+        // `lo` up, as docker's and podman's, and its defaults set.
+        mode @ (NetworkMode::None | NetworkMode::Default | NetworkMode::Bridge(_)) => {
             let (id, ports) = (c.id.clone(), c.config.ports.clone());
             let path = attach_all(e, &id, &mode, &ports, |ns, at| {
                 c.netns = ns;
                 c.networks = at;
                 e.db.update_container(c)
             })?;
+            set_default_sysctls(&path, c.config.owner.as_deref(), &c.config.extra.sysctls)?;
             spec::set_network(s, NetNs::Join(&path_str(&path)));
             Ok(true)
         }
     }
+}
+
+/// What a namespace berth made for a container or pod of its own (not
+/// one kubelet manages) gets before anything runs in it: ICMP echo
+/// sockets for every group, so that `ping` works without NET_RAW
+/// (docker's default; podman's opens them to root's group only). Written
+/// here as the host's root, not left to the runtime through the spec: the
+/// runtime writes sysctls from inside the container, which in a user
+/// namespace may not write them, and a namespace joined from another
+/// container (`--network container:`) is not the joiner's to change. A
+/// `--sysctl` of the same key is the runtime's to set, after this.
+pub(crate) fn set_default_sysctls(
+    path: &Path,
+    owner: Option<&str>,
+    given: &std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    const PING: (&str, &str) = ("net.ipv4.ping_group_range", "0 2147483647");
+    if owner.is_some() || given.contains_key(PING.0) {
+        return Ok(());
+    }
+    netns::set_sysctl(path, PING.0, PING.1).map_err(neterr)
 }
 
 /// Releases what `setup` made; idempotent, and works after a crash or a
@@ -447,7 +463,7 @@ pub fn setup(e: &Engine, c: &mut Container, s: &mut oci_spec::runtime::Spec) -> 
 pub fn teardown(e: &Engine, c: &mut Container) -> Result<()> {
     if matches!(
         c.config.network,
-        NetworkMode::Default | NetworkMode::Bridge(_)
+        NetworkMode::None | NetworkMode::Default | NetworkMode::Bridge(_)
     ) {
         detach_all(
             e,
@@ -498,7 +514,8 @@ impl Engine {
                 .find(|n| !taken.contains(&n.as_str()))
                 .expect("a free name");
             let args = [("IgnoreUnknown".to_string(), "1".to_string())];
-            let a = cni(self)
+            let a = self
+                .cni()
                 .attach(&net, &c.id, Path::new(&ns), &ifname, &[], &args)
                 .map_err(neterr)?;
             c.networks.push(attached_from(a));
@@ -539,7 +556,8 @@ impl Engine {
             let ports: &[PortMapping] = if i == 0 { &c.config.ports } else { &[] };
             let fallback = net.as_ref().map(|n| (n, ports));
             let ifname = c.networks[at].interface.clone();
-            if let Some(w) = cni(self)
+            if let Some(w) = self
+                .cni()
                 .detach(&name, &c.id, Path::new(&ns), &ifname, fallback)
                 .map_err(neterr)?
             {

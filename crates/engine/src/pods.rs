@@ -157,6 +157,9 @@ impl Engine {
                 })?)
             }
         };
+        if let Some(path) = &netns {
+            net::set_default_sysctls(path, p.options.owner.as_deref(), &p.options.sysctls)?;
+        }
         if p.options.share_pid {
             self.infra_launch(p, netns.as_deref())
         } else {

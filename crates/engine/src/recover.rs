@@ -137,7 +137,7 @@ fn runtime_ids(root: &Path) -> Vec<String> {
 /// Releases the networks of an owner (container or pod) known only by its
 /// id: every CNI attachment cached for it, and its netns pin.
 fn release_network(e: &Engine, owner: &str) -> Result<()> {
-    let cni = berth_network::Cni::new(e.network_state_dir());
+    let cni = e.cni();
     for (net, id, ifname) in cni.cached() {
         if id != owner {
             continue;
@@ -256,7 +256,7 @@ pub fn sweep(e: &Engine) -> Result<Swept> {
 
     // Attachments, pins and run dirs whose owner is gone.
     let owners: HashSet<String> = e.db.container_ids()?.into_iter().chain(pods).collect();
-    let cni = berth_network::Cni::new(e.network_state_dir());
+    let cni = e.cni();
     let mut gone: HashSet<String> = cni
         .cached()
         .into_iter()
@@ -454,12 +454,12 @@ fn rebuilt_state(e: &Engine, f: &ContainerFile) -> Result<ContainerRun> {
     let pin = e.netns_dir().join(Engine::netns_name(&f.id));
     let own_network = matches!(
         f.spec.config.network,
-        NetworkMode::Default | NetworkMode::Bridge(_)
+        NetworkMode::None | NetworkMode::Default | NetworkMode::Bridge(_)
     );
     if own_network && berth_network::netns::exists(&pin) {
         run.netns = Some(pin.to_string_lossy().into_owned());
     }
-    let cached = berth_network::Cni::new(e.network_state_dir()).cached();
+    let cached = e.cni().cached();
     run.state.needs_cleanup = run.netns.is_some()
         || status != RtStatus::Missing
         || cached.iter().any(|(_, id, _)| *id == f.id);

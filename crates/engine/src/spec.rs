@@ -667,14 +667,6 @@ pub fn resources_of(c: &ContainerConfig) -> LinuxResources {
 /// limits, groups, LSM labels, paths and a user namespace. Groups by name
 /// are looked up in the image's /etc/group under `rootfs`.
 /// A sysctl the container gets unless something already set it.
-pub fn set_default_sysctl(spec: &mut Spec, key: &str, value: &str) {
-    let l = linux(spec);
-    let mut m = l.sysctl().clone().unwrap_or_default();
-    m.entry(key.to_string())
-        .or_insert_with(|| value.to_string());
-    l.set_sysctl(Some(m));
-}
-
 pub fn set_extra(spec: &mut Spec, x: &Extra, rootfs: &std::path::Path) -> Result<()> {
     if !x.sysctls.is_empty() {
         let l = linux(spec);

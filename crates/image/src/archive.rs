@@ -254,42 +254,73 @@ fn save_oci_archive(
     out: &mut dyn io::Write,
     what: &str,
 ) -> Result<()> {
-    let mut tar = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, out));
+    let mut tar = Stream::new(out, what);
     let (all, index) = oci_layout(store, images);
-    let mut add = |name: &str, size: u64, data: &mut dyn Read| -> Result<()> {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(size);
-        h.set_mode(0o644);
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mtime(0);
-        tar.append_data(&mut h, name, data)
-            .ctx(|| format!("write {name} to {what}"))
-    };
-    add(
+    tar.add(
         "oci-layout",
         OCI_LAYOUT_FILE.len() as u64,
         &mut &*OCI_LAYOUT_FILE,
     )?;
     for (d, size) in all {
-        let f = File::open(store.blob_path(&d)).ctx(|| format!("open blob {d}"))?;
-        let have = f.metadata().ctx(|| format!("stat blob {d}"))?.len();
-        if let Some(want) = size.filter(|&w| w != have) {
-            return Err(Error::invalid(
-                format!("blob {d} in the store"),
-                format!("{have} bytes, the image record says {want}: pull the image again"),
-            ));
-        }
+        let (f, have) = open_blob(store, &d, size)?;
         // Exactly the length the header says, even if the file changed.
         let mut exact = Exact {
             inner: f.take(have),
             left: have,
             what: format!("blob {d} has"),
         };
-        add(&format!("blobs/sha256/{}", d.hex()), have, &mut exact)?;
+        tar.add(&format!("blobs/sha256/{}", d.hex()), have, &mut exact)?;
     }
-    add("index.json", index.len() as u64, &mut index.as_slice())?;
-    let mut w = tar.into_inner().ctx(|| format!("finish {what}"))?;
-    io::Write::flush(&mut w).ctx(|| format!("flush {what}"))
+    tar.add("index.json", index.len() as u64, &mut index.as_slice())?;
+    tar.finish()
+}
+
+/// An archive written as a stream: regular files only, each 0644 with
+/// time 0 (so the same images save to the same bytes), through a 1 MiB
+/// buffer; errors name the entry and `what` is written.
+struct Stream<'a> {
+    tar: tar::Builder<io::BufWriter<&'a mut dyn io::Write>>,
+    what: &'a str,
+}
+
+impl<'a> Stream<'a> {
+    fn new(out: &'a mut dyn io::Write, what: &'a str) -> Self {
+        Stream {
+            tar: tar::Builder::new(io::BufWriter::with_capacity(1 << 20, out)),
+            what,
+        }
+    }
+
+    fn add(&mut self, name: &str, size: u64, data: &mut dyn Read) -> Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mtime(0);
+        self.tar
+            .append_data(&mut h, name, data)
+            .ctx(|| format!("write {name} to {}", self.what))
+    }
+
+    fn finish(self) -> Result<()> {
+        let what = self.what;
+        let mut w = self.tar.into_inner().ctx(|| format!("finish {what}"))?;
+        io::Write::flush(&mut w).ctx(|| format!("flush {what}"))
+    }
+}
+
+/// Blob `d` of the store, opened, with its length, which must be the
+/// `size` the image record gives (when it gives one).
+fn open_blob(store: &Store, d: &Digest, size: Option<u64>) -> Result<(File, u64)> {
+    let f = File::open(store.blob_path(d)).ctx(|| format!("open blob {d}"))?;
+    let have = f.metadata().ctx(|| format!("stat blob {d}"))?.len();
+    if let Some(want) = size.filter(|&w| w != have) {
+        return Err(Error::invalid(
+            format!("blob {d} in the store"),
+            format!("{have} bytes, the image record says {want}: pull the image again"),
+        ));
+    }
+    Ok((f, have))
 }
 
 /// Copies blob `d` into `blobs` (an OCI layout's blobs/sha256): a copy,
@@ -298,15 +329,7 @@ fn save_oci_archive(
 /// says, written under a temporary name and renamed over whatever was
 /// there (a symlink in the way is replaced, not followed).
 fn copy_blob(store: &Store, d: &Digest, size: Option<u64>, blobs: &Path) -> Result<()> {
-    let src = store.blob_path(d);
-    let mut from = File::open(&src).ctx(|| format!("open blob {d}"))?;
-    let have = from.metadata().ctx(|| format!("stat blob {d}"))?.len();
-    if let Some(want) = size.filter(|&w| w != have) {
-        return Err(Error::invalid(
-            format!("blob {d} in the store"),
-            format!("{have} bytes, the image record says {want}: pull the image again"),
-        ));
-    }
+    let (mut from, have) = open_blob(store, d, size)?;
     let tmp = blobs.join(format!(".{}.tmp-{}", d.hex(), std::process::id()));
     let res = (|| {
         let mut to = std::fs::OpenOptions::new()
@@ -336,19 +359,9 @@ fn save_docker(
     out: &mut dyn io::Write,
     what: &str,
 ) -> Result<()> {
-    let mut tar = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, out));
+    let mut tar = Stream::new(out, what);
     let mut manifest = Vec::new();
     let mut written = std::collections::HashSet::new();
-    let add =
-        |tar: &mut tar::Builder<_>, name: &str, size: u64, data: &mut dyn Read| -> Result<()> {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(size);
-            h.set_mode(0o644);
-            h.set_entry_type(tar::EntryType::Regular);
-            h.set_mtime(0);
-            tar.append_data(&mut h, name, data)
-                .ctx(|| format!("write {name} to {what}"))
-        };
     for (img, name) in images {
         let config = store.read_blob(&img.id)?;
         if config.len() as u64 != img.config_size {
@@ -363,12 +376,7 @@ fn save_docker(
         }
         let cname = format!("{}.json", img.id.hex());
         if written.insert(cname.clone()) {
-            add(
-                &mut tar,
-                &cname,
-                config.len() as u64,
-                &mut config.as_slice(),
-            )?;
+            tar.add(&cname, config.len() as u64, &mut config.as_slice())?;
         }
         let mut layers = Vec::new();
         for l in &img.layers {
@@ -383,16 +391,15 @@ fn save_docker(
                     left: l.unpacked,
                     what: format!("blob {} decompresses to", l.digest),
                 };
-                add(&mut tar, &lname, l.unpacked, &mut exact)?;
+                tar.add(&lname, l.unpacked, &mut exact)?;
             }
             layers.push(lname);
         }
         manifest.push(json!({ "Config": cname, "RepoTags": [name], "Layers": layers }));
     }
     let m = serde_json::to_vec(&manifest).expect("json");
-    add(&mut tar, "manifest.json", m.len() as u64, &mut m.as_slice())?;
-    let mut w = tar.into_inner().ctx(|| format!("finish {what}"))?;
-    io::Write::flush(&mut w).ctx(|| format!("flush {what}"))
+    tar.add("manifest.json", m.len() as u64, &mut m.as_slice())?;
+    tar.finish()
 }
 
 /// A reader that must give exactly the `left` bytes a tar header already

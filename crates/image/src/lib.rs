@@ -13,6 +13,7 @@ pub mod commit;
 pub mod digest;
 pub mod error;
 pub mod export;
+pub mod fetch;
 pub mod filter;
 pub mod history;
 pub mod images;

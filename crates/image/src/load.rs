@@ -268,9 +268,10 @@ fn load_docker_dir(
 }
 
 /// The names an index entry gives its image: `io.containerd.image.name`
-/// (which must parse), else the layout directory's name with the
-/// `org.opencontainers.image.ref.name` tag, a guess dropped when it is no
-/// valid name.
+/// (which must parse); else `org.opencontainers.image.ref.name`, which
+/// podman and skopeo fill with the whole name (`localhost/app:1`) and
+/// others with a tag alone, taken with the layout directory's name (a
+/// guess, dropped when it is no valid name).
 fn oci_names(ann: Option<&HashMap<String, String>>, base: &str) -> Result<Vec<String>> {
     let Some(ann) = ann else {
         return Ok(Vec::new());
@@ -278,9 +279,15 @@ fn oci_names(ann: Option<&HashMap<String, String>>, base: &str) -> Result<Vec<St
     if let Some(n) = ann.get("io.containerd.image.name") {
         return Ok(vec![local_name(n)?]);
     }
-    Ok(ann
-        .get("org.opencontainers.image.ref.name")
-        .and_then(|t| local_name(&format!("{base}:{t}")).ok())
+    let Some(r) = ann.get("org.opencontainers.image.ref.name") else {
+        return Ok(Vec::new());
+    };
+    // A tag holds neither '/' nor ':'; a name with either is whole.
+    if r.contains(['/', ':']) {
+        return Ok(vec![local_name(r)?]);
+    }
+    Ok(local_name(&format!("{base}:{r}"))
+        .ok()
         .into_iter()
         .collect())
 }

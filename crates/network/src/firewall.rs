@@ -20,43 +20,80 @@ fn iptables(args: &[&str]) -> std::io::Result<std::process::Output> {
         .output()
 }
 
-/// How long what this process learnt of the host's iptables is taken as
-/// still true. Each look is an iptables run (4 ms here); a daemon starting
-/// a burst of pods looks once per burst. A rule flushed by hand comes back
+/// How long what was learnt of the host's iptables is taken as still
+/// true. Each look is an iptables run (4 ms here); a daemon starting a
+/// burst of pods looks once per burst. A rule flushed by hand comes back
 /// on the first attachment after this long, where a CLI run notices at
-/// once (every run is a new process).
+/// once (every run is a new process, with a new memo).
 const FRESH: Duration = Duration::from_secs(10);
 
-/// The looks taken, by what was looked at, with their answer.
-static SEEN: Mutex<Option<HashMap<String, (bool, Instant)>>> = Mutex::new(None);
-
-fn seen(key: &str) -> Option<bool> {
-    let seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    match seen.as_ref()?.get(key) {
-        Some((v, at)) if at.elapsed() < FRESH => Some(*v),
-        _ => None,
-    }
+/// What iptables said, by what was looked at, for `FRESH`: the memo of
+/// one `Cni` and its clones (the engine's, in berthd the daemon's
+/// lifetime), so that two engines or two tests in one process never take
+/// each other's answers for their own.
+#[derive(Debug, Default)]
+pub struct Memo {
+    seen: Mutex<HashMap<String, (bool, Instant)>>,
 }
 
-fn remember(key: &str, value: Option<bool>) {
-    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    let map = seen.get_or_insert_with(HashMap::new);
-    match value {
-        Some(v) => map.insert(key.to_string(), (v, Instant::now())),
-        None => map.remove(key),
-    };
-}
-
-/// True when the host forwards by default (FORWARD policy ACCEPT): then the
-/// containers' traffic passes without the firewall plugin's rules.
-pub fn forward_accepts() -> bool {
-    const KEY: &str = "FORWARD policy";
-    if let Some(v) = seen(KEY) {
-        return v;
+impl Memo {
+    fn seen(&self, key: &str) -> Option<bool> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        match seen.get(key) {
+            Some((v, at)) if at.elapsed() < FRESH => Some(*v),
+            _ => None,
+        }
     }
-    let accepts = forward_policy_accepts();
-    remember(KEY, Some(accepts));
-    accepts
+
+    fn remember(&self, key: &str, value: Option<bool>) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        match value {
+            Some(v) => seen.insert(key.to_string(), (v, Instant::now())),
+            None => seen.remove(key),
+        };
+    }
+
+    /// True when the host forwards by default (FORWARD policy ACCEPT):
+    /// then the containers' traffic passes without the firewall plugin's
+    /// rules.
+    pub fn forward_accepts(&self) -> bool {
+        const KEY: &str = "FORWARD policy";
+        if let Some(v) = self.seen(KEY) {
+            return v;
+        }
+        let accepts = forward_policy_accepts();
+        self.remember(KEY, Some(accepts));
+        accepts
+    }
+
+    /// Makes the network's masquerade rule unless it is there (it goes
+    /// with a reboot, or an iptables flush).
+    pub fn ensure_masquerade(&self, net: &Network) -> Result<(), CniError> {
+        let key = rule(net).join(" ");
+        if self.seen(&key) == Some(true) {
+            return Ok(());
+        }
+        if !run("-C", net)?.status.success() {
+            let out = run("-A", net)?;
+            if !out.status.success() {
+                return Err(failed("iptables -A", net, &out));
+            }
+        }
+        self.remember(&key, Some(true));
+        Ok(())
+    }
+
+    /// Removes the rule; absent is fine.
+    pub fn remove_masquerade(&self, net: &Network) -> Result<(), CniError> {
+        self.remember(&rule(net).join(" "), None);
+        while run("-C", net)?.status.success() {
+            let out = run("-D", net)?;
+            if !out.status.success() {
+                return Err(failed("iptables -D", net, &out));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn forward_policy_accepts() -> bool {
@@ -109,31 +146,17 @@ fn failed(what: &str, net: &Network, out: &std::process::Output) -> CniError {
     }
 }
 
-/// Makes the network's masquerade rule unless it is there (it goes with a
-/// reboot, or an iptables flush).
-pub fn ensure_masquerade(net: &Network) -> Result<(), CniError> {
-    let key = rule(net).join(" ");
-    if seen(&key) == Some(true) {
-        return Ok(());
-    }
-    if !run("-C", net)?.status.success() {
-        let out = run("-A", net)?;
-        if !out.status.success() {
-            return Err(failed("iptables -A", net, &out));
-        }
-    }
-    remember(&key, Some(true));
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::Memo;
 
-/// Removes the rule; absent is fine.
-pub fn remove_masquerade(net: &Network) -> Result<(), CniError> {
-    remember(&rule(net).join(" "), None);
-    while run("-C", net)?.status.success() {
-        let out = run("-D", net)?;
-        if !out.status.success() {
-            return Err(failed("iptables -D", net, &out));
-        }
+    #[test]
+    fn a_memo_is_its_owners_alone_and_forgets_what_is_removed() {
+        let (a, b) = (Memo::default(), Memo::default());
+        a.remember("rule", Some(true));
+        assert_eq!(a.seen("rule"), Some(true));
+        assert_eq!(b.seen("rule"), None, "another Cni's memo");
+        a.remember("rule", None);
+        assert_eq!(a.seen("rule"), None);
     }
-    Ok(())
 }

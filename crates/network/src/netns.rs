@@ -33,6 +33,8 @@ pub enum NetnsError {
     },
     #[error("{0} is not a network namespace")]
     NotNetns(PathBuf),
+    #[error("{0:?} is not a sysctl of network namespaces (net.*)")]
+    NotNetSysctl(String),
 }
 
 type Result<T> = std::result::Result<T, NetnsError>;
@@ -275,6 +277,22 @@ pub fn run_in<T: Send>(path: &Path, f: impl FnOnce() -> T + Send) -> Result<T> {
         .join()
         .unwrap_or_else(|p| std::panic::resume_unwind(p))
     })
+}
+
+/// Sets sysctl `key` (`net.ipv4.ping_group_range`) of the network
+/// namespace at `path` with this process's privileges (the host's root,
+/// where a container in a user namespace could not), from a thread inside
+/// it: /proc/sys/net is the namespace of the thread that opens it.
+pub fn set_sysctl(path: &Path, key: &str, value: &str) -> Result<()> {
+    let valid = key.starts_with("net.")
+        && key
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    if !valid {
+        return Err(NetnsError::NotNetSysctl(key.to_string()));
+    }
+    let file = Path::new("/proc/sys").join(key.replace('.', "/"));
+    run_in(path, || fs::write(&file, value))?.map_err(io_err("writing sysctl", &file))
 }
 
 /// A throw-away network namespace held by a parked thread rather than a

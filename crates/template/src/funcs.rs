@@ -222,13 +222,11 @@ fn compare(a: &Value, b: &Value) -> Result<std::cmp::Ordering, String> {
     }
 }
 
-/// Go's json.Marshal: compact, with <, > and & escaped.
+/// docker's `json`: compact, and with `<`, `>` and `&` as they are (its
+/// encoder has Go's HTML escaping turned off, and podman's agrees), so
+/// `{{json .Config.Cmd}}` shows `sh -c "a > b"` as it was given.
 pub fn json(v: &Value) -> String {
-    serde_json::to_string(v)
-        .unwrap_or_default()
-        .replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-        .replace('&', "\\u0026")
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 /// Go's strings.Title: each letter after a non-letter upper-cased.

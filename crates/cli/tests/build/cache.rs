@@ -103,3 +103,69 @@ fn keep_storage_keeps_the_most_recent_entries() {
     let out = e.ok(&["builder", "prune", "-f", "--keep-storage", "1"]);
     assert!(out.contains("Deleted 2 cache entries"), "{out}");
 }
+
+#[test]
+fn a_registry_cache_serves_another_store() {
+    let e = Env::new();
+    let dir = case(&e, "multistage");
+    let cache = format!("{}/cache/multistage:1", e.reg.host());
+    let base = format!("BASE={}", e.image);
+    let build_with = |extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            "-t",
+            "ms",
+            "--tls-verify=false",
+            "--build-arg",
+            &base,
+        ];
+        args.extend(extra);
+        args.push(dir.to_str().unwrap());
+        let out = e.berth(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (id1, _) = build_with(&["--cache-to", &cache]);
+    // Another store: the same registry, nothing local.
+    let other = Env::new();
+    let mut c = other.cmd();
+    let ctx = other.sb.path().join("ctx2");
+    crate::corpus::copy_tree(&dir, &ctx);
+    let base2 = format!("BASE={}", e.image);
+    let from = format!("type=registry,ref={cache}");
+    let out = c
+        .args([
+            "build",
+            "-t",
+            "ms",
+            "--tls-verify=false",
+            "--build-arg",
+            &base2,
+            "--cache-from",
+            &from,
+        ])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    // Every layer step of the stages the target needs: build's RUN, test's
+    // RUN and the three COPYs.
+    assert_eq!(cached_steps(&log), 5, "{log}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        id1,
+        "the same image"
+    );
+    let got = other.ok(&["run", "--rm", "--entrypoint", "cat", "ms", "/tested"]);
+    assert_eq!(got.trim(), "tested");
+    // The cache images did not stay as images.
+    assert!(!other.ok(&["images"]).contains("cache/multistage"));
+}

@@ -171,3 +171,98 @@ fn target_picks_a_stage_and_history_matches_the_steps() {
     let history = e.ok(&["history", "--no-trunc", "just-build"]);
     assert!(history.contains("mkdir /out"), "{history}");
 }
+
+/// A one-file HTTP server on 127.0.0.1 answering every GET with `body`
+/// and a Last-Modified; its URL.
+fn serve_once(body: &'static [u8], times: usize) -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().take(times) {
+            let mut s = s.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(body);
+        }
+    });
+    format!("http://127.0.0.1:{port}/files/fetched.txt")
+}
+
+#[test]
+fn add_fetches_a_url_with_its_checksum_and_time() {
+    let e = Env::new();
+    let url = serve_once(b"from the web\n", 3);
+    let digest = berth_image::digest::Digest::of(b"from the web\n");
+    let dir = e.sb.path().join("addurl");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!("ARG BASE\nFROM $BASE\nADD --checksum={digest} {url} /dl/\nADD {url} /named.txt\n"),
+    )
+    .unwrap();
+    build(&e, &dir, "addurl", &[]);
+    let out = e.ok(&[
+        "run",
+        "--rm",
+        "addurl",
+        "sh",
+        "-c",
+        "cat /dl/fetched.txt; stat -c '%a %Y' /dl/fetched.txt; cat /named.txt",
+    ]);
+    assert_eq!(out, "from the web\n600 784111777\nfrom the web\n");
+    let bad = e.sb.path().join("addbad");
+    std::fs::create_dir_all(&bad).unwrap();
+    let url = serve_once(b"other\n", 1);
+    std::fs::write(
+        bad.join("Dockerfile"),
+        format!("ARG BASE\nFROM $BASE\nADD --checksum={digest} {url} /dl/\n"),
+    )
+    .unwrap();
+    let base = format!("BASE={}", e.image);
+    let o = e.berth(&["build", "--build-arg", &base, bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--checksum"), "{err}");
+    std::fs::write(
+        bad.join("Dockerfile"),
+        format!("ARG BASE\nFROM $BASE\nCOPY {url} /dl/\n"),
+    )
+    .unwrap();
+    let o = e.berth(&["build", "--build-arg", &base, bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("ADD does"), "{err}");
+}
+
+#[test]
+fn independent_stages_build_at_the_same_time() {
+    // Each stage waits for the other to have started, through a cache
+    // mount they share: built one after the other, the first would give
+    // up and fail the build.
+    let e = Env::new();
+    let dir = e.sb.path().join("parallel");
+    std::fs::create_dir_all(&dir).unwrap();
+    let wait = |me: &str, other: &str| {
+        format!(
+            "RUN --mount=type=cache,id=rendezvous,target=/sync touch /sync/{me} && \
+             for i in $(seq 150); do [ -e /sync/{other} ] && break; sleep 0.1; done && \
+             [ -e /sync/{other} ] && echo {me} > /{me}"
+        )
+    };
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "ARG BASE\nFROM $BASE AS a\n{}\nFROM $BASE AS b\n{}\nFROM $BASE\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+            wait("a", "b"),
+            wait("b", "a")
+        ),
+    )
+    .unwrap();
+    build(&e, &dir, "parallel", &[]);
+    let out = e.ok(&["run", "--rm", "parallel", "cat", "/a", "/b"]);
+    assert_eq!(out, "a\nb\n");
+}

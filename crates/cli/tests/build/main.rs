@@ -15,4 +15,5 @@ mod buildah;
 mod cache;
 mod corpus;
 mod errors;
+mod outputs;
 mod rootfs;

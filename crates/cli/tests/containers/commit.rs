@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::env::*;
 use crate::support::{E, layer_tar};
@@ -112,9 +112,9 @@ fn diff_and_commit_of_a_running_and_a_stopped_container() {
     let i = &json(&env.ok(&["image", "inspect", img]))[0];
     assert_eq!(i["Id"], id.as_str());
     let base_i = &json(&env.ok(&["image", "inspect", &base]))[0];
-    let base_layers = base_i["RootFS"]["diff_ids"].as_array().unwrap().len();
+    let base_layers = base_i["RootFS"]["Layers"].as_array().unwrap().len();
     assert_eq!(
-        i["RootFS"]["diff_ids"].as_array().unwrap().len(),
+        i["RootFS"]["Layers"].as_array().unwrap().len(),
         base_layers + 1
     );
     let base_history = base_i["History"].as_array().map_or(0, |h| h.len());
@@ -330,6 +330,26 @@ fn diff_and_commit_match_podman() {
         bdir.to_str().unwrap(),
         "localhost/bc:t",
     ]);
+    // The container's command is the new image's, in both.
+    let cmd_of = |dir: &std::path::Path| -> serde_json::Value {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+        let blob = |d: &str| {
+            dir.join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:"))
+        };
+        let m: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+        )
+        .unwrap();
+        let c: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(blob(m["config"]["digest"].as_str().unwrap())).unwrap(),
+        )
+        .unwrap();
+        json!([c["config"]["Entrypoint"], c["config"]["Cmd"]])
+    };
+    assert_eq!(cmd_of(&bdir), cmd_of(&pdir));
+    assert_eq!(cmd_of(&bdir)[1], json!(["sh", "-c", CHANGES]));
     let podman: Vec<Entry> = top_layer_entries(&pdir)
         .into_iter()
         .filter(|e| !PODMAN_OWN.contains(&e.path.as_str()))

@@ -263,10 +263,9 @@ fn export_writes_the_containers_filesystem_as_tar() {
     env.ok(&["rm", "-f", &id]);
 }
 
-/// Runs berth on a terminal (script(1)), typing `keys` after a while;
-/// its exit status.
+/// Runs berth on a terminal, typing `keys` once it is attached; its exit
+/// status.
 fn on_a_terminal(env: &Env, args: &[&str], keys: &[u8]) -> std::process::ExitStatus {
-    use std::io::Write;
     let line = format!(
         "{} {}",
         env.cmd_line(),
@@ -275,27 +274,7 @@ fn on_a_terminal(env: &Env, args: &[&str], keys: &[u8]) -> std::process::ExitSta
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let mut child = std::process::Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    stdin.write_all(keys).unwrap();
-    stdin.flush().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("berth {args:?} did not detach");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    crate::support::on_a_terminal(&line, keys, std::time::Duration::from_millis(1500)).status
 }
 
 #[test]

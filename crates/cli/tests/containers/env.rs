@@ -318,6 +318,17 @@ impl Podman {
     }
 }
 
+impl Env {
+    /// A podman of its own under this env's sandbox, on runc (crun
+    /// refuses this host's hybrid cgroups), with the env's image pulled
+    /// from the env's registry: the same image in both.
+    pub fn podman_beside(&self) -> Podman {
+        let p = Podman::new(self.sb.path().join("podman"), "runc");
+        p.ok(&["pull", "-q", "--tls-verify=false", &self.image]);
+        p
+    }
+}
+
 impl Drop for Podman {
     fn drop(&mut self) {
         let _ = self.cmd().args(["rm", "-af", "-t", "0"]).output();

@@ -162,7 +162,7 @@ fn bad_input_gets_one_clear_error() {
     env.ok(&["create", "--name", "dup", &env.image, "true"]);
     let (_, err) = env.code(125, &["create", "--name", "dup", &env.image, "true"]);
     assert!(err.contains("already in use"), "{err}");
-    let (_, err) = env.code(125, &["rm", "no-such-container"]);
+    let (_, err) = env.code(1, &["rm", "no-such-container"]);
     assert!(err.contains("no-such-container"), "{err}");
     assert_eq!(env.ids().len(), 1, "a failed create left a record");
 }
@@ -264,7 +264,7 @@ fn named_volumes_keep_data_and_are_removed_only_when_unused() {
         &env.image,
         "true",
     ]);
-    let (_, err) = env.code(125, &["volume", "rm", "data"]);
+    let (_, err) = env.code(2, &["volume", "rm", "data"]);
     assert!(err.contains("in use") && err.contains("user"), "{err}");
     env.ok(&["rm", "user"]);
     env.ok(&["volume", "rm", "data"]);
@@ -420,4 +420,71 @@ fn an_external_runtime_runs_the_container_when_asked() {
         ],
     );
     assert!(err.contains("no-such-runtime"), "{err}");
+}
+
+/// rm, rmi, volume rm and network rm exit as podman's do (and docker's
+/// for a missing name): 1 when a name is missing and nothing else failed,
+/// 2 when one is running or in use, 0 for a missing name with -f (the
+/// `rm -f web; run --name web` of scripts), the others still removed.
+#[test]
+fn removals_exit_with_podmans_codes() {
+    let env = Env::new();
+    let img = env.image.clone();
+    env.run_d(
+        &["--network", "none", "--name", "busy", "-v", "held:/data"],
+        &["sleep", "1000"],
+    );
+    env.ok(&[
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "idle",
+        &img,
+        "true",
+    ]);
+    env.ok(&["network", "create", "rmcodes"]);
+    env.ok(&[
+        "create",
+        "--network",
+        "rmcodes",
+        "--name",
+        "netuser",
+        &img,
+        "true",
+    ]);
+    for (code, args) in [
+        (1, &["rm", "gone"][..]),
+        (0, &["rm", "-f", "gone"][..]),
+        (2, &["rm", "busy"][..]),
+        (1, &["rmi", "gone"][..]),
+        (0, &["rmi", "-f", "gone"][..]),
+        (2, &["rmi", &img][..]),
+        (1, &["volume", "rm", "gone"][..]),
+        (0, &["volume", "rm", "-f", "gone"][..]),
+        (2, &["volume", "rm", "held"][..]),
+        (1, &["network", "rm", "gone"][..]),
+        (0, &["network", "rm", "-f", "gone"][..]),
+        (2, &["network", "rm", "rmcodes"][..]),
+    ] {
+        let (_, err) = env.code(code, args);
+        match code {
+            0 => assert!(err.is_empty(), "{args:?}: {err}"),
+            _ => assert!(
+                err.starts_with("Error: ") && err.lines().count() == 1,
+                "{args:?}: {err}"
+            ),
+        }
+    }
+    // Several names: each tried; "in use" outranks "missing".
+    let (out, err) = env.code(2, &["rm", "gone", "idle", "busy"]);
+    assert_eq!(out, "idle\n");
+    assert_eq!(err.lines().count(), 2, "{err}");
+    let (out, _) = env.code(0, &["rm", "-f", "gone", "busy"]);
+    assert_eq!(out, "busy\n");
+    assert!(
+        env.ids()
+            .iter()
+            .all(|id| env.inspect(id)["Name"] == "netuser")
+    );
 }

@@ -8,6 +8,7 @@ mod support;
 
 mod cli;
 mod commit;
+mod compat;
 mod core;
 mod daily;
 mod env;

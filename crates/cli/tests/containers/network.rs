@@ -107,7 +107,7 @@ fn containers_on_one_network_reach_each_other() {
         hosts.contains(&format!("{ip}\t")) && hosts.contains("server"),
         "{hosts}"
     );
-    let (_, err) = env.code(125, &["network", "rm", &net]);
+    let (_, err) = env.code(2, &["network", "rm", &net]);
     assert!(err.contains("in use") && err.contains("server"), "{err}");
     env.ok(&["rm", "-f", "server"]);
     env.ok(&["network", "rm", &net]);
@@ -273,7 +273,7 @@ fn a_running_container_connects_to_and_disconnects_from_networks() {
     let (_, err) = env.code(125, &["network", "connect", &net, &app]);
     assert!(err.contains("already connected"), "{err}");
     // Removing the network is refused while the container uses it.
-    let (_, err) = env.code(125, &["network", "rm", &net]);
+    let (_, err) = env.code(2, &["network", "rm", &net]);
     assert!(err.contains("in use"), "{err}");
 
     env.ok(&["network", "disconnect", &net, &app]);

@@ -85,7 +85,11 @@ fn hosts_dns_labels_cidfile_cgroup_platform_entrypoint_and_logs() {
     assert!(out.contains("ndots:3"), "{out}");
 
     let labels = env.sb.path().join("labels");
-    std::fs::write(&labels, "# team labels\ntier=web\n\nowner=ops\n").unwrap();
+    std::fs::write(
+        &labels,
+        "# team labels\ntier=web\n\n  owner=ops\nnote=two  spaces  \n",
+    )
+    .unwrap();
     let cid = env.sb.path().join("cid");
     let parent = format!("berth-test-parent-{}", std::process::id());
     let id = env.run_d(
@@ -114,6 +118,8 @@ fn hosts_dns_labels_cidfile_cgroup_platform_entrypoint_and_logs() {
     let labels = &v["Config"]["Labels"];
     assert_eq!(labels["tier"], "web", "{labels}");
     assert_eq!(labels["owner"], "dev", "the flag goes last: {labels}");
+    // Trailing spaces are the value's, as docker and podman read the file.
+    assert_eq!(labels["note"], "two  spaces  ", "{labels}");
     let pid = v["State"]["Pid"].as_u64().unwrap();
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     assert!(cg.contains(&parent), "{cg}");
@@ -161,31 +167,114 @@ fn hosts_dns_labels_cidfile_cgroup_platform_entrypoint_and_logs() {
     assert!(env.ids().is_empty());
 }
 
+/// Debian's (iputils') ping and the libraries it loads, at their paths,
+/// without its file capability: busybox's ping needs a raw socket (so
+/// NET_RAW), iputils' falls back to an ICMP datagram socket.
+fn ping_layer() -> Vec<u8> {
+    use crate::support::E;
+    let out = std::process::Command::new("ldd")
+        .arg("/usr/bin/ping")
+        .output()
+        .expect("ldd");
+    let mut files = vec!["/usr/bin/ping".to_string()];
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" and
+        // "/lib64/ld-linux-x86-64.so.2 (0x...)"; not linux-vdso.
+        if let Some(path) = l.split_whitespace().find(|w| w.starts_with('/')) {
+            files.push(path.to_string());
+        }
+    }
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let mut dirs = std::collections::BTreeSet::new();
+    let mut entries = Vec::new();
+    for f in &files {
+        let rel = f.trim_start_matches('/');
+        let mut parent = std::path::Path::new(rel).parent();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            dirs.insert(p.display().to_string());
+            parent = p.parent();
+        }
+        let data = std::fs::read(f).unwrap_or_else(|e| panic!("{f}: {e}"));
+        entries.push(E::File(leak(rel.to_string()), 0o755, data));
+    }
+    let mut all: Vec<E> = dirs.into_iter().map(|d| E::Dir(leak(d), 0o755)).collect();
+    all.extend(entries);
+    crate::support::layer_tar(&all)
+}
+
 #[test]
-fn icmp_echo_sockets_are_open_to_every_group_without_net_raw() {
+fn a_user_pings_in_a_default_container_without_net_raw() {
+    if !std::path::Path::new("/usr/bin/ping").exists() {
+        eprintln!("SKIPPED: iputils-ping is not installed");
+        return;
+    }
     let env = Env::new();
-    let img = env.image.clone();
-    let range = |flags: &[&str]| {
-        let mut args = vec!["run", "--rm"];
+    let img = env.image_with("pinger", ping_layer());
+    let ping = |flags: &[&str]| {
+        let mut args = vec!["run", "--rm", "-u", "65534"];
         args.extend_from_slice(flags);
-        args.extend([img.as_str(), "cat", "/proc/sys/net/ipv4/ping_group_range"]);
-        env.ok(&args)
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
+        args.extend([
+            img.as_str(),
+            "/usr/bin/ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "127.0.0.1",
+        ]);
+        env.berth(&args)
     };
-    // ping's datagram sockets need no capability with this range (docker's
-    // default); NET_RAW stays out of the default set.
-    assert_eq!(range(&[]), "0 2147483647");
-    assert_eq!(range(&["--network", "none"]), "0 2147483647");
-    assert_eq!(range(&["--sysctl", "net.ipv4.ping_group_range=0 0"]), "0 0");
+    // nobody, with no capability at all: an ICMP echo answered, on the
+    // default network, on none (its `lo` up) and in a user namespace.
+    for flags in [
+        &[][..],
+        &["--network", "none"][..],
+        &["--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536"][..],
+    ] {
+        let out = ping(flags);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("1 received"),
+            "{flags:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The range is what lets it: closed with --sysctl, ping is refused.
+    let out = ping(&["--sysctl", "net.ipv4.ping_group_range=1 0"]);
+    assert!(!out.status.success(), "{out:?}");
+    // The host's own range is left alone with --network host.
     let host = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap();
-    let host = host.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert_eq!(
-        range(&["--network", "host"]),
-        host,
-        "the host's own is left alone"
+    let seen = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        &img,
+        "cat",
+        "/proc/sys/net/ipv4/ping_group_range",
+    ]);
+    assert_eq!(seen, host, "the host's own is left alone");
+    // Nor is it changed (or the run refused) through a container that
+    // joins a host-networked one.
+    env.run_d(
+        &["--network", "host", "--name", "on-host"],
+        &["sleep", "1000"],
     );
+    let seen = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:on-host",
+        &img,
+        "cat",
+        "/proc/sys/net/ipv4/ping_group_range",
+    ]);
+    assert_eq!(seen, host);
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap(),
+        host
+    );
+    env.ok(&["rm", "-f", "on-host"]);
 }
 
 #[test]
@@ -205,4 +294,89 @@ fn privileged_gets_the_hosts_devices() {
     assert_eq!(seen.trim(), "present", "{dev}");
     let seen = env.ok(&["run", "--rm", &img, "sh", "-c", &look]);
     assert_eq!(seen.trim(), "absent", "{dev}");
+}
+
+/// --pull never|missing|always, --memory-swap and --cpuset-cpus, each seen
+/// where it acts: which image ran, the cgroup's limits, the CPUs allowed.
+#[test]
+fn pull_policies_memory_swap_and_cpuset() {
+    use crate::support::{E, layer_tar};
+    let env = Env::new();
+    let img = env.image.clone();
+    // never: a missing image is refused, nothing made.
+    let (_, err) = env.code(
+        125,
+        &[
+            "run",
+            "--rm",
+            "--pull",
+            "never",
+            "localhost/not-here:1",
+            "true",
+        ],
+    );
+    assert!(err.contains("never"), "{err}");
+    assert!(env.ids().is_empty());
+    // The registry's tag moves to an image with /marker: missing runs the
+    // one in the store, always pulls the new one first.
+    env.image_with(
+        "moved",
+        layer_tar(&[E::File("marker", 0o644, b"new\n".to_vec())]),
+    );
+    env.reg.push_layout(
+        &env.sb.path().join("layout-moved"),
+        "latest",
+        "busybox:latest",
+        "oci",
+        false,
+    );
+    let cat = |policy: &str| {
+        env.berth(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--pull",
+            policy,
+            "--tls-verify=false",
+            &img,
+            "cat",
+            "/marker",
+        ])
+    };
+    assert!(
+        !cat("missing").status.success(),
+        "the stored image has no marker"
+    );
+    assert!(!cat("never").status.success());
+    let out = cat("always");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "new\n", "{out:?}");
+    // Memory and swap together (docker's --memory-swap is their sum), and
+    // the CPUs the process may run on.
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-m",
+        "64m",
+        "--memory-swap",
+        "128m",
+        "--cpuset-cpus",
+        "0",
+        &img,
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes 2>/dev/null \
+         || cat /sys/fs/cgroup/memory.swap.max; grep Cpus_allowed_list /proc/self/status",
+    ]);
+    let mut lines = out.lines();
+    let swap = lines.next().unwrap();
+    // v1: memory and swap together; v2: swap alone.
+    assert!(swap == "134217728" || swap == "67108864", "{out}");
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().last(),
+        Some("0"),
+        "{out}"
+    );
 }

@@ -210,4 +210,35 @@ fn podman_loads_berths_oci_archive_and_berth_loads_podmans() {
     let list = image_list(&sb2);
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["Id"], json!(id.hex()));
+    // podman's index names the image whole in ref.name.
+    assert_eq!(list[0]["Names"], json!(["localhost/app:1"]), "{list:?}");
+}
+
+/// `org.opencontainers.image.ref.name` is a tag for some writers and the
+/// whole name for others (podman, skopeo): a tag goes with the layout
+/// directory's name, a whole name is taken as it is.
+#[test]
+fn an_oci_ref_name_is_a_tag_or_a_whole_name() {
+    let sb = Sandbox::new();
+    for (dir, ref_name, want) in [
+        ("whole", "localhost/whole:2", "localhost/whole:2"),
+        (
+            "registry",
+            "127.0.0.1:5000/team/app:3",
+            "127.0.0.1:5000/team/app:3",
+        ),
+        ("bydir", "4", "localhost/bydir:4"),
+    ] {
+        let dir = sb.path().join(dir);
+        let mut l = Layout::new(&dir);
+        let layers = [layer_tar(&[E::File(
+            "f",
+            0o644,
+            ref_name.as_bytes().to_vec(),
+        )])];
+        let (desc, _) = l.image(&layers, true, "amd64", json!({"Cmd": ["sh"]}));
+        l.tag(desc, ref_name);
+        let out = sb.ok(&["load", "-i", dir.to_str().unwrap()]);
+        assert_eq!(out, format!("Loaded image: {want}\n"));
+    }
 }

@@ -141,6 +141,19 @@ fn inspect_without_the_image_word_finds_images() {
     let v: Value = serde_json::from_str(&sb.ok(&["inspect", "insp:1"])).unwrap();
     assert_eq!(v[0]["Id"], json!(id.hex()));
     assert_eq!(v[0]["Config"]["Labels"]["a"], json!("b"));
+    // docker's and podman's shape: RootFS.Type and RootFS.Layers.
+    let out = sb.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{.RootFS.Type}} {{len .RootFS.Layers}} {{index .RootFS.Layers 0}}",
+        "insp:1",
+    ]);
+    let diff_id = Digest::of(&layer(10));
+    assert_eq!(out, format!("layers 1 {diff_id}\n"));
+    // The full ID, with its algorithm, as docker and podman list it.
+    assert_eq!(sb.ok(&["images", "-q", "--no-trunc"]), format!("{id}\n"));
+    assert_eq!(sb.ok(&["images", "-q"]), format!("{}\n", id.short()));
     let err = sb.fails(&["inspect", "nothing-here"]);
     assert!(
         err.contains("nothing-here") && err.contains("neither a container nor an image"),

@@ -2,8 +2,7 @@
 //! they ask ("[y/N]", and "n" keeps everything), `-f` skips the question,
 //! and without a terminal or `-f` they refuse.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -25,25 +24,9 @@ fn run(sb: &Sandbox, args: &[&str]) -> std::process::Output {
     c.output().unwrap()
 }
 
-/// Runs berth on a terminal (script(1)) typing `answer`; returns what
-/// the terminal showed.
-fn on_a_terminal(sb: &Sandbox, args: &[&str], answer: &str) -> String {
-    let mut child = Command::new("script")
-        .args(["-qec", &line(sb, args), "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(answer.as_bytes()).unwrap();
-    // Kept open until berth is done: an early EOF on script's input could
-    // end the session before the answer is read.
-    let out = std::thread::scope(|s| {
-        let h = s.spawn(|| child.wait_with_output().unwrap());
-        std::thread::sleep(std::time::Duration::from_secs(3));
-        drop(stdin);
-        h.join().unwrap()
-    });
+/// What the terminal showed of berth, `answer` typed.
+fn asked(sb: &Sandbox, args: &[&str], answer: &str) -> String {
+    let out = on_a_terminal(&line(sb, args), answer.as_bytes(), Duration::ZERO);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -69,13 +52,13 @@ fn prune_asks_on_a_terminal_refuses_without_one_and_f_skips_the_question() {
 
     if have("script") {
         // On a terminal: asked; "n" keeps, "y" removes.
-        let shown = on_a_terminal(&sb, &["volume", "prune"], "n\n");
+        let shown = asked(&sb, &["volume", "prune"], "n\n");
         assert!(shown.contains("[y/N]"), "{shown}");
         assert_eq!(volumes(&sb), "v1\n");
-        let shown = on_a_terminal(&sb, &["image", "prune", "-a"], "n\n");
+        let shown = asked(&sb, &["image", "prune", "-a"], "n\n");
         assert!(shown.contains("[y/N]"), "{shown}");
         assert_eq!(sb.ok(&["images", "-q"]).lines().count(), 1);
-        let shown = on_a_terminal(&sb, &["volume", "prune"], "y\n");
+        let shown = asked(&sb, &["volume", "prune"], "y\n");
         assert!(shown.contains("v1"), "{shown}");
         assert_eq!(volumes(&sb), "");
         assert!(run(&sb, &["volume", "create", "v1"]).status.success());

@@ -57,7 +57,7 @@ fn rmi_and_prune_remove_only_unreferenced_data() {
         "--",
         "true",
     ]);
-    let err = sb.fails(&["rmi", &nb]);
+    let err = sb.fails_with(2, &["rmi", &nb]);
     assert!(err.contains("in use by container c1"), "{err}");
     sb.ok(&["image", "prune", "-a", "-f"]);
     assert_eq!(image_list(&sb).len(), 1);
@@ -67,7 +67,7 @@ fn rmi_and_prune_remove_only_unreferenced_data() {
     assert!(image_list(&sb).is_empty());
     assert_eq!(blobs(&sb), 0);
     assert!(layer_dirs(&sb.root()).is_empty());
-    let err = sb.fails(&["rmi", "nothing-here"]);
+    let err = sb.fails_with(1, &["rmi", "nothing-here"]);
     assert!(
         err.contains("nothing-here") && err.contains("not known"),
         "{err}"

@@ -146,13 +146,18 @@ impl Sandbox {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Runs berth expecting failure; returns stderr.
+    /// Runs berth expecting failure (125); returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
+        self.fails_with(125, args)
+    }
+
+    /// Runs berth expecting exit code `code`; returns stderr.
+    pub fn fails_with(&self, code: i32, args: &[&str]) -> String {
         let out = self.berth(args);
         assert_eq!(
             out.status.code(),
-            Some(125),
-            "berth {args:?} should fail with 125; stdout: {}\nstderr: {}",
+            Some(code),
+            "berth {args:?} should fail with {code}; stdout: {}\nstderr: {}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -1112,7 +1117,14 @@ impl Sandbox {
 /// Runs `c` (with piped output) and kills it after `limit`.
 pub fn run_within(mut c: Command, limit: Duration, what: &str) -> (Output, Duration) {
     let start = Instant::now();
-    let mut child = c.spawn().expect("spawn");
+    let child = c.spawn().expect("spawn");
+    let out = wait_within(child, start, limit, what);
+    (out, start.elapsed())
+}
+
+/// Waits for `child` (piped output) until `start + limit`, then kills it
+/// and panics.
+fn wait_within(mut child: Child, start: Instant, limit: Duration, what: &str) -> Output {
     // Drain the pipes on threads, so a chatty child cannot block on them.
     let mut so = child.stdout.take().unwrap();
     let mut se = child.stderr.take().unwrap();
@@ -1137,13 +1149,34 @@ pub fn run_within(mut c: Command, limit: Duration, what: &str) -> (Output, Durat
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let took = start.elapsed();
-    let out = Output {
+    Output {
         status,
         stdout: t_out.join().unwrap(),
         stderr: t_err.join().unwrap(),
-    };
-    (out, took)
+    }
+}
+
+/// Runs the shell command `line` on a terminal (script(1)), typing `keys`
+/// after `delay` (by when the program reads its terminal); its input is
+/// kept open until it is done, since an early EOF could end the session
+/// first. Returns what the terminal showed and the exit status; a run
+/// longer than 10 s is killed and fails the test.
+pub fn on_a_terminal(line: &str, keys: &[u8], delay: Duration) -> Output {
+    let start = Instant::now();
+    let mut child = Command::new("script")
+        .args(["-qec", line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (bsdutils)");
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(delay);
+    stdin.write_all(keys).unwrap();
+    stdin.flush().unwrap();
+    let out = wait_within(child, start, Duration::from_secs(10), line);
+    drop(stdin);
+    out
 }
 
 // ---------------------------------------------------------------- raw pushes

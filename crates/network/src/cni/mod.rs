@@ -125,6 +125,8 @@ pub struct Cni {
     /// Whether chains get the firewall plugin; None: when the host's
     /// FORWARD chain does not accept by default.
     pub firewall: Option<bool>,
+    /// What iptables said lately, shared by this Cni's clones.
+    iptables: std::sync::Arc<crate::firewall::Memo>,
 }
 
 impl Cni {
@@ -135,6 +137,7 @@ impl Cni {
             state_dir: state_dir.into(),
             timeout: Duration::from_secs(60),
             firewall: None,
+            iptables: Default::default(),
         }
     }
 
@@ -155,7 +158,7 @@ impl Cni {
             ports: !ports.is_empty(),
             firewall: self
                 .firewall
-                .unwrap_or_else(|| !crate::firewall::forward_accepts()),
+                .unwrap_or_else(|| !self.iptables.forward_accepts()),
         }
     }
 
@@ -173,7 +176,7 @@ impl Cni {
         let list = self.conflist(net, self.chain_for(ports))?;
         check_ids(container_id, ifname)?;
         if !net.internal {
-            crate::firewall::ensure_masquerade(net)?;
+            self.iptables.ensure_masquerade(net)?;
         }
         let cni_args = join_args(args)?;
         if !netns::exists(netns) {
@@ -425,7 +428,7 @@ impl Cni {
     /// bridge, host-local's leases and the (empty) cache directory.
     pub fn remove_network(&self, net: &Network) -> Result<()> {
         net.validate()?;
-        crate::firewall::remove_masquerade(net)?;
+        self.iptables.remove_masquerade(net)?;
         crate::link::delete(&net.bridge).map_err(|source| CniError::Io {
             what: "deleting bridge",
             path: PathBuf::from(&net.bridge),

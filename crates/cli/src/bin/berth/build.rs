@@ -64,7 +64,22 @@ pub struct BuildArgs {
     /// empties that root). Default: $BERTH_ISOLATION, else container.
     #[arg(long, value_name = "container|rootfs")]
     isolation: Option<String>,
-    /// Require HTTPS with a verified certificate for pulls.
+    /// A registry's build cache to use: REF, or type=registry,ref=REF
+    /// (repeatable).
+    #[arg(long = "cache-from", value_name = "REF")]
+    cache_from: Vec<String>,
+    /// Push this build's cache to a registry: REF, or
+    /// type=registry,ref=REF.
+    #[arg(long = "cache-to", value_name = "REF")]
+    cache_to: Option<String>,
+    /// Where else the result goes: type=docker|oci|tar|local,dest=PATH
+    /// (`-` for stdout), or a directory for its files (type=local).
+    #[arg(short, long, value_name = "type=TYPE,dest=PATH")]
+    output: Option<String>,
+    /// Push the image to each -t name (which must name a registry).
+    #[arg(long)]
+    push: bool,
+    /// Require HTTPS with a verified certificate for pulls and pushes.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = clap::value_parser!(bool))]
     tls_verify: Option<bool>,
 }
@@ -136,7 +151,24 @@ pub fn build(ctx: &crate::Ctx, a: BuildArgs) -> Result<()> {
             .collect::<Result<_>>()?,
         platform: a.platform.clone(),
         isolation: berth_build::Isolation::Container,
+        cache_from: a
+            .cache_from
+            .iter()
+            .map(|c| cache_ref(c))
+            .collect::<Result<_>>()?,
+        cache_to: a.cache_to.as_deref().map(cache_ref).transpose()?,
     };
+    let output = a.output.as_deref().map(Output::parse).transpose()?;
+    if a.push {
+        for t in &a.tags {
+            if !berth_image::reference::parse(t)?.qualified {
+                bail!("--push {t}: the name must say which registry to push to");
+            }
+        }
+        if a.tags.is_empty() {
+            bail!("--push needs a name to push to: give -t REGISTRY/NAME[:TAG]");
+        }
+    }
     let engine = crate::containers::engine(ctx)?;
     let (isolation, note) = berth_build::Isolation::choose(
         a.isolation.as_deref(),
@@ -155,6 +187,27 @@ pub fn build(ctx: &crate::Ctx, a: BuildArgs) -> Result<()> {
         Box::new(Plain::new())
     };
     let img = berth_build::build(&engine, &opts, progress.as_ref(), &cancel)?;
+    if let Some(o) = &output {
+        o.write(&engine, &img)?;
+    }
+    if a.push {
+        let opts = berth_image::push::PushOptions {
+            transport: ctx.transport(&crate::Net {
+                tls_verify: a.tls_verify,
+                creds: None,
+            })?,
+            registries: ctx.conf.clone(),
+            progress: Arc::new(crate::progress::Bars::new(a.quiet)),
+            ..Default::default()
+        };
+        let rt = crate::runtime()?;
+        for t in &a.tags {
+            let d = rt.block_on(berth_image::push::push(&engine.images, &img, t, &opts))?;
+            if !a.quiet {
+                eprintln!("pushed {t}@{d}");
+            }
+        }
+    }
     if let Some(f) = &a.iidfile {
         std::fs::write(f, img.id.to_string()).with_context(|| format!("write {}", f.display()))?;
     }
@@ -166,6 +219,90 @@ pub fn build(ctx: &crate::Ctx, a: BuildArgs) -> Result<()> {
     }
     println!("{}", img.id.hex());
     Ok(())
+}
+
+/// `--output`: BuildKit's exporters that make sense without a daemon.
+enum Output {
+    /// An image archive.
+    Archive(berth_image::archive::Format, PathBuf),
+    /// The image's files, as a tar stream.
+    Tar(PathBuf),
+    /// The image's files, in a directory.
+    Local(PathBuf),
+}
+
+impl Output {
+    fn parse(s: &str) -> Result<Output> {
+        if !s.contains('=') {
+            return Ok(Output::Local(PathBuf::from(s)));
+        }
+        let (mut kind, mut dest) = (None, None);
+        for part in s.split(',') {
+            match part.split_once('=') {
+                Some(("type", v)) => kind = Some(v.to_string()),
+                Some(("dest", v)) => dest = Some(PathBuf::from(v)),
+                _ => bail!("--output {s:?}: expected type=TYPE,dest=PATH"),
+            }
+        }
+        let dest = dest.ok_or_else(|| anyhow::anyhow!("--output {s:?}: dest= is missing"))?;
+        use berth_image::archive::Format;
+        Ok(match kind.as_deref().unwrap_or("local") {
+            "docker" => Output::Archive(Format::DockerArchive, dest),
+            "oci" => Output::Archive(Format::OciArchive, dest),
+            "tar" => Output::Tar(dest),
+            "local" => Output::Local(dest),
+            other => bail!("--output type={other}: expected docker, oci, tar or local"),
+        })
+    }
+
+    fn write(
+        &self,
+        engine: &berth_engine::Engine,
+        img: &berth_image::store::ImageRecord,
+    ) -> Result<()> {
+        let name = img.names.first().cloned().unwrap_or_default();
+        match self {
+            Output::Archive(format, dest) => {
+                let list = vec![(img.clone(), name)];
+                if dest.as_os_str() == "-" {
+                    if std::io::stdout().is_terminal() {
+                        bail!(
+                            "not writing an image archive to a terminal: redirect stdout, or give dest=FILE"
+                        );
+                    }
+                    berth_image::archive::save_stream(
+                        &engine.images,
+                        &list,
+                        *format,
+                        &mut std::io::stdout().lock(),
+                        "stdout",
+                    )?;
+                } else {
+                    berth_image::archive::save(&engine.images, &list, *format, dest)?;
+                }
+            }
+            Output::Tar(dest) => {
+                if dest.as_os_str() == "-" && std::io::stdout().is_terminal() {
+                    bail!(
+                        "not writing a tar stream to a terminal: redirect stdout, or give dest=FILE"
+                    );
+                }
+                berth_build::output::write_files(
+                    engine,
+                    img,
+                    &berth_build::output::Files::Tar(dest.clone()),
+                )?;
+            }
+            Output::Local(dir) => {
+                berth_build::output::write_files(
+                    engine,
+                    img,
+                    &berth_build::output::Files::Dir(dir.clone()),
+                )?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The context directory (None for `-`) and the Dockerfile's text, name
@@ -233,6 +370,25 @@ fn ignore_file(
         }
     }
     Ok(None)
+}
+
+/// `REF` or `type=registry,ref=REF` (BuildKit's form; other cache types
+/// need a daemon or a local directory berth does not keep).
+fn cache_ref(s: &str) -> Result<String> {
+    if !s.contains('=') {
+        return Ok(s.to_string());
+    }
+    let mut r = None;
+    for part in s.split(',') {
+        match part.split_once('=') {
+            Some(("type", "registry")) => {}
+            Some(("type", t)) => bail!("cache {s:?}: type={t} is not supported, only registry"),
+            Some(("ref", v)) => r = Some(v.to_string()),
+            Some(("mode", "max" | "min")) => {}
+            _ => bail!("cache {s:?}: expected REF or type=registry,ref=REF"),
+        }
+    }
+    r.ok_or_else(|| anyhow::anyhow!("cache {s:?}: ref= is missing"))
 }
 
 fn parse_secret(s: &str) -> Result<(String, PathBuf)> {

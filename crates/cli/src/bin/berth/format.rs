@@ -29,12 +29,23 @@ pub fn print_rows(t: &Template, rows: &[Value], opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// `inspect -f`: the template once per record, each on its own line, as
-/// docker prints them; without a format (or with `json`), the JSON array.
+/// `inspect -f`: the template once per record, each followed by a
+/// newline even when it ends in one (`{{range .Config.Env}}{{println
+/// .}}{{end}}` ends in a blank line in docker and podman too); without a
+/// format (or with `json`), the JSON array.
 pub fn print_inspect(format: Option<&str>, records: &[Value]) -> Result<()> {
-    match format {
-        None | Some("json") => println!("{}", serde_json::to_string_pretty(records)?),
-        Some(f) => print_rows(&Template::parse(f)?, records, &Options::default())?,
+    let t = match format {
+        None | Some("json") => {
+            println!("{}", serde_json::to_string_pretty(records)?);
+            return Ok(());
+        }
+        Some(f) => Template::parse(f)?,
+    };
+    if t.is_table() {
+        return print_rows(&t, records, &Options::default());
+    }
+    for r in records {
+        println!("{}", t.execute(r, &Options::default())?);
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! Text for people: tables padded to their widest cell, SI sizes and
-//! ages ("3 hours ago") from RFC 3339 times.
+//! ages ("3 hours ago", in docker's words) from RFC 3339 times.
 
 /// Prints rows under a header, columns padded to their widest cell.
 pub fn table<R: AsRef<[String]>>(header: &[&str], rows: &[R]) {
@@ -101,16 +101,30 @@ pub fn ago(created: Option<&str>) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let s = (now - t).max(0);
-    let (n, unit) = match s {
-        0..=59 => (s, "second"),
-        60..=3599 => (s / 60, "minute"),
-        3600..=86399 => (s / 3600, "hour"),
-        86400..=2_591_999 => (s / 86400, "day"),
-        2_592_000..=31_535_999 => (s / 2_592_000, "month"),
-        _ => (s / 31_536_000, "year"),
-    };
-    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+    format!("{} ago", duration((now - t).max(0)))
+}
+
+/// An age in docker's words (go-units' HumanDuration, which podman and
+/// scripts reading `ps` know): "Less than a second", "About a minute",
+/// "3 hours", "2 weeks".
+pub fn duration(secs: i64) -> String {
+    let minutes = secs / 60;
+    // Hours are rounded (docker's "About an hour" from 30 minutes on
+    // would be wrong: minutes come first, so this is from 60).
+    let hours = (secs as f64 / 3600.0).round() as i64;
+    match secs {
+        ..1 => "Less than a second".into(),
+        1 => "1 second".into(),
+        2..60 => format!("{secs} seconds"),
+        _ if minutes == 1 => "About a minute".into(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours == 1 => "About an hour".into(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", secs / 3600 / 24 / 365),
+    }
 }
 
 fn parse_rfc3339(s: &str) -> Option<i64> {
@@ -171,6 +185,29 @@ mod tests {
             (2_500_000_000, "2.5GB"),
         ] {
             assert_eq!(docker_size(n), want, "{n}");
+        }
+    }
+
+    #[test]
+    fn ages_are_dockers_words() {
+        for (secs, want) in [
+            (0, "Less than a second"),
+            (1, "1 second"),
+            (59, "59 seconds"),
+            (60, "About a minute"),
+            (119, "About a minute"),
+            (120, "2 minutes"),
+            (3599, "59 minutes"),
+            (3600, "About an hour"),
+            (5399, "About an hour"),
+            (5400, "2 hours"),
+            (47 * 3600, "47 hours"),
+            (48 * 3600, "2 days"),
+            (14 * 86400, "2 weeks"),
+            (60 * 86400, "2 months"),
+            (730 * 86400, "2 years"),
+        ] {
+            assert_eq!(super::duration(secs), want, "{secs} s");
         }
     }
 }

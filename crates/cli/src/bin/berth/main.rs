@@ -506,7 +506,7 @@ fn run(cli: Cli) -> Result<()> {
             cmd: ImageCmd::Rm { images, force },
         } => {
             let store = ctx.store()?;
-            containers::batch::each(&images, |i| {
+            containers::batch::removals(&images, force, |i| {
                 for r in images::remove(&store, i, force, &ctx.conf)? {
                     match r {
                         Removed::Untagged(n) => println!("Untagged: {n}"),
@@ -817,7 +817,13 @@ fn list(imgs: Vec<ImageRecord>, a: &ImagesArgs) -> Result<()> {
     }
     if a.quiet {
         for i in &imgs {
-            println!("{}", if a.no_trunc { i.id.hex() } else { i.id.short() });
+            // docker's and podman's: the full ID with its algorithm, as
+            // `--no-trunc --format {{.ID}}` prints it.
+            if a.no_trunc {
+                println!("{}", i.id);
+            } else {
+                println!("{}", i.id.short());
+            }
         }
         return Ok(());
     }
@@ -958,7 +964,11 @@ fn inspect(store: &Store, rec: &ImageRecord) -> Result<serde_json::Value> {
         "Os": config.get("os"),
         "Size": rec.size(),
         "Config": config.get("config"),
-        "RootFS": config.get("rootfs"),
+        // docker's and podman's shape of the config's rootfs.
+        "RootFS": {
+            "Type": config["rootfs"]["type"],
+            "Layers": config["rootfs"]["diff_ids"],
+        },
         "Author": config.get("author"),
         "History": config.get("history"),
         "ManifestType": rec.manifest_media_type,

@@ -370,14 +370,17 @@ pub fn parse_network(n: Option<&str>) -> NetworkMode {
     }
 }
 
-/// An env file larger than this is not one (`--env-file /dev/zero`
-/// would otherwise be read until memory runs out).
+/// An env or label file larger than this is not one (`--env-file
+/// /dev/zero` would otherwise be read until memory runs out).
 const MAX_ENV_FILE: u64 = 1 << 20;
 
-/// Reads an env file, a pipe (`<(...)`) too, up to MAX_ENV_FILE bytes.
-fn read_env_file(file: &std::path::Path) -> Result<String> {
+/// The entries of an env or label file (a pipe, `<(...)`, too), as
+/// docker's parser reads them: leading white space dropped, blank lines
+/// and `#` comments skipped, the rest kept as it is (trailing spaces and
+/// quotes are part of the value, as in docker and podman).
+fn key_value_file(flag: &str, file: &std::path::Path) -> Result<Vec<String>> {
     use std::io::Read;
-    let what = || format!("--env-file {}", file.display());
+    let what = || format!("{flag} {}", file.display());
     let mut raw = Vec::new();
     std::fs::File::open(file)
         .with_context(what)?
@@ -390,20 +393,19 @@ fn read_env_file(file: &std::path::Path) -> Result<String> {
     if raw.contains(&0) {
         bail!("{}: holds a NUL byte: not a text file", what());
     }
-    String::from_utf8(raw).map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", what()))
+    let text = String::from_utf8(raw).map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", what()))?;
+    Ok(text
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect())
 }
 
 fn env_lines(f: &CreateFlags) -> Result<Vec<String>> {
     let mut env = Vec::new();
     for file in &f.env_file {
-        let raw = read_env_file(file)?;
-        for l in raw
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        {
-            env.push(l.to_string());
-        }
+        env.extend(key_value_file("--env-file", file)?);
     }
     env.extend(f.env.iter().cloned());
     // KEY alone: the value from this environment, or nothing.
@@ -565,18 +567,6 @@ fn log_opt(f: &CreateFlags, key: &str) -> Result<Option<String>> {
     Ok(found)
 }
 
-/// --label-file: KEY=VALUE lines; blank lines and # comments skipped.
-fn label_file_lines(path: &std::path::Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("--label-file {}", path.display()))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect())
-}
-
 /// --platform: this host's (OS/ARCH[/VARIANT]) or a clear refusal; berth
 /// runs no emulator.
 fn check_platform(p: &str) -> Result<()> {
@@ -695,7 +685,7 @@ pub fn config(f: &CreateFlags) -> Result<ContainerConfig> {
     }
     let mut label_lines = Vec::new();
     for path in &f.label_file {
-        label_lines.extend(label_file_lines(path)?);
+        label_lines.extend(key_value_file("--label-file", path)?);
     }
     label_lines.extend(f.label.iter().cloned());
     Ok(ContainerConfig {
@@ -761,4 +751,29 @@ fn healthcheck(f: &CreateFlags) -> Option<HealthCheck> {
         retries: f.health_retries.unwrap_or(0),
     };
     (h != HealthCheck::default()).then_some(h)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn env_and_label_files_keep_values_as_docker_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("env");
+        std::fs::write(
+            &f,
+            "# comment\n\n   # indented comment\n  LEAD=x\nTRAIL=a b  \nTAB=\tx\t\nQ=\"q\"\nBARE\n   \nEMPTY=\n",
+        )
+        .unwrap();
+        assert_eq!(
+            super::key_value_file("--env-file", &f).unwrap(),
+            [
+                "LEAD=x",
+                "TRAIL=a b  ",
+                "TAB=\tx\t",
+                "Q=\"q\"",
+                "BARE",
+                "EMPTY="
+            ]
+        );
+    }
 }

@@ -42,7 +42,7 @@ pub fn kill(e: &Engine, signal: &str, containers: &[String]) -> Result<()> {
 }
 
 pub fn rm(e: &Engine, force: bool, containers: &[String]) -> Result<()> {
-    each(containers, |c| {
+    super::batch::removals(containers, force, |c| {
         e.remove(c, force)?;
         println!("{c}");
         Ok(())

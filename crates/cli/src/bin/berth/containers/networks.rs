@@ -125,7 +125,7 @@ pub fn run(e: &Engine, cmd: NetworkCmd) -> Result<()> {
             })?;
             print_inspect(format.as_deref(), &out)?;
         }
-        NetworkCmd::Rm { force, networks } => each(&networks, |n| {
+        NetworkCmd::Rm { force, networks } => super::batch::removals(&networks, force, |n| {
             e.network_remove(n, force)?;
             println!("{n}");
             Ok(())

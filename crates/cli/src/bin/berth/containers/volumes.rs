@@ -90,7 +90,7 @@ pub fn run(e: &Engine, cmd: VolumeCmd) -> Result<()> {
             })?;
             print_inspect(format.as_deref(), &out)?;
         }
-        VolumeCmd::Rm { force, volumes } => each(&volumes, |v| {
+        VolumeCmd::Rm { force, volumes } => super::batch::removals(&volumes, force, |v| {
             e.volume_remove(v, force)?;
             println!("{v}");
             Ok(())
