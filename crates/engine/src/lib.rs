@@ -25,6 +25,7 @@ mod lock;
 pub mod model;
 mod names;
 mod net;
+pub mod podman_conf;
 pub mod pods;
 pub mod recover;
 pub mod rootfd;

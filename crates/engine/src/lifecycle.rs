@@ -218,6 +218,21 @@ impl Engine {
         Ok(s)
     }
 
+    /// A working directory the image does not have is made, owned by the
+    /// process's user, as docker makes it (podman and runc refuse to
+    /// start). In a user namespace the ids would need mapping: left to the
+    /// runtime's error there.
+    fn make_workdir(&self, c: &Container, s: &Spec) -> Result<()> {
+        let Some(p) = s.process() else {
+            return Ok(());
+        };
+        let cwd = p.cwd().display().to_string();
+        if cwd == "/" || !c.config.extra.uid_map.is_empty() || self.is_dir_in(&c.id, &cwd)? {
+            return Ok(());
+        }
+        self.mkdir_in(&c.id, &cwd, (p.user().uid(), p.user().gid()))
+    }
+
     /// The second stage: the engine's policy for the request.
     fn apply_policy(&self, s: &mut Spec, c: &Container) -> Result<()> {
         if c.config.init {
@@ -364,6 +379,7 @@ impl Engine {
         self.db.update_container(c)?;
 
         let mut s = self.runtime_spec(c)?;
+        self.make_workdir(c, &s)?;
         if let Some(p) = &c.config.pod {
             self.ensure_pod_running(p)?;
         }

@@ -165,7 +165,7 @@ fn target_picks_a_stage_and_history_matches_the_steps() {
     let out = e.ok(&["run", "--rm", "just-build", "cat", "/out/app"]);
     assert_eq!(out.trim(), "compiled");
     let v: Value = serde_json::from_str(&e.ok(&["image", "inspect", "just-build"])).unwrap();
-    let layers = v[0]["RootFS"]["diff_ids"].as_array().unwrap().len();
+    let layers = v[0]["RootFS"]["Layers"].as_array().unwrap().len();
     // busybox's one layer and the RUN's.
     assert_eq!(layers, 2, "{v:#}");
     let history = e.ok(&["history", "--no-trunc", "just-build"]);

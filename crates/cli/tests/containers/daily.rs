@@ -310,3 +310,84 @@ fn detach_keys_leave_the_container_running() {
     assert!(err.contains("ctrl-1"), "{err}");
     env.ok(&["rm", "-f", "det"]);
 }
+
+#[test]
+fn system_prune_all_with_volumes_and_userns_host() {
+    let env = Env::new();
+    let stopped = env.ok(&["create", "--name", "idle", &env.image, "true"]);
+    env.ok(&["volume", "create", "unused"]);
+    env.ok(&["volume", "create", "kept"]);
+    let running = env.run_d(&["-v", "kept:/k"], &["sleep", "1000"]);
+    let other = env.image_with(
+        "other",
+        crate::support::layer_tar(&[crate::support::E::File("other.txt", 0o644, b"x".to_vec())]),
+    );
+    env.ok(&["system", "prune", "-a", "--volumes", "-f"]);
+    assert!(env.berth(&["inspect", stopped.trim()]).status.code() != Some(0));
+    let ids = env.ids();
+    assert_eq!(
+        ids,
+        vec![running.clone()],
+        "only the running container stays"
+    );
+    let vols = env.ok(&["volume", "ls", "-q"]);
+    assert_eq!(vols.trim(), "kept", "the used volume stays: {vols}");
+    let images = env.ok(&["images", "--format", "{{.Repository}}"]);
+    assert!(!images.contains("other"), "{images}");
+    assert!(
+        images.contains("busybox"),
+        "the running container's image stays: {images}"
+    );
+    assert!(env.berth(&["image", "inspect", &other]).status.code() != Some(0));
+    // --userns host: the host's user namespace, the whole id range.
+    let map = env.ok(&[
+        "run",
+        "--rm",
+        "--userns",
+        "host",
+        &env.image,
+        "cat",
+        "/proc/self/uid_map",
+    ]);
+    let fields: Vec<&str> = map.split_whitespace().collect();
+    assert_eq!(fields, ["0", "0", "4294967295"], "{map}");
+}
+
+#[test]
+fn inspect_times_are_rfc3339_with_nanoseconds_as_docker_writes_them() {
+    let env = Env::new();
+    let id = env.run_d(&[], &["sleep", "1000"]);
+    let v = env.inspect(&id);
+    for (what, t) in [
+        ("Created", &v["Created"]),
+        ("State.StartedAt", &v["State"]["StartedAt"]),
+    ] {
+        let t = t.as_str().unwrap_or_else(|| panic!("{what}: {v:#}"));
+        // 2026-12-04T23:36:07.123456789Z: docker's time.RFC3339Nano.
+        assert!(humantime::parse_rfc3339(t).is_ok(), "{what} {t:?}");
+        assert!(t.ends_with('Z') && t.contains('.'), "{what} {t:?}");
+    }
+    let t = v["State"]["FinishedAt"].as_str().unwrap();
+    assert_eq!(
+        t, "0001-01-01T00:00:00Z",
+        "docker's zero time while running"
+    );
+}
+
+#[test]
+fn a_missing_working_directory_is_made_as_docker_makes_it() {
+    let env = Env::new();
+    let out = env.ok(&[
+        "run",
+        "--rm",
+        "-w",
+        "/made/for/me",
+        "--user",
+        "65534",
+        &env.image,
+        "sh",
+        "-c",
+        "pwd; stat -c %u .",
+    ]);
+    assert_eq!(out, "/made/for/me\n65534\n");
+}

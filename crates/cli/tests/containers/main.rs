@@ -17,6 +17,7 @@ mod health;
 mod hostile;
 mod lifecycle;
 mod network;
+mod podman_conf;
 mod pods;
 mod ps;
 mod recovery;

@@ -43,12 +43,15 @@ const GLOBAL: &str = "Global options";
 #[derive(Parser)]
 #[command(name = "berth", version, about = "Containers and images, daemonless")]
 struct Cli {
-    /// Where images, layers and containers are stored.
-    #[arg(long, global = true, help_heading = GLOBAL, default_value = berth_base::paths::SYSTEM_ROOT)]
-    root: PathBuf,
-    /// Volatile state: runtime state, locks, network namespaces, sockets.
-    #[arg(long, global = true, help_heading = GLOBAL, default_value = berth_base::paths::SYSTEM_RUN_ROOT)]
-    runroot: PathBuf,
+    /// Where images, layers and containers are stored (default
+    /// /var/lib/berth, or berth/ under the graphroot of the storage.conf
+    /// $CONTAINERS_STORAGE_CONF names).
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    root: Option<PathBuf>,
+    /// Volatile state: runtime state, locks, network namespaces, sockets
+    /// (default /run/berth, or berth/ under that storage.conf's runroot).
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    runroot: Option<PathBuf>,
     /// registries.conf (default /etc/containers/registries.conf).
     #[arg(long, global = true, help_heading = GLOBAL)]
     registries_conf: Option<PathBuf>,
@@ -480,9 +483,16 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::GenerateMan { dir } => return docs::man_pages(dir),
         _ => {}
     }
+    let (conf_root, conf_runroot) = berth_engine::podman_conf::storage_roots()?;
     let ctx = Ctx {
-        root: cli.root,
-        runroot: cli.runroot,
+        root: cli
+            .root
+            .or(conf_root)
+            .unwrap_or_else(|| PathBuf::from(berth_base::paths::SYSTEM_ROOT)),
+        runroot: cli
+            .runroot
+            .or(conf_runroot)
+            .unwrap_or_else(|| PathBuf::from(berth_base::paths::SYSTEM_RUN_ROOT)),
         conf: RegistriesConf::load(cli.registries_conf.as_deref())?,
         certs_dir: cli.certs_dir,
         authfile: cli.authfile,

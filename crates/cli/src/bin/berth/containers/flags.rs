@@ -125,9 +125,10 @@ pub struct CreateFlags {
     /// Join this pod (its network, ipc and uts namespaces).
     #[arg(long)]
     pub pod: Option<String>,
-    /// berth (builtin), runc, crun or a runtime binary.
-    #[arg(long, default_value = "berth")]
-    pub runtime: String,
+    /// berth (builtin, the default), runc, crun, a runtime binary, or a
+    /// name in $CONTAINERS_CONF's [engine.runtimes].
+    #[arg(long)]
+    pub runtime: Option<String>,
     /// Run an init as PID 1 that reaps zombies and forwards signals.
     #[arg(long)]
     pub init: bool,
@@ -596,8 +597,56 @@ fn parse_cpus(cpus: Option<f64>) -> Result<Option<f64>> {
     Ok(Some(c))
 }
 
-/// The container the flags describe, for the engine to create.
+/// The flags over the defaults of the containers.conf that
+/// `$CONTAINERS_CONF` names, as podman applies them: a flag wins over the
+/// file for the same ulimit type, sysctl key or variable; DNS settings
+/// come from the file only when no DNS flag is given.
+fn with_conf(
+    f: &CreateFlags,
+    conf: &berth_engine::podman_conf::ContainersConf,
+) -> Result<CreateFlags> {
+    let c = &conf.containers;
+    let mut out = f.clone();
+    let key = |s: &str| s.split('=').next().unwrap_or(s).to_string();
+    let given: Vec<String> = f.ulimit.iter().map(|u| key(u)).collect();
+    out.ulimit = c
+        .default_ulimits
+        .iter()
+        .filter(|u| !given.contains(&key(u)))
+        .chain(&f.ulimit)
+        .cloned()
+        .collect();
+    let given: Vec<String> = f.sysctl.iter().map(|s| key(s)).collect();
+    out.sysctl = c
+        .default_sysctls
+        .iter()
+        .filter(|s| !given.contains(&key(s)))
+        .chain(&f.sysctl)
+        .cloned()
+        .collect();
+    if f.dns.is_empty() && f.dns_search.is_empty() && f.dns_option.is_empty() {
+        out.dns = c.dns_servers.clone();
+        out.dns_search = c.dns_searches.clone();
+        out.dns_option = c.dns_options.clone();
+    }
+    out.env = c.env.iter().chain(&f.env).cloned().collect();
+    out.pids_limit = f.pids_limit.or(c.pids_limit);
+    out.shm_size = f.shm_size.clone().or_else(|| c.shm_size.clone());
+    out.init = f.init || c.init.unwrap_or(false);
+    let name = f
+        .runtime
+        .clone()
+        .or_else(|| conf.engine.runtime.clone())
+        .unwrap_or_else(|| "berth".into());
+    out.runtime = Some(conf.runtime_path(&name)?);
+    Ok(out)
+}
+
+/// The container the flags describe (over $CONTAINERS_CONF's defaults),
+/// for the engine to create.
 pub fn config(f: &CreateFlags) -> Result<ContainerConfig> {
+    let conf = berth_engine::podman_conf::ContainersConf::from_env()?;
+    let f = &with_conf(f, &conf)?;
     let mut ports = Vec::new();
     for p in &f.publish {
         ports.extend(PortMapping::parse(p)?);
@@ -717,7 +766,7 @@ pub fn config(f: &CreateFlags) -> Result<ContainerConfig> {
         volumes,
         tmpfs: f.tmpfs.clone(),
         pod: f.pod.clone(),
-        runtime: f.runtime.clone(),
+        runtime: f.runtime.clone().unwrap_or_default(),
         init: f.init,
         stop_signal: f.stop_signal.clone(),
         stop_timeout: f.stop_timeout,
