@@ -49,6 +49,8 @@ pub struct BuildOptions {
     pub secrets: Vec<(String, PathBuf)>,
     /// `--platform`: only this host's.
     pub platform: Option<String>,
+    /// `--isolation`: where steps run (rootfs/: in this process's root).
+    pub isolation: crate::rootfs::Isolation,
     /// `--cache-from REF`: registries' build caches to import first.
     pub cache_from: Vec<String>,
     /// `--cache-to REF`: where this build's cache goes.
@@ -86,6 +88,8 @@ pub struct Builder<'a> {
     pub(crate) step: AtomicUsize,
     /// A stage failed: the others stop at their next step.
     pub(crate) failed: AtomicBool,
+    /// In rootfs isolation: the root every step runs in.
+    pub(crate) rootfs: Option<std::sync::Arc<crate::rootfs::RootLock>>,
 }
 
 /// Builds what `opts` asks; the image, named as `-t` says.
@@ -133,6 +137,7 @@ pub fn build(
                 .map(|v| (k.clone(), v))
         })
         .collect();
+    let rootfs = crate::rootfs::for_build(&engine.root, &engine.run_root, opts)?;
     let lease = engine
         .images
         .lease_create(
@@ -155,6 +160,7 @@ pub fn build(
         built: Mutex::new(HashMap::new()),
         step: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
+        rootfs,
     };
     let res = b.run();
     let _ = engine.images.lease_release(&lease);
@@ -198,10 +204,16 @@ impl<'a> Builder<'a> {
     /// step's work is mostly waiting on processes and the disk).
     fn build_stages(&self, plan: &plan::Plan) -> Result<()> {
         let mut left: Vec<usize> = plan.order.clone();
-        let width = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .max(2);
+        // Rootfs isolation has one root: stages in parallel would empty
+        // it for each other at every step.
+        let width = if self.rootfs.is_some() {
+            1
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .max(2)
+        };
         while !left.is_empty() {
             let ready: Vec<usize> = {
                 let built = self.built.lock().expect("no builder panicked");
@@ -420,6 +432,15 @@ impl<'a> Builder<'a> {
         config: &Value,
         container: berth_engine::model::ContainerConfig,
     ) -> Result<Box<dyn Workspace + 'a>> {
+        if let Some(root) = &self.rootfs {
+            return Ok(Box::new(crate::rootfs::RootfsWorkspace::create(
+                root.clone(),
+                &self.engine.images,
+                layers,
+                config,
+                container,
+            )?));
+        }
         Ok(Box::new(crate::working::Working::create(
             self.engine,
             &self.lease,

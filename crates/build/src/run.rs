@@ -51,6 +51,7 @@ impl<'a> Builder<'a> {
                 "--security={s}: RUN steps run with the default confinement only"
             )));
         }
+        self.rootfs_refuses(run, &network).map_err(fail)?;
         let mounts = self.run_mounts(st, ins, &run.mounts)?;
         let env = st.run_env(&self.args);
         let parent = st.top().cloned();
@@ -318,7 +319,7 @@ impl<'a> Builder<'a> {
             return Err(fail(format!("--from={from}: it has no files")));
         }
         let top = json!(layers.last().map(|l| l.chain_id.clone()));
-        let w = self.workspace(&layers, &config, st.container_config(NetworkMode::None))?;
+        let w = self.tree_workspace(&layers, &config, st.container_config(NetworkMode::None))?;
         Ok((w, top))
     }
 }

@@ -191,12 +191,12 @@ fn libc_sigkill() -> i32 {
 
 /// The last lines of a stream.
 #[derive(Default)]
-struct Tail {
+pub(crate) struct Tail {
     buf: Vec<u8>,
 }
 
 impl Tail {
-    fn push(&mut self, d: &[u8]) {
+    pub(crate) fn push(&mut self, d: &[u8]) {
         self.buf.extend_from_slice(d);
         // Bounded: only the end is ever shown.
         if self.buf.len() > 64 * 1024 {
@@ -205,7 +205,7 @@ impl Tail {
         }
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let s = String::from_utf8_lossy(&self.buf);
         let lines: Vec<&str> = s.trim_end().lines().collect();
         let from = lines.len().saturating_sub(TAIL_LINES);

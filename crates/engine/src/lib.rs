@@ -28,6 +28,7 @@ mod net;
 pub mod podman_conf;
 pub mod pods;
 pub mod recover;
+pub mod rootfd;
 mod seccomp;
 pub mod signals;
 pub mod spec;

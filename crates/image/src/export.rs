@@ -1,4 +1,5 @@
-//! An overlay upper directory becomes a layer: in one walk, an OCI layer
+//! An overlay upper directory (or a list of changes found by walking a
+//! root file system) becomes a layer: in one walk, an OCI layer
 //! tar (whiteouts and opaque directories in the tar form) streamed through
 //! the diffID hash, the compressor and the blob hash into a blob file, and
 //! the same entries written into a new layer directory of the store with
@@ -153,17 +154,44 @@ pub fn export_layer(
     parent: Option<&Digest>,
     opts: &ExportOptions,
 ) -> Result<LayerInfo> {
-    let tmp_layer = store
-        .root
-        .join("layers")
-        .join(format!("export.tmp-{}", unique()));
-    let tmp_blob = store.temp_path("export-blob");
-    let res = export_into(store, upper, parent, opts, &tmp_layer, &tmp_blob);
-    if res.is_err() {
-        let _ = crate::remove::remove_tree(&tmp_layer);
-        let _ = std::fs::remove_file(&tmp_blob);
+    let src = UpperDir::open(upper)?;
+    let exclude: Vec<Vec<u8>> = opts
+        .exclude
+        .iter()
+        .map(|e| crate::upper::rel_path(e))
+        .collect();
+    let mut sink = LayerSink::new(store, opts.compression)?;
+    let res = src.walk(&exclude, true, |node| sink.emit(&src, node));
+    match res {
+        Ok(()) => sink.finish(parent),
+        Err(e) => {
+            sink.discard();
+            Err(e)
+        }
     }
-    res
+}
+
+/// Makes a layer of `changes`, entries of the tree `root` (a walked root
+/// file system rather than an overlay upper dir: what a step changed, as
+/// its walks before and after found), on top of `parent`. `changes` come
+/// in the order a walk gives (each directory before its contents, names
+/// in byte order); whiteouts among them delete names of lower layers.
+/// The same writer as `export_layer`'s: one tar, one layer directory.
+pub fn export_changes(
+    store: &Store,
+    root: &UpperDir,
+    changes: &[Node],
+    parent: Option<&Digest>,
+    compression: Compression,
+) -> Result<LayerInfo> {
+    let mut sink = LayerSink::new(store, compression)?;
+    for node in changes {
+        if let Err(e) = sink.emit(root, node) {
+            sink.discard();
+            return Err(e);
+        }
+    }
+    sink.finish(parent)
 }
 
 fn unique() -> String {
@@ -176,88 +204,150 @@ fn unique() -> String {
     )
 }
 
-fn export_into(
-    store: &Store,
-    upper: &Path,
-    parent: Option<&Digest>,
-    opts: &ExportOptions,
-    tmp_layer: &Path,
-    tmp_blob: &Path,
-) -> Result<LayerInfo> {
-    let src = UpperDir::open(upper)?;
-    let diff = tmp_layer.join("diff");
-    std::fs::create_dir_all(&diff).ctx(|| format!("create {}", diff.display()))?;
-    let mut layer = LayerWriter::new(&diff, "(new layer)")?;
-    let file = File::create(tmp_blob).ctx(|| format!("create {}", tmp_blob.display()))?;
-    let out = BlobOut {
-        file: BufWriter::with_capacity(1 << 20, file),
-        hasher: Hasher::default(),
-    };
-    let inner = match opts.compression {
-        Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(
-            out,
-            flate2::Compression::fast(),
-        )),
-        Compression::Zstd => {
-            Compressor::Zstd(zstd::stream::write::Encoder::new(out, 3).ctx(|| "start zstd".into())?)
-        }
-    };
-    let mut tar = tar::Builder::new(TarOut {
-        inner,
-        hasher: Hasher::default(),
-    });
-    let exclude: Vec<Vec<u8>> = opts
-        .exclude
-        .iter()
-        .map(|e| crate::upper::rel_path(e))
-        .collect();
-    let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-    src.walk(&exclude, true, |node| {
-        emit(&src, node, &mut tar, &mut layer, &mut links)
-    })?;
-    layer.finish()?;
-    let tar_out = tar.into_inner().ctx(|| "finish the layer tar".into())?;
-    let diff_id = tar_out.hasher.clone().finish();
-    let unpacked = tar_out.hasher.len;
-    let mut blob = tar_out
-        .inner
-        .finish()
-        .ctx(|| "finish compressing the layer".into())?;
-    blob.file
-        .flush()
-        .ctx(|| format!("write {}", tmp_blob.display()))?;
-    let digest = blob.hasher.clone().finish();
-    let size = blob.hasher.len;
-    let file = blob
-        .file
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .ctx(|| format!("write {}", tmp_blob.display()))?;
-    file.sync_all()
-        .ctx(|| format!("sync {}", tmp_blob.display()))?;
-    let chain_id = match parent {
-        None => diff_id.clone(),
-        Some(p) => Digest::of(format!("{p} {diff_id}").as_bytes()),
-    };
-    {
-        let _blob_lock = store.lock_blob(&digest)?;
-        if store.has_blob(&digest) {
-            std::fs::remove_file(tmp_blob).ctx(|| format!("remove {}", tmp_blob.display()))?;
-        } else {
-            store.commit_file(tmp_blob, &digest)?;
+/// A layer being written: each entry into the tar stream (hashed for the
+/// diffID, compressed, hashed again into a blob file) and into a new
+/// layer directory, both temporary until `finish` stores them.
+struct LayerSink<'s> {
+    store: &'s Store,
+    compression: Compression,
+    tmp_layer: std::path::PathBuf,
+    tmp_blob: std::path::PathBuf,
+    layer: LayerWriter,
+    tar: tar::Builder<TarOut>,
+    /// The first name of each hardlinked inode written.
+    links: HashMap<(u64, u64), Vec<u8>>,
+}
+
+impl<'s> LayerSink<'s> {
+    fn new(store: &'s Store, compression: Compression) -> Result<LayerSink<'s>> {
+        let tmp_layer = store
+            .root
+            .join("layers")
+            .join(format!("export.tmp-{}", unique()));
+        let tmp_blob = store.temp_path("export-blob");
+        let res = Self::open(&tmp_layer, &tmp_blob, compression);
+        match res {
+            Ok((layer, tar)) => Ok(LayerSink {
+                store,
+                compression,
+                tmp_layer,
+                tmp_blob,
+                layer,
+                tar,
+                links: HashMap::new(),
+            }),
+            Err(e) => {
+                let _ = crate::remove::remove_tree(&tmp_layer);
+                let _ = std::fs::remove_file(&tmp_blob);
+                Err(e)
+            }
         }
     }
-    // Another layer with the same chain ID has the same content: ours is
-    // dropped then.
-    store.commit_layer(tmp_layer, &chain_id, unpacked)?;
-    Ok(LayerInfo {
-        digest,
-        size,
-        media_type: opts.compression.media_type().to_string(),
-        diff_id,
-        chain_id,
-        unpacked,
-    })
+
+    fn open(
+        tmp_layer: &Path,
+        tmp_blob: &Path,
+        compression: Compression,
+    ) -> Result<(LayerWriter, tar::Builder<TarOut>)> {
+        let diff = tmp_layer.join("diff");
+        std::fs::create_dir_all(&diff).ctx(|| format!("create {}", diff.display()))?;
+        let layer = LayerWriter::new(&diff, "(new layer)")?;
+        let file = File::create(tmp_blob).ctx(|| format!("create {}", tmp_blob.display()))?;
+        let out = BlobOut {
+            file: BufWriter::with_capacity(1 << 20, file),
+            hasher: Hasher::default(),
+        };
+        let inner = match compression {
+            Compression::Gzip => Compressor::Gzip(flate2::write::GzEncoder::new(
+                out,
+                flate2::Compression::fast(),
+            )),
+            Compression::Zstd => Compressor::Zstd(
+                zstd::stream::write::Encoder::new(out, 3).ctx(|| "start zstd".into())?,
+            ),
+        };
+        let tar = tar::Builder::new(TarOut {
+            inner,
+            hasher: Hasher::default(),
+        });
+        Ok((layer, tar))
+    }
+
+    fn emit(&mut self, src: &UpperDir, node: &Node) -> Result<()> {
+        emit(src, node, &mut self.tar, &mut self.layer, &mut self.links)
+    }
+
+    /// Drops what was written (an error on the way).
+    fn discard(self) {
+        let _ = crate::remove::remove_tree(&self.tmp_layer);
+        let _ = std::fs::remove_file(&self.tmp_blob);
+    }
+
+    fn finish(self, parent: Option<&Digest>) -> Result<LayerInfo> {
+        let (tmp_layer, tmp_blob) = (self.tmp_layer.clone(), self.tmp_blob.clone());
+        let res = self.store_it(parent);
+        if res.is_err() {
+            let _ = crate::remove::remove_tree(&tmp_layer);
+            let _ = std::fs::remove_file(&tmp_blob);
+        }
+        res
+    }
+
+    /// Ends the tar and the layer directory and moves both into the store.
+    fn store_it(self, parent: Option<&Digest>) -> Result<LayerInfo> {
+        let LayerSink {
+            store,
+            compression,
+            tmp_layer,
+            tmp_blob,
+            layer,
+            tar,
+            ..
+        } = self;
+        layer.finish()?;
+        let tar_out = tar.into_inner().ctx(|| "finish the layer tar".into())?;
+        let diff_id = tar_out.hasher.clone().finish();
+        let unpacked = tar_out.hasher.len;
+        let mut blob = tar_out
+            .inner
+            .finish()
+            .ctx(|| "finish compressing the layer".into())?;
+        blob.file
+            .flush()
+            .ctx(|| format!("write {}", tmp_blob.display()))?;
+        let digest = blob.hasher.clone().finish();
+        let size = blob.hasher.len;
+        let file = blob
+            .file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .ctx(|| format!("write {}", tmp_blob.display()))?;
+        file.sync_all()
+            .ctx(|| format!("sync {}", tmp_blob.display()))?;
+        let chain_id = match parent {
+            None => diff_id.clone(),
+            Some(p) => Digest::of(format!("{p} {diff_id}").as_bytes()),
+        };
+        {
+            let _blob_lock = store.lock_blob(&digest)?;
+            if store.has_blob(&digest) {
+                std::fs::remove_file(&tmp_blob).ctx(|| format!("remove {}", tmp_blob.display()))?;
+            } else {
+                store.commit_file(&tmp_blob, &digest)?;
+            }
+        }
+        // Another layer with the same chain ID has the same content: ours is
+        // dropped then.
+        store.commit_layer(&tmp_layer, &chain_id, unpacked)?;
+        Ok(LayerInfo {
+            digest,
+            size,
+            media_type: compression.media_type().to_string(),
+            diff_id,
+            chain_id,
+            unpacked,
+        })
+    }
 }
 
 fn header(node: &Node, et: tar::EntryType) -> tar::Header {

@@ -24,6 +24,7 @@ pub mod load;
 pub mod manifest;
 pub mod platform;
 pub mod progress;
+pub mod protect;
 pub mod pull;
 pub mod push;
 pub mod reference;

@@ -329,7 +329,26 @@ fn mount_legacy(
 /// The copy snapshotter: each layer (`chains`, bottom first), merged into `rootfs` with
 /// the same safe writer as unpacking (whiteouts delete, opaque dirs empty).
 pub(crate) fn copy_layers(store: &Store, chains: &[Digest], rootfs: &Path) -> Result<()> {
-    let mut w = LayerWriter::merging(rootfs, "rootfs")?;
+    lay_down(store, chains, LayerWriter::merging(rootfs, "rootfs")?)
+}
+
+/// `copy_layers` onto a live root (the process's own `/` in a build's
+/// rootfs isolation, or a directory standing for it): `protect`'s paths
+/// are neither written nor removed.
+pub fn copy_layers_except(
+    store: &Store,
+    chains: &[Digest],
+    rootfs: &Path,
+    protect: crate::protect::Protected,
+) -> Result<()> {
+    lay_down(
+        store,
+        chains,
+        LayerWriter::merging_except(rootfs, &rootfs.display().to_string(), protect)?,
+    )
+}
+
+fn lay_down(store: &Store, chains: &[Digest], mut w: LayerWriter) -> Result<()> {
     for c in chains {
         let src = store.layer_diff(c);
         let mut links = HashMap::new();

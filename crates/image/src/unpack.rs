@@ -18,6 +18,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timest
 use rustix::io::Errno;
 
 use crate::error::{Context, Error, Result};
+use crate::protect::Protected;
 use crate::remove::remove_all_at;
 use crate::tar_guard::TarGuard;
 
@@ -74,6 +75,9 @@ pub struct LayerWriter {
     /// delete and opaque markers empty the directory, instead of being
     /// stored for overlayfs.
     merge: bool,
+    /// Merging into a live root: paths never removed or written (see
+    /// `Protected`).
+    protect: Option<Protected>,
 }
 
 const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
@@ -100,6 +104,7 @@ impl LayerWriter {
             entries: 0,
             max_bytes: u64::MAX,
             merge: false,
+            protect: None,
         })
     }
 
@@ -107,6 +112,16 @@ impl LayerWriter {
     pub fn merging(dir: &Path, layer: &str) -> Result<LayerWriter> {
         let mut w = LayerWriter::new(dir, layer)?;
         w.merge = true;
+        Ok(w)
+    }
+
+    /// A merging writer that leaves `protect`'s paths alone: entries at
+    /// or below them are skipped, and what would remove one (a whiteout,
+    /// an opaque directory, an entry replacing a directory) removes the
+    /// rest only.
+    pub fn merging_except(dir: &Path, layer: &str, protect: Protected) -> Result<LayerWriter> {
+        let mut w = LayerWriter::merging(dir, layer)?;
+        w.protect = Some(protect);
         Ok(w)
     }
 
@@ -193,6 +208,19 @@ impl LayerWriter {
             return Ok(true);
         }
         let pfd = rustix::io::fcntl_dupfd_cloexec(pfd, 0).ctx(|| "dup".into())?;
+        if let Some(p) = &self.protect {
+            let left = p
+                .remove(pfd.as_fd(), parent, name)
+                .map_err(|e| self.err(entry, format!("replace: {e}")))?;
+            self.cache.clear();
+            if left {
+                return Err(self.err(
+                    entry,
+                    "it would replace a directory kept in this tree (a mount point, or one holding kept paths)",
+                ));
+            }
+            return Ok(false);
+        }
         if is_dir {
             remove_all_at(pfd.as_fd(), name)
                 .map_err(|e| self.err(entry, format!("replace directory: {e}")))?;
@@ -217,6 +245,24 @@ impl LayerWriter {
             Some(i) => (&clean[..i], &clean[i + 1..]),
             None => (&clean[..0], &clean[..]),
         };
+        if let Some(p) = &self.protect {
+            let target = match name.strip_prefix(b".wh.") {
+                Some(b".wh..opq") => parent.to_vec(),
+                Some(hidden) => crate::protect::join(parent, hidden),
+                None => clean.clone(),
+            };
+            if p.is_kept(&target) {
+                return Ok(());
+            }
+            if !matches!(meta.kind, Kind::Dir)
+                && !name.starts_with(b".wh.")
+                && p.holds_kept(&target)
+            {
+                // A file or link in place of a directory holding kept
+                // paths would need them removed: the directory stays.
+                return Ok(());
+            }
+        }
         if let Some(hidden) = name.strip_prefix(b".wh.") {
             return self.whiteout(path, parent, hidden);
         }
@@ -340,6 +386,12 @@ impl LayerWriter {
                 rustix::fs::openat2(&self.root, parent, flags, Mode::empty(), RESOLVE)
             };
             let Ok(fd) = fd else { return Ok(()) };
+            if let Some(p) = &self.protect {
+                p.empty(fd.as_fd(), parent)
+                    .map_err(|e| self.err(path, format!("empty opaque directory: {e}")))?;
+                self.cache.clear();
+                return Ok(());
+            }
             let mut names = Vec::new();
             let mut d = rustix::fs::Dir::read_from(&fd)
                 .map_err(|e| self.err(path, format!("read directory: {e}")))?;
@@ -384,6 +436,15 @@ impl LayerWriter {
         }
         if hidden.is_empty() || hidden == b"." || hidden == b".." {
             return Err(self.err(path, "whiteout of an invalid name"));
+        }
+        if self.protect.is_some() {
+            let pfd = self.parent(path, parent)?;
+            let pfd = rustix::io::fcntl_dupfd_cloexec(pfd, 0).ctx(|| "dup".into())?;
+            let p = self.protect.as_ref().expect("checked");
+            p.remove(pfd.as_fd(), parent, hidden)
+                .map_err(|e| self.err(path, format!("delete: {e}")))?;
+            self.cache.clear();
+            return Ok(());
         }
         self.make_room(path, parent, hidden, false)?;
         if self.merge {

@@ -55,6 +55,10 @@ pub struct Node {
     pub gid: u32,
     pub mtime: i64,
     pub mtime_nsec: i64,
+    /// The change time: a rewrite within the mtime's granularity, a
+    /// chmod, chown or xattr change all move it.
+    pub ctime: i64,
+    pub ctime_nsec: i64,
     pub size: u64,
     pub nlink: u64,
     pub dev: u64,
@@ -202,6 +206,8 @@ impl UpperDir {
                 gid: st.st_gid,
                 mtime: st.st_mtime,
                 mtime_nsec: st.st_mtime_nsec as i64,
+                ctime: st.st_ctime,
+                ctime_nsec: st.st_ctime_nsec as i64,
                 size: st.st_size as u64,
                 nlink: st.st_nlink,
                 dev: st.st_dev,
@@ -220,12 +226,23 @@ impl UpperDir {
         &self,
         exclude: &[Vec<u8>],
         xattrs: bool,
+        visit: impl FnMut(&Node) -> Result<()>,
+    ) -> Result<()> {
+        self.walk_except(|n| exclude.iter().any(|e| e == &n.path), xattrs, visit)
+    }
+
+    /// `walk`, skipping the entries `skip` says (with everything under
+    /// them): a walk of a live root leaves out its mount points.
+    pub fn walk_except(
+        &self,
+        skip: impl Fn(&Node) -> bool,
+        xattrs: bool,
         mut visit: impl FnMut(&Node) -> Result<()>,
     ) -> Result<()> {
         let mut stack: Vec<Node> = self.children(b"", xattrs)?;
         stack.reverse();
         while let Some(node) = stack.pop() {
-            if exclude.iter().any(|e| e == &node.path) {
+            if skip(&node) {
                 continue;
             }
             visit(&node)?;

@@ -29,7 +29,7 @@ fn buildah(e: &Env, args: &[&str]) -> std::process::Output {
 }
 
 /// Every file of a root as `path -> type mode uid:gid content-digest`.
-fn tree_listing(root: &Path) -> BTreeMap<String, String> {
+pub(crate) fn tree_listing(root: &Path) -> BTreeMap<String, String> {
     use std::os::unix::fs::MetadataExt;
     let mut out = BTreeMap::new();
     let mut todo = vec![root.to_path_buf()];
@@ -57,7 +57,7 @@ fn tree_listing(root: &Path) -> BTreeMap<String, String> {
 }
 
 /// An image's files, exported by berth into a directory.
-fn berth_files(e: &Env, image: &str, dir: &Path) -> BTreeMap<String, String> {
+pub(crate) fn berth_files(e: &Env, image: &str, dir: &Path) -> BTreeMap<String, String> {
     let id = e.ok(&["create", image, "true"]).trim().to_string();
     let tar = e.sb.path().join("export.tar");
     e.ok(&["export", "-o", tar.to_str().unwrap(), &id]);
@@ -83,7 +83,7 @@ fn unpack(tar: &Path, dir: &Path) -> BTreeMap<String, String> {
 
 /// Paths whose content the two builders may rightly differ in: the
 /// runtime's mount points, and what a cache mount saw.
-fn comparable(path: &str) -> bool {
+pub(crate) fn comparable(path: &str) -> bool {
     !matches!(
         path,
         "etc/hosts" | "etc/hostname" | "etc/resolv.conf" | "run" | "runs-seen"

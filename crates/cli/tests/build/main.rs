@@ -16,3 +16,4 @@ mod cache;
 mod corpus;
 mod errors;
 mod outputs;
+mod rootfs;

@@ -60,6 +60,12 @@ pub struct BuildArgs {
     /// id=ID,src=PATH: a secret for RUN --mount=type=secret.
     #[arg(long = "secret", value_name = "id=ID,src=PATH")]
     secrets: Vec<String>,
+    /// Where steps run: container (a working container per step, on
+    /// overlay snapshots) or rootfs (in this process's own root, as
+    /// Kaniko does: for building inside an unprivileged container; it
+    /// empties that root). Default: $BERTH_ISOLATION, else container.
+    #[arg(long, value_name = "container|rootfs")]
+    isolation: Option<String>,
     /// A registry's build cache to use: REF, or type=registry,ref=REF
     /// (repeatable).
     #[arg(long = "cache-from", value_name = "REF")]
@@ -109,7 +115,7 @@ pub fn build(ctx: &crate::Ctx, a: BuildArgs) -> Result<()> {
         Some(dir) => ignore_file(dir, dockerfile_path.as_deref())?,
         None => None,
     };
-    let opts = BuildOptions {
+    let mut opts = BuildOptions {
         dockerfile: dockerfile_text,
         dockerfile_name,
         context,
@@ -146,6 +152,7 @@ pub fn build(ctx: &crate::Ctx, a: BuildArgs) -> Result<()> {
             .map(|s| parse_secret(s))
             .collect::<Result<_>>()?,
         platform: a.platform.clone(),
+        isolation: berth_build::Isolation::Container,
         cache_from: a
             .cache_from
             .iter()
@@ -165,6 +172,15 @@ pub fn build(ctx: &crate::Ctx, a: BuildArgs) -> Result<()> {
         }
     }
     let engine = crate::containers::engine(ctx)?;
+    let (isolation, note) = berth_build::Isolation::choose(
+        a.isolation.as_deref(),
+        std::env::var("BERTH_ISOLATION").ok().as_deref(),
+        &engine.run_root.join("isolation-probe"),
+    )?;
+    if let Some(n) = note {
+        eprintln!("note: {n}");
+    }
+    opts.isolation = isolation;
     let cancel = Arc::new(AtomicBool::new(false));
     watch_signals(cancel.clone());
     let quiet = a.quiet || a.progress == "quiet";
