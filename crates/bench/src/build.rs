@@ -134,17 +134,7 @@ fn measure_all(berth: &Path, base: &Path, runs: usize) -> Result<()> {
     std::fs::create_dir_all(&ctx)?;
     std::fs::write(ctx.join("Dockerfile"), DOCKERFILE)?;
     let s = |p: &str| base.join(p).display().to_string();
-    let berth_tool = Tool {
-        name: "berth",
-        prefix: vec![
-            berth.display().to_string(),
-            "--root".into(),
-            s("berth"),
-            "--runroot".into(),
-            s("berth-run"),
-        ],
-        env: vec![],
-    };
+    let berth_tool = Tool::berth(berth, base);
     let buildah = Tool {
         name: "buildah",
         prefix: vec![

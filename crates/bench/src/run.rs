@@ -88,6 +88,22 @@ pub(crate) struct Tool {
 }
 
 impl Tool {
+    /// berth with its store and run root under `base`.
+    pub(crate) fn berth(berth: &Path, base: &Path) -> Tool {
+        let s = |p: &str| base.join(p).display().to_string();
+        Tool {
+            name: "berth",
+            prefix: vec![
+                berth.display().to_string(),
+                "--root".into(),
+                s("berth"),
+                "--runroot".into(),
+                s("berth-run"),
+            ],
+            env: vec![],
+        }
+    }
+
     pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.prefix[0]);
         c.args(&self.prefix[1..]).args(args);
@@ -213,17 +229,7 @@ pub fn run(runs: usize, serving: usize, berth: Option<PathBuf>) -> Result<()> {
         "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n[engine]\nruntime = \"runc\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n",
     )?;
     let s = |p: &str| base.join(p).display().to_string();
-    let berth_tool = Tool {
-        name: "berth",
-        prefix: vec![
-            berth.display().to_string(),
-            "--root".into(),
-            s("berth"),
-            "--runroot".into(),
-            s("berth-run"),
-        ],
-        env: vec![],
-    };
+    let berth_tool = Tool::berth(&berth, &base);
     let podman = Tool {
         name: "podman",
         prefix: vec![

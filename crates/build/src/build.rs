@@ -410,12 +410,7 @@ impl<'a> Builder<'a> {
             st.pending_dirs.clear();
             return Ok(());
         }
-        let w = self.workspace(
-            &st.layers,
-            &st.config,
-            st.container_config(berth_engine::model::NetworkMode::None),
-        )?;
-        self.make_dirs(w.as_ref(), st)?;
+        let w = self.files_workspace(st)?;
         let layer = w.layer(parent.as_ref(), &self.lease)?;
         let created = crate::stage::now();
         self.remember(&key, &layer, &created)?;
@@ -426,6 +421,18 @@ impl<'a> Builder<'a> {
     /// A workspace holding `layers`, for a step with `config` (an image
     /// config) and `container` (what the step adds: its command, user,
     /// mounts, network).
+    /// A workspace of the stage where only files are written (no process
+    /// runs), the pending WORKDIRs made in it.
+    pub(crate) fn files_workspace(&self, st: &mut StageState) -> Result<Box<dyn Workspace + 'a>> {
+        let w = self.workspace(
+            &st.layers,
+            &st.config,
+            st.container_config(berth_engine::model::NetworkMode::None),
+        )?;
+        self.make_dirs(w.as_ref(), st)?;
+        Ok(w)
+    }
+
     pub(crate) fn workspace(
         &self,
         layers: &[LayerInfo],

@@ -219,12 +219,7 @@ impl<'a> Builder<'a> {
             st.push_layer(e.layer, &e.created, &created_by, &key);
             return Ok(true);
         }
-        let w = self.workspace(
-            &st.layers,
-            &st.config,
-            st.container_config(berth_engine::model::NetworkMode::None),
-        )?;
-        self.make_dirs(w.as_ref(), st)?;
+        let w = self.files_workspace(st)?;
         let owner = match &chown {
             Some(c) => {
                 let u = berth_image::spec::resolve_user(&w.root(), c)
@@ -288,15 +283,7 @@ impl<'a> Builder<'a> {
         owner: (u32, u32),
         chmod: Option<u32>,
     ) -> Result<std::fs::File> {
-        let path = self.engine.images.temp_path("build-copy");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(Error::io(format!("create {}", path.display())))?;
-        // Unlinked at once: it goes when closed, whatever happens.
-        let _ = std::fs::remove_file(&path);
+        let file = self.engine.images.temp_file()?;
         let mut b = tar::Builder::new(file);
         let io = |e: std::io::Error| Error::io("write the copy's tar stream")(e);
         for i in items {

@@ -53,14 +53,7 @@ fn write_from(engine: &Engine, id: &str, to: &Files) -> Result<()> {
         Files::Dir(dir) => {
             std::fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
             // Through a temporary file: an image may be larger than memory.
-            let path = engine.images.temp_path("build-output");
-            let mut f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(Error::io(format!("create {}", path.display())))?;
-            let _ = std::fs::remove_file(&path);
+            let mut f = engine.images.temp_file()?;
             engine.export(id, &mut f)?;
             use std::io::Seek;
             f.rewind().map_err(Error::io("rewind the exported files"))?;

@@ -235,6 +235,22 @@ impl Store {
         ))
     }
 
+    /// A file under tmp/ with no name (O_TMPFILE): it goes when closed,
+    /// whatever happens to the process.
+    pub fn temp_file(&self) -> Result<File> {
+        let dir = self.root.join("tmp");
+        let fd = rustix::fs::open(
+            &dir,
+            rustix::fs::OFlags::TMPFILE | rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| Error::Os {
+            what: format!("make a temporary file in {}", dir.display()),
+            source: e.into(),
+        })?;
+        Ok(File::from(fd))
+    }
+
     pub fn layer_dir(&self, chain: &Digest) -> PathBuf {
         self.root.join("layers").join(chain.hex())
     }

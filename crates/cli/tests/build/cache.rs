@@ -19,8 +19,27 @@ fn write_case(e: &Env) -> std::path::PathBuf {
 }
 
 fn build_log(e: &Env, dir: &std::path::Path, extra: &[&str]) -> (String, String) {
-    let base = format!("BASE={}", e.image);
-    let mut args = vec!["build", "-t", "cached", "--build-arg", &base];
+    build_on(e, &e.image, dir, "cached", extra)
+}
+
+/// Builds `dir` in `e`'s store as `tag` on `base`; its stdout (the ID)
+/// and stderr (the steps).
+fn build_on(
+    e: &Env,
+    base: &str,
+    dir: &std::path::Path,
+    tag: &str,
+    extra: &[&str],
+) -> (String, String) {
+    let base = format!("BASE={base}");
+    let mut args = vec![
+        "build",
+        "-t",
+        tag,
+        "--tls-verify=false",
+        "--build-arg",
+        &base,
+    ];
     args.extend(extra);
     args.push(dir.to_str().unwrap());
     let out = e.berth(&args);
@@ -109,61 +128,17 @@ fn a_registry_cache_serves_another_store() {
     let e = Env::new();
     let dir = case(&e, "multistage");
     let cache = format!("{}/cache/multistage:1", e.reg.host());
-    let base = format!("BASE={}", e.image);
-    let build_with = |extra: &[&str]| {
-        let mut args = vec![
-            "build",
-            "-t",
-            "ms",
-            "--tls-verify=false",
-            "--build-arg",
-            &base,
-        ];
-        args.extend(extra);
-        args.push(dir.to_str().unwrap());
-        let out = e.berth(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (
-            String::from_utf8_lossy(&out.stdout).trim().to_string(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let (id1, _) = build_with(&["--cache-to", &cache]);
+    let (id1, _) = build_on(&e, &e.image, &dir, "ms", &["--cache-to", &cache]);
     // Another store: the same registry, nothing local.
     let other = Env::new();
-    let mut c = other.cmd();
     let ctx = other.sb.path().join("ctx2");
     crate::corpus::copy_tree(&dir, &ctx);
-    let base2 = format!("BASE={}", e.image);
     let from = format!("type=registry,ref={cache}");
-    let out = c
-        .args([
-            "build",
-            "-t",
-            "ms",
-            "--tls-verify=false",
-            "--build-arg",
-            &base2,
-            "--cache-from",
-            &from,
-        ])
-        .arg(&ctx)
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{log}");
+    let (id2, log) = build_on(&other, &e.image, &ctx, "ms", &["--cache-from", &from]);
     // Every layer step of the stages the target needs: build's RUN, test's
     // RUN and the three COPYs.
     assert_eq!(cached_steps(&log), 5, "{log}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        id1,
-        "the same image"
-    );
+    assert_eq!(id2, id1, "the same image");
     let got = other.ok(&["run", "--rm", "--entrypoint", "cat", "ms", "/tested"]);
     assert_eq!(got.trim(), "tested");
     // The cache images did not stay as images.

@@ -129,7 +129,10 @@ fn progress_plain_tty_and_quiet() {
     };
     // plain: numbered lines, the RUN's output, DONE with a time.
     let plain = run("plain");
-    assert!(plain.contains(&format!("#1 [stage-0 1/4] FROM {}", e.image)), "{plain}");
+    assert!(
+        plain.contains(&format!("#1 [stage-0 1/4] FROM {}", e.image)),
+        "{plain}"
+    );
     assert!(plain.contains("#2 [stage-0 2/4] RUN echo one"), "{plain}");
     assert!(plain.lines().any(|l| l.starts_with("#2 DONE ")), "{plain}");
     // Again: cached steps say CACHED and nothing else.

@@ -108,26 +108,20 @@ fn storage_conf_places_the_store_below_its_graphroot() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(crate::support::berth_bin())
-        .env("CONTAINERS_STORAGE_CONF", &conf)
-        .args(["volume", "create", "placed"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let berth = |args: &[&str]| {
+        let out = std::process::Command::new(crate::support::berth_bin())
+            .env("CONTAINERS_STORAGE_CONF", &conf)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    berth(&["volume", "create", "placed"]);
     assert!(graph.join("berth/volumes/placed").is_dir());
-    let out = std::process::Command::new(crate::support::berth_bin())
-        .env("CONTAINERS_STORAGE_CONF", &conf)
-        .args(["volume", "rm", "placed"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    berth(&["volume", "rm", "placed"]);
     crate::support::umount_under(dir.path());
 }
