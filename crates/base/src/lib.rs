@@ -10,5 +10,6 @@ pub mod lock;
 pub mod names;
 pub mod paths;
 pub mod process;
+pub mod subid;
 pub mod time;
 pub mod userns;

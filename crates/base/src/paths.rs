@@ -25,6 +25,24 @@ pub struct HostPaths {
     pub host_locks: PathBuf,
 }
 
+/// An ordinary user's roots, as rootless podman places its own: the store
+/// in `$XDG_DATA_HOME/berth` (`~/.local/share/berth`), volatile state in
+/// `$XDG_RUNTIME_DIR/berth`, else in `/tmp/berth-run-UID` (which the user
+/// owns; made private by whoever makes it).
+pub fn user_roots(
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+    uid: u32,
+) -> (PathBuf, PathBuf) {
+    let set = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let data = set("XDG_DATA_HOME")
+        .or_else(|| set("HOME").map(|h| h.join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from(format!("/tmp/berth-{uid}")));
+    let run = set("XDG_RUNTIME_DIR")
+        .map(|r| r.join("berth"))
+        .unwrap_or_else(|| PathBuf::from(format!("/tmp/berth-run-{uid}")));
+    (data.join("berth"), run)
+}
+
 impl HostPaths {
     /// The system berth's (root's).
     pub fn system() -> HostPaths {
@@ -52,6 +70,33 @@ impl HostPaths {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_users_roots_follow_xdg() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        let (r, run) = user_roots(
+            env(&[("HOME", "/home/u"), ("XDG_RUNTIME_DIR", "/run/user/1000")]),
+            1000,
+        );
+        assert_eq!(
+            (r.as_path(), run.as_path()),
+            (
+                Path::new("/home/u/.local/share/berth"),
+                Path::new("/run/user/1000/berth")
+            )
+        );
+        let (r, run) = user_roots(env(&[("XDG_DATA_HOME", "/d"), ("HOME", "/home/u")]), 7);
+        assert_eq!(
+            (r.as_path(), run.as_path()),
+            (Path::new("/d/berth"), Path::new("/tmp/berth-run-7"))
+        );
+    }
 
     #[test]
     fn pins_go_where_ip_netns_looks_only_for_the_system_run_root() {

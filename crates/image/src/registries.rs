@@ -102,11 +102,25 @@ pub fn config_path(
     if let Some(p) = flag {
         return (p.to_path_buf(), true);
     }
-    ENV_VARS
+    if let Some(p) = ENV_VARS
         .iter()
         .find_map(|v| env(v).filter(|p| !p.is_empty()))
-        .map(|p| (PathBuf::from(p), true))
-        .unwrap_or_else(|| (PathBuf::from(DEFAULT_PATH), false))
+    {
+        return (PathBuf::from(p), true);
+    }
+    // An ordinary user's own file comes first, as rootless podman reads it.
+    if !rustix::process::geteuid().is_root() {
+        let home = env("XDG_CONFIG_HOME")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".config")));
+        if let Some(p) = home.map(|c| c.join("containers/registries.conf"))
+            && p.is_file()
+        {
+            return (p, false);
+        }
+    }
+    (PathBuf::from(DEFAULT_PATH), false)
 }
 
 impl RegistriesConf {

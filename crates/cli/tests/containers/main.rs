@@ -22,6 +22,7 @@ mod pods;
 mod ps;
 mod recovery;
 mod restart;
+mod rootless;
 mod runflags;
 mod security;
 mod trust;

@@ -10,6 +10,7 @@ mod events;
 mod format;
 mod human;
 mod progress;
+mod rootless;
 mod search;
 mod warnings;
 
@@ -44,12 +45,14 @@ const GLOBAL: &str = "Global options";
 #[command(name = "berth", version, about = "Containers and images, daemonless")]
 struct Cli {
     /// Where images, layers and containers are stored (default
-    /// /var/lib/berth, or berth/ under the graphroot of the storage.conf
-    /// $CONTAINERS_STORAGE_CONF names).
+    /// /var/lib/berth; for another user $XDG_DATA_HOME/berth, i.e.
+    /// ~/.local/share/berth; or berth/ under the graphroot of the
+    /// storage.conf $CONTAINERS_STORAGE_CONF names).
     #[arg(long, global = true, help_heading = GLOBAL)]
     root: Option<PathBuf>,
     /// Volatile state: runtime state, locks, network namespaces, sockets
-    /// (default /run/berth, or berth/ under that storage.conf's runroot).
+    /// (default /run/berth; for another user $XDG_RUNTIME_DIR/berth; or
+    /// berth/ under that storage.conf's runroot).
     #[arg(long, global = true, help_heading = GLOBAL)]
     runroot: Option<PathBuf>,
     /// registries.conf (default /etc/containers/registries.conf).
@@ -115,6 +118,14 @@ enum Cmd {
     Containers(Box<containers::Cmd>),
     #[command(flatten)]
     ImageVerb(ImageVerb),
+    /// Run a command in this user's user namespace (its id as root, the
+    /// subordinate ids of /etc/subuid and /etc/subgid above), as the
+    /// user's containers see ids.
+    Unshare {
+        /// The command and its arguments (default: $SHELL).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Build an image from a Dockerfile.
     Build(Box<build::BuildArgs>),
     /// Manage the build cache.
@@ -480,19 +491,26 @@ fn run(cli: Cli) -> Result<()> {
     // broken registries.conf does not break completion.
     match &cli.cmd {
         Cmd::Completion { shell } => return docs::completion(*shell),
+        Cmd::Unshare { command } => {
+            let code = rootless::unshare(command.clone())?;
+            std::process::exit(code);
+        }
         Cmd::GenerateMan { dir } => return docs::man_pages(dir),
         _ => {}
     }
     let (conf_root, conf_runroot) = berth_engine::podman_conf::storage_roots()?;
+    let uid = rustix::process::geteuid().as_raw();
+    let (default_root, default_runroot) = if uid == 0 {
+        (
+            PathBuf::from(berth_base::paths::SYSTEM_ROOT),
+            PathBuf::from(berth_base::paths::SYSTEM_RUN_ROOT),
+        )
+    } else {
+        berth_base::paths::user_roots(|k| std::env::var_os(k), uid)
+    };
     let ctx = Ctx {
-        root: cli
-            .root
-            .or(conf_root)
-            .unwrap_or_else(|| PathBuf::from(berth_base::paths::SYSTEM_ROOT)),
-        runroot: cli
-            .runroot
-            .or(conf_runroot)
-            .unwrap_or_else(|| PathBuf::from(berth_base::paths::SYSTEM_RUN_ROOT)),
+        root: cli.root.or(conf_root).unwrap_or(default_root),
+        runroot: cli.runroot.or(conf_runroot).unwrap_or(default_runroot),
         conf: RegistriesConf::load(cli.registries_conf.as_deref())?,
         certs_dir: cli.certs_dir,
         authfile: cli.authfile,
@@ -629,6 +647,7 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Completion { .. } | Cmd::GenerateMan { .. } => {
             unreachable!("handled before the configuration is read")
         }
+        Cmd::Unshare { .. } => unreachable!("handled before any configuration is read"),
         Cmd::Build(a) => build::build(&ctx, *a)?,
         Cmd::Builder { cmd } => build::builder(&ctx, cmd)?,
         Cmd::Containers(cmd) => {
