@@ -108,6 +108,8 @@ pub fn run(runs: usize, berth: Option<PathBuf>) -> Result<()> {
     clean(&base);
     std::fs::create_dir_all(&base)?;
     let res = measure_all(&berth, &base, runs);
+    // The check's `run` made the default network: its bridge and rules go.
+    Tool::berth(&berth, &base).remove_all();
     clean(&base);
     res
 }

@@ -88,6 +88,22 @@ pub(crate) struct Tool {
 }
 
 impl Tool {
+    /// berth's containers and networks (their bridges and rules) gone.
+    pub(crate) fn remove_all(&self) {
+        for id in sh(&mut self.cmd(&["ps", "-aq"]))
+            .unwrap_or_default()
+            .lines()
+        {
+            let _ = sh(&mut self.cmd(&["rm", "-f", id]));
+        }
+        for n in sh(&mut self.cmd(&["network", "ls", "-q"]))
+            .unwrap_or_default()
+            .lines()
+        {
+            let _ = sh(&mut self.cmd(&["network", "rm", "-f", n]));
+        }
+    }
+
     /// berth with its store and run root under `base`.
     pub(crate) fn berth(berth: &Path, base: &Path) -> Tool {
         let s = |p: &str| base.join(p).display().to_string();
@@ -246,20 +262,9 @@ pub fn run(runs: usize, serving: usize, berth: Option<PathBuf>) -> Result<()> {
     let result = measure_all(&berth, &berth_tool, &podman, &base, &image, runs, serving);
     // Whatever happened: no containers, networks (bridges, rules) or
     // stores left behind.
-    for id in sh(&mut berth_tool.cmd(&["ps", "-aq"]))
-        .unwrap_or_default()
-        .lines()
-    {
-        let _ = sh(&mut berth_tool.cmd(&["rm", "-f", id]));
-    }
+    berth_tool.remove_all();
     let _ = sh(&mut podman.cmd(&["rm", "-af"]));
     let _ = sh(&mut podman.cmd(&["system", "reset", "-f"]));
-    for n in sh(&mut berth_tool.cmd(&["network", "ls", "-q"]))
-        .unwrap_or_default()
-        .lines()
-    {
-        let _ = sh(&mut berth_tool.cmd(&["network", "rm", "-f", n]));
-    }
     clean(&base);
     result
 }

@@ -76,6 +76,13 @@ impl TestUser {
 
 impl Drop for TestUser {
     fn drop(&mut self) {
+        // berth's run root for a user without XDG_RUNTIME_DIR.
+        if let Ok(out) = Command::new("id").args(["-u", &self.name]).output() {
+            let uid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if !uid.is_empty() {
+                let _ = std::fs::remove_dir_all(format!("/tmp/berth-run-{uid}"));
+            }
+        }
         let _l = users_lock();
         // Processes the user left (none should be) go first.
         let _ = Command::new("pkill")
