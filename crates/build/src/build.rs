@@ -55,6 +55,9 @@ pub struct BuildOptions {
     pub cache_from: Vec<String>,
     /// `--cache-to REF`: where this build's cache goes.
     pub cache_to: Option<String>,
+    /// `--format docker`: a docker schema 2 manifest and config (buildah's
+    /// and podman's flag); OCI otherwise.
+    pub docker_format: bool,
 }
 
 /// What a built stage left: its layers and image config.
@@ -515,12 +518,23 @@ impl<'a> Builder<'a> {
             .iter()
             .map(|t| berth_image::archive::local_name(t))
             .collect::<std::result::Result<Vec<_>, _>>()?;
+        if self.opts.docker_format
+            && let Some(l) = out.layers.iter().find(|l| l.media_type.contains("zstd"))
+        {
+            return Err(Error::invalid(
+                "--format docker",
+                format!(
+                    "layer {} is zstd-compressed, which a docker image cannot hold: build as OCI",
+                    l.digest
+                ),
+            ));
+        }
         let _l = self.engine.images.lock_shared()?;
         Ok(berth_image::commit::image_of_layers(
             &self.engine.images,
             out.layers,
             config,
-            false,
+            self.opts.docker_format,
             &names,
         )?)
     }

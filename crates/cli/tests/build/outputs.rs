@@ -160,3 +160,43 @@ fn progress_plain_tty_and_quiet() {
     let o = e.berth(&["build", "--progress", "fancy", dir.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("--progress fancy"));
 }
+
+#[test]
+fn format_docker_makes_a_schema_2_image() {
+    let e = Env::new();
+    let dir = case(&e, "escape");
+    build(&e, &dir, "fmt-docker", &["--format", "docker"]);
+    let types = |name: &str| -> (String, String) {
+        let v: serde_json::Value =
+            serde_json::from_str(&e.ok(&["image", "inspect", name])).unwrap();
+        let m = v[0]["ManifestType"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let l = v[0]["Layers"][1]["media_type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        (m, l)
+    };
+    assert_eq!(
+        types("fmt-docker"),
+        (
+            "application/vnd.docker.distribution.manifest.v2+json".to_string(),
+            "application/vnd.docker.image.rootfs.diff.tar.gzip".to_string()
+        )
+    );
+    // Another context, so another image (the same config would be the
+    // same image ID, one record).
+    std::fs::write(dir.join("extra"), "x").unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "ARG BASE\nFROM $BASE\nCOPY extra /extra\n",
+    )
+    .unwrap();
+    build(&e, &dir, "fmt-oci", &[]);
+    assert_eq!(
+        types("fmt-oci").0,
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+}

@@ -78,6 +78,9 @@ pub struct BuildArgs {
     /// (`-` for stdout), or a directory for its files (type=local).
     #[arg(short, long, value_name = "type=TYPE,dest=PATH")]
     output: Option<String>,
+    /// The image's manifest and config: oci or docker (schema 2).
+    #[arg(long, default_value = "oci", value_parser = ["oci", "docker"])]
+    format: String,
     /// Push the image to each -t name (which must name a registry).
     #[arg(long)]
     push: bool,
@@ -159,6 +162,7 @@ pub fn build(ctx: &crate::Ctx, a: BuildArgs) -> Result<()> {
             .map(|c| cache_ref(c))
             .collect::<Result<_>>()?,
         cache_to: a.cache_to.as_deref().map(cache_ref).transpose()?,
+        docker_format: a.format == "docker",
     };
     let output = a.output.as_deref().map(Output::parse).transpose()?;
     if a.push {
