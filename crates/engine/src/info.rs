@@ -55,11 +55,59 @@ pub struct Host {
     pub cgroup_manager: String,
     pub network_backend: String,
     pub rootless: bool,
+    /// A user's namespace maps (podman's `idMappings`): the user as 0 and
+    /// its subordinate ranges; empty for root, or where the user has none.
+    pub id_mappings: IdMappings,
     pub seccomp_enabled: bool,
     pub apparmor_enabled: bool,
     pub selinux_enabled: bool,
     /// Runtimes a container may name with --runtime, found on PATH.
     pub runtimes: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IdMappings {
+    pub uid_map: Vec<IdMap>,
+    pub gid_map: Vec<IdMap>,
+}
+
+/// One range, podman's field names.
+#[derive(Debug, Serialize)]
+pub struct IdMap {
+    pub container_id: u32,
+    pub host_id: u32,
+    pub size: u32,
+}
+
+/// This user's maps, from /etc/subuid and /etc/subgid (none for root).
+fn id_mappings() -> IdMappings {
+    let uid = rustix::process::getuid().as_raw();
+    if uid == 0 {
+        return IdMappings::default();
+    }
+    let gid = rustix::process::getgid().as_raw();
+    let user = berth_base::subid::user_name(uid).unwrap_or_else(|| uid.to_string());
+    let files = (
+        std::path::Path::new(berth_base::subid::SUBUID),
+        std::path::Path::new(berth_base::subid::SUBGID),
+    );
+    let Ok((uids, gids)) = berth_base::subid::user_maps(&user, uid, gid, files) else {
+        return IdMappings::default();
+    };
+    let conv = |r: &[berth_base::userns::IdRange]| {
+        r.iter()
+            .map(|r| IdMap {
+                container_id: r.inside,
+                host_id: r.outside,
+                size: r.size,
+            })
+            .collect()
+    };
+    IdMappings {
+        uid_map: conv(&uids),
+        gid_map: conv(&gids),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -106,6 +154,7 @@ impl Engine {
                 cgroup_manager: "cgroupfs".into(),
                 network_backend: "cni".into(),
                 rootless: !rustix::process::geteuid().is_root(),
+                id_mappings: id_mappings(),
                 seccomp_enabled: std::path::Path::new("/proc/sys/kernel/seccomp").exists(),
                 apparmor_enabled: std::fs::read_to_string(
                     "/sys/module/apparmor/parameters/enabled",
