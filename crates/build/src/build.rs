@@ -340,17 +340,17 @@ impl<'a> Builder<'a> {
         self.progress.done(n, started.elapsed());
         let mut st = StageState::new(from, &label);
         let triggers = st.take_triggers();
-        for (k, t) in triggers.iter().enumerate() {
+        for t in &triggers {
             let ins = crate::onbuild::parse_trigger(t).map_err(|why| {
                 step_error(stage.pos, &stage.original, format!("ONBUILD {t}: {why}"))
             })?;
             let title = format!("[{label} 1/{total}] ONBUILD {}", ins.original);
-            self.instruction(&mut st, &ins, &title, k)?;
+            self.instruction(&mut st, &ins, &title)?;
         }
         for (k, ins) in stage.instructions.iter().enumerate() {
             self.check_cancel()?;
             let title = format!("[{label} {}/{total}] {}", k + 2, ins.original);
-            self.instruction(&mut st, ins, &title, k)?;
+            self.instruction(&mut st, ins, &title)?;
         }
         self.flush_dirs(&mut st)?;
         Ok(st.into_out())
@@ -372,13 +372,7 @@ impl<'a> Builder<'a> {
             })?)
     }
 
-    fn instruction(
-        &self,
-        st: &mut StageState,
-        ins: &Instruction,
-        title: &str,
-        _k: usize,
-    ) -> Result<()> {
+    fn instruction(&self, st: &mut StageState, ins: &Instruction, title: &str) -> Result<()> {
         let n = self.next_step(title);
         let started = Instant::now();
         let res = match &ins.kind {

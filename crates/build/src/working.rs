@@ -132,10 +132,11 @@ impl Workspace for Working<'_> {
         loop {
             if cancel.load(Ordering::Relaxed) {
                 let c = self.engine.container(&self.id)?;
-                let _ = self
-                    .engine
-                    .handler(&c)?
-                    .kill(&self.id, libc_sigkill(), true);
+                let _ = self.engine.handler(&c)?.kill(
+                    &self.id,
+                    rustix::process::Signal::KILL.as_raw(),
+                    true,
+                );
                 return Err(Error::Interrupted);
             }
             match client.recv() {
@@ -183,10 +184,6 @@ impl Drop for Working<'_> {
             tracing::warn!("removing build container {}: {e}", self.id);
         }
     }
-}
-
-fn libc_sigkill() -> i32 {
-    rustix::process::Signal::KILL.as_raw()
 }
 
 /// The last lines of a stream.
