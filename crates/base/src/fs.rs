@@ -56,15 +56,15 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Bytes (allocated blocks) and inodes under `dir`, not following
-/// symlinks nor leaving its file system; what cannot be read is skipped.
-pub fn disk_usage(dir: &Path) -> (u64, u64) {
+/// Calls `f` with the metadata of everything under `dir` (not `dir`
+/// itself), not following symlinks nor leaving its file system; what
+/// cannot be read is skipped.
+fn walk_same_fs(dir: &Path, mut f: impl FnMut(&std::fs::Metadata)) {
     use std::os::unix::fs::MetadataExt;
     let Ok(top) = std::fs::symlink_metadata(dir) else {
-        return (0, 0);
+        return;
     };
     let dev = top.dev();
-    let (mut bytes, mut inodes) = (0u64, 0u64);
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(rd) = std::fs::read_dir(&d) else {
@@ -75,13 +75,23 @@ pub fn disk_usage(dir: &Path) -> (u64, u64) {
             if m.dev() != dev {
                 continue;
             }
-            inodes += 1;
-            bytes += m.blocks() * 512;
             if m.is_dir() {
                 stack.push(e.path());
             }
+            f(&m);
         }
     }
+}
+
+/// Bytes (allocated blocks) and inodes under `dir`, not following
+/// symlinks nor leaving its file system; what cannot be read is skipped.
+pub fn disk_usage(dir: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let (mut bytes, mut inodes) = (0u64, 0u64);
+    walk_same_fs(dir, |m| {
+        inodes += 1;
+        bytes += m.blocks() * 512;
+    });
     (bytes, inodes)
 }
 
@@ -93,29 +103,13 @@ pub fn disk_usage(dir: &Path) -> (u64, u64) {
 /// is skipped.
 pub fn apparent_size(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
-    let Ok(top) = std::fs::symlink_metadata(dir) else {
-        return 0;
-    };
-    let dev = top.dev();
     let mut seen = std::collections::HashSet::new();
     let mut bytes = 0u64;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            if m.dev() != dev {
-                continue;
-            }
-            if m.is_dir() {
-                stack.push(e.path());
-            } else if m.size() > 0 && seen.insert(m.ino()) {
-                bytes += m.size();
-            }
+    walk_same_fs(dir, |m| {
+        if !m.is_dir() && m.size() > 0 && seen.insert(m.ino()) {
+            bytes += m.size();
         }
-    }
+    });
     bytes
 }
 

@@ -7,6 +7,7 @@ pub mod events;
 pub mod fs;
 pub mod ids;
 pub mod lock;
+pub mod mountinfo;
 pub mod names;
 pub mod paths;
 pub mod process;

@@ -46,6 +46,19 @@ pub fn open_root(path: &Path) -> Result<OwnedFd> {
 /// Unpacks a tar stream into directory `dest` of `root`; `what` names the
 /// copy in errors.
 pub fn unpack_tar(root: &OwnedFd, input: impl Read, dest: &str, what: &str) -> Result<()> {
+    unpack_tar_except(root, input, dest, what, |_| false)
+}
+
+/// `unpack_tar`, but the entries `skip` says (given each entry's path
+/// below `dest`, `/`-separated, without `.` or empty components) are left
+/// out.
+pub fn unpack_tar_except(
+    root: &OwnedFd,
+    input: impl Read,
+    dest: &str,
+    what: &str,
+    skip: impl Fn(&[u8]) -> bool,
+) -> Result<()> {
     let dir = rustix::fs::openat2(
         root,
         dest,
@@ -60,6 +73,15 @@ pub fn unpack_tar(root: &OwnedFd, input: impl Read, dest: &str, what: &str) -> R
     let mut a = tar::Archive::new(input);
     for entry in a.entries().map_err(io_err(what))? {
         let mut entry = entry.map_err(io_err(what))?;
+        let path: Vec<u8> = entry
+            .path_bytes()
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+            .collect::<Vec<_>>()
+            .join(&b'/');
+        if skip(&path) {
+            continue;
+        }
         unpack_entry(&dir, &mut entry).map_err(io_err(what))?;
     }
     Ok(())

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use berth_image::protect::Protected;
 
+use berth_base::mountinfo::mount_points;
+
 use crate::error::{Error, Result};
 
 /// Kept whether or not they are mounts here: the kernel's and the
@@ -113,39 +115,6 @@ pub fn keep_list(own: &Own, mounts: &[String]) -> Result<Protected> {
     paths.push(exe);
     paths.extend(mounts.iter().filter(|m| m.as_str() != "/").cloned());
     Ok(Protected::new(paths.iter().map(|p| p.as_bytes())))
-}
-
-/// The mount points of a /proc/self/mountinfo text (field 5, with its
-/// octal escapes: `\040` is a space).
-pub fn mount_points(mountinfo: &str) -> Vec<String> {
-    let mut out: Vec<String> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape)
-        .collect();
-    out.sort();
-    out.dedup();
-    out
-}
-
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// This process's mount points.

@@ -337,37 +337,15 @@ impl Workspace for RootfsWorkspace<'_> {
     /// The tar's entries below `dest`, but those a kept path holds.
     fn copy_in(&self, tar: &mut dyn std::io::Read, dest: &str) -> Result<()> {
         self.check_dest(dest)?;
-        let what = format!("copy to {dest}");
-        let dir = rustix::fs::openat2(
-            &self.root_fd,
-            dest,
-            rustix::fs::OFlags::RDONLY
-                | rustix::fs::OFlags::DIRECTORY
-                | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-            berth_engine::rootfd::IN_ROOT,
-        )
-        .map_err(|e| Error::io(what.clone())(e.into()))?;
         let base = berth_image::upper::rel_path(dest);
-        let mut a = tar::Archive::new(tar);
-        for entry in a.entries().map_err(Error::io(what.clone()))? {
-            let mut entry = entry.map_err(Error::io(what.clone()))?;
-            let p = entry.path_bytes().into_owned();
-            let p: Vec<u8> = p
-                .split(|&b| b == b'/')
-                .filter(|c| !c.is_empty() && *c != b".")
-                .collect::<Vec<_>>()
-                .join(&b'/');
-            if self
-                .lock
-                .keep
-                .is_kept(&berth_image::protect::join(&base, &p))
-            {
-                continue;
-            }
-            berth_engine::rootfd::unpack_entry(&dir, &mut entry)
-                .map_err(Error::io(what.clone()))?;
-        }
+        let keep = &self.lock.keep;
+        berth_engine::rootfd::unpack_tar_except(
+            &self.root_fd,
+            tar,
+            dest,
+            &format!("copy to {dest}"),
+            |p| keep.is_kept(&berth_image::protect::join(&base, p)),
+        )?;
         Ok(())
     }
 

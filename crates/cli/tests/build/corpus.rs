@@ -67,27 +67,25 @@ pub fn assert_subset(want: &Value, got: &Value, what: &str) {
     }
 }
 
+/// The case's check.sh passes inside a container of `tag`, and its
+/// config.json (where it has one) is in the image's config.
+pub fn check_image(e: &Env, dir: &Path, tag: &str, name: &str) {
+    let script = std::fs::read_to_string(dir.join("check.sh")).unwrap();
+    let out = e.ok(&["run", "--rm", "--entrypoint", "/bin/sh", tag, "-c", &script]);
+    assert_eq!(out.trim_end().lines().last(), Some("ok"), "{name}: {out}");
+    if let Ok(want) = std::fs::read_to_string(dir.join("config.json")) {
+        let want: Value = serde_json::from_str(&want).unwrap();
+        assert_subset(&want, &image_config(e, tag), name);
+    }
+}
+
 fn check_case(name: &str, extra: &[&str], prepare: impl FnOnce(&Env, &Path)) {
     let e = Env::new();
     let dir = case(&e, name);
     prepare(&e, &dir);
     let tag = format!("corpus-{name}");
     build(&e, &dir, &tag, extra);
-    let script = std::fs::read_to_string(dir.join("check.sh")).unwrap();
-    let out = e.ok(&[
-        "run",
-        "--rm",
-        "--entrypoint",
-        "/bin/sh",
-        &tag,
-        "-c",
-        &script,
-    ]);
-    assert_eq!(out.trim_end().lines().last(), Some("ok"), "{name}: {out}");
-    if let Ok(want) = std::fs::read_to_string(dir.join("config.json")) {
-        let want: Value = serde_json::from_str(&want).unwrap();
-        assert_subset(&want, &image_config(&e, &tag), name);
-    }
+    check_image(&e, &dir, &tag, name);
 }
 
 #[test]

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::buildah::{berth_files, comparable};
-use crate::corpus::{case, image_config};
+use crate::corpus::case;
 use serde_json::json;
 
 use crate::env::{Env, busybox_layer};
@@ -165,21 +165,7 @@ fn rootfs_case(name: &str) {
     );
     let tag = format!("rootfs-{name}");
     take_out(&e, &store, &tag);
-    let script = std::fs::read_to_string(dir.join("check.sh")).unwrap();
-    let got = e.ok(&[
-        "run",
-        "--rm",
-        "--entrypoint",
-        "/bin/sh",
-        &tag,
-        "-c",
-        &script,
-    ]);
-    assert_eq!(got.trim_end().lines().last(), Some("ok"), "{name}: {got}");
-    if let Ok(want) = std::fs::read_to_string(dir.join("config.json")) {
-        let want: serde_json::Value = serde_json::from_str(&want).unwrap();
-        crate::corpus::assert_subset(&want, &image_config(&e, &tag), name);
-    }
+    crate::corpus::check_image(&e, &dir, &tag, name);
     let host = format!("host-{name}");
     crate::corpus::build(&e, &dir, &host, &[]);
     let ours = berth_files(&e, &tag, &e.sb.path().join("rootfs-files"));

@@ -71,8 +71,8 @@ impl Layout {
             let h = Hierarchy {
                 v2,
                 controllers,
-                mountpoint: PathBuf::from(unescape(pre[4])),
-                mount_root: PathBuf::from(unescape(pre[3])),
+                mountpoint: PathBuf::from(berth_base::mountinfo::unescape(pre[4])),
+                mount_root: PathBuf::from(berth_base::mountinfo::unescape(pre[3])),
             };
             // A hierarchy mounted twice: the first mount serves.
             if !hierarchies
@@ -150,27 +150,6 @@ fn is_v1_controller_opt(o: &str) -> bool {
         )
 }
 
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 4 <= b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,10 +192,5 @@ mod tests {
         let l = Layout::parse(mi, "0::/ctr/sub\n");
         assert!(l.is_pure_v2());
         assert_eq!(l.own_path(l.v2().unwrap()), Path::new("/sub"));
-    }
-
-    #[test]
-    fn unescapes_octal() {
-        assert_eq!(unescape(r"/a\040b"), "/a b");
     }
 }
