@@ -17,23 +17,10 @@ use rustix::fs::{FileType, Mode, OFlags};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::Status;
-use crate::rootfd::{BELOW, IN_ROOT};
+use crate::rootfd::{BELOW, IN_ROOT, errno, io_err};
 
 /// Trees deeper than this are not copied (a mount loop, or a hostile one).
 const MAX_DEPTH: usize = 1024;
-
-fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
-    let what = what.into();
-    move |source| Error::Os { what, source }
-}
-
-fn errno(what: impl Into<String>) -> impl FnOnce(rustix::io::Errno) -> Error {
-    let what = what.into();
-    move |e| Error::Os {
-        what,
-        source: e.into(),
-    }
-}
 
 impl Engine {
     /// A directory fd of the container's root as its processes see it.

@@ -20,12 +20,12 @@ pub const BELOW: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
     .union(ResolveFlags::NO_MAGICLINKS);
 
-fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
     let what = what.into();
     move |source| Error::Os { what, source }
 }
 
-fn errno(what: impl Into<String>) -> impl FnOnce(rustix::io::Errno) -> Error {
+pub(crate) fn errno(what: impl Into<String>) -> impl FnOnce(rustix::io::Errno) -> Error {
     let what = what.into();
     move |e| Error::Os {
         what,

@@ -93,6 +93,29 @@ pub(crate) fn comparable(path: &str) -> bool {
         && !path.starts_with("dev")
 }
 
+/// Two trees' listings (tree_listing) are equal but for the paths that
+/// may rightly differ (`comparable`); else every difference, labelled.
+pub fn assert_same_files(
+    name: &str,
+    (a_label, a): (&str, &BTreeMap<String, String>),
+    (b_label, b): (&str, &BTreeMap<String, String>),
+) {
+    let mut diffs: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| comparable(k))
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| format!("{k}: {a_label} {:?}, {b_label} {:?}", a.get(k), b.get(k)))
+        .collect();
+    diffs.sort();
+    diffs.dedup();
+    assert!(
+        diffs.is_empty(),
+        "{name}: the images differ:\n{}",
+        diffs.join("\n")
+    );
+}
+
 fn compare(name: &str, extra: &[&str]) {
     if !have("buildah") {
         eprintln!("buildah is not installed: skipping the comparison");
@@ -181,26 +204,7 @@ fn compare(name: &str, extra: &[&str]) {
     assert!(st.success());
     let theirs = unpack(&archive, &e.sb.path().join("theirs"));
     let ours = berth_files(&e, &tag, &e.sb.path().join("ours"));
-    let mut diffs = Vec::new();
-    for k in ours.keys().chain(theirs.keys()) {
-        if !comparable(k) {
-            continue;
-        }
-        if ours.get(k) != theirs.get(k) {
-            diffs.push(format!(
-                "{k}: berth {:?}, buildah {:?}",
-                ours.get(k),
-                theirs.get(k)
-            ));
-        }
-    }
-    diffs.sort();
-    diffs.dedup();
-    assert!(
-        diffs.is_empty(),
-        "{name}: the images differ:\n{}",
-        diffs.join("\n")
-    );
+    assert_same_files(name, ("berth", &ours), ("buildah", &theirs));
 }
 
 #[test]

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::buildah::{berth_files, comparable};
+use crate::buildah::berth_files;
 use crate::corpus::case;
 use serde_json::json;
 
@@ -175,26 +175,7 @@ fn rootfs_case(name: &str) {
         ours.len() > 20 && ours.contains_key("bin/busybox"),
         "{ours:?}"
     );
-    let mut diffs: Vec<String> = ours
-        .keys()
-        .chain(theirs.keys())
-        .filter(|k| comparable(k))
-        .filter(|k| ours.get(*k) != theirs.get(*k))
-        .map(|k| {
-            format!(
-                "{k}: rootfs {:?}, container {:?}",
-                ours.get(k),
-                theirs.get(k)
-            )
-        })
-        .collect();
-    diffs.sort();
-    diffs.dedup();
-    assert!(
-        diffs.is_empty(),
-        "{name}: the images differ:\n{}",
-        diffs.join("\n")
-    );
+    crate::buildah::assert_same_files(name, ("rootfs", &ours), ("container", &theirs));
 }
 
 #[test]
