@@ -11,6 +11,7 @@ pub mod mountinfo;
 pub mod names;
 pub mod paths;
 pub mod process;
+pub mod rootless;
 pub mod subid;
 pub mod time;
 pub mod userns;

@@ -170,12 +170,15 @@ pub fn write_maps(pid: u32, uids: &[IdRange], gids: &[IdRange]) -> Result<(), Su
 /// a pipe (fd 3) while this process has newuidmap and newgidmap write its
 /// maps; the command runs, as root of the namespace, only once they are
 /// written, and never if this process goes away first. (The wait cannot
-/// be before the exec: spawning waits for the exec.)
+/// be before the exec: spawning waits for the exec.) A `detached` child
+/// gets a session of its own and /dev/null for stdio, so it outlives the
+/// caller's terminal.
 pub fn spawn_in_userns(
     argv: &[String],
     env: &[(&str, &str)],
     uids: &[IdRange],
     gids: &[IdRange],
+    detached: bool,
 ) -> Result<std::process::Child, SubIdError> {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
@@ -195,14 +198,23 @@ pub fn spawn_in_userns(
     ])
     .args(argv)
     .envs(env.iter().copied());
+    if detached {
+        use std::process::Stdio;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+    }
     // SAFETY: the closure runs in the forked child before exec and makes
-    // only async-signal-safe system calls (close, unshare, dup2) on fds
-    // open in the child; it allocates nothing.
+    // only async-signal-safe system calls (close, setsid, unshare, dup2)
+    // on fds open in the child; it allocates nothing.
     unsafe {
         cmd.pre_exec(move || {
             // The write end is the parent's: holding it, a dead parent
             // would leave the shell's read waiting forever.
             libc::close(wfd);
+            if detached && libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
             if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
                 return Err(io::Error::last_os_error());
             }

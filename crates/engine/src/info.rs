@@ -80,19 +80,9 @@ pub struct IdMap {
     pub size: u32,
 }
 
-/// This user's maps, from /etc/subuid and /etc/subgid (none for root).
+/// The maps of this user's namespace (none for root's berth).
 fn id_mappings() -> IdMappings {
-    let uid = rustix::process::getuid().as_raw();
-    if uid == 0 {
-        return IdMappings::default();
-    }
-    let gid = rustix::process::getgid().as_raw();
-    let user = berth_base::subid::user_name(uid).unwrap_or_else(|| uid.to_string());
-    let files = (
-        std::path::Path::new(berth_base::subid::SUBUID),
-        std::path::Path::new(berth_base::subid::SUBGID),
-    );
-    let Ok((uids, gids)) = berth_base::subid::user_maps(&user, uid, gid, files) else {
+    let Some((uids, gids)) = berth_base::rootless::namespace_maps() else {
         return IdMappings::default();
     };
     let conv = |r: &[berth_base::userns::IdRange]| {
@@ -153,7 +143,7 @@ impl Engine {
                 cgroup_version: cgroup_version.into(),
                 cgroup_manager: "cgroupfs".into(),
                 network_backend: "cni".into(),
-                rootless: !rustix::process::geteuid().is_root(),
+                rootless: berth_base::rootless::host_user().is_some(),
                 id_mappings: id_mappings(),
                 seccomp_enabled: std::path::Path::new("/proc/sys/kernel/seccomp").exists(),
                 apparmor_enabled: std::fs::read_to_string(

@@ -451,11 +451,13 @@ pub(crate) fn set_default_sysctls(
     owner: Option<&str>,
     given: &std::collections::BTreeMap<String, String>,
 ) -> Result<()> {
-    const PING: (&str, &str) = ("net.ipv4.ping_group_range", "0 2147483647");
-    if owner.is_some() || given.contains_key(PING.0) {
+    const PING: &str = "net.ipv4.ping_group_range";
+    if owner.is_some() || given.contains_key(PING) {
         return Ok(());
     }
-    netns::set_sysctl(path, PING.0, PING.1).map_err(neterr)
+    // In a user's namespace, only the groups it maps can be named.
+    let range = format!("0 {}", berth_base::rootless::highest_gid());
+    netns::set_sysctl(path, PING, &range).map_err(neterr)
 }
 
 /// Releases what `setup` made; idempotent, and works after a crash or a

@@ -51,7 +51,7 @@ pub fn default_auth_file() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
         return Path::new(&d).join("containers/auth.json");
     }
-    let uid = rustix::process::getuid().as_raw();
+    let uid = berth_base::rootless::host_user().unwrap_or(0);
     PathBuf::from(format!("/run/containers/{uid}/auth.json"))
 }
 

@@ -109,7 +109,7 @@ pub fn config_path(
         return (PathBuf::from(p), true);
     }
     // An ordinary user's own file comes first, as rootless podman reads it.
-    if !rustix::process::geteuid().is_root() {
+    if berth_base::rootless::host_user().is_some() {
         let home = env("XDG_CONFIG_HOME")
             .filter(|p| !p.is_empty())
             .map(PathBuf::from)

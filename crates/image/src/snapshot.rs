@@ -227,6 +227,11 @@ fn mount_fsconfig(
             format!("{what}: {e}"),
         ))
     };
+    // A user's namespace keeps overlay's xattrs in user.overlay.*
+    // (`berth_base::rootless::overlay_xattr`).
+    if berth_base::rootless::in_user_namespace() {
+        fsconfig_set_flag(&fs, "userxattr").map_err(|e| fail("userxattr", e))?;
+    }
     if let Some((upper, work)) = upper {
         fsconfig_set_string(&fs, "upperdir", upper).map_err(|e| fail("upperdir", e))?;
         fsconfig_set_string(&fs, "workdir", work).map_err(|e| fail("workdir", e))?;
@@ -276,6 +281,9 @@ fn mount_legacy(
 ) -> Result<()> {
     let links = store.root.join("l");
     let mut data = format!("lowerdir={}", lowers.join(":"));
+    if berth_base::rootless::in_user_namespace() {
+        data.push_str(",userxattr");
+    }
     if let Some((upper, work)) = upper {
         data.push_str(&format!(
             ",upperdir={},workdir={}",
@@ -372,8 +380,8 @@ fn walk(
         .collect();
     entries.sort();
     // Opaque first: it empties what lower layers put there, not ours.
-    if rustix::fs::lgetxattr(dir, "trusted.overlay.opaque", &mut [0u8; 4][..]).is_ok_and(|n| n == 1)
-    {
+    let opaque = berth_base::rootless::overlay_xattr("opaque");
+    if rustix::fs::lgetxattr(dir, opaque.as_str(), &mut [0u8; 4][..]).is_ok_and(|n| n == 1) {
         let rel = dir.strip_prefix(base).unwrap_or(Path::new(""));
         let mut p = rel.as_os_str().as_bytes().to_vec();
         if !p.is_empty() {
@@ -468,7 +476,7 @@ fn read_xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     };
     let mut out = Vec::new();
     for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        if name.starts_with(b"trusted.overlay.") {
+        if berth_base::rootless::is_overlay_xattr(name) {
             continue;
         }
         let mut val = vec![0u8; 65536];

@@ -356,6 +356,12 @@ impl LayerWriter {
                     },
                 )?;
             }
+            // A user's namespace may not make device nodes: they are
+            // left out, as rootless podman leaves them (a container gets
+            // its devices from the runtime, bound from the host).
+            Kind::Char(..) | Kind::Block(..) if berth_base::rootless::in_user_namespace() => {
+                self.make_room(path, parent, name, false)?;
+            }
             Kind::Char(..) | Kind::Block(..) | Kind::Fifo => {
                 self.make_room(path, parent, name, false)?;
                 let (ft, dev) = match meta.kind {
@@ -427,7 +433,8 @@ impl LayerWriter {
                 }
             }
             .map_err(|e| self.resolve_error(path, e))?;
-            return rustix::fs::fsetxattr(&fd, "trusted.overlay.opaque", b"y", XattrFlags::empty())
+            let opaque = berth_base::rootless::overlay_xattr("opaque");
+            return rustix::fs::fsetxattr(&fd, opaque.as_str(), b"y", XattrFlags::empty())
                 .map_err(|e| self.err(path, format!("mark directory opaque: {e}")));
         }
         if hidden.starts_with(b".wh.") {
@@ -529,7 +536,12 @@ impl LayerWriter {
             Some(rustix::fs::Uid::from_raw(meta.uid)),
             Some(rustix::fs::Gid::from_raw(meta.gid)),
         )
-        .map_err(|e| self.err(path, format!("chown {}:{}: {e}", meta.uid, meta.gid)))?;
+        .map_err(|e| {
+            self.err(
+                path,
+                berth_base::rootless::chown_error(meta.uid, meta.gid, e),
+            )
+        })?;
         rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode & 0o7777))
             .map_err(|e| self.err(path, format!("chmod: {e}")))?;
         for (k, v) in &meta.xattrs {
@@ -565,7 +577,12 @@ impl LayerWriter {
             Some(rustix::fs::Gid::from_raw(meta.gid)),
             AtFlags::SYMLINK_NOFOLLOW,
         )
-        .map_err(|e| self.err(path, format!("chown {}:{}: {e}", meta.uid, meta.gid)))?;
+        .map_err(|e| {
+            self.err(
+                path,
+                berth_base::rootless::chown_error(meta.uid, meta.gid, e),
+            )
+        })?;
         if chmod {
             chmod_nofollow(&pfd, name, meta.mode & 0o7777)
                 .map_err(|e| self.err(path, format!("chmod: {e}")))?;
@@ -608,7 +625,7 @@ impl LayerWriter {
 /// Overlay's own xattrs may only come from whiteout handling: a layer
 /// that sets them could redirect lookups in the merged tree.
 fn allowed_xattr(k: &[u8]) -> bool {
-    !k.starts_with(b"trusted.overlay.")
+    !berth_base::rootless::is_overlay_xattr(k)
 }
 
 fn stamp(mtime: i64) -> Timestamps {

@@ -163,9 +163,8 @@ impl UpperDir {
             let mut opaque = false;
             let mut kept = Vec::new();
             for (k, v) in all {
-                let own = k
-                    .strip_prefix(b"trusted.overlay.")
-                    .or_else(|| k.strip_prefix(b"user.overlay."));
+                let own = berth_base::rootless::is_overlay_xattr(&k)
+                    .then(|| k.splitn(3, |&b| b == b'.').nth(2).unwrap_or_default());
                 match own {
                     None => kept.push((k, v)),
                     Some(b"opaque") => opaque = v == b"y",

@@ -245,7 +245,9 @@ impl Runtime {
             }
             return Err(bad_state(id, status, "container not running"));
         }
-        if all {
+        // Without a cgroup (an ordinary user's, undelegated) the members
+        // cannot be found: the init is signalled, as without --all.
+        if all && !cg.is_absent() {
             return signal_all(&cg, signal);
         }
         signal_process(st.init_pid, st.init_start_time, signal)

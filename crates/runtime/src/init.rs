@@ -138,7 +138,9 @@ fn setup(plan: &InitPlan, chan: &Channel) -> Result<Stage> {
         plan.cgroup,
         (
             ns.contains(LinuxNamespaceType::Cgroup),
-            ns.contains(LinuxNamespaceType::User),
+            // A runtime already in a user's namespace (rootless) has the
+            // same limits as one that made a namespace for the container.
+            ns.contains(LinuxNamespaceType::User) || berth_base::rootless::in_user_namespace(),
         ),
         plan.idmaps,
     );

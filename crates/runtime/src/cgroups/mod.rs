@@ -146,7 +146,7 @@ impl Cgroup {
 
     /// True when every controller lives in the unified hierarchy.
     pub fn is_pure_v2(&self) -> bool {
-        self.record.dirs.iter().all(|d| d.v2)
+        !self.is_absent() && self.record.dirs.iter().all(|d| d.v2)
     }
 
     /// Creates the directories (recording the ancestors it had to make) and
@@ -155,6 +155,13 @@ impl Cgroup {
     /// cgroup, or a service's, is not ours to share, limit or kill. On
     /// failure, whatever it made is removed again.
     pub fn create(&mut self, own: bool) -> Result<()> {
+        // An ordinary user (rootless, or root of a user's namespace) can
+        // make directories only where the host delegated a subtree to it:
+        // the hierarchies it cannot write are left out (podman's rule on
+        // v1 and hybrid hosts), and the container runs without them.
+        if berth_base::rootless::in_user_namespace() || !rustix::process::geteuid().is_root() {
+            self.record.dirs.retain(|d| writable_from_user(&d.path));
+        }
         let mut made_all = Vec::new();
         let res = (|| {
             for dir in &self.record.dirs {
@@ -222,8 +229,17 @@ impl Cgroup {
         .ok()
     }
 
+    /// True when the container has no cgroup at all (an ordinary user's,
+    /// on a host that delegated none).
+    pub fn is_absent(&self) -> bool {
+        self.record.dirs.is_empty()
+    }
+
     /// Pids of every process in the container's cgroup.
     pub fn pids(&self) -> Result<Vec<i32>> {
+        if self.is_absent() {
+            return Ok(Vec::new());
+        }
         let dir = self
             .v2_dir()
             .filter(|_| self.is_pure_v2())
@@ -365,6 +381,19 @@ fn ensure_no_members(dir: &Path) -> Result<()> {
 }
 
 /// mkdir -p that reports which directories it made, outermost first.
+/// Whether the nearest existing ancestor of `path` (or `path`) lets this
+/// process make a directory in it.
+fn writable_from_user(path: &Path) -> bool {
+    let mut cur = path;
+    while !cur.exists() {
+        match cur.parent() {
+            Some(p) => cur = p,
+            None => return false,
+        }
+    }
+    rustix::fs::access(cur, rustix::fs::Access::WRITE_OK).is_ok()
+}
+
 fn mkdir_all(path: &Path) -> Result<Vec<PathBuf>> {
     let mut missing = Vec::new();
     let mut cur = path;

@@ -183,6 +183,9 @@ enum Cmd {
         /// The shell the script is for.
         shell: clap_complete::Shell,
     },
+    /// The process that holds an ordinary user's namespace open.
+    #[command(hide = true, name = "rootless-pause")]
+    RootlessPause,
     /// Write a man page per command into DIR (setup.sh installs them).
     #[command(hide = true)]
     GenerateMan {
@@ -371,6 +374,17 @@ fn main() {
     // installs no handler code.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::try_parse().unwrap_or_else(|e| usage_error(e));
+    match cli.cmd {
+        Cmd::RootlessPause => berth_base::rootless::pause(),
+        Cmd::Completion { .. } | Cmd::GenerateMan { .. } => {}
+        // Before any thread starts: a threaded process cannot join it.
+        _ => {
+            if let Err(e) = rootless::enter() {
+                eprintln!("Error: {}", error_text(&e));
+                std::process::exit(125);
+            }
+        }
+    }
     warnings::init();
     if let Err(e) = run(cli) {
         // A batch printed each of its failures as it met them.
@@ -499,14 +513,12 @@ fn run(cli: Cli) -> Result<()> {
         _ => {}
     }
     let (conf_root, conf_runroot) = berth_engine::podman_conf::storage_roots()?;
-    let uid = rustix::process::geteuid().as_raw();
-    let (default_root, default_runroot) = if uid == 0 {
-        (
+    let (default_root, default_runroot) = match berth_base::rootless::host_user() {
+        None => (
             PathBuf::from(berth_base::paths::SYSTEM_ROOT),
             PathBuf::from(berth_base::paths::SYSTEM_RUN_ROOT),
-        )
-    } else {
-        berth_base::paths::user_roots(|k| std::env::var_os(k), uid)
+        ),
+        Some(uid) => berth_base::paths::user_roots(|k| std::env::var_os(k), uid),
     };
     let ctx = Ctx {
         root: cli.root.or(conf_root).unwrap_or(default_root),
@@ -647,7 +659,9 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Completion { .. } | Cmd::GenerateMan { .. } => {
             unreachable!("handled before the configuration is read")
         }
-        Cmd::Unshare { .. } => unreachable!("handled before any configuration is read"),
+        Cmd::Unshare { .. } | Cmd::RootlessPause => {
+            unreachable!("handled before any configuration is read")
+        }
         Cmd::Build(a) => build::build(&ctx, *a)?,
         Cmd::Builder { cmd } => build::builder(&ctx, cmd)?,
         Cmd::Containers(cmd) => {
