@@ -214,6 +214,8 @@ fn network_mode(c: &Container) -> String {
         N::None => "none".into(),
         N::Pod => format!("pod:{}", c.config.pod.clone().unwrap_or_default()),
         N::Container(other) => format!("container:{other}"),
+        N::Pasta => "pasta".into(),
+        N::Slirp4netns => "slirp4netns".into(),
     }
 }
 

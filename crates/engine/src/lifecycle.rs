@@ -48,6 +48,7 @@ impl Engine {
             }
         }
         self.handler_for(&config.runtime)?;
+        config.network = crate::net::for_this_user(config.network)?;
         self.check_network_mode(&config)?;
         if let Some(t) = &config.extra.pid_target {
             // By id from here on: a name may pass to another container.
@@ -133,6 +134,11 @@ impl Engine {
         // only in part.
         let mut s = self.image_spec(&image.id, c)?;
         self.apply_policy(&mut s, c)?;
+        if limits_ignored() && spec::drop_limits(&mut spec::resources_of(&c.config)) {
+            tracing::warn!(
+                "resource limits are ignored: this user has no cgroup delegated (a cgroup v1 or hybrid host, or no systemd user instance)"
+            );
+        }
         c.command = s
             .process()
             .as_ref()
@@ -239,6 +245,9 @@ impl Engine {
             spec::add_init(s)?;
         }
         spec::set_resources(s, &c.config);
+        if limits_ignored() {
+            spec::drop_limits(spec::resources(s));
+        }
         spec::set_security(s, &c.config)?;
         spec::set_annotations(s, &c.config.labels);
         spec::set_extra(s, &c.config.extra, &self.bundle_dir(&c.id).join("rootfs"))?;
@@ -1003,4 +1012,12 @@ fn write_spec(dir: &Path, s: &Spec) -> Result<()> {
     let path = dir.join("config.json");
     let raw = serde_json::to_vec(s).expect("a spec serializes");
     berth_base::fs::atomic_write(&path, &raw, 0o600).ctx(|| format!("write {}", path.display()))
+}
+
+/// podman's rule for an ordinary user on a host that delegated it no
+/// cgroup (v1, hybrid): limits are dropped with a warning at create, and
+/// the container runs.
+fn limits_ignored() -> bool {
+    berth_base::rootless::host_user().is_some()
+        && !berth_runtime::cgroups::Layout::detect().is_ok_and(|l| l.allows_limits())
 }

@@ -244,6 +244,35 @@ pub enum NetworkMode {
     Container(String),
     /// The pod's.
     Pod,
+    /// A namespace of its own joined to the host by pasta's user-mode
+    /// stack (an ordinary user's default).
+    Pasta,
+    /// The same through slirp4netns.
+    Slirp4netns,
+}
+
+impl NetworkMode {
+    /// The user-mode helper that connects this mode's namespace.
+    pub fn user_helper(&self) -> Option<berth_network::usernet::Helper> {
+        match self {
+            NetworkMode::Pasta => Some(berth_network::usernet::Helper::Pasta),
+            NetworkMode::Slirp4netns => Some(berth_network::usernet::Helper::Slirp4netns),
+            _ => None,
+        }
+    }
+
+    /// A namespace made for the container (or pod) by the engine, with
+    /// the attachments its mode names.
+    pub fn has_own_namespace(&self) -> bool {
+        matches!(
+            self,
+            NetworkMode::None
+                | NetworkMode::Default
+                | NetworkMode::Bridge(_)
+                | NetworkMode::Pasta
+                | NetworkMode::Slirp4netns
+        )
+    }
 }
 
 /// -v / --mount.
@@ -342,6 +371,10 @@ pub struct Attached {
     pub ips: Vec<String>,
     pub gateway: Option<String>,
     pub mac: Option<String>,
+    /// The user-mode helper (pasta, slirp4netns) that serves this
+    /// attachment; stopped when it is detached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helper: Option<berth_base::process::ProcessId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

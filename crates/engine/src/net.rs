@@ -64,6 +64,7 @@ impl Engine {
         labels: Vec<(String, String)>,
     ) -> Result<Network> {
         berth_network::network::validate_name(name).map_err(neterr)?;
+        for_this_user(NetworkMode::Bridge(vec![name.to_string()]))?;
         let _lock = self.lock("networks")?;
         let existing = self.networks()?;
         if existing.iter().any(|n| n.name == name) || name == "bridge" {
@@ -262,6 +263,23 @@ fn canonical(name: &str) -> &str {
     }
 }
 
+/// The mode as this berth can have it: an ordinary user's default is
+/// pasta (podman 5's), and bridges, which need a veth into the host's
+/// namespace, are root's.
+pub fn for_this_user(mode: NetworkMode) -> Result<NetworkMode> {
+    if berth_base::rootless::host_user().is_none() {
+        return Ok(mode);
+    }
+    match mode {
+        NetworkMode::Default => Ok(NetworkMode::Pasta),
+        NetworkMode::Bridge(_) => Err(Error::invalid(
+            "--network",
+            "bridge networks need root; an ordinary user's containers have pasta (the default), slirp4netns, host, none, a pod's or another container's",
+        )),
+        other => Ok(other),
+    }
+}
+
 /// The networks a mode attaches to, by name.
 fn configured_networks(mode: &NetworkMode) -> Vec<String> {
     match mode {
@@ -310,7 +328,27 @@ pub(crate) fn attach_all(
         attached.push(attached_from(a));
         record(pin.clone(), attached.clone())?;
     }
+    if let Some(h) = mode.user_helper() {
+        let helper = h
+            .start(&path, ports, &user_net_dir(e, owner_id))
+            .map_err(neterr)?;
+        attached.push(Attached {
+            network: h.name().to_string(),
+            interface: berth_network::usernet::INTERFACE.to_string(),
+            ips: Vec::new(),
+            gateway: None,
+            mac: None,
+            helper: Some(helper),
+        });
+        record(pin.clone(), attached.clone())?;
+    }
     Ok(path)
+}
+
+/// Where the user-mode helper of `owner_id`'s namespace keeps its pid
+/// file, log and socket.
+fn user_net_dir(e: &Engine, owner_id: &str) -> PathBuf {
+    e.run_root.join("usernet").join(crate::ids::short(owner_id))
 }
 
 /// The interface a network is on in the namespace: as recorded (a
@@ -331,6 +369,7 @@ fn attached_from(a: berth_network::Attachment) -> Attached {
         ips: a.ips.iter().map(|x| x.to_string()).collect(),
         gateway: a.gateway.map(|g| g.to_string()),
         mac: a.mac,
+        helper: None,
     }
 }
 
@@ -346,6 +385,12 @@ pub(crate) fn detach_all(
     attached: &[Attached],
     netns_path: Option<&str>,
 ) -> Result<()> {
+    for helper in attached.iter().filter_map(|a| a.helper.as_ref()) {
+        berth_network::usernet::stop(helper);
+    }
+    if mode.user_helper().is_some() {
+        let _ = std::fs::remove_dir_all(user_net_dir(e, owner_id));
+    }
     let c = e.cni();
     let path = netns_path.map(PathBuf::from).unwrap_or_default();
     let names = configured_networks(mode);
@@ -423,7 +468,11 @@ pub fn setup(e: &Engine, c: &mut Container, s: &mut oci_spec::runtime::Spec) -> 
         }
         // `none` too is a namespace made here (no network attached): its
         // `lo` up, as docker's and podman's, and its defaults set.
-        mode @ (NetworkMode::None | NetworkMode::Default | NetworkMode::Bridge(_)) => {
+        mode @ (NetworkMode::None
+        | NetworkMode::Default
+        | NetworkMode::Bridge(_)
+        | NetworkMode::Pasta
+        | NetworkMode::Slirp4netns) => {
             let (id, ports) = (c.id.clone(), c.config.ports.clone());
             let path = attach_all(e, &id, &mode, &ports, |ns, at| {
                 c.netns = ns;
@@ -463,10 +512,7 @@ pub(crate) fn set_default_sysctls(
 /// Releases what `setup` made; idempotent, and works after a crash or a
 /// reboot from what the record says.
 pub fn teardown(e: &Engine, c: &mut Container) -> Result<()> {
-    if matches!(
-        c.config.network,
-        NetworkMode::None | NetworkMode::Default | NetworkMode::Bridge(_)
-    ) {
+    if c.config.network.has_own_namespace() {
         detach_all(
             e,
             &c.id,

@@ -29,7 +29,8 @@ pub struct PodRequest {
 }
 
 impl Engine {
-    pub fn pod_create(&self, r: PodRequest) -> Result<Pod> {
+    pub fn pod_create(&self, mut r: PodRequest) -> Result<Pod> {
+        r.network = crate::net::for_this_user(r.network)?;
         if matches!(r.network, NetworkMode::Pod | NetworkMode::Container(_)) {
             return Err(Error::invalid(
                 "pod --network",

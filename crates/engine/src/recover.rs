@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::Engine;
 use crate::error::{Context, Error, Result};
 use crate::handler::{Handler, RtStatus};
-use crate::model::{Container, ContainerRun, ContainerSpec, NetworkMode, Pod, Status, Volume};
+use crate::model::{Container, ContainerRun, ContainerSpec, Pod, Status, Volume};
 
 /// A container's record as kept in its userdata.
 #[derive(Serialize, Deserialize)]
@@ -452,10 +452,7 @@ fn rebuilt_state(e: &Engine, f: &ContainerFile) -> Result<ContainerRun> {
         run.monitor_start = m.start_time;
     }
     let pin = e.netns_dir().join(Engine::netns_name(&f.id));
-    let own_network = matches!(
-        f.spec.config.network,
-        NetworkMode::None | NetworkMode::Default | NetworkMode::Bridge(_)
-    );
+    let own_network = f.spec.config.network.has_own_namespace();
     if own_network && berth_network::netns::exists(&pin) {
         run.netns = Some(pin.to_string_lossy().into_owned());
     }

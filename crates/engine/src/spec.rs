@@ -135,7 +135,7 @@ fn linux(spec: &mut Spec) -> &mut oci_spec::runtime::Linux {
         .get_or_insert_with(|| LinuxBuilder::default().build().expect("an empty linux"))
 }
 
-fn resources(spec: &mut Spec) -> &mut LinuxResources {
+pub(crate) fn resources(spec: &mut Spec) -> &mut LinuxResources {
     linux(spec)
         .resources_mut()
         .get_or_insert_with(LinuxResources::default)
@@ -339,6 +339,27 @@ pub fn add_init(spec: &mut Spec) -> Result<()> {
 }
 
 /// Memory, CPU and pids limits.
+/// Takes every limit out of the spec (device rules stay: they are not
+/// limits, and without a cgroup they are not applied either); true if
+/// there were any.
+pub fn drop_limits(r: &mut LinuxResources) -> bool {
+    let had = r.memory().is_some()
+        || r.cpu().is_some()
+        || r.pids().is_some()
+        || r.block_io().is_some()
+        || r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty())
+        || r.network().is_some()
+        || r.unified().as_ref().is_some_and(|u| !u.is_empty());
+    r.set_memory(None)
+        .set_cpu(None)
+        .set_pids(None)
+        .set_block_io(None)
+        .set_hugepage_limits(None)
+        .set_network(None)
+        .set_unified(None);
+    had
+}
+
 pub fn set_resources(spec: &mut Spec, c: &ContainerConfig) {
     let r = resources(spec);
     if let Some(m) = c.memory {

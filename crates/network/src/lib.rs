@@ -13,6 +13,7 @@ pub mod link;
 pub mod netns;
 pub mod network;
 pub mod ports;
+pub mod usernet;
 
 pub use cni::{Attachment, Cni, CniError};
 pub use network::{Network, NetworkError};

@@ -390,7 +390,13 @@ impl Runtime {
         if self.status(&st) == Status::Stopped {
             return Err(bad_state(id, Status::Stopped, "container not running"));
         }
-        Ok(cgroups::stats::collect(&Cgroup::from_record(st.cgroup)))
+        let cg = Cgroup::from_record(st.cgroup);
+        if cg.is_absent() {
+            return Err(Error::Cgroup(format!(
+                "container {id} has no cgroup to read statistics from: this user has none delegated (rootless containers on cgroup v1 and hybrid hosts run without)"
+            )));
+        }
+        Ok(cgroups::stats::collect(&cg))
     }
 }
 

@@ -108,6 +108,23 @@ impl Layout {
         self.hierarchies.iter().all(|h| h.v2) && self.v2().is_some()
     }
 
+    /// Whether this process may make containers' cgroups with limits: as
+    /// root, or, for an ordinary user, on a pure v2 host that delegated
+    /// it the cgroup above its own (systemd's user instance does), where
+    /// a relative cgroups path goes.
+    pub fn allows_limits(&self) -> bool {
+        if !berth_base::rootless::in_user_namespace() && rustix::process::geteuid().is_root() {
+            return true;
+        }
+        let Some(h) = self.v2().filter(|_| self.is_pure_v2()) else {
+            return false;
+        };
+        let own = self.own_path(h);
+        let base = own.parent().unwrap_or(&own);
+        let dir = h.mountpoint.join(base.strip_prefix("/").unwrap_or(base));
+        rustix::fs::access(&dir, rustix::fs::Access::WRITE_OK).is_ok()
+    }
+
     /// This process's cgroup in hierarchy `h`, relative to the mount.
     pub fn own_path(&self, h: &Hierarchy) -> PathBuf {
         let own = self

@@ -357,13 +357,16 @@ fn parse_mount(m: &str) -> Result<VolumeMount> {
     Ok(v)
 }
 
-/// --network: bridge, host, none, container:NAME, or network names.
+/// --network: bridge, host, none, pasta, slirp4netns, container:NAME, or
+/// network names.
 pub fn parse_network(n: Option<&str>) -> NetworkMode {
     match n {
         None | Some("") | Some("default") => NetworkMode::Default,
         Some("bridge") => NetworkMode::Bridge(Vec::new()),
         Some("host") => NetworkMode::Host,
         Some("none") => NetworkMode::None,
+        Some("pasta") => NetworkMode::Pasta,
+        Some("slirp4netns") => NetworkMode::Slirp4netns,
         Some(x) if x.starts_with("container:") => {
             NetworkMode::Container(x["container:".len()..].into())
         }
