@@ -157,6 +157,24 @@ pub fn chown_error(uid: u32, gid: u32, e: impl std::fmt::Display + Into<io::Erro
     format!("chown {uid}:{gid}: {text}")
 }
 
+/// A runtime's default state directory: `system` for root; for an
+/// ordinary user, or root of a user's namespace (rootless podman runs its
+/// runtime so), `$XDG_RUNTIME_DIR/NAME`, else `/tmp/NAME-UID` with the
+/// user's id on the host, as runc places its own.
+pub fn runtime_root(name: &str, system: &str) -> PathBuf {
+    let euid = rustix::process::geteuid().as_raw();
+    let outside = namespace_maps()
+        .and_then(|(uids, _)| uids.iter().find(|r| r.inside == 0).map(|r| r.outside))
+        .unwrap_or(euid);
+    if euid == 0 && outside == 0 {
+        return PathBuf::from(system);
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => Path::new(&d).join(name),
+        None => PathBuf::from(format!("/tmp/{name}-{outside}")),
+    }
+}
+
 /// Makes `dir` the user's private directory (0700), or checks that it is
 /// one: a directory (not a link to one) the user owns, that no one else
 /// may write. /tmp is everyone's: a directory planted there by another

@@ -11,9 +11,12 @@ use clap::{Args, Parser, Subcommand};
     disable_version_flag = true
 )]
 pub struct Cli {
-    /// Directory for container state (tmpfs recommended).
-    #[arg(long, global = true, default_value = "/run/berth-runtime")]
-    pub root: PathBuf,
+    /// Directory for container state (tmpfs recommended). Default
+    /// /run/berth-runtime; for an ordinary user (or root of a user's
+    /// namespace, as under rootless podman) $XDG_RUNTIME_DIR/berth-runtime,
+    /// else /tmp/berth-runtime-UID, as runc places its own.
+    #[arg(long, global = true)]
+    pub root: Option<PathBuf>,
     /// Log file (default: stderr).
     #[arg(long, global = true)]
     pub log: Option<PathBuf>,

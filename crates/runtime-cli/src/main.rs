@@ -80,7 +80,10 @@ fn run(cli: Cli) -> Result<i32> {
     let Some(cmd) = cli.cmd else {
         bail!("no command given; see --help");
     };
-    let root = std::path::absolute(&cli.root).context("--root")?;
+    let root = match &cli.root {
+        Some(r) => std::path::absolute(r).context("--root")?,
+        None => berth_base::rootless::runtime_root("berth-runtime", "/run/berth-runtime"),
+    };
     if root == std::path::Path::new("/") {
         bail!("--root must not be /");
     }

@@ -292,7 +292,11 @@ impl<'a> Rootfs<'a> {
         let base = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
         let target =
             inroot::mkdir_all(self.root(), dest, 0o755).map_err(os("create the mount point"))?;
-        let pure_v2 = self.cgroup.dirs.iter().all(|d| d.v2);
+        // No directories: an ordinary user's container on a host that
+        // delegated none. With a cgroup namespace it still gets a cgroup2
+        // view of its own; without, an empty tmpfs below.
+        let none = self.cgroup.dirs.is_empty();
+        let pure_v2 = !none && self.cgroup.dirs.iter().all(|d| d.v2);
         let mut bind_opts = MountOpts {
             recursive: true,
             ..Default::default()
@@ -301,7 +305,7 @@ impl<'a> Rootfs<'a> {
             set: ATTR_NOSUID | ATTR_NODEV | ATTR_NOEXEC | if ro { ATTR_RDONLY } else { 0 },
             clr: 0,
         };
-        if pure_v2 {
+        if pure_v2 || (none && self.cgroupns) {
             if self.cgroupns {
                 let flags = base | if ro { libc::MS_RDONLY } else { 0 };
                 return mountcall::mount(
