@@ -21,6 +21,13 @@ if [ "${BERTH_SKIP_APT:-0}" != 1 ]; then
     apt-get install -y -q --no-install-recommends $(grep -v '^#' scripts/deps.txt)
 fi
 
+# An ordinary user's containers reach the network through pasta or
+# slirp4netns, which open /dev/net/tun as that user: udev makes it 0666
+# (Debian's 50-udev-default.rules); a machine without udev leaves 0600.
+if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+    chmod 0666 /dev/net/tun
+fi
+
 cargo build --release -p berth-cli -p berthd --bins
 for bin in berth berthd; do
     install -m 0755 "target/release/$bin" "/usr/local/bin/$bin"

@@ -42,16 +42,25 @@ struct AuthEntry {
 }
 
 /// The auth.json podman uses for this user: `$REGISTRY_AUTH_FILE`, else
-/// `$XDG_RUNTIME_DIR/containers/auth.json`, else
-/// `/run/containers/<uid>/auth.json`.
+/// `$XDG_RUNTIME_DIR/containers/auth.json`, else root's
+/// `/run/containers/0/auth.json`, an ordinary user's
+/// `$XDG_CONFIG_HOME/containers/auth.json` (`~/.config`), which
+/// containers' tools read too (/run/containers is root's).
 pub fn default_auth_file() -> PathBuf {
     if let Some(p) = std::env::var_os("REGISTRY_AUTH_FILE") {
         return p.into();
     }
-    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR") {
+    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         return Path::new(&d).join("containers/auth.json");
     }
     let uid = berth_base::rootless::host_user().unwrap_or(0);
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".config")));
+    if let (true, Some(c)) = (uid != 0, config) {
+        return c.join("containers/auth.json");
+    }
     PathBuf::from(format!("/run/containers/{uid}/auth.json"))
 }
 

@@ -1,10 +1,19 @@
-//! An ordinary user's berth: `unshare` into the user namespace of the
-//! user's subordinate ids, clear errors where there are none, per-user
-//! paths. The users are made for the test and removed after it.
+//! An ordinary user's berth: its namespace (the user's subordinate ids,
+//! held by a pause process), images pulled, built, pushed and saved in a
+//! store of the user's, containers with pasta and slirp4netns networks and
+//! published ports, pods, volumes, logs and exec, berth-runtime under
+//! rootless podman, and the errors of a user without ranges or with too
+//! small a range. The users are made for the test and removed after it,
+//! with every process they left.
 
+use std::io::{Read, Write};
 use std::process::{Command, Output};
+use std::time::Duration;
 
-use crate::support::{berth_bin, have};
+use serde_json::json;
+
+use crate::env::busybox_layer;
+use crate::support::{E, Layout, Registry, berth_bin, free_port, have, layer_tar};
 
 /// A user made for one test (useradd, which gives Debian's subordinate
 /// ranges unless told not to), removed with its home when dropped.
@@ -54,23 +63,118 @@ impl TestUser {
         Some(u)
     }
 
-    /// berth as this user, from a directory it may read.
+    /// A program as this user, from a directory it may read, with a
+    /// login's environment and nothing of the test's.
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("runuser");
+        c.args([
+            "-u",
+            &self.name,
+            "--",
+            "env",
+            "-i",
+            "PATH=/usr/bin:/bin:/usr/sbin:/sbin",
+        ])
+        .arg(format!("HOME=/home/{}", self.name))
+        .arg(program)
+        .current_dir("/");
+        c
+    }
+
+    /// berth as this user.
     fn berth(&self, args: &[&str]) -> Output {
-        Command::new("runuser")
-            .args([
-                "-u",
-                &self.name,
-                "--",
-                "env",
-                "-i",
-                "PATH=/usr/bin:/bin:/usr/sbin:/sbin",
-            ])
-            .arg(format!("HOME=/home/{}", self.name))
-            .arg(berth_bin())
-            .args(args)
-            .current_dir("/")
+        self.command(berth_bin()).args(args).output().unwrap()
+    }
+
+    /// berth as this user, which must succeed; its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.berth(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?} as {} failed ({}):\nstdout: {}\nstderr: {}",
+            self.name,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn uid(&self) -> u32 {
+        let out = Command::new("id")
+            .args(["-u", &self.name])
             .output()
-            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
+    /// The first id of the user's subordinate range in /etc/subuid.
+    fn subuid_start(&self) -> u32 {
+        let sub = std::fs::read_to_string("/etc/subuid").unwrap();
+        let line = sub
+            .lines()
+            .find(|l| l.starts_with(&format!("{}:", self.name)))
+            .unwrap();
+        line.split(':').nth(1).unwrap().parse().unwrap()
+    }
+
+    /// The user's processes of `program` (by command line: pasta's
+    /// process name is passt's).
+    fn processes(&self, program: &str) -> Vec<String> {
+        let out = Command::new("pgrep")
+            .args(["-u", &self.name, "-f", &format!("^/usr/bin/{program} ")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+/// A registry on 127.0.0.1 holding busybox as `busybox:latest` and, for
+/// each (name, layer) given, busybox with that layer on top.
+fn registry_with(images: &[(&str, Vec<u8>)]) -> (Registry, tempfile::TempDir) {
+    let reg = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = vec![("busybox", None)];
+    all.extend(images.iter().map(|(n, l)| (*n, Some(l.clone()))));
+    for (name, extra) in all {
+        let path = dir.path().join(name);
+        let mut l = Layout::new(&path);
+        let mut layers = vec![busybox_layer()];
+        layers.extend(extra);
+        let (desc, _) = l.image(
+            &layers,
+            true,
+            "amd64",
+            json!({"Cmd": ["sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}),
+        );
+        l.tag(desc, "latest");
+        reg.push_layout(&path, "latest", &format!("{name}:latest"), "oci", false);
+    }
+    (reg, dir)
+}
+
+/// The body of an HTTP GET of `path` on 127.0.0.1:`port`, tried until
+/// the server answers (it starts in the background).
+fn http_get(port: u16, path: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
+            let mut text = String::new();
+            let _ = s.read_to_string(&mut text);
+            if let Some((_, body)) = text.split_once("\r\n\r\n") {
+                return body.to_string();
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing answered on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -176,4 +280,418 @@ fn a_user_without_subordinate_ids_is_told_what_to_add() {
         .unwrap();
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("root has none"));
+}
+
+#[test]
+fn a_users_containers_run_in_its_namespace_with_ports_pods_volumes_exec_and_logs() {
+    let Some(u) = TestUser::new(true) else {
+        return;
+    };
+    require!("pasta");
+    let (reg, _d) = registry_with(&[]);
+    let image = format!("{}/busybox:latest", reg.host());
+    u.ok(&["pull", "-q", "--tls-verify=false", &image]);
+    let (uid, sub) = (u.uid(), u.subuid_start());
+
+    // Root of the namespace is the user; its ids above are the range.
+    let out = u.ok(&["run", "--rm", &image, "cat", "/proc/self/uid_map"]);
+    let maps: Vec<Vec<String>> = out
+        .lines()
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect();
+    assert_eq!(maps[0], ["0", &uid.to_string(), "1"]);
+    assert_eq!(maps[1][1], sub.to_string());
+
+    // The default network is pasta's; a published port answers on the
+    // host's loopback, and the container reaches out through it.
+    let port = free_port();
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        &image,
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    assert_eq!(http_get(port, "/index.html"), "hello from berth\n");
+    assert_eq!(
+        u.ok(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", "web"])
+            .trim(),
+        "pasta"
+    );
+    assert_eq!(u.processes("pasta").len(), 1);
+    assert_eq!(u.ok(&["exec", "web", "id", "-u"]).trim(), "0");
+    let addr = u.ok(&["exec", "web", "ip", "addr", "show", "eth0"]);
+    assert!(addr.contains("inet "), "{addr}");
+
+    // logs, and stop ends the container its pasta with it.
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "talker",
+        &image,
+        "sh",
+        "-c",
+        "echo out; echo err >&2; sleep 100",
+    ]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !u.ok(&["logs", "talker"]).contains("out") {
+        assert!(std::time::Instant::now() < deadline, "no logs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    u.ok(&["stop", "-t", "0", "talker"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while u.processes("pasta").len() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stopped container's pasta runs on"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // A pod's containers share its namespace and its published port.
+    let pport = free_port();
+    u.ok(&["pod", "create", "--name", "p", "-p", &format!("{pport}:80")]);
+    u.ok(&[
+        "run", "-d", "--pod", "p", "--name", "pweb", &image, "httpd", "-f", "-p", "80", "-h",
+        "/www",
+    ]);
+    assert_eq!(http_get(pport, "/index.html"), "hello from berth\n");
+    let seen = u.ok(&[
+        "run",
+        "--rm",
+        "--pod",
+        "p",
+        &image,
+        "wget",
+        "-q",
+        "-O-",
+        "http://127.0.0.1/index.html",
+    ]);
+    assert_eq!(seen, "hello from berth\n");
+
+    // A volume's files are owned, on the host, by the ids they map to.
+    u.ok(&["volume", "create", "v"]);
+    u.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "v:/data",
+        &image,
+        "sh",
+        "-c",
+        "echo x > /data/f && chown 1000:1000 /data/f",
+    ]);
+    let mp = u.ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", "v"]);
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(std::path::Path::new(mp.trim()).join("f")).unwrap();
+    assert_eq!(
+        md.uid(),
+        sub + 999,
+        "uid 1000 inside is the range's 1000th id"
+    );
+
+    // Limits: none where no cgroup is delegated, with podman's warning.
+    let out = u.berth(&["run", "--rm", "-m", "64m", &image, "true"]);
+    assert!(out.status.success());
+    let layout = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    if !layout.contains(" - cgroup2 ") || layout.contains(" - cgroup ") {
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("resource limits are ignored"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // Everything goes: containers, pods, volumes, helpers, mounts, pins.
+    u.ok(&["pod", "rm", "-f", "p"]);
+    u.ok(&["rm", "-f", "web", "talker"]);
+    u.ok(&["volume", "rm", "v"]);
+    assert!(u.processes("pasta").is_empty());
+    assert_eq!(u.ok(&["ps", "-aq"]), "");
+    let mounts = u.ok(&["unshare", "cat", "/proc/self/mountinfo"]);
+    let store = format!("/home/{}/.local/share/berth", u.name);
+    // (The pins' directory is a mount of its own, as `ip netns` makes
+    // it; no pin is left in it.)
+    let pins = format!("/tmp/berth-run-{uid}/netns/");
+    assert!(
+        !mounts.contains(&store) && !mounts.contains(&pins),
+        "mounts left: {mounts}"
+    );
+}
+
+#[test]
+fn slirp4netns_publishes_ports_too() {
+    let Some(u) = TestUser::new(true) else {
+        return;
+    };
+    require!("slirp4netns");
+    let (reg, _d) = registry_with(&[]);
+    let image = format!("{}/busybox:latest", reg.host());
+    u.ok(&["pull", "-q", "--tls-verify=false", &image]);
+    let port = free_port();
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "slirp4netns",
+        "-p",
+        &format!("{port}:80"),
+        &image,
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    assert_eq!(http_get(port, "/index.html"), "hello from berth\n");
+    let addr = u.ok(&["exec", "web", "ip", "addr", "show", "eth0"]);
+    assert!(addr.contains("10.0.2.100/24"), "{addr}");
+    assert!(!u.processes("slirp4netns").is_empty());
+    u.ok(&["rm", "-f", "web"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !u.processes("slirp4netns").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slirp4netns outlived its container"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Bridges are root's: a clear error, nothing made.
+    let out = u.berth(&["network", "create", "mine"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bridge networks need root"));
+}
+
+#[test]
+fn a_user_builds_pushes_and_saves_images_whose_owners_are_the_images_own() {
+    let Some(u) = TestUser::new(true) else {
+        return;
+    };
+    let (reg, _d) = registry_with(&[]);
+    let image = format!("{}/busybox:latest", reg.host());
+    let ctx = format!("/home/{}/ctx", u.name);
+    let script = format!(
+        "mkdir -p {ctx} && printf 'FROM {image}\\nRUN echo built > /built && chown 1000:1000 /built\\nCOPY f /f\\n' > {ctx}/Dockerfile && echo copied > {ctx}/f"
+    );
+    let out = u.command("sh").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success());
+    u.ok(&[
+        "build",
+        "-q",
+        "--tls-verify=false",
+        "-t",
+        "localhost/built",
+        &ctx,
+    ]);
+    let seen = u.ok(&[
+        "run",
+        "--rm",
+        "localhost/built",
+        "sh",
+        "-c",
+        "stat -c '%u %g' /built; cat /f",
+    ]);
+    assert_eq!(seen, "1000 1000\ncopied\n");
+    // Pushed, the layer says 1000 (the image's id), not the host's.
+    let pushed = format!("{}/built:latest", reg.host());
+    u.ok(&["push", "--tls-verify=false", "localhost/built", &pushed]);
+    let root = tempfile::tempdir().unwrap();
+    let run = tempfile::tempdir().unwrap();
+    let as_root = |args: &[&str]| {
+        let out = Command::new(berth_bin())
+            .arg("--root")
+            .arg(root.path())
+            .arg("--runroot")
+            .arg(run.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    as_root(&["pull", "-q", "--tls-verify=false", &pushed]);
+    let seen = as_root(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &pushed,
+        "stat",
+        "-c",
+        "%u",
+        "/built",
+    ]);
+    assert_eq!(seen.trim(), "1000");
+    // save writes an archive the user owns, that root's berth loads.
+    let tar = format!("/home/{}/built.tar", u.name);
+    u.ok(&["save", "-o", &tar, "localhost/built"]);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&tar).unwrap().uid(), u.uid());
+    let loaded = as_root(&["load", "-i", &tar]);
+    assert!(loaded.contains("localhost/built"), "{loaded}");
+}
+
+#[test]
+fn an_image_owning_ids_beyond_the_range_is_refused_by_name_and_leaves_nothing() {
+    let Some(u) = TestUser::new(true) else {
+        return;
+    };
+    let high = layer_tar(&[E::FileX(
+        "high",
+        0o644,
+        (70000, 70000),
+        vec![],
+        b"h".to_vec(),
+    )]);
+    let dev = layer_tar(&[
+        E::Char("null2", 1, 3),
+        E::File(".wh.www", 0o644, Vec::new()),
+    ]);
+    let (reg, _d) = registry_with(&[("high", high), ("dev", dev)]);
+    let out = u.berth(&[
+        "pull",
+        "-q",
+        "--tls-verify=false",
+        &format!("{}/high:latest", reg.host()),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains("chown 70000:70000") && err.contains("maps 65537 uids"),
+        "{err}"
+    );
+    assert_eq!(u.ok(&["images", "-q"]), "");
+    // A device node cannot be made in the namespace: it is left out, and
+    // a whiteout (overlay's 0/0 device) still hides what it names.
+    let dev = format!("{}/dev:latest", reg.host());
+    u.ok(&["pull", "-q", "--tls-verify=false", &dev]);
+    let seen = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &dev,
+        "sh",
+        "-c",
+        "ls /null2 /www 2>&1; true",
+    ]);
+    assert!(
+        seen.contains("/null2: No such file") && seen.contains("/www: No such file"),
+        "{seen}"
+    );
+}
+
+#[test]
+fn users_see_none_of_each_others_containers_and_a_planted_run_dir_is_refused() {
+    let (Some(a), Some(b)) = (TestUser::new(true), TestUser::new(true)) else {
+        return;
+    };
+    // b's run root in /tmp, planted by a before b ever ran berth: a link
+    // to a directory of a's that anyone may write. b's berth refuses it
+    // and writes nothing there.
+    let target = format!("/home/{}/trap", a.name);
+    let planted = format!("/tmp/berth-run-{}", b.uid());
+    let plant = format!("mkdir {target} && chmod 777 {target} && ln -s {target} {planted}");
+    let out = a.command("sh").args(["-c", &plant]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = b.berth(&["ps"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains(&planted) && err.contains("not the user's own private directory"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+    std::fs::remove_file(&planted).unwrap();
+
+    // With its own run root, b sees none of a's containers, and cannot
+    // open a's store.
+    let (reg, _d) = registry_with(&[]);
+    let image = format!("{}/busybox:latest", reg.host());
+    a.ok(&["pull", "-q", "--tls-verify=false", &image]);
+    a.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "mine",
+        "--network",
+        "none",
+        &image,
+        "sleep",
+        "100",
+    ]);
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    let store = format!("/home/{}/.local/share/berth", a.name);
+    let out = b.berth(&["--root", &store, "ps", "-a"]);
+    assert_ne!(out.status.code(), Some(0), "b read a's store");
+    a.ok(&["rm", "-f", "mine"]);
+}
+
+#[test]
+fn rootless_podman_runs_berth_runtime() {
+    let Some(u) = TestUser::new(true) else {
+        return;
+    };
+    require!("podman");
+    let runtime = std::path::Path::new(berth_bin()).with_file_name("berth-runtime");
+    let (reg, _d) = registry_with(&[]);
+    let image = format!("{}/busybox:latest", reg.host());
+    let conf = format!("/home/{}/.config/containers", u.name);
+    let script = format!(
+        "mkdir -p {conf} && printf '[containers]\\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\\n[engine]\\ncgroup_manager = \"cgroupfs\"\\nevents_logger = \"file\"\\n' > {conf}/containers.conf"
+    );
+    assert!(
+        u.command("sh")
+            .args(["-c", &script])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let podman = |args: &[&str]| {
+        let out = u.command("podman").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    podman(&["pull", "-q", "--tls-verify=false", &image]);
+    let out = podman(&[
+        "--runtime",
+        runtime.to_str().unwrap(),
+        "run",
+        "--rm",
+        &image,
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", &u.uid().to_string(), "1"]
+    );
+    podman(&["system", "migrate"]);
 }
