@@ -5,6 +5,7 @@
 mod build;
 mod cri;
 mod pull;
+mod rootless;
 mod run;
 mod runtime;
 mod stats;
@@ -20,6 +21,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// An ordinary user's `run --rm IMAGE true` and cold pull: berth
+    /// against rootless podman, as the same user made for the run.
+    Rootless {
+        /// Runs of each run row (after one warm-up).
+        #[arg(short = 'n', long, default_value_t = 20)]
+        runs: usize,
+        /// Cold pulls per tool.
+        #[arg(long, default_value_t = 3)]
+        pulls: usize,
+        /// The berth binary (default: next to this one).
+        #[arg(long)]
+        berth: Option<std::path::PathBuf>,
+    },
     /// `run`, and create + start + wait + delete, of one bundle: berth-runtime,
     /// runc, crun.
     Runtime {
@@ -72,5 +86,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Run { runs, serve, berth } => run::run(runs, serve, berth),
         Cmd::Cri(opts) => cri::run(opts),
         Cmd::Build { runs, berth } => build::run(runs, berth),
+        Cmd::Rootless { runs, pulls, berth } => rootless::run(runs, pulls, berth),
     }
 }

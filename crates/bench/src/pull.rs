@@ -86,6 +86,24 @@ fn build_image(layout: &Path) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
+/// What the pull image is, for a row's name.
+pub(crate) const BENCH_IMAGE_NOTE: &str =
+    "3 gzip layers of Debian's /usr/lib/python3*, /usr/libexec";
+
+/// Builds the pull image (a layout in `base`) and pushes it to the
+/// registry on `port`; returns its reference and its layer blobs.
+pub(crate) fn push_bench_image(base: &Path, port: u16) -> Result<(String, Vec<PathBuf>)> {
+    eprintln!("building the image from {TREES:?}...");
+    let layout = base.join("layout");
+    let layers = build_image(&layout)?;
+    let image = format!("127.0.0.1:{port}/bench/usr:1");
+    sh(Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:bench", layout.display()))
+        .arg(format!("docker://{image}")))?;
+    Ok((image, layers))
+}
+
 pub(crate) struct Killed(Child);
 
 impl Drop for Killed {
@@ -194,9 +212,8 @@ pub fn run(runs: usize, berth: Option<PathBuf>) -> Result<()> {
     let base = PathBuf::from("/dev/shm/berth-bench-pull");
     clean(&base);
     std::fs::create_dir_all(&base)?;
-    eprintln!("building the image from {TREES:?}...");
-    let layout = base.join("layout");
-    let layers = build_image(&layout)?;
+    let (_registry, port) = start_registry(&base)?;
+    let (image, layers) = push_bench_image(&base, port)?;
     let unpacked: u64 = TREES
         .iter()
         .map(|t| {
@@ -210,12 +227,6 @@ pub fn run(runs: usize, berth: Option<PathBuf>) -> Result<()> {
         .iter()
         .map(|l| std::fs::metadata(l).map(|m| m.len()).unwrap_or(0))
         .sum();
-    let (_registry, port) = start_registry(&base)?;
-    let image = format!("127.0.0.1:{port}/bench/usr:1");
-    sh(Command::new("skopeo")
-        .args(["copy", "--quiet", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:bench", layout.display()))
-        .arg(format!("docker://{image}")))?;
 
     let stores = base.join("stores");
     let mut rows: Vec<(String, Vec<Sample>, String)> = Vec::new();

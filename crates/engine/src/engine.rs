@@ -42,6 +42,10 @@ pub struct Engine {
     /// iptables said lasts that long (a burst of pods in berthd looks
     /// once).
     cni: berth_network::Cni,
+    /// User-mode network helpers still configuring a namespace, by owner:
+    /// a start waits for its own just before the container's process
+    /// runs, so the helper's work overlaps the container's creation.
+    pub(crate) user_nets: std::sync::Mutex<Vec<(String, berth_network::usernet::Starting)>>,
 }
 
 impl Engine {
@@ -60,6 +64,7 @@ impl Engine {
         let cni = berth_network::Cni::new(root.join("network"));
         let e = Engine {
             cni,
+            user_nets: Default::default(),
             root,
             run_root,
             paths: o.paths,

@@ -511,6 +511,8 @@ impl Engine {
         c.monitor_start = started.process.start_time;
         c.state.pid = started.pid;
         c.state.status = Status::Created;
+        let mode = c.config.network.clone();
+        net::user_net_ready(self, &c.id, &mode, &mut c.networks)?;
         self.db.update_container(c)?;
         before_start(c)?;
         handler.start(&c.id)

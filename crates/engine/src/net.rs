@@ -329,20 +329,45 @@ pub(crate) fn attach_all(
         record(pin.clone(), attached.clone())?;
     }
     if let Some(h) = mode.user_helper() {
-        let helper = h
+        // Recorded once ready (`user_net_ready`); until then, removing the
+        // pin ends it (pasta quits with its namespace).
+        let starting = h
             .start(&path, ports, &user_net_dir(e, owner_id))
             .map_err(neterr)?;
-        attached.push(Attached {
-            network: h.name().to_string(),
-            interface: berth_network::usernet::INTERFACE.to_string(),
-            ips: Vec::new(),
-            gateway: None,
-            mac: None,
-            helper: Some(helper),
-        });
-        record(pin.clone(), attached.clone())?;
+        e.user_nets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((owner_id.to_string(), starting));
     }
     Ok(path)
+}
+
+/// Waits for the user-mode helper `attach_all` started for `owner_id`,
+/// if any, and adds its attachment to `attached`.
+pub(crate) fn user_net_ready(
+    e: &Engine,
+    owner_id: &str,
+    mode: &NetworkMode,
+    attached: &mut Vec<Attached>,
+) -> Result<()> {
+    let starting = {
+        let mut pending = e.user_nets.lock().unwrap_or_else(|p| p.into_inner());
+        let i = pending.iter().position(|(o, _)| o == owner_id);
+        i.map(|i| pending.swap_remove(i).1)
+    };
+    let (Some(s), Some(h)) = (starting, mode.user_helper()) else {
+        return Ok(());
+    };
+    let helper = s.ready().map_err(neterr)?;
+    attached.push(Attached {
+        network: h.name().to_string(),
+        interface: berth_network::usernet::INTERFACE.to_string(),
+        ips: Vec::new(),
+        gateway: None,
+        mac: None,
+        helper: Some(helper),
+    });
+    Ok(())
 }
 
 /// Where the user-mode helper of `owner_id`'s namespace keeps its pid
@@ -385,6 +410,11 @@ pub(crate) fn detach_all(
     attached: &[Attached],
     netns_path: Option<&str>,
 ) -> Result<()> {
+    // One never waited for (the run failed before its start) goes first.
+    e.user_nets
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|(o, _)| o != owner_id);
     for helper in attached.iter().filter_map(|a| a.helper.as_ref()) {
         berth_network::usernet::stop(helper);
     }

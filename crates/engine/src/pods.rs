@@ -151,11 +151,14 @@ impl Engine {
             }
             mode => {
                 let (id, ports) = (p.id.clone(), p.ports.clone());
-                Some(net::attach_all(self, &id, &mode, &ports, |ns, at| {
+                let path = net::attach_all(self, &id, &mode, &ports, |ns, at| {
                     p.netns = ns;
                     p.networks = at;
                     self.db.update_pod(p)
-                })?)
+                })?;
+                net::user_net_ready(self, &id, &mode, &mut p.networks)?;
+                self.db.update_pod(p)?;
+                Some(path)
             }
         };
         if let Some(path) = &netns {

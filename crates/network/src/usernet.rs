@@ -84,21 +84,68 @@ impl Helper {
             })
     }
 
-    /// Connects the namespace pinned at `netns` and forwards `ports`;
-    /// `work` is a private directory for the helper's pid file, log and
-    /// socket. Returns the helper, running detached.
+    /// Starts connecting the namespace pinned at `netns` and forwarding
+    /// `ports`; `work` is a private directory for the helper's pid file,
+    /// log and socket. The helper configures the namespace while the
+    /// caller goes on (pasta takes some 20 ms); `Starting::ready` waits
+    /// for it.
     pub fn start(
         self,
         netns: &Path,
         ports: &[PortMapping],
         work: &Path,
-    ) -> Result<ProcessId, UserNetError> {
+    ) -> Result<Starting, UserNetError> {
         std::fs::create_dir_all(work)
             .map_err(|e| self.fail(format!("create {}: {e}", work.display())))?;
         let bin = self.binary()?;
         match self {
             Helper::Pasta => start_pasta(&bin, netns, ports, work),
-            Helper::Slirp4netns => start_slirp(&bin, netns, ports, work),
+            Helper::Slirp4netns => start_slirp(&bin, netns, work),
+        }
+        .map(|(child, ready)| Starting {
+            helper: self,
+            child: Some(child),
+            ready,
+            ports: ports.to_vec(),
+            work: work.to_path_buf(),
+        })
+    }
+}
+
+/// A helper configuring a namespace.
+pub struct Starting {
+    helper: Helper,
+    child: Option<std::process::Child>,
+    /// slirp4netns's ready pipe; pasta's first process exits instead.
+    ready: Option<OwnedFd>,
+    ports: Vec<PortMapping>,
+    work: PathBuf,
+}
+
+impl Starting {
+    /// Waits until the namespace is configured and the ports are
+    /// published; returns the helper, running detached.
+    pub fn ready(mut self) -> Result<ProcessId, UserNetError> {
+        let child = self.child.take().expect("not yet waited for");
+        match self.helper {
+            Helper::Pasta => pasta_ready(child, &self.work),
+            Helper::Slirp4netns => slirp_ready(
+                child,
+                self.ready.take().expect("slirp4netns has a pipe"),
+                &self.ports,
+                &self.work,
+            ),
+        }
+    }
+}
+
+impl Drop for Starting {
+    /// A helper never waited for (the start failed after it) goes.
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on the process group made for it.
+            unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
+            let _ = c.wait();
         }
     }
 }
@@ -152,14 +199,14 @@ fn start_pasta(
     netns: &Path,
     ports: &[PortMapping],
     work: &Path,
-) -> Result<ProcessId, UserNetError> {
+) -> Result<(std::process::Child, Option<OwnedFd>), UserNetError> {
     let h = Helper::Pasta;
     let pid_file = work.join("pasta.pid");
     let log = work.join("pasta.log");
     let _ = std::fs::remove_file(&pid_file);
     let log_file = std::fs::File::create(&log)
         .map_err(|e| h.fail(format!("create {}: {e}", log.display())))?;
-    let mut child = Command::new(bin)
+    let child = Command::new(bin)
         .args(pasta_args(netns, ports, &pid_file))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -167,6 +214,12 @@ fn start_pasta(
         .process_group(0)
         .spawn()
         .map_err(|e| h.fail(format!("start {}: {e}", bin.display())))?;
+    Ok((child, None))
+}
+
+fn pasta_ready(mut child: std::process::Child, work: &Path) -> Result<ProcessId, UserNetError> {
+    let h = Helper::Pasta;
+    let (pid_file, log) = (work.join("pasta.pid"), work.join("pasta.log"));
     let status = wait_until(&mut child, Instant::now() + READY_TIMEOUT)
         .ok_or_else(|| h.fail("did not configure the namespace in time"))?;
     let said = std::fs::read_to_string(&log).unwrap_or_default();
@@ -186,9 +239,8 @@ fn start_pasta(
 fn start_slirp(
     bin: &Path,
     netns: &Path,
-    ports: &[PortMapping],
     work: &Path,
-) -> Result<ProcessId, UserNetError> {
+) -> Result<(std::process::Child, Option<OwnedFd>), UserNetError> {
     let h = Helper::Slirp4netns;
     let api = work.join("slirp4netns.sock");
     let log = work.join("slirp4netns.log");
@@ -226,10 +278,21 @@ fn start_slirp(
             Ok(())
         });
     }
-    let mut child = cmd
+    let child = cmd
         .spawn()
         .map_err(|e| h.fail(format!("start {}: {e}", bin.display())))?;
     drop(ready_w);
+    Ok((child, Some(ready_r)))
+}
+
+fn slirp_ready(
+    mut child: std::process::Child,
+    ready_r: OwnedFd,
+    ports: &[PortMapping],
+    work: &Path,
+) -> Result<ProcessId, UserNetError> {
+    let h = Helper::Slirp4netns;
+    let (api, log) = (work.join("slirp4netns.sock"), work.join("slirp4netns.log"));
     let id = ProcessId::of(child.id() as i32).ok_or_else(|| h.fail("exited at once"))?;
     let mut stop = |why: String| {
         id.signal(libc::SIGKILL);
@@ -297,24 +360,30 @@ pub fn stop(helper: &ProcessId) {
     helper.signal(libc::SIGTERM);
 }
 
+/// The child's exit status, waiting on its pidfd (woken at the exit, not
+/// at the next tick of a sleep); killed with its group at the deadline.
 fn wait_until(
     child: &mut std::process::Child,
     deadline: Instant,
 ) -> Option<std::process::ExitStatus> {
-    let mut nap = Duration::from_millis(1);
+    let pidfd = rustix::process::Pid::from_raw(child.id() as i32)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
     loop {
-        match child.try_wait() {
-            Ok(Some(s)) => return Some(s),
-            Ok(None) if Instant::now() < deadline => {
-                std::thread::sleep(nap);
-                nap = (nap * 2).min(Duration::from_millis(20));
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            // SAFETY: kill(2) on the process group made for it.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            return None;
+        }
+        match &pidfd {
+            Some(fd) => {
+                wait_readable(fd, left);
             }
-            _ => {
-                // SAFETY: kill(2) on the process group made for it.
-                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-                let _ = child.wait();
-                return None;
-            }
+            None => std::thread::sleep(left.min(Duration::from_millis(1))),
         }
     }
 }
