@@ -55,6 +55,9 @@ pub struct Host {
     pub cgroup_manager: String,
     pub network_backend: String,
     pub rootless: bool,
+    /// The helper an ordinary user's default network goes through
+    /// (podman's `rootlessNetworkCmd`); empty for root.
+    pub rootless_network_cmd: String,
     /// A user's namespace maps (podman's `idMappings`): the user as 0 and
     /// its subordinate ranges; empty for root, or where the user has none.
     pub id_mappings: IdMappings,
@@ -144,6 +147,14 @@ impl Engine {
                 cgroup_manager: "cgroupfs".into(),
                 network_backend: "cni".into(),
                 rootless: berth_base::rootless::host_user().is_some(),
+                rootless_network_cmd: match crate::net::for_this_user(
+                    crate::model::NetworkMode::Default,
+                )?
+                .user_helper()
+                {
+                    Some(h) => h.name().into(),
+                    None => String::new(),
+                },
                 id_mappings: id_mappings(),
                 seccomp_enabled: std::path::Path::new("/proc/sys/kernel/seccomp").exists(),
                 apparmor_enabled: std::fs::read_to_string(

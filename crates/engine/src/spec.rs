@@ -784,6 +784,12 @@ pub fn set_cgroup(spec: &mut Spec, id: &str, parent: Option<&str>) {
         Some(p) => format!("/{}/berth-{id}", p.trim_matches('/')),
         None => format!("/berth-{id}"),
     };
+    // An ordinary user's are relative: the runtime puts them beside its
+    // own cgroup, in the subtree delegated to the user, where it may.
+    let path = match berth_base::rootless::host_user() {
+        Some(_) => path.trim_start_matches('/').to_string(),
+        None => path,
+    };
     linux(spec).set_cgroups_path(Some(path.into()));
 }
 

@@ -26,3 +26,5 @@ mod rootless;
 mod runflags;
 mod security;
 mod trust;
+#[path = "../common/vm.rs"]
+mod vm;

@@ -249,12 +249,12 @@ fn unshare_maps_the_user_to_root_and_its_subordinate_ids_above() {
     let out = u.berth(&[
         "info",
         "--format",
-        "{{.Store.GraphRoot}} {{.Host.Rootless}}",
+        "{{.Store.GraphRoot}} {{.Host.Rootless}} {{.Host.RootlessNetworkCmd}}",
     ]);
     let info = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         info.trim(),
-        format!("/home/{}/.local/share/berth true", u.name),
+        format!("/home/{}/.local/share/berth true pasta", u.name),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -694,4 +694,98 @@ fn rootless_podman_runs_berth_runtime() {
         ["0", &u.uid().to_string(), "1"]
     );
     podman(&["system", "migrate"]);
+}
+
+#[test]
+fn rootless_limits_apply_where_a_cgroup_is_delegated() {
+    let target = std::path::Path::new(berth_bin()).parent().unwrap();
+    let Some((code, out)) = crate::vm::run_in_vm(false, "guest_rootless_", target) else {
+        return;
+    };
+    assert_eq!(code, 0, "guest tests failed:\n{out}");
+    assert!(out.contains("test result: ok. 1 passed"), "{out}");
+}
+
+/// In the cgroup v2 guest: a subtree delegated to the user as systemd's
+/// user instance delegates one (the directory and its cgroup.procs,
+/// cgroup.subtree_control and cgroup.threads the user's), the user's
+/// berth in a leaf of it. Containers get cgroups there, with their
+/// limits, and no warning.
+#[test]
+#[ignore = "runs in the cgroup v2 guest (rootless_limits_apply_where_a_cgroup_is_delegated)"]
+fn guest_rootless_delegated_limits() {
+    let Some(u) = TestUser::new(true) else {
+        panic!("the guest has useradd, newuidmap and runuser");
+    };
+    let deleg = format!("/sys/fs/cgroup/berth-{}", u.name);
+    std::fs::create_dir(&deleg).unwrap();
+    std::fs::write(format!("{deleg}/cgroup.subtree_control"), "+memory +pids").unwrap();
+    std::fs::create_dir(format!("{deleg}/cli")).unwrap();
+    let owner = format!("{}:{}", u.name, u.name);
+    for f in [
+        "",
+        "/cgroup.procs",
+        "/cgroup.subtree_control",
+        "/cgroup.threads",
+        "/cli",
+        "/cli/cgroup.procs",
+    ] {
+        let ok = Command::new("chown")
+            .arg(&owner)
+            .arg(format!("{deleg}{f}"))
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let tar = format!("/home/{}/busybox.tar", u.name);
+    std::fs::write(&tar, busybox_layer()).unwrap();
+    let own = Command::new("chown")
+        .arg(&owner)
+        .arg(&tar)
+        .status()
+        .unwrap();
+    assert!(own.success());
+    // berth as the user, from the delegated leaf.
+    let in_leaf = |args: &[&str]| {
+        let inner = u.command(berth_bin());
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!("echo $$ > {deleg}/cli/cgroup.procs && exec \"$@\""))
+            .arg("sh")
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .args(args)
+            .current_dir("/");
+        c.output().unwrap()
+    };
+    let out = in_leaf(&["import", &tar, "localhost/bb"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = in_leaf(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-m",
+        "64m",
+        "--pids-limit",
+        "42",
+        "localhost/bb",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max",
+    ]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, "67108864\n42\n", "{stderr}");
+    assert!(!stderr.contains("ignored"), "{stderr}");
+    let _ = Command::new("pkill")
+        .args(["-KILL", "-u", &u.name])
+        .status();
 }

@@ -20,3 +20,5 @@ mod spec_config_linux;
 mod spec_runtime;
 mod terminal;
 mod v2_guest;
+#[path = "../common/vm.rs"]
+mod vm;

@@ -10,39 +10,11 @@ use serde_json::json;
 use crate::lifecycle::wait_for;
 use crate::support::*;
 
+/// The guest run of this binary's `filter` tests, with the runtime's
+/// directory shared.
 fn run_in_vm(systemd: bool, filter: &str) -> Option<(i32, String)> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let script = root.join("scripts/run-in-vm.sh");
-    if !have("qemu-system-x86_64") || !script.exists() {
-        return None;
-    }
-    let exe = std::env::current_exe().unwrap();
     let target = PathBuf::from(bin()).parent().unwrap().to_path_buf();
-    let mut cmd = Command::new(&script);
-    cmd.args(["-t", "600", "-m", "2048"]);
-    if systemd {
-        cmd.arg("-s");
-    }
-    cmd.arg("-w").arg(root.canonicalize().unwrap());
-    cmd.arg("-w").arg(target.canonicalize().unwrap());
-    cmd.arg("--")
-        .arg(exe)
-        .args(["--ignored", "--test-threads", "1", "--nocapture", filter]);
-    let out = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let code = out.status.code().unwrap_or(-1);
-    eprintln!("{text}");
-
-    // 125: the guest itself failed (no kernel, no qemu): nothing to test.
-    if code == 125 && !text.contains("test result") {
-        eprintln!("SKIPPED: the guest could not boot:\n{text}");
-        return None;
-    }
-    Some((code, text))
+    crate::vm::run_in_vm(systemd, filter, &target)
 }
 
 #[test]

@@ -237,7 +237,11 @@ pub fn apply(
         }
         return Ok(());
     }
+    // A BPF device filter needs CAP_BPF (or CAP_SYS_ADMIN) on the host:
+    // not an ordinary user's, whose containers cannot make device nodes
+    // in the first place and get only those bound from the host.
     if cg.is_pure_v2()
+        && !berth_base::rootless::in_user_namespace()
         && let Some(d) = cg.v2_dir()
     {
         return ebpf::attach_device_filter(&d.path, &compile(&rules));
