@@ -22,11 +22,14 @@ if [ "${BERTH_SKIP_APT:-0}" != 1 ]; then
 fi
 
 # An ordinary user's containers reach the network through pasta or
-# slirp4netns, which open /dev/net/tun as that user: udev makes it 0666
-# (Debian's 50-udev-default.rules); a machine without udev leaves 0600.
-if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
-    chmod 0666 /dev/net/tun
-fi
+# slirp4netns, which open /dev/net/tun as that user, and may mount with
+# fuse-overlayfs (/dev/fuse): udev makes both 0666 (Debian's
+# 50-udev-default.rules); a machine without udev leaves them 0600.
+for dev in /dev/net/tun /dev/fuse; do
+    if [ -c "$dev" ] && [ "$(stat -c %a "$dev")" != 666 ]; then
+        chmod 0666 "$dev"
+    fi
+done
 
 cargo build --release -p berth-cli -p berthd --bins
 for bin in berth berthd; do

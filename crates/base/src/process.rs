@@ -90,6 +90,42 @@ impl ProcessId {
     }
 }
 
+/// A child's exit status, waited for on its pidfd (woken at the exit,
+/// not at the next tick of a sleep); at the deadline the child and its
+/// process group, if it leads one, are killed and None is returned.
+pub fn wait_until(
+    child: &mut std::process::Child,
+    deadline: std::time::Instant,
+) -> Option<std::process::ExitStatus> {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let pidfd = rustix::process::Pid::from_raw(child.id() as i32)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            // SAFETY: kill(2) takes integers; the group is the child's own
+            // where it leads one (ESRCH otherwise, harmlessly).
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        match &pidfd {
+            Some(fd) => {
+                let ts = rustix::time::Timespec {
+                    tv_sec: left.as_secs() as i64,
+                    tv_nsec: left.subsec_nanos() as i64,
+                };
+                let _ = poll(&mut [PollFd::new(fd, PollFlags::IN)], Some(&ts));
+            }
+            None => std::thread::sleep(left.min(std::time::Duration::from_millis(1))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +149,21 @@ mod tests {
         assert!(impostor.pidfd().is_none());
         assert!(!impostor.signal(0));
         assert!(!ProcessId::default().is_alive());
+    }
+
+    #[test]
+    fn a_wait_ends_at_the_exit_or_kills_at_the_deadline() {
+        use std::time::{Duration, Instant};
+        let mut quick = std::process::Command::new("true").spawn().unwrap();
+        let s = wait_until(&mut quick, Instant::now() + Duration::from_secs(5)).unwrap();
+        assert!(s.success());
+        let mut slow = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        assert!(wait_until(&mut slow, t + Duration::from_millis(100)).is_none());
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert!(slow.try_wait().unwrap().is_some(), "killed and reaped");
     }
 }

@@ -88,8 +88,65 @@ pub fn is_mounted(path: &Path) -> bool {
 }
 
 /// Set to `legacy` to mount overlay with mount(2) even where fsconfig
-/// `lowerdir+` works.
+/// `lowerdir+` works; to `fuse-overlayfs` to mount with that program (the
+/// fallback of a user's namespace whose kernel will not mount overlayfs
+/// there), as storage.conf's `mount_program` asks podman.
 pub const FORCE_LEGACY_ENV: &str = "BERTH_OVERLAY_MOUNT";
+
+fn fuse_forced() -> bool {
+    std::env::var(FORCE_LEGACY_ENV).is_ok_and(|v| v == "fuse-overlayfs")
+}
+
+/// How long fuse-overlayfs may take to mount (it daemonizes once the
+/// mount is there).
+const FUSE_MOUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The overlay through fuse-overlayfs: it reads the store's layout as the
+/// kernel does (0/0 character devices as whiteouts, `user.overlay.opaque`)
+/// and writes the same into the upper dir, so the snapshot's changes are
+/// read as a kernel overlay's are. It stays mounted after this returns
+/// (its daemon serves it) until unmounted.
+fn mount_fuse(lowers: &[PathBuf], upper: Option<(&Path, &Path)>, target: &Path) -> Result<()> {
+    let joined: Vec<String> = lowers.iter().map(|l| l.display().to_string()).collect();
+    if joined.iter().any(|l| l.contains([':', ','])) {
+        return Err(no_overlay(
+            "fuse-overlayfs cannot take a layer path with ':' or ','",
+        ));
+    }
+    let mut opts = format!("lowerdir={}", joined.join(":"));
+    if let Some((u, w)) = upper {
+        opts.push_str(&format!(
+            ",upperdir={},workdir={}",
+            u.display(),
+            w.display()
+        ));
+    }
+    let mut child = std::process::Command::new("fuse-overlayfs")
+        .arg("-o")
+        .arg(&opts)
+        .arg(target)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            no_overlay(&format!(
+                "fuse-overlayfs (Debian's fuse-overlayfs package) cannot run: {e}"
+            ))
+        })?;
+    let status =
+        berth_base::process::wait_until(&mut child, std::time::Instant::now() + FUSE_MOUNT_TIMEOUT);
+    let mut said = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        use std::io::Read;
+        let _ = (&mut err).take(4096).read_to_string(&mut said);
+    }
+    match status {
+        Some(s) if s.success() && is_mounted(target) => Ok(()),
+        Some(s) => Err(no_overlay(&format!("fuse-overlayfs: {s}: {}", said.trim()))),
+        None => Err(no_overlay("fuse-overlayfs did not mount in time")),
+    }
+}
 
 /// One page: what mount(2) copies of the options.
 const MOUNT_DATA_MAX: usize = 4096;
@@ -128,11 +185,47 @@ pub(crate) fn mount_overlay(
             ),
         ));
     }
-    if !(legacy || legacy_forced()) || idmap.is_some() {
-        let mut lowers: Vec<PathBuf> = chains.iter().map(|c| store.layer_diff(c)).collect();
-        if lowers.is_empty() {
-            lowers.push(empty.to_path_buf());
+    if fuse_forced() && idmap.is_none() {
+        return mount_fuse(&lower_diffs(store, chains, empty), upper, target);
+    }
+    // In a user's namespace on a kernel that will not mount overlayfs
+    // there, fuse-overlayfs serves the same layout.
+    let native = mount_native(store, chains, upper, empty, target, idmap, legacy);
+    match native {
+        Err(e) if berth_base::rootless::in_user_namespace() && idmap.is_none() => {
+            mount_fuse(&lower_diffs(store, chains, empty), upper, target).map_err(|f| {
+                Error::Unsupported {
+                    what: "overlay mount".into(),
+                    why: format!("{e}; and {f}"),
+                }
+            })
         }
+        other => other,
+    }
+}
+
+/// The layers' diff directories, top first; `empty` for an image without
+/// layers.
+fn lower_diffs(store: &Store, chains: &[Digest], empty: &Path) -> Vec<PathBuf> {
+    let mut l: Vec<PathBuf> = chains.iter().map(|c| store.layer_diff(c)).collect();
+    if l.is_empty() {
+        l.push(empty.to_path_buf());
+    }
+    l
+}
+
+/// The kernel's overlayfs: fsconfig with `lowerdir+`, else mount(2).
+fn mount_native(
+    store: &Store,
+    chains: &[Digest],
+    upper: Option<(&Path, &Path)>,
+    empty: &Path,
+    target: &Path,
+    idmap: Option<&crate::snapshots::IdMap>,
+    legacy: bool,
+) -> Result<()> {
+    if !(legacy || legacy_forced()) || idmap.is_some() {
+        let mut lowers = lower_diffs(store, chains, empty);
         // Held until the overlay is made: it keeps what it needs of them.
         let mut mapped = Vec::new();
         if let Some(m) = idmap {

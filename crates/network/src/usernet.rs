@@ -220,7 +220,7 @@ fn start_pasta(
 fn pasta_ready(mut child: std::process::Child, work: &Path) -> Result<ProcessId, UserNetError> {
     let h = Helper::Pasta;
     let (pid_file, log) = (work.join("pasta.pid"), work.join("pasta.log"));
-    let status = wait_until(&mut child, Instant::now() + READY_TIMEOUT)
+    let status = berth_base::process::wait_until(&mut child, Instant::now() + READY_TIMEOUT)
         .ok_or_else(|| h.fail("did not configure the namespace in time"))?;
     let said = std::fs::read_to_string(&log).unwrap_or_default();
     if !status.success() {
@@ -358,34 +358,6 @@ fn slirp_forward(api: &Path, p: &PortMapping) -> Result<(), String> {
 /// Stops a helper `start` returned, if it still runs.
 pub fn stop(helper: &ProcessId) {
     helper.signal(libc::SIGTERM);
-}
-
-/// The child's exit status, waiting on its pidfd (woken at the exit, not
-/// at the next tick of a sleep); killed with its group at the deadline.
-fn wait_until(
-    child: &mut std::process::Child,
-    deadline: Instant,
-) -> Option<std::process::ExitStatus> {
-    let pidfd = rustix::process::Pid::from_raw(child.id() as i32)
-        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
-    loop {
-        if let Ok(Some(s)) = child.try_wait() {
-            return Some(s);
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            // SAFETY: kill(2) on the process group made for it.
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-            let _ = child.wait();
-            return None;
-        }
-        match &pidfd {
-            Some(fd) => {
-                wait_readable(fd, left);
-            }
-            None => std::thread::sleep(left.min(Duration::from_millis(1))),
-        }
-    }
 }
 
 fn wait_readable(fd: &OwnedFd, timeout: Duration) -> bool {

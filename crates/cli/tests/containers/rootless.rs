@@ -83,21 +83,21 @@ impl TestUser {
 
     /// berth as this user.
     fn berth(&self, args: &[&str]) -> Output {
-        self.command(berth_bin()).args(args).output().unwrap()
+        self.berth_with(&[], args)
+    }
+
+    /// berth as this user, with `env` set.
+    fn berth_with(&self, env: &[&str], args: &[&str]) -> Output {
+        let mut c = self.command("env");
+        c.args(env).arg(berth_bin()).args(args).output().unwrap()
     }
 
     /// berth as this user, which must succeed; its stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.berth(args);
-        assert!(
-            out.status.success(),
-            "berth {args:?} as {} failed ({}):\nstdout: {}\nstderr: {}",
-            self.name,
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout_of(
+            &format!("berth {args:?} as {}", self.name),
+            self.berth(args),
+        )
     }
 
     fn uid(&self) -> u32 {
@@ -122,7 +122,7 @@ impl TestUser {
     /// process name is passt's).
     fn processes(&self, program: &str) -> Vec<String> {
         let out = Command::new("pgrep")
-            .args(["-u", &self.name, "-f", &format!("^/usr/bin/{program} ")])
+            .args(["-u", &self.name, "-f", &format!("^(/usr/bin/)?{program} ")])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout)
@@ -130,6 +130,18 @@ impl TestUser {
             .map(String::from)
             .collect()
     }
+}
+
+/// The stdout of `what`, which must have succeeded.
+fn stdout_of(what: &str, out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A registry on 127.0.0.1 holding busybox as `busybox:latest` and, for
@@ -328,6 +340,17 @@ fn a_users_containers_run_in_its_namespace_with_ports_pods_volumes_exec_and_logs
     );
     assert_eq!(u.processes("pasta").len(), 1);
     assert_eq!(u.ok(&["exec", "web", "id", "-u"]).trim(), "0");
+    // cp both ways, the copy owned by the user on the host.
+    let copied = format!("/home/{}/copied", u.name);
+    u.ok(&["cp", "web:/www/index.html", &copied]);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::read_to_string(&copied).unwrap(),
+        "hello from berth\n"
+    );
+    assert_eq!(std::fs::metadata(&copied).unwrap().uid(), uid);
+    u.ok(&["cp", &copied, "web:/www/back.html"]);
+    assert_eq!(http_get(port, "/back.html"), "hello from berth\n");
     let addr = u.ok(&["exec", "web", "ip", "addr", "show", "eth0"]);
     assert!(addr.contains("inet "), "{addr}");
 
@@ -391,7 +414,6 @@ fn a_users_containers_run_in_its_namespace_with_ports_pods_volumes_exec_and_logs
         "echo x > /data/f && chown 1000:1000 /data/f",
     ]);
     let mp = u.ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", "v"]);
-    use std::os::unix::fs::MetadataExt;
     let md = std::fs::metadata(std::path::Path::new(mp.trim()).join("f")).unwrap();
     assert_eq!(
         md.uid(),
@@ -399,7 +421,8 @@ fn a_users_containers_run_in_its_namespace_with_ports_pods_volumes_exec_and_logs
         "uid 1000 inside is the range's 1000th id"
     );
 
-    // Limits: none where no cgroup is delegated, with podman's warning.
+    // Limits: none where no cgroup is delegated, with podman's warning;
+    // stats say why they have nothing to show.
     let out = u.berth(&["run", "--rm", "-m", "64m", &image, "true"]);
     assert!(out.status.success());
     let layout = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -408,6 +431,13 @@ fn a_users_containers_run_in_its_namespace_with_ports_pods_volumes_exec_and_logs
             String::from_utf8_lossy(&out.stderr).contains("resource limits are ignored"),
             "{}",
             String::from_utf8_lossy(&out.stderr)
+        );
+        let out = u.berth(&["stats", "--no-stream", "web"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{err}");
+        assert!(
+            err.contains("has no cgroup to read statistics from"),
+            "{err}"
         );
     }
 
@@ -518,12 +548,7 @@ fn a_user_builds_pushes_and_saves_images_whose_owners_are_the_images_own() {
             .args(args)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout_of(&format!("root's berth {args:?}"), out)
     };
     as_root(&["pull", "-q", "--tls-verify=false", &pushed]);
     let seen = as_root(&[
@@ -669,12 +694,7 @@ fn rootless_podman_runs_berth_runtime() {
     );
     let podman = |args: &[&str]| {
         let out = u.command("podman").args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "podman {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        stdout_of(&format!("podman {args:?}"), out)
     };
     podman(&["pull", "-q", "--tls-verify=false", &image]);
     let out = podman(&[
@@ -788,4 +808,66 @@ fn guest_rootless_delegated_limits() {
     let _ = Command::new("pkill")
         .args(["-KILL", "-u", &u.name])
         .status();
+}
+
+#[test]
+fn fuse_overlayfs_serves_a_users_snapshots_where_asked() {
+    let Some(u) = TestUser::new(true) else {
+        return;
+    };
+    require!("fuse-overlayfs");
+    let layer = layer_tar(&[
+        E::File(".wh.www", 0o644, Vec::new()),
+        E::Dir("etc", 0o755),
+        E::File("etc/.wh..wh..opq", 0o644, Vec::new()),
+        E::File("etc/only", 0o644, b"o".to_vec()),
+    ]);
+    let (reg, _d) = registry_with(&[("opq", layer)]);
+    let image = format!("{}/opq:latest", reg.host());
+    u.ok(&["pull", "-q", "--tls-verify=false", &image]);
+    let fuse = ["BERTH_OVERLAY_MOUNT=fuse-overlayfs"];
+    let out = u.berth_with(
+        &fuse,
+        &[
+            "run", "--name", "f", "--network", "none", &image, "sh", "-c",
+            "grep -c ' / .* fuse.fuse-overlayfs ' /proc/self/mountinfo; ls /www 2>&1; ls /etc | grep -v -e hosts -e hostname -e resolv.conf; echo new > /made",
+        ],
+    );
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        seen.starts_with("1\n") && seen.contains("/www: No such file") && seen.contains("only\n"),
+        "{seen}"
+    );
+    assert!(
+        !seen.contains("passwd"),
+        "the opaque /etc hides the lower's: {seen}"
+    );
+    // The upper dir it wrote is read as a kernel overlay's: commit sees
+    // the new file.
+    u.ok(&["commit", "f", "localhost/made"]);
+    let out = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "localhost/made",
+        "cat",
+        "/made",
+    ]);
+    assert_eq!(out, "new\n");
+    assert_eq!(u.processes("fuse-overlayfs").len(), 1);
+    assert!(u.berth_with(&fuse, &["rm", "f"]).status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !u.processes("fuse-overlayfs").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "its daemon outlived the container"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
