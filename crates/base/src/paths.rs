@@ -58,11 +58,17 @@ impl HostPaths {
         } else {
             run_root.join("netns")
         };
+        // An ordinary user's networks are its own (in its bridge home):
+        // their locks too; /run/lock may hold root's, which it cannot open.
+        let host_locks = match crate::rootless::host_user() {
+            Some(_) => run_root.join("locks"),
+            None => PathBuf::from(SYSTEM_LOCKS),
+        };
         HostPaths {
             root: root.into(),
             run_root,
             netns_dir,
-            host_locks: PathBuf::from(SYSTEM_LOCKS),
+            host_locks,
         }
     }
 }

@@ -64,7 +64,6 @@ impl Engine {
         labels: Vec<(String, String)>,
     ) -> Result<Network> {
         berth_network::network::validate_name(name).map_err(neterr)?;
-        for_this_user(NetworkMode::Bridge(vec![name.to_string()]))?;
         let _lock = self.lock("networks")?;
         let existing = self.networks()?;
         if existing.iter().any(|n| n.name == name) || name == "bridge" {
@@ -82,14 +81,15 @@ impl Engine {
                 o.name, o.subnet
             )));
         }
-        let mut n = match subnet {
-            Some(s) => claim_given(&self.paths.host_locks, &existing, s, |bridge| {
+        let locks = &self.paths.host_locks;
+        let mut n = in_bridge_home(self, || match subnet {
+            Some(s) => claim_given(locks, &existing, s, |bridge| {
                 Network::new(name, bridge, s, gateway, internal).map_err(neterr)
-            })?,
-            None => claim(&self.paths.host_locks, &existing, |bridge, s| {
+            }),
+            None => claim(locks, &existing, |bridge, s| {
                 Network::new(name, bridge, s, gateway, internal).map_err(neterr)
-            })?,
-        };
+            }),
+        })?;
         n.labels = labels.into_iter().collect();
         crate::recover::save_network_file(self, &n.name, &n)?;
         self.db.insert_network(&n.name, &n)?;
@@ -129,7 +129,7 @@ impl Engine {
                 self.remove(&c.id, true)?;
             }
         }
-        self.cni().remove_network(&n).map_err(neterr)?;
+        in_bridge_home(self, || self.cni().remove_network(&n).map_err(neterr))?;
         self.db.remove_network(&n.name)?;
         crate::recover::remove_network_file(self, &n.name);
         self.emit(
@@ -188,8 +188,10 @@ impl HostClaims {
     }
 }
 
+/// Whether the calling thread's namespace has a link `name` (not
+/// /sys/class/net, which shows the namespace /sys was mounted from).
 fn link_exists(name: &str) -> bool {
-    Path::new("/sys/class/net").join(name).exists()
+    berth_network::link::index(name).is_ok_and(|i| i.is_some())
 }
 
 fn overlaps(existing: &[Network], s: &ipnet::Ipv4Net) -> bool {
@@ -264,19 +266,75 @@ fn canonical(name: &str) -> &str {
 }
 
 /// The mode as this berth can have it: an ordinary user's default is
-/// pasta (podman 5's), and bridges, which need a veth into the host's
-/// namespace, are root's.
+/// pasta (podman 5's); its bridge networks live in its bridge home
+/// (`bridge_home`).
 pub fn for_this_user(mode: NetworkMode) -> Result<NetworkMode> {
-    if berth_base::rootless::host_user().is_none() {
-        return Ok(mode);
-    }
     match mode {
-        NetworkMode::Default => Ok(NetworkMode::Pasta),
-        NetworkMode::Bridge(_) => Err(Error::invalid(
-            "--network",
-            "bridge networks need root; an ordinary user's containers have pasta (the default), slirp4netns, host, none, a pod's or another container's",
-        )),
+        NetworkMode::Default if berth_base::rootless::host_user().is_some() => {
+            Ok(NetworkMode::Pasta)
+        }
         other => Ok(other),
+    }
+}
+
+/// Refuses what a user's bridge networks cannot do: publish ports (the
+/// bridges are in the user's bridge home, whose only way in from the
+/// host is its pasta, which forwards no ports).
+pub fn check_user_ports(mode: &NetworkMode, ports: &[PortMapping]) -> Result<()> {
+    let bridged = matches!(mode, NetworkMode::Bridge(_));
+    if bridged && !ports.is_empty() && berth_base::rootless::host_user().is_some() {
+        return Err(Error::invalid(
+            "-p",
+            "an ordinary user's bridge networks publish no ports: publish on the default network (pasta) or slirp4netns",
+        ));
+    }
+    Ok(())
+}
+
+/// The name of the pin of a user's bridge home.
+const BRIDGE_HOME: &str = "berth-bridges";
+
+/// Where bridge networks live: the host's namespace for root (None); for
+/// an ordinary user, who cannot make links there, a namespace of its own
+/// (podman's rootless netns) that holds the bridges, their addresses and
+/// firewall rules, reaching out through a pasta of its own. Made on first
+/// use; its pasta is started again if it has gone.
+pub(crate) fn bridge_home(e: &Engine) -> Result<Option<PathBuf>> {
+    if berth_base::rootless::host_user().is_none() {
+        return Ok(None);
+    }
+    let _lock = e.lock("bridge-home")?;
+    let path = e.netns_dir().join(BRIDGE_HOME);
+    if !netns::exists(&path) {
+        netns::create(&e.netns_dir(), BRIDGE_HOME).map_err(neterr)?;
+    }
+    let record = e.run_root.join("bridge-home.json");
+    let running = std::fs::read(&record)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<berth_base::process::ProcessId>(&b).ok())
+        .is_some_and(|p| p.is_alive());
+    if !running {
+        let helper = berth_network::usernet::Helper::Pasta
+            .start(&path, &[], &e.run_root.join("usernet").join(BRIDGE_HOME))
+            .and_then(|s| s.ready())
+            .map_err(neterr)?;
+        let json = serde_json::to_vec(&helper).expect("a process id serializes");
+        berth_base::fs::atomic_write(&record, &json, 0o600)
+            .map_err(|err| Error::Network(format!("write {}: {err}", record.display())))?;
+    }
+    Ok(Some(path))
+}
+
+/// Runs `f` where bridge networks live (`bridge_home`): links made, CNI
+/// plugins and iptables started there (a child takes its namespaces from
+/// the thread that starts it).
+pub(crate) fn in_bridge_home<T: Send>(
+    e: &Engine,
+    f: impl FnOnce() -> Result<T> + Send,
+) -> Result<T> {
+    match bridge_home(e)? {
+        None => f(),
+        Some(home) => netns::run_in(&home, f).map_err(neterr)?,
     }
 }
 
@@ -322,9 +380,10 @@ pub(crate) fn attach_all(
         // Ports go through the first network.
         let p = if i == 0 { ports } else { &[] };
         let args = [("IgnoreUnknown".to_string(), "1".to_string())];
-        let a = c
-            .attach(n, owner_id, &path, &ifname, p, &args)
-            .map_err(neterr)?;
+        let a = in_bridge_home(e, || {
+            c.attach(n, owner_id, &path, &ifname, p, &args)
+                .map_err(neterr)
+        })?;
         attached.push(attached_from(a));
         record(pin.clone(), attached.clone())?;
     }
@@ -428,10 +487,11 @@ pub(crate) fn detach_all(
         let net = e.db.network::<Network>(n)?;
         let p = if i == 0 { ports } else { &[] };
         let fallback = net.as_ref().map(|net| (net, p));
-        if let Some(w) = c
-            .detach(n, owner_id, &path, &interface_of(attached, n, i), fallback)
-            .map_err(neterr)?
-        {
+        let ifname = interface_of(attached, n, i);
+        if let Some(w) = in_bridge_home(e, || {
+            c.detach(n, owner_id, &path, &ifname, fallback)
+                .map_err(neterr)
+        })? {
             tracing::warn!("{}: {w}", crate::ids::short(owner_id));
         }
     }
@@ -592,10 +652,11 @@ impl Engine {
                 .find(|n| !taken.contains(&n.as_str()))
                 .expect("a free name");
             let args = [("IgnoreUnknown".to_string(), "1".to_string())];
-            let a = self
-                .cni()
-                .attach(&net, &c.id, Path::new(&ns), &ifname, &[], &args)
-                .map_err(neterr)?;
+            let a = in_bridge_home(self, || {
+                self.cni()
+                    .attach(&net, &c.id, Path::new(&ns), &ifname, &[], &args)
+                    .map_err(neterr)
+            })?;
             c.networks.push(attached_from(a));
         }
         // The network list is the container's spec (kept for its next
@@ -634,11 +695,11 @@ impl Engine {
             let ports: &[PortMapping] = if i == 0 { &c.config.ports } else { &[] };
             let fallback = net.as_ref().map(|n| (n, ports));
             let ifname = c.networks[at].interface.clone();
-            if let Some(w) = self
-                .cni()
-                .detach(&name, &c.id, Path::new(&ns), &ifname, fallback)
-                .map_err(neterr)?
-            {
+            if let Some(w) = in_bridge_home(self, || {
+                self.cni()
+                    .detach(&name, &c.id, Path::new(&ns), &ifname, fallback)
+                    .map_err(neterr)
+            })? {
                 tracing::warn!("{}: {w}", crate::ids::short(&c.id));
             }
             c.networks.remove(at);

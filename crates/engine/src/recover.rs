@@ -145,10 +145,12 @@ fn release_network(e: &Engine, owner: &str) -> Result<()> {
         let record = e.db.network::<berth_network::Network>(&net)?;
         let fallback = record.as_ref().map(|n| (n, &[][..]));
         let pin = e.netns_dir().join(Engine::netns_name(owner));
-        match cni.detach(&net, owner, &pin, &ifname, fallback) {
-            Ok(Some(w)) => tracing::warn!("{}: {w}", crate::ids::short(owner)),
-            Ok(None) => {}
-            Err(err) => return Err(Error::Network(err.to_string())),
+        let detached = crate::net::in_bridge_home(e, || {
+            cni.detach(&net, owner, &pin, &ifname, fallback)
+                .map_err(|err| Error::Network(err.to_string()))
+        })?;
+        if let Some(w) = detached {
+            tracing::warn!("{}: {w}", crate::ids::short(owner));
         }
     }
     let pin = e.netns_dir().join(Engine::netns_name(owner));

@@ -498,10 +498,6 @@ fn slirp4netns_publishes_ports_too() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Bridges are root's: a clear error, nothing made.
-    let out = u.berth(&["network", "create", "mine"]);
-    assert_eq!(out.status.code(), Some(125));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("bridge networks need root"));
 }
 
 #[test]
@@ -870,4 +866,102 @@ fn fuse_overlayfs_serves_a_users_snapshots_where_asked() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The host's default gateway (pasta gives a namespace the same, and
+/// takes connections to it to the host's loopback), if it has one.
+fn host_gateway() -> Option<std::net::Ipv4Addr> {
+    let routes = std::fs::read_to_string("/proc/net/route").ok()?;
+    routes.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(1) == Some(&"00000000"))
+            .then(|| u32::from_str_radix(f.get(2)?, 16).ok())
+            .flatten()
+            .map(|g| std::net::Ipv4Addr::from(g.to_le_bytes()))
+    })
+}
+
+#[test]
+fn a_users_bridge_network_joins_its_containers_by_name_and_reaches_out() {
+    let Some(u) = TestUser::new(true) else {
+        return;
+    };
+    require!("pasta");
+    let (reg, _d) = registry_with(&[]);
+    let image = format!("{}/busybox:latest", reg.host());
+    u.ok(&["pull", "-q", "--tls-verify=false", &image]);
+    u.ok(&["network", "create", "mine"]);
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        "mine",
+        &image,
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
+    ]);
+    let seen = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "mine",
+        &image,
+        "wget",
+        "-q",
+        "-O-",
+        "http://srv/index.html",
+    ]);
+    assert_eq!(seen, "hello from berth\n");
+    // Out through the user's bridge home and its pasta: the registry on
+    // the host's loopback, by the gateway pasta maps to it.
+    if let Some(gw) = host_gateway() {
+        let url = format!("http://{gw}:{}/v2/", reg.port);
+        let seen = u.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "mine",
+            &image,
+            "wget",
+            "-q",
+            "-O-",
+            &url,
+        ]);
+        assert_eq!(seen.trim(), "{}");
+    }
+    // The bridge is in the user's bridge home (a namespace of its own).
+    let bridge = u.ok(&["network", "inspect", "-f", "{{.NetworkInterface}}", "mine"]);
+    let home = format!("/tmp/berth-run-{}/netns/berth-bridges", u.uid());
+    let link = u.ok(&[
+        "unshare",
+        "nsenter",
+        &format!("--net={home}"),
+        "ip",
+        "-d",
+        "link",
+        "show",
+        bridge.trim(),
+    ]);
+    assert!(link.contains("bridge"), "{link}");
+    let out = u.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "mine",
+        "-p",
+        "9999:80",
+        &image,
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bridge networks publish no ports"));
+    u.ok(&["rm", "-f", "srv"]);
+    u.ok(&["network", "rm", "mine"]);
+    assert_eq!(u.ok(&["network", "ls", "-q"]).trim(), "");
 }
