@@ -49,7 +49,6 @@ impl Engine {
         }
         self.handler_for(&config.runtime)?;
         config.network = crate::net::for_this_user(config.network)?;
-        crate::net::check_user_ports(&config.network, &config.ports)?;
         self.check_network_mode(&config)?;
         if let Some(t) = &config.extra.pid_target {
             // By id from here on: a name may pass to another container.

@@ -277,28 +277,15 @@ pub fn for_this_user(mode: NetworkMode) -> Result<NetworkMode> {
     }
 }
 
-/// Refuses what a user's bridge networks cannot do: publish ports (the
-/// bridges are in the user's bridge home, whose only way in from the
-/// host is its pasta, which forwards no ports).
-pub fn check_user_ports(mode: &NetworkMode, ports: &[PortMapping]) -> Result<()> {
-    let bridged = matches!(mode, NetworkMode::Bridge(_));
-    if bridged && !ports.is_empty() && berth_base::rootless::host_user().is_some() {
-        return Err(Error::invalid(
-            "-p",
-            "an ordinary user's bridge networks publish no ports: publish on the default network (pasta) or slirp4netns",
-        ));
-    }
-    Ok(())
-}
-
 /// The name of the pin of a user's bridge home.
 const BRIDGE_HOME: &str = "berth-bridges";
 
 /// Where bridge networks live: the host's namespace for root (None); for
 /// an ordinary user, who cannot make links there, a namespace of its own
 /// (podman's rootless netns) that holds the bridges, their addresses and
-/// firewall rules, reaching out through a pasta of its own. Made on first
-/// use; its pasta is started again if it has gone.
+/// firewall rules, reaching out through a pasta of its own (published
+/// ports go through one pasta per container, `usernet::publish`). Made on
+/// first use; its pasta is started again if it has gone.
 pub(crate) fn bridge_home(e: &Engine) -> Result<Option<PathBuf>> {
     if berth_base::rootless::host_user().is_none() {
         return Ok(None);
@@ -387,22 +374,31 @@ pub(crate) fn attach_all(
         attached.push(attached_from(a));
         record(pin.clone(), attached.clone())?;
     }
-    if let Some(h) = mode.user_helper() {
-        // Recorded once ready (`user_net_ready`); until then, removing the
-        // pin ends it (pasta quits with its namespace).
-        let starting = h
-            .start(&path, ports, &user_net_dir(e, owner_id))
-            .map_err(neterr)?;
+    // Recorded once ready (`user_net_ready`); until then, removing the
+    // pin ends it (pasta quits with its namespace).
+    let dir = user_net_dir(e, owner_id);
+    let starting = match mode.user_helper() {
+        Some(h) => Some(h.start(&path, ports, &dir).map_err(neterr)?),
+        // A user's bridge network: its ports through a pasta that only
+        // publishes (the home's own forwards none).
+        None if !nets.is_empty() && !ports.is_empty() && bridge_home(e)?.is_some() => {
+            Some(berth_network::usernet::publish(&path, ports, &dir).map_err(neterr)?)
+        }
+        None => None,
+    };
+    if let Some(s) = starting {
         e.user_nets
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((owner_id.to_string(), starting));
+            .push((owner_id.to_string(), s));
     }
     Ok(path)
 }
 
 /// Waits for the user-mode helper `attach_all` started for `owner_id`,
-/// if any, and adds its attachment to `attached`.
+/// if any: a mode of its own gets an attachment of its own; one that
+/// publishes a bridge attachment's ports is recorded with that (the
+/// first, which carries the ports).
 pub(crate) fn user_net_ready(
     e: &Engine,
     owner_id: &str,
@@ -414,10 +410,17 @@ pub(crate) fn user_net_ready(
         let i = pending.iter().position(|(o, _)| o == owner_id);
         i.map(|i| pending.swap_remove(i).1)
     };
-    let (Some(s), Some(h)) = (starting, mode.user_helper()) else {
+    let Some(s) = starting else {
         return Ok(());
     };
     let helper = s.ready().map_err(neterr)?;
+    let Some(h) = mode.user_helper() else {
+        match attached.first_mut() {
+            Some(a) => a.helper = Some(helper),
+            None => berth_network::usernet::stop(&helper),
+        }
+        return Ok(());
+    };
     attached.push(Attached {
         network: h.name().to_string(),
         interface: berth_network::usernet::INTERFACE.to_string(),
@@ -477,9 +480,7 @@ pub(crate) fn detach_all(
     for helper in attached.iter().filter_map(|a| a.helper.as_ref()) {
         berth_network::usernet::stop(helper);
     }
-    if mode.user_helper().is_some() {
-        let _ = std::fs::remove_dir_all(user_net_dir(e, owner_id));
-    }
+    let _ = std::fs::remove_dir_all(user_net_dir(e, owner_id));
     let c = e.cni();
     let path = netns_path.map(PathBuf::from).unwrap_or_default();
     let names = configured_networks(mode);
@@ -506,6 +507,10 @@ pub(crate) fn detach_all(
 /// Only a container on bridge networks publishes; a port in use is
 /// refused with "address already in use".
 pub fn reserve_ports(c: &Container) -> Result<Vec<std::os::fd::OwnedFd>> {
+    // A user's ports are bound by its pasta.
+    if berth_base::rootless::host_user().is_some() {
+        return Ok(Vec::new());
+    }
     match c.config.network {
         NetworkMode::Default | NetworkMode::Bridge(_) => {
             berth_network::ports::reserve(&c.config.ports)

@@ -31,7 +31,6 @@ pub struct PodRequest {
 impl Engine {
     pub fn pod_create(&self, mut r: PodRequest) -> Result<Pod> {
         r.network = crate::net::for_this_user(r.network)?;
-        crate::net::check_user_ports(&r.network, &r.ports)?;
         if matches!(r.network, NetworkMode::Pod | NetworkMode::Container(_)) {
             return Err(Error::invalid(
                 "pod --network",

@@ -25,6 +25,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The interface the namespace gets.
 pub const INTERFACE: &str = "eth0";
 
+/// The idle tap a publishing-only pasta leaves in a namespace it does not
+/// configure.
+const PUBLISH_TAP: &str = "pst0";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Helper {
     Pasta,
@@ -99,7 +103,7 @@ impl Helper {
             .map_err(|e| self.fail(format!("create {}: {e}", work.display())))?;
         let bin = self.binary()?;
         match self {
-            Helper::Pasta => start_pasta(&bin, netns, ports, work),
+            Helper::Pasta => start_pasta(&bin, pasta_args(netns, ports, true), work),
             Helper::Slirp4netns => start_slirp(&bin, netns, work),
         }
         .map(|(child, ready)| Starting {
@@ -110,6 +114,25 @@ impl Helper {
             work: work.to_path_buf(),
         })
     }
+}
+
+/// Publishes `ports` of a namespace another network configured (a user's
+/// bridge network): a pasta that configures nothing and takes each
+/// connection to a published host port to the same port on the
+/// namespace's loopback (pasta's splice path), so the container's server
+/// sees it as local. It leaves an idle tap, `pst0`, in the namespace.
+pub fn publish(netns: &Path, ports: &[PortMapping], work: &Path) -> Result<Starting, UserNetError> {
+    let h = Helper::Pasta;
+    std::fs::create_dir_all(work).map_err(|e| h.fail(format!("create {}: {e}", work.display())))?;
+    let bin = h.binary()?;
+    let (child, ready) = start_pasta(&bin, pasta_args(netns, ports, false), work)?;
+    Ok(Starting {
+        helper: h,
+        child: Some(child),
+        ready,
+        ports: ports.to_vec(),
+        work: work.to_path_buf(),
+    })
 }
 
 /// A helper configuring a namespace.
@@ -158,24 +181,30 @@ fn pasta_spec(p: &PortMapping) -> String {
     }
 }
 
-/// pasta's arguments: no port is forwarded but those published (its
-/// default would follow the namespace's listening sockets), in neither
-/// direction.
-fn pasta_args(netns: &Path, ports: &[PortMapping], pid_file: &Path) -> Vec<String> {
-    let mut args: Vec<String> = vec![
-        "--config-net".into(),
+/// pasta's arguments but its pid file: no port is forwarded but those
+/// published (its default would follow the namespace's listening
+/// sockets), in neither direction; the namespace configured (`eth0` with
+/// the host's addresses and routes) or, to publish only, left as it is.
+fn pasta_args(netns: &Path, ports: &[PortMapping], configure: bool) -> Vec<String> {
+    let mut args: Vec<String> = Vec::new();
+    if configure {
+        args.extend([
+            "--config-net".into(),
+            "--ns-ifname".into(),
+            INTERFACE.into(),
+        ]);
+    } else {
+        args.extend(["--ns-ifname".into(), PUBLISH_TAP.into()]);
+    }
+    args.extend([
         "--netns".into(),
         netns.display().to_string(),
-        "--ns-ifname".into(),
-        INTERFACE.into(),
-        "--pid".into(),
-        pid_file.display().to_string(),
         "--quiet".into(),
         "-T".into(),
         "none".into(),
         "-U".into(),
         "none".into(),
-    ];
+    ]);
     for (flag, proto) in [("-t", Protocol::Tcp), ("-u", Protocol::Udp)] {
         let specs: Vec<String> = ports
             .iter()
@@ -196,8 +225,7 @@ fn pasta_args(netns: &Path, ports: &[PortMapping], pid_file: &Path) -> Vec<Strin
 /// background: its first process exiting is the sign it is ready.
 fn start_pasta(
     bin: &Path,
-    netns: &Path,
-    ports: &[PortMapping],
+    args: Vec<String>,
     work: &Path,
 ) -> Result<(std::process::Child, Option<OwnedFd>), UserNetError> {
     let h = Helper::Pasta;
@@ -207,7 +235,9 @@ fn start_pasta(
     let log_file = std::fs::File::create(&log)
         .map_err(|e| h.fail(format!("create {}: {e}", log.display())))?;
     let child = Command::new(bin)
-        .args(pasta_args(netns, ports, &pid_file))
+        .args(args)
+        .arg("--pid")
+        .arg(&pid_file)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file)
@@ -388,7 +418,7 @@ mod tests {
                 p(None, 8080, 80, Protocol::Tcp),
                 p(Some("127.0.0.1"), 9090, 90, Protocol::Tcp),
             ],
-            Path::new("/w/pid"),
+            true,
         );
         let s = args.join(" ");
         assert!(s.contains("-t 8080:80 -t 127.0.0.1/9090:90 -u none"), "{s}");
@@ -396,7 +426,12 @@ mod tests {
             s.contains("-T none -U none") && s.contains("--netns /run/ns"),
             "{s}"
         );
-        let none = pasta_args(Path::new("/n"), &[], Path::new("/p")).join(" ");
-        assert!(none.ends_with("-t none -u none"), "{none}");
+        assert!(s.starts_with("--config-net --ns-ifname eth0"), "{s}");
+        let publish = pasta_args(Path::new("/n"), &[], false).join(" ");
+        assert!(publish.ends_with("-t none -u none"), "{publish}");
+        assert!(
+            !publish.contains("--config-net") && publish.contains("pst0"),
+            "{publish}"
+        );
     }
 }

@@ -882,7 +882,7 @@ fn host_gateway() -> Option<std::net::Ipv4Addr> {
 }
 
 #[test]
-fn a_users_bridge_network_joins_its_containers_by_name_and_reaches_out() {
+fn a_users_bridge_network_joins_its_containers_by_name_reaches_out_and_publishes() {
     let Some(u) = TestUser::new(true) else {
         return;
     };
@@ -949,19 +949,39 @@ fn a_users_bridge_network_joins_its_containers_by_name_and_reaches_out() {
         bridge.trim(),
     ]);
     assert!(link.contains("bridge"), "{link}");
-    let out = u.berth(&[
+    // A port published from a bridge network answers on the host, through
+    // a pasta that only publishes; the container keeps its bridge address.
+    let port = free_port();
+    u.ok(&[
         "run",
-        "--rm",
+        "-d",
+        "--name",
+        "pub",
         "--network",
         "mine",
         "-p",
-        "9999:80",
+        &format!("{port}:80"),
         &image,
-        "true",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/www",
     ]);
-    assert_eq!(out.status.code(), Some(125));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("bridge networks publish no ports"));
-    u.ok(&["rm", "-f", "srv"]);
+    assert_eq!(http_get(port, "/index.html"), "hello from berth\n");
+    let addr = u.ok(&["exec", "pub", "ip", "addr", "show", "eth0"]);
+    assert!(addr.contains("inet 10.77."), "{addr}");
+    u.ok(&["rm", "-f", "srv", "pub"]);
+    // The bridge home's pasta stays; the publishing one went.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while u.processes("pasta").len() != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the publishing pasta outlived its container"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     u.ok(&["network", "rm", "mine"]);
     assert_eq!(u.ok(&["network", "ls", "-q"]).trim(), "");
 }
