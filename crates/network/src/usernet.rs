@@ -76,6 +76,16 @@ impl Helper {
         }
     }
 
+    /// Where the helper's stderr goes in `work`: read back when it fails.
+    fn log_path(self, work: &Path) -> PathBuf {
+        work.join(format!("{}.log", self.name()))
+    }
+
+    fn log_file(self, work: &Path) -> Result<std::fs::File, UserNetError> {
+        let log = self.log_path(work);
+        std::fs::File::create(&log).map_err(|e| self.fail(format!("create {}: {e}", log.display())))
+    }
+
     fn binary(self) -> Result<PathBuf, UserNetError> {
         let path = std::env::var_os("PATH").unwrap_or_default();
         std::env::split_paths(&path)
@@ -230,10 +240,8 @@ fn start_pasta(
 ) -> Result<(std::process::Child, Option<OwnedFd>), UserNetError> {
     let h = Helper::Pasta;
     let pid_file = work.join("pasta.pid");
-    let log = work.join("pasta.log");
     let _ = std::fs::remove_file(&pid_file);
-    let log_file = std::fs::File::create(&log)
-        .map_err(|e| h.fail(format!("create {}: {e}", log.display())))?;
+    let log_file = h.log_file(work)?;
     let child = Command::new(bin)
         .args(args)
         .arg("--pid")
@@ -249,7 +257,7 @@ fn start_pasta(
 
 fn pasta_ready(mut child: std::process::Child, work: &Path) -> Result<ProcessId, UserNetError> {
     let h = Helper::Pasta;
-    let (pid_file, log) = (work.join("pasta.pid"), work.join("pasta.log"));
+    let (pid_file, log) = (work.join("pasta.pid"), h.log_path(work));
     let status = berth_base::process::wait_until(&mut child, Instant::now() + READY_TIMEOUT)
         .ok_or_else(|| h.fail("did not configure the namespace in time"))?;
     let said = std::fs::read_to_string(&log).unwrap_or_default();
@@ -273,10 +281,8 @@ fn start_slirp(
 ) -> Result<(std::process::Child, Option<OwnedFd>), UserNetError> {
     let h = Helper::Slirp4netns;
     let api = work.join("slirp4netns.sock");
-    let log = work.join("slirp4netns.log");
     let _ = std::fs::remove_file(&api);
-    let log_file = std::fs::File::create(&log)
-        .map_err(|e| h.fail(format!("create {}: {e}", log.display())))?;
+    let log_file = h.log_file(work)?;
     let (ready_r, ready_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| h.fail(format!("pipe: {e}")))?;
     const READY_FD: i32 = 3;
@@ -322,7 +328,7 @@ fn slirp_ready(
     work: &Path,
 ) -> Result<ProcessId, UserNetError> {
     let h = Helper::Slirp4netns;
-    let (api, log) = (work.join("slirp4netns.sock"), work.join("slirp4netns.log"));
+    let (api, log) = (work.join("slirp4netns.sock"), h.log_path(work));
     let id = ProcessId::of(child.id() as i32).ok_or_else(|| h.fail("exited at once"))?;
     let mut stop = |why: String| {
         id.signal(libc::SIGKILL);

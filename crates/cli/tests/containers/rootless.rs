@@ -118,6 +118,28 @@ impl TestUser {
         line.split(':').nth(1).unwrap().parse().unwrap()
     }
 
+    /// Starts busybox's httpd serving /www as container `name`, with
+    /// `flags` (network, ports) before the image.
+    fn serve(&self, name: &str, flags: &[&str], image: &str) {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend(flags);
+        args.extend([image, "httpd", "-f", "-p", "80", "-h", "/www"]);
+        self.ok(&args);
+    }
+
+    /// Waits until the user has `count` processes of `program`.
+    fn wait_processes(&self, program: &str, count: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.processes(program).len() != count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} {program} processes, not {count}",
+                self.processes(program).len()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The user's processes of `program` (by command line: pasta's
     /// process name is passt's).
     fn processes(&self, program: &str) -> Vec<String> {
@@ -317,21 +339,7 @@ fn a_users_containers_run_in_its_namespace_with_ports_pods_volumes_exec_and_logs
     // The default network is pasta's; a published port answers on the
     // host's loopback, and the container reaches out through it.
     let port = free_port();
-    u.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "web",
-        "-p",
-        &format!("127.0.0.1:{port}:80"),
-        &image,
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
-    ]);
+    u.serve("web", &["-p", &format!("127.0.0.1:{port}:80")], &image);
     assert_eq!(http_get(port, "/index.html"), "hello from berth\n");
     assert_eq!(
         u.ok(&["inspect", "-f", "{{.HostConfig.NetworkMode}}", "web"])
@@ -371,22 +379,12 @@ fn a_users_containers_run_in_its_namespace_with_ports_pods_volumes_exec_and_logs
         std::thread::sleep(Duration::from_millis(50));
     }
     u.ok(&["stop", "-t", "0", "talker"]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while u.processes("pasta").len() != 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the stopped container's pasta runs on"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    u.wait_processes("pasta", 1);
 
     // A pod's containers share its namespace and its published port.
     let pport = free_port();
     u.ok(&["pod", "create", "--name", "p", "-p", &format!("{pport}:80")]);
-    u.ok(&[
-        "run", "-d", "--pod", "p", "--name", "pweb", &image, "httpd", "-f", "-p", "80", "-h",
-        "/www",
-    ]);
+    u.serve("pweb", &["--pod", "p"], &image);
     assert_eq!(http_get(pport, "/index.html"), "hello from berth\n");
     let seen = u.ok(&[
         "run",
@@ -468,36 +466,17 @@ fn slirp4netns_publishes_ports_too() {
     let image = format!("{}/busybox:latest", reg.host());
     u.ok(&["pull", "-q", "--tls-verify=false", &image]);
     let port = free_port();
-    u.ok(&[
-        "run",
-        "-d",
-        "--name",
+    u.serve(
         "web",
-        "--network",
-        "slirp4netns",
-        "-p",
-        &format!("{port}:80"),
+        &["--network", "slirp4netns", "-p", &format!("{port}:80")],
         &image,
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
-    ]);
+    );
     assert_eq!(http_get(port, "/index.html"), "hello from berth\n");
     let addr = u.ok(&["exec", "web", "ip", "addr", "show", "eth0"]);
     assert!(addr.contains("10.0.2.100/24"), "{addr}");
     assert!(!u.processes("slirp4netns").is_empty());
     u.ok(&["rm", "-f", "web"]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !u.processes("slirp4netns").is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "slirp4netns outlived its container"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    u.wait_processes("slirp4netns", 0);
 }
 
 #[test]
@@ -858,14 +837,7 @@ fn fuse_overlayfs_serves_a_users_snapshots_where_asked() {
     assert_eq!(out, "new\n");
     assert_eq!(u.processes("fuse-overlayfs").len(), 1);
     assert!(u.berth_with(&fuse, &["rm", "f"]).status.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !u.processes("fuse-overlayfs").is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "its daemon outlived the container"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    u.wait_processes("fuse-overlayfs", 0);
 }
 
 /// The host's default gateway (pasta gives a namespace the same, and
@@ -891,21 +863,7 @@ fn a_users_bridge_network_joins_its_containers_by_name_reaches_out_and_publishes
     let image = format!("{}/busybox:latest", reg.host());
     u.ok(&["pull", "-q", "--tls-verify=false", &image]);
     u.ok(&["network", "create", "mine"]);
-    u.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "srv",
-        "--network",
-        "mine",
-        &image,
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
-    ]);
+    u.serve("srv", &["--network", "mine"], &image);
     let seen = u.ok(&[
         "run",
         "--rm",
@@ -952,36 +910,17 @@ fn a_users_bridge_network_joins_its_containers_by_name_reaches_out_and_publishes
     // A port published from a bridge network answers on the host, through
     // a pasta that only publishes; the container keeps its bridge address.
     let port = free_port();
-    u.ok(&[
-        "run",
-        "-d",
-        "--name",
+    u.serve(
         "pub",
-        "--network",
-        "mine",
-        "-p",
-        &format!("{port}:80"),
+        &["--network", "mine", "-p", &format!("{port}:80")],
         &image,
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/www",
-    ]);
+    );
     assert_eq!(http_get(port, "/index.html"), "hello from berth\n");
     let addr = u.ok(&["exec", "pub", "ip", "addr", "show", "eth0"]);
     assert!(addr.contains("inet 10.77."), "{addr}");
     u.ok(&["rm", "-f", "srv", "pub"]);
     // The bridge home's pasta stays; the publishing one went.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while u.processes("pasta").len() != 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the publishing pasta outlived its container"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    u.wait_processes("pasta", 1);
     u.ok(&["network", "rm", "mine"]);
     assert_eq!(u.ok(&["network", "ls", "-q"]).trim(), "");
 }
