@@ -56,6 +56,10 @@ pub struct Runtime {
     /// "berth" for the builtin runtime, or a runc-compatible binary: a
     /// name looked up in PATH or an absolute path.
     pub path: String,
+    /// Global flags the binary gets before every command
+    /// (`options = ["--platform=ptrace"]` for runsc).
+    #[serde(default)]
+    pub options: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -223,6 +227,19 @@ impl Config {
         }
     }
 
+    /// The global flags of the runtime a handler names.
+    pub fn runtime_flags(&self, handler: &str) -> Vec<String> {
+        let name = if handler.is_empty() {
+            self.default_runtime.as_str()
+        } else {
+            handler
+        };
+        self.runtimes
+            .get(name)
+            .map(|r| r.options.clone())
+            .unwrap_or_default()
+    }
+
     /// Every handler name kubelet may use, the default first.
     pub fn handler_names(&self) -> Vec<String> {
         let mut v = vec![self.default_runtime.clone()];
@@ -289,10 +306,13 @@ mod tests {
             "crun".into(),
             Runtime {
                 path: "/usr/bin/crun".into(),
+                options: vec!["--log-level=debug".into()],
             },
         );
         assert_eq!(c.runtime("").as_deref(), Some("berth"));
         assert_eq!(c.runtime("crun").as_deref(), Some("/usr/bin/crun"));
+        assert_eq!(c.runtime_flags("crun"), ["--log-level=debug"]);
+        assert!(c.runtime_flags("").is_empty());
         assert_eq!(c.runtime("runsc"), None);
         assert_eq!(c.handler_names(), ["berth", "crun"]);
     }

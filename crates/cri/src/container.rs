@@ -56,6 +56,7 @@ pub fn request(
         pod: Some(pod.id.clone()),
         network: NetworkMode::Pod,
         runtime: sandbox.runtime.clone(),
+        runtime_flags: sandbox.runtime_flags.clone(),
         tty: c.tty,
         stdin: c.stdin,
         owner: Some(OWNER.into()),

@@ -21,6 +21,9 @@ pub struct SandboxData {
     pub runtime_handler: String,
     /// The engine's runtime the handler named when the pod was made.
     pub runtime: String,
+    /// And its global flags.
+    #[serde(default)]
+    pub runtime_flags: Vec<String>,
 }
 
 /// A container's request, kept with the container.

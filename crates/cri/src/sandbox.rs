@@ -118,6 +118,7 @@ pub fn request(
         config: c.clone(),
         runtime_handler: r.runtime_handler.clone(),
         runtime: runtime.clone(),
+        runtime_flags: cfg.runtime_flags(&r.runtime_handler),
     };
     options.manager_data = Some(serde_json::to_value(&data).expect("a sandbox config serializes"));
     let network = if host_network {

@@ -203,8 +203,15 @@ impl Engine {
         crate::lock::acquire(&self.locks_dir(), id)
     }
 
+    /// The container's runtime with its flags: those it was created with,
+    /// and those a runtime needs of berth for it (`gvisor::flags`).
     pub fn handler(&self, c: &Container) -> Result<Handler> {
-        Handler::resolve(&c.config.runtime, &self.run_root)
+        let h = Handler::resolve(&c.config.runtime, &self.run_root)?;
+        let mut flags = c.config.runtime_flags.clone();
+        if h.binary_name().as_deref() == Some("runsc") {
+            flags.extend(crate::gvisor::flags(&c.config.network, &flags));
+        }
+        h.with_flags(&flags)
     }
 
     pub fn exit_file(&self, id: &str) -> PathBuf {

@@ -17,6 +17,8 @@ pub enum Handler {
         name: String,
         path: PathBuf,
         root: PathBuf,
+        /// Global flags, before every command.
+        options: Vec<String>,
     },
 }
 
@@ -62,7 +64,50 @@ impl Handler {
             root: run_root.join(format!("runtime-{short}")),
             name: name.to_string(),
             path,
+            options: Vec::new(),
         })
+    }
+
+    /// The handler with global `flags` (podman's --runtime-flag form,
+    /// `name=value` or `--name=value`); the builtin one takes none.
+    pub fn with_flags(self, flags: &[String]) -> Result<Handler> {
+        match self {
+            Handler::Builtin { .. } if flags.is_empty() => Ok(self),
+            Handler::Builtin { .. } => Err(Error::invalid(
+                "--runtime-flag",
+                "the builtin runtime takes no flags",
+            )),
+            Handler::External {
+                name,
+                path,
+                root,
+                mut options,
+            } => {
+                options.extend(flags.iter().map(|f| {
+                    if f.starts_with('-') {
+                        f.clone()
+                    } else {
+                        format!("--{f}")
+                    }
+                }));
+                Ok(Handler::External {
+                    name,
+                    path,
+                    root,
+                    options,
+                })
+            }
+        }
+    }
+
+    /// The binary's file name ("runsc"), for rules of a runtime's own.
+    pub fn binary_name(&self) -> Option<String> {
+        match self {
+            Handler::Builtin { .. } => None,
+            Handler::External { path, .. } => {
+                path.file_name().map(|n| n.to_string_lossy().into_owned())
+            }
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -78,10 +123,16 @@ impl Handler {
                 root: root.clone(),
                 systemd_cgroup: false,
             },
-            Handler::External { path, root, .. } => berth_monitor::Handler::External {
+            Handler::External {
+                path,
+                root,
+                options,
+                ..
+            } => berth_monitor::Handler::External {
                 path: path.clone(),
                 root: root.clone(),
                 systemd_cgroup: false,
+                options: options.clone(),
             },
         }
     }
@@ -96,7 +147,13 @@ impl Handler {
 
     /// Runs the external runtime with `input` on its stdin.
     fn external_with_input(&self, args: &[&str], input: &[u8]) -> Result<String> {
-        let Handler::External { name, path, root } = self else {
+        let Handler::External {
+            name,
+            path,
+            root,
+            options,
+        } = self
+        else {
             unreachable!("external only")
         };
         let failed = |e: std::io::Error| Error::ExternalRuntime {
@@ -106,6 +163,7 @@ impl Handler {
         let mut child = Command::new(path)
             .arg("--root")
             .arg(root)
+            .args(options)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -12,6 +12,7 @@ pub mod error;
 mod etcfiles;
 pub mod exec;
 pub mod filters;
+mod gvisor;
 pub mod handler;
 pub mod health;
 pub mod ids;

@@ -39,6 +39,10 @@ pub struct ContainerConfig {
     pub pod: Option<String>,
     /// "berth" (builtin), "runc", "crun" or a runtime binary's path.
     pub runtime: String,
+    /// Global flags for an external runtime (podman's --runtime-flag:
+    /// `platform=ptrace` is given as `--platform=ptrace`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtime_flags: Vec<String>,
     pub init: bool,
     pub stop_signal: Option<String>,
     pub stop_timeout: Option<u64>,

@@ -65,7 +65,33 @@ pub enum Handler {
         root: PathBuf,
         #[serde(default)]
         systemd_cgroup: bool,
+        /// Global flags before the command (runsc's `--platform=ptrace`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        options: Vec<String>,
     },
+}
+
+impl Handler {
+    /// The external runtime's command line up to its subcommand: the
+    /// binary, its state root, its global flags. None for the builtin.
+    pub fn command(&self) -> Option<std::process::Command> {
+        let Handler::External {
+            path,
+            root,
+            systemd_cgroup,
+            options,
+        } = self
+        else {
+            return None;
+        };
+        let mut cmd = std::process::Command::new(path);
+        cmd.arg("--root").arg(root);
+        if *systemd_cgroup {
+            cmd.arg("--systemd-cgroup");
+        }
+        cmd.args(options);
+        Some(cmd)
+    }
 }
 
 fn default_log_max_size() -> u64 {

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use rustix::pipe::{PipeFlags, pipe_with};
 
@@ -48,11 +48,7 @@ pub fn create(cfg: &Config) -> Result<Launched> {
             Error::Create { .. } => e,
             other => fail(other.to_string()),
         }),
-        Handler::External {
-            path,
-            root,
-            systemd_cgroup,
-        } => external(cfg, path, root, *systemd_cgroup).map_err(|e| match e {
+        Handler::External { .. } => external(cfg).map_err(|e| match e {
             Error::Create { .. } => e,
             other => fail(other.to_string()),
         }),
@@ -177,12 +173,11 @@ fn create_error(cfg: &Config, msg: String) -> Error {
     }
 }
 
-fn external(cfg: &Config, path: &Path, root: &Path, systemd_cgroup: bool) -> Result<Launched> {
-    let mut cmd = Command::new(path);
-    cmd.arg("--root").arg(root);
-    if systemd_cgroup {
-        cmd.arg("--systemd-cgroup");
-    }
+fn external(cfg: &Config) -> Result<Launched> {
+    let (Some(mut cmd), Handler::External { path, .. }) = (cfg.runtime.command(), &cfg.runtime)
+    else {
+        unreachable!("an external runtime")
+    };
     cmd.arg("create")
         .arg("--bundle")
         .arg(&cfg.bundle)

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 use rustix::pipe::{PipeFlags, pipe_with};
@@ -111,11 +111,7 @@ pub fn start(cfg: &Config, req: &ExecRequest) -> Result<Session> {
             root,
             systemd_cgroup,
         } => builtin(cfg, req, root, *systemd_cgroup)?,
-        Handler::External {
-            path,
-            root,
-            systemd_cgroup,
-        } => external(cfg, req, path, root, *systemd_cgroup)?,
+        Handler::External { .. } => external(cfg, req)?,
     };
     Ok(Session {
         client: None,
@@ -212,13 +208,7 @@ impl Drop for Scratch {
     }
 }
 
-fn external(
-    cfg: &Config,
-    req: &ExecRequest,
-    path: &Path,
-    root: &Path,
-    systemd_cgroup: bool,
-) -> Result<(i32, Option<Pio>)> {
+fn external(cfg: &Config, req: &ExecRequest) -> Result<(i32, Option<Pio>)> {
     let raw = std::fs::read(cfg.bundle.join("config.json"))
         .ctx(|| format!("read {}/config.json", cfg.bundle.display()))?;
     let spec: oci_spec::runtime::Spec =
@@ -236,11 +226,10 @@ fn external(
     )
     .ctx(|| format!("write {}", process_file.display()))?;
     let pid_file = scratch.0.join("pid");
-    let mut cmd = Command::new(path);
-    cmd.arg("--root").arg(root);
-    if systemd_cgroup {
-        cmd.arg("--systemd-cgroup");
-    }
+    let (Some(mut cmd), Handler::External { path, .. }) = (cfg.runtime.command(), &cfg.runtime)
+    else {
+        unreachable!("an external runtime")
+    };
     cmd.arg("exec")
         .arg("--process")
         .arg(&process_file)

@@ -24,6 +24,7 @@ mod recovery;
 mod restart;
 mod rootless;
 mod runflags;
+mod sandboxed;
 mod security;
 mod trust;
 #[path = "../common/vm.rs"]

@@ -91,6 +91,7 @@ impl Sandbox {
                 path: RUNC.into(),
                 root: self.runc_root(),
                 systemd_cgroup: false,
+                options: Vec::new(),
             },
         };
         let cfg = Config {

@@ -129,6 +129,10 @@ pub struct CreateFlags {
     /// name in $CONTAINERS_CONF's [engine.runtimes].
     #[arg(long)]
     pub runtime: Option<String>,
+    /// A global flag for the runtime, as podman's --runtime-flag:
+    /// `platform=ptrace` reaches runsc as `--platform=ptrace`.
+    #[arg(long = "runtime-flag", value_name = "FLAG")]
+    pub runtime_flag: Vec<String>,
     /// Run an init as PID 1 that reaps zombies and forwards signals.
     #[arg(long)]
     pub init: bool,
@@ -770,6 +774,7 @@ pub fn config(f: &CreateFlags) -> Result<ContainerConfig> {
         tmpfs: f.tmpfs.clone(),
         pod: f.pod.clone(),
         runtime: f.runtime.clone().unwrap_or_default(),
+        runtime_flags: f.runtime_flag.clone(),
         init: f.init,
         stop_signal: f.stop_signal.clone(),
         stop_timeout: f.stop_timeout,
