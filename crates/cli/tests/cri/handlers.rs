@@ -118,3 +118,46 @@ async fn a_runc_pod_concurrent_creates_and_metrics() {
     assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "");
     assert_eq!(d.leftovers(), Vec::<String>::new());
 }
+
+/// A RuntimeClass of gVisor, with options: the pod's containers run in
+/// gVisor's kernel (not the host's), exec reaches them, and the handler's
+/// options reach runsc (its debug log appears where they put it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runsc_pod_runs_in_gvisors_kernel_with_the_handlers_options() {
+    if !crate::support::have("runsc") {
+        eprintln!("SKIPPED: runsc is not installed");
+        return;
+    }
+    let logs = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with(&format!(
+        "[runtimes.gvisor]\npath = \"runsc\"\noptions = [\"--debug\", \"--debug-log={}/\"]\n",
+        logs.path().display()
+    ));
+    let (mut rt, _, _) = d.connect().await;
+    let pc = pod_config(&d, "sandboxed");
+    let pod = rt
+        .run_pod_sandbox(api::RunPodSandboxRequest {
+            config: Some(pc.clone()),
+            runtime_handler: "gvisor".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let id = start(
+        &mut rt,
+        &pod,
+        container_config(&d, "c", &["sleep", "300"]),
+        &pc,
+    )
+    .await;
+    let (code, out, err) = exec_sync(&mut rt, &id, &["sh", "-c", "uname -r"]).await;
+    assert_eq!(code, 0, "{err}");
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_ne!(out.trim(), host.trim(), "the host's kernel answered");
+    let logged = std::fs::read_dir(logs.path()).unwrap().count();
+    assert!(logged > 0, "runsc wrote no debug log: the options did not reach it");
+    stop_pod(&mut rt, &pod).await;
+    remove_pod(&mut rt, &pod).await;
+    assert_eq!(d.leftovers(), Vec::<String>::new());
+}
