@@ -8,6 +8,7 @@ mod pull;
 mod rootless;
 mod run;
 mod runtime;
+mod sandboxed;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -21,6 +22,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// `run --rm IMAGE true` by runtime class: builtin, runc, gVisor's
+    /// runsc; on the bridge network and without one.
+    Sandboxed {
+        #[arg(short = 'n', long, default_value_t = 10)]
+        runs: usize,
+        /// The berth binary (default: next to this one).
+        #[arg(long)]
+        berth: Option<std::path::PathBuf>,
+    },
     /// An ordinary user's `run --rm IMAGE true` and cold pull: berth
     /// against rootless podman, as the same user made for the run.
     Rootless {
@@ -87,5 +97,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Cri(opts) => cri::run(opts),
         Cmd::Build { runs, berth } => build::run(runs, berth),
         Cmd::Rootless { runs, pulls, berth } => rootless::run(runs, pulls, berth),
+        Cmd::Sandboxed { runs, berth } => sandboxed::run(runs, berth),
     }
 }

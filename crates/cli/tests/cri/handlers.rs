@@ -156,7 +156,10 @@ async fn a_runsc_pod_runs_in_gvisors_kernel_with_the_handlers_options() {
     let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     assert_ne!(out.trim(), host.trim(), "the host's kernel answered");
     let logged = std::fs::read_dir(logs.path()).unwrap().count();
-    assert!(logged > 0, "runsc wrote no debug log: the options did not reach it");
+    assert!(
+        logged > 0,
+        "runsc wrote no debug log: the options did not reach it"
+    );
     stop_pod(&mut rt, &pod).await;
     remove_pod(&mut rt, &pod).await;
     assert_eq!(d.leftovers(), Vec::<String>::new());
