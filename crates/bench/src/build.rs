@@ -100,10 +100,7 @@ fn source(greeting: &str) -> String {
 }
 
 pub fn run(runs: usize, berth: Option<PathBuf>) -> Result<()> {
-    let berth = match berth {
-        Some(b) => b,
-        None => std::env::current_exe()?.with_file_name("berth"),
-    };
+    let berth = crate::binary(berth, "berth")?;
     let base = PathBuf::from("/dev/shm/berth-bench-build");
     clean(&base);
     std::fs::create_dir_all(&base)?;

@@ -100,3 +100,24 @@ fn main() -> anyhow::Result<()> {
         Cmd::Sandboxed { runs, berth } => sandboxed::run(runs, berth),
     }
 }
+
+/// The binary the command line names, else `name` beside this one.
+pub(crate) fn binary(
+    given: Option<std::path::PathBuf>,
+    name: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    match given {
+        Some(b) => Ok(b),
+        None => Ok(std::env::current_exe()?.with_file_name(name)),
+    }
+}
+
+/// Fails, naming the first of `tools` that is not on PATH.
+pub(crate) fn require(tools: &[&str]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    for tool in tools {
+        pull::sh(std::process::Command::new("sh").args(["-c", &format!("command -v {tool}")]))
+            .with_context(|| format!("{tool} is needed"))?;
+    }
+    Ok(())
+}

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::pull::{clean, sh, start_registry};
 use crate::run::{Tool, busybox_layout};
@@ -132,21 +132,15 @@ fn fresh(dir: &Path, u: &BenchUser) -> Result<()> {
 }
 
 pub fn run(runs: usize, pulls: usize, berth: Option<PathBuf>) -> Result<()> {
-    for tool in [
+    crate::require(&[
         "setpriv",
         "useradd",
         "podman",
         "pasta",
         "slirp4netns",
         "newuidmap",
-    ] {
-        sh(Command::new("sh").args(["-c", &format!("command -v {tool}")]))
-            .with_context(|| format!("{tool} is needed"))?;
-    }
-    let berth = match berth {
-        Some(b) => b,
-        None => std::env::current_exe()?.with_file_name("berth"),
-    };
+    ])?;
+    let berth = crate::binary(berth, "berth")?;
     let base = PathBuf::from("/dev/shm/berth-bench-rootless");
     clean(&base);
     std::fs::create_dir_all(&base)?;

@@ -224,10 +224,7 @@ fn serve(tool: &Tool, image: &str, n: usize, monitor: &str) -> Result<(Duration,
 }
 
 pub fn run(runs: usize, serving: usize, berth: Option<PathBuf>) -> Result<()> {
-    let berth = match berth {
-        Some(b) => b,
-        None => std::env::current_exe()?.with_file_name("berth"),
-    };
+    let berth = crate::binary(berth, "berth")?;
     let base = PathBuf::from("/dev/shm/berth-bench-run");
     clean(&base);
     std::fs::create_dir_all(&base)?;

@@ -245,10 +245,7 @@ pub(crate) fn version(bin: &Path) -> String {
 }
 
 pub fn run(runs: usize, berth: Option<PathBuf>) -> Result<()> {
-    let berth = match berth {
-        Some(b) => b,
-        None => std::env::current_exe()?.with_file_name("berth-runtime"),
-    };
+    let berth = crate::binary(berth, "berth-runtime")?;
     if !berth.exists() {
         bail!(
             "{} not found: build it (cargo build --release)",

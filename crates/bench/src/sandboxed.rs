@@ -6,21 +6,15 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::pull::{clean, sh, start_registry};
 use crate::run::{Tool, busybox_layout};
 use crate::stats::{Sample, measure, median, ms};
 
 pub fn run(runs: usize, berth: Option<PathBuf>) -> Result<()> {
-    for tool in ["runc", "runsc"] {
-        sh(Command::new("sh").args(["-c", &format!("command -v {tool}")]))
-            .with_context(|| format!("{tool} is needed"))?;
-    }
-    let berth = match berth {
-        Some(b) => b,
-        None => std::env::current_exe()?.with_file_name("berth"),
-    };
+    crate::require(&["runc", "runsc"])?;
+    let berth = crate::binary(berth, "berth")?;
     let base = PathBuf::from("/dev/shm/berth-bench-sandboxed");
     clean(&base);
     std::fs::create_dir_all(&base)?;

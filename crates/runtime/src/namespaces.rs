@@ -187,6 +187,16 @@ pub fn write_id_maps(pid: i32, uids: &[LinuxIdMapping], gids: &[LinuxIdMapping])
             .collect::<String>()
     };
     std::fs::write(format!("/proc/{pid}/uid_map"), text(uids)).ctx(|| "write uid_map")?;
+    // An ordinary user may map its own group only once setgroups is
+    // denied in the namespace (user_namespaces(7)); root keeps it.
+    if !rustix::process::geteuid().is_root() {
+        match std::fs::write(format!("/proc/{pid}/setgroups"), "deny") {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::os("deny setgroups", e));
+            }
+            _ => {}
+        }
+    }
     std::fs::write(format!("/proc/{pid}/gid_map"), text(gids)).ctx(|| "write gid_map")?;
     Ok(())
 }

@@ -190,6 +190,15 @@ fn registry_with(images: &[(&str, Vec<u8>)]) -> (Registry, tempfile::TempDir) {
     (reg, dir)
 }
 
+/// A registry with busybox (`registry_with`), and busybox pulled by `u`:
+/// its reference.
+fn pulled_busybox(u: &TestUser) -> (Registry, tempfile::TempDir, String) {
+    let (reg, dir) = registry_with(&[]);
+    let image = format!("{}/busybox:latest", reg.host());
+    u.ok(&["pull", "-q", "--tls-verify=false", &image]);
+    (reg, dir, image)
+}
+
 /// The body of an HTTP GET of `path` on 127.0.0.1:`port`, tried until
 /// the server answers (it starts in the background).
 fn http_get(port: u16, path: &str) -> String {
@@ -322,9 +331,7 @@ fn a_users_containers_run_in_its_namespace_with_ports_pods_volumes_exec_and_logs
         return;
     };
     require!("pasta");
-    let (reg, _d) = registry_with(&[]);
-    let image = format!("{}/busybox:latest", reg.host());
-    u.ok(&["pull", "-q", "--tls-verify=false", &image]);
+    let (_reg, _d, image) = pulled_busybox(&u);
     let (uid, sub) = (u.uid(), u.subuid_start());
 
     // Root of the namespace is the user; its ids above are the range.
@@ -462,9 +469,7 @@ fn slirp4netns_publishes_ports_too() {
         return;
     };
     require!("slirp4netns");
-    let (reg, _d) = registry_with(&[]);
-    let image = format!("{}/busybox:latest", reg.host());
-    u.ok(&["pull", "-q", "--tls-verify=false", &image]);
+    let (_reg, _d, image) = pulled_busybox(&u);
     let port = free_port();
     u.serve(
         "web",
@@ -626,9 +631,7 @@ fn users_see_none_of_each_others_containers_and_a_planted_run_dir_is_refused() {
 
     // With its own run root, b sees none of a's containers, and cannot
     // open a's store.
-    let (reg, _d) = registry_with(&[]);
-    let image = format!("{}/busybox:latest", reg.host());
-    a.ok(&["pull", "-q", "--tls-verify=false", &image]);
+    let (_reg, _d, image) = pulled_busybox(&a);
     a.ok(&[
         "run",
         "-d",
@@ -859,9 +862,7 @@ fn a_users_bridge_network_joins_its_containers_by_name_reaches_out_and_publishes
         return;
     };
     require!("pasta");
-    let (reg, _d) = registry_with(&[]);
-    let image = format!("{}/busybox:latest", reg.host());
-    u.ok(&["pull", "-q", "--tls-verify=false", &image]);
+    let (reg, _d, image) = pulled_busybox(&u);
     u.ok(&["network", "create", "mine"]);
     u.serve("srv", &["--network", "mine"], &image);
     let seen = u.ok(&[
@@ -923,4 +924,49 @@ fn a_users_bridge_network_joins_its_containers_by_name_reaches_out_and_publishes
     u.wait_processes("pasta", 1);
     u.ok(&["network", "rm", "mine"]);
     assert_eq!(u.ok(&["network", "ls", "-q"]).trim(), "");
+}
+
+#[test]
+fn berth_runtime_runs_a_rootless_spec_as_an_ordinary_user() {
+    let Some(u) = TestUser::new(true) else {
+        return;
+    };
+    let runtime = std::path::Path::new(berth_bin()).with_file_name("berth-runtime");
+    let bundle = format!("/home/{}/bundle", u.name);
+    let tar = format!("/home/{}/rootfs.tar", u.name);
+    std::fs::write(&tar, busybox_layer()).unwrap();
+    let owner = format!("{}:{}", u.name, u.name);
+    assert!(
+        Command::new("chown")
+            .args([&owner, &tar])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let make = format!(
+        "mkdir -p {bundle}/rootfs && tar -C {bundle}/rootfs -xf {tar} && cd {bundle} && {} spec --rootless",
+        runtime.display()
+    );
+    let out = u.command("sh").args(["-c", &make]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The command, without a terminal: the id and the map from inside.
+    let path = format!("{bundle}/config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    spec["process"]["terminal"] = json!(false);
+    spec["process"]["args"] = json!(["sh", "-c", "id -u; cat /proc/self/uid_map"]);
+    std::fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
+    let run = format!("cd {bundle} && {} run rootless1", runtime.display());
+    let out = u.command("sh").args(["-c", &run]).output().unwrap();
+    let seen = stdout_of("berth-runtime run as the user", out);
+    let lines: Vec<Vec<&str>> = seen
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["0"]);
+    assert_eq!(lines[1], ["0", &u.uid().to_string(), "1"]);
 }

@@ -253,9 +253,14 @@ pub fn container_config(d: &Daemon, name: &str, command: &[&str]) -> api::Contai
 }
 
 pub async fn run_pod(rt: &mut Rt, config: &api::PodSandboxConfig) -> String {
+    run_pod_with(rt, config, "").await
+}
+
+/// A pod of RuntimeClass handler `handler`.
+pub async fn run_pod_with(rt: &mut Rt, config: &api::PodSandboxConfig, handler: &str) -> String {
     rt.run_pod_sandbox(api::RunPodSandboxRequest {
         config: Some(config.clone()),
-        runtime_handler: String::new(),
+        runtime_handler: handler.into(),
     })
     .await
     .expect("RunPodSandbox")

@@ -28,15 +28,7 @@ async fn a_runc_pod_concurrent_creates_and_metrics() {
     // A pod of runc: its containers are in runc's state, under berth's run
     // root.
     let pc = pod_config(&d, "byrunc");
-    let pod = rt
-        .run_pod_sandbox(api::RunPodSandboxRequest {
-            config: Some(pc.clone()),
-            runtime_handler: "runc".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = run_pod_with(&mut rt, &pc, "runc").await;
     let id = start(
         &mut rt,
         &pod,
@@ -135,15 +127,7 @@ async fn a_runsc_pod_runs_in_gvisors_kernel_with_the_handlers_options() {
     ));
     let (mut rt, _, _) = d.connect().await;
     let pc = pod_config(&d, "sandboxed");
-    let pod = rt
-        .run_pod_sandbox(api::RunPodSandboxRequest {
-            config: Some(pc.clone()),
-            runtime_handler: "gvisor".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = run_pod_with(&mut rt, &pc, "gvisor").await;
     let id = start(
         &mut rt,
         &pod,
