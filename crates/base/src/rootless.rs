@@ -290,7 +290,9 @@ fn parse_pid_file(text: &str) -> Option<ProcessId> {
 
 /// The pause process's life: it holds the namespace and does nothing.
 /// Signals that end a session (SIGHUP, SIGINT) are ignored; SIGTERM or
-/// SIGKILL ends it (`berth system migrate` does, as podman's).
+/// SIGKILL ends it, and the user's next berth starts another (containers
+/// still running keep the old namespace, out of the new one's reach, as
+/// podman's do after its pause process goes).
 pub fn pause() -> ! {
     // SAFETY: SIG_IGN installs no handler code; pause only sleeps.
     unsafe {
