@@ -207,6 +207,11 @@ impl Engine {
     /// and those a runtime needs of berth for it (`gvisor::flags`).
     pub fn handler(&self, c: &Container) -> Result<Handler> {
         let h = Handler::resolve(&c.config.runtime, &self.run_root)?;
+        if matches!(h, Handler::Builtin { .. }) {
+            // Never with flags (refused at create): a record must stay
+            // removable whatever it says.
+            return Ok(h);
+        }
         let mut flags = c.config.runtime_flags.clone();
         if h.binary_name().as_deref() == Some("runsc") {
             flags.extend(crate::gvisor::flags(&c.config.network, &flags));

@@ -47,7 +47,9 @@ impl Engine {
                 ));
             }
         }
-        self.handler_for(&config.runtime)?;
+        // Flags a runtime cannot take are refused before anything is made.
+        self.handler_for(&config.runtime)?
+            .with_flags(&config.runtime_flags)?;
         config.network = crate::net::for_this_user(config.network)?;
         self.check_network_mode(&config)?;
         if let Some(t) = &config.extra.pid_target {

@@ -223,19 +223,34 @@ fn http_get(port: u16, path: &str) -> String {
 
 impl Drop for TestUser {
     fn drop(&mut self) {
-        // berth's run root for a user without XDG_RUNTIME_DIR.
-        if let Ok(out) = Command::new("id").args(["-u", &self.name]).output() {
-            let uid = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            if !uid.is_empty() {
-                let _ = std::fs::remove_dir_all(format!("/tmp/berth-run-{uid}"));
-            }
-        }
+        let uid = Command::new("id")
+            .args(["-u", &self.name])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
         let _l = users_lock();
-        // Processes the user left (none should be) go first.
+        // Its processes (the pause process, helpers) go first, and are
+        // waited for: userdel refuses a user that still runs one.
         let _ = Command::new("pkill")
             .args(["-KILL", "-u", &self.name])
             .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline
+            && Command::new("pgrep")
+                .args(["-u", &self.name])
+                .output()
+                .is_ok_and(|o| !o.stdout.is_empty())
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = Command::new("userdel").args(["-r", &self.name]).output();
+        // berth's and berth-runtime's run roots for a user without
+        // XDG_RUNTIME_DIR.
+        if !uid.is_empty() {
+            for dir in ["berth-run", "berth-runtime"] {
+                let _ = std::fs::remove_dir_all(format!("/tmp/{dir}-{uid}"));
+            }
+        }
     }
 }
 
@@ -517,14 +532,14 @@ fn a_user_builds_pushes_and_saves_images_whose_owners_are_the_images_own() {
     // Pushed, the layer says 1000 (the image's id), not the host's.
     let pushed = format!("{}/built:latest", reg.host());
     u.ok(&["push", "--tls-verify=false", "localhost/built", &pushed]);
-    let root = tempfile::tempdir().unwrap();
-    let run = tempfile::tempdir().unwrap();
+    // Root's berth in a sandbox of its own (unmounted when dropped).
+    let sb = crate::support::Sandbox::new();
     let as_root = |args: &[&str]| {
         let out = Command::new(berth_bin())
             .arg("--root")
-            .arg(root.path())
+            .arg(sb.path().join("root"))
             .arg("--runroot")
-            .arg(run.path())
+            .arg(sb.path().join("run"))
             .args(args)
             .output()
             .unwrap();

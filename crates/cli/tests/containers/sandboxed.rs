@@ -101,4 +101,9 @@ fn runtime_flags_reach_the_runtime() {
         &["run", "--rm", "--runtime-flag", "debug", &env.image, "true"],
     );
     assert!(err.contains("the builtin runtime takes no flags"), "{err}");
+    assert_eq!(
+        env.ids(),
+        Vec::<String>::new(),
+        "a refused run leaves no container"
+    );
 }
