@@ -43,6 +43,17 @@ pub fn user_roots(
     (data.join("berth"), run)
 }
 
+/// A program's path: the first in $PATH, then in the usual places (a
+/// helper such as newuidmap or pasta is found even where a caller's PATH
+/// is bare).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/bin", "/usr/bin", "/usr/sbin", "/bin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 impl HostPaths {
     /// The system berth's (root's).
     pub fn system() -> HostPaths {

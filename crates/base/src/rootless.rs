@@ -82,17 +82,11 @@ pub fn overlay_xattr_prefix() -> &'static str {
 /// 2^31 - 1 (the most a kernel id range such as ping_group_range takes).
 pub fn highest_gid() -> u32 {
     const MAX: u32 = i32::MAX as u32;
-    std::fs::read_to_string("/proc/self/gid_map")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .filter_map(|l| {
-                    let f: Vec<u64> = l
-                        .split_whitespace()
-                        .filter_map(|x| x.parse().ok())
-                        .collect();
-                    (f.len() == 3 && f[2] > 0).then(|| f[0] + f[2] - 1)
-                })
+    namespace_maps()
+        .and_then(|(_, gids)| {
+            gids.iter()
+                .filter(|r| r.size > 0)
+                .map(|r| r.inside as u64 + r.size as u64 - 1)
                 .max()
         })
         .map_or(MAX, |h| h.min(MAX as u64) as u32)

@@ -123,14 +123,8 @@ pub fn user_maps(
     Ok((maps(uid, &uids), maps(gid, &gids)))
 }
 
-/// Where the helper is (PATH, then the usual places).
 fn helper(name: &'static str) -> Result<PathBuf, SubIdError> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/bin", "/usr/sbin", "/bin", "/sbin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .ok_or(SubIdError::NoHelper { helper: name })
+    crate::paths::find_program(name).ok_or(SubIdError::NoHelper { helper: name })
 }
 
 /// Writes process `pid`'s maps with newuidmap and newgidmap.

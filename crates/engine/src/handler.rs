@@ -46,7 +46,7 @@ impl Handler {
         let path = if name.contains('/') {
             PathBuf::from(name)
         } else {
-            find_in_path(name).ok_or_else(|| {
+            berth_base::paths::find_program(name).ok_or_else(|| {
                 Error::invalid(format!("--runtime {name}"), "no such runtime in PATH")
             })?
         };
@@ -324,11 +324,4 @@ impl Handler {
             }
         }
     }
-}
-
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }

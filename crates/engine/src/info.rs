@@ -130,7 +130,7 @@ impl Engine {
         };
         let runtimes = ["runc", "crun", "runsc", "youki"]
             .into_iter()
-            .filter(|r| on_path(r))
+            .filter(|r| berth_base::paths::find_program(r).is_some())
             .map(String::from);
         Ok(Info {
             host: Host {
@@ -181,11 +181,6 @@ impl Engine {
             version: version(),
         })
     }
-}
-
-fn on_path(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
 }
 
 /// The host's memory in bytes (MemTotal; 0 if /proc/meminfo cannot say).

@@ -54,14 +54,6 @@ impl Helper {
         }
     }
 
-    pub fn from_name(name: &str) -> Option<Helper> {
-        match name {
-            "pasta" => Some(Helper::Pasta),
-            "slirp4netns" => Some(Helper::Slirp4netns),
-            _ => None,
-        }
-    }
-
     fn package(self) -> &'static str {
         match self {
             Helper::Pasta => "passt",
@@ -87,15 +79,10 @@ impl Helper {
     }
 
     fn binary(self) -> Result<PathBuf, UserNetError> {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        std::env::split_paths(&path)
-            .chain(["/usr/bin", "/usr/sbin", "/bin"].map(PathBuf::from))
-            .map(|d| d.join(self.name()))
-            .find(|p| p.is_file())
-            .ok_or(UserNetError::Missing {
-                helper: self.name(),
-                package: self.package(),
-            })
+        berth_base::paths::find_program(self.name()).ok_or(UserNetError::Missing {
+            helper: self.name(),
+            package: self.package(),
+        })
     }
 
     /// Starts connecting the namespace pinned at `netns` and forwarding

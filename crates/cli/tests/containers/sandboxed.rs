@@ -70,6 +70,7 @@ fn runsc_runs_containers_on_every_network_mode() {
         "{}",
         String::from_utf8_lossy(&stats.stderr)
     );
+    assert_eq!(String::from_utf8_lossy(&stats.stdout).trim(), "web");
     env.ok(&["stop", "-t", "1", "web"]);
     assert_eq!(env.status("web"), "exited");
     env.ok(&["rm", &id]);
