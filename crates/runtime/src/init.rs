@@ -81,10 +81,15 @@ enum Stage {
 
 fn setup(plan: &InitPlan, chan: &Channel) -> Result<Stage> {
     process::reset_signals();
-    process::undumpable();
     // SAFETY: umask takes a mode and cannot fail.
     unsafe { libc::umask(0) };
-    let Msg::Go { pid: host_pid } = (match chan.recv()? {
+    // Dumpable until Go: the runtime writes this process's id maps before
+    // it says Go, and an ordinary user's runtime may write /proc/<pid>
+    // files only of a dumpable process (a non-dumpable one's belong to the
+    // host's root). Nothing of the container runs meanwhile.
+    let go = chan.recv();
+    process::undumpable();
+    let Msg::Go { pid: host_pid } = (match go? {
         Some(m) => m,
         None => return Err(Error::Other("the runtime went away".into())),
     }) else {
@@ -202,8 +207,14 @@ fn enter_namespaces(plan: &InitPlan, chan: &Channel) -> Result<Option<Option<i32
     }
     if ns.is_new(LinuxNamespaceType::User) {
         namespaces::unshare(libc::CLONE_NEWUSER)?;
-        chan.send(&Msg::MapIds)?;
-        chan.expect(&Msg::IdsMapped)?;
+        // Dumpable while the runtime writes the maps (see `setup`).
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) };
+        let mapped = chan
+            .send(&Msg::MapIds)
+            .and_then(|()| chan.expect(&Msg::IdsMapped));
+        process::undumpable();
+        mapped?;
     }
     let rest = ns.new_flags() & !(libc::CLONE_NEWUSER | libc::CLONE_NEWCGROUP);
     namespaces::unshare(rest)?;
