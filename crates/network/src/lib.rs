@@ -10,9 +10,11 @@
 pub mod cni;
 pub mod firewall;
 pub mod link;
+mod netlink;
 pub mod netns;
 pub mod network;
 pub mod ports;
+pub mod tc;
 pub mod usernet;
 
 pub use cni::{Attachment, Cni, CniError};
