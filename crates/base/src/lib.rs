@@ -12,6 +12,7 @@ pub mod names;
 pub mod paths;
 pub mod process;
 pub mod rootless;
+pub mod sockpath;
 pub mod subid;
 pub mod time;
 pub mod userns;

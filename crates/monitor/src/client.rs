@@ -40,7 +40,8 @@ pub struct Finished {
 
 impl Client {
     fn connect(path: &Path) -> Result<Client> {
-        let short = crate::sockpath::short(path)?;
+        let short = berth_base::sockpath::short(path)
+            .ctx(|| format!("name the socket {}", path.display()))?;
         let sock = UnixStream::connect(&short.path)
             .ctx(|| format!("connect to the monitor socket {}", path.display()))?;
         Ok(Client {

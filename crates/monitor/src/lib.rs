@@ -25,7 +25,6 @@ pub mod protocol;
 mod ready;
 mod server;
 mod session;
-mod sockpath;
 pub mod spawn;
 pub mod timefmt;
 

@@ -144,7 +144,8 @@ pub struct Server {
 impl Server {
     /// Binds the socket (mode 0600), replacing a stale one.
     pub fn bind(path: &Path) -> Result<Server> {
-        let short = crate::sockpath::short(path)?;
+        let short = berth_base::sockpath::short(path)
+            .ctx(|| format!("name the socket {}", path.display()))?;
         match std::fs::symlink_metadata(path) {
             Ok(m) if std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()) => {
                 let _ = std::fs::remove_file(path);
