@@ -31,8 +31,8 @@ for dev in /dev/net/tun /dev/fuse; do
     fi
 done
 
-cargo build --release -p berth-cli -p berthd --bins
-for bin in berth berthd; do
+cargo build --release -p berth-cli -p berthd -p berth-vm --bins
+for bin in berth berthd berth-vm; do
     install -m 0755 "target/release/$bin" "/usr/local/bin/$bin"
 done
 # berth-monitor runs once per container, so its private memory counts per
@@ -45,6 +45,12 @@ scripts/build-runtime-static.sh
 for bin in berth-monitor berth-runtime; do
     install -m 0755 "target/static/x86_64-unknown-linux-gnu/release/$bin" "/usr/local/bin/$bin"
 done
+# berth-vm (`--runtime berth-vm`): its static guest agent and Debian's
+# kernel for the guest.
+scripts/build-vm-agent.sh
+install -D -m 0755 target/static/x86_64-unknown-linux-gnu/release/berth-vm-agent \
+    /usr/local/lib/berth-vm/berth-vm-agent
+scripts/install-vm-kernel.sh
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -11,6 +11,8 @@ fi
 # The tests start every binary of the workspace (berthd, berth-monitor
 # beside berth), and nextest builds only the test targets' own.
 cargo build --workspace --bins
+# berth-vm's guest agent must be static: the tests boot this build of it.
+scripts/build-vm-agent.sh
 if cargo nextest --version >/dev/null 2>&1; then
     exec cargo nextest run --workspace --no-fail-fast "$@"
 fi

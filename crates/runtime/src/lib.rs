@@ -41,7 +41,9 @@ pub mod update;
 
 use std::sync::OnceLock;
 
-pub use console::{recv_fd, send_pidfd, set_size};
+pub use console::{
+    Pty, become_tty, connect as console_connect, open_pty, recv_fd, send_fd, send_pidfd, set_size,
+};
 pub use container::{Runtime, write_pid_file};
 pub use create::{CreateOptions, Created};
 pub use error::{Error, Result};

@@ -16,6 +16,7 @@ mod format;
 mod health;
 mod hostile;
 mod lifecycle;
+mod microvm;
 mod network;
 mod podman_conf;
 mod pods;

@@ -1,0 +1,254 @@
+//! berth-vm as a runtime (`--runtime berth-vm`): each container in a QEMU
+//! VM of its own, under Debian's kernel. Observed from inside (the guest's
+//! kernel and CPU answer), from the host (a published port, the logs, the
+//! exit status) and after the end (no QEMU, mount, tap or redirect left),
+//! including ends the container did not choose: QEMU killed, a VM that
+//! stops answering.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::env::{Env, mounts_under, processes_with, wait_for};
+use crate::support::free_port;
+
+/// berth-vm beside this build's berth, and the flags naming the static
+/// agent this build made (scripts/build-vm-agent.sh); None (skip) where
+/// the guest kernel (scripts/install-vm-kernel.sh), the agent or QEMU is
+/// missing.
+pub fn berth_vm() -> Option<(String, String)> {
+    let bin = Path::new(env!("CARGO_BIN_EXE_berth")).with_file_name("berth-vm");
+    let agent = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/static/x86_64-unknown-linux-gnu/release/berth-vm-agent");
+    let kernel = Path::new("/usr/local/lib/berth-vm/kernel/lib/modules");
+    for (what, ok) in [
+        ("berth-vm", bin.is_file()),
+        (
+            "the static berth-vm-agent (scripts/build-vm-agent.sh)",
+            agent.is_file(),
+        ),
+        (
+            "the guest kernel (scripts/install-vm-kernel.sh)",
+            kernel.is_dir(),
+        ),
+        (
+            "qemu-system-x86_64",
+            crate::support::have("qemu-system-x86_64"),
+        ),
+    ] {
+        if !ok {
+            eprintln!("SKIPPED: {what} is missing");
+            return None;
+        }
+    }
+    let agent = agent.canonicalize().unwrap();
+    Some((
+        bin.to_string_lossy().into_owned(),
+        format!("agent={}", agent.display()),
+    ))
+}
+
+fn host_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// berth-vm's directory of container `id` under this env's run root.
+fn vm_dir(env: &Env, id: &str) -> PathBuf {
+    env.runroot().join("runtime-berth-vm").join(id)
+}
+
+/// The pid of the QEMU running container `id`.
+fn qemu_pid(env: &Env, id: &str) -> i32 {
+    let raw = std::fs::read(vm_dir(env, id).join("state.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    v["qemu"]["pid"].as_i64().unwrap() as i32
+}
+
+/// Nothing of the VM of container `id` is left: no QEMU or keeper, no
+/// bind in its shared directory, no berth-vm directory.
+fn assert_vm_gone(env: &Env, id: &str) {
+    let dir = vm_dir(env, id);
+    let p = processes_with(&dir.to_string_lossy());
+    assert!(p.is_empty(), "QEMU or a keeper remains: {p:?}");
+    let m = mounts_under(&dir);
+    assert!(m.is_empty(), "shared mounts remain: {m:?}");
+    assert!(!dir.exists(), "berth-vm's directory remains");
+    crate::env::assert_gone(env, id);
+}
+
+#[test]
+fn berth_vm_runs_containers_under_their_own_kernel() {
+    let Some((vm, agent)) = berth_vm() else {
+        return;
+    };
+    let env = Env::new();
+    let host = host_release();
+    let rt = ["--runtime", vm.as_str(), "--runtime-flag", agent.as_str()];
+
+    // Without a network: the guest's kernel and CPU, only loopback.
+    let mut args = vec!["run", "--rm", "--network", "none"];
+    args.extend(rt);
+    args.extend([
+        env.image.as_str(),
+        "sh",
+        "-c",
+        "uname -r; grep -m1 'model name' /proc/cpuinfo; ip -o link | wc -l",
+    ]);
+    let out = env.ok(&args);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines.len() == 3 && lines[0] != host,
+        "the guest's kernel answers, not the host's {host}: {out}"
+    );
+    let host_cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let host_model = host_cpu
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .unwrap_or("");
+    assert_ne!(lines[1], host_model, "the guest's own /proc/cpuinfo: {out}");
+    assert_eq!(lines[2].trim(), "1", "only lo without a network: {out}");
+
+    // The host's network cannot be a VM's: refused by name, nothing made.
+    let mut args = vec!["run", "--rm", "--network", "host"];
+    args.extend(rt);
+    args.extend([env.image.as_str(), "true"]);
+    let (_, err) = env.code(125, &args);
+    assert!(err.contains("host's network namespace"), "{err}");
+
+    // On the default bridge with a published port: the guest's NIC took
+    // over the container's interface.
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let mut flags = vec!["--name", "web", "-p", publish.as_str()];
+    flags.extend(rt);
+    let id = env.run_d(&flags, &["httpd", "-f", "-p", "80", "-h", "/www"]);
+    let url = format!("http://127.0.0.1:{port}/index.html");
+    wait_for("the server in the VM to answer", || {
+        std::process::Command::new("curl")
+            .args(["-sf", "--max-time", "2", &url])
+            .output()
+            .is_ok_and(|o| o.stdout == b"hello from berth\n")
+    });
+    let addr = env.inspect("web")["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let seen = env.ok(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "uname -r; ip -4 -o addr show eth0",
+    ]);
+    assert!(!seen.starts_with(&host), "exec runs in the guest: {seen}");
+    assert!(
+        addr.is_empty() || seen.contains(&addr),
+        "eth0 has {addr}: {seen}"
+    );
+    // An exec's status, its stdin, a terminal with the caller's size.
+    env.code(3, &["exec", "web", "sh", "-c", "exit 3"]);
+    let mut cat = env
+        .cmd()
+        .args(["exec", "-i", "web", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut cat.stdin.take().unwrap(), b"through the VM\n").unwrap();
+    let echoed = cat.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&echoed.stdout), "through the VM\n");
+    let tty = std::process::Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "stty rows 21 cols 77; {} exec -it web stty size",
+            env.cmd_line()
+        ))
+        .arg("/dev/null")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&tty.stdout);
+    assert!(
+        said.contains("21 77"),
+        "the guest's terminal has the caller's size: {said}"
+    );
+    // Written in the guest, on the host's disk; logged through the keeper.
+    env.ok(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "echo made-in-the-vm > /made; echo to-the-log > /proc/1/fd/1",
+    ]);
+    assert!(env.ok(&["diff", "web"]).contains("/made"));
+    wait_for("the log line", || {
+        env.ok(&["logs", "web"]).contains("to-the-log")
+    });
+    let stats = env.ok(&["stats", "--no-stream", "--format", "{{.Name}}", "web"]);
+    assert_eq!(stats.trim(), "web");
+    env.ok(&["stop", "-t", "1", "web"]);
+    assert_eq!(env.status("web"), "exited");
+    env.ok(&["rm", &id]);
+    assert_vm_gone(&env, &id);
+}
+
+/// Waits (up to `secs`) for container `c` to have exited.
+fn wait_exited(env: &Env, c: &str, secs: u64) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while env.status(c) != "exited" {
+        assert!(Instant::now() < deadline, "{c} did not end within {secs} s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What container `c` wrote to its stderr (berth-vm's reason goes there).
+fn stderr_log(env: &Env, c: &str) -> String {
+    let out = env.berth(&["logs", c]);
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_vm_that_dies_or_stops_answering_ends_its_container_with_the_reason() {
+    let Some((vm, agent)) = berth_vm() else {
+        return;
+    };
+    let env = Env::new();
+    let rt = ["--runtime", vm.as_str(), "--runtime-flag", agent.as_str()];
+
+    // QEMU killed: the container exits (255), its log says why.
+    let mut flags = vec!["--name", "killed"];
+    flags.extend(rt);
+    let killed = env.run_d(&flags, &["sleep", "1000"]);
+    let qemu = qemu_pid(&env, &killed);
+    // SAFETY: kill(2) with integers, on the QEMU this test started.
+    unsafe { libc::kill(qemu, libc::SIGKILL) };
+    wait_exited(&env, "killed", 20);
+    assert_eq!(env.inspect("killed")["State"]["ExitCode"], 255);
+    assert!(stderr_log(&env, "killed").contains("the VM ended unexpectedly: QEMU was killed"));
+    env.ok(&["rm", &killed]);
+    assert_vm_gone(&env, &killed);
+
+    // A frozen VM (QEMU stopped): its agent stops answering, the keeper
+    // ends it after the agent timeout, with that reason.
+    let mut run = env.cmd();
+    run.env("BERTH_VM_AGENT_TIMEOUT", "3");
+    run.args(["run", "-d", "--name", "frozen"]).args(rt);
+    run.args([env.image.as_str(), "sleep", "1000"]);
+    let out = run.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frozen = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let qemu = qemu_pid(&env, &frozen);
+    // SAFETY: as above.
+    unsafe { libc::kill(qemu, libc::SIGSTOP) };
+    wait_exited(&env, "frozen", 30);
+    assert!(stderr_log(&env, "frozen").contains("the guest agent has not answered for 3 s"));
+    env.ok(&["rm", &frozen]);
+    assert_vm_gone(&env, &frozen);
+}

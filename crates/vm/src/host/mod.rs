@@ -1,0 +1,12 @@
+//! berth-vm on the host: the commands, the keeper that stands for a
+//! container, and what a VM is made of.
+
+pub mod assets;
+pub mod client;
+pub mod keeper;
+pub mod net;
+pub mod ops;
+pub mod qemu;
+pub mod relay;
+pub mod share;
+pub mod state;
