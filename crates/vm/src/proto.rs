@@ -2,9 +2,10 @@
 //! guest, and between berth-vm's commands and a container's keeper: a
 //! stream of frames, each a length, a kind, a channel and a payload.
 //!
-//! Channel 0 is the container's own process; every other channel is one
-//! conversation (an exec, a `kill`, a `state`...) that the keeper opened
-//! for one client connection. Control messages are JSON ([`Msg`]); stdio
+//! Every channel is one conversation the VM's holder opened for one
+//! client connection: a container's keeper (its creation, then its
+//! process's stdio and end), an exec's keeper, or a command (`kill`,
+//! `start`...). The holder keeps channel 0 for itself. Control messages are JSON ([`Msg`]); stdio
 //! travels as raw bytes so a container's output is never re-encoded.
 
 use std::io::{self, Read, Write};
@@ -99,11 +100,16 @@ pub const CHUNK: usize = 32 * 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Msg {
-    /// The agent is up (guest to host, channel 0, once).
+    /// The agent is up (guest to host, channel 0, once): the guest's
+    /// kernel release, and the guest's clock (ms since its kernel started)
+    /// when the agent began and when it was ready.
     Ready {
         kernel: String,
+        init_ms: u64,
+        ready_ms: u64,
     },
-    /// Create the container from its bundle in the shared directory.
+    /// Create a container from its spec; its process belongs to this
+    /// channel (its stdio and end go there).
     Create(Box<CreateRequest>),
     Start,
     Kill {
@@ -141,11 +147,22 @@ pub enum Msg {
     Exited {
         status: i32,
     },
-    /// The client of this channel is gone (keeper to agent).
+    /// The client of this channel is gone (holder to agent).
     Hangup,
-    // Client to keeper only: what the keeper itself answers.
-    /// The keeper's view: started yet, the guest's kernel.
-    Status,
+    /// Later requests on this channel are about this container (a VM may
+    /// hold a pod's containers).
+    Target {
+        id: String,
+    },
+    /// The guest's NICs take over these interfaces (holder to agent, once,
+    /// before any container).
+    Network {
+        links: Vec<berth_network::link::LinkConfig>,
+    },
+    /// The VM is ending, and why (holder to its clients, last).
+    Gone {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,9 +171,6 @@ pub struct CreateRequest {
     /// The bundle's config.json, as the guest must run it (rootfs and bind
     /// sources rewritten to the shared directory).
     pub spec: serde_json::Value,
-    /// The container's network interfaces, each taken over by one of the
-    /// guest's NICs (the same MAC, addresses, routes and MTU).
-    pub net: Vec<berth_network::link::LinkConfig>,
 }
 
 /// Reads frames from a byte stream that may deliver them in pieces.

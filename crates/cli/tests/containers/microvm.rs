@@ -5,47 +5,11 @@
 //! including ends the container did not choose: QEMU killed, a VM that
 //! stops answering.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::env::{Env, mounts_under, processes_with, wait_for};
 use crate::support::free_port;
-
-/// berth-vm beside this build's berth, and the flags naming the static
-/// agent this build made (scripts/build-vm-agent.sh); None (skip) where
-/// the guest kernel (scripts/install-vm-kernel.sh), the agent or QEMU is
-/// missing.
-pub fn berth_vm() -> Option<(String, String)> {
-    let bin = Path::new(env!("CARGO_BIN_EXE_berth")).with_file_name("berth-vm");
-    let agent = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/static/x86_64-unknown-linux-gnu/release/berth-vm-agent");
-    let kernel = Path::new("/usr/local/lib/berth-vm/kernel/lib/modules");
-    for (what, ok) in [
-        ("berth-vm", bin.is_file()),
-        (
-            "the static berth-vm-agent (scripts/build-vm-agent.sh)",
-            agent.is_file(),
-        ),
-        (
-            "the guest kernel (scripts/install-vm-kernel.sh)",
-            kernel.is_dir(),
-        ),
-        (
-            "qemu-system-x86_64",
-            crate::support::have("qemu-system-x86_64"),
-        ),
-    ] {
-        if !ok {
-            eprintln!("SKIPPED: {what} is missing");
-            return None;
-        }
-    }
-    let agent = agent.canonicalize().unwrap();
-    Some((
-        bin.to_string_lossy().into_owned(),
-        format!("agent={}", agent.display()),
-    ))
-}
 
 fn host_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
@@ -54,33 +18,40 @@ fn host_release() -> String {
         .to_string()
 }
 
-/// berth-vm's directory of container `id` under this env's run root.
+/// berth-vm's directory of the VM container `id` booted.
 fn vm_dir(env: &Env, id: &str) -> PathBuf {
-    env.runroot().join("runtime-berth-vm").join(id)
+    env.runroot()
+        .join("runtime-berth-vm")
+        .join(format!(".vm-{id}"))
 }
 
 /// The pid of the QEMU running container `id`.
 fn qemu_pid(env: &Env, id: &str) -> i32 {
-    let raw = std::fs::read(vm_dir(env, id).join("state.json")).unwrap();
+    let raw = std::fs::read(vm_dir(env, id).join("vm.json")).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
     v["qemu"]["pid"].as_i64().unwrap() as i32
 }
 
-/// Nothing of the VM of container `id` is left: no QEMU or keeper, no
-/// bind in its shared directory, no berth-vm directory.
+/// Nothing of the VM container `id` booted is left: no QEMU, no bind in
+/// its shared directory, no directory of the VM's or the container's.
 fn assert_vm_gone(env: &Env, id: &str) {
     let dir = vm_dir(env, id);
+    // The holder ends after its last container; give it a moment.
+    wait_for("the VM to go", || !dir.exists());
     let p = processes_with(&dir.to_string_lossy());
-    assert!(p.is_empty(), "QEMU or a keeper remains: {p:?}");
-    let m = mounts_under(&dir);
+    assert!(p.is_empty(), "QEMU remains: {p:?}");
+    let m = mounts_under(&env.runroot().join("runtime-berth-vm"));
     assert!(m.is_empty(), "shared mounts remain: {m:?}");
-    assert!(!dir.exists(), "berth-vm's directory remains");
+    assert!(
+        !env.runroot().join("runtime-berth-vm").join(id).exists(),
+        "the container's directory remains"
+    );
     crate::env::assert_gone(env, id);
 }
 
 #[test]
 fn berth_vm_runs_containers_under_their_own_kernel() {
-    let Some((vm, agent)) = berth_vm() else {
+    let Some((vm, agent)) = crate::berth_vm::berth_vm() else {
         return;
     };
     let env = Env::new();
@@ -212,7 +183,7 @@ fn stderr_log(env: &Env, c: &str) -> String {
 
 #[test]
 fn a_vm_that_dies_or_stops_answering_ends_its_container_with_the_reason() {
-    let Some((vm, agent)) = berth_vm() else {
+    let Some((vm, agent)) = crate::berth_vm::berth_vm() else {
         return;
     };
     let env = Env::new();

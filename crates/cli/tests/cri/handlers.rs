@@ -148,3 +148,64 @@ async fn a_runsc_pod_runs_in_gvisors_kernel_with_the_handlers_options() {
     remove_pod(&mut rt, &pod).await;
     assert_eq!(d.leftovers(), Vec::<String>::new());
 }
+
+/// A pod of berth-vm: its containers run in one VM (one QEMU, one guest
+/// kernel: the same boot id), under the guest's kernel, sharing the pod's
+/// network inside the guest; nothing is left after the pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_berth_vm_pod_runs_its_containers_in_one_vm() {
+    let Some((vm, agent)) = crate::berth_vm::berth_vm() else {
+        return;
+    };
+    let d = Daemon::start_with(&format!(
+        "[runtimes.vm]\npath = {vm:?}\noptions = [\"--{agent}\"]\n"
+    ));
+    let (mut rt, _, _) = d.connect().await;
+    let pc = pod_config(&d, "invm");
+    let pod = run_pod_with(&mut rt, &pc, "vm").await;
+    let web = start(
+        &mut rt,
+        &pod,
+        container_config(&d, "web", &["httpd", "-f", "-p", "8080", "-h", "/www"]),
+        &pc,
+    )
+    .await;
+    let other = start(
+        &mut rt,
+        &pod,
+        container_config(&d, "other", &["sleep", "300"]),
+        &pc,
+    )
+    .await;
+    let ask = ["sh", "-c", "uname -r; cat /proc/sys/kernel/random/boot_id"];
+    let (code, a, err) = exec_sync(&mut rt, &web, &ask).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, b, err) = exec_sync(&mut rt, &other, &ask).await;
+    assert_eq!(code, 0, "{err}");
+    let host = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert!(
+        !a.starts_with(host.trim()),
+        "the host's kernel answered: {a}"
+    );
+    assert_eq!(a, b, "both containers run under one guest kernel");
+    // The pod's network is one inside the guest: a neighbour's server on
+    // loopback.
+    let fetch = ["wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"];
+    let (code, page, err) = exec_sync(&mut rt, &other, &fetch).await;
+    assert_eq!((code, page.as_str()), (0, "hello from berth\n"), "{err}");
+    let vms = crate::env::processes_with("qemu-system-x86_64")
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*d.run_root.to_string_lossy()))
+        })
+        .count();
+    assert_eq!(vms, 1, "one VM for the pod");
+    stop_pod(&mut rt, &pod).await;
+    remove_pod(&mut rt, &pod).await;
+    assert_eq!(d.leftovers(), Vec::<String>::new());
+    crate::env::wait_for("the pod's VM to end", || {
+        crate::env::processes_with(&d.run_root.join("runtime-berth-vm").to_string_lossy())
+            .is_empty()
+    });
+}

@@ -5,6 +5,8 @@
 #[path = "../image/support.rs"]
 #[macro_use]
 mod support;
+#[path = "../common/berth_vm.rs"]
+mod berth_vm;
 #[path = "../containers/env.rs"]
 mod env;
 

@@ -17,7 +17,8 @@ use crate::guest::boot;
 use crate::proto::{CHUNK, CreateRequest, Decoder, Frame, Kind, Msg};
 
 const RUNTIME_ROOT: &str = "/run/berth-runtime";
-const BUNDLE: &str = "/run/berth-vm/bundle";
+/// Where each container's spec is written, in a directory of its own.
+const BUNDLES: &str = "/run/berth-vm/bundles";
 
 /// One process of the container, as the channel it answers on sees it.
 struct Proc {
@@ -37,7 +38,11 @@ pub struct Agent {
     port: File,
     decoder: Decoder,
     rt: Runtime,
-    id: Option<String>,
+    /// The containers in this VM, by id, and the channel of each one's
+    /// own process.
+    containers: BTreeMap<String, u32>,
+    /// Which container each channel's requests are about.
+    targets: BTreeMap<u32, String>,
     procs: BTreeMap<u32, Proc>,
     sigchld: OwnedFd,
     console: OwnedFd,
@@ -54,7 +59,8 @@ impl Agent {
             port,
             decoder: Decoder::default(),
             rt: Runtime::new(RUNTIME_ROOT, false),
-            id: None,
+            containers: BTreeMap::new(),
+            targets: BTreeMap::new(),
             procs: BTreeMap::new(),
             sigchld: sigchld_fd()?,
             console: console.into(),
@@ -78,11 +84,13 @@ impl Agent {
     }
 
     /// Serves until the host's side of the port closes.
-    pub fn serve(&mut self) -> Result<()> {
+    pub fn serve(&mut self, init_ms: u64) -> Result<()> {
         self.send(&Frame::msg(
             0,
             &Msg::Ready {
                 kernel: boot::kernel_release(),
+                init_ms,
+                ready_ms: boot::uptime_ms(),
             },
         ))?;
         let mut buf = vec![0u8; CHUNK];
@@ -198,8 +206,17 @@ impl Agent {
 
     fn request(&mut self, chan: u32, m: Msg) -> Result<()> {
         let r = match m {
-            Msg::Create(req) => self.create(*req).map(|()| None),
-            Msg::Start => self.with_id(|rt, id| rt.start(id)).map(|()| None),
+            Msg::Create(req) => self.create(chan, *req).map(|()| None),
+            Msg::Network { links } => crate::guest::net::take_over(&links).map(|()| None),
+            Msg::Target { id } => {
+                if self.containers.contains_key(&id) {
+                    self.targets.insert(chan, id);
+                    Ok(None)
+                } else {
+                    Err(anyhow!("this VM has no container {id:?}"))
+                }
+            }
+            Msg::Start => self.with_id(chan, |rt, id| rt.start(id)).map(|()| None),
             Msg::Kill { signal, .. } if chan != 0 && self.procs.contains_key(&chan) => {
                 // An exec'd process's own channel: the signal is for it.
                 let pid = self.procs[&chan].pid;
@@ -211,16 +228,16 @@ impl Agent {
                 })
             }
             Msg::Kill { signal, all } => self
-                .with_id(|rt, id| rt.kill(id, signal, all))
+                .with_id(chan, |rt, id| rt.kill(id, signal, all))
                 .map(|()| None),
-            Msg::Pause => self.with_id(|rt, id| rt.pause(id)).map(|()| None),
-            Msg::Resume => self.with_id(|rt, id| rt.resume(id)).map(|()| None),
+            Msg::Pause => self.with_id(chan, |rt, id| rt.pause(id)).map(|()| None),
+            Msg::Resume => self.with_id(chan, |rt, id| rt.resume(id)).map(|()| None),
             Msg::Stats => self
-                .with_id(|rt, id| rt.stats(id))
+                .with_id(chan, |rt, id| rt.stats(id))
                 .map(|s| Some(serde_json::to_value(s).expect("stats serialize"))),
             Msg::Update { resources } => serde_json::from_value(resources)
                 .map_err(|e| anyhow!("resources: {e}"))
-                .and_then(|r| self.with_id(|rt, id| rt.update(id, &r)))
+                .and_then(|r| self.with_id(chan, |rt, id| rt.update(id, &r)))
                 .map(|()| None),
             Msg::Exec { process, tty } => self.exec(chan, process, tty).map(|()| None),
             Msg::Resize { rows, cols } => self.resize(chan, rows, cols).map(|()| None),
@@ -230,6 +247,11 @@ impl Agent {
                     p.stdin = None;
                     p.pending.clear();
                 }
+                // A container whose keeper is gone has no one to report to.
+                if let Some(id) = self.container_of(chan) {
+                    let _ = self.rt.kill(&id, libc::SIGKILL, true);
+                }
+                self.targets.remove(&chan);
                 return Ok(());
             }
             other => Err(anyhow!("the agent does not take {other:?}")),
@@ -237,29 +259,41 @@ impl Agent {
         self.answer(chan, r)
     }
 
-    fn with_id<T>(&self, f: impl FnOnce(&Runtime, &str) -> berth_runtime::Result<T>) -> Result<T> {
+    fn with_id<T>(
+        &self,
+        chan: u32,
+        f: impl FnOnce(&Runtime, &str) -> berth_runtime::Result<T>,
+    ) -> Result<T> {
         let id = self
-            .id
-            .as_deref()
-            .ok_or_else(|| anyhow!("no container has been created"))?;
+            .targets
+            .get(&chan)
+            .ok_or_else(|| anyhow!("the request names no container"))?;
         Ok(f(&self.rt, id)?)
     }
 
-    fn create(&mut self, req: CreateRequest) -> Result<()> {
-        if self.id.is_some() {
-            return Err(anyhow!("this VM already runs a container"));
+    /// The container whose own process answers on `chan`.
+    fn container_of(&self, chan: u32) -> Option<String> {
+        self.containers
+            .iter()
+            .find(|(_, c)| **c == chan)
+            .map(|(id, _)| id.clone())
+    }
+
+    fn create(&mut self, chan: u32, req: CreateRequest) -> Result<()> {
+        if self.containers.contains_key(&req.id) {
+            return Err(anyhow!("this VM already has a container {:?}", req.id));
+        }
+        if self.procs.contains_key(&chan) {
+            return Err(anyhow!("channel {chan} already has a process"));
         }
         berth_runtime::id::validate(&req.id).map_err(|e| anyhow!("{e}"))?;
-        crate::guest::net::take_over(&req.net)?;
         let spec = req.spec;
+        let bundle = Path::new(BUNDLES).join(&req.id);
         let tty = spec["process"]["terminal"].as_bool().unwrap_or(false);
-        std::fs::create_dir_all(BUNDLE)?;
-        std::fs::write(
-            Path::new(BUNDLE).join("config.json"),
-            serde_json::to_vec(&spec)?,
-        )?;
+        std::fs::create_dir_all(&bundle)?;
+        std::fs::write(bundle.join("config.json"), serde_json::to_vec(&spec)?)?;
         let opts = CreateOptions {
-            bundle: BUNDLE.into(),
+            bundle,
             want_pty: tty,
             ..Default::default()
         };
@@ -285,8 +319,9 @@ impl Agent {
                 ..proc
             }
         };
-        self.procs.insert(0, proc);
-        self.id = Some(req.id);
+        self.procs.insert(chan, proc);
+        self.containers.insert(req.id.clone(), chan);
+        self.targets.insert(chan, req.id);
         Ok(())
     }
 
@@ -296,9 +331,10 @@ impl Agent {
         }
         let process = serde_json::from_value(process).map_err(|e| anyhow!("the process: {e}"))?;
         let id = self
-            .id
-            .clone()
-            .ok_or_else(|| anyhow!("no container has been created"))?;
+            .targets
+            .get(&chan)
+            .cloned()
+            .ok_or_else(|| anyhow!("the request names no container"))?;
         let mut opts = ExecOptions {
             process,
             console_socket: None,
@@ -372,10 +408,14 @@ impl Agent {
                     self.send(&Frame::data(kind, chan, &buf[..k]))?;
                 }
             }
-            if chan == 0 {
-                // What the container wrote through 9p is on the host's disk
-                // already; flush what the guest may still hold.
+            if let Some(id) = self.container_of(chan) {
+                // What the container wrote through 9p is on the host's
+                // disk already; flush what the guest may still hold. Then
+                // the container goes: nothing waits for it any more.
                 rustix::fs::sync();
+                let _ = self.rt.delete(&id, true);
+                self.containers.remove(&id);
+                self.targets.retain(|_, t| *t != id);
             }
             self.send(&Frame::msg(chan, &Msg::Exited { status }))?;
         }

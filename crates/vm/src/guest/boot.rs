@@ -203,3 +203,10 @@ pub fn kernel_release() -> String {
         .to_string_lossy()
         .into_owned()
 }
+
+/// Milliseconds since the guest's kernel started (CLOCK_BOOTTIME: no
+/// /proc needed, so it can be read before anything is mounted).
+pub fn uptime_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
+}

@@ -20,11 +20,12 @@ pub fn main() -> ! {
 }
 
 fn run() -> anyhow::Result<()> {
+    let init_ms = boot::uptime_ms();
     if std::process::id() != 1 {
         anyhow::bail!("berth-vm-agent runs as the guest's init (PID 1) only");
     }
     boot::prepare()?;
     let port = boot::find_port(boot::PORT_NAME)?;
     let port = File::options().read(true).write(true).open(&port)?;
-    agent::Agent::new(port)?.serve()
+    agent::Agent::new(port)?.serve(init_ms)
 }

@@ -1,21 +1,24 @@
 //! berth-vm's commands, runc's in name and meaning: the binary parses
 //! its command line and calls these.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use berth_base::lock::{Flock, Kind as LockKind, Wait};
+use berth_base::process::ProcessId;
 use rustix::pipe::{PipeFlags, pipe_with};
 use serde_json::{Value, json};
 
+use crate::guest::boot::SHARE as GUEST_SHARE;
 use crate::host::client::Client;
-use crate::host::keeper::{self, Launch};
-use crate::host::relay::{self, Relay};
-use crate::host::state::{self, Dirs, Record};
-use crate::host::{assets, net, share};
-use crate::proto::{Decoder, Frame, Kind, Msg};
+use crate::host::holder::{self, VmLaunch};
+use crate::host::keeper::Keeper;
+use crate::host::state::{self, Dirs, Record, VmDirs, VmRecord};
+use crate::host::{assets, share};
+use crate::proto::{CreateRequest, Msg};
 
 pub struct Vm {
     pub root: PathBuf,
@@ -25,6 +28,10 @@ pub struct Vm {
 
 /// How long a request to a live container's agent may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The annotation CRI runtimes put on a pod's containers (containerd's
+/// name), by which a container finds its pod's VM.
+const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
 
 fn secs_from_env(var: &str, default: u64) -> Duration {
     let s = std::env::var(var).ok().and_then(|v| v.parse().ok());
@@ -36,6 +43,7 @@ impl Vm {
         Dirs::new(&self.root, id)
     }
 
+    /// Creates the container in its pod's VM, or in a VM booted for it.
     pub fn create(
         &self,
         id: &str,
@@ -50,13 +58,12 @@ impl Vm {
         berth_runtime::config::parse::<oci_spec::runtime::Spec>(&raw, "config.json")
             .map_err(|e| anyhow!("{e}"))?;
         let spec: Value = serde_json::from_slice(&raw).context("config.json")?;
-        share::netns_path(&spec)?;
-        let accel = assets::accelerator();
-        let assets = assets::find(
-            self.kernel.as_deref(),
-            self.agent.as_deref(),
-            &self.root.join(".cache"),
-        )?;
+        let netns = share::netns_path(&spec)?;
+        let tty = spec["process"]["terminal"].as_bool().unwrap_or(false);
+        if tty && console_socket.is_none() {
+            bail!("the process wants a terminal: --console-socket is required");
+        }
+        let sandbox = spec["annotations"][SANDBOX_ID].as_str().map(String::from);
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("create {}", self.root.display()))?;
         match std::fs::DirBuilder::new().mode(0o700).create(&dirs.dir) {
@@ -66,31 +73,7 @@ impl Vm {
             }
             Err(e) => return Err(e).with_context(|| format!("create {}", dirs.dir.display())),
         }
-        let launch = Launch {
-            id: id.to_string(),
-            bundle,
-            dirs,
-            spec,
-            assets,
-            accel,
-            console_socket: console_socket.map(Path::to_path_buf),
-            boot_timeout: secs_from_env("BERTH_VM_BOOT_TIMEOUT", 120),
-            agent_timeout: secs_from_env("BERTH_VM_AGENT_TIMEOUT", 15),
-        };
-        let dir = launch.dirs.dir.clone();
-        let made = fork_keeper(move |report| {
-            let r = keeper::boot(launch);
-            match r {
-                Ok(k) => {
-                    keeper::report(report, &Ok(()));
-                    k.serve()
-                }
-                Err(e) => {
-                    keeper::report(report, &Err(e));
-                    std::process::exit(1)
-                }
-            }
-        });
+        let made = self.create_in(id, &bundle, &spec, netns, sandbox, console_socket);
         match made {
             Ok(pid) => {
                 if let Some(p) = pid_file {
@@ -99,10 +82,141 @@ impl Vm {
                 Ok(())
             }
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::remove_dir_all(&dirs.dir);
                 Err(e)
             }
         }
+    }
+
+    fn create_in(
+        &self,
+        id: &str,
+        bundle: &Path,
+        spec: &Value,
+        netns: Option<PathBuf>,
+        sandbox: Option<String>,
+        console_socket: Option<&Path>,
+    ) -> Result<i32> {
+        // One VM per pod: its containers are created one at a time, and
+        // the first boots it.
+        let _pod = match &sandbox {
+            Some(s) => Some(self.lock(&format!("pod-{s}"))?),
+            None => None,
+        };
+        // The lock's fd must not live on in the forked holder and keeper.
+        let inherited: Vec<RawFd> = _pod.iter().map(Flock::raw_fd).collect();
+        let (vm_dirs, vm) = match self.pod_vm(sandbox.as_deref(), netns.as_deref()) {
+            Some(found) => found,
+            None => self.boot(id, spec, netns, sandbox, &inherited)?,
+        };
+        let share_dir = vm_dirs.share().join(id);
+        let guest_spec =
+            share::prepare(id, spec, bundle, &share_dir, &format!("{GUEST_SHARE}/{id}"))?;
+        let client =
+            match Client::connect(&vm_dirs.ctl(), secs_from_env("BERTH_VM_BOOT_TIMEOUT", 120)) {
+                Ok(c) => c,
+                Err(e) => {
+                    share::release(&share_dir);
+                    return Err(e);
+                }
+            };
+        let keeper = Keeper {
+            client,
+            first: Msg::Create(Box::new(CreateRequest {
+                id: id.to_string(),
+                spec: guest_spec,
+            })),
+            tty: spec["process"]["terminal"].as_bool().unwrap_or(false),
+            console: console_socket.map(Path::to_path_buf),
+            share: Some(share_dir),
+        };
+        let pid = fork_and_wait(&inherited, move |report| keeper.run(Some(report)))?;
+        let record = Record {
+            id: id.to_string(),
+            bundle: bundle.to_path_buf(),
+            keeper: ProcessId::of(pid).context("the container's keeper ended at once")?,
+            vm: vm.name,
+            created: berth_base::time::now_rfc3339(),
+            started: false,
+            annotations: spec["annotations"].clone(),
+        };
+        self.dirs(id)?.save(&record)?;
+        Ok(pid)
+    }
+
+    /// The live VM of pod `sandbox` on the same network namespace, if any.
+    fn pod_vm(&self, sandbox: Option<&str>, netns: Option<&Path>) -> Option<(VmDirs, VmRecord)> {
+        let sandbox = sandbox?;
+        state::vms(&self.root)
+            .into_iter()
+            .find(|(_, r)| r.sandbox.as_deref() == Some(sandbox) && r.netns.as_deref() == netns)
+    }
+
+    /// Forks a holder that boots a VM, and waits until it serves.
+    fn boot(
+        &self,
+        id: &str,
+        spec: &Value,
+        netns: Option<PathBuf>,
+        sandbox: Option<String>,
+        inherited: &[RawFd],
+    ) -> Result<(VmDirs, VmRecord)> {
+        let assets = assets::find(
+            self.kernel.as_deref(),
+            self.agent.as_deref(),
+            &self.root.join(".cache"),
+        )?;
+        // A VM is named after the container that booted it (unique among
+        // live containers, hence among live VMs).
+        let dirs = VmDirs::new(&self.root, id);
+        let _ = std::fs::remove_dir_all(&dirs.dir);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dirs.dir)
+            .with_context(|| format!("create {}", dirs.dir.display()))?;
+        let launch = VmLaunch {
+            name: id.to_string(),
+            dirs: VmDirs {
+                dir: dirs.dir.clone(),
+            },
+            spec: spec.clone(),
+            netns,
+            sandbox,
+            assets,
+            accel: assets::accelerator(),
+            boot_timeout: secs_from_env("BERTH_VM_BOOT_TIMEOUT", 120),
+            agent_timeout: secs_from_env("BERTH_VM_AGENT_TIMEOUT", 15),
+        };
+        let booted = fork_and_wait(inherited, move |report| match holder::boot(launch) {
+            Ok(h) => {
+                holder::report(report, &Ok(()));
+                h.serve()
+            }
+            Err(e) => {
+                holder::report(report, &Err(e));
+                std::process::exit(1)
+            }
+        });
+        if let Err(e) = booted {
+            let _ = std::fs::remove_dir_all(&dirs.dir);
+            return Err(e);
+        }
+        let r = dirs.load()?;
+        Ok((dirs, r))
+    }
+
+    /// An exclusive lock of berth-vm's root, named.
+    fn lock(&self, name: &str) -> Result<Flock> {
+        let dir = self.root.join(".locks");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{name}.lock"));
+        Flock::acquire(
+            &path,
+            LockKind::Exclusive,
+            Wait::For(Duration::from_secs(300)),
+        )
+        .with_context(|| format!("lock {}", path.display()))?
+        .ok_or_else(|| anyhow!("{} stayed locked", path.display()))
     }
 
     fn live(&self, id: &str) -> Result<(Dirs, Record)> {
@@ -114,18 +228,27 @@ impl Vm {
         Ok((dirs, r))
     }
 
+    /// A channel to the agent about container `r`.
+    fn connect(&self, r: &Record) -> Result<Client> {
+        let vm = VmDirs::new(&self.root, &r.vm);
+        let mut c = Client::connect(&vm.ctl(), REQUEST_TIMEOUT)?;
+        c.request(&Msg::Target { id: r.id.clone() })?;
+        Ok(c)
+    }
+
     fn request(&self, id: &str, m: &Msg) -> Result<Option<Value>> {
-        let (dirs, _) = self.live(id)?;
-        Client::connect(&dirs.ctl(), REQUEST_TIMEOUT)?.request(m)
+        let (_, r) = self.live(id)?;
+        self.connect(&r)?.request(m)
     }
 
     pub fn start(&self, id: &str) -> Result<()> {
-        let (dirs, r) = self.live(id)?;
+        let (dirs, mut r) = self.live(id)?;
         if r.started {
             bail!("container \"{id}\" has already been started");
         }
-        Client::connect(&dirs.ctl(), REQUEST_TIMEOUT)?.request(&Msg::Start)?;
-        Ok(())
+        self.connect(&r)?.request(&Msg::Start)?;
+        r.started = true;
+        dirs.save(&r)
     }
 
     pub fn state(&self, id: &str) -> Result<Value> {
@@ -145,10 +268,9 @@ impl Vm {
         if !annotations.is_object() {
             annotations = json!({});
         }
-        annotations["io.github.berth.vm.kernel"] = json!(r.kernel);
-        annotations["io.github.berth.vm.accelerator"] = json!(r.accel);
-        if let Ok(reason) = std::fs::read_to_string(dirs.reason()) {
-            annotations["io.github.berth.vm.ended"] = json!(reason);
+        if let Ok(vm) = VmDirs::new(&self.root, &r.vm).load() {
+            annotations["io.github.berth.vm.kernel"] = json!(vm.kernel);
+            annotations["io.github.berth.vm.accelerator"] = json!(vm.accel);
         }
         Ok(json!({
             "ociVersion": berth_runtime::state::OCI_VERSION,
@@ -162,15 +284,17 @@ impl Vm {
     }
 
     pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
-        let (dirs, r) = self.live(id)?;
-        let asked = Client::connect(&dirs.ctl(), REQUEST_TIMEOUT)
+        let (_, r) = self.live(id)?;
+        let asked = self
+            .connect(&r)
             .and_then(|mut c| c.request(&Msg::Kill { signal, all }));
         match asked {
             Ok(_) => Ok(()),
-            // A VM that cannot take the request still dies by SIGKILL: the
-            // keeper and QEMU are ended from here.
+            // A VM that cannot take the request still loses the container
+            // to SIGKILL: its keeper ends here, and the agent, when it
+            // answers again, kills what the keeper stood for.
             Err(_) if signal == libc::SIGKILL => {
-                force_end(&r);
+                end_keeper(&r.keeper);
                 Ok(())
             }
             Err(e) => Err(e),
@@ -187,13 +311,10 @@ impl Vm {
                 if !force && r.started {
                     bail!("container \"{id}\" is running: stop it first, or delete --force");
                 }
-                force_end(&r);
+                end_keeper(&r.keeper);
             }
-            if let Some(ns) = &r.netns {
-                net::release(ns, &r.interfaces);
-            }
+            share::release(&VmDirs::new(&self.root, &r.vm).share().join(id));
         }
-        share::release(&dirs.share());
         std::fs::remove_dir_all(&dirs.dir).with_context(|| format!("remove {}", dirs.dir.display()))
     }
 
@@ -251,18 +372,22 @@ impl Vm {
         pid_file: Option<&Path>,
         detach: bool,
     ) -> Result<()> {
-        let (dirs, _) = self.live(id)?;
+        let (_, r) = self.live(id)?;
         let tty = process["terminal"].as_bool().unwrap_or(false);
         if tty && console_socket.is_none() && detach {
             bail!("a detached process with a terminal needs --console-socket");
         }
-        let client = Client::connect(&dirs.ctl(), REQUEST_TIMEOUT)?;
-        let console = console_socket.map(Path::to_path_buf);
+        let keeper = Keeper {
+            client: self.connect(&r)?,
+            first: Msg::Exec { process, tty },
+            tty,
+            console: console_socket.map(Path::to_path_buf),
+            share: None,
+        };
         if !detach {
-            exec_keeper(client, process, tty, console, None)
+            keeper.run(None)
         }
-        let pid =
-            fork_keeper(move |report| exec_keeper(client, process, tty, console, Some(report)))?;
+        let pid = fork_and_wait(&[], move |report| keeper.run(Some(report)))?;
         if let Some(p) = pid_file {
             berth_runtime::write_pid_file(p, pid)?;
         }
@@ -270,134 +395,48 @@ impl Vm {
     }
 }
 
-/// SIGKILL to the keeper and QEMU, and a wait (bounded) for both to go.
-fn force_end(r: &Record) {
-    for p in [&r.keeper, &r.qemu] {
-        p.signal(libc::SIGKILL);
-    }
+/// SIGKILL to a keeper, and a wait (bounded) for it to go.
+fn end_keeper(keeper: &ProcessId) {
+    keeper.signal(libc::SIGKILL);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while (r.keeper.is_alive() || r.qemu.is_alive()) && Instant::now() < deadline {
+    while keeper.is_alive() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
 
-/// Forks a keeper running `body` (which never returns) in a session of
-/// its own and waits for its verdict on the pipe `body` gets; returns the
-/// keeper's pid. The caller is single-threaded (a command of berth-vm).
-fn fork_keeper(body: impl FnOnce(OwnedFd)) -> Result<i32> {
+/// Forks a process running `body` (which never returns) in a session of
+/// its own and waits for its verdict on the pipe `body` gets; returns its
+/// pid. The child closes `close` first (locks of the caller's, which a
+/// long-lived child would otherwise hold). The caller is single-threaded
+/// (a command of berth-vm).
+fn fork_and_wait(close: &[RawFd], body: impl FnOnce(OwnedFd)) -> Result<i32> {
     berth_runtime::spawn::require_single_thread("berth-vm").map_err(|e| anyhow!("{e}"))?;
     let (r, w) = pipe_with(PipeFlags::CLOEXEC).context("create a pipe")?;
     // SAFETY: this process has one thread (checked above), so the child
-    // may run any code; it ends in `body` without returning.
+    // may run any code; it ends in `body`, or exits right after.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(std::io::Error::last_os_error()).context("fork the keeper");
+        return Err(std::io::Error::last_os_error()).context("fork");
     }
     if pid == 0 {
         drop(r);
+        for fd in close {
+            // SAFETY: the child's copy of an fd the caller named; the
+            // value owning it in the parent is never used (nor dropped)
+            // here, as `body` does not return.
+            unsafe { libc::close(*fd) };
+        }
         // SAFETY: setsid(2) takes nothing; the child leads no group yet.
         unsafe { libc::setsid() };
         body(w);
         std::process::exit(255)
     }
     drop(w);
-    match keeper::verdict(r) {
+    match holder::verdict(r) {
         Ok(()) => Ok(pid),
         Err(e) => {
             let _ = berth_runtime::spawn::wait_status(pid);
             Err(e)
-        }
-    }
-}
-
-/// An exec'd process's keeper: asks for the process, reports, relays.
-fn exec_keeper(
-    mut client: Client,
-    process: Value,
-    tty: bool,
-    console: Option<PathBuf>,
-    report: Option<OwnedFd>,
-) -> ! {
-    let started = (|| -> Result<OwnedFd> {
-        if tty && let Some(c) = &console {
-            relay::take_terminal(c)?
-        }
-        let signals = relay::signal_fd(relay::FORWARDED)?;
-        client.request(&Msg::Exec { process, tty })?;
-        Ok(signals)
-    })();
-    let signals = match (started, report) {
-        (Ok(s), Some(rep)) => {
-            keeper::report(rep, &Ok(()));
-            s
-        }
-        (Ok(s), None) => s,
-        (Err(e), Some(rep)) => {
-            keeper::report(rep, &Err(e));
-            std::process::exit(255)
-        }
-        (Err(e), None) => {
-            eprintln!("berth-vm: exec failed: {e:#}");
-            std::process::exit(255)
-        }
-    };
-    let mut relay = Relay::new(tty && console.is_some());
-    let mut dec = Decoder::default();
-    let mut buf = vec![0u8; 64 * 1024];
-    let stream = &mut client.stream;
-    let _ = stream.set_read_timeout(None);
-    loop {
-        let mut fds = [
-            relay::pollfd(stream.as_raw_fd()),
-            relay::pollfd(if relay.input_open { 0 } else { -1 }),
-            relay::pollfd(signals.as_raw_fd()),
-        ];
-        // SAFETY: fds is a valid pollfd array naming fds held here.
-        if unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) } < 0 {
-            continue;
-        }
-        if fds[0].revents != 0 {
-            use std::io::Read;
-            match stream.read(&mut buf) {
-                Ok(0) | Err(_) => {
-                    eprintln!("berth-vm: the container's VM ended before the process did");
-                    std::process::exit(255)
-                }
-                Ok(k) => dec.push(&buf[..k]),
-            }
-            while let Ok(Some(f)) = dec.next_frame() {
-                if f.kind != Kind::Msg {
-                    relay.output(&f);
-                } else if let Ok(Msg::Exited { status }) = f.message() {
-                    relay::mirror_exit(status)
-                }
-            }
-        }
-        let mut out = Vec::new();
-        if fds[1].revents != 0
-            && let Some(f) = relay.read_input(0)
-        {
-            out.push(f);
-        }
-        if fds[2].revents != 0 {
-            while let Some(sig) = relay::next_signal(&signals) {
-                let m = if sig == libc::SIGWINCH {
-                    relay.size()
-                } else {
-                    Some(Msg::Kill {
-                        signal: sig,
-                        all: false,
-                    })
-                };
-                out.extend(m.map(|m| Frame::msg(0, &m)));
-            }
-        }
-        for f in out {
-            use std::io::Write;
-            if stream.write_all(&f.encode()).is_err() {
-                eprintln!("berth-vm: the container's VM ended before the process did");
-                std::process::exit(255)
-            }
         }
     }
 }

@@ -9,26 +9,26 @@ use anyhow::{Context, Result, bail};
 use rustix::mount::UnmountFlags;
 use serde_json::Value;
 
-use crate::guest::boot::SHARE as GUEST_SHARE;
-
 /// The name of a bind source in the shared directory.
 fn entry(i: usize) -> String {
     format!("m{i}")
 }
 
-/// Binds the rootfs and every bind mount's source into `share` and returns
-/// the spec for the guest. What was bound before a failure is unbound.
-pub fn prepare(spec: &Value, bundle: &Path, share: &Path) -> Result<Value> {
+/// Binds the rootfs and every bind mount's source into `share` (the
+/// container's directory in its VM's shared directory, which the guest
+/// sees at `guest`) and returns the spec for the guest. What was bound
+/// before a failure is unbound.
+pub fn prepare(id: &str, spec: &Value, bundle: &Path, share: &Path, guest: &str) -> Result<Value> {
     std::fs::create_dir_all(share).with_context(|| format!("create {}", share.display()))?;
-    let mut guest = spec.clone();
+    let mut out = spec.clone();
     let made = (|| -> Result<()> {
         let root = spec["root"]["path"]
             .as_str()
             .context("config.json has no root.path")?;
         let root = bundle.join(root);
         bind(&root, &share.join("rootfs"))?;
-        guest["root"]["path"] = Value::from(format!("{GUEST_SHARE}/rootfs"));
-        if let Some(mounts) = guest["mounts"].as_array_mut() {
+        out["root"]["path"] = Value::from(format!("{guest}/rootfs"));
+        if let Some(mounts) = out["mounts"].as_array_mut() {
             for (i, m) in mounts.iter_mut().enumerate() {
                 if !is_bind(m) {
                     continue;
@@ -37,7 +37,7 @@ pub fn prepare(spec: &Value, bundle: &Path, share: &Path) -> Result<Value> {
                 let source = bundle.join(source);
                 bind(&source, &share.join(entry(i)))
                     .with_context(|| format!("share the mount of {}", m["destination"]))?;
-                m["source"] = Value::from(format!("{GUEST_SHARE}/{}", entry(i)));
+                m["source"] = Value::from(format!("{guest}/{}", entry(i)));
             }
         }
         Ok(())
@@ -46,8 +46,18 @@ pub fn prepare(spec: &Value, bundle: &Path, share: &Path) -> Result<Value> {
         release(share);
         return Err(e);
     }
-    for_guest(&mut guest);
-    Ok(guest)
+    for_guest(&mut out, id);
+    Ok(out)
+}
+
+fn is_mount_point(path: &Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let p = path.to_string_lossy();
+    // Unknown counts as mounted: the caller then leaves it alone.
+    info.is_empty()
+        || berth_base::mountinfo::mount_points(&info)
+            .iter()
+            .any(|m| *m == p)
 }
 
 fn is_bind(m: &Value) -> bool {
@@ -79,7 +89,7 @@ fn bind(source: &Path, target: &Path) -> Result<()> {
 /// cgroups and hooks would have given: the container joins the guest's
 /// network (the NIC that took over its interface) and gets fresh
 /// namespaces of the rest.
-fn for_guest(spec: &mut Value) {
+fn for_guest(spec: &mut Value, id: &str) {
     if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
         ns.retain(|n| n["type"] != "network");
         for n in ns.iter_mut() {
@@ -89,9 +99,9 @@ fn for_guest(spec: &mut Value) {
         }
     }
     if let Some(linux) = spec["linux"].as_object_mut() {
-        // A name for the guest's cgroupfs driver; systemd's form means
-        // nothing there.
-        linux.insert("cgroupsPath".into(), Value::from("/berth-vm/container"));
+        // A name for the guest's cgroupfs driver, one per container of
+        // the VM; systemd's form means nothing there.
+        linux.insert("cgroupsPath".into(), Value::from(format!("/berth-vm/{id}")));
     }
     if let Some(p) = spec["process"].as_object_mut() {
         // Host policies the guest has no profiles for.
@@ -104,15 +114,24 @@ fn for_guest(spec: &mut Value) {
     }
 }
 
-/// Unbinds everything in `share` and removes it; what is already gone is
-/// fine, so this runs at every end (the keeper's, `delete`'s).
+/// Unbinds everything in `share` (a VM's, or one container's in it) and
+/// removes it; what is already gone is fine, so this runs at every end
+/// (a keeper's, the holder's, `delete`'s).
 pub fn release(share: &Path) {
     let Ok(entries) = std::fs::read_dir(share) else {
         return;
     };
     for e in entries.flatten() {
         let path = e.path();
-        let _ = rustix::mount::unmount(&path, UnmountFlags::DETACH);
+        if rustix::mount::unmount(&path, UnmountFlags::DETACH).is_err()
+            && e.file_type().is_ok_and(|t| t.is_dir())
+            && !is_mount_point(&path)
+        {
+            // Not a bind itself: a container's directory of binds. (Never
+            // into a bind still mounted: that would be the container's
+            // own files.)
+            release(&path);
+        }
         let _ = std::fs::remove_dir(&path).or_else(|_| std::fs::remove_file(&path));
     }
     let _ = std::fs::remove_dir(share);
@@ -154,12 +173,12 @@ mod tests {
                 ]
             }
         });
-        for_guest(&mut s);
+        for_guest(&mut s, "abc");
         assert_eq!(
             s["linux"]["namespaces"],
             serde_json::json!([{"type": "pid"}, {"type": "ipc"}])
         );
-        assert_eq!(s["linux"]["cgroupsPath"], "/berth-vm/container");
+        assert_eq!(s["linux"]["cgroupsPath"], "/berth-vm/abc");
         assert!(s.get("hooks").is_none());
         assert!(s["process"].get("apparmorProfile").is_none());
         assert_eq!(s["process"]["args"][0], "sh");
