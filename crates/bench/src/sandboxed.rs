@@ -1,9 +1,11 @@
 //! Runtime classes side by side: `berth run --rm IMAGE true` with the
-//! builtin runtime, runc and gVisor's runsc, on the bridge network and
-//! without one, the same busybox image from a local registry, the store on
-//! tmpfs. (berth-vm, the microVM runtime of issue 15, is not built yet.)
+//! builtin runtime, runc, gVisor's runsc and berth-vm (a QEMU VM per
+//! container), on the bridge network and without one, the same busybox
+//! image from a local registry, the store on tmpfs; then berth-vm's
+//! boot-to-start (`run -d`) and where its time goes, per accelerator this
+//! host can use.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Result;
@@ -13,19 +15,23 @@ use crate::run::{Tool, busybox_layout};
 use crate::stats::{Sample, measure, median, ms};
 
 pub fn run(runs: usize, berth: Option<PathBuf>) -> Result<()> {
-    crate::require(&["runc", "runsc"])?;
-    let berth = crate::binary(berth, "berth")?;
+    crate::require(&["runc", "runsc", "qemu-system-x86_64"])?;
+    let berth = crate::binary(berth.clone(), "berth")?;
+    // berth-vm beside berth (its agent and kernel where it finds them:
+    // BERTH_VM_AGENT, BERTH_VM_KERNEL, or installed by setup.sh).
+    let vm = berth.with_file_name("berth-vm");
+    anyhow::ensure!(vm.is_file(), "no berth-vm beside {}", berth.display());
     let base = PathBuf::from("/dev/shm/berth-bench-sandboxed");
     clean(&base);
     std::fs::create_dir_all(&base)?;
     let tool = Tool::berth(&berth, &base);
-    let res = measure_all(&tool, &base, runs);
+    let res = measure_all(&tool, &base, runs, &vm);
     tool.remove_all();
     clean(&base);
     res
 }
 
-fn measure_all(tool: &Tool, base: &std::path::Path, runs: usize) -> Result<()> {
+fn measure_all(tool: &Tool, base: &std::path::Path, runs: usize, vm: &Path) -> Result<()> {
     busybox_layout(base)?;
     let (_registry, port) = start_registry(base)?;
     let image = format!("127.0.0.1:{port}/bench/busybox:latest");
@@ -36,7 +42,8 @@ fn measure_all(tool: &Tool, base: &std::path::Path, runs: usize) -> Result<()> {
     sh(&mut tool.cmd(&["pull", "-q", "--tls-verify=false", &image]))?;
     let mut rows: Vec<(String, Vec<Sample>)> = Vec::new();
     for net in ["bridge", "none"] {
-        for runtime in ["berth", "runc", "runsc"] {
+        let vm = vm.to_string_lossy();
+        for runtime in ["berth", "runc", "runsc", &vm] {
             let args = [
                 "run",
                 "--rm",
@@ -52,10 +59,10 @@ fn measure_all(tool: &Tool, base: &std::path::Path, runs: usize) -> Result<()> {
             let s: Vec<Sample> = (0..runs)
                 .map(|_| measure(|| sh(&mut tool.cmd(&args)).map(drop)))
                 .collect::<Result<_>>()?;
-            let name = if runtime == "berth" {
-                "builtin"
-            } else {
-                runtime
+            let name = match runtime {
+                "berth" => "builtin",
+                r if r == vm => "berth-vm",
+                r => r,
             };
             rows.push((format!("run --rm, {name}, --network {net}"), s));
         }
@@ -70,7 +77,7 @@ fn measure_all(tool: &Tool, base: &std::path::Path, runs: usize) -> Result<()> {
     );
     println!("| command | wall ms | CPU ms | vs builtin |\n|---|---:|---:|---:|");
     let wall = |s: &[Sample]| median(s.iter().map(|x| x.wall).collect());
-    for chunk in rows.chunks(3) {
+    for chunk in rows.chunks(4) {
         let base = wall(&chunk[0].1);
         for (name, s) in chunk {
             println!(
@@ -81,6 +88,73 @@ fn measure_all(tool: &Tool, base: &std::path::Path, runs: usize) -> Result<()> {
             );
         }
     }
-    println!("\nversions: {}; {}", version("runc"), version("runsc"));
+    println!(
+        "\nversions: {}; {}; {}",
+        version("runc"),
+        version("runsc"),
+        version("qemu-system-x86_64")
+    );
+    boot_to_start(tool, base, &image, vm, runs)
+}
+
+/// `run -d IMAGE sleep` with berth-vm: the command's wall time until the
+/// container runs, and the VM's own account of its boot, per accelerator.
+fn boot_to_start(tool: &Tool, base: &Path, image: &str, vm: &Path, runs: usize) -> Result<()> {
+    let vm_root = base.join("berth-run/runtime-berth-vm");
+    let mut accels = vec!["tcg"];
+    if berth_vm::host::assets::kvm_usable() {
+        accels.push("kvm");
+    }
+    println!(
+        "\nberth-vm boot to start: `berth run -d --runtime berth-vm IMAGE sleep 60`, {runs} runs (median ms)\n"
+    );
+    println!(
+        "| accelerator | run -d wall | QEMU + firmware | guest kernel | agent (drivers, mounts) | network takeover | rest: create + start |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for accel in &accels {
+        let mut walls = Vec::new();
+        let mut parts: [Vec<u64>; 4] = Default::default();
+        for _ in 0..runs {
+            let mut cmd = tool.cmd(&[
+                "run",
+                "-d",
+                "--runtime",
+                &vm.to_string_lossy(),
+                image,
+                "sleep",
+                "60",
+            ]);
+            cmd.env("BERTH_VM_ACCEL", accel);
+            let t = std::time::Instant::now();
+            let id = sh(&mut cmd)?.trim().to_string();
+            walls.push(t.elapsed().as_millis() as u64);
+            let raw = std::fs::read(vm_root.join(format!(".vm-{id}/vm.json")))?;
+            let v: serde_json::Value = serde_json::from_slice(&raw)?;
+            for (i, k) in ["qemu_ms", "kernel_ms", "agent_ms", "network_ms"]
+                .iter()
+                .enumerate()
+            {
+                parts[i].push(v["boot"][k].as_u64().unwrap_or(0));
+            }
+            sh(&mut tool.cmd(&["rm", "-f", &id]))?;
+        }
+        let med = |mut v: Vec<u64>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        let wall = med(walls);
+        let p: Vec<u64> = parts.into_iter().map(med).collect();
+        let rest = wall.saturating_sub(p.iter().sum());
+        println!(
+            "| {accel} | {wall} | {} | {} | {} | {} | {rest} |",
+            p[0], p[1], p[2], p[3]
+        );
+    }
+    if !berth_vm::host::assets::kvm_usable() {
+        println!(
+            "\nKVM: not usable on this host (/dev/kvm without vmx/svm: a nested host), so TCG only."
+        );
+    }
     Ok(())
 }

@@ -249,10 +249,15 @@ impl Cpio {
 /// CPU does not advertise vmx or svm.
 pub fn accelerator() -> &'static str {
     match std::env::var("BERTH_VM_ACCEL").as_deref() {
-        Ok("kvm") => return "kvm",
-        Ok("tcg") => return "tcg",
-        _ => {}
+        Ok("kvm") => "kvm",
+        Ok("tcg") => "tcg",
+        _ if kvm_usable() => "kvm",
+        _ => "tcg",
     }
+}
+
+/// /dev/kvm opens and the CPU advertises vmx or svm.
+pub fn kvm_usable() -> bool {
     let usable = std::fs::File::options()
         .read(true)
         .write(true)
@@ -263,7 +268,7 @@ pub fn accelerator() -> &'static str {
         .lines()
         .filter(|l| l.starts_with("flags"))
         .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
-    if usable && virt { "kvm" } else { "tcg" }
+    usable && virt
 }
 
 #[cfg(test)]

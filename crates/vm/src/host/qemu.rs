@@ -17,6 +17,9 @@ const OVERHEAD_MIB: u64 = 160;
 /// what the guest touches is ever allocated on the host).
 const DEFAULT_MIB: u64 = 1024;
 
+/// Debian's qemu-system-data ships it.
+const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+
 /// The fds the QEMU process finds open: the agent's socket first, then one
 /// tap per NIC.
 pub const AGENT_FD: i32 = 3;
@@ -59,6 +62,11 @@ impl Machine<'_> {
             "none",
             "-no-reboot",
         ]);
+        // qboot, QEMU's minimal firmware, jumps straight to the kernel
+        // where SeaBIOS first runs its whole POST under emulation.
+        if Path::new(QBOOT).is_file() {
+            c.args(["-bios", QBOOT]);
+        }
         // The pc machine: microvm stalls in timer calibration under TCG.
         c.args(["-M", "pc,hpet=off"]);
         match self.accel {
