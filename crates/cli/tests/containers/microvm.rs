@@ -223,3 +223,115 @@ fn a_vm_that_dies_or_stops_answering_ends_its_container_with_the_reason() {
     env.ok(&["rm", &frozen]);
     assert_vm_gone(&env, &frozen);
 }
+
+/// podman drives berth-vm as it drives runc: run, exec, stop, rm, with
+/// podman's own network and conmon waiting for the keeper.
+#[test]
+fn podman_runs_containers_through_berth_vm() {
+    let Some((vm, agent)) = crate::berth_vm::berth_vm() else {
+        return;
+    };
+    require!("podman");
+    let env = Env::new();
+    let dir = env.sb.path().join("podman");
+    let p = crate::env::Podman::new(dir.clone(), &vm);
+    p.ok(&["pull", "-q", "--tls-verify=false", &env.image]);
+    let flag = format!("--runtime-flag={agent}");
+    let host = host_release();
+    let once = p.ok(&[&flag, "run", "--rm", &env.image, "sh", "-c", "uname -r"]);
+    assert!(
+        !once.trim().is_empty() && once.trim() != host,
+        "the guest's kernel: {once}"
+    );
+    p.ok(&[
+        &flag, "run", "-d", "--name", "pv", &env.image, "sleep", "300",
+    ]);
+    let seen = p.ok(&[&flag, "exec", "pv", "sh", "-c", "uname -r; echo $((6*7))"]);
+    assert_eq!(seen.lines().nth(1), Some("42"), "{seen}");
+    assert!(!seen.starts_with(&host), "{seen}");
+    p.ok(&[&flag, "stop", "-t", "1", "pv"]);
+    p.ok(&[&flag, "rm", "pv"]);
+    wait_for("podman's VMs to end", || {
+        processes_with("qemu-system-x86_64")
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&*dir.to_string_lossy()))
+            })
+            .count()
+            == 0
+    });
+    let m = mounts_under(&dir.join("run"));
+    assert!(
+        m.iter().all(|m| !m.contains("berth-vm")),
+        "shared mounts remain: {m:?}"
+    );
+}
+
+/// Unmounts a test's tmpfs when dropped, pass or fail.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A container that fills its disk gets ENOSPC, one that outgrows its
+/// memory is killed by the guest's OOM killer (137): the VM and the host
+/// carry on, and nothing is left.
+#[test]
+fn a_container_out_of_disk_or_memory_ends_cleanly() {
+    let Some((vm, agent)) = crate::berth_vm::berth_vm() else {
+        return;
+    };
+    let env = Env::new();
+    let small = env.sb.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let _mounted = Tmpfs(small.clone());
+    let volume = format!("{}:/data", small.display());
+    let out = env.berth(&[
+        "run",
+        "--name",
+        "greedy",
+        "--memory",
+        "32m",
+        "-v",
+        &volume,
+        "--runtime",
+        &vm,
+        "--runtime-flag",
+        &agent,
+        &env.image,
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/data/f bs=64k count=100 2>/dev/null; echo dd=$?; \
+         exec dd if=/dev/zero of=/dev/null bs=64M count=1",
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("dd=1"),
+        "a full disk is an error to the writer: {said}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "the guest's OOM killer: {said}"
+    );
+    assert_eq!(env.inspect("greedy")["State"]["ExitCode"], 137);
+    let id = env
+        .ok(&["inspect", "--format", "{{.Id}}", "greedy"])
+        .trim()
+        .to_string();
+    env.ok(&["rm", "greedy"]);
+    assert_vm_gone(&env, &id);
+}

@@ -78,7 +78,7 @@ pub fn find(kernel_dir: Option<&Path>, agent: Option<&Path>, cache: &Path) -> Re
 fn check_static(agent: &Path) -> Result<()> {
     let raw = std::fs::read(agent).with_context(|| {
         format!(
-            "the guest agent {} (scripts/build-static.sh builds it; or set BERTH_VM_AGENT)",
+            "the guest agent {} (scripts/setup.sh installs it, scripts/build-vm-agent.sh builds it; or set BERTH_VM_AGENT)",
             agent.display()
         )
     })?;

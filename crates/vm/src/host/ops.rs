@@ -304,6 +304,10 @@ impl Vm {
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         let dirs = self.dirs(id)?;
         if !dirs.dir.exists() {
+            // runc's: forcing the removal of what is not there succeeds.
+            if force {
+                return Ok(());
+            }
             bail!("container \"{id}\" does not exist");
         }
         if let Ok(r) = dirs.load() {
