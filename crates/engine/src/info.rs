@@ -128,7 +128,7 @@ impl Engine {
             Some(_) => "v1",
             None => "unknown",
         };
-        let runtimes = ["runc", "crun", "runsc", "youki"]
+        let runtimes = ["runc", "crun", "runsc", "youki", "berth-vm"]
             .into_iter()
             .filter(|r| berth_base::paths::find_program(r).is_some())
             .map(String::from);

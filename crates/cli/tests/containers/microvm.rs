@@ -1,9 +1,10 @@
 //! berth-vm as a runtime (`--runtime berth-vm`): each container in a QEMU
 //! VM of its own, under Debian's kernel. Observed from inside (the guest's
 //! kernel and CPU answer), from the host (a published port, the logs, the
-//! exit status) and after the end (no QEMU, mount, tap or redirect left),
-//! including ends the container did not choose: QEMU killed, a VM that
-//! stops answering.
+//! exit status, podman's view) and after the end (no QEMU, mount or
+//! directory left), including ends the container did not choose: QEMU
+//! killed, a VM that stops answering, a guest kernel that panics, a full
+//! disk, the guest's OOM killer.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -58,19 +59,30 @@ fn berth_vm_runs_containers_under_their_own_kernel() {
     let host = host_release();
     let rt = ["--runtime", vm.as_str(), "--runtime-flag", agent.as_str()];
 
-    // Without a network: the guest's kernel and CPU, only loopback.
-    let mut args = vec!["run", "--rm", "--network", "none"];
+    // Without a network: the guest's kernel and CPU, only loopback, and
+    // a VM sized by the limits (2 vCPUs; 96 MiB plus the guest's 160).
+    let mut args = vec![
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--cpus",
+        "2",
+        "--memory",
+        "96m",
+    ];
     args.extend(rt);
     args.extend([
         env.image.as_str(),
         "sh",
         "-c",
-        "uname -r; grep -m1 'model name' /proc/cpuinfo; ip -o link | wc -l",
+        "uname -r; grep -m1 'model name' /proc/cpuinfo; ip -o link | wc -l; \
+         grep -c ^processor /proc/cpuinfo; grep MemTotal /proc/meminfo",
     ]);
     let out = env.ok(&args);
     let lines: Vec<&str> = out.lines().collect();
     assert!(
-        lines.len() == 3 && lines[0] != host,
+        lines.len() == 5 && lines[0] != host,
         "the guest's kernel answers, not the host's {host}: {out}"
     );
     let host_cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap();
@@ -80,6 +92,29 @@ fn berth_vm_runs_containers_under_their_own_kernel() {
         .unwrap_or("");
     assert_ne!(lines[1], host_model, "the guest's own /proc/cpuinfo: {out}");
     assert_eq!(lines[2].trim(), "1", "only lo without a network: {out}");
+    let host_cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(
+        lines[3].trim(),
+        2.min(host_cpus).to_string(),
+        "vCPUs from --cpus: {out}"
+    );
+    let kib: u64 = lines[4].split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(
+        (160 * 1024..=256 * 1024).contains(&kib),
+        "guest memory from --memory plus the overhead: {out}"
+    );
+    // What it supports, in runc's shape.
+    let features = std::process::Command::new(&vm)
+        .arg("features")
+        .output()
+        .unwrap();
+    let f: serde_json::Value = serde_json::from_slice(&features.stdout).unwrap();
+    assert_eq!(
+        f["hooks"],
+        serde_json::json!([]),
+        "hooks are the host's: none"
+    );
+    assert!(f["annotations"]["io.github.berth.vm.accelerator"].is_string());
 
     // The host's network cannot be a VM's: refused by name, nothing made.
     let mut args = vec!["run", "--rm", "--network", "host"];
@@ -222,6 +257,29 @@ fn a_vm_that_dies_or_stops_answering_ends_its_container_with_the_reason() {
     assert!(stderr_log(&env, "frozen").contains("the guest agent has not answered for 3 s"));
     env.ok(&["rm", &frozen]);
     assert_vm_gone(&env, &frozen);
+
+    // A guest kernel that crashes (as it does when its init, the agent,
+    // dies): the exec in flight fails, the container exits with the panic.
+    let mut flags = vec!["--name", "crashed", "--privileged"];
+    flags.extend(rt);
+    let crashed = env.run_d(&flags, &["sleep", "1000"]);
+    let out = env.berth(&[
+        "exec",
+        "crashed",
+        "sh",
+        "-c",
+        "echo c > /proc/sysrq-trigger",
+    ]);
+    assert!(!out.status.success());
+    wait_exited(&env, "crashed", 20);
+    assert_eq!(env.inspect("crashed")["State"]["ExitCode"], 255);
+    let said = stderr_log(&env, "crashed");
+    assert!(
+        said.contains("Kernel panic - not syncing: sysrq triggered crash"),
+        "{said}"
+    );
+    env.ok(&["rm", &crashed]);
+    assert_vm_gone(&env, &crashed);
 }
 
 /// podman drives berth-vm as it drives runc: run, exec, stop, rm, with

@@ -6,16 +6,17 @@ pub mod net;
 
 use std::fs::File;
 
-/// The agent's life: boot, serve the host, power off. Errors go to the
+/// The agent's life: boot, serve the host, end the VM (a reboot, which
+/// QEMU, started with -no-reboot, takes as its exit). Errors go to the
 /// console (the host keeps it as console.log).
 pub fn main() -> ! {
     if let Err(e) = run() {
         eprintln!("berth-vm-agent: {e:#}");
     }
     rustix::fs::sync();
-    // SAFETY: reboot(2) with the power-off command; nothing of this
-    // process runs after it.
-    unsafe { libc::reboot(libc::RB_POWER_OFF) };
+    // SAFETY: reboot(2) with the restart command; nothing of this process
+    // runs after it.
+    unsafe { libc::reboot(libc::RB_AUTOBOOT) };
     std::process::exit(1)
 }
 

@@ -322,16 +322,20 @@ impl Holder {
         }
     }
 
-    /// The end of the guest's console and QEMU's messages, for an error.
+    /// What the guest's console and QEMU said last, for an error: a
+    /// kernel panic's own line where there is one, else the last lines.
     fn console_tail(&self) -> String {
         let mut out = String::new();
         let dirs = &self.made.dirs;
         for (what, path) in [("console", dirs.console()), ("qemu", dirs.qemu_log())] {
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-            let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
-            if !tail.is_empty() {
-                out.push_str(&format!("; {what}: {tail}"));
+            let said = match lines.iter().find(|l| l.contains("Kernel panic")) {
+                Some(panic) => panic.trim().to_string(),
+                None => lines[lines.len().saturating_sub(3)..].join(" | "),
+            };
+            if !said.is_empty() {
+                out.push_str(&format!("; {what}: {said}"));
             }
         }
         out

@@ -185,7 +185,7 @@ impl Vm {
             assets,
             accel: assets::accelerator(),
             boot_timeout: secs_from_env("BERTH_VM_BOOT_TIMEOUT", 120),
-            agent_timeout: secs_from_env("BERTH_VM_AGENT_TIMEOUT", 15),
+            agent_timeout: secs_from_env("BERTH_VM_AGENT_TIMEOUT", 30),
         };
         let booted = fork_and_wait(inherited, move |report| match holder::boot(launch) {
             Ok(h) => {

@@ -17,6 +17,17 @@ const OVERHEAD_MIB: u64 = 160;
 /// what the guest touches is ever allocated on the host).
 const DEFAULT_MIB: u64 = 1024;
 
+/// The guest kernel's command line: the console on the first serial port
+/// (console.log), a reboot (QEMU's exit, -no-reboot) on panic, cgroup2
+/// only, and nothing probed, checked or calibrated that this VM does not
+/// need. Without ACPI (its tables and interrupt routing cost a third of a
+/// second under emulation) the CPUs come from the MP table and a reboot
+/// is a triple fault. Measured one by one in docs/benchmarks.md.
+const KERNEL_ARGS: &str = "console=ttyS0 quiet loglevel=1 panic=-1 reboot=t rdinit=/init \
+     cgroup_no_v1=all acpi=off pci=lastbus=0 mitigations=off 8250.nr_uarts=1 \
+     i8042.noaux i8042.nokbd i8042.nopnp tsc=reliable no_timer_check random.trust_cpu=on \
+     audit=0 selinux=0 apparmor=0 nowatchdog nmi_watchdog=0 cryptomgr.notests noresume";
+
 /// Debian's qemu-system-data ships it.
 const QBOOT: &str = "/usr/share/qemu/qboot.rom";
 
@@ -77,11 +88,14 @@ impl Machine<'_> {
         c.arg("-m").arg(format!("{}M", self.memory_mib));
         c.arg("-kernel").arg(&self.assets.kernel);
         c.arg("-initrd").arg(&self.assets.initramfs);
-        c.arg("-append").arg(
-            "console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init cgroup_no_v1=all \
-             mitigations=off 8250.nr_uarts=1 i8042.noaux i8042.nokbd i8042.nopnp \
-             tsc=reliable no_timer_check random.trust_cpu=on",
-        );
+        let mut append = String::from(KERNEL_ARGS);
+        // More for the guest's kernel (`loglevel=7` to see its boot in
+        // console.log), from the environment.
+        if let Ok(extra) = std::env::var("BERTH_VM_KERNEL_ARGS") {
+            append.push(' ');
+            append.push_str(&extra);
+        }
+        c.arg("-append").arg(append);
         c.arg("-serial")
             .arg(format!("file:{}", qemu_path(self.console_log)));
         c.args(["-device", "virtio-serial-pci,id=ser0"]);
