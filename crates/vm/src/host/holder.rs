@@ -505,26 +505,3 @@ impl Holder {
         Ok(())
     }
 }
-
-/// The forked process's end of a pipe to `create`: one line, "ok" or the
-/// error.
-pub fn report(fd: OwnedFd, r: &Result<()>) {
-    let mut f = std::fs::File::from(fd);
-    let line = match r {
-        Ok(()) => "ok".to_string(),
-        Err(e) => format!("{e:#}"),
-    };
-    let _ = f.write_all(line.as_bytes());
-}
-
-/// `create`'s end: the forked process's verdict.
-pub fn verdict(fd: OwnedFd) -> Result<()> {
-    let mut f = std::fs::File::from(fd);
-    let mut s = String::new();
-    let _ = f.read_to_string(&mut s);
-    match s.as_str() {
-        "ok" => Ok(()),
-        "" => Err(anyhow!("berth-vm's process ended before it was ready")),
-        e => Err(anyhow!("{e}")),
-    }
-}

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use crate::host::client::Client;
-use crate::host::holder;
+use crate::host::fork;
 use crate::host::relay::{self, Relay};
 use crate::host::share;
 use crate::proto::{Decoder, Frame, Kind, Msg};
@@ -54,14 +54,14 @@ impl Keeper {
         })();
         let signals = match (started, report) {
             (Ok(s), Some(rep)) => {
-                holder::report(rep, &Ok(()));
+                fork::report(rep, &Ok(()));
                 s
             }
             (Ok(s), None) => s,
             (Err(e), rep) => {
                 self.release();
                 match rep {
-                    Some(rep) => holder::report(rep, &Err(e)),
+                    Some(rep) => fork::report(rep, &Err(e)),
                     None => eprintln!("berth-vm: {e:#}"),
                 }
                 std::process::exit(255)

@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod client;
+pub mod fork;
 pub mod holder;
 pub mod keeper;
 pub mod net;

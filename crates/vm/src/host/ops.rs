@@ -1,7 +1,7 @@
 //! berth-vm's commands, runc's in name and meaning: the binary parses
 //! its command line and calls these.
 
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use berth_base::lock::{Flock, Kind as LockKind, Wait};
 use berth_base::process::ProcessId;
-use rustix::pipe::{PipeFlags, pipe_with};
 use serde_json::{Value, json};
 
 use crate::guest::boot::SHARE as GUEST_SHARE;
@@ -17,7 +16,7 @@ use crate::host::client::Client;
 use crate::host::holder::{self, VmLaunch};
 use crate::host::keeper::Keeper;
 use crate::host::state::{self, Dirs, Record, VmDirs, VmRecord};
-use crate::host::{assets, share};
+use crate::host::{assets, fork, share};
 use crate::proto::{CreateRequest, Msg};
 
 pub struct Vm {
@@ -130,7 +129,7 @@ impl Vm {
             console: console_socket.map(Path::to_path_buf),
             share: Some(share_dir),
         };
-        let pid = fork_and_wait(&inherited, move |report| keeper.run(Some(report)))?;
+        let pid = fork::fork_and_wait(&inherited, move |report| keeper.run(Some(report)))?;
         let record = Record {
             id: id.to_string(),
             bundle: bundle.to_path_buf(),
@@ -187,13 +186,13 @@ impl Vm {
             boot_timeout: secs_from_env("BERTH_VM_BOOT_TIMEOUT", 120),
             agent_timeout: secs_from_env("BERTH_VM_AGENT_TIMEOUT", 30),
         };
-        let booted = fork_and_wait(inherited, move |report| match holder::boot(launch) {
+        let booted = fork::fork_and_wait(inherited, move |report| match holder::boot(launch) {
             Ok(h) => {
-                holder::report(report, &Ok(()));
+                fork::report(report, &Ok(()));
                 h.serve()
             }
             Err(e) => {
-                holder::report(report, &Err(e));
+                fork::report(report, &Err(e));
                 std::process::exit(1)
             }
         });
@@ -391,7 +390,7 @@ impl Vm {
         if !detach {
             keeper.run(None)
         }
-        let pid = fork_and_wait(&[], move |report| keeper.run(Some(report)))?;
+        let pid = fork::fork_and_wait(&[], move |report| keeper.run(Some(report)))?;
         if let Some(p) = pid_file {
             berth_runtime::write_pid_file(p, pid)?;
         }
@@ -405,43 +404,6 @@ fn end_keeper(keeper: &ProcessId) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while keeper.is_alive() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Forks a process running `body` (which never returns) in a session of
-/// its own and waits for its verdict on the pipe `body` gets; returns its
-/// pid. The child closes `close` first (locks of the caller's, which a
-/// long-lived child would otherwise hold). The caller is single-threaded
-/// (a command of berth-vm).
-fn fork_and_wait(close: &[RawFd], body: impl FnOnce(OwnedFd)) -> Result<i32> {
-    berth_runtime::spawn::require_single_thread("berth-vm").map_err(|e| anyhow!("{e}"))?;
-    let (r, w) = pipe_with(PipeFlags::CLOEXEC).context("create a pipe")?;
-    // SAFETY: this process has one thread (checked above), so the child
-    // may run any code; it ends in `body`, or exits right after.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error()).context("fork");
-    }
-    if pid == 0 {
-        drop(r);
-        for fd in close {
-            // SAFETY: the child's copy of an fd the caller named; the
-            // value owning it in the parent is never used (nor dropped)
-            // here, as `body` does not return.
-            unsafe { libc::close(*fd) };
-        }
-        // SAFETY: setsid(2) takes nothing; the child leads no group yet.
-        unsafe { libc::setsid() };
-        body(w);
-        std::process::exit(255)
-    }
-    drop(w);
-    match holder::verdict(r) {
-        Ok(()) => Ok(pid),
-        Err(e) => {
-            let _ = berth_runtime::spawn::wait_status(pid);
-            Err(e)
-        }
     }
 }
 
