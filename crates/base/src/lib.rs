@@ -9,6 +9,7 @@ pub mod ids;
 pub mod lock;
 pub mod mountinfo;
 pub mod names;
+pub mod netlink;
 pub mod paths;
 pub mod process;
 pub mod rootless;

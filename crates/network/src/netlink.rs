@@ -5,7 +5,7 @@
 //! thread.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 pub(crate) const NLMSG_NOOP: u16 = 1;
 pub(crate) const NLMSG_ERROR: u16 = 2;
@@ -135,19 +135,7 @@ impl Msg {
     fn exchange(&mut self, dump: bool, mut each: impl FnMut(u16, u16, &[u8])) -> io::Result<()> {
         let len = self.buf.len() as u32;
         self.buf[0..4].copy_from_slice(&len.to_ne_bytes());
-        // SAFETY: plain socket(2); the fd is owned right away.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd was just returned by socket(2) and is not owned elsewhere.
-        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+        let sock = berth_base::netlink::route_socket()?;
         // SAFETY: a zeroed sockaddr_nl addresses the kernel.
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         addr.nl_family = libc::AF_NETLINK as u16;

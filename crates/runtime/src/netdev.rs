@@ -2,7 +2,7 @@
 //! network namespace (and renaming them), with one rtnetlink request each.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::error::{Error, Result};
 
@@ -24,19 +24,7 @@ fn push_attr(buf: &mut Vec<u8>, kind: u16, data: &[u8]) {
 }
 
 fn socket() -> io::Result<OwnedFd> {
-    // SAFETY: socket(2) takes integers only.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: socket returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    berth_base::netlink::route_socket()
 }
 
 /// Moves interface `host_name` into the network namespace behind `netns`,

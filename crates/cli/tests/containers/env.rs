@@ -212,8 +212,14 @@ impl Env {
 }
 
 /// Waits for `f` up to 10 s.
-pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+pub fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    wait_within(10, what, f)
+}
+
+/// `wait_for` with a deadline of `secs` (a VM under emulation on a loaded
+/// host takes its time).
+pub fn wait_within(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));

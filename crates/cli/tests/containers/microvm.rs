@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::env::{Env, mounts_under, processes_with, wait_for};
+use crate::env::{Env, mounts_under, processes_with, wait_within};
 use crate::support::free_port;
 
 fn host_release() -> String {
@@ -38,7 +38,7 @@ fn qemu_pid(env: &Env, id: &str) -> i32 {
 fn assert_vm_gone(env: &Env, id: &str) {
     let dir = vm_dir(env, id);
     // The holder ends after its last container; give it a moment.
-    wait_for("the VM to go", || !dir.exists());
+    wait_within(60, "the VM to go", || !dir.exists());
     let p = processes_with(&dir.to_string_lossy());
     assert!(p.is_empty(), "QEMU remains: {p:?}");
     let m = mounts_under(&env.runroot().join("runtime-berth-vm"));
@@ -131,7 +131,7 @@ fn berth_vm_runs_containers_under_their_own_kernel() {
     flags.extend(rt);
     let id = env.run_d(&flags, &["httpd", "-f", "-p", "80", "-h", "/www"]);
     let url = format!("http://127.0.0.1:{port}/index.html");
-    wait_for("the server in the VM to answer", || {
+    wait_within(60, "the server in the VM to answer", || {
         std::process::Command::new("curl")
             .args(["-sf", "--max-time", "2", &url])
             .output()
@@ -189,7 +189,7 @@ fn berth_vm_runs_containers_under_their_own_kernel() {
         "echo made-in-the-vm > /made; echo to-the-log > /proc/1/fd/1",
     ]);
     assert!(env.ok(&["diff", "web"]).contains("/made"));
-    wait_for("the log line", || {
+    wait_within(60, "the log line", || {
         env.ok(&["logs", "web"]).contains("to-the-log")
     });
     let stats = env.ok(&["stats", "--no-stream", "--format", "{{.Name}}", "web"]);
@@ -309,7 +309,7 @@ fn podman_runs_containers_through_berth_vm() {
     assert!(!seen.starts_with(&host), "{seen}");
     p.ok(&[&flag, "stop", "-t", "1", "pv"]);
     p.ok(&[&flag, "rm", "pv"]);
-    wait_for("podman's VMs to end", || {
+    wait_within(60, "podman's VMs to end", || {
         processes_with("qemu-system-x86_64")
             .into_iter()
             .filter(|pid| {

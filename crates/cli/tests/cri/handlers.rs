@@ -204,7 +204,7 @@ async fn a_berth_vm_pod_runs_its_containers_in_one_vm() {
     stop_pod(&mut rt, &pod).await;
     remove_pod(&mut rt, &pod).await;
     assert_eq!(d.leftovers(), Vec::<String>::new());
-    crate::env::wait_for("the pod's VM to end", || {
+    crate::env::wait_within(60, "the pod's VM to end", || {
         crate::env::processes_with(&d.run_root.join("runtime-berth-vm").to_string_lossy())
             .is_empty()
     });

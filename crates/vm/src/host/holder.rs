@@ -299,16 +299,23 @@ impl Holder {
                 continue;
             }
             if fds[0].revents != 0 {
-                match self.link.read(&mut buf) {
-                    Ok(0) => bail!("the VM ended: {}", self.qemu_end()),
-                    Ok(k) => self.decoder.push(&buf[..k]),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e).context("read the agent's port"),
-                }
+                self.read_link(&mut buf)?;
             } else if fds[1].revents != 0 {
-                bail!("the VM ended: {}", self.qemu_end());
+                bail!("the VM ended unexpectedly: {}", self.qemu_end());
             }
         }
+    }
+
+    /// Takes what the agent's port has into the decoder; its end is the
+    /// VM's.
+    fn read_link(&mut self, buf: &mut [u8]) -> Result<()> {
+        match self.link.read(buf) {
+            Ok(0) => bail!("the VM ended unexpectedly: {}", self.qemu_end()),
+            Ok(k) => self.decoder.push(&buf[..k]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).context("read the agent's port"),
+        }
+        Ok(())
     }
 
     /// QEMU's exit, in words.
@@ -392,12 +399,7 @@ impl Holder {
                 continue;
             }
             if fds[0].revents != 0 {
-                match self.link.read(&mut buf) {
-                    Ok(0) => bail!("the VM ended unexpectedly: {}", self.qemu_end()),
-                    Ok(k) => self.decoder.push(&buf[..k]),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e).context("read the agent's port"),
-                }
+                self.read_link(&mut buf)?;
                 while let Some(f) = self.decoder.next_frame()? {
                     self.on_agent_frame(f)?;
                 }
