@@ -28,9 +28,10 @@ pub struct Vm {
 /// How long a request to a live container's agent may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The annotation CRI runtimes put on a pod's containers (containerd's
-/// name), by which a container finds its pod's VM.
-const SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+/// The annotations naming a container's pod, by which it finds its pod's
+/// VM: berthd's, and containerd's (whose sandbox container comes first
+/// and boots the VM).
+const POD_ANNOTATIONS: &[&str] = &["io.github.berth.pod-id", "io.kubernetes.cri.sandbox-id"];
 
 fn secs_from_env(var: &str, default: u64) -> Duration {
     let s = std::env::var(var).ok().and_then(|v| v.parse().ok());
@@ -62,7 +63,10 @@ impl Vm {
         if tty && console_socket.is_none() {
             bail!("the process wants a terminal: --console-socket is required");
         }
-        let sandbox = spec["annotations"][SANDBOX_ID].as_str().map(String::from);
+        let sandbox = POD_ANNOTATIONS
+            .iter()
+            .find_map(|a| spec["annotations"][*a].as_str())
+            .map(String::from);
         std::fs::create_dir_all(&self.root)
             .with_context(|| format!("create {}", self.root.display()))?;
         match std::fs::DirBuilder::new().mode(0o700).create(&dirs.dir) {
