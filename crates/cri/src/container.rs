@@ -26,12 +26,6 @@ pub struct Request {
     pub warnings: Vec<String>,
 }
 
-/// The pod of a container, for runtimes that group a pod's containers
-/// (berth-vm runs them in one VM). Not containerd's sandbox-id: runsc
-/// reads that as an order to join a sandbox container, and berth's pods
-/// have none in the runtime.
-const POD_ID: &str = "io.github.berth.pod-id";
-
 /// The engine's config for a CreateContainer in `pod`, checked field by
 /// field before anything is made. `image_ref` is the image's id.
 pub fn request(
@@ -103,7 +97,6 @@ pub fn request(
     }
     cdi_devices(cfg, c, &mut out)?;
     out.extra.annotations = c.annotations.clone().into_iter().collect();
-    out.extra.annotations.insert(POD_ID.into(), pod.id.clone());
     out.log_path = log_path(sandbox, c)?;
     let linux = c.linux.clone().unwrap_or_default();
     if let Some(res) = &linux.resources {

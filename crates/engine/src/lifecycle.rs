@@ -252,6 +252,9 @@ impl Engine {
         }
         spec::set_security(s, &c.config)?;
         spec::set_annotations(s, &c.config.labels);
+        if let Some(pod) = &c.config.pod {
+            spec::set_annotations(s, &[(spec::POD_ID.to_string(), pod.clone())]);
+        }
         spec::set_extra(s, &c.config.extra, &self.bundle_dir(&c.id).join("rootfs"))?;
         if let Some(e) = &c.config.extra.cdi {
             crate::cdi::apply(s, e)?;

@@ -768,6 +768,12 @@ pub fn set_extra(spec: &mut Spec, x: &Extra, rootfs: &std::path::Path) -> Result
     Ok(())
 }
 
+/// The annotation naming a pod member's pod, for runtimes that group a
+/// pod's containers (berth-vm runs them in one VM). Not containerd's
+/// sandbox-id: runsc reads that as an order to join a sandbox container,
+/// and berth's pods have none in the runtime.
+pub const POD_ID: &str = "io.github.berth.pod-id";
+
 pub fn set_annotations(spec: &mut Spec, labels: &[(String, String)]) {
     let a = spec.annotations_mut().get_or_insert_with(Default::default);
     for (k, v) in labels {

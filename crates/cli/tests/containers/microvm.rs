@@ -413,3 +413,61 @@ fn a_container_out_of_disk_or_memory_ends_cleanly() {
     env.ok(&["rm", "greedy"]);
     assert_vm_gone(&env, &id);
 }
+
+/// `berth run --pod` with berth-vm: the pod's containers share one VM (one
+/// guest kernel, one QEMU) and the pod's network inside it.
+#[test]
+fn a_berth_pod_is_one_vm() {
+    let Some((vm, agent)) = crate::berth_vm::berth_vm() else {
+        return;
+    };
+    let env = Env::new();
+    env.ok(&["pod", "create", "--name", "vmpod", "--hostname", "inside"]);
+    let rt = [
+        "--pod",
+        "vmpod",
+        "--runtime",
+        vm.as_str(),
+        "--runtime-flag",
+        agent.as_str(),
+    ];
+    let mut web = vec!["--name", "web"];
+    web.extend(rt);
+    env.run_d(&web, &["httpd", "-f", "-p", "8080", "-h", "/www"]);
+    let mut other = vec!["--name", "other"];
+    other.extend(rt);
+    env.run_d(&other, &["sleep", "1000"]);
+    let ask = ["sh", "-c", "cat /proc/sys/kernel/random/boot_id; hostname"];
+    let mut a = vec!["exec", "web"];
+    a.extend(ask);
+    let mut b = vec!["exec", "other"];
+    b.extend(ask);
+    let (a, b) = (env.ok(&a), env.ok(&b));
+    assert_eq!(a, b, "one guest kernel for the pod");
+    assert!(a.ends_with("inside\n"), "the pod's hostname: {a}");
+    let page = env.ok(&[
+        "exec",
+        "other",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://127.0.0.1:8080/index.html",
+    ]);
+    assert_eq!(
+        page, "hello from berth\n",
+        "the pod's network, inside the guest"
+    );
+    let vms = std::fs::read_dir(env.runroot().join("runtime-berth-vm"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".vm-"))
+        .count();
+    assert_eq!(vms, 1, "one VM for the pod");
+    env.ok(&["pod", "rm", "-f", "vmpod"]);
+    wait_within(60, "the pod's VM to end", || {
+        processes_with(&env.runroot().join("runtime-berth-vm").to_string_lossy()).is_empty()
+    });
+    let m = mounts_under(&env.runroot().join("runtime-berth-vm"));
+    assert!(m.is_empty(), "shared mounts remain: {m:?}");
+}

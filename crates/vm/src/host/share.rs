@@ -46,8 +46,45 @@ pub fn prepare(id: &str, spec: &Value, bundle: &Path, share: &Path, guest: &str)
         release(share);
         return Err(e);
     }
+    keep_joined_hostname(&mut out);
     for_guest(&mut out, id);
     Ok(out)
+}
+
+/// A container joining a UTS namespace (a pod's) takes its hostname from
+/// it, not from the spec; the guest cannot join a host namespace, so the
+/// spec gets that hostname.
+fn keep_joined_hostname(spec: &mut Value) {
+    if spec["hostname"].as_str().is_some_and(|h| !h.is_empty()) {
+        return;
+    }
+    let joined = spec["linux"]["namespaces"]
+        .as_array()
+        .and_then(|ns| ns.iter().find(|n| n["type"] == "uts"))
+        .and_then(|n| n["path"].as_str())
+        .map(PathBuf::from);
+    if let Some(name) = joined.and_then(|p| hostname_in(&p)) {
+        spec["hostname"] = Value::from(name);
+    }
+}
+
+/// The hostname of the UTS namespace at `path`, asked from a thread that
+/// joins it (and ends).
+fn hostname_in(path: &Path) -> Option<String> {
+    let ns = std::fs::File::open(path).ok()?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&ns),
+                Some(rustix::thread::LinkNameSpaceType::HostNameAndNISDomainName),
+            )
+            .ok()?;
+            Some(rustix::system::uname().nodename().to_string_lossy().into_owned())
+        })
+        .join()
+        .ok()
+        .flatten()
+    })
 }
 
 fn is_mount_point(path: &Path) -> bool {
