@@ -133,6 +133,15 @@ fn initramfs(agent: &Path, modules: &Path, cache: &Path) -> Result<PathBuf> {
     cpio.file("init", 0o755, &std::fs::read(agent)?);
     berth_base::fs::atomic_write(&out, &cpio.finish(), 0o644)
         .with_context(|| format!("write {}", out.display()))?;
+    // Older agents' and kernels' initramfs go (QEMU reads the file whole
+    // when it starts a VM).
+    for e in std::fs::read_dir(cache).into_iter().flatten().flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("initramfs-") && e.path() != out {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
     Ok(out)
 }
 
