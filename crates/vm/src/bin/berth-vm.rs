@@ -192,18 +192,7 @@ fn run(cli: Cli) -> Result<()> {
             container_id,
             command,
         } => {
-            let process = match process {
-                Some(p) => {
-                    let raw = std::fs::read(&p).with_context(|| format!("read {}", p.display()))?;
-                    serde_json::from_slice(&raw).with_context(|| format!("{}", p.display()))?
-                }
-                None if !command.is_empty() => serde_json::json!({
-                    "args": command, "cwd": "/", "terminal": tty,
-                    "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                    "user": {"uid": 0, "gid": 0}
-                }),
-                None => anyhow::bail!("exec needs --process or a command"),
-            };
+            let process = process_of(process.as_deref(), command, tty)?;
             vm.exec(
                 &container_id,
                 process,
@@ -239,45 +228,9 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Update {
             resources,
             container_id,
-        } => {
-            let mut raw = Vec::new();
-            match resources.as_deref() {
-                None => anyhow::bail!("update needs --resources (a file, or - for stdin)"),
-                Some(p) if p.as_os_str() == "-" => {
-                    std::io::stdin().read_to_end(&mut raw)?;
-                }
-                Some(p) => {
-                    raw = std::fs::read(p).with_context(|| format!("read {}", p.display()))?
-                }
-            }
-            vm.update(
-                &container_id,
-                serde_json::from_slice(&raw).context("--resources")?,
-            )
-        }
+        } => vm.update(&container_id, resources_of(resources.as_deref())?),
         Cmd::List { format, quiet } => {
-            let all = vm.list()?;
-            if format == "json" {
-                print(&serde_json::to_string(&all)?);
-            } else if quiet {
-                print(
-                    &all.iter()
-                        .map(|s| format!("{}\n", s["id"].as_str().unwrap_or("")))
-                        .collect::<String>(),
-                );
-            } else {
-                let mut out = String::from("ID\tPID\tSTATUS\tBUNDLE\n");
-                for s in &all {
-                    out.push_str(&format!(
-                        "{}\t{}\t{}\t{}\n",
-                        s["id"].as_str().unwrap_or(""),
-                        s["pid"],
-                        s["status"].as_str().unwrap_or(""),
-                        s["bundle"].as_str().unwrap_or("")
-                    ));
-                }
-                print(&out);
-            }
+            print(&list_text(&vm.list()?, &format, quiet)?);
             Ok(())
         }
         Cmd::Features => {
@@ -285,4 +238,63 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The process `exec` runs: runc's --process file, or a command line.
+fn process_of(
+    file: Option<&std::path::Path>,
+    command: Vec<String>,
+    tty: bool,
+) -> Result<serde_json::Value> {
+    Ok(match file {
+        Some(p) => {
+            let raw = std::fs::read(&p).with_context(|| format!("read {}", p.display()))?;
+            serde_json::from_slice(&raw).with_context(|| format!("{}", p.display()))?
+        }
+        None if !command.is_empty() => serde_json::json!({
+            "args": command, "cwd": "/", "terminal": tty,
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "user": {"uid": 0, "gid": 0}
+        }),
+        None => anyhow::bail!("exec needs --process or a command"),
+    })
+}
+
+/// `update`'s resources: a file, or stdin for `-`.
+fn resources_of(path: Option<&std::path::Path>) -> Result<serde_json::Value> {
+    let raw = match path {
+        None => anyhow::bail!("update needs --resources (a file, or - for stdin)"),
+        Some(p) if p.as_os_str() == "-" => {
+            let mut raw = Vec::new();
+            std::io::stdin().read_to_end(&mut raw)?;
+            raw
+        }
+        Some(p) => std::fs::read(p).with_context(|| format!("read {}", p.display()))?,
+    };
+    serde_json::from_slice(&raw).context("--resources")
+}
+
+/// `list` as runc prints it: JSON, ids only, or a table.
+fn list_text(all: &[serde_json::Value], format: &str, quiet: bool) -> Result<String> {
+    if format == "json" {
+        return Ok(serde_json::to_string(all)?);
+    }
+    let field = |s: &serde_json::Value, k: &str| s[k].as_str().unwrap_or("").to_string();
+    if quiet {
+        return Ok(all
+            .iter()
+            .map(|s| format!("{}\n", field(s, "id")))
+            .collect());
+    }
+    let mut out = String::from("ID\tPID\tSTATUS\tBUNDLE\n");
+    for s in all {
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\n",
+            field(s, "id"),
+            s["pid"],
+            field(s, "status"),
+            field(s, "bundle")
+        ));
+    }
+    Ok(out)
 }

@@ -79,7 +79,12 @@ fn hostname_in(path: &Path) -> Option<String> {
                 Some(rustix::thread::LinkNameSpaceType::HostNameAndNISDomainName),
             )
             .ok()?;
-            Some(rustix::system::uname().nodename().to_string_lossy().into_owned())
+            Some(
+                rustix::system::uname()
+                    .nodename()
+                    .to_string_lossy()
+                    .into_owned(),
+            )
         })
         .join()
         .ok()
