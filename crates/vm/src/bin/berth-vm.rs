@@ -248,7 +248,7 @@ fn process_of(
 ) -> Result<serde_json::Value> {
     Ok(match file {
         Some(p) => {
-            let raw = std::fs::read(&p).with_context(|| format!("read {}", p.display()))?;
+            let raw = std::fs::read(p).with_context(|| format!("read {}", p.display()))?;
             serde_json::from_slice(&raw).with_context(|| format!("{}", p.display()))?
         }
         None if !command.is_empty() => serde_json::json!({
