@@ -201,11 +201,41 @@ async fn a_berth_vm_pod_runs_its_containers_in_one_vm() {
         })
         .count();
     assert_eq!(vms, 1, "one VM for the pod");
+    // Its containers stopped, the VM ends and gives the pod's namespace
+    // back as it was: no tap, no redirect on the pod's interface.
+    for c in [&web, &other] {
+        rt.stop_container(api::StopContainerRequest {
+            container_id: c.to_string(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+    }
+    let vm_root = d.run_root.join("runtime-berth-vm");
+    crate::env::wait_within(60, "the pod's VM to end", || {
+        crate::env::processes_with(&vm_root.to_string_lossy()).is_empty()
+    });
+    let pins: Vec<_> = std::fs::read_dir(d.run_root.join("netns"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(!pins.is_empty(), "the pod's namespace is pinned");
+    for ns in pins {
+        let inside = |cmd: &[&str]| {
+            let out = std::process::Command::new("nsenter")
+                .arg(format!("--net={}", ns.display()))
+                .args(cmd)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let links = inside(&["ip", "-o", "link"]);
+        assert!(!links.contains("vmtap"), "a tap is left: {links}");
+        let qdiscs = inside(&["tc", "qdisc", "show"]);
+        assert!(!qdiscs.contains("ingress"), "a redirect is left: {qdiscs}");
+    }
     stop_pod(&mut rt, &pod).await;
     remove_pod(&mut rt, &pod).await;
     assert_eq!(d.leftovers(), Vec::<String>::new());
-    crate::env::wait_within(60, "the pod's VM to end", || {
-        crate::env::processes_with(&d.run_root.join("runtime-berth-vm").to_string_lossy())
-            .is_empty()
-    });
 }
