@@ -10,3 +10,4 @@
 pub mod guest;
 pub mod host;
 pub mod proto;
+pub mod sys;

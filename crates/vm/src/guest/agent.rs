@@ -15,6 +15,7 @@ use rustix::pipe::{PipeFlags, pipe_with};
 
 use crate::guest::boot;
 use crate::proto::{CHUNK, CreateRequest, Decoder, Frame, Kind, Msg};
+use crate::sys::pollfd;
 
 const RUNTIME_ROOT: &str = "/run/berth-runtime";
 /// Where each container's spec is written, in a directory of its own.
@@ -427,14 +428,6 @@ enum Stream {
     In,
     Out,
     Err,
-}
-
-fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    }
 }
 
 /// Pipes for a process without a terminal: the agent's ends in a Proc

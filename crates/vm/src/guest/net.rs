@@ -24,7 +24,7 @@ pub fn take_over(links: &[LinkConfig]) -> Result<()> {
 /// The guest's interface with this MAC (QEMU gave each NIC its host
 /// interface's).
 fn nic_with_mac(mac: &[u8; 6]) -> Result<String> {
-    let want = crate::host::qemu::mac_text(mac);
+    let want = crate::sys::mac_text(mac);
     for e in std::fs::read_dir("/sys/class/net")
         .context("list the guest's interfaces")?
         .flatten()

@@ -64,7 +64,6 @@ pub fn find(kernel_dir: Option<&Path>, agent: Option<&Path>, cache: &Path) -> Re
     .into_iter()
     .find(|p| p.is_file())
     .with_context(|| format!("no kernel image in {}", dir.display()))?;
-    check_static(&agent)?;
     let initramfs = initramfs(&agent, &modules_root.join(&release), cache)?;
     Ok(Assets {
         kernel,
@@ -74,22 +73,44 @@ pub fn find(kernel_dir: Option<&Path>, agent: Option<&Path>, cache: &Path) -> Re
 }
 
 /// The agent runs before anything else in the guest: no loader, no
-/// libraries. An ELF with an interpreter would die there silently.
-fn check_static(agent: &Path) -> Result<()> {
-    let raw = std::fs::read(agent).with_context(|| {
-        format!(
-            "the guest agent {} (scripts/setup.sh installs it, scripts/build-vm-agent.sh builds it; or set BERTH_VM_AGENT)",
-            agent.display()
-        )
-    })?;
-    if raw.get(..4) != Some(b"\x7fELF") {
-        bail!("the guest agent {} is not an ELF binary", agent.display());
-    }
-    if raw.windows(b"/ld-linux".len()).any(|w| w == b"/ld-linux") {
+/// libraries. An ELF that names an interpreter (PT_INTERP) would die there
+/// silently.
+fn check_static(agent: &Path, raw: &[u8]) -> Result<()> {
+    let u16_at = |o: usize| {
+        raw.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u64_at = |o: usize| {
+        raw.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+    };
+    // A 64-bit little-endian ELF: e_phoff, e_phentsize, e_phnum.
+    let headers = (raw.get(..6) == Some(b"\x7fELF\x02\x01"))
+        .then(|| Some((u64_at(0x20)?, u16_at(0x36)?, u16_at(0x38)?)))
+        .flatten();
+    let Some((phoff, size, count)) = headers else {
         bail!(
-            "the guest agent {} is dynamically linked; it must be static",
+            "the guest agent {} is not a 64-bit ELF binary",
             agent.display()
         );
+    };
+    const PT_INTERP: u32 = 3;
+    for n in 0..count {
+        let at = phoff + n * size;
+        let kind = raw
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
+        match kind {
+            None => bail!(
+                "the guest agent {} is a truncated ELF binary",
+                agent.display()
+            ),
+            Some(PT_INTERP) => bail!(
+                "the guest agent {} is dynamically linked; it must be static",
+                agent.display()
+            ),
+            Some(_) => {}
+        }
     }
     Ok(())
 }
@@ -97,7 +118,12 @@ fn check_static(agent: &Path) -> Result<()> {
 /// The initramfs for this agent and kernel, made if the cache lacks it.
 fn initramfs(agent: &Path, modules: &Path, cache: &Path) -> Result<PathBuf> {
     let files = module_files(modules)?;
-    let meta = std::fs::metadata(agent)?;
+    let meta = std::fs::metadata(agent).with_context(|| {
+        format!(
+            "the guest agent {} (scripts/setup.sh installs it, scripts/build-vm-agent.sh builds it; or set BERTH_VM_AGENT)",
+            agent.display()
+        )
+    })?;
     let mut key = Sha256::new();
     key.update(format!(
         "{}\n{}\n{}\n{}\n{}\n",
@@ -118,6 +144,9 @@ fn initramfs(agent: &Path, modules: &Path, cache: &Path) -> Result<PathBuf> {
     if out.is_file() {
         return Ok(out);
     }
+    // Checked once, when its initramfs is made, not at every boot.
+    let raw = std::fs::read(agent).with_context(|| format!("read {}", agent.display()))?;
+    check_static(agent, &raw)?;
     std::fs::create_dir_all(cache).with_context(|| format!("create {}", cache.display()))?;
     let mut cpio = Cpio::default();
     cpio.dir("dev");
@@ -130,7 +159,7 @@ fn initramfs(agent: &Path, modules: &Path, cache: &Path) -> Result<PathBuf> {
         list.push_str(&format!("/{name}\n"));
     }
     cpio.file("modules", 0o644, list.as_bytes());
-    cpio.file("init", 0o755, &std::fs::read(agent)?);
+    cpio.file("init", 0o755, &raw);
     berth_base::fs::atomic_write(&out, &cpio.finish(), 0o644)
         .with_context(|| format!("write {}", out.display()))?;
     // Older agents' and kernels' initramfs go (QEMU reads the file whole
@@ -296,6 +325,29 @@ mod tests {
         // header + "init\0" padded to 116, then "abc" padded to 120
         assert_eq!(&out[116..119], b"abc");
         assert!(out.windows(10).any(|w| w == b"TRAILER!!!"));
+    }
+
+    #[test]
+    fn only_a_static_agent_is_taken() {
+        let p = Path::new("agent");
+        let own = std::fs::read("/proc/self/exe").unwrap();
+        // This test binary is dynamically linked: it names ld-linux.
+        let e = check_static(p, &own).unwrap_err().to_string();
+        assert!(e.contains("dynamically linked"), "{e}");
+        let busybox = std::fs::read("/bin/busybox").unwrap();
+        check_static(p, &busybox).unwrap();
+        assert!(
+            check_static(p, b"#!/bin/sh\n")
+                .unwrap_err()
+                .to_string()
+                .contains("not a 64-bit ELF")
+        );
+        assert!(
+            check_static(p, &own[..0x40])
+                .unwrap_err()
+                .to_string()
+                .contains("truncated")
+        );
     }
 
     #[test]

@@ -115,7 +115,7 @@ impl Machine<'_> {
             c.arg("-netdev").arg(format!("tap,id=net{i},fd={fd}"));
             c.arg("-device").arg(format!(
                 "virtio-net-pci,netdev=net{i},mac={}",
-                mac_text(mac)
+                crate::sys::mac_text(mac)
             ));
         }
         c
@@ -125,13 +125,6 @@ impl Machine<'_> {
 /// A path inside a QEMU option, where a comma must be doubled.
 fn qemu_path(p: &Path) -> String {
     p.display().to_string().replace(',', ",,")
-}
-
-pub fn mac_text(mac: &[u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 #[cfg(test)]
@@ -155,6 +148,5 @@ mod tests {
     #[test]
     fn commas_in_paths_are_escaped_for_qemu() {
         assert_eq!(qemu_path(Path::new("/a,b/c")), "/a,,b/c");
-        assert_eq!(mac_text(&[2, 0x42, 0xac, 0x11, 0, 2]), "02:42:ac:11:00:02");
     }
 }

@@ -168,10 +168,7 @@ pub const FORWARDED: &[i32] = &[
     libc::SIGWINCH,
 ];
 
+/// A pollfd waiting for input on `fd`.
 pub fn pollfd(fd: RawFd) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    }
+    crate::sys::pollfd(fd, libc::POLLIN)
 }
