@@ -86,17 +86,16 @@ fn kill_takes_names_and_numbers() {
     let b = sb.bundle(&[
         "sh",
         "-c",
-        "trap 'echo got USR1 > /tmp/sig' USR1; while :; do sleep 0.05; done",
+        "trap 'echo got USR1 > /tmp/sig' USR1; touch /tmp/ready; while :; do sleep 0.05; done",
     ]);
     let id = sb.id("sig");
     sb.start(&b, &id);
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The trap is set once the shell has written its marker.
+    wait_for(|| b.rootfs().join("tmp/ready").exists());
     sb.ok(&["kill", &id, "usr1"]);
-    wait_for(|| b.rootfs().join("tmp/sig").exists());
-    assert_eq!(
-        std::fs::read_to_string(b.rootfs().join("tmp/sig")).unwrap(),
-        "got USR1\n"
-    );
+    // The redirect creates the file before echo writes it: wait for the words.
+    let sig = b.rootfs().join("tmp/sig");
+    wait_for(|| std::fs::read_to_string(&sig).is_ok_and(|s| s == "got USR1\n"));
     let out = sb.rt(&["kill", &id, "NOSUCHSIG"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown signal"));
     sb.ok(&["kill", &id, "9"]);
