@@ -231,13 +231,29 @@ fn pids_that_name_other_processes_after_a_reboot_are_never_joined_or_signalled()
 #[test]
 fn events_are_logged_by_every_process_and_followed() {
     let env = Env::new();
+    // From the moment before it starts, so a follower slow to start (a
+    // loaded machine) reads what it missed from the log before it follows.
+    let since = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();
     let mut follower = env
         .cmd()
         .args(["events", "--format", "json", "--filter", "container=ev"])
+        .args(["--since", &since])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // The follower subscribes as it starts: give it that moment.
+    let lines = {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = follower.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    };
     std::thread::sleep(Duration::from_millis(300));
     let id = env.run_d(&["--name", "ev", "--network", "none"], &["sleep", "1000"]);
     env.ok(&["exec", "ev", "true"]);
@@ -269,13 +285,19 @@ fn events_are_logged_by_every_process_and_followed() {
         "{past}"
     );
 
-    std::thread::sleep(Duration::from_millis(300));
+    // The follower prints each event as it comes: read until the last one
+    // (or a deadline), then stop it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    while events.last().is_none_or(|e| e["Action"] != "destroy") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = lines.recv_timeout(left) else {
+            break;
+        };
+        events.push(serde_json::from_str(&line).unwrap());
+    }
     let _ = follower.kill();
-    let out = follower.wait_with_output().unwrap();
-    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let _ = follower.wait();
     let actions: Vec<&str> = events
         .iter()
         .map(|e| e["Action"].as_str().unwrap())
