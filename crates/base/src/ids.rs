@@ -22,7 +22,8 @@ pub fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
-fn fill_random(buf: &mut [u8]) {
+/// Fills `buf` from the kernel's pool.
+pub fn fill_random(buf: &mut [u8]) {
     let mut filled = 0;
     while filled < buf.len() {
         let rest = &mut buf[filled..];

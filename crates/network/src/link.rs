@@ -11,7 +11,7 @@ use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,7 @@ const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MTU: u16 = 4;
 const IFLA_LINKINFO: u16 = 18;
+const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_INFO_KIND: u16 = 1;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
@@ -345,6 +346,16 @@ pub fn set_mtu(name: &str, mtu: u32) -> io::Result<()> {
     let mut m = Msg::new(RTM_NEWLINK, 0);
     m.ifinfo(must_index(name)? as i32, 0, 0);
     m.attr_u32(IFLA_MTU, mtu);
+    m.send()
+}
+
+/// Moves interface `name` into the network namespace open at `ns`, under
+/// the same name. A tap keeps its open fds, so a running VM's NIC follows
+/// it.
+pub fn move_to_netns(name: &str, ns: BorrowedFd) -> io::Result<()> {
+    let mut m = Msg::new(RTM_NEWLINK, 0);
+    m.ifinfo(must_index(name)? as i32, 0, 0);
+    m.attr_u32(IFLA_NET_NS_FD, ns.as_raw_fd() as u32);
     m.send()
 }
 

@@ -8,7 +8,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::IpAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -193,6 +193,35 @@ fn a_tap_lives_as_long_as_its_fd() {
     let deadline = Instant::now() + Duration::from_secs(5);
     while in_ns(&ns, || link::index("tap0")).unwrap().is_some() {
         assert!(Instant::now() < deadline, "tap0 outlived its fd");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A spare VM's tap waits in one namespace and moves to the container's:
+/// gone from the first, in the second under its name, its fd (QEMU's
+/// NIC) still attached, and it dies with the fd there.
+#[test]
+fn a_tap_moves_to_another_namespace_with_its_fd() {
+    let nss = Namespaces::new();
+    let (from, to) = (nss.create("spare"), nss.create("container"));
+    let fd: OwnedFd = in_ns(&from, || link::create_tap("vmtap0")).unwrap();
+    let target = std::fs::File::open(&to).unwrap();
+    in_ns(&from, || link::move_to_netns("vmtap0", target.as_fd())).unwrap();
+    assert_eq!(in_ns(&from, || link::index("vmtap0")).unwrap(), None);
+    in_ns(&to, || link::set_up("vmtap0")).unwrap();
+    let shown = &json(&to, &["ip", "-j", "link", "show", "vmtap0"])[0];
+    let flags = shown["flags"].to_string();
+    // LOWER_UP: the carrier of a tap whose fd is open.
+    assert!(
+        flags.contains("\"UP\"") && flags.contains("LOWER_UP"),
+        "{shown}"
+    );
+    let e = in_ns(&from, || link::move_to_netns("vmtap0", target.as_fd())).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+    drop(fd);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while in_ns(&to, || link::index("vmtap0")).unwrap().is_some() {
+        assert!(Instant::now() < deadline, "the moved tap outlived its fd");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
