@@ -159,6 +159,16 @@ pub enum Msg {
     Network {
         links: Vec<berth_network::link::LinkConfig>,
     },
+    /// A pre-booted VM is wanted for a container (a command to the holder,
+    /// which answers itself): its NIC joins `netns`'s interface, and the
+    /// VM belongs to pod `sandbox` from now on. Fails when another claim
+    /// came first.
+    Claim {
+        netns: Option<std::path::PathBuf>,
+        sandbox: Option<String>,
+    },
+    /// A pre-booted VM nobody claimed ends (a command to the holder).
+    Retire,
     /// The VM is ending, and why (holder to its clients, last).
     Gone {
         reason: String,

@@ -25,6 +25,11 @@ struct Cli {
     /// /usr/local/lib/berth-vm/berth-vm-agent.
     #[arg(long, global = true)]
     agent: Option<PathBuf>,
+    /// Keep this many VMs booted ahead of their containers: `create`
+    /// takes one that fits and boots a replacement in the background
+    /// (default $BERTH_VM_WARM or 0).
+    #[arg(long, global = true)]
+    warm: Option<usize>,
     /// Log file (runc's flag; messages go to stderr as well).
     #[arg(long, global = true)]
     log: Option<PathBuf>,
@@ -126,6 +131,9 @@ enum Cmd {
     },
     /// What this runtime supports, as runc's `features` says it.
     Features,
+    /// Boot spare VMs until --warm of them are ready; with --warm 0, end
+    /// every spare nobody has claimed.
+    Warm,
 }
 
 fn main() {
@@ -150,6 +158,13 @@ fn run(cli: Cli) -> Result<()> {
             .unwrap_or_else(|| PathBuf::from("/run/berth-vm")),
         kernel: cli.kernel.clone(),
         agent: cli.agent.clone(),
+        warm: match cli.warm {
+            Some(n) => n,
+            None => match std::env::var("BERTH_VM_WARM") {
+                Ok(v) => v.parse().context("BERTH_VM_WARM: a number of VMs")?,
+                Err(_) => 0,
+            },
+        },
     };
     match cli.cmd {
         Cmd::Create {
@@ -165,6 +180,11 @@ fn run(cli: Cli) -> Result<()> {
             console_socket.as_deref(),
         ),
         Cmd::Start { container_id } => vm.start(&container_id),
+        Cmd::Warm if vm.warm == 0 => {
+            vm.drain_pool();
+            Ok(())
+        }
+        Cmd::Warm => vm.fill_pool(true),
         Cmd::State { container_id } => {
             print(&serde_json::to_string_pretty(&vm.state(&container_id)?)?);
             Ok(())

@@ -68,3 +68,20 @@ pub fn verdict(fd: OwnedFd) -> Result<()> {
         e => Err(anyhow!("{e}")),
     }
 }
+
+/// Points stdin, stdout and stderr at /dev/null: for a process that
+/// outlives the command whose caller reads those to their end.
+pub fn detach_stdio() {
+    let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    else {
+        return;
+    };
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard fds of this process; `null` is
+        // open until the loop ends.
+        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) };
+    }
+}

@@ -18,6 +18,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use berth_base::lock::Flock;
 use berth_base::process::ProcessId;
 use serde_json::Value;
 
@@ -47,6 +48,9 @@ pub struct VmLaunch {
     pub boot_timeout: Duration,
     /// How long the agent may leave a ping unanswered.
     pub agent_timeout: Duration,
+    /// Boot ahead of any container, as a pool's spare: the pool slot's
+    /// lock, held until a container claims the VM.
+    pub spare: Option<Flock>,
 }
 
 /// What the holder made, undone when it ends (or fails to start).
@@ -96,11 +100,25 @@ fn boot_in(l: VmLaunch, made: &mut Option<Made>) -> Result<Holder> {
     let undo = made.as_mut().expect("not taken yet");
     std::fs::create_dir_all(l.dirs.share())
         .with_context(|| format!("create {}", l.dirs.share().display()))?;
-    let plugged = match &l.netns {
+    let mut plugged = match &l.netns {
         Some(ns) => net::plug(ns)?,
         None => net::Plugged::default(),
     };
     undo.interfaces = plugged.links.iter().map(|c| c.name.clone()).collect();
+    let mut nics: Vec<[u8; 6]> = plugged.links.iter().map(|c| c.mac).collect();
+    if l.spare.is_some() {
+        // The spare NIC's tap waits in a namespace of the holder's own,
+        // out of the host's sight, and goes with it.
+        // SAFETY: unshare(2) takes flags only; the holder is a forked
+        // process of one thread, which alone moves to the new namespace.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            return Err(io::Error::last_os_error())
+                .context("a network namespace for the spare tap");
+        }
+        let (tap, mac) = net::spare()?;
+        plugged.taps.push(tap);
+        nics.push(mac);
+    }
     let (link, qemu_end) = UnixStream::pair().context("make the agent's socket pair")?;
     let (cpus, memory_mib) = qemu::size(&l.spec);
     let machine = qemu::Machine {
@@ -108,7 +126,7 @@ fn boot_in(l: VmLaunch, made: &mut Option<Made>) -> Result<Holder> {
         accel: l.accel,
         share: &l.dirs.share(),
         console_log: &l.dirs.console(),
-        nics: plugged.links.iter().map(|c| c.mac).collect(),
+        nics,
         cpus,
         memory_mib,
     };
@@ -172,6 +190,9 @@ fn boot_in(l: VmLaunch, made: &mut Option<Made>) -> Result<Holder> {
         last_ping: Instant::now(),
         served_since: Instant::now(),
         made: made.take().expect("not taken yet"),
+        record: None,
+        spare: None,
+        retired: false,
     };
     let r = h.finish_boot(l, spawned, qemu_id, plugged.links);
     match r {
@@ -204,6 +225,12 @@ pub struct Holder {
     last_ping: Instant,
     served_since: Instant,
     made: Made,
+    /// What vm.json says, once booted.
+    record: Option<VmRecord>,
+    /// A pool's spare VM holds its slot's lock until claimed.
+    spare: Option<Flock>,
+    /// A spare told to end.
+    retired: bool,
 }
 
 impl Holder {
@@ -245,6 +272,7 @@ impl Holder {
         let listener =
             UnixListener::bind(&short.path).with_context(|| format!("bind {}", ctl.display()))?;
         self.listener = Some(listener);
+        let (cpus, memory_mib) = qemu::size(&l.spec);
         let record = VmRecord {
             name: l.name,
             holder: ProcessId::of(std::process::id() as i32).context("the holder's identity")?,
@@ -255,10 +283,58 @@ impl Holder {
             netns: self.made.netns.clone(),
             interfaces: self.made.interfaces.clone(),
             boot,
+            warm: l.spare.is_some(),
+            initramfs: l.assets.initramfs.clone(),
+            cpus,
+            memory_mib,
         };
         l.dirs.save(&record)?;
+        self.record = Some(record);
+        self.spare = l.spare;
         self.served_since = Instant::now();
         Ok(())
+    }
+
+    /// A container takes this spare VM: the spare NIC joins its
+    /// namespace's interface, the guest takes that interface over, and
+    /// the VM is the pod's. Err is the VM's end (it is half-joined); the
+    /// inner Err only refuses the claim.
+    fn claim(&mut self, netns: Option<PathBuf>, sandbox: Option<String>) -> Result<Result<()>> {
+        if self.spare.is_none() {
+            return Ok(Err(anyhow!("the VM was claimed already")));
+        }
+        if let Some(ns) = &netns
+            && net::wanted_nics(ns).is_ok_and(|n| n > 1)
+        {
+            return Ok(Err(anyhow!(
+                "the VM has one NIC, {} wants more",
+                ns.display()
+            )));
+        }
+        let t = Instant::now();
+        let links = match &netns {
+            Some(ns) => net::adopt(ns)?,
+            None => Vec::new(),
+        };
+        self.made.netns = netns.clone();
+        self.made.interfaces = links.iter().map(|c| c.name.clone()).collect();
+        self.send(&Frame::msg(OWN, &Msg::Network { links }))?;
+        match self.await_msg(OWN, self.agent_timeout)? {
+            Msg::Done { .. } => {}
+            Msg::Failed { error } => bail!("the guest's network: {error}"),
+            other => bail!("the agent answered {other:?} to the network"),
+        }
+        let record = self.record.as_mut().expect("booted");
+        record.warm = false;
+        record.sandbox = sandbox;
+        record.netns = netns;
+        record.interfaces = self.made.interfaces.clone();
+        record.boot.network_ms = t.elapsed().as_millis() as u64;
+        self.made.dirs.save(record)?;
+        // The slot is free for the next spare.
+        self.spare = None;
+        self.served_since = Instant::now();
+        Ok(Ok(()))
     }
 
     fn send(&mut self, f: &Frame) -> Result<()> {
@@ -277,6 +353,9 @@ impl Holder {
             while let Some(f) = self.decoder.next_frame()? {
                 if f.chan == chan && f.kind == Kind::Msg {
                     return Ok(f.message()?);
+                }
+                if f.chan == PING {
+                    self.pong();
                 }
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -371,9 +450,12 @@ impl Holder {
     fn run(&mut self) -> Result<()> {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            if self.containers.is_empty() {
+            if self.retired {
+                return Ok(());
+            }
+            if self.containers.is_empty() && self.spare.is_none() {
                 // The last container has gone; or none came, though
-                // `create` booted this VM for one.
+                // `create` booted (or claimed) this VM for one.
                 let waited = self.served_since.elapsed();
                 if self.had_container
                     || (self.clients.is_empty() && waited > Duration::from_secs(30))
@@ -439,10 +521,14 @@ impl Holder {
         Ok((PING_EVERY - now.duration_since(self.last_ping)).as_millis() as i32 + 1)
     }
 
+    fn pong(&mut self) {
+        self.ping_sent = None;
+        self.last_ping = Instant::now();
+    }
+
     fn on_agent_frame(&mut self, f: Frame) -> Result<()> {
         if f.chan == PING {
-            self.ping_sent = None;
-            self.last_ping = Instant::now();
+            self.pong();
             return Ok(());
         }
         let gone = match self.clients.get_mut(&f.chan) {
@@ -490,13 +576,44 @@ impl Holder {
         }
         for mut f in frames {
             f.chan = chan;
-            if f.kind == Kind::Msg && matches!(f.message(), Ok(Msg::Create(_))) {
-                self.containers.insert(chan);
-                self.had_container = true;
+            let msg = (f.kind == Kind::Msg).then(|| f.message().ok()).flatten();
+            match msg {
+                Some(Msg::Claim { netns, sandbox }) => {
+                    let r = self.claim(netns, sandbox)?;
+                    self.answer(chan, r);
+                    continue;
+                }
+                Some(Msg::Retire) => {
+                    let r = match self.spare {
+                        Some(_) => Ok(()),
+                        None => Err(anyhow!("the VM serves a container")),
+                    };
+                    self.retired = r.is_ok();
+                    self.answer(chan, r);
+                    continue;
+                }
+                Some(Msg::Create(_)) => {
+                    self.containers.insert(chan);
+                    self.had_container = true;
+                }
+                _ => {}
             }
             self.send(&f)?;
         }
         Ok(())
+    }
+
+    /// The holder's own answer to a client's command.
+    fn answer(&mut self, chan: u32, r: Result<()>) {
+        let m = match r {
+            Ok(()) => Msg::Done { value: None },
+            Err(e) => Msg::Failed {
+                error: format!("{e:#}"),
+            },
+        };
+        if let Some(c) = self.clients.get_mut(&chan) {
+            let _ = c.stream.write_all(&Frame::msg(chan, &m).encode());
+        }
     }
 
     fn drop_client(&mut self, chan: u32) -> Result<()> {

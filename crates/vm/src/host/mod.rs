@@ -8,6 +8,7 @@ pub mod holder;
 pub mod keeper;
 pub mod net;
 pub mod ops;
+pub mod pool;
 pub mod qemu;
 pub mod relay;
 pub mod share;

@@ -6,10 +6,10 @@
 //! bridges and published ports see the same interface they made.
 
 use std::ffi::CStr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use berth_network::link::{self, LinkConfig};
 
 #[derive(Default)]
@@ -27,20 +27,74 @@ pub fn plug(ns: &Path) -> Result<Plugged> {
     berth_network::netns::run_in(ns, || -> Result<Plugged> {
         let mut p = Plugged::default();
         for (i, name) in interfaces()?.into_iter().enumerate() {
-            let cfg = link::config(&name).with_context(|| format!("read interface {name}"))?;
             let tap = tap_name(i);
             let fd = link::create_tap(&tap).with_context(|| format!("create tap {tap}"))?;
-            berth_network::tc::redirect(&name, &tap)
-                .with_context(|| format!("redirect {name} to {tap}"))?;
-            berth_network::tc::redirect(&tap, &name)
-                .with_context(|| format!("redirect {tap} to {name}"))?;
-            p.links.push(cfg);
+            p.links.push(join(&name, &tap)?);
             p.taps.push(fd);
         }
         Ok(p)
     })
     .map_err(|e| anyhow!("{e}"))?
     .with_context(|| format!("plug the VM into {}", ns.display()))
+}
+
+/// Interface `name`'s configuration, after a redirect each way between it
+/// and `tap` (both in the calling thread's namespace).
+fn join(name: &str, tap: &str) -> Result<LinkConfig> {
+    let cfg = link::config(name).with_context(|| format!("read interface {name}"))?;
+    berth_network::tc::redirect(name, tap).with_context(|| format!("redirect {name} to {tap}"))?;
+    berth_network::tc::redirect(tap, name).with_context(|| format!("redirect {tap} to {name}"))?;
+    Ok(cfg)
+}
+
+/// The tap a pre-booted VM's NIC is born on, in its holder's own network
+/// namespace until a container claims the VM.
+pub const SPARE_TAP: &str = "vmtap0";
+
+/// Makes the spare tap in the calling thread's namespace (the holder's
+/// own) and a MAC of its own for the guest's NIC (locally administered,
+/// unicast; the guest takes the container interface's when claimed).
+pub fn spare() -> Result<(OwnedFd, [u8; 6])> {
+    let fd = link::create_tap(SPARE_TAP).context("create the spare tap")?;
+    let mut mac = [0u8; 6];
+    berth_base::ids::fill_random(&mut mac[1..]);
+    mac[0] = 0x02;
+    Ok((fd, mac))
+}
+
+/// How many interfaces a claimed VM's one spare NIC would have to take
+/// over in `ns`.
+pub fn wanted_nics(ns: &Path) -> Result<usize> {
+    Ok(interfaces_of(ns)?.len())
+}
+
+fn interfaces_of(ns: &Path) -> Result<Vec<String>> {
+    berth_network::netns::run_in(ns, interfaces)
+        .map_err(|e| anyhow!("{e}"))?
+        .with_context(|| format!("list the interfaces of {}", ns.display()))
+}
+
+/// Moves the spare tap from the holder's namespace into `ns` and joins it
+/// to the namespace's one interface (none: the tap stays where it is and
+/// the guest keeps only loopback). Returns what the guest takes over.
+pub fn adopt(ns: &Path) -> Result<Vec<LinkConfig>> {
+    let names = interfaces_of(ns)?;
+    let [name] = names.as_slice() else {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        bail!("{} interfaces for one spare NIC", names.len());
+    };
+    let file = std::fs::File::open(ns).with_context(|| format!("open {}", ns.display()))?;
+    link::move_to_netns(SPARE_TAP, file.as_fd())
+        .with_context(|| format!("move the spare tap into {}", ns.display()))?;
+    berth_network::netns::run_in(ns, || -> Result<LinkConfig> {
+        link::set_up(SPARE_TAP).context("bring the tap up")?;
+        join(name, SPARE_TAP)
+    })
+    .map_err(|e| anyhow!("{e}"))?
+    .with_context(|| format!("plug the VM into {}", ns.display()))
+    .map(|cfg| vec![cfg])
 }
 
 /// Undoes [`plug`] as far as the namespace still exists: the taps went

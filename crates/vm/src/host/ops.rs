@@ -23,17 +23,19 @@ pub struct Vm {
     pub root: PathBuf,
     pub kernel: Option<PathBuf>,
     pub agent: Option<PathBuf>,
+    /// How many spare VMs to keep booted ahead of their containers.
+    pub warm: usize,
 }
 
 /// How long a request to a live container's agent may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The annotations naming a container's pod, by which it finds its pod's
 /// VM: berthd's, and containerd's (whose sandbox container comes first
 /// and boots the VM).
 const POD_ANNOTATIONS: &[&str] = &["io.github.berth.pod-id", "io.kubernetes.cri.sandbox-id"];
 
-fn secs_from_env(var: &str, default: u64) -> Duration {
+pub(crate) fn secs_from_env(var: &str, default: u64) -> Duration {
     let s = std::env::var(var).ok().and_then(|v| v.parse().ok());
     Duration::from_secs(s.unwrap_or(default))
 }
@@ -82,6 +84,12 @@ impl Vm {
                 if let Some(p) = pid_file {
                     berth_runtime::write_pid_file(p, pid)?;
                 }
+                // The pool, a spare short after a claim (or empty still),
+                // fills in the background; when it cannot, the next
+                // create boots as if it had no pool.
+                if self.warm > 0 {
+                    let _ = self.fill_pool(false);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -103,14 +111,22 @@ impl Vm {
         // One VM per pod: its containers are created one at a time, and
         // the first boots it.
         let _pod = match &sandbox {
-            Some(s) => Some(self.lock(&format!("pod-{s}"))?),
+            Some(s) => {
+                let wait = Wait::For(Duration::from_secs(300));
+                let lock = self.lock(&format!("pod-{s}"), wait)?;
+                Some(lock.ok_or_else(|| anyhow!("pod {s} stayed locked"))?)
+            }
             None => None,
         };
         // The lock's fd must not live on in the forked holder and keeper.
         let inherited: Vec<RawFd> = _pod.iter().map(Flock::raw_fd).collect();
-        let (vm_dirs, vm) = match self.pod_vm(sandbox.as_deref(), netns.as_deref()) {
+        let found = match self.pod_vm(sandbox.as_deref(), netns.as_deref()) {
+            Some(found) => Some(found),
+            None => self.claim_spare(spec, netns.as_deref(), sandbox.as_deref())?,
+        };
+        let (vm_dirs, vm) = match found {
             Some(found) => found,
-            None => self.boot(id, spec, netns, sandbox, &inherited)?,
+            None => self.boot(id, spec, netns, sandbox, &inherited, None)?,
         };
         let share_dir = vm_dirs.share().join(id);
         let guest_spec =
@@ -155,22 +171,29 @@ impl Vm {
             .find(|(_, r)| r.sandbox.as_deref() == Some(sandbox) && r.netns.as_deref() == netns)
     }
 
-    /// Forks a holder that boots a VM, and waits until it serves.
-    fn boot(
+    /// The guest's kernel and initramfs.
+    pub(crate) fn assets(&self) -> Result<assets::Assets> {
+        assets::find(
+            self.kernel.as_deref(),
+            self.agent.as_deref(),
+            &self.root.join(".cache"),
+        )
+    }
+
+    /// Forks a holder that boots a VM, and waits until it serves; a spare
+    /// VM (see [`crate::host::pool`]) when given its pool slot.
+    pub(crate) fn boot(
         &self,
         id: &str,
         spec: &Value,
         netns: Option<PathBuf>,
         sandbox: Option<String>,
         inherited: &[RawFd],
+        spare: Option<Flock>,
     ) -> Result<(VmDirs, VmRecord)> {
-        let assets = assets::find(
-            self.kernel.as_deref(),
-            self.agent.as_deref(),
-            &self.root.join(".cache"),
-        )?;
+        let assets = self.assets()?;
         // A VM is named after the container that booted it (unique among
-        // live containers, hence among live VMs).
+        // live containers, hence among live VMs), a spare at random.
         let dirs = VmDirs::new(&self.root, id);
         let _ = std::fs::remove_dir_all(&dirs.dir);
         std::fs::DirBuilder::new()
@@ -189,15 +212,21 @@ impl Vm {
             accel: assets::accelerator(),
             boot_timeout: secs_from_env("BERTH_VM_BOOT_TIMEOUT", 120),
             agent_timeout: secs_from_env("BERTH_VM_AGENT_TIMEOUT", 30),
+            spare,
         };
-        let booted = fork::fork_and_wait(inherited, move |report| match holder::boot(launch) {
-            Ok(h) => {
-                fork::report(report, &Ok(()));
-                h.serve()
-            }
-            Err(e) => {
-                fork::report(report, &Err(e));
-                std::process::exit(1)
+        let booted = fork::fork_and_wait(inherited, move |report| {
+            // The holder outlives this command: it must not hold the
+            // caller's pipes open (its errors go through `report`).
+            fork::detach_stdio();
+            match holder::boot(launch) {
+                Ok(h) => {
+                    fork::report(report, &Ok(()));
+                    h.serve()
+                }
+                Err(e) => {
+                    fork::report(report, &Err(e));
+                    std::process::exit(1)
+                }
             }
         });
         if let Err(e) = booted {
@@ -208,18 +237,14 @@ impl Vm {
         Ok((dirs, r))
     }
 
-    /// An exclusive lock of berth-vm's root, named.
-    fn lock(&self, name: &str) -> Result<Flock> {
+    /// An exclusive lock of berth-vm's root, named; None when `wait` is
+    /// No and another process holds it.
+    pub(crate) fn lock(&self, name: &str, wait: Wait) -> Result<Option<Flock>> {
         let dir = self.root.join(".locks");
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{name}.lock"));
-        Flock::acquire(
-            &path,
-            LockKind::Exclusive,
-            Wait::For(Duration::from_secs(300)),
-        )
-        .with_context(|| format!("lock {}", path.display()))?
-        .ok_or_else(|| anyhow!("{} stayed locked", path.display()))
+        Flock::acquire(&path, LockKind::Exclusive, wait)
+            .with_context(|| format!("lock {}", path.display()))
     }
 
     fn live(&self, id: &str) -> Result<(Dirs, Record)> {

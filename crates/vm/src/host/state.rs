@@ -40,6 +40,17 @@ pub struct VmRecord {
     pub netns: Option<PathBuf>,
     pub interfaces: Vec<String>,
     pub boot: Boot,
+    /// Booted ahead of any container, and not claimed yet.
+    #[serde(default)]
+    pub warm: bool,
+    /// What it booted: a claim takes only a VM of the initramfs and size
+    /// the container would get.
+    #[serde(default)]
+    pub initramfs: PathBuf,
+    #[serde(default)]
+    pub cpus: u32,
+    #[serde(default)]
+    pub memory_mib: u64,
 }
 
 /// Where a VM's start went, in milliseconds: QEMU and its firmware until

@@ -1,0 +1,137 @@
+//! Spare VMs, booted ahead of their containers (Kata's VM factory, in
+//! small): with `--warm N` berth-vm keeps N of them; `create` claims one
+//! that fits instead of booting, and starts a replacement in the
+//! background. A spare boots with one NIC on a tap in its holder's own
+//! network namespace; the claim moves that tap into the container's
+//! namespace, redirects it to the container's interface, and the guest's
+//! NIC takes that interface's MAC and addresses, as a cold boot's would.
+//!
+//! Each of the N slots is a lock under ROOT/.locks that a spare's holder
+//! holds until claimed, so concurrent commands never boot more than N.
+
+use std::os::fd::RawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use berth_base::lock::{Flock, Wait};
+use serde_json::{Value, json};
+
+use crate::host::client::Client;
+use crate::host::ops::{REQUEST_TIMEOUT, Vm, secs_from_env};
+use crate::host::state::{self, VmDirs, VmRecord};
+use crate::host::{fork, qemu};
+use crate::proto::Msg;
+
+impl Vm {
+    /// A spare VM that fits the container (its size, this initramfs; its
+    /// holder refuses a namespace of more interfaces than its one NIC),
+    /// claimed for it; None when there is none.
+    pub(crate) fn claim_spare(
+        &self,
+        spec: &Value,
+        netns: Option<&Path>,
+        sandbox: Option<&str>,
+    ) -> Result<Option<(VmDirs, VmRecord)>> {
+        let size = qemu::size(spec);
+        let spares: Vec<(VmDirs, VmRecord)> = state::vms(&self.root)
+            .into_iter()
+            .filter(|(_, r)| r.warm && (r.cpus, r.memory_mib) == size)
+            .collect();
+        if spares.is_empty() {
+            return Ok(None);
+        }
+        let initramfs = self.assets()?.initramfs;
+        let claim = Msg::Claim {
+            netns: netns.map(Path::to_path_buf),
+            sandbox: sandbox.map(String::from),
+        };
+        for (dirs, r) in spares {
+            if r.initramfs != initramfs {
+                continue;
+            }
+            // Another command's claim may come first: try the next.
+            let claimed =
+                Client::connect(&dirs.ctl(), REQUEST_TIMEOUT).and_then(|mut c| c.request(&claim));
+            if claimed.is_ok() {
+                let r = dirs.load()?;
+                return Ok(Some((dirs, r)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Boots spares into the pool's free slots: `wait`ing until the pool
+    /// is full (the `warm` command: its own boots, and those other
+    /// commands began), or in a process of their own that the caller
+    /// does not wait for (after a claim).
+    pub fn fill_pool(&self, wait: bool) -> Result<()> {
+        let mut slots = Vec::new();
+        for i in 0..self.warm {
+            if let Some(slot) = self.lock(&format!("spare-{i}"), Wait::No)? {
+                slots.push(slot);
+            }
+        }
+        if wait {
+            self.boot_spares(slots)?;
+            let timeout = secs_from_env("BERTH_VM_BOOT_TIMEOUT", 120);
+            let deadline = Instant::now() + timeout;
+            while self.spares() < self.warm {
+                if Instant::now() > deadline {
+                    bail!(
+                        "the pool's spares did not boot within {} s",
+                        timeout.as_secs()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return Ok(());
+        }
+        if slots.is_empty() {
+            return Ok(());
+        }
+        fork::fork_and_wait(&[], move |report| {
+            fork::report(report, &Ok(()));
+            fork::detach_stdio();
+            let _ = self.boot_spares(slots);
+            std::process::exit(0)
+        })
+        .map(drop)
+    }
+
+    /// How many spares are booted and unclaimed.
+    fn spares(&self) -> usize {
+        state::vms(&self.root)
+            .iter()
+            .filter(|(_, r)| r.warm)
+            .count()
+    }
+
+    /// Ends every spare nobody has claimed, and waits (a while) for
+    /// their holders to have cleaned up.
+    pub fn drain_pool(&self) {
+        let mut retired = Vec::new();
+        for (dirs, r) in state::vms(&self.root).into_iter().filter(|(_, r)| r.warm) {
+            let asked = Client::connect(&dirs.ctl(), REQUEST_TIMEOUT)
+                .and_then(|mut c| c.request(&Msg::Retire));
+            if asked.is_ok() {
+                retired.push(r.holder);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while retired.iter().any(|h| h.is_alive()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// One spare per slot, each holder holding its slot (and not the
+    /// slots still to boot); of the size of a container without limits.
+    fn boot_spares(&self, slots: Vec<Flock>) -> Result<()> {
+        let fds: Vec<RawFd> = slots.iter().map(Flock::raw_fd).collect();
+        for (i, slot) in slots.into_iter().enumerate() {
+            let name = format!("spare-{}", berth_base::ids::random_hex(6));
+            self.boot(&name, &json!({}), None, None, &fds[i + 1..], Some(slot))?;
+        }
+        Ok(())
+    }
+}
