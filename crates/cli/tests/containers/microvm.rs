@@ -471,3 +471,168 @@ fn a_berth_pod_is_one_vm() {
     let m = mounts_under(&env.runroot().join("runtime-berth-vm"));
     assert!(m.is_empty(), "shared mounts remain: {m:?}");
 }
+
+/// berth-vm's spare VMs under one root: ended (and their processes
+/// killed) when dropped, pass or fail.
+struct Spares {
+    vm: String,
+    agent: String,
+    root: PathBuf,
+}
+
+impl Spares {
+    fn berth_vm(&self, warm: &str, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(&self.vm)
+            .arg("--root")
+            .arg(&self.root)
+            .arg(format!("--{}", self.agent))
+            .args(["--warm", warm])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// The spare VMs' directories and records, claimed or not.
+    fn vms(&self) -> Vec<(PathBuf, serde_json::Value)> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".vm-spare-"))
+            .filter_map(|e| {
+                let raw = std::fs::read(e.path().join("vm.json")).ok()?;
+                Some((e.path(), serde_json::from_slice(&raw).ok()?))
+            })
+            .collect()
+    }
+
+    fn unclaimed(&self) -> usize {
+        self.vms().iter().filter(|(_, v)| v["warm"] == true).count()
+    }
+}
+
+impl Drop for Spares {
+    fn drop(&mut self) {
+        let _ = self.berth_vm("0", &["warm"]);
+        let root = self.root.join(".vm-spare-").to_string_lossy().into_owned();
+        for pid in processes_with(&root) {
+            // SAFETY: kill(2) of a process this test's berth-vm started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// With `--warm 1` a container starts in a VM booted before it: the
+/// spare's QEMU runs it, its NIC took over the container's interface
+/// (a published port answers, eth0 has the container's MAC and address),
+/// a replacement boots behind it; a pod's first container claims the
+/// next and its second joins it; a container of another size boots its
+/// own VM; `warm` with `--warm 0` ends the spares, and nothing is left.
+#[test]
+fn spare_vms_start_containers_without_a_boot() {
+    let Some((vm, agent)) = crate::berth_vm::berth_vm() else {
+        return;
+    };
+    let env = Env::new();
+    let spares = Spares {
+        vm: vm.clone(),
+        agent: agent.clone(),
+        root: env.runroot().join("runtime-berth-vm"),
+    };
+    let out = spares.berth_vm("1", &["warm"]);
+    assert!(out.status.success(), "{out:?}");
+    let before = spares.vms();
+    assert_eq!(before.len(), 1, "one spare booted");
+    assert_eq!(before[0].1["warm"], true);
+    let spare_qemu = before[0].1["qemu"]["pid"].as_i64().unwrap();
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&links.stdout).contains("vmtap"),
+        "the spare's tap is out of the host's sight"
+    );
+
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let rt = [
+        "--runtime",
+        vm.as_str(),
+        "--runtime-flag",
+        agent.as_str(),
+        "--runtime-flag",
+        "warm=1",
+    ];
+    let mut flags = vec!["--name", "web", "-p", publish.as_str()];
+    flags.extend(rt);
+    env.run_d(&flags, &["httpd", "-f", "-p", "80", "-h", "/www"]);
+    let (dir, claimed) = spares
+        .vms()
+        .into_iter()
+        .find(|(_, v)| v["qemu"]["pid"] == spare_qemu)
+        .expect("the spare still runs");
+    assert_eq!(claimed["warm"], false, "the spare was claimed: {claimed}");
+    let url = format!("http://127.0.0.1:{port}/index.html");
+    wait_within(60, "the server in the spare VM to answer", || {
+        std::process::Command::new("curl")
+            .args(["-sf", "--max-time", "2", &url])
+            .output()
+            .is_ok_and(|o| o.stdout == b"hello from berth\n")
+    });
+    let net = &env.inspect("web")["NetworkSettings"];
+    let (addr, mac) = (net["IPAddress"].as_str(), net["MacAddress"].as_str());
+    let seen = env.ok(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0; cat /sys/class/net/eth0/address",
+    ]);
+    assert!(
+        seen.contains(&format!("inet {}/", addr.unwrap())) && seen.lines().last() == mac,
+        "eth0 took over {addr:?} {mac:?}: {seen}"
+    );
+
+    // The pool boots a replacement in the background.
+    wait_within(120, "a new spare", || spares.unclaimed() == 1);
+    // A pod's first container claims it, the second joins it.
+    let (_, spare) = spares
+        .vms()
+        .into_iter()
+        .find(|(_, v)| v["warm"] == true)
+        .unwrap();
+    env.ok(&["pod", "create", "--name", "vmpod"]);
+    for name in ["a", "b"] {
+        let mut flags = vec!["--name", name, "--pod", "vmpod"];
+        flags.extend(rt);
+        env.run_d(&flags, &["sleep", "1000"]);
+    }
+    let pod_vm = spares
+        .vms()
+        .into_iter()
+        .find(|(_, v)| v["qemu"] == spare["qemu"])
+        .expect("the spare runs the pod")
+        .1;
+    assert_eq!(pod_vm["warm"], false, "claimed for the pod: {pod_vm}");
+    let boot_id = |c: &str| env.ok(&["exec", c, "cat", "/proc/sys/kernel/random/boot_id"]);
+    assert_eq!(boot_id("a"), boot_id("b"), "one guest kernel for the pod");
+    env.ok(&["pod", "rm", "-f", "vmpod"]);
+    wait_within(120, "a new spare", || spares.unclaimed() == 1);
+    // A container of another size does not fit a spare: a VM of its own.
+    let mut args = vec!["run", "--rm", "--network", "none", "--memory", "96m"];
+    args.extend(rt);
+    args.extend([env.image.as_str(), "true"]);
+    env.ok(&args);
+    assert_eq!(spares.unclaimed(), 1, "the spare stayed a spare");
+
+    env.ok(&["rm", "-f", "web"]);
+    wait_within(60, "the claimed VM to go", || !dir.exists());
+    let out = spares.berth_vm("0", &["warm"]);
+    assert!(out.status.success(), "{out:?}");
+    wait_within(60, "the spares to go", || spares.vms().is_empty());
+    let root = spares.root.to_string_lossy().into_owned();
+    let left = processes_with(&format!("{root}/.vm-"));
+    assert!(left.is_empty(), "QEMU or holders remain: {left:?}");
+}
