@@ -112,24 +112,39 @@ fn boot_to_start(tool: &Tool, base: &Path, image: &str, vm: &Path, runs: usize) 
         "| accelerator | run -d wall | QEMU + firmware | guest kernel | agent (drivers, mounts) | network takeover | rest: create + start |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    for accel in &accels {
+    // Each accelerator cold, then from a spare VM (`--warm 1`): the pool
+    // is full before each run (untimed), and the run's claim starts a
+    // replacement booting beside it, as it would in use.
+    let rows = accels
+        .iter()
+        .flat_map(|a| [(*a, false), (*a, true)])
+        .collect::<Vec<_>>();
+    for (accel, warm) in rows {
         let mut walls = Vec::new();
         let mut parts: [Vec<u64>; 4] = Default::default();
         for _ in 0..runs {
-            let mut cmd = tool.cmd(&[
-                "run",
-                "-d",
-                "--runtime",
-                &vm.to_string_lossy(),
-                image,
-                "sleep",
-                "60",
-            ]);
+            let mut args = vec!["run", "-d", "--runtime", vm.to_str().unwrap_or_default()];
+            if warm {
+                sh(Command::new(vm)
+                    .arg("--root")
+                    .arg(&vm_root)
+                    .args(["--warm", "1", "warm"])
+                    .env("BERTH_VM_ACCEL", accel))?;
+                args.extend(["--runtime-flag", "warm=1"]);
+            }
+            args.extend([image, "sleep", "60"]);
+            let mut cmd = tool.cmd(&args);
             cmd.env("BERTH_VM_ACCEL", accel);
             let t = std::time::Instant::now();
             let id = sh(&mut cmd)?.trim().to_string();
             walls.push(t.elapsed().as_millis() as u64);
-            let raw = std::fs::read(vm_root.join(format!(".vm-{id}/vm.json")))?;
+            // The VM the container ran in: booted for it, or a spare.
+            let raw = std::fs::read(vm_root.join(&id).join("state.json"))?;
+            let name = serde_json::from_slice::<serde_json::Value>(&raw)?["vm"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let raw = std::fs::read(vm_root.join(format!(".vm-{name}/vm.json")))?;
             let v: serde_json::Value = serde_json::from_slice(&raw)?;
             for (i, k) in ["qemu_ms", "kernel_ms", "agent_ms", "network_ms"]
                 .iter()
@@ -145,12 +160,26 @@ fn boot_to_start(tool: &Tool, base: &Path, image: &str, vm: &Path, runs: usize) 
         };
         let wall = med(walls);
         let p: Vec<u64> = parts.into_iter().map(med).collect();
-        let rest = wall.saturating_sub(p.iter().sum());
-        println!(
-            "| {accel} | {wall} | {} | {} | {} | {} | {rest} |",
-            p[0], p[1], p[2], p[3]
-        );
+        if warm {
+            // The boot happened before the run: only the claim's network
+            // takeover is in its time.
+            let rest = wall.saturating_sub(p[3]);
+            println!(
+                "| {accel}, spare VM (--warm 1) | {wall} | before | before | before | {} | {rest} |",
+                p[3]
+            );
+        } else {
+            let rest = wall.saturating_sub(p.iter().sum());
+            println!(
+                "| {accel} | {wall} | {} | {} | {} | {} | {rest} |",
+                p[0], p[1], p[2], p[3]
+            );
+        }
     }
+    sh(Command::new(vm)
+        .arg("--root")
+        .arg(&vm_root)
+        .args(["--warm", "0", "warm"]))?;
     if !berth_vm::host::assets::kvm_usable() {
         println!(
             "\nKVM: not usable on this host (/dev/kvm without vmx/svm: a nested host), so TCG only."
