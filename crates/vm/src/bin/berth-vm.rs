@@ -180,10 +180,7 @@ fn run(cli: Cli) -> Result<()> {
             console_socket.as_deref(),
         ),
         Cmd::Start { container_id } => vm.start(&container_id),
-        Cmd::Warm if vm.warm == 0 => {
-            vm.drain_pool();
-            Ok(())
-        }
+        Cmd::Warm if vm.warm == 0 => vm.drain_pool(),
         Cmd::Warm => vm.fill_pool(true),
         Cmd::State { container_id } => {
             print(&serde_json::to_string_pretty(&vm.state(&container_id)?)?);

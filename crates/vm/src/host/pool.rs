@@ -107,21 +107,42 @@ impl Vm {
             .count()
     }
 
-    /// Ends every spare nobody has claimed, and waits (a while) for
-    /// their holders to have cleaned up.
-    pub fn drain_pool(&self) {
-        let mut retired = Vec::new();
-        for (dirs, r) in state::vms(&self.root).into_iter().filter(|(_, r)| r.warm) {
-            let asked = Client::connect(&dirs.ctl(), REQUEST_TIMEOUT)
-                .and_then(|mut c| c.request(&Msg::Retire));
-            if asked.is_ok() {
-                retired.push(r.holder);
+    /// Ends every spare nobody has claimed, those still booting as they
+    /// come up, and returns when no spare holds a slot (each holder has
+    /// cleaned up and gone).
+    pub fn drain_pool(&self) -> Result<()> {
+        let timeout = secs_from_env("BERTH_VM_BOOT_TIMEOUT", 120);
+        let deadline = Instant::now() + timeout;
+        while self.slots_held()? {
+            for (dirs, _) in state::vms(&self.root).into_iter().filter(|(_, r)| r.warm) {
+                // One already ending may not answer: asked again next round.
+                let _ = Client::connect(&dirs.ctl(), REQUEST_TIMEOUT)
+                    .and_then(|mut c| c.request(&Msg::Retire));
+            }
+            if Instant::now() > deadline {
+                bail!("spares still run after {} s", timeout.as_secs());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Whether a spare (booting, or booted and unclaimed) holds one of the
+    /// pool's slots.
+    fn slots_held(&self) -> Result<bool> {
+        let Ok(entries) = std::fs::read_dir(self.root.join(".locks")) else {
+            return Ok(false);
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(slot) = name.strip_suffix(".lock") else {
+                continue;
+            };
+            if slot.starts_with("spare-") && self.lock(slot, Wait::No)?.is_none() {
+                return Ok(true);
             }
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while retired.iter().any(|h| h.is_alive()) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        Ok(false)
     }
 
     /// One spare per slot, each holder holding its slot (and not the
