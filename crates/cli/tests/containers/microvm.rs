@@ -539,7 +539,8 @@ impl Drop for Spares {
 /// (a published port answers, eth0 has the container's MAC and address),
 /// a replacement boots behind it; a pod's first container claims the
 /// next and its second joins it; a container of another size boots its
-/// own VM; `warm` with `--warm 0` ends the spares, and nothing is left.
+/// own VM, one of another agent ends the outdated spare; `warm` with
+/// `--warm 0` ends the spares, a booting one too, and nothing is left.
 #[test]
 fn spare_vms_start_containers_without_a_boot() {
     let Some((vm, agent)) = crate::berth_vm::berth_vm() else {
@@ -637,6 +638,24 @@ fn spare_vms_start_containers_without_a_boot() {
     args.extend([env.image.as_str(), "true"]);
     env.ok(&args);
     assert_eq!(spares.unclaimed(), 1, "the spare stayed a spare");
+    // A spare booted with another agent (one since upgraded) is not
+    // claimed: it ends, and the container boots a VM of its own.
+    let copy = env.runroot().join("berth-vm-agent.new");
+    std::fs::copy(agent.strip_prefix("agent=").unwrap(), &copy).unwrap();
+    let newer = format!("agent={}", copy.display());
+    env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--runtime",
+        vm.as_str(),
+        "--runtime-flag",
+        newer.as_str(),
+        env.image.as_str(),
+        "true",
+    ]);
+    wait_within(30, "the outdated spare to end", || spares.unclaimed() == 0);
 
     env.ok(&["rm", "-f", "web"]);
     wait_within(60, "the claimed VM to go", || !dir.exists());

@@ -48,12 +48,13 @@ impl Vm {
         };
         for (dirs, r) in spares {
             if r.initramfs != initramfs {
+                // Booted before the kernel or agent changed: it would hold
+                // its slot forever, so it ends and a current one boots.
+                let _ = ask(&dirs, &Msg::Retire);
                 continue;
             }
             // Another command's claim may come first: try the next.
-            let claimed =
-                Client::connect(&dirs.ctl(), REQUEST_TIMEOUT).and_then(|mut c| c.request(&claim));
-            if claimed.is_ok() {
+            if ask(&dirs, &claim).is_ok() {
                 let r = dirs.load()?;
                 return Ok(Some((dirs, r)));
             }
@@ -116,8 +117,7 @@ impl Vm {
         while self.slots_held()? {
             for (dirs, _) in state::vms(&self.root).into_iter().filter(|(_, r)| r.warm) {
                 // One already ending may not answer: asked again next round.
-                let _ = Client::connect(&dirs.ctl(), REQUEST_TIMEOUT)
-                    .and_then(|mut c| c.request(&Msg::Retire));
+                let _ = ask(&dirs, &Msg::Retire);
             }
             if Instant::now() > deadline {
                 bail!("spares still run after {} s", timeout.as_secs());
@@ -155,4 +155,11 @@ impl Vm {
         }
         Ok(())
     }
+}
+
+/// A spare's holder's answer to a command it takes itself.
+fn ask(vm: &VmDirs, m: &Msg) -> Result<()> {
+    Client::connect(&vm.ctl(), REQUEST_TIMEOUT)?
+        .request(m)
+        .map(drop)
 }
