@@ -555,7 +555,7 @@ fn spare_vms_start_containers_without_a_boot() {
     let out = spares.berth_vm("1", &["warm"]);
     assert!(out.status.success(), "{out:?}");
     let before = spares.vms();
-    assert_eq!(before.len(), 1, "one spare booted");
+    assert_eq!(before.len(), 1, "one spare booted: {before:?}");
     assert_eq!(before[0].1["warm"], true);
     let spare_qemu = before[0].1["qemu"]["pid"].as_i64().unwrap();
     let links = std::process::Command::new("ip")
@@ -584,7 +584,7 @@ fn spare_vms_start_containers_without_a_boot() {
         .vms()
         .into_iter()
         .find(|(_, v)| v["qemu"]["pid"] == spare_qemu)
-        .expect("the spare still runs");
+        .unwrap_or_else(|| panic!("the spare was not claimed: {:?}", spares.vms()));
     assert_eq!(claimed["warm"], false, "the spare was claimed: {claimed}");
     let url = format!("http://127.0.0.1:{port}/index.html");
     wait_within(60, "the server in the spare VM to answer", || {
@@ -625,7 +625,7 @@ fn spare_vms_start_containers_without_a_boot() {
         .vms()
         .into_iter()
         .find(|(_, v)| v["qemu"] == spare["qemu"])
-        .expect("the spare runs the pod")
+        .unwrap_or_else(|| panic!("the pod did not claim the spare: {:?}", spares.vms()))
         .1;
     assert_eq!(pod_vm["warm"], false, "claimed for the pod: {pod_vm}");
     let boot_id = |c: &str| env.ok(&["exec", c, "cat", "/proc/sys/kernel/random/boot_id"]);
@@ -637,7 +637,12 @@ fn spare_vms_start_containers_without_a_boot() {
     args.extend(rt);
     args.extend([env.image.as_str(), "true"]);
     env.ok(&args);
-    assert_eq!(spares.unclaimed(), 1, "the spare stayed a spare");
+    assert_eq!(
+        spares.unclaimed(),
+        1,
+        "the spare stayed one: {:?}",
+        spares.vms()
+    );
     // A spare booted with another agent (one since upgraded) is not
     // claimed: it ends, and the container boots a VM of its own.
     let copy = env.runroot().join("berth-vm-agent.new");
