@@ -33,6 +33,14 @@ fn qemu_pid(env: &Env, id: &str) -> i32 {
     v["qemu"]["pid"].as_i64().unwrap() as i32
 }
 
+/// Whether `url` answers with the test image's page.
+fn serves_the_page(url: &str) -> bool {
+    std::process::Command::new("curl")
+        .args(["-sf", "--max-time", "2", url])
+        .output()
+        .is_ok_and(|o| o.stdout == b"hello from berth\n")
+}
+
 /// Nothing of the VM container `id` booted is left: no QEMU, no bind in
 /// its shared directory, no directory of the VM's or the container's.
 fn assert_vm_gone(env: &Env, id: &str) {
@@ -132,10 +140,7 @@ fn berth_vm_runs_containers_under_their_own_kernel() {
     let id = env.run_d(&flags, &["httpd", "-f", "-p", "80", "-h", "/www"]);
     let url = format!("http://127.0.0.1:{port}/index.html");
     wait_within(60, "the server in the VM to answer", || {
-        std::process::Command::new("curl")
-            .args(["-sf", "--max-time", "2", &url])
-            .output()
-            .is_ok_and(|o| o.stdout == b"hello from berth\n")
+        serves_the_page(&url)
     });
     let addr = env.inspect("web")["NetworkSettings"]["IPAddress"]
         .as_str()
@@ -481,15 +486,18 @@ struct Spares {
 }
 
 impl Spares {
-    fn berth_vm(&self, warm: &str, args: &[&str]) -> std::process::Output {
-        std::process::Command::new(&self.vm)
-            .arg("--root")
+    /// `berth-vm warm` on the spares' root, keeping `warm` of them.
+    fn warm(&self, warm: &str) -> std::process::Command {
+        let mut c = std::process::Command::new(&self.vm);
+        c.arg("--root")
             .arg(&self.root)
             .arg(format!("--{}", self.agent))
-            .args(["--warm", warm])
-            .args(args)
-            .output()
-            .unwrap()
+            .args(["--warm", warm, "warm"]);
+        c
+    }
+
+    fn berth_vm_warm(&self, warm: &str) -> std::process::Output {
+        self.warm(warm).output().unwrap()
     }
 
     /// The spare VMs' directories and records, claimed or not.
@@ -525,7 +533,7 @@ impl Spares {
 
 impl Drop for Spares {
     fn drop(&mut self) {
-        let _ = self.berth_vm("0", &["warm"]);
+        let _ = self.berth_vm_warm("0");
         let root = self.root.join(".vm-spare-").to_string_lossy().into_owned();
         for pid in processes_with(&root) {
             // SAFETY: kill(2) of a process this test's berth-vm started.
@@ -552,7 +560,7 @@ fn spare_vms_start_containers_without_a_boot() {
         agent: agent.clone(),
         root: env.runroot().join("runtime-berth-vm"),
     };
-    let out = spares.berth_vm("1", &["warm"]);
+    let out = spares.berth_vm_warm("1");
     assert!(out.status.success(), "{out:?}");
     let before = spares.vms();
     assert_eq!(before.len(), 1, "one spare booted: {before:?}");
@@ -588,10 +596,7 @@ fn spare_vms_start_containers_without_a_boot() {
     assert_eq!(claimed["warm"], false, "the spare was claimed: {claimed}");
     let url = format!("http://127.0.0.1:{port}/index.html");
     wait_within(60, "the server in the spare VM to answer", || {
-        std::process::Command::new("curl")
-            .args(["-sf", "--max-time", "2", &url])
-            .output()
-            .is_ok_and(|o| o.stdout == b"hello from berth\n")
+        serves_the_page(&url)
     });
     let net = &env.inspect("web")["NetworkSettings"];
     let (addr, mac) = (net["IPAddress"].as_str(), net["MacAddress"].as_str());
@@ -666,17 +671,14 @@ fn spare_vms_start_containers_without_a_boot() {
     wait_within(60, "the claimed VM to go", || !dir.exists());
     // Draining ends the ready spare and one still booting (its directory
     // is there, its record not yet).
-    let mut second = std::process::Command::new(&spares.vm)
-        .arg("--root")
-        .arg(&spares.root)
-        .arg(format!("--{}", spares.agent))
-        .args(["--warm", "2", "warm"])
+    let mut second = spares
+        .warm("2")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     wait_within(60, "a second spare to boot", || spares.dirs() == 2);
-    let out = spares.berth_vm("0", &["warm"]);
+    let out = spares.berth_vm_warm("0");
     assert!(out.status.success(), "{out:?}");
     assert_eq!(spares.dirs(), 0, "drained, the booting one too");
     let _ = second.kill();

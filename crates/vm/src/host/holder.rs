@@ -303,17 +303,15 @@ impl Holder {
         if self.spare.is_none() {
             return Ok(Err(anyhow!("the VM was claimed already")));
         }
-        if let Some(ns) = &netns
-            && net::wanted_nics(ns).is_ok_and(|n| n > 1)
-        {
-            return Ok(Err(anyhow!(
-                "the VM has one NIC, {} wants more",
-                ns.display()
-            )));
-        }
+        // Checked before anything moves: a refusal leaves the spare as it was.
+        let target = match netns.as_deref().map(net::spare_target) {
+            Some(Ok(name)) => netns.as_deref().zip(name),
+            Some(Err(e)) => return Ok(Err(e)),
+            None => None,
+        };
         let t = Instant::now();
-        let links = match &netns {
-            Some(ns) => net::adopt(ns)?,
+        let links = match target {
+            Some((ns, name)) => vec![net::adopt(ns, &name)?],
             None => Vec::new(),
         };
         self.made.netns = netns.clone();

@@ -62,29 +62,27 @@ pub fn spare() -> Result<(OwnedFd, [u8; 6])> {
     Ok((fd, mac))
 }
 
-/// How many interfaces a claimed VM's one spare NIC would have to take
-/// over in `ns`.
-pub fn wanted_nics(ns: &Path) -> Result<usize> {
-    Ok(interfaces_of(ns)?.len())
-}
-
-fn interfaces_of(ns: &Path) -> Result<Vec<String>> {
-    berth_network::netns::run_in(ns, interfaces)
+/// The one interface of `ns` a spare's NIC would take over (None: the
+/// namespace has loopback only); an error where it has more than one, or
+/// cannot be read. Nothing is changed.
+pub fn spare_target(ns: &Path) -> Result<Option<String>> {
+    let mut names = berth_network::netns::run_in(ns, interfaces)
         .map_err(|e| anyhow!("{e}"))?
-        .with_context(|| format!("list the interfaces of {}", ns.display()))
+        .with_context(|| format!("list the interfaces of {}", ns.display()))?;
+    if names.len() > 1 {
+        bail!(
+            "the VM has one NIC, {} has {} interfaces",
+            ns.display(),
+            names.len()
+        );
+    }
+    Ok(names.pop())
 }
 
 /// Moves the spare tap from the holder's namespace into `ns` and joins it
-/// to the namespace's one interface (none: the tap stays where it is and
-/// the guest keeps only loopback). Returns what the guest takes over.
-pub fn adopt(ns: &Path) -> Result<Vec<LinkConfig>> {
-    let names = interfaces_of(ns)?;
-    let [name] = names.as_slice() else {
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
-        bail!("{} interfaces for one spare NIC", names.len());
-    };
+/// to interface `name` there (see [`spare_target`]); returns what the
+/// guest takes over.
+pub fn adopt(ns: &Path, name: &str) -> Result<LinkConfig> {
     let file = std::fs::File::open(ns).with_context(|| format!("open {}", ns.display()))?;
     link::move_to_netns(SPARE_TAP, file.as_fd())
         .with_context(|| format!("move the spare tap into {}", ns.display()))?;
@@ -94,7 +92,6 @@ pub fn adopt(ns: &Path) -> Result<Vec<LinkConfig>> {
     })
     .map_err(|e| anyhow!("{e}"))?
     .with_context(|| format!("plug the VM into {}", ns.display()))
-    .map(|cfg| vec![cfg])
 }
 
 /// Undoes [`plug`] as far as the namespace still exists: the taps went

@@ -35,9 +35,14 @@ pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// and boots the VM).
 const POD_ANNOTATIONS: &[&str] = &["io.github.berth.pod-id", "io.kubernetes.cri.sandbox-id"];
 
-pub(crate) fn secs_from_env(var: &str, default: u64) -> Duration {
+fn secs_from_env(var: &str, default: u64) -> Duration {
     let s = std::env::var(var).ok().and_then(|v| v.parse().ok());
     Duration::from_secs(s.unwrap_or(default))
+}
+
+/// How long a VM may take to boot and answer (TCG is slow).
+pub(crate) fn boot_timeout() -> Duration {
+    secs_from_env("BERTH_VM_BOOT_TIMEOUT", 120)
 }
 
 impl Vm {
@@ -131,14 +136,13 @@ impl Vm {
         let share_dir = vm_dirs.share().join(id);
         let guest_spec =
             share::prepare(id, spec, bundle, &share_dir, &format!("{GUEST_SHARE}/{id}"))?;
-        let client =
-            match Client::connect(&vm_dirs.ctl(), secs_from_env("BERTH_VM_BOOT_TIMEOUT", 120)) {
-                Ok(c) => c,
-                Err(e) => {
-                    share::release(&share_dir);
-                    return Err(e);
-                }
-            };
+        let client = match Client::connect(&vm_dirs.ctl(), boot_timeout()) {
+            Ok(c) => c,
+            Err(e) => {
+                share::release(&share_dir);
+                return Err(e);
+            }
+        };
         let keeper = Keeper {
             client,
             first: Msg::Create(Box::new(CreateRequest {
@@ -210,7 +214,7 @@ impl Vm {
             sandbox,
             assets,
             accel: assets::accelerator(),
-            boot_timeout: secs_from_env("BERTH_VM_BOOT_TIMEOUT", 120),
+            boot_timeout: boot_timeout(),
             agent_timeout: secs_from_env("BERTH_VM_AGENT_TIMEOUT", 30),
             spare,
         };

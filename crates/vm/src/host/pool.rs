@@ -18,7 +18,7 @@ use berth_base::lock::{Flock, Wait};
 use serde_json::{Value, json};
 
 use crate::host::client::Client;
-use crate::host::ops::{REQUEST_TIMEOUT, Vm, secs_from_env};
+use crate::host::ops::{REQUEST_TIMEOUT, Vm, boot_timeout};
 use crate::host::state::{self, VmDirs, VmRecord};
 use crate::host::{fork, qemu};
 use crate::proto::Msg;
@@ -75,7 +75,7 @@ impl Vm {
         }
         if wait {
             self.boot_spares(slots)?;
-            let timeout = secs_from_env("BERTH_VM_BOOT_TIMEOUT", 120);
+            let timeout = boot_timeout();
             let deadline = Instant::now() + timeout;
             while self.spares() < self.warm {
                 if Instant::now() > deadline {
@@ -112,7 +112,7 @@ impl Vm {
     /// come up, and returns when no spare holds a slot (each holder has
     /// cleaned up and gone).
     pub fn drain_pool(&self) -> Result<()> {
-        let timeout = secs_from_env("BERTH_VM_BOOT_TIMEOUT", 120);
+        let timeout = boot_timeout();
         let deadline = Instant::now() + timeout;
         while self.slots_held()? {
             for (dirs, _) in state::vms(&self.root).into_iter().filter(|(_, r)| r.warm) {
